@@ -1,0 +1,78 @@
+//! Linux ABI constants both sides need.
+
+/// errno values (x86_64).
+pub mod errno {
+    pub const EPERM: i64 = 1;
+    pub const ENOENT: i64 = 2;
+    pub const ESRCH: i64 = 3;
+    pub const EINTR: i64 = 4;
+    pub const EIO: i64 = 5;
+    pub const EBADF: i64 = 9;
+    pub const EAGAIN: i64 = 11;
+    pub const ENOMEM: i64 = 12;
+    pub const EFAULT: i64 = 14;
+    pub const EEXIST: i64 = 17;
+    pub const ENOTDIR: i64 = 20;
+    pub const EINVAL: i64 = 22;
+    pub const ENOTTY: i64 = 25;
+    pub const ESPIPE: i64 = 29;
+    pub const EPIPE: i64 = 32;
+    pub const ERANGE: i64 = 34;
+    pub const ENAMETOOLONG: i64 = 36;
+    pub const ENOSYS: i64 = 38;
+    pub const ENODEV: i64 = 19;
+    pub const EOPNOTSUPP: i64 = 95;
+}
+
+/// Terminal ioctls answered for stdio.
+pub mod ioctl {
+    pub const TCGETS: u64 = 0x5401;
+    pub const TIOCGWINSZ: u64 = 0x5413;
+    /// sizeof(struct termios) as the kernel copies it for TCGETS.
+    pub const TERMIOS_SIZE: u64 = 36;
+    /// sizeof(struct winsize).
+    pub const WINSIZE_SIZE: u64 = 8;
+}
+
+/// sizeof(struct stat) on x86_64.
+pub const STAT_SIZE: u64 = 144;
+/// Most iovecs one readv/writev takes.
+pub const IOV_MAX: u64 = 1024;
+/// sizeof(struct iovec).
+pub const IOVEC_SIZE: u64 = 16;
+/// sizeof(struct pollfd).
+pub const POLLFD_SIZE: u64 = 8;
+
+/// Auxiliary vector keys.
+pub mod auxv {
+    pub const AT_NULL: u64 = 0;
+    pub const AT_PHDR: u64 = 3;
+    pub const AT_PHENT: u64 = 4;
+    pub const AT_PHNUM: u64 = 5;
+    pub const AT_PAGESZ: u64 = 6;
+    pub const AT_BASE: u64 = 7;
+    pub const AT_FLAGS: u64 = 8;
+    pub const AT_ENTRY: u64 = 9;
+    pub const AT_UID: u64 = 11;
+    pub const AT_EUID: u64 = 12;
+    pub const AT_GID: u64 = 13;
+    pub const AT_EGID: u64 = 14;
+    pub const AT_PLATFORM: u64 = 15;
+    pub const AT_HWCAP: u64 = 16;
+    pub const AT_CLKTCK: u64 = 17;
+    pub const AT_SECURE: u64 = 23;
+    pub const AT_RANDOM: u64 = 25;
+    pub const AT_HWCAP2: u64 = 26;
+    pub const AT_EXECFN: u64 = 31;
+    pub const AT_MINSIGSTKSZ: u64 = 51;
+}
+
+/// Signal numbers used for fault reports and exit statuses.
+pub mod signal {
+    pub const SIGILL: u32 = 4;
+    pub const SIGTRAP: u32 = 5;
+    pub const SIGBUS: u32 = 7;
+    pub const SIGFPE: u32 = 8;
+    pub const SIGSEGV: u32 = 11;
+    pub const SIGPIPE: u32 = 13;
+}

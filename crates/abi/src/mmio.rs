@@ -1,0 +1,19 @@
+//! Doorbells: the only ways an isle exits to its monitor.
+//!
+//! Each is one 8-byte MMIO write to `MMIO_BASE + offset`. A write from ring 3
+//! costs about 18 µs on kvm-pvm, so none is on a hot path: the queues are polled.
+
+/// Value: the exit status. The isle is done.
+pub const EXIT: u64 = 0x00;
+/// Value: the CPU index. The panic message is in that CPU's [`crate::boot::CpuArea`].
+pub const PANIC: u64 = 0x08;
+/// Written by the ring-0 exception landing pads. Value: guest address of the
+/// [`crate::boot::ExceptionFrame`] on the exception stack.
+pub const FAULT: u64 = 0x10;
+/// Value: the CPU index. The host offload server is parked: wake it.
+pub const WAKE_HOST: u64 = 0x18;
+/// Value: the CPU index. Nothing to do until a completion arrives or the
+/// deadline in the CPU's area passes: park this vCPU's host thread.
+pub const PARK: u64 = 0x20;
+/// Size of the doorbell page.
+pub const SIZE: u64 = 0x1000;

@@ -1,0 +1,164 @@
+//! The offload queue: how an isle asks its host to do I/O.
+//!
+//! Each vCPU owns one [`QueuePair`] in its [`crate::boot::CpuArea`]: a
+//! submission ring the guest fills and a completion ring the host fills, both
+//! single-producer/single-consumer, in guest memory.
+//!
+//! Protocol:
+//! 1. The guest writes `sq[sq_tail % DEPTH]`, then publishes `sq_tail + 1`
+//!    with a release store.
+//! 2. The host polls `sq_tail`. For each new request it validates every
+//!    guest address, length and fd, performs the operation on the guest's
+//!    buffers in place (zero copy), writes `cq[cq_tail % DEPTH]` with the
+//!    request's `tag` and a Linux-style result (`>= 0`, or `-errno`), then
+//!    publishes `cq_tail + 1` and `sq_head + 1`.
+//! 3. The guest polls `cq_tail`, consumes completions and advances `cq_head`.
+//!
+//! When the host has been idle for a while it sets `host_state` to
+//! [`HOST_PARKED`] and sleeps. After publishing a request the guest issues a
+//! full fence, reads `host_state`, and if parked rings
+//! [`crate::mmio::WAKE_HOST`]. The host re-checks the ring after announcing
+//! that it parks, so no request is ever missed (both sides fence: Dekker).
+//!
+//! The host never trusts anything here: indices are checked against its own
+//! copies and `DEPTH`, addresses and lengths against guest RAM.
+
+use core::sync::atomic::AtomicU32;
+
+/// Entries per ring (a power of two).
+pub const DEPTH: u32 = 64;
+
+/// The host server is polling.
+pub const HOST_POLLING: u32 = 0;
+/// The host server sleeps until woken through the doorbell.
+pub const HOST_PARKED: u32 = 1;
+
+/// Operations. Arguments are listed as `args[0], args[1], ...`.
+pub mod opcode {
+    /// Does nothing; completes with 0.
+    pub const NOP: u32 = 0;
+    /// read(fd, buf, len).
+    pub const READ: u32 = 1;
+    /// write(fd, buf, len).
+    pub const WRITE: u32 = 2;
+    /// ioctl(fd, request, arg_buf) for the terminal requests in
+    /// [`crate::linux::ioctl`]; the result struct is written to arg_buf.
+    pub const IOCTL: u32 = 3;
+    /// fstat(fd, statbuf): writes a Linux x86_64 `struct stat`.
+    pub const FSTAT: u32 = 4;
+    /// poll(pollfds, nfds, timeout_ms) over host-side fds.
+    pub const POLL: u32 = 5;
+    /// lseek(fd, offset, whence).
+    pub const LSEEK: u32 = 6;
+    /// getrandom(buf, len, flags).
+    pub const GETRANDOM: u32 = 7;
+    /// Write buf[..len] to the host's stderr: the kernel's own messages
+    /// (warnings, --trace lines, the syscall summary).
+    pub const LOG: u32 = 8;
+    /// readv(fd, iov, iovcnt): iov is an array of Linux `struct iovec`.
+    pub const READV: u32 = 9;
+    /// writev(fd, iov, iovcnt).
+    pub const WRITEV: u32 = 10;
+    /// One past the highest opcode.
+    pub const COUNT: u32 = 11;
+}
+
+/// One request: 64 bytes, one cache line.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub opcode: u32,
+    pub flags: u32,
+    /// Echoed in the completion.
+    pub tag: u64,
+    pub args: [u64; 6],
+}
+
+/// One completion.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    pub tag: u64,
+    /// `>= 0` on success, `-errno` on failure.
+    pub result: i64,
+}
+
+/// A ring index alone on its cache line, so producer and consumer don't
+/// false-share.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct RingIndex {
+    pub value: AtomicU32,
+}
+
+/// One vCPU's submission and completion rings.
+#[repr(C)]
+pub struct QueuePair {
+    /// Written by the guest.
+    pub sq_tail: RingIndex,
+    /// Written by the host.
+    pub sq_head: RingIndex,
+    /// Written by the host.
+    pub cq_tail: RingIndex,
+    /// Written by the guest.
+    pub cq_head: RingIndex,
+    /// [`HOST_POLLING`] or [`HOST_PARKED`], written by the host.
+    pub host_state: RingIndex,
+    pub sq: [Request; DEPTH as usize],
+    pub cq: [Completion; DEPTH as usize],
+}
+
+/// Byte offsets inside [`QueuePair`], for the host's address arithmetic.
+pub mod offset {
+    use super::*;
+    use core::mem::offset_of;
+
+    pub const SQ_TAIL: usize = offset_of!(QueuePair, sq_tail);
+    pub const SQ_HEAD: usize = offset_of!(QueuePair, sq_head);
+    pub const CQ_TAIL: usize = offset_of!(QueuePair, cq_tail);
+    pub const CQ_HEAD: usize = offset_of!(QueuePair, cq_head);
+    pub const HOST_STATE: usize = offset_of!(QueuePair, host_state);
+    pub const SQ: usize = offset_of!(QueuePair, sq);
+    pub const CQ: usize = offset_of!(QueuePair, cq);
+}
+
+/// Ring slot for a free-running index.
+pub const fn slot(index: u32) -> usize {
+    (index & (DEPTH - 1)) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn entries_have_the_documented_sizes() {
+        assert_eq!(size_of::<Request>(), 64);
+        assert_eq!(size_of::<Completion>(), 16);
+        assert!(DEPTH.is_power_of_two());
+    }
+
+    #[test]
+    fn indices_sit_on_separate_cache_lines() {
+        let offsets = [
+            offset::SQ_TAIL,
+            offset::SQ_HEAD,
+            offset::CQ_TAIL,
+            offset::CQ_HEAD,
+            offset::HOST_STATE,
+        ];
+        for pair in offsets.windows(2) {
+            assert_eq!(pair[1] - pair[0], 64);
+        }
+        assert_eq!(offset::SQ % 64, 0);
+        assert_eq!(offset::CQ, offset::SQ + 64 * DEPTH as usize);
+    }
+
+    #[test]
+    fn slots_wrap_around() {
+        assert_eq!(slot(0), 0);
+        assert_eq!(slot(DEPTH), 0);
+        assert_eq!(slot(u32::MAX), DEPTH as usize - 1);
+    }
+}

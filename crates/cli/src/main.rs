@@ -1,0 +1,40 @@
+//! `atoll`: run unmodified static Linux programs in isles.
+#![deny(unsafe_code)]
+
+mod run;
+mod size;
+
+use clap::{Parser, Subcommand};
+
+/// The built-in isle kernel.
+pub static KERNEL_IMAGE: &[u8] = include_bytes!(env!("ATOLL_KERNEL_ELF"));
+
+#[derive(Parser)]
+#[command(
+    name = "atoll",
+    version,
+    about = "Run unmodified static Linux programs in isles: small unikernels on their own cores and memory",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot an isle and run PROGRAM in it, with ARGS; exits with its status.
+    Run(run::RunArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ATOLL_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Run(args) => run::run(args),
+    };
+    std::process::exit(status);
+}

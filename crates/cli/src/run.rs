@@ -1,0 +1,192 @@
+//! `atoll run`: boot an isle, run a program, exit with its status.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use atoll_abi::boot::flags;
+use atoll_abi::layout::{align_up, LARGE_PAGE_SIZE, MAX_RAM_SIZE, MIN_RAM_SIZE};
+use atoll_vmm::{IsleConfig, IsleError, Outcome};
+use clap::Args;
+
+use crate::size::{format_size, parse_size};
+
+/// Exit status when atoll itself fails (as docker run does).
+const STATUS_ATOLL_FAILED: i32 = 125;
+/// Exit status for a program that can't be executed (as a shell does).
+const STATUS_NOT_EXECUTABLE: i32 = 126;
+/// Exit status for a program that doesn't exist (as a shell does).
+const STATUS_NOT_FOUND: i32 = 127;
+/// Exit status for bad command-line use (as clap does).
+const STATUS_USAGE: i32 = 2;
+
+/// The environment an isle starts with, before `-e`: minimal and the same everywhere.
+const DEFAULT_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("HOME", "/")];
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Guest memory, e.g. 64M or 2G
+    #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    memory: u64,
+    /// Set an environment variable (KEY alone copies it from atoll's environment); repeatable
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<OsString>,
+    /// Print every syscall, strace-style, on stderr
+    #[arg(long)]
+    trace: bool,
+    /// Print per-syscall counts on stderr at exit
+    #[arg(long)]
+    syscall_summary: bool,
+    /// The KVM device to use
+    #[arg(long, value_name = "PATH", env = "ATOLL_KVM_DEVICE", default_value = "/dev/kvm")]
+    kvm_device: PathBuf,
+    /// Make the isle kernel panic at boot (tests the crash report)
+    #[arg(long, hide = true)]
+    debug_panic: bool,
+    /// The program to run, then its arguments
+    #[arg(value_name = "PROGRAM [ARGS]...", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+fn fail(status: i32, message: impl std::fmt::Display) -> i32 {
+    eprintln!("atoll: {message}");
+    status
+}
+
+/// Finds PROGRAM as a shell would: a path if it has a slash, else in PATH
+/// (or, friendlier than a shell, in the current directory).
+fn resolve_program(program: &Path) -> Option<PathBuf> {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return Some(program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .or_else(|| program.is_file().then(|| program.to_path_buf()))
+}
+
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
+fn check_memory(requested: u64) -> Result<u64, String> {
+    let size = align_up(requested, LARGE_PAGE_SIZE);
+    if size < MIN_RAM_SIZE {
+        return Err(format!(
+            "-m {} is too small: an isle needs at least {}",
+            format_size(requested),
+            format_size(MIN_RAM_SIZE)
+        ));
+    }
+    if size > MAX_RAM_SIZE {
+        return Err(format!("-m {} is too large: an isle can have at most {}", format_size(requested), format_size(MAX_RAM_SIZE)));
+    }
+    if let Some(available) = available_memory() {
+        if size > available {
+            return Err(format!(
+                "-m {} is more than this host has available ({})",
+                format_size(requested),
+                format_size(available)
+            ));
+        }
+    }
+    Ok(size)
+}
+
+fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> =
+        DEFAULT_ENV.iter().map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec())).collect();
+    for item in requested {
+        let bytes = item.as_bytes();
+        let (key, value) = match bytes.iter().position(|&b| b == b'=') {
+            Some(split) => (bytes[..split].to_vec(), bytes[split + 1..].to_vec()),
+            None => match std::env::var_os(item) {
+                Some(value) => (bytes.to_vec(), value.into_vec()),
+                None => continue,
+            },
+        };
+        if key.is_empty() || key.contains(&0) || value.contains(&0) {
+            return Err(format!("invalid -e '{}': use KEY=VALUE", item.to_string_lossy()));
+        }
+        env.retain(|(existing, _)| *existing != key);
+        env.push((key, value));
+    }
+    Ok(env
+        .into_iter()
+        .map(|(mut key, value)| {
+            key.push(b'=');
+            key.extend(value);
+            key
+        })
+        .collect())
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    let program_arg = PathBuf::from(&args.command[0]);
+    let memory_size = match check_memory(args.memory) {
+        Ok(size) => size,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
+    let envp = match environment(&args.env) {
+        Ok(env) => env,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
+    let shown = program_arg.display();
+    let Some(program_path) = resolve_program(&program_arg) else {
+        return fail(STATUS_NOT_FOUND, format!("{shown}: no such file (nor in PATH)"));
+    };
+    let image = match std::fs::read(&program_path) {
+        Ok(image) => image,
+        Err(error) => {
+            let status = match error.kind() {
+                std::io::ErrorKind::NotFound => STATUS_NOT_FOUND,
+                _ => STATUS_NOT_EXECUTABLE,
+            };
+            let reason = match error.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
+                _ => error.to_string(),
+            };
+            return fail(status, format!("{shown}: {reason}"));
+        }
+    };
+    if let Err(error) = atoll_vmm::isle::check_program(&image) {
+        return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
+    }
+    let exe_path = std::fs::canonicalize(&program_path).unwrap_or(program_path).into_os_string().into_vec();
+
+    let mut boot_flags = 0;
+    if args.trace {
+        boot_flags |= flags::TRACE;
+    }
+    if args.syscall_summary {
+        boot_flags |= flags::SYSCALL_SUMMARY;
+    }
+    if args.debug_panic {
+        boot_flags |= flags::DEBUG_PANIC;
+    }
+    atoll_vmm::host::ignore_sigpipe();
+    let config = IsleConfig {
+        kvm_device: args.kvm_device,
+        kernel_image: crate::KERNEL_IMAGE,
+        program_image: &image,
+        argv: args.command.into_iter().map(OsString::into_vec).collect(),
+        envp,
+        exe_path,
+        memory_size,
+        flags: boot_flags,
+    };
+    match atoll_vmm::run(config) {
+        Ok(Outcome::Exited(status)) => i32::from(status),
+        Ok(Outcome::Killed { signal, report }) => fail(128 + signal as i32, report),
+        Ok(Outcome::Crashed(report)) => fail(STATUS_ATOLL_FAILED, format!("isle crashed: {report}")),
+        Err(IsleError::Program(error)) => fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}")),
+        Err(IsleError::Setup(error)) => fail(STATUS_ATOLL_FAILED, format!("{shown}: {error}")),
+        Err(error) => fail(STATUS_ATOLL_FAILED, error),
+    }
+}

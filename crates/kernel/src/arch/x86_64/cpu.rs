@@ -1,0 +1,101 @@
+//! CPU access: time stamp counter, FS base, the per-CPU area and doorbells.
+
+use atoll_abi::boot::{BootInfo, CpuArea};
+use atoll_abi::layout::MMIO_BASE;
+use atoll_abi::queue::{Completion, Request};
+
+/// Reads the time stamp counter (native in ring 3: no exit).
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no memory effects; CR4.TSD is clear so ring 3 may use it.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Tells the CPU we are spinning.
+#[inline]
+pub fn pause() {
+    core::hint::spin_loop();
+}
+
+/// Sets the FS base (the program's TLS pointer). CR4.FSGSBASE is set by the monitor.
+pub fn set_fs_base(value: u64) {
+    use x86_64::registers::segmentation::Segment64;
+    // SAFETY: the address is canonical (callers check it) and FS belongs to the program.
+    unsafe { x86_64::registers::segmentation::FS::write_base(x86_64::VirtAddr::new_truncate(value)) };
+}
+
+/// Reads the FS base.
+pub fn fs_base() -> u64 {
+    use x86_64::registers::segmentation::Segment64;
+    x86_64::registers::segmentation::FS::read_base().as_u64()
+}
+
+/// This CPU's area, found through the GS base the monitor set.
+pub fn cpu_area() -> &'static CpuArea {
+    let address: u64;
+    // SAFETY: reads one word at a fixed offset of the GS-based CpuArea.
+    unsafe {
+        core::arch::asm!(
+            "mov %gs:{offset}, {out}",
+            offset = const core::mem::offset_of!(CpuArea, self_addr),
+            out = out(reg) address,
+            options(att_syntax, nostack, readonly, preserves_flags)
+        );
+    }
+    // SAFETY: the monitor placed a CpuArea at `self_addr`, identity-mapped
+    // and alive for the whole run. Fields the host writes are atomics.
+    unsafe { &*(address as *const CpuArea) }
+}
+
+/// Raw pointer to this CPU's area, for the few fields the kernel writes.
+fn cpu_area_mut() -> *mut CpuArea {
+    cpu_area() as *const CpuArea as *mut CpuArea
+}
+
+/// Sets the deadline for the next PARK doorbell.
+pub fn set_park_deadline(ns: u64) {
+    // SAFETY: only this CPU writes its own area; the host reads it only
+    // while this vCPU is stopped in the PARK exit.
+    unsafe { core::ptr::write_volatile(&raw mut (*cpu_area_mut()).park_deadline_ns, ns) }
+}
+
+/// Copies a panic message into this CPU's area for the PANIC doorbell.
+pub fn set_panic_message(message: &[u8]) {
+    let area = cpu_area_mut();
+    // SAFETY: as for set_park_deadline: the host reads after the PANIC exit.
+    unsafe {
+        let buffer = &mut (*area).panic_message;
+        let len = message.len().min(buffer.len());
+        buffer[..len].copy_from_slice(&message[..len]);
+        core::ptr::write_volatile(&raw mut (*area).panic_len, len as u64);
+    }
+}
+
+/// Writes request `request` into submission slot `slot` of this CPU's queue.
+pub fn write_request(slot: usize, request: Request) {
+    let area = cpu_area_mut();
+    // SAFETY: the slot is free (the guest owns it until it publishes sq_tail);
+    // volatile because the host reads it concurrently after publication.
+    unsafe { core::ptr::write_volatile(&raw mut (*area).queue.sq[slot], request) }
+}
+
+/// Reads completion slot `slot` of this CPU's queue.
+pub fn read_completion(slot: usize) -> Completion {
+    // SAFETY: the host published this slot before advancing cq_tail.
+    unsafe { core::ptr::read_volatile(&raw const cpu_area().queue.cq[slot]) }
+}
+
+/// Rings doorbell `offset` with `value`: one MMIO write, one VM exit.
+pub fn doorbell(offset: u64, value: u64) {
+    let address = (MMIO_BASE + offset) as *mut u64;
+    // SAFETY: the doorbell page is mapped and has no memory behind it: the
+    // write exits to the monitor and has no other effect.
+    unsafe { core::ptr::write_volatile(address, value) }
+}
+
+/// The boot info the monitor passed in `rdi`.
+pub fn boot_info_at(address: u64) -> &'static BootInfo {
+    // SAFETY: the monitor wrote a BootInfo there, in the system area that
+    // stays mapped and unchanged for the whole run.
+    unsafe { &*(address as *const BootInfo) }
+}

@@ -1,0 +1,160 @@
+//! Entry points: boot, the syscall (LSTAR) entry, and the jump into the program.
+//!
+//! The kernel runs in ring 3 beside the program. On kvm-pvm `syscall` reaches
+//! LSTAR still at CPL 3, where `sysretq` faults, so the entry returns with
+//! `popfq` and `jmp *%rcx`. On hardware KVM it lands at CPL 0 and returns with
+//! `sysretq`. The entry reads CPL from %cs to pick the way back.
+//!
+//! Linux programs keep live data in the 128-byte red zone below %rsp, so the
+//! entry switches to the per-CPU kernel stack (found through GS) before it
+//! pushes anything.
+
+use atoll_abi::boot::{CPU_AREA_KERNEL_STACK_TOP, CPU_AREA_USER_RSP};
+
+/// Registers saved by the syscall entry, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct SyscallFrame {
+    /// Privilege level the entry ran at (3 on kvm-pvm, 0 on hardware KVM).
+    pub cpl: u64,
+    /// Syscall number on entry, result on return.
+    pub rax: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub r10: u64,
+    pub r8: u64,
+    pub r9: u64,
+    /// The program's return address.
+    pub rcx: u64,
+    /// The program's rflags.
+    pub r11: u64,
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.entry, "ax"
+    .global _start
+_start:
+    // rdi = &BootInfo, rsp = kernel stack top, GS base = CpuArea (set by the monitor).
+    cld
+    xor %ebp, %ebp
+    call {kernel_main}
+    ud2
+
+    .text
+    .global atoll_syscall_entry
+    .p2align 4
+atoll_syscall_entry:
+    mov %rsp, %gs:{user_rsp}
+    mov %gs:{kernel_stack}, %rsp
+    push %r11
+    push %rcx
+    push %r9
+    push %r8
+    push %r10
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rax
+    mov %cs, %ecx
+    and $3, %ecx
+    push %rcx
+    cld
+    mov %rsp, %rdi
+    call {dispatch}
+    pop %r11
+    pop %rax
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %r10
+    pop %r8
+    pop %r9
+    pop %rcx
+    test %r11, %r11
+    jz 1f
+    // CPL 3: restore the program's flags, then its stack, then jump back.
+    mov (%rsp), %r11
+    popfq
+    mov %gs:{user_rsp}, %rsp
+    jmp *%rcx
+1:
+    // CPL 0: sysretq restores rip from rcx and rflags from r11.
+    pop %r11
+    mov %gs:{user_rsp}, %rsp
+    sysretq
+
+    .global atoll_enter_program
+    .p2align 4
+atoll_enter_program:
+    // rdi = entry, rsi = initial stack pointer. Registers start zeroed, as after execve.
+    mov %rsi, %rsp
+    mov %rdi, %rcx
+    xor %eax, %eax
+    xor %ebx, %ebx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %edi, %edi
+    xor %ebp, %ebp
+    xor %r8d, %r8d
+    xor %r9d, %r9d
+    xor %r10d, %r10d
+    xor %r11d, %r11d
+    xor %r12d, %r12d
+    xor %r13d, %r13d
+    xor %r14d, %r14d
+    xor %r15d, %r15d
+    jmp *%rcx
+
+    // Ring-0 exception landing pads, 16 bytes apart, entered on IST 1. Each
+    // pushes a dummy error code where the CPU pushes none, then its vector,
+    // and hands the frame's address to the monitor through the FAULT
+    // doorbell. Integer-only: kvm-pvm emulates ring 0 and can't do SSE.
+    .p2align 4
+    .global atoll_exception_vectors
+atoll_exception_vectors:
+    .irp vector, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .p2align 4
+    .if (\vector == 8) || (\vector == 10) || (\vector == 11) || (\vector == 12) || (\vector == 13) || (\vector == 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
+    .else
+    push $0
+    .endif
+    push $\vector
+    jmp atoll_exception_common
+    .endr
+atoll_exception_common:
+    movabs ${fault_doorbell}, %rax
+    mov %rsp, (%rax)
+2:
+    jmp 2b
+"#,
+    fault_doorbell = const atoll_abi::layout::MMIO_BASE + atoll_abi::mmio::FAULT,
+    kernel_main = sym crate::kernel_main,
+    dispatch = sym crate::linux::syscall_dispatch,
+    user_rsp = const CPU_AREA_USER_RSP,
+    kernel_stack = const CPU_AREA_KERNEL_STACK_TOP,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn atoll_enter_program(entry: u64, stack_pointer: u64) -> !;
+    fn atoll_syscall_entry();
+    fn atoll_exception_vectors();
+}
+
+/// Address of the syscall entry, as the monitor must program LSTAR. The
+/// monitor reads it from the ELF symbol; this keeps the symbol alive.
+#[used]
+static SYSCALL_ENTRY: unsafe extern "C" fn() = atoll_syscall_entry;
+/// Same for the exception landing pads the IDT points at.
+#[used]
+static EXCEPTION_VECTORS: unsafe extern "C" fn() = atoll_exception_vectors;
+
+/// Starts the program at `entry` with its initial stack at `stack_pointer`.
+pub fn enter_program(entry: u64, stack_pointer: u64) -> ! {
+    // SAFETY: the monitor loaded the program and built its initial stack
+    // (argc, argv, envp, auxv) at these addresses; nothing of the kernel's
+    // current stack is needed after this jump.
+    unsafe { atoll_enter_program(entry, stack_pointer) }
+}

@@ -1,0 +1,5 @@
+//! x86_64: entry points, CPU access, guest-memory access.
+
+pub mod cpu;
+pub mod entry;
+pub mod user;

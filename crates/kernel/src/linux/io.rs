@@ -1,0 +1,144 @@
+//! File descriptor I/O. Only stdin, stdout and stderr exist so far; they are
+//! the atoll process's own, reached through the offload queue.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOENT, ENOTTY};
+use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
+use atoll_abi::queue::opcode;
+
+use super::SysResult;
+use crate::arch::x86_64::user;
+use crate::offload;
+
+/// Linux caps one read or write at this many bytes.
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_FDCWD: i32 = -100;
+
+/// Bit n set: fd n (0, 1 or 2) is open.
+static OPEN_STDIO: AtomicU8 = AtomicU8::new(0b111);
+
+fn stdio(fd: u64) -> Result<u64, i64> {
+    if fd < 3 && OPEN_STDIO.load(Ordering::Relaxed) & (1 << fd) != 0 {
+        Ok(fd)
+    } else {
+        Err(EBADF)
+    }
+}
+
+/// Turns a host result into a syscall result.
+pub fn host_result(result: i64) -> SysResult {
+    if result < 0 {
+        Err(-result)
+    } else {
+        Ok(result as u64)
+    }
+}
+
+fn check_buffer(address: u64, len: u64) -> Result<(), i64> {
+    if len == 0 || user::range_ok(address, len) {
+        Ok(())
+    } else {
+        Err(EFAULT)
+    }
+}
+
+pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    let len = len.min(MAX_RW_COUNT);
+    check_buffer(buffer, len)?;
+    host_result(offload::call(opcode::READ, [fd, buffer, len, 0, 0, 0]))
+}
+
+pub fn write(fd: u64, buffer: u64, len: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    let len = len.min(MAX_RW_COUNT);
+    check_buffer(buffer, len)?;
+    host_result(offload::call(opcode::WRITE, [fd, buffer, len, 0, 0, 0]))
+}
+
+fn check_iovecs(iov: u64, count: u64) -> Result<(), i64> {
+    if count > IOV_MAX {
+        return Err(EINVAL);
+    }
+    check_buffer(iov, count * IOVEC_SIZE)
+}
+
+pub fn readv(fd: u64, iov: u64, count: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    check_iovecs(iov, count)?;
+    host_result(offload::call(opcode::READV, [fd, iov, count, 0, 0, 0]))
+}
+
+pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    check_iovecs(iov, count)?;
+    host_result(offload::call(opcode::WRITEV, [fd, iov, count, 0, 0, 0]))
+}
+
+pub fn close(fd: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    OPEN_STDIO.fetch_and(!(1 << fd), Ordering::Relaxed);
+    Ok(0)
+}
+
+pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    let size = match request {
+        tty::TCGETS => tty::TERMIOS_SIZE,
+        tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
+        _ => return Err(ENOTTY),
+    };
+    check_buffer(argument, size)?;
+    host_result(offload::call(opcode::IOCTL, [fd, request, argument, 0, 0, 0]))
+}
+
+pub fn fstat(fd: u64, statbuf: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    check_buffer(statbuf, STAT_SIZE)?;
+    host_result(offload::call(opcode::FSTAT, [fd, statbuf, 0, 0, 0, 0]))
+}
+
+pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> SysResult {
+    let mut name = [0u8; 8];
+    let empty = match user::read_cstr(path, &mut name) {
+        Ok(bytes) => bytes.is_empty(),
+        Err(EFAULT) => return Err(EFAULT),
+        Err(_) => false,
+    };
+    if empty && flags & AT_EMPTY_PATH != 0 {
+        if dirfd as i32 == AT_FDCWD {
+            return Err(ENOENT);
+        }
+        return fstat(dirfd, statbuf);
+    }
+    // No file system is visible in the isle yet.
+    Err(ENOENT)
+}
+
+pub fn poll(fds: u64, count: u64, timeout_ms: u64) -> SysResult {
+    if count > 1024 {
+        return Err(EINVAL);
+    }
+    check_buffer(fds, count * POLLFD_SIZE)?;
+    host_result(offload::call(opcode::POLL, [fds, count, timeout_ms as i32 as i64 as u64, 0, 0, 0]))
+}
+
+pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64) -> SysResult {
+    let timeout_ms: i64 = if timeout == 0 {
+        -1
+    } else {
+        let spec: [i64; 2] = user::read(timeout)?;
+        if spec[0] < 0 || !(0..1_000_000_000).contains(&spec[1]) {
+            return Err(EINVAL);
+        }
+        spec[0].saturating_mul(1000).saturating_add((spec[1] + 999_999) / 1_000_000).min(i32::MAX as i64)
+    };
+    poll(fds, count, timeout_ms as u64)
+}
+
+pub fn lseek(fd: u64, offset: u64, whence: u64) -> SysResult {
+    let fd = stdio(fd)?;
+    host_result(offload::call(opcode::LSEEK, [fd, offset, whence, 0, 0, 0]))
+}

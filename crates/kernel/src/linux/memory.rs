@@ -1,0 +1,82 @@
+//! Memory syscalls: brk, anonymous mmap and friends (see `crate::mm`).
+
+use atoll_abi::linux::errno::{EINVAL, ENODEV, ENOMEM};
+
+use super::SysResult;
+use crate::arch::x86_64::user;
+use crate::mm;
+
+const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MADV_DONTNEED: u64 = 4;
+
+pub fn brk(requested: u64) -> SysResult {
+    Ok(mm::brk(requested))
+}
+
+pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64) -> SysResult {
+    if prot & !PROT_ALL != 0 {
+        return Err(EINVAL);
+    }
+    match flags & MAP_TYPE {
+        MAP_SHARED | MAP_PRIVATE | MAP_SHARED_VALIDATE => {}
+        _ => return Err(EINVAL),
+    }
+    if flags & MAP_ANONYMOUS == 0 {
+        // File mappings arrive with file offloading.
+        return Err(ENODEV);
+    }
+    if offset % 4096 != 0 {
+        return Err(EINVAL);
+    }
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    // Anonymous MAP_SHARED memory is only shared with forks, which an isle
+    // doesn't have, so it is private memory here.
+    mm::map_anonymous(address, len, fixed)
+}
+
+pub fn munmap(address: u64, len: u64) -> SysResult {
+    mm::unmap(address, len).map(|()| 0)
+}
+
+pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_address: u64) -> SysResult {
+    if flags & !MREMAP_MAYMOVE != 0 {
+        // MREMAP_FIXED and MREMAP_DONTUNMAP need remapping, which an isle can't do.
+        return Err(EINVAL);
+    }
+    mm::remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0)
+}
+
+pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
+    if address % 4096 != 0 || prot & !PROT_ALL != 0 {
+        return Err(EINVAL);
+    }
+    // Accepted but not enforced: pages stay mapped read-write-execute.
+    if len != 0 && !mm::is_mapped(address, len) {
+        return Err(ENOMEM);
+    }
+    Ok(0)
+}
+
+pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
+    if address % 4096 != 0 {
+        return Err(EINVAL);
+    }
+    let len = atoll_abi::layout::align_up(len, 4096);
+    if len != 0 && !mm::is_mapped(address, len) {
+        return Err(ENOMEM);
+    }
+    // Memory is never given back while the isle runs, but MADV_DONTNEED
+    // promises zeros on the next touch of private memory: keep that promise.
+    if advice == MADV_DONTNEED {
+        user::fill(address, len, 0)?;
+    }
+    Ok(0)
+}

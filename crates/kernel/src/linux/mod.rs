@@ -1,0 +1,104 @@
+//! The Linux syscall table: numbers from `atoll_abi::syscalls::nr`, one file
+//! per family. Handlers return `Ok(value)` or `Err(errno)`.
+
+mod fs;
+mod io;
+mod memory;
+mod process;
+mod random;
+mod sched;
+mod signal;
+mod time;
+
+use atoll_abi::linux::errno::ENOSYS;
+use atoll_abi::syscalls::nr;
+
+use crate::arch::x86_64::entry::SyscallFrame;
+use crate::trace;
+
+/// What a handler returns: the syscall's value, or a positive errno.
+pub type SysResult = Result<u64, i64>;
+
+/// Called by the syscall entry with the program's registers.
+pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
+    let number = frame.rax;
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let result = match dispatch(number, &args) {
+        Some(Ok(value)) => value as i64,
+        Some(Err(errno)) => -errno,
+        None => {
+            trace::warn_unsupported(number);
+            -ENOSYS
+        }
+    };
+    trace::count(number, result);
+    if trace::tracing() {
+        trace::trace_call(number, &args, result);
+    }
+    frame.rax = result as u64;
+}
+
+/// Routes one syscall; `None` when we don't implement it.
+fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
+    let result = match number {
+        nr::READ => io::read(a[0], a[1], a[2]),
+        nr::WRITE => io::write(a[0], a[1], a[2]),
+        nr::READV => io::readv(a[0], a[1], a[2]),
+        nr::WRITEV => io::writev(a[0], a[1], a[2]),
+        nr::CLOSE => io::close(a[0]),
+        nr::IOCTL => io::ioctl(a[0], a[1], a[2]),
+        nr::FSTAT => io::fstat(a[0], a[1]),
+        nr::NEWFSTATAT => io::newfstatat(a[0], a[1], a[2], a[3]),
+        nr::POLL => io::poll(a[0], a[1], a[2]),
+        nr::PPOLL => io::ppoll(a[0], a[1], a[2], a[3], a[4]),
+        nr::LSEEK => io::lseek(a[0], a[1], a[2]),
+
+        nr::BRK => memory::brk(a[0]),
+        nr::MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::MUNMAP => memory::munmap(a[0], a[1]),
+        nr::MREMAP => memory::mremap(a[0], a[1], a[2], a[3], a[4]),
+        nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
+        nr::MADVISE => memory::madvise(a[0], a[1], a[2]),
+
+        nr::EXIT | nr::EXIT_GROUP => process::exit_group(a[0]),
+        nr::GETPID => process::getpid(),
+        nr::GETTID => process::gettid(),
+        nr::GETPPID => process::getppid(),
+        nr::GETUID => process::getuid(),
+        nr::GETEUID => process::geteuid(),
+        nr::GETGID => process::getgid(),
+        nr::GETEGID => process::getegid(),
+        nr::SET_TID_ADDRESS => process::set_tid_address(a[0]),
+        nr::SET_ROBUST_LIST => process::set_robust_list(a[0], a[1]),
+        nr::ARCH_PRCTL => process::arch_prctl(a[0], a[1]),
+        nr::PRLIMIT64 => process::prlimit64(a[0], a[1], a[2], a[3]),
+        nr::GETRLIMIT => process::prlimit64(0, a[0], 0, a[1]),
+        nr::UNAME => process::uname(a[0]),
+        // Deliberately absent, silently: libc falls back without them.
+        nr::RSEQ | nr::CLONE3 => Err(ENOSYS),
+
+        nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
+        nr::CLOCK_GETRES => time::clock_getres(a[0], a[1]),
+        nr::GETTIMEOFDAY => time::gettimeofday(a[0], a[1]),
+        nr::TIME => time::time(a[0]),
+        nr::NANOSLEEP => time::nanosleep(a[0], a[1]),
+        nr::CLOCK_NANOSLEEP => time::clock_nanosleep(a[0], a[1], a[2], a[3]),
+
+        nr::RT_SIGACTION => signal::rt_sigaction(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGPROCMASK => signal::rt_sigprocmask(a[0], a[1], a[2], a[3]),
+        nr::SIGALTSTACK => signal::sigaltstack(a[0], a[1]),
+        nr::KILL => signal::kill(a[0], a[1]),
+        nr::TKILL => signal::tkill(a[0], a[1]),
+        nr::TGKILL => signal::tgkill(a[0], a[1], a[2]),
+
+        nr::SCHED_GETAFFINITY => sched::sched_getaffinity(a[0], a[1], a[2]),
+        nr::SCHED_YIELD => sched::sched_yield(),
+
+        nr::GETRANDOM => random::getrandom(a[0], a[1], a[2]),
+
+        nr::READLINK => fs::readlink(a[0], a[1], a[2]),
+        nr::READLINKAT => fs::readlinkat(a[0], a[1], a[2], a[3]),
+        _ => return None,
+    };
+    Some(result)
+}

@@ -1,0 +1,154 @@
+//! Process identity and lifetime: exit, ids, TLS, limits, uname.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use atoll_abi::linux::errno::{EFAULT, EINVAL, EPERM, ESRCH};
+use spin::Mutex;
+
+use super::SysResult;
+use crate::arch::x86_64::{cpu, user};
+use crate::boot_info;
+
+pub fn exit_group(status: u64) -> SysResult {
+    crate::exit_isle(status as u8)
+}
+
+fn identity() -> &'static atoll_abi::boot::Identity {
+    &boot_info().identity
+}
+
+pub fn getpid() -> SysResult {
+    Ok(u64::from(identity().pid))
+}
+
+/// The only thread is the main thread, whose tid is the pid.
+pub fn gettid() -> SysResult {
+    getpid()
+}
+
+pub fn getppid() -> SysResult {
+    Ok(u64::from(identity().ppid))
+}
+
+pub fn getuid() -> SysResult {
+    Ok(u64::from(identity().uid))
+}
+
+pub fn geteuid() -> SysResult {
+    Ok(u64::from(identity().euid))
+}
+
+pub fn getgid() -> SysResult {
+    Ok(u64::from(identity().gid))
+}
+
+pub fn getegid() -> SysResult {
+    Ok(u64::from(identity().egid))
+}
+
+/// Where the thread's tid is cleared at exit (used once threads exist).
+static CLEAR_CHILD_TID: AtomicU64 = AtomicU64::new(0);
+/// The thread's robust futex list head (walked once threads exist).
+static ROBUST_LIST: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_tid_address(address: u64) -> SysResult {
+    CLEAR_CHILD_TID.store(address, Ordering::Relaxed);
+    gettid()
+}
+
+pub fn set_robust_list(head: u64, len: u64) -> SysResult {
+    // sizeof(struct robust_list_head)
+    if len != 24 {
+        return Err(EINVAL);
+    }
+    ROBUST_LIST.store(head, Ordering::Relaxed);
+    Ok(0)
+}
+
+const ARCH_SET_GS: u64 = 0x1001;
+const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_GET_FS: u64 = 0x1003;
+const ARCH_GET_GS: u64 = 0x1004;
+const ARCH_GET_CPUID: u64 = 0x1011;
+const ARCH_SET_CPUID: u64 = 0x1012;
+/// First address past the user half of the address space.
+const USER_ADDRESS_END: u64 = 0x0000_8000_0000_0000;
+
+pub fn arch_prctl(code: u64, address: u64) -> SysResult {
+    match code {
+        ARCH_SET_FS => {
+            if address >= USER_ADDRESS_END {
+                return Err(EPERM);
+            }
+            cpu::set_fs_base(address);
+            Ok(0)
+        }
+        ARCH_GET_FS => user::write(address, cpu::fs_base()).map(|()| 0),
+        // GS holds the kernel's per-CPU pointer in an isle.
+        ARCH_SET_GS => Err(EPERM),
+        ARCH_GET_GS => user::write(address, 0u64).map(|()| 0),
+        ARCH_GET_CPUID => Ok(1),
+        ARCH_SET_CPUID => Err(EINVAL),
+        _ => Err(EINVAL),
+    }
+}
+
+const RLIMIT_COUNT: usize = 16;
+const RLIMIT_STACK: usize = 3;
+const RLIMIT_CORE: usize = 4;
+const RLIMIT_NOFILE: usize = 7;
+const RLIM_INFINITY: u64 = u64::MAX;
+
+/// (soft, hard) per resource; `None` until first used.
+static LIMITS: Mutex<Option<[[u64; 2]; RLIMIT_COUNT]>> = Mutex::new(None);
+
+fn default_limits() -> [[u64; 2]; RLIMIT_COUNT] {
+    let mut limits = [[RLIM_INFINITY; 2]; RLIMIT_COUNT];
+    let boot = boot_info();
+    limits[RLIMIT_STACK] = [boot.program.stack_top - boot.program.stack_bottom, RLIM_INFINITY];
+    limits[RLIMIT_CORE] = [0, RLIM_INFINITY];
+    limits[RLIMIT_NOFILE] = [1024, 4096];
+    limits
+}
+
+pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
+    if pid != 0 && pid != u64::from(identity().pid) {
+        return Err(ESRCH);
+    }
+    let resource = resource as usize;
+    if resource >= RLIMIT_COUNT {
+        return Err(EINVAL);
+    }
+    let mut guard = LIMITS.lock();
+    let limits = guard.get_or_insert_with(default_limits);
+    let requested: Option<[u64; 2]> = if new != 0 { Some(user::read(new)?) } else { None };
+    if old != 0 {
+        user::write(old, limits[resource])?;
+    }
+    if let Some([soft, hard]) = requested {
+        if soft > hard {
+            return Err(EINVAL);
+        }
+        if hard > limits[resource][1] {
+            return Err(EPERM);
+        }
+        limits[resource] = [soft, hard];
+    }
+    Ok(0)
+}
+
+pub fn uname(buffer: u64) -> SysResult {
+    let uname = boot_info().uname;
+    let fields = [
+        uname.sysname.bytes,
+        uname.nodename.bytes,
+        uname.release.bytes,
+        uname.version.bytes,
+        uname.machine.bytes,
+        uname.domainname.bytes,
+    ];
+    for (index, field) in fields.iter().enumerate() {
+        user::copy_to(buffer + index as u64 * 65, field).map_err(|_| EFAULT)?;
+    }
+    Ok(0)
+}

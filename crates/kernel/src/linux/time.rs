@@ -1,0 +1,90 @@
+//! Clocks and sleeping, served in the guest from the TSC.
+
+use atoll_abi::linux::errno::{EFAULT, EINVAL};
+
+use super::SysResult;
+use crate::arch::x86_64::user;
+use crate::{offload, time};
+
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+const CLOCK_MONOTONIC_RAW: u64 = 4;
+const CLOCK_REALTIME_COARSE: u64 = 5;
+const CLOCK_MONOTONIC_COARSE: u64 = 6;
+const CLOCK_BOOTTIME: u64 = 7;
+const TIMER_ABSTIME: u64 = 1;
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+fn now(clock: u64) -> Result<u64, i64> {
+    match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE => Ok(time::realtime_ns()),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME => {
+            Ok(time::monotonic_ns())
+        }
+        // The program has had its core to itself since boot.
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => Ok(time::boottime_ns()),
+        _ => Err(EINVAL),
+    }
+}
+
+fn write_timespec(address: u64, ns: u64) -> Result<(), i64> {
+    user::write(address, [ns / NS_PER_SEC, ns % NS_PER_SEC])
+}
+
+fn read_timespec(address: u64) -> Result<u64, i64> {
+    let [seconds, nanoseconds]: [i64; 2] = user::read(address)?;
+    if seconds < 0 || !(0..NS_PER_SEC as i64).contains(&nanoseconds) {
+        return Err(EINVAL);
+    }
+    Ok((seconds as u64).saturating_mul(NS_PER_SEC).saturating_add(nanoseconds as u64))
+}
+
+pub fn clock_gettime(clock: u64, timespec: u64) -> SysResult {
+    let ns = now(clock)?;
+    write_timespec(timespec, ns)?;
+    Ok(0)
+}
+
+pub fn clock_getres(clock: u64, timespec: u64) -> SysResult {
+    now(clock)?;
+    if timespec != 0 {
+        write_timespec(timespec, 1)?;
+    }
+    Ok(0)
+}
+
+pub fn gettimeofday(timeval: u64, _timezone: u64) -> SysResult {
+    if timeval != 0 {
+        let ns = time::realtime_ns();
+        user::write(timeval, [ns / NS_PER_SEC, ns % NS_PER_SEC / 1000])?;
+    }
+    Ok(0)
+}
+
+pub fn time(address: u64) -> SysResult {
+    let seconds = time::realtime_ns() / NS_PER_SEC;
+    if address != 0 {
+        user::write(address, seconds).map_err(|_| EFAULT)?;
+    }
+    Ok(seconds)
+}
+
+pub fn nanosleep(request: u64, _remaining: u64) -> SysResult {
+    let duration = read_timespec(request)?;
+    offload::sleep_until(time::monotonic_ns().saturating_add(duration));
+    Ok(0)
+}
+
+pub fn clock_nanosleep(clock: u64, flags: u64, request: u64, _remaining: u64) -> SysResult {
+    let clock_now = now(clock)?;
+    let requested = read_timespec(request)?;
+    let duration = if flags & TIMER_ABSTIME != 0 {
+        requested.saturating_sub(clock_now)
+    } else {
+        requested
+    };
+    offload::sleep_until(time::monotonic_ns().saturating_add(duration));
+    Ok(0)
+}

@@ -1,0 +1,71 @@
+//! The atoll isle kernel.
+//!
+//! A ring-3 library OS in one address space with the program it runs: the
+//! monitor builds everything and starts the vCPU at [`kernel_main`] in ring
+//! 3; the kernel calibrates its clock, sets up the heap and jumps to the
+//! program. From then on it runs only when the program makes a syscall, which
+//! [`linux::syscall_dispatch`] serves in the guest (memory, time, identity) or
+//! offloads to the host through the shared-memory queue ([`offload`]).
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+mod arch;
+mod linux;
+mod mm;
+mod offload;
+mod time;
+mod trace;
+
+use core::fmt::Write;
+
+use arch::x86_64::{cpu, entry, user};
+use atoll_abi::boot::{flags, BootInfo, BOOT_MAGIC, BOOT_VERSION};
+use atoll_abi::mmio;
+
+static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
+
+/// The boot info, available once [`kernel_main`] has checked it.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT_INFO.get().expect("boot info is set before the program starts")
+}
+
+/// Whether the monitor asked for boot flag `flag`.
+pub fn has_flag(flag: u64) -> bool {
+    boot_info().flags & flag != 0
+}
+
+/// First Rust code on the boot CPU; called from `_start` with the boot info
+/// address the monitor put in `rdi`.
+extern "C" fn kernel_main(boot_info_address: u64) -> ! {
+    let boot = cpu::boot_info_at(boot_info_address);
+    if boot.magic != BOOT_MAGIC || boot.version != BOOT_VERSION {
+        panic!("boot info has magic {:#x} version {}, expected version {BOOT_VERSION}", boot.magic, boot.version);
+    }
+    BOOT_INFO.call_once(|| boot);
+    user::init(boot.ram_size);
+    time::init(&boot.clock);
+    mm::init(boot);
+    if boot.flags & flags::DEBUG_PANIC != 0 {
+        panic!("panic requested at boot (--debug-panic)");
+    }
+    entry::enter_program(boot.program.entry, boot.program.stack_pointer)
+}
+
+/// Ends the isle with `status` as the atoll process's exit status.
+pub fn exit_isle(status: u8) -> ! {
+    trace::print_summary_if_asked();
+    loop {
+        cpu::doorbell(mmio::EXIT, u64::from(status));
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut message = trace::LineBuffer::<1024>::new();
+    let _ = write!(message, "{info}");
+    cpu::set_panic_message(message.as_bytes());
+    loop {
+        cpu::doorbell(mmio::PANIC, cpu::cpu_area().cpu_index);
+    }
+}

@@ -1,0 +1,323 @@
+//! Memory: brk and anonymous mmap over memory that is already mapped.
+//!
+//! All guest RAM is identity-mapped before boot and ring 3 can't flush the
+//! TLB, so the kernel never edits page tables. It only decides which free
+//! range of the heap a request gets: brk grows up from the end of the program
+//! image, mmap grows down from the stack guard. Memory comes back zeroed:
+//! never-used memory is zero already (the "pristine" range), reused memory is
+//! cleared on allocation. Protections are recorded by the program's wishes
+//! only: mprotect can't be enforced without changing mappings.
+
+use atoll_abi::boot::BootInfo;
+use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, PAGE_SIZE};
+use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOMEM};
+use spin::Mutex;
+
+use crate::arch::x86_64::user;
+
+/// Most distinct mmap ranges at once (adjacent ones merge).
+const MAX_MAPPINGS: usize = 1024;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Range {
+    start: u64,
+    end: u64,
+}
+
+struct AddressSpace {
+    heap_end: u64,
+    brk_start: u64,
+    brk: u64,
+    stack_bottom: u64,
+    stack_top: u64,
+    /// Live mmap ranges, sorted and non-overlapping.
+    mappings: [Range; MAX_MAPPINGS],
+    mapping_count: usize,
+    /// Memory here has never been handed out, so it is still zero.
+    pristine: Range,
+}
+
+static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
+    heap_end: 0,
+    brk_start: 0,
+    brk: 0,
+    stack_bottom: 0,
+    stack_top: 0,
+    mappings: [Range { start: 0, end: 0 }; MAX_MAPPINGS],
+    mapping_count: 0,
+    pristine: Range { start: 0, end: 0 },
+});
+
+static KERNEL_PHYS_START: spin::Once<u64> = spin::Once::new();
+
+pub fn init(boot: &BootInfo) {
+    KERNEL_PHYS_START.call_once(|| boot.kernel_phys_start);
+    let mut space = SPACE.lock();
+    space.brk_start = boot.heap_start;
+    space.brk = boot.heap_start;
+    space.heap_end = boot.heap_end;
+    space.stack_bottom = boot.program.stack_bottom;
+    space.stack_top = boot.program.stack_top;
+    space.pristine = Range { start: boot.heap_start, end: boot.heap_end };
+}
+
+/// Guest-physical address of a kernel pointer: kernel statics live at the
+/// kernel's link address, everything else is identity-mapped.
+pub fn guest_physical(address: u64) -> u64 {
+    if address >= KERNEL_VIRT_BASE {
+        address - KERNEL_VIRT_BASE + KERNEL_PHYS_START.get().copied().unwrap_or(0)
+    } else {
+        address
+    }
+}
+
+impl AddressSpace {
+    fn brk_limit(&self) -> u64 {
+        align_up(self.brk, PAGE_SIZE)
+    }
+
+    /// Lowest address mmap may not go below.
+    fn mmap_floor(&self) -> u64 {
+        self.brk_limit()
+    }
+
+    /// Clears `range` where it isn't pristine, then takes it out of the pristine range.
+    fn claim(&mut self, range: Range) -> Result<(), i64> {
+        let overlap_start = range.start.max(self.pristine.start);
+        let overlap_end = range.end.min(self.pristine.end);
+        if overlap_start >= overlap_end {
+            user::fill(range.start, range.end - range.start, 0)?;
+            return Ok(());
+        }
+        if overlap_start > range.start {
+            user::fill(range.start, overlap_start - range.start, 0)?;
+        }
+        if range.end > overlap_end {
+            user::fill(overlap_end, range.end - overlap_end, 0)?;
+        }
+        // Claims come from the bottom (brk) or the top (mmap): trim that side.
+        if overlap_start - self.pristine.start <= self.pristine.end - overlap_end {
+            self.pristine.start = overlap_end;
+        } else {
+            self.pristine.end = overlap_start;
+        }
+        Ok(())
+    }
+
+    fn overlaps_mapping(&self, range: Range) -> bool {
+        self.mappings[..self.mapping_count].iter().any(|m| m.start < range.end && range.start < m.end)
+    }
+
+    fn set_brk(&mut self, requested: u64) -> u64 {
+        if requested < self.brk_start {
+            return self.brk;
+        }
+        let old_limit = self.brk_limit();
+        let new_limit = align_up(requested, PAGE_SIZE);
+        if new_limit > old_limit {
+            let growth = Range { start: old_limit, end: new_limit };
+            if new_limit > self.heap_end || self.overlaps_mapping(growth) {
+                return self.brk;
+            }
+            if self.claim(growth).is_err() {
+                return self.brk;
+            }
+        }
+        self.brk = requested;
+        self.brk
+    }
+
+    /// Finds the highest free gap of `len` bytes below the heap end.
+    fn find_gap(&self, len: u64) -> Option<u64> {
+        let mut upper = self.heap_end;
+        for mapping in self.mappings[..self.mapping_count].iter().rev() {
+            if upper >= mapping.end && upper - mapping.end >= len {
+                return Some(upper - len);
+            }
+            upper = upper.min(mapping.start);
+        }
+        let floor = self.mmap_floor();
+        (upper >= floor && upper - floor >= len).then(|| upper - len)
+    }
+
+    /// Adds `range` to the mappings, merging with neighbours and overlaps.
+    fn insert(&mut self, range: Range) -> Result<(), i64> {
+        let count = self.mapping_count;
+        let mut merged = range;
+        let first = self.mappings[..count].partition_point(|m| m.end < merged.start);
+        let mut last = first;
+        while last < count && self.mappings[last].start <= merged.end {
+            merged.start = merged.start.min(self.mappings[last].start);
+            merged.end = merged.end.max(self.mappings[last].end);
+            last += 1;
+        }
+        let removed = last - first;
+        if removed == 0 && count == MAX_MAPPINGS {
+            return Err(ENOMEM);
+        }
+        // Replace mappings[first..last] with `merged`.
+        let new_count = count - removed + 1;
+        if removed == 0 {
+            self.mappings.copy_within(first..count, first + 1);
+        } else {
+            self.mappings.copy_within(last..count, first + 1);
+        }
+        self.mappings[first] = merged;
+        self.mapping_count = new_count;
+        Ok(())
+    }
+
+    /// Removes `range` from the mappings, splitting one if needed.
+    fn remove(&mut self, range: Range) -> Result<(), i64> {
+        let mut index = 0;
+        while index < self.mapping_count {
+            let mapping = self.mappings[index];
+            if mapping.end <= range.start || range.end <= mapping.start {
+                index += 1;
+                continue;
+            }
+            let below = Range { start: mapping.start, end: range.start };
+            let above = Range { start: range.end, end: mapping.end };
+            let keep_below = below.start < below.end;
+            let keep_above = above.start < above.end;
+            match (keep_below, keep_above) {
+                (true, true) => {
+                    if self.mapping_count == MAX_MAPPINGS {
+                        return Err(ENOMEM);
+                    }
+                    self.mappings.copy_within(index + 1..self.mapping_count, index + 2);
+                    self.mappings[index] = below;
+                    self.mappings[index + 1] = above;
+                    self.mapping_count += 1;
+                    index += 2;
+                }
+                (true, false) => {
+                    self.mappings[index] = below;
+                    index += 1;
+                }
+                (false, true) => {
+                    self.mappings[index] = above;
+                    index += 1;
+                }
+                (false, false) => {
+                    self.mappings.copy_within(index + 1..self.mapping_count, index);
+                    self.mapping_count -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mapping_containing(&self, range: Range) -> Option<Range> {
+        self.mappings[..self.mapping_count]
+            .iter()
+            .copied()
+            .find(|m| m.start <= range.start && range.end <= m.end)
+    }
+
+    fn map_anonymous(&mut self, hint: u64, len: u64, fixed: bool) -> Result<u64, i64> {
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        let len = align_up(len, PAGE_SIZE);
+        let start = if fixed {
+            if hint % PAGE_SIZE != 0 {
+                return Err(EINVAL);
+            }
+            let end = hint.checked_add(len).ok_or(ENOMEM)?;
+            // Only heap memory can be replaced; the image and stack stay.
+            if hint < self.brk_start || end > self.heap_end {
+                return Err(ENOMEM);
+            }
+            // Over the brk area (musl puts guard pages there) the memory
+            // stays brk's; only the part above it becomes a mapping.
+            let brk_limit = self.brk_limit();
+            if hint < brk_limit {
+                user::fill(hint, end.min(brk_limit) - hint, 0)?;
+                if end <= brk_limit {
+                    return Ok(hint);
+                }
+                let above = Range { start: brk_limit, end };
+                self.insert(above)?;
+                self.claim(above)?;
+                return Ok(hint);
+            }
+            hint
+        } else {
+            self.find_gap(len).ok_or(ENOMEM)?
+        };
+        let range = Range { start, end: start + len };
+        self.insert(range)?;
+        if let Err(errno) = self.claim(range) {
+            let _ = self.remove(range);
+            return Err(errno);
+        }
+        Ok(start)
+    }
+
+    fn in_stack(&self, address: u64) -> bool {
+        self.stack_bottom <= address && address < self.stack_top
+    }
+
+    fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, i64> {
+        if old % PAGE_SIZE != 0 || new_len == 0 {
+            return Err(EINVAL);
+        }
+        let old_len = align_up(old_len, PAGE_SIZE);
+        let new_len = align_up(new_len, PAGE_SIZE);
+        let old_end = old.checked_add(old_len).ok_or(EFAULT)?;
+        let old_range = Range { start: old, end: old_end };
+        if self.mapping_containing(old_range).is_none() {
+            // Like Linux: a mapping that can't grow is ENOMEM (musl probes
+            // the main stack this way), no mapping at all is EFAULT.
+            return Err(if self.in_stack(old) { ENOMEM } else { EFAULT });
+        }
+        if new_len <= old_len {
+            self.remove(Range { start: old + new_len, end: old_end })?;
+            return Ok(old);
+        }
+        let growth = Range { start: old_end, end: old + new_len };
+        if growth.end <= self.heap_end && !self.overlaps_mapping(growth) {
+            self.insert(growth)?;
+            self.claim(growth)?;
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(ENOMEM);
+        }
+        let new = self.map_anonymous(0, new_len, false)?;
+        user::copy_within(old, new, old_len)?;
+        self.remove(old_range)?;
+        Ok(new)
+    }
+}
+
+/// brk(2): returns the new break, or the old one when the request fails.
+pub fn brk(requested: u64) -> u64 {
+    SPACE.lock().set_brk(requested)
+}
+
+/// Anonymous mmap; `fixed` for MAP_FIXED / MAP_FIXED_NOREPLACE.
+pub fn map_anonymous(hint: u64, len: u64, fixed: bool) -> Result<u64, i64> {
+    SPACE.lock().map_anonymous(hint, len, fixed)
+}
+
+/// munmap(2) of anonymous memory.
+pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
+    if address % PAGE_SIZE != 0 || len == 0 {
+        return Err(EINVAL);
+    }
+    let end = address.checked_add(align_up(len, PAGE_SIZE)).ok_or(EINVAL)?;
+    SPACE.lock().remove(Range { start: address, end })
+}
+
+/// mremap(2) without MREMAP_FIXED.
+pub fn remap(old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, i64> {
+    SPACE.lock().remap(old, old_len, new_len, may_move)
+}
+
+/// Whether `[address, address + len)` is inside guest RAM at all (for
+/// mprotect and madvise, which have nothing to change).
+pub fn is_mapped(address: u64, len: u64) -> bool {
+    user::range_ok(address, len)
+}

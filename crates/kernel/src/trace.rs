@@ -1,0 +1,185 @@
+//! The kernel's own messages: unsupported-syscall warnings, `--trace` lines
+//! and the `--syscall-summary` table, all written to the host's stderr.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use atoll_abi::boot::flags;
+use atoll_abi::queue::opcode;
+use atoll_abi::syscalls::{syscall_info, syscall_name, MAX_SYSCALL};
+
+use crate::offload;
+
+/// A fixed-size line buffer; text beyond its capacity is dropped.
+pub struct LineBuffer<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> LineBuffer<N> {
+    pub const fn new() -> Self {
+        Self { bytes: [0; N], len: 0 }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl<const N: usize> Write for LineBuffer<N> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let room = N - self.len;
+        let take = text.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// Writes `line` to the host's stderr.
+pub fn log(line: &[u8]) {
+    let address = crate::mm::guest_physical(line.as_ptr() as u64);
+    offload::call(opcode::LOG, [address, line.len() as u64, 0, 0, 0, 0]);
+}
+
+const TABLE_SIZE: usize = MAX_SYSCALL + 1;
+const NO_COUNT: AtomicU64 = AtomicU64::new(0);
+static CALLS: [AtomicU64; TABLE_SIZE] = [NO_COUNT; TABLE_SIZE];
+static ERRORS: [AtomicU64; TABLE_SIZE] = [NO_COUNT; TABLE_SIZE];
+static UNSUPPORTED: [AtomicU64; TABLE_SIZE.div_ceil(64)] = [NO_COUNT; TABLE_SIZE.div_ceil(64)];
+/// Calls with numbers outside the table.
+static OUT_OF_TABLE: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one call of `nr` that returned `result`.
+pub fn count(nr: u64, result: i64) {
+    match CALLS.get(nr as usize) {
+        Some(calls) => {
+            calls.fetch_add(1, Ordering::Relaxed);
+            if result < 0 && result > -4096 {
+                ERRORS[nr as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            OUT_OF_TABLE.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Warns, once per number, that the program called a syscall we don't serve.
+pub fn warn_unsupported(nr: u64) {
+    let first_time = match UNSUPPORTED.get(nr as usize / 64) {
+        Some(word) => {
+            let bit = 1u64 << (nr % 64);
+            word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        }
+        None => OUT_OF_TABLE.load(Ordering::Relaxed) == 0,
+    };
+    if first_time {
+        let mut line = LineBuffer::<128>::new();
+        let _ = writeln!(
+            line,
+            "atoll: unsupported syscall {} ({nr})",
+            syscall_name(nr).unwrap_or("unknown")
+        );
+        log(line.as_bytes());
+    }
+}
+
+fn is_unsupported(nr: usize) -> bool {
+    UNSUPPORTED[nr / 64].load(Ordering::Relaxed) & (1 << (nr % 64)) != 0
+}
+
+/// Logs one syscall strace-style: `name(arg, ...) = result`.
+pub fn trace_call(nr: u64, args: &[u64; 6], result: i64) {
+    let mut line = LineBuffer::<256>::new();
+    let (name, arg_count) = match syscall_info(nr) {
+        Some(info) => (info.name, usize::from(info.arg_count)),
+        None => ("syscall", 6),
+    };
+    let _ = write!(line, "{name}(");
+    if syscall_info(nr).is_none() {
+        let _ = write!(line, "{nr}, ");
+    }
+    for (index, arg) in args.iter().take(arg_count).enumerate() {
+        let separator = if index == 0 { "" } else { ", " };
+        if *arg < 4096 {
+            let _ = write!(line, "{separator}{arg}");
+        } else {
+            let _ = write!(line, "{separator}{arg:#x}");
+        }
+    }
+    if result < 0 && result > -4096 {
+        let _ = writeln!(line, ") = -1 {}", errno_name(-result));
+    } else if (result as u64) < 4096 || result < 0 {
+        let _ = writeln!(line, ") = {result}");
+    } else {
+        let _ = writeln!(line, ") = {result:#x}");
+    }
+    log(line.as_bytes());
+}
+
+/// Whether --trace is on.
+pub fn tracing() -> bool {
+    crate::has_flag(flags::TRACE)
+}
+
+/// Prints the per-syscall counts if --syscall-summary asked for them.
+pub fn print_summary_if_asked() {
+    if !crate::has_flag(flags::SYSCALL_SUMMARY) {
+        return;
+    }
+    let mut line = LineBuffer::<128>::new();
+    let _ = writeln!(line, "atoll: syscall summary\n{:>10} {:>8}  syscall", "calls", "errors");
+    log(line.as_bytes());
+    let mut total = 0;
+    for nr in 0..TABLE_SIZE {
+        let calls = CALLS[nr].load(Ordering::Relaxed);
+        if calls == 0 {
+            continue;
+        }
+        total += calls;
+        let mut line = LineBuffer::<128>::new();
+        let errors = ERRORS[nr].load(Ordering::Relaxed);
+        let name = syscall_name(nr as u64).unwrap_or("unknown");
+        let mark = if is_unsupported(nr) { "  (unsupported)" } else { "" };
+        let _ = writeln!(line, "{calls:>10} {errors:>8}  {name}{mark}");
+        log(line.as_bytes());
+    }
+    let out_of_table = OUT_OF_TABLE.load(Ordering::Relaxed);
+    let mut line = LineBuffer::<128>::new();
+    if out_of_table > 0 {
+        let _ = writeln!(line, "{out_of_table:>10} {out_of_table:>8}  unknown numbers  (unsupported)");
+    }
+    let _ = writeln!(line, "{:>10} {:>8}  total", total + out_of_table, "");
+    log(line.as_bytes());
+}
+
+/// Symbolic name of an errno value, as strace prints it.
+pub fn errno_name(errno: i64) -> &'static str {
+    match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        17 => "EEXIST",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        25 => "ENOTTY",
+        29 => "ESPIPE",
+        32 => "EPIPE",
+        34 => "ERANGE",
+        36 => "ENAMETOOLONG",
+        38 => "ENOSYS",
+        95 => "EOPNOTSUPP",
+        110 => "ETIMEDOUT",
+        _ => "E?",
+    }
+}

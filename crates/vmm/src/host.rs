@@ -1,0 +1,98 @@
+//! Small safe wrappers over host facts the isle reports: identity, uname,
+//! clocks, random bytes.
+#![allow(unsafe_code)]
+
+use atoll_abi::boot::{FixedStr, Identity, Utsname};
+
+/// The atoll process's ids; the isle reports them as its own.
+pub fn identity() -> Identity {
+    // SAFETY: these calls have no preconditions and cannot fail.
+    unsafe {
+        Identity {
+            pid: libc::getpid() as u32,
+            ppid: libc::getppid() as u32,
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+            euid: libc::geteuid(),
+            egid: libc::getegid(),
+        }
+    }
+}
+
+fn field(chars: &[libc::c_char]) -> FixedStr<65> {
+    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    FixedStr::new(&bytes)
+}
+
+/// The host's uname, so programs that check the kernel version see a real one.
+pub fn uname() -> Utsname {
+    let mut name = std::mem::MaybeUninit::<libc::utsname>::zeroed();
+    // SAFETY: uname fills the struct we own; on failure it stays zeroed.
+    let name = unsafe {
+        libc::uname(name.as_mut_ptr());
+        name.assume_init()
+    };
+    Utsname {
+        sysname: FixedStr::new(b"Linux"),
+        nodename: field(&name.nodename),
+        release: field(&name.release),
+        version: field(&name.version),
+        machine: FixedStr::new(b"x86_64"),
+        domainname: field(&name.domainname),
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut spec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(clock, &mut spec) };
+    spec.tv_sec as u64 * 1_000_000_000 + spec.tv_nsec as u64
+}
+
+/// Host CLOCK_MONOTONIC in ns.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Host CLOCK_REALTIME in ns.
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// The host's time stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no memory effects and is allowed in user mode.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Bytes from the host's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: writes within our buffer.
+        let done = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), N - filled, 0) };
+        if done > 0 {
+            filled += done as usize;
+        }
+    }
+    bytes
+}
+
+/// Ignore SIGPIPE so a closed pipe shows up as EPIPE, which the isle turns
+/// into the program's own SIGPIPE.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN has no memory-safety conditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Measures the host TSC frequency against CLOCK_MONOTONIC (fallback when
+/// KVM can't report the guest's).
+pub fn measure_tsc_khz() -> u64 {
+    let start_ns = monotonic_ns();
+    let start_tsc = rdtsc();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let ticks = rdtsc() - start_tsc;
+    let ns = monotonic_ns() - start_ns;
+    ticks * 1_000_000 / ns.max(1)
+}

@@ -1,0 +1,288 @@
+//! One isle, from ELF bytes to exit status: plan, load, boot, serve.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use atoll_abi::boot::{
+    BootInfo, ClockInfo, CpuArea, ExceptionFrame, FixedStr, ProgramInfo, BOOT_MAGIC, BOOT_VERSION,
+};
+use atoll_abi::layout::{align_up, LARGE_PAGE_SIZE, KERNEL_VIRT_BASE, PAGE_SIZE};
+use atoll_abi::linux::auxv::*;
+use atoll_abi::linux::signal::*;
+use atoll_abi::mmio;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::loader::{self, LoadError, Program};
+use crate::memory::{GuestRam, MemoryError};
+use crate::offload::Offload;
+use crate::setup::{self, Layout, SetupError, StackSpec};
+use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
+use crate::host;
+
+pub use crate::host::monotonic_ns;
+
+/// What to run and how.
+pub struct IsleConfig<'a> {
+    pub kvm_device: PathBuf,
+    /// The kernel ELF (embedded in the atoll binary).
+    pub kernel_image: &'a [u8],
+    /// The program ELF.
+    pub program_image: &'a [u8],
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    /// What /proc/self/exe resolves to.
+    pub exe_path: Vec<u8>,
+    /// Guest RAM in bytes.
+    pub memory_size: u64,
+    /// `atoll_abi::boot::flags`.
+    pub flags: u64,
+}
+
+/// How the isle ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The program exited with this status.
+    Exited(u8),
+    /// The program died of a fault, as if by `signal`.
+    Killed { signal: u32, report: String },
+    /// The isle itself failed: kernel panic, triple fault, KVM error.
+    Crashed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IsleError {
+    #[error("{0}")]
+    Program(#[from] LoadError),
+    #[error("the built-in kernel is broken: {0}")]
+    Kernel(LoadError),
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+    #[error("{0}")]
+    Memory(#[from] MemoryError),
+    #[error("{0}")]
+    Kvm(#[from] KvmError),
+}
+
+/// Parses the program only: lets callers report bad input before any KVM work.
+pub fn check_program(image: &[u8]) -> Result<Program, LoadError> {
+    loader::parse_program(image)
+}
+
+fn copy_segments(ram: &GuestRam, image: &[u8], segments: &[loader::Segment], to_physical: impl Fn(u64) -> u64) -> Result<(), SetupError> {
+    for segment in segments {
+        let bytes = &image[segment.file_offset as usize..(segment.file_offset + segment.file_size) as usize];
+        ram.memory()
+            .write_slice(bytes, GuestAddress(to_physical(segment.address)))
+            .map_err(|error| SetupError::Memory(error.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Boots an isle and runs the program to completion.
+pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
+    let program = loader::parse_program(config.program_image)?;
+    let kernel = loader::parse_kernel(config.kernel_image).map_err(IsleError::Kernel)?;
+    let cpu_count = 1;
+    let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
+    layout.check_program(program.image_start, program.image_end)?;
+    let kvm = vcpu::open_kvm(&config.kvm_device)?;
+
+    let ram = Arc::new(GuestRam::new(config.memory_size)?);
+    // Populate what boot touches now; the heap follows in the background.
+    let stack_hot = layout.stack_top.saturating_sub(LARGE_PAGE_SIZE);
+    ram.populate(program.image_start, program.image_end - program.image_start)?;
+    ram.populate(stack_hot, config.memory_size - stack_hot)?;
+
+    copy_segments(&ram, config.program_image, &program.segments, |address| address)?;
+    copy_segments(&ram, config.kernel_image, &kernel.segments, |address| layout.kernel_physical(address))?;
+    setup::write_page_tables(ram.memory(), &layout)?;
+    setup::write_descriptor_tables(ram.memory(), &layout, kernel.exception_vectors)?;
+    for cpu in 0..cpu_count {
+        setup::write_cpu_area(ram.memory(), &layout, cpu)?;
+    }
+
+    let vm = vcpu::create_vm(&kvm, &ram)?;
+    let cpuid = vcpu::guest_cpuid(&kvm)?;
+    let identity = host::identity();
+    let auxv = vec![
+        (AT_PHDR, program.phdr_address),
+        (AT_PHENT, program.phdr_entry_size),
+        (AT_PHNUM, program.phdr_count),
+        (AT_PAGESZ, PAGE_SIZE),
+        (AT_BASE, 0),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, program.entry),
+        (AT_UID, u64::from(identity.uid)),
+        (AT_EUID, u64::from(identity.euid)),
+        (AT_GID, u64::from(identity.gid)),
+        (AT_EGID, u64::from(identity.egid)),
+        (AT_SECURE, 0),
+        (AT_HWCAP, vcpu::hwcap(&cpuid)),
+        (AT_HWCAP2, 1 << 1), // HWCAP2_FSGSBASE: the monitor enables it
+        (AT_CLKTCK, 100),
+    ];
+    let execfn = config.argv.first().cloned().unwrap_or_default();
+    let stack_pointer = setup::write_initial_stack(
+        ram.memory(),
+        &layout,
+        &StackSpec { argv: &config.argv, envp: &config.envp, execfn: &execfn, random: host::random_bytes(), auxv },
+    )?;
+
+    let mut vcpu = vcpu::create_vcpu(
+        &vm,
+        &cpuid,
+        &layout,
+        &VcpuStart {
+            index: 0,
+            entry: kernel.entry,
+            stack_top: layout.kernel_stack_top(0),
+            boot_info: layout.boot_info,
+            syscall_entry: kernel.syscall_entry,
+        },
+    )?;
+
+    let heap_start = align_up(program.image_end, PAGE_SIZE);
+    let clock = clock_info(&vcpu);
+    let boot_info = BootInfo {
+        magic: BOOT_MAGIC,
+        version: BOOT_VERSION,
+        cpu_count: cpu_count as u32,
+        flags: config.flags,
+        ram_size: config.memory_size,
+        heap_start,
+        heap_end: layout.heap_end,
+        kernel_phys_start: layout.kernel_phys_start,
+        kernel_phys_end: layout.kernel_phys_end,
+        system_start: layout.system_start,
+        system_end: config.memory_size,
+        cpu_areas: layout.cpu_areas,
+        cpu_area_stride: layout.cpu_area_stride,
+        program: ProgramInfo {
+            image_start: program.image_start,
+            image_end: program.image_end,
+            entry: program.entry,
+            stack_pointer,
+            stack_bottom: layout.stack_bottom,
+            stack_top: layout.stack_top,
+        },
+        clock,
+        identity,
+        uname: host::uname(),
+        exe_path: FixedStr::new(&config.exe_path),
+        reserved: [0; 2],
+    };
+    setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
+
+    let queues = (0..cpu_count).map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64).collect();
+    let offload = Offload::new(Arc::clone(&ram), queues);
+    offload.spawn();
+    ram.populate_in_background(vec![(heap_start, stack_hot.saturating_sub(heap_start))]);
+
+    loop {
+        let event = vcpu::run(&mut vcpu)?;
+        let outcome = match event {
+            VcpuEvent::Doorbell { offset: mmio::EXIT, value } => Outcome::Exited(value as u8),
+            VcpuEvent::Doorbell { offset: mmio::WAKE_HOST, .. } => {
+                offload.wake_server();
+                continue;
+            }
+            VcpuEvent::Doorbell { offset: mmio::PARK, value } => {
+                let area = layout.cpu_area(value.min(cpu_count - 1));
+                let deadline = ram
+                    .memory()
+                    .read_obj::<u64>(GuestAddress(area + std::mem::offset_of!(CpuArea, park_deadline_ns) as u64))
+                    .unwrap_or(0);
+                offload.park_vcpu(value as usize, deadline);
+                if let Some(failure) = offload.failure() {
+                    Outcome::Crashed(failure.to_string())
+                } else {
+                    continue;
+                }
+            }
+            VcpuEvent::Doorbell { offset: mmio::PANIC, value } => {
+                Outcome::Crashed(format!("kernel panic: {}", panic_message(&ram, &layout, value.min(cpu_count - 1))))
+            }
+            VcpuEvent::Doorbell { offset: mmio::FAULT, value } => fault_outcome(&ram, &vcpu, value),
+            VcpuEvent::Doorbell { offset, value } => {
+                Outcome::Crashed(format!("unknown doorbell {offset:#x} rung with {value:#x}"))
+            }
+            VcpuEvent::Shutdown => Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(&vcpu))),
+            VcpuEvent::InternalError => Outcome::Crashed(format!(
+                "KVM could not emulate the instruction at rip {:#x}",
+                vcpu::rip(&vcpu)
+            )),
+            VcpuEvent::Unexpected(what) => Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu))),
+        };
+        return Ok(outcome);
+    }
+}
+
+/// Samples the guest TSC and the host clocks together.
+fn clock_info(vcpu: &kvm_ioctls::VcpuFd) -> ClockInfo {
+    let tsc_khz = vcpu::tsc_khz(vcpu).unwrap_or_else(host::measure_tsc_khz);
+    let before = host::monotonic_ns();
+    let tsc_at_boot = vcpu::guest_tsc(vcpu).unwrap_or_else(host::rdtsc);
+    let after = host::monotonic_ns();
+    ClockInfo {
+        tsc_khz,
+        tsc_at_boot,
+        realtime_ns: host::realtime_ns() - (host::monotonic_ns() - (before + after) / 2),
+        monotonic_ns: (before + after) / 2,
+    }
+}
+
+fn panic_message(ram: &GuestRam, layout: &Layout, cpu: u64) -> String {
+    let area = layout.cpu_area(cpu);
+    let len = ram
+        .memory()
+        .read_obj::<u64>(GuestAddress(area + std::mem::offset_of!(CpuArea, panic_len) as u64))
+        .unwrap_or(0)
+        .min(1024);
+    let mut message = vec![0u8; len as usize];
+    let _ = ram
+        .memory()
+        .read_slice(&mut message, GuestAddress(area + std::mem::offset_of!(CpuArea, panic_message) as u64));
+    String::from_utf8_lossy(&message).replace('\n', " ")
+}
+
+fn read_frame(ram: &GuestRam, address: u64) -> Option<ExceptionFrame> {
+    let mut words = [0u64; 7];
+    for (index, word) in words.iter_mut().enumerate() {
+        *word = ram.memory().read_obj(GuestAddress(address.checked_add(index as u64 * 8)?)).ok()?;
+    }
+    let [vector, error_code, rip, cs, rflags, rsp, ss] = words;
+    Some(ExceptionFrame { vector, error_code, rip, cs, rflags, rsp, ss })
+}
+
+/// Turns an exception report into the signal Linux would have sent.
+fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) -> Outcome {
+    let Some(frame) = read_frame(ram, frame_address) else {
+        return Outcome::Crashed(format!("exception report with a bad frame address {frame_address:#x}"));
+    };
+    let (signal, name, description) = match frame.vector {
+        0 => (SIGFPE, "SIGFPE", "divide error".to_string()),
+        1 | 3 => (SIGTRAP, "SIGTRAP", "breakpoint".to_string()),
+        6 => (SIGILL, "SIGILL", "invalid opcode".to_string()),
+        12 | 17 => (SIGBUS, "SIGBUS", "bus error".to_string()),
+        16 | 19 => (SIGFPE, "SIGFPE", "floating-point exception".to_string()),
+        13 => (SIGSEGV, "SIGSEGV", "general protection fault".to_string()),
+        14 => {
+            let address = vcpu::cr2(vcpu);
+            let access = if frame.error_code & 0x10 != 0 {
+                "instruction fetch"
+            } else if frame.error_code & 0x2 != 0 {
+                "write"
+            } else {
+                "read"
+            };
+            let cause = if frame.error_code & 0x1 != 0 { "protection violation" } else { "page not mapped" };
+            (SIGSEGV, "SIGSEGV", format!("page fault at address {address:#x} ({access}, {cause})"))
+        }
+        vector => (SIGSEGV, "SIGSEGV", format!("CPU exception {vector}")),
+    };
+    let in_kernel = frame.rip >= KERNEL_VIRT_BASE || frame.cs & 3 == 0;
+    if in_kernel || frame.vector == 8 {
+        return Outcome::Crashed(format!("kernel fault: {description}, rip {:#x}", frame.rip));
+    }
+    Outcome::Killed { signal, report: format!("program killed by {name}: {description}, rip {:#x}", frame.rip) }
+}

@@ -1,0 +1,19 @@
+//! The atoll monitor: builds an isle on KVM and serves it.
+//!
+//! - [`memory`]: guest RAM on populated huge pages.
+//! - [`loader`]: ELF loading (kernel and program) and the initial stack.
+//! - [`setup`]: page tables, descriptor tables, the system area, boot info.
+//! - [`vcpu`]: KVM VM and vCPU state, the run loop and doorbells.
+//! - [`offload`]: the host side of the offload queue.
+//! - [`isle`]: puts them together: [`isle::run`].
+#![deny(unsafe_code)]
+
+pub mod host;
+pub mod isle;
+pub mod loader;
+pub mod memory;
+pub mod offload;
+pub mod setup;
+pub mod vcpu;
+
+pub use isle::{run, IsleConfig, IsleError, Outcome};

@@ -1,0 +1,466 @@
+//! The host side of the offload queue: a server thread that polls every
+//! vCPU's submission ring and performs the requests on the guest's buffers
+//! in place. Everything read from guest memory is untrusted: indices are
+//! checked against the server's own, addresses and lengths against RAM, fds
+//! against the isle's table (only stdio for now).
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOSYS, ENOTTY};
+use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
+use atoll_abi::queue::{offset, opcode, slot, Request, DEPTH, HOST_PARKED, HOST_POLLING};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::memory::GuestRam;
+
+/// Poll this long without work before parking the server thread.
+const IDLE_BEFORE_PARK: Duration = Duration::from_millis(2);
+/// A parked thread re-checks its rings at least this often, in case a
+/// wake-up was lost to a guest that broke the protocol.
+const PARKED_RECHECK: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OffloadError {
+    #[error("the isle broke the queue protocol: {0}")]
+    Protocol(String),
+}
+
+/// A flag plus condition variable, for parking and waking a thread.
+#[derive(Default)]
+struct Parker {
+    signalled: Mutex<bool>,
+    condvar: Condvar,
+}
+
+impl Parker {
+    fn wake(&self) {
+        *self.signalled.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.condvar.notify_all();
+    }
+
+    /// Waits until woken, `ready()` holds, or `timeout` passes.
+    fn wait(&self, timeout: Duration, ready: impl Fn() -> bool) {
+        let mut signalled = self.signalled.lock().unwrap_or_else(|e| e.into_inner());
+        if !*signalled && !ready() {
+            signalled = self.condvar.wait_timeout(signalled, timeout).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        *signalled = false;
+    }
+}
+
+/// Host-side state of one queue pair.
+struct QueueState {
+    base: u64,
+    sq_head: u32,
+    cq_tail: u32,
+}
+
+/// Shared between the server thread and the vCPU threads.
+pub struct Offload {
+    ram: Arc<GuestRam>,
+    queues: Vec<u64>,
+    server: Parker,
+    vcpu: Parker,
+    vcpu_waiting: AtomicBool,
+    failure: Mutex<Option<OffloadError>>,
+}
+
+impl Offload {
+    /// `queues`: guest addresses of each vCPU's QueuePair.
+    pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>) -> Arc<Self> {
+        Arc::new(Self {
+            ram,
+            queues,
+            server: Parker::default(),
+            vcpu: Parker::default(),
+            vcpu_waiting: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        })
+    }
+
+    /// Starts the server thread.
+    pub fn spawn(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let offload = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("atoll-offload".into())
+            .spawn(move || offload.serve())
+            .expect("spawning a thread only fails when the host is out of resources")
+    }
+
+    /// The WAKE_HOST doorbell.
+    pub fn wake_server(&self) {
+        self.server.wake();
+    }
+
+    /// The PARK doorbell of vCPU `cpu`: returns when its queue has a
+    /// completion, or when CLOCK_MONOTONIC passes `deadline_ns` (if non-zero).
+    pub fn park_vcpu(&self, cpu: usize, deadline_ns: u64) {
+        let Some(&queue) = self.queues.get(cpu) else { return };
+        let has_completion = || {
+            let tail = self.load(queue + offset::CQ_TAIL as u64);
+            let head = self.load(queue + offset::CQ_HEAD as u64);
+            tail != head
+        };
+        loop {
+            if has_completion() || self.failure().is_some() {
+                return;
+            }
+            let now = crate::isle::monotonic_ns();
+            let timeout = if deadline_ns == 0 {
+                PARKED_RECHECK
+            } else if now >= deadline_ns {
+                return;
+            } else {
+                Duration::from_nanos(deadline_ns - now).min(PARKED_RECHECK)
+            };
+            self.vcpu_waiting.store(true, Ordering::SeqCst);
+            self.vcpu.wait(timeout, has_completion);
+            self.vcpu_waiting.store(false, Ordering::SeqCst);
+            if deadline_ns == 0 && !has_completion() {
+                // A sleep-free park only waits for completions; keep waiting.
+                continue;
+            }
+        }
+    }
+
+    /// Why the server stopped, if it did.
+    pub fn failure(&self) -> Option<OffloadError> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn load(&self, address: u64) -> u32 {
+        self.ram.memory().load(GuestAddress(address), Ordering::Acquire).unwrap_or(0)
+    }
+
+    fn store(&self, address: u64, value: u32) {
+        let _ = self.ram.memory().store(value, GuestAddress(address), Ordering::SeqCst);
+    }
+
+    fn serve(&self) {
+        let mut states: Vec<QueueState> =
+            self.queues.iter().map(|&base| QueueState { base, sq_head: 0, cq_tail: 0 }).collect();
+        let mut last_work = Instant::now();
+        loop {
+            let mut worked = false;
+            for state in &mut states {
+                match self.drain(state) {
+                    Ok(done) => worked |= done,
+                    Err(error) => {
+                        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+                        self.vcpu.wake();
+                        return;
+                    }
+                }
+            }
+            if worked {
+                last_work = Instant::now();
+                continue;
+            }
+            if last_work.elapsed() < IDLE_BEFORE_PARK {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Announce the park, then look once more (the guest fences between
+            // publishing a request and reading host_state).
+            for state in &states {
+                self.store(state.base + offset::HOST_STATE as u64, HOST_PARKED);
+            }
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let pending = || states.iter().any(|s| self.load(s.base + offset::SQ_TAIL as u64) != s.sq_head);
+            self.server.wait(PARKED_RECHECK, pending);
+            for state in &states {
+                self.store(state.base + offset::HOST_STATE as u64, HOST_POLLING);
+            }
+            last_work = Instant::now();
+        }
+    }
+
+    /// Serves every pending request of one queue; returns whether there were any.
+    fn drain(&self, state: &mut QueueState) -> Result<bool, OffloadError> {
+        let tail = self.load(state.base + offset::SQ_TAIL as u64);
+        let pending = tail.wrapping_sub(state.sq_head);
+        if pending == 0 {
+            return Ok(false);
+        }
+        if pending > DEPTH {
+            return Err(OffloadError::Protocol(format!(
+                "submission tail {tail} is {pending} entries ahead of head {}",
+                state.sq_head
+            )));
+        }
+        for _ in 0..pending {
+            let request = self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
+            let result = handle(&self.ram, &request);
+            // The guest keeps one request in flight per vCPU, so the
+            // completion ring can't be full unless it stopped consuming.
+            let cq_head = self.load(state.base + offset::CQ_HEAD as u64);
+            if state.cq_tail.wrapping_sub(cq_head) >= DEPTH {
+                return Err(OffloadError::Protocol("completion ring overflow".into()));
+            }
+            let completion = state.base + offset::CQ as u64 + slot(state.cq_tail) as u64 * 16;
+            let memory = self.ram.memory();
+            let _ = memory.write_obj(request.tag, GuestAddress(completion));
+            let _ = memory.write_obj(result, GuestAddress(completion + 8));
+            state.cq_tail = state.cq_tail.wrapping_add(1);
+            state.sq_head = state.sq_head.wrapping_add(1);
+            self.store(state.base + offset::CQ_TAIL as u64, state.cq_tail);
+            self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
+        }
+        if self.vcpu_waiting.load(Ordering::SeqCst) {
+            self.vcpu.wake();
+        }
+        Ok(true)
+    }
+
+    fn read_request(&self, address: u64) -> Request {
+        let mut bytes = [0u8; 64];
+        let _ = self.ram.memory().read_slice(&mut bytes, GuestAddress(address));
+        let word = |index: usize| u64::from_le_bytes(bytes[index * 8..index * 8 + 8].try_into().unwrap_or_default());
+        Request {
+            opcode: word(0) as u32,
+            flags: (word(0) >> 32) as u32,
+            tag: word(1),
+            args: [word(2), word(3), word(4), word(5), word(6), word(7)],
+        }
+    }
+}
+
+/// Maps a guest fd to the host fd behind it.
+fn host_fd(guest_fd: u64) -> Result<i32, i64> {
+    match guest_fd {
+        0..=2 => Ok(guest_fd as i32),
+        _ => Err(EBADF),
+    }
+}
+
+fn errno_result(value: isize) -> i64 {
+    if value < 0 {
+        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    } else {
+        value as i64
+    }
+}
+
+fn guest_buffer(ram: &GuestRam, address: u64, len: u64) -> Result<*mut u8, i64> {
+    ram.host_range(address, len).ok_or(EFAULT)
+}
+
+/// Performs one request; returns its Linux-style result.
+pub fn handle(ram: &GuestRam, request: &Request) -> i64 {
+    let result = match request.opcode {
+        opcode::NOP => Ok(0),
+        opcode::READ | opcode::WRITE => read_write(ram, request),
+        opcode::READV | opcode::WRITEV => vectored(ram, request),
+        opcode::IOCTL => terminal_ioctl(ram, request),
+        opcode::FSTAT => fstat(ram, request),
+        opcode::POLL => poll(ram, request),
+        opcode::LSEEK => lseek(request),
+        opcode::GETRANDOM => getrandom(ram, request),
+        opcode::LOG => log(ram, request),
+        _ => Err(ENOSYS),
+    };
+    result.unwrap_or_else(|errno| -errno)
+}
+
+fn read_write(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [fd, address, len, ..] = request.args;
+    let fd = host_fd(fd)?;
+    let buffer = guest_buffer(ram, address, len)?;
+    // SAFETY: `buffer..buffer+len` lies inside guest RAM, which stays mapped;
+    // the kernel only reads or writes those bytes, whatever the guest does.
+    let done = unsafe {
+        if request.opcode == opcode::READ {
+            libc::read(fd, buffer.cast(), len as usize)
+        } else {
+            libc::write(fd, buffer.cast(), len as usize)
+        }
+    };
+    Ok(errno_result(done))
+}
+
+fn vectored(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [fd, iov_address, count, ..] = request.args;
+    let fd = host_fd(fd)?;
+    if count > IOV_MAX {
+        return Err(EINVAL);
+    }
+    let mut raw = vec![0u8; (count * IOVEC_SIZE) as usize];
+    ram.memory().read_slice(&mut raw, GuestAddress(iov_address)).map_err(|_| EFAULT)?;
+    let mut iovecs = Vec::with_capacity(count as usize);
+    for chunk in raw.chunks_exact(IOVEC_SIZE as usize) {
+        let base = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(chunk[8..].try_into().unwrap_or_default());
+        if len == 0 {
+            continue;
+        }
+        let pointer = guest_buffer(ram, base, len)?;
+        iovecs.push(libc::iovec { iov_base: pointer.cast(), iov_len: len as usize });
+    }
+    // SAFETY: every iovec was checked to lie inside guest RAM.
+    let done = unsafe {
+        if request.opcode == opcode::READV {
+            libc::readv(fd, iovecs.as_ptr(), iovecs.len() as i32)
+        } else {
+            libc::writev(fd, iovecs.as_ptr(), iovecs.len() as i32)
+        }
+    };
+    Ok(errno_result(done))
+}
+
+fn terminal_ioctl(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [fd, command, address, ..] = request.args;
+    let fd = host_fd(fd)?;
+    let size = match command {
+        tty::TCGETS => tty::TERMIOS_SIZE,
+        tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
+        _ => return Err(ENOTTY),
+    };
+    let mut answer = [0u8; 64];
+    // SAFETY: both requests write at most 60 bytes (glibc's termios is the
+    // largest) into our 64-byte buffer.
+    let done = unsafe { libc::ioctl(fd, command as libc::Ioctl, answer.as_mut_ptr()) };
+    if done < 0 {
+        return Ok(errno_result(done as isize));
+    }
+    ram.memory().write_slice(&answer[..size as usize], GuestAddress(address)).map_err(|_| EFAULT)?;
+    Ok(i64::from(done))
+}
+
+fn fstat(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [fd, address, ..] = request.args;
+    let fd = host_fd(fd)?;
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills the struct we own.
+    let done = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+    if done < 0 {
+        return Ok(errno_result(done as isize));
+    }
+    // SAFETY: zero-initialized and filled by fstat; libc::stat on x86_64
+    // Linux is the kernel's struct stat, STAT_SIZE bytes without padding.
+    let bytes = unsafe { std::slice::from_raw_parts(stat.as_ptr().cast::<u8>(), STAT_SIZE as usize) };
+    ram.memory().write_slice(bytes, GuestAddress(address)).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [address, count, timeout, ..] = request.args;
+    if count > 1024 {
+        return Err(EINVAL);
+    }
+    let mut raw = vec![0u8; (count * POLLFD_SIZE) as usize];
+    ram.memory().read_slice(&mut raw, GuestAddress(address)).map_err(|_| EFAULT)?;
+    let mut invalid = 0;
+    let mut fds: Vec<libc::pollfd> = raw
+        .chunks_exact(POLLFD_SIZE as usize)
+        .map(|chunk| {
+            let guest_fd = i32::from_le_bytes(chunk[..4].try_into().unwrap_or_default());
+            let events = i16::from_le_bytes(chunk[4..6].try_into().unwrap_or_default());
+            let fd = if guest_fd < 0 {
+                -1
+            } else {
+                host_fd(guest_fd as u64).unwrap_or_else(|_| {
+                    invalid += 1;
+                    -1
+                })
+            };
+            libc::pollfd { fd, events, revents: 0 }
+        })
+        .collect();
+    // Invalid fds answer POLLNVAL at once, as Linux does: don't block then.
+    let timeout = if invalid > 0 { 0 } else { timeout as i64 as i32 };
+    // SAFETY: `fds` is our own array of `count` pollfds.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    if ready < 0 {
+        return Ok(errno_result(ready as isize));
+    }
+    let mut total = i64::from(ready);
+    for (chunk, host) in raw.chunks_exact_mut(POLLFD_SIZE as usize).zip(&fds) {
+        let guest_fd = i32::from_le_bytes(chunk[..4].try_into().unwrap_or_default());
+        let revents = if guest_fd >= 0 && host.fd < 0 {
+            total += 1;
+            libc::POLLNVAL
+        } else {
+            host.revents
+        };
+        chunk[6..8].copy_from_slice(&revents.to_le_bytes());
+    }
+    ram.memory().write_slice(&raw, GuestAddress(address)).map_err(|_| EFAULT)?;
+    Ok(total)
+}
+
+fn lseek(request: &Request) -> Result<i64, i64> {
+    let [fd, offset, whence, ..] = request.args;
+    let fd = host_fd(fd)?;
+    // SAFETY: lseek has no memory effects.
+    let position = unsafe { libc::lseek(fd, offset as i64, whence as i32) };
+    Ok(errno_result(position as isize))
+}
+
+fn getrandom(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [address, len, flags, ..] = request.args;
+    let buffer = guest_buffer(ram, address, len)?;
+    // SAFETY: the buffer lies inside guest RAM (checked above).
+    let done = unsafe { libc::getrandom(buffer.cast(), len as usize, flags as u32) };
+    Ok(errno_result(done))
+}
+
+fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [address, len, ..] = request.args;
+    let len = len.min(4096);
+    let mut line = vec![0u8; len as usize];
+    ram.memory().read_slice(&mut line, GuestAddress(address)).map_err(|_| EFAULT)?;
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(&line);
+    Ok(len as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(opcode: u32, args: [u64; 6]) -> Request {
+        Request { opcode, flags: 0, tag: 7, args }
+    }
+
+    #[test]
+    fn bad_fds_and_addresses_are_refused() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        assert_eq!(handle(&ram, &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])), -EBADF);
+        assert_eq!(handle(&ram, &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])), -EFAULT);
+        assert_eq!(handle(&ram, &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])), -EFAULT);
+        assert_eq!(handle(&ram, &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])), -EINVAL);
+        assert_eq!(handle(&ram, &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])), -ENOTTY);
+        assert_eq!(handle(&ram, &request(999, [0; 6])), -ENOSYS);
+    }
+
+    #[test]
+    fn iovecs_pointing_outside_ram_are_refused() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let iov = [0x2000u64, 16, 0xffff_0000, 16];
+        for (index, word) in iov.iter().enumerate() {
+            ram.memory().write_obj(*word, GuestAddress(0x1000 + index as u64 * 8)).unwrap();
+        }
+        assert_eq!(handle(&ram, &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])), -EFAULT);
+    }
+
+    #[test]
+    fn getrandom_fills_guest_memory() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        assert_eq!(handle(&ram, &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])), 64);
+        let mut bytes = [0u8; 64];
+        ram.memory().read_slice(&mut bytes, GuestAddress(0x3000)).unwrap();
+        assert!(bytes.iter().any(|&b| b != 0));
+    }
+
+    #[test]
+    fn a_runaway_submission_tail_is_a_protocol_error() {
+        let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
+        let offload = Offload::new(Arc::clone(&ram), vec![0x10000]);
+        ram.memory().store(DEPTH + 5, GuestAddress(0x10000 + offset::SQ_TAIL as u64), Ordering::SeqCst).unwrap();
+        let mut state = QueueState { base: 0x10000, sq_head: 0, cq_tail: 0 };
+        assert!(matches!(offload.drain(&mut state), Err(OffloadError::Protocol(_))));
+    }
+}

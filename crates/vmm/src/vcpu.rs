@@ -1,0 +1,282 @@
+//! KVM: the VM, its memory slot, and vCPUs started in ring 3 in the kernel.
+//!
+//! On kvm-pvm, ring-0 guest code is emulated an instruction at a time and
+//! dies on SSE or xsave, so the monitor sets every privileged register here,
+//! natively, and the vCPU never runs ring-0 code on a normal path.
+#![allow(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use atoll_abi::layout::{selector, MMIO_BASE};
+use atoll_abi::mmio;
+use kvm_bindings::{
+    kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, kvm_xcrs, CpuId, Msrs,
+    KVM_MAX_CPUID_ENTRIES,
+};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+
+use crate::memory::GuestRam;
+use crate::setup::Layout;
+
+const MSR_IA32_TSC: u32 = 0x10;
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_CSTAR: u32 = 0xc000_0083;
+const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const CR4_FSGSBASE: u64 = 1 << 16;
+const CR4_OSXSAVE: u64 = 1 << 18;
+const EFER_SCE: u64 = 1 << 0;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
+/// Flags cleared on syscall entry (at CPL 0): TF, IF, DF, NT, AC.
+const SYSCALL_FLAG_MASK: u64 = 0x100 | 0x200 | 0x400 | 0x4000 | 0x4_0000;
+/// XCR0 components a ring-3 program may use: x87, SSE, AVX, AVX-512.
+const XCR0_USER_STATE: u64 = 0x7 | 0xe0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    #[error("{} not found: this host has no KVM; load the kvm module or use a host with virtualization", .0.display())]
+    Missing(PathBuf),
+    #[error("no permission to open {}: add your user to the kvm group (usermod -aG kvm $USER) or run as root", .0.display())]
+    Permission(PathBuf),
+    #[error("cannot open {}: {source}", .path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("KVM refused {what}: {source}")]
+    Ioctl { what: &'static str, source: kvm_ioctls::Error },
+}
+
+fn ioctl_error(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
+    move |source| KvmError::Ioctl { what, source }
+}
+
+/// Opens the KVM device at `path`.
+pub fn open_kvm(path: &Path) -> Result<Kvm, KvmError> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| KvmError::Missing(path.to_path_buf()))?;
+    Kvm::new_with_path(&c_path).map_err(|error| match error.errno() {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing(path.to_path_buf()),
+        libc::EACCES | libc::EPERM => KvmError::Permission(path.to_path_buf()),
+        errno => KvmError::Open { path: path.to_path_buf(), source: std::io::Error::from_raw_os_error(errno) },
+    })
+}
+
+/// Creates a VM with `ram` as its only memory slot, at guest-physical 0.
+pub fn create_vm(kvm: &Kvm, ram: &GuestRam) -> Result<VmFd, KvmError> {
+    let vm = kvm.create_vm().map_err(ioctl_error("creating a VM"))?;
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: ram.size(),
+        userspace_addr: ram.host_base(),
+    };
+    // SAFETY: the region is our own live mapping of exactly `size` bytes,
+    // which outlives the VM (the isle holds both and drops the VM first).
+    unsafe { vm.set_user_memory_region(region) }.map_err(ioctl_error("the guest memory slot"))?;
+    Ok(vm)
+}
+
+/// What the guest CPU is told it has: KVM's supported set, with the bits
+/// that depend on our setup made true.
+pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
+    let mut cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ioctl_error("reading CPUID"))?;
+    for entry in cpuid.as_mut_slice() {
+        if entry.function == 1 {
+            entry.ecx |= 1 << 31; // running under a hypervisor
+            entry.ecx |= 1 << 27; // OSXSAVE: the monitor sets CR4.OSXSAVE
+            entry.ebx &= 0x00ff_ffff; // initial APIC id 0
+        }
+    }
+    Ok(cpuid)
+}
+
+/// Supported XCR0 bits, from CPUID leaf 0xD.
+fn supported_xcr0(cpuid: &CpuId) -> u64 {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|entry| entry.function == 0xd && entry.index == 0)
+        .map(|entry| u64::from(entry.eax) | (u64::from(entry.edx) << 32))
+        .unwrap_or(0x3)
+}
+
+/// EDX of CPUID leaf 1, which Linux reports as AT_HWCAP.
+pub fn hwcap(cpuid: &CpuId) -> u64 {
+    cpuid.as_slice().iter().find(|entry| entry.function == 1).map(|entry| u64::from(entry.edx)).unwrap_or(0)
+}
+
+fn user_segment(selector: u16, code: bool, base: u64) -> kvm_segment {
+    kvm_segment {
+        base,
+        limit: 0xffff_ffff,
+        selector,
+        type_: if code { 11 } else { 3 },
+        present: 1,
+        dpl: 3,
+        db: u8::from(!code),
+        s: 1,
+        l: u8::from(code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Where one vCPU starts.
+pub struct VcpuStart {
+    pub index: u64,
+    pub entry: u64,
+    pub stack_top: u64,
+    pub boot_info: u64,
+    pub syscall_entry: u64,
+}
+
+/// Creates and configures vCPU `start.index`: long mode, paging on, ring 3.
+pub fn create_vcpu(vm: &VmFd, cpuid: &CpuId, layout: &Layout, start: &VcpuStart) -> Result<VcpuFd, KvmError> {
+    let vcpu = vm.create_vcpu(start.index).map_err(ioctl_error("creating a vCPU"))?;
+    vcpu.set_cpuid2(cpuid).map_err(ioctl_error("setting CPUID"))?;
+
+    let mut sregs = vcpu.get_sregs().map_err(ioctl_error("reading special registers"))?;
+    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs.cr3 = layout.cr3();
+    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE | CR4_OSXSAVE;
+    sregs.efer = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE;
+    sregs.cs = user_segment(selector::USER_CODE, true, 0);
+    let data = user_segment(selector::USER_DATA, false, 0);
+    sregs.ss = data;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = user_segment(selector::USER_DATA, false, layout.cpu_area(start.index));
+    sregs.tr = kvm_segment {
+        base: layout.tss,
+        limit: 103,
+        selector: selector::TSS,
+        type_: 11, // busy 64-bit TSS
+        present: 1,
+        ..Default::default()
+    };
+    sregs.ldt = kvm_segment { type_: 2, present: 1, unusable: 1, ..Default::default() };
+    sregs.gdt.base = layout.gdt;
+    sregs.gdt.limit = (selector::GDT_ENTRIES * 8 - 1) as u16;
+    sregs.idt.base = layout.idt;
+    sregs.idt.limit = 32 * 16 - 1;
+    vcpu.set_sregs(&sregs).map_err(ioctl_error("setting special registers"))?;
+
+    let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+    xcrs.xcrs[0].xcr = 0;
+    xcrs.xcrs[0].value = supported_xcr0(cpuid) & XCR0_USER_STATE;
+    vcpu.set_xcrs(&xcrs).map_err(ioctl_error("setting XCR0"))?;
+
+    let star = (u64::from(selector::KERNEL_CODE) << 32) | (u64::from(selector::USER_CODE32) << 48);
+    let entries = [
+        (MSR_STAR, star),
+        (MSR_LSTAR, start.syscall_entry),
+        (MSR_CSTAR, 0),
+        (MSR_SYSCALL_MASK, SYSCALL_FLAG_MASK),
+        (MSR_KERNEL_GS_BASE, layout.cpu_area(start.index)),
+    ];
+    let msrs = Msrs::from_entries(
+        &entries.map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() }),
+    )
+    .expect("five MSRs fit a KVM MSR list");
+    let written = vcpu.set_msrs(&msrs).map_err(ioctl_error("setting syscall MSRs"))?;
+    if written != entries.len() {
+        return Err(KvmError::Ioctl {
+            what: "setting syscall MSRs",
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        });
+    }
+
+    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    vcpu.set_fpu(&fpu).map_err(ioctl_error("setting the FPU state"))?;
+
+    let regs = kvm_regs {
+        rip: start.entry,
+        rsp: start.stack_top,
+        rdi: start.boot_info,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).map_err(ioctl_error("setting registers"))?;
+    Ok(vcpu)
+}
+
+/// The guest TSC frequency in kHz.
+pub fn tsc_khz(vcpu: &VcpuFd) -> Option<u64> {
+    vcpu.get_tsc_khz().ok().map(u64::from).filter(|&khz| khz > 0)
+}
+
+/// The guest's current TSC value.
+pub fn guest_tsc(vcpu: &VcpuFd) -> Option<u64> {
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_TSC, ..Default::default() }]).ok()?;
+    match vcpu.get_msrs(&mut msrs) {
+        Ok(1) => Some(msrs.as_slice()[0].data),
+        _ => None,
+    }
+}
+
+/// Why a vCPU stopped running guest code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VcpuEvent {
+    /// The guest rang doorbell `offset` with `value`.
+    Doorbell { offset: u64, value: u64 },
+    /// Triple fault.
+    Shutdown,
+    /// KVM could not run the guest (on kvm-pvm: an unemulatable ring-0 instruction).
+    InternalError,
+    /// Anything else; the text says what.
+    Unexpected(String),
+}
+
+/// Runs the vCPU until it reports something the isle must act on.
+pub fn run(vcpu: &mut VcpuFd) -> Result<VcpuEvent, KvmError> {
+    loop {
+        match vcpu.run() {
+            Ok(VcpuExit::MmioWrite(address, data)) => {
+                if !(MMIO_BASE..MMIO_BASE + mmio::SIZE).contains(&address) {
+                    return Ok(VcpuEvent::Unexpected(format!("write to unbacked address {address:#x}")));
+                }
+                let mut bytes = [0u8; 8];
+                let len = data.len().min(8);
+                bytes[..len].copy_from_slice(&data[..len]);
+                return Ok(VcpuEvent::Doorbell { offset: address - MMIO_BASE, value: u64::from_le_bytes(bytes) });
+            }
+            Ok(VcpuExit::MmioRead(_, data)) => data.fill(0),
+            Ok(VcpuExit::IoIn(_, data)) => data.fill(0),
+            Ok(VcpuExit::IoOut(..)) | Ok(VcpuExit::Intr) => {}
+            Ok(VcpuExit::Shutdown) => return Ok(VcpuEvent::Shutdown),
+            Ok(VcpuExit::InternalError) => return Ok(VcpuEvent::InternalError),
+            Ok(VcpuExit::Hlt) => return Ok(VcpuEvent::Unexpected("the vCPU halted".into())),
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                return Ok(VcpuEvent::Unexpected(format!("KVM entry failed (reason {reason:#x}, cpu {cpu})")))
+            }
+            Ok(other) => return Ok(VcpuEvent::Unexpected(format!("unexpected exit {other:?}"))),
+            Err(error) if error.errno() == libc::EINTR || error.errno() == libc::EAGAIN => {}
+            Err(source) => return Err(KvmError::Ioctl { what: "running the vCPU", source }),
+        }
+    }
+}
+
+/// The guest's instruction pointer, for crash reports.
+pub fn rip(vcpu: &VcpuFd) -> u64 {
+    vcpu.get_regs().map(|regs| regs.rip).unwrap_or(0)
+}
+
+/// CR2: the address of the last page fault.
+pub fn cr2(vcpu: &VcpuFd) -> u64 {
+    vcpu.get_sregs().map(|sregs| sregs.cr2).unwrap_or(0)
+}

@@ -1,0 +1,246 @@
+//! Builds the real test programs that atoll runs inside its isle.
+//!
+//! * every `programs/c/*.c` is compiled twice, statically:
+//!   with `musl-gcc` into `OUT_DIR/programs/musl/NAME` and with `gcc` (glibc)
+//!   into `OUT_DIR/programs/glibc/NAME`;
+//! * the standalone cargo package `programs/rust` is built for
+//!   `x86_64-unknown-linux-musl` and its binaries are copied to
+//!   `OUT_DIR/programs/rust/NAME`.
+
+use std::env;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const RUST_TARGET: &str = "x86_64-unknown-linux-musl";
+
+const INSTALL_HINT: &str = "install the test-program toolchains with \
+    `apt-get install musl-tools gcc` and `rustup target add x86_64-unknown-linux-musl`";
+
+/// Environment variables that the outer cargo sets for build scripts (or that a
+/// user may set for the outer build) and that must not leak into the nested
+/// cargo invocation.
+const NESTED_CARGO_ENV_REMOVE: &[&str] = &[
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_WRAPPER",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+];
+
+struct CCompiler {
+    /// Executable to run.
+    program: &'static str,
+    /// Output sub-directory (the flavor label).
+    flavor: &'static str,
+}
+
+const C_COMPILERS: &[CCompiler] = &[
+    CCompiler {
+        program: "musl-gcc",
+        flavor: "musl",
+    },
+    CCompiler {
+        program: "gcc",
+        flavor: "glibc",
+    },
+];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let programs_out = out_dir.join("programs");
+
+    println!("cargo:rerun-if-changed=build.rs");
+
+    build_c_programs(&manifest_dir.join("programs").join("c"), &programs_out);
+    build_rust_programs(
+        &manifest_dir.join("programs").join("rust"),
+        &out_dir.join("rust-target"),
+        &programs_out.join("rust"),
+    );
+}
+
+fn create_dir(dir: &Path) {
+    fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+}
+
+/// Empties (or creates) an output directory so binaries of deleted sources
+/// do not linger.
+fn fresh_dir(dir: &Path) {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => panic!("removing {}: {e}", dir.display()),
+    }
+    create_dir(dir);
+}
+
+/// Lists `dir/*.EXT` sorted by name.
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("read_dir entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_else(|| panic!("non-UTF-8 program name: {}", path.display()))
+        .to_owned()
+}
+
+/// Checks that `program` can be spawned at all, so a missing toolchain gives
+/// a helpful message rather than an obscure spawn error.
+fn require_tool(program: &str, args: &[&str]) {
+    match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            panic!("atoll-testprogs: `{program}` was not found in PATH; {INSTALL_HINT}")
+        }
+        Err(e) => panic!("atoll-testprogs: cannot run `{program}`: {e}; {INSTALL_HINT}"),
+    }
+}
+
+fn build_c_programs(src_dir: &Path, programs_out: &Path) {
+    println!("cargo:rerun-if-changed={}", src_dir.display());
+    let sources = files_with_ext(src_dir, "c");
+    for src in &sources {
+        println!("cargo:rerun-if-changed={}", src.display());
+    }
+
+    for cc in C_COMPILERS {
+        require_tool(cc.program, &["--version"]);
+        fresh_dir(&programs_out.join(cc.flavor));
+    }
+
+    // Start every compile first, then collect them: the compiles are
+    // independent, so this runs them in parallel.
+    let mut jobs: Vec<(String, Child)> = Vec::new();
+    for src in &sources {
+        let name = file_stem(src);
+        for cc in C_COMPILERS {
+            let out = programs_out.join(cc.flavor).join(&name);
+            let child = Command::new(cc.program)
+                .args(["-static", "-O2", "-Wall", "-o"])
+                .arg(&out)
+                .arg(src)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawning `{}`: {e}; {INSTALL_HINT}", cc.program));
+            jobs.push((format!("{} {}", cc.program, src.display()), child));
+        }
+    }
+
+    let mut failures = Vec::new();
+    for (what, child) in jobs {
+        let output = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for `{what}`: {e}"));
+        if !output.status.success() {
+            failures.push(format!(
+                "`{what}` failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        } else {
+            for line in String::from_utf8_lossy(&output.stderr).lines() {
+                println!("cargo:warning={what}: {line}");
+            }
+        }
+    }
+    if !failures.is_empty() {
+        panic!(
+            "atoll-testprogs: compiling C test programs failed:\n{}",
+            failures.join("\n")
+        );
+    }
+}
+
+fn build_rust_programs(crate_dir: &Path, target_dir: &Path, dest: &Path) {
+    let bin_dir = crate_dir.join("src").join("bin");
+    println!(
+        "cargo:rerun-if-changed={}",
+        crate_dir.join("Cargo.toml").display()
+    );
+    println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
+    let bins = files_with_ext(&bin_dir, "rs");
+    for bin in &bins {
+        println!("cargo:rerun-if-changed={}", bin.display());
+    }
+
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "--offline", "--target", RUST_TARGET])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(crate_dir)
+        .stdin(Stdio::null());
+    for var in NESTED_CARGO_ENV_REMOVE {
+        cmd.env_remove(var);
+    }
+
+    let output: Output = match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "atoll-testprogs: cargo ({}) was not found; {INSTALL_HINT}",
+            Path::new(&cargo).display()
+        ),
+        Err(e) => panic!("atoll-testprogs: running nested cargo: {e}"),
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("can't find crate for `std`")
+            || stderr.contains("target may not be installed")
+        {
+            format!(
+                "\nhint: the {RUST_TARGET} standard library seems to be missing; {INSTALL_HINT}"
+            )
+        } else {
+            String::new()
+        };
+        panic!(
+            "atoll-testprogs: building the Rust test programs in {} failed ({}):\n{}{}{hint}",
+            crate_dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            stderr
+        );
+    }
+
+    fresh_dir(dest);
+    let built = target_dir.join(RUST_TARGET).join("release");
+    for bin in &bins {
+        let name = file_stem(bin);
+        let from = built.join(&name);
+        let to = dest.join(&name);
+        fs::copy(&from, &to).unwrap_or_else(|e| {
+            panic!(
+                "atoll-testprogs: copying {} to {}: {e}",
+                from.display(),
+                to.display()
+            )
+        });
+    }
+}
