@@ -28,10 +28,13 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ATOLL_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    // Only pay for a log filter when asked for one.
+    if std::env::var_os("ATOLL_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("ATOLL_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run(args) => run::run(args),

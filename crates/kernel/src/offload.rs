@@ -14,7 +14,7 @@ use crate::arch::x86_64::cpu;
 use crate::time;
 
 /// How long to poll for a completion before parking the vCPU.
-const SPIN_BEFORE_PARK_NS: u64 = 200_000;
+const SPIN_BEFORE_PARK_NS: u64 = 1_000_000;
 
 /// Performs `opcode` on the host; returns its result (`>= 0` or `-errno`).
 pub fn call(opcode: u32, args: [u64; 6]) -> i64 {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use atoll_abi::boot::{
     BootInfo, ClockInfo, CpuArea, ExceptionFrame, FixedStr, ProgramInfo, BOOT_MAGIC, BOOT_VERSION,
 };
-use atoll_abi::layout::{align_up, LARGE_PAGE_SIZE, KERNEL_VIRT_BASE, PAGE_SIZE};
+use atoll_abi::layout::{align_down, align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, PAGE_SIZE};
 use atoll_abi::linux::auxv::*;
 use atoll_abi::linux::signal::*;
 use atoll_abi::mmio;
@@ -20,6 +20,9 @@ use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
 use crate::host;
 
 pub use crate::host::monotonic_ns;
+
+/// How long an isle runs before the rest of its memory is populated.
+const POPULATE_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What to run and how.
 pub struct IsleConfig<'a> {
@@ -80,18 +83,23 @@ fn copy_segments(ram: &GuestRam, image: &[u8], segments: &[loader::Segment], to_
 
 /// Boots an isle and runs the program to completion.
 pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
+    let started = std::time::Instant::now();
     let program = loader::parse_program(config.program_image)?;
     let kernel = loader::parse_kernel(config.kernel_image).map_err(IsleError::Kernel)?;
     let cpu_count = 1;
     let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
     layout.check_program(program.image_start, program.image_end)?;
     let kvm = vcpu::open_kvm(&config.kvm_device)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "program parsed, KVM open");
 
+    // Boot needs the program image, the top of the stack, the kernel and the
+    // system area: the monitor's own writes below fault those huge pages in.
+    // The rest is populated in the background once the program runs.
     let ram = Arc::new(GuestRam::new(config.memory_size)?);
-    // Populate what boot touches now; the heap follows in the background.
-    let stack_hot = layout.stack_top.saturating_sub(LARGE_PAGE_SIZE);
-    ram.populate(program.image_start, program.image_end - program.image_start)?;
-    ram.populate(stack_hot, config.memory_size - stack_hot)?;
+    let heap_start = align_up(program.image_end, PAGE_SIZE);
+    let huge_start = align_up(heap_start, LARGE_PAGE_SIZE);
+    let huge_end = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
+    ram.advise_huge_pages(huge_start, huge_end.saturating_sub(huge_start));
 
     copy_segments(&ram, config.program_image, &program.segments, |address| address)?;
     copy_segments(&ram, config.kernel_image, &kernel.segments, |address| layout.kernel_physical(address))?;
@@ -101,6 +109,12 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         setup::write_cpu_area(ram.memory(), &layout, cpu)?;
     }
 
+    tracing::debug!(elapsed = ?started.elapsed(), "guest memory written");
+    // Start serving before the vCPU exists, so the first request finds the
+    // server already polling.
+    let queues = (0..cpu_count).map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64).collect();
+    let offload = Offload::new(Arc::clone(&ram), queues);
+    offload.spawn();
     let vm = vcpu::create_vm(&kvm, &ram)?;
     let cpuid = vcpu::guest_cpuid(&kvm)?;
     let identity = host::identity();
@@ -141,7 +155,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         },
     )?;
 
-    let heap_start = align_up(program.image_end, PAGE_SIZE);
+    tracing::debug!(elapsed = ?started.elapsed(), "vCPU created");
     let clock = clock_info(&vcpu);
     let boot_info = BootInfo {
         magic: BOOT_MAGIC,
@@ -173,13 +187,12 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     };
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
 
-    let queues = (0..cpu_count).map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64).collect();
-    let offload = Offload::new(Arc::clone(&ram), queues);
-    offload.spawn();
-    ram.populate_in_background(vec![(heap_start, stack_hot.saturating_sub(heap_start))]);
+    ram.populate_in_background(POPULATE_DELAY, vec![(heap_start, layout.stack_top - heap_start)]);
 
+    tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), "entering the isle");
     loop {
         let event = vcpu::run(&mut vcpu)?;
+        tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), ?event, "vCPU exit");
         let outcome = match event {
             VcpuEvent::Doorbell { offset: mmio::EXIT, value } => Outcome::Exited(value as u8),
             VcpuEvent::Doorbell { offset: mmio::WAKE_HOST, .. } => {
@@ -213,6 +226,10 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
             )),
             VcpuEvent::Unexpected(what) => Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu))),
         };
+        // The process exits next. Closing the VM and vCPU here would unmap
+        // their state, which waits for any populate still in flight.
+        std::mem::forget(vcpu);
+        std::mem::forget(vm);
         return Ok(outcome);
     }
 }

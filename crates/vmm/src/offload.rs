@@ -17,7 +17,7 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::memory::GuestRam;
 
 /// Poll this long without work before parking the server thread.
-const IDLE_BEFORE_PARK: Duration = Duration::from_millis(2);
+const IDLE_BEFORE_PARK: Duration = Duration::from_micros(50);
 /// A parked thread re-checks its rings at least this often, in case a
 /// wake-up was lost to a guest that broke the protocol.
 const PARKED_RECHECK: Duration = Duration::from_millis(100);
@@ -170,7 +170,9 @@ impl Offload {
             }
             std::sync::atomic::fence(Ordering::SeqCst);
             let pending = || states.iter().any(|s| self.load(s.base + offset::SQ_TAIL as u64) != s.sq_head);
+            tracing::trace!(at = crate::host::monotonic_ns(), "parking");
             self.server.wait(PARKED_RECHECK, pending);
+            tracing::trace!(at = crate::host::monotonic_ns(), "unparked");
             for state in &states {
                 self.store(state.base + offset::HOST_STATE as u64, HOST_POLLING);
             }
@@ -191,6 +193,7 @@ impl Offload {
                 state.sq_head
             )));
         }
+        tracing::trace!(pending, at = crate::host::monotonic_ns(), "serving");
         for _ in 0..pending {
             let request = self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
             let result = handle(&self.ram, &request);

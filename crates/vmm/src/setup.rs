@@ -72,13 +72,16 @@ impl Layout {
     /// image spanning `kernel_span` bytes.
     pub fn plan(ram_size: u64, cpu_count: u64, kernel_span: u64) -> Result<Self, SetupError> {
         let pd_count = ram_size.div_ceil(GIB);
-        // PML4, identity PDPT + PDs + the PT for the first 2 MiB, kernel PDPT + PD, MMIO PDPT + PD.
-        let page_table_pages = 1 + 1 + pd_count + 1 + 2 + 2;
+        // PML4, identity PDPT + PDs + the PT for the first 2 MiB, kernel PDPT + PD + PT, MMIO PDPT + PD.
+        let page_table_pages = 1 + 1 + pd_count + 1 + 3 + 2;
+        if kernel_span > LARGE_PAGE_SIZE {
+            return Err(SetupError::Memory(format!("kernel image of {kernel_span} bytes exceeds 2 MiB")));
+        }
         let cpu_area_stride = CPU_AREA_SIZE + KERNEL_STACK_SIZE + EXCEPTION_STACK_SIZE;
         let fixed_pages = 1 /* boot info */ + 1 /* GDT */ + 1 /* IDT */ + 2 /* TSS */;
         let system_size = (fixed_pages + page_table_pages) * PAGE_SIZE + cpu_count * cpu_area_stride;
-        let kernel_size = align_up(kernel_span, LARGE_PAGE_SIZE);
-        let needed = system_size + kernel_size + LARGE_PAGE_SIZE + stack_size_for(ram_size) + STACK_GUARD + MIN_HEAP;
+        let kernel_size = align_up(kernel_span, PAGE_SIZE);
+        let needed = system_size + kernel_size + stack_size_for(ram_size) + STACK_GUARD + MIN_HEAP;
         if ram_size < needed + NULL_GUARD_END {
             return Err(SetupError::TooSmall);
         }
@@ -89,7 +92,9 @@ impl Layout {
         let tss = idt + PAGE_SIZE;
         let page_tables = tss + 2 * PAGE_SIZE;
         let cpu_areas = page_tables + page_table_pages * PAGE_SIZE;
-        let kernel_phys_start = align_down(system_start - kernel_size, LARGE_PAGE_SIZE);
+        // Kernel, system area and the top of the stack share the last huge
+        // page(s) of RAM: boot touches as few huge pages as possible.
+        let kernel_phys_start = system_start - kernel_size;
         let stack_top = kernel_phys_start;
         let stack_bottom = stack_top - stack_size_for(ram_size);
         Ok(Self {
@@ -163,8 +168,9 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
     let low_pt = page(2 + pd_count);
     let kernel_pdpt = page(3 + pd_count);
     let kernel_pd = page(4 + pd_count);
-    let mmio_pdpt = page(5 + pd_count);
-    let mmio_pd = page(6 + pd_count);
+    let kernel_pt = page(5 + pd_count);
+    let mmio_pdpt = page(6 + pd_count);
+    let mmio_pd = page(7 + pd_count);
 
     write_u64(memory, pml4, identity_pdpt | PTE_TABLE)?;
     for gib in 0..pd_count {
@@ -183,10 +189,11 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
     write_u64(memory, pml4 + 511 * 8, kernel_pdpt | PTE_TABLE)?;
     let kernel_pdpt_index = (KERNEL_VIRT_BASE >> 30) & 511;
     write_u64(memory, kernel_pdpt + kernel_pdpt_index * 8, kernel_pd | PTE_TABLE)?;
-    let kernel_pages = (layout.kernel_phys_end - layout.kernel_phys_start).div_ceil(LARGE_PAGE_SIZE);
+    write_u64(memory, kernel_pd, kernel_pt | PTE_TABLE)?;
+    let kernel_pages = (layout.kernel_phys_end - layout.kernel_phys_start).div_ceil(PAGE_SIZE);
     for index in 0..kernel_pages {
-        let address = layout.kernel_phys_start + index * LARGE_PAGE_SIZE;
-        write_u64(memory, kernel_pd + index * 8, address | PTE_TABLE | PTE_LARGE)?;
+        let address = layout.kernel_phys_start + index * PAGE_SIZE;
+        write_u64(memory, kernel_pt + index * 8, address | PTE_TABLE)?;
     }
 
     let mmio_pml4_index = (MMIO_BASE >> 39) & 511;
@@ -350,7 +357,8 @@ mod tests {
     fn layout_stacks_system_kernel_and_stack_at_the_top() {
         let layout = Layout::plan(64 << 20, 1, 0x10000).unwrap();
         assert!(layout.system_start < layout.ram_size);
-        assert_eq!(layout.kernel_phys_start % LARGE_PAGE_SIZE, 0);
+        assert_eq!(layout.kernel_phys_start % PAGE_SIZE, 0);
+        assert!(layout.ram_size - layout.stack_top < LARGE_PAGE_SIZE, "kernel and system share the top huge page");
         assert!(layout.kernel_phys_end <= layout.system_start);
         assert_eq!(layout.stack_top, layout.kernel_phys_start);
         assert_eq!(layout.stack_top - layout.stack_bottom, 4 << 20);
