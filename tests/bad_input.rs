@@ -1,0 +1,224 @@
+//! Bad input gets a clear one-line error and a non-zero exit, never a panic or a hang.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atoll-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn hello_bytes() -> Vec<u8> {
+    std::fs::read(program(Flavor::Musl, "hello")).unwrap()
+}
+
+fn run_file(path: &std::path::Path) -> std::process::Output {
+    run(&["run", path.to_str().unwrap()])
+}
+
+#[test]
+fn a_missing_program_is_127() {
+    let output = run(&["run", "/nonexistent/prog"]);
+    assert_one_line_error(&output, 127, &["/nonexistent/prog", "no such file"]);
+    let output = run(&["run", "no-such-program-anywhere"]);
+    assert_one_line_error(&output, 127, &["no-such-program-anywhere", "PATH"]);
+}
+
+#[test]
+fn a_directory_is_not_a_program() {
+    let output = run(&["run", "/tmp/"]);
+    assert_one_line_error(&output, 126, &["is a directory"]);
+}
+
+#[test]
+fn non_elf_files_are_refused() {
+    let text = scratch("notes.txt", b"just some text\n");
+    assert_one_line_error(
+        &run_file(&text),
+        126,
+        &["not an ELF executable", "6a 75 73 74"],
+    );
+    let empty = scratch("empty", b"");
+    assert_one_line_error(&run_file(&empty), 126, &["not an ELF executable", "empty"]);
+    let script = scratch("script.sh", b"#!/bin/sh\necho hi\n");
+    assert_one_line_error(&run_file(&script), 126, &["is a script", "#!/bin/sh"]);
+}
+
+#[test]
+fn thirty_two_bit_and_foreign_elves_are_refused() {
+    let mut elf32 = hello_bytes();
+    elf32[4] = 1; // ELFCLASS32
+    assert_one_line_error(
+        &run_file(&scratch("elf32", &elf32)),
+        126,
+        &["32-bit", "x86_64"],
+    );
+    let mut arm = hello_bytes();
+    arm[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    assert_one_line_error(
+        &run_file(&scratch("arm", &arm)),
+        126,
+        &["aarch64", "x86_64"],
+    );
+}
+
+#[test]
+fn a_dynamically_linked_program_says_how_to_build_it_static() {
+    let output = run(&["run", "/bin/true"]);
+    assert_one_line_error(&output, 126, &["dynamically linked", "ld-linux", "-static"]);
+}
+
+#[test]
+fn corrupt_and_truncated_elves_are_refused() {
+    let bytes = hello_bytes();
+    let header_only = scratch("header-only", &bytes[..40]);
+    assert_one_line_error(&run_file(&header_only), 126, &["corrupt ELF", "truncated"]);
+    let half = scratch("half", &bytes[..bytes.len() / 2]);
+    assert_one_line_error(&run_file(&half), 126, &["corrupt ELF", "truncated"]);
+    let mut bad_phentsize = bytes.clone();
+    bad_phentsize[54] = 13;
+    assert_one_line_error(
+        &run_file(&scratch("phentsize", &bad_phentsize)),
+        126,
+        &["corrupt ELF"],
+    );
+}
+
+#[test]
+fn segments_outside_the_isle_are_refused() {
+    let mut bytes = hello_bytes();
+    let phoff = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes(bytes[56..58].try_into().unwrap()) as usize;
+    // Move the last PT_LOAD to 1 GiB: far beyond a 64M isle.
+    let last_load = (0..phnum)
+        .map(|index| phoff + index * 56)
+        .rfind(|&header| u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) == 1)
+        .unwrap();
+    bytes[last_load + 16..last_load + 24].copy_from_slice(&(1u64 << 30).to_le_bytes());
+    let output = run_file(&scratch("far", &bytes));
+    assert_one_line_error(
+        &output,
+        125,
+        &["does not fit in the isle's memory", "raise -m"],
+    );
+}
+
+#[test]
+fn memory_sizes_are_checked() {
+    let hello = program(Flavor::Musl, "hello");
+    let hello = hello.to_str().unwrap();
+    assert_one_line_error(
+        &run(&["run", "-m", "1M", hello]),
+        2,
+        &["-m 1M is too small", "8M"],
+    );
+    assert_one_line_error(
+        &run(&["run", "-m", "1T", hello]),
+        2,
+        &["-m 1T is too large", "256G"],
+    );
+    assert_one_line_error(
+        &run(&["run", "-m", "250G", hello]),
+        2,
+        &["-m 250G is more than this host has available"],
+    );
+    let output = run(&["run", "-m", "lots", hello]);
+    assert_eq!(status(&output), 2);
+    assert!(
+        stderr(&output).contains("invalid size 'lots'"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_missing_kvm_device_says_what_to_do() {
+    let hello = program(Flavor::Musl, "hello");
+    let output = run(&[
+        "run",
+        "--kvm-device",
+        "/nonexistent/kvm",
+        hello.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&output, 125, &["/nonexistent/kvm not found", "kvm module"]);
+}
+
+#[test]
+fn no_permission_on_kvm_says_what_to_do() {
+    // Root may open anything: drop to nobody to see the error users get.
+    let hello = program(Flavor::Musl, "hello");
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() || !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: needs root, /usr/bin/setpriv and /dev/kvm");
+        return;
+    }
+    let _slot = isle_slot();
+    let output = std::process::Command::new(setpriv)
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_atoll"),
+            "run",
+        ])
+        .arg(hello)
+        .output()
+        .unwrap();
+    if stderr(&output).contains("Permission denied") && !stderr(&output).contains("/dev/kvm") {
+        eprintln!("skipped: nobody can't read the test binaries here");
+        return;
+    }
+    assert_one_line_error(
+        &output,
+        125,
+        &["no permission to open /dev/kvm", "kvm group"],
+    );
+}
+
+#[test]
+fn a_triple_fault_is_reported() {
+    let output = run_program(Flavor::Musl, "idt_smash", &[]);
+    assert!(
+        stdout(&output).starts_with("idt at 0x"),
+        "{}",
+        stdout(&output)
+    );
+    assert_one_line_error(&output, 125, &["isle crashed", "triple fault", "rip 0x"]);
+}
+
+#[test]
+fn a_kernel_panic_is_reported_with_its_message() {
+    let hello = program(Flavor::Musl, "hello");
+    let output = run(&["run", "--debug-panic", hello.to_str().unwrap()]);
+    assert_one_line_error(
+        &output,
+        125,
+        &[
+            "isle crashed: kernel panic",
+            "panic requested at boot",
+            "main.rs",
+        ],
+    );
+}
+
+#[test]
+fn bad_environment_entries_are_refused() {
+    let hello = program(Flavor::Musl, "hello");
+    let output = run(&["run", "-e", "=value", hello.to_str().unwrap()]);
+    assert_one_line_error(&output, 2, &["invalid -e '=value'", "KEY=VALUE"]);
+}
+
+#[test]
+fn no_program_is_a_usage_error() {
+    let output = run(&["run"]);
+    assert_eq!(status(&output), 2);
+    assert!(stderr(&output).contains("PROGRAM"), "{}", stderr(&output));
+}

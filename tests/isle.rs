@@ -1,0 +1,285 @@
+//! Boots real isles running real programs (musl, glibc and Rust std builds)
+//! and checks they behave as they do on Linux.
+
+mod common;
+
+use common::*;
+
+fn expected_bigout(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 131 + i / 251) & 0xff) as u8)
+        .collect()
+}
+
+#[test]
+fn hello_gets_its_args_and_only_the_environment_it_was_given() {
+    for &flavor in Flavor::ALL {
+        let path = program(flavor, "hello");
+        let _slot = isle_slot();
+        let output = atoll()
+            .env("LEAKED_FROM_HOST", "yes")
+            .env("PASSED_BY_NAME", "from host")
+            .args(["run", "-e", "GREETING=hi there", "-e", "PASSED_BY_NAME"])
+            .args([
+                "-e",
+                "SHOW_ENV=GREETING,HOME,PATH,PASSED_BY_NAME,LEAKED_FROM_HOST",
+            ])
+            .arg(&path)
+            .args(["big", "world", "-m", "--flag"])
+            .output()
+            .expect("atoll runs");
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        assert_eq!(
+            stdout(&output),
+            "Hello, big world -m --flag\nGREETING=hi there\nHOME=/\n\
+             PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+             PASSED_BY_NAME=from host\nLEAKED_FROM_HOST unset\n",
+            "{flavor}"
+        );
+        assert_eq!(stderr(&output), "", "{flavor}: atoll must be quiet");
+    }
+}
+
+#[test]
+fn ten_mib_of_stdin_comes_back_byte_identical() {
+    let input: Vec<u8> = (0..10u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for &flavor in Flavor::ALL {
+        let path = program(flavor, "cat");
+        let output = run_with_input(&["run", path.to_str().unwrap()], &input);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        assert_eq!(output.stdout.len(), input.len(), "{flavor}");
+        assert!(
+            output.stdout == input,
+            "{flavor}: stdout differs from stdin"
+        );
+    }
+}
+
+#[test]
+fn one_mib_of_stdout_is_byte_identical() {
+    let expected = expected_bigout(1 << 20);
+    for &flavor in Flavor::ALL {
+        let output = run_program(flavor, "bigout", &[]);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        assert!(
+            output.stdout == expected,
+            "{flavor}: {} bytes, pattern differs",
+            output.stdout.len()
+        );
+    }
+}
+
+#[test]
+fn stdout_redirected_to_a_file_is_byte_identical() {
+    let dir = std::env::temp_dir().join(format!("atoll-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out");
+    let path = program(Flavor::Musl, "bigout");
+    let _slot = isle_slot();
+    let status = atoll()
+        .args(["run", path.to_str().unwrap(), "300000"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read(&file).unwrap(), expected_bigout(300_000));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exit_statuses_pass_through() {
+    for &flavor in Flavor::ALL {
+        for code in ["0", "3", "255"] {
+            let output = run_program(flavor, "exitcode", &[code]);
+            assert_eq!(
+                status(&output).to_string(),
+                code,
+                "{flavor}: {}",
+                stderr(&output)
+            );
+            assert_eq!(stderr(&output), "", "{flavor}");
+        }
+    }
+}
+
+#[test]
+fn a_null_dereference_gives_139_and_names_the_fault() {
+    for &flavor in Flavor::ALL {
+        let output = run_program(flavor, "segfault", &[]);
+        assert_eq!(stdout(&output), "about to fault\n", "{flavor}");
+        assert_one_line_error(
+            &output,
+            139,
+            &["SIGSEGV", "page fault at address 0x0", "read", "rip 0x"],
+        );
+    }
+}
+
+#[test]
+fn an_unknown_syscall_gets_enosys_and_one_warning() {
+    for &flavor in Flavor::C {
+        let output = run_program(flavor, "enosys", &[]);
+        assert_eq!(status(&output), 0, "{flavor}");
+        assert_eq!(stdout(&output), "result=-1 errno=38\n", "{flavor}");
+        assert_eq!(
+            stderr(&output),
+            "atoll: unsupported syscall epoll_pwait2 (441)\n",
+            "{flavor}"
+        );
+    }
+}
+
+fn host_clock(clock: libc::clockid_t) -> i128 {
+    let mut spec = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    assert_eq!(unsafe { libc::clock_gettime(clock, &mut spec) }, 0);
+    i128::from(spec.tv_sec) * 1_000_000_000 + i128::from(spec.tv_nsec)
+}
+
+fn field(text: &str, name: &str) -> i128 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn clocks_advance_and_agree_with_the_host() {
+    const TOLERANCE_NS: i128 = 50_000_000;
+    for &flavor in Flavor::ALL {
+        let real_before = host_clock(libc::CLOCK_REALTIME);
+        let mono_before = host_clock(libc::CLOCK_MONOTONIC);
+        let output = run_program(flavor, "clock", &[]);
+        let real_after = host_clock(libc::CLOCK_REALTIME);
+        let mono_after = host_clock(libc::CLOCK_MONOTONIC);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        let text = stdout(&output);
+        let realtime = field(&text, "realtime_ns");
+        assert!(
+            realtime >= real_before - TOLERANCE_NS && realtime <= real_after + TOLERANCE_NS,
+            "{flavor}: realtime {realtime} outside [{real_before}, {real_after}] ± 50 ms"
+        );
+        if flavor != Flavor::Rust {
+            let monotonic = field(&text, "monotonic_ns");
+            assert!(
+                monotonic >= mono_before - TOLERANCE_NS && monotonic <= mono_after + TOLERANCE_NS,
+                "{flavor}: monotonic {monotonic} outside [{mono_before}, {mono_after}] ± 50 ms"
+            );
+            let microseconds = field(&text, "gettimeofday_us");
+            assert!(
+                (microseconds * 1000 - realtime).abs() < TOLERANCE_NS,
+                "{flavor}: gettimeofday disagrees"
+            );
+        }
+        let slept = field(&text, "slept_ns");
+        assert!(
+            (100_000_000..100_000_000 + TOLERANCE_NS).contains(&slept),
+            "{flavor}: a 100 ms sleep took {slept} ns"
+        );
+    }
+}
+
+#[test]
+fn two_hundred_mib_allocations_are_touched_and_freed() {
+    let cases: &[(Flavor, &str)] = &[
+        (Flavor::Musl, "brk"),
+        (Flavor::Musl, "mmap"),
+        (Flavor::Musl, "malloc"),
+        (Flavor::Glibc, "brk"),
+        (Flavor::Glibc, "mmap"),
+        (Flavor::Glibc, "malloc"),
+        (Flavor::Rust, "vec"),
+    ];
+    for &(flavor, mode) in cases {
+        let path = program(flavor, "alloc");
+        let output = run(&["run", "-m", "256M", path.to_str().unwrap(), mode, "200"]);
+        assert_eq!(status(&output), 0, "{flavor} {mode}: {}", stderr(&output));
+        assert_eq!(
+            stdout(&output),
+            format!("alloc {mode} 200 MiB ok\n"),
+            "{flavor}"
+        );
+    }
+}
+
+#[test]
+fn allocations_beyond_the_isle_fail_cleanly() {
+    let path = program(Flavor::Musl, "alloc");
+    let output = run(&["run", "-m", "64M", path.to_str().unwrap(), "mmap", "200"]);
+    assert_eq!(status(&output), 1, "{}", stderr(&output));
+    assert!(stdout(&output).contains("errno=12"), "{}", stdout(&output));
+}
+
+#[test]
+fn trace_prints_each_syscall_strace_style() {
+    let output = run_program(Flavor::Musl, "exitcode", &["0"]);
+    assert_eq!(status(&output), 0);
+    let path = program(Flavor::Musl, "hello");
+    let output = run(&["run", "--trace", path.to_str().unwrap()]);
+    assert_eq!(status(&output), 0);
+    assert_eq!(stdout(&output), "Hello, world\n");
+    let trace = stderr(&output);
+    assert!(trace.contains("arch_prctl(0x1002, 0x"), "{trace}");
+    assert!(
+        trace
+            .lines()
+            .any(|line| line.starts_with("writev(1, 0x") && line.ends_with(") = 13")),
+        "{trace}"
+    );
+    assert!(
+        trace
+            .lines()
+            .any(|line| line.starts_with("ioctl(1, 0x5413, 0x") && line.ends_with("= -1 ENOTTY")),
+        "{trace}"
+    );
+    assert!(trace.contains("exit_group(0)"), "{trace}");
+}
+
+#[test]
+fn syscall_summary_counts_calls_and_marks_unsupported_ones() {
+    let path = program(Flavor::Glibc, "enosys");
+    let output = run(&["run", "--syscall-summary", path.to_str().unwrap()]);
+    assert_eq!(status(&output), 0);
+    let summary = stderr(&output);
+    assert!(summary.contains("atoll: syscall summary"), "{summary}");
+    let row = |name: &str| {
+        summary
+            .lines()
+            .find(|line| line.ends_with(name))
+            .map(str::to_string)
+    };
+    let enosys = row("epoll_pwait2  (unsupported)").unwrap_or_else(|| panic!("{summary}"));
+    assert_eq!(
+        enosys.split_whitespace().take(2).collect::<Vec<_>>(),
+        ["1", "1"],
+        "{enosys}"
+    );
+    assert!(
+        row(" write").is_some() || row(" writev").is_some(),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .last()
+            .unwrap()
+            .trim_end()
+            .ends_with("total"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_pipeline_through_the_isle_works() {
+    let numbers: String = (1..=100_000).map(|n| format!("{n}\n")).collect();
+    let path = program(Flavor::Glibc, "cat");
+    let output = run_with_input(&["run", path.to_str().unwrap()], numbers.as_bytes());
+    assert_eq!(status(&output), 0);
+    assert_eq!(stdout(&output), numbers);
+}

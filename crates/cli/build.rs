@@ -25,7 +25,13 @@ fn main() {
     let target_dir = out_dir.join("kernel-target");
     watch(&kernel_dir.join("src"));
     watch(&manifest_dir.join("../abi/src"));
-    for file in ["Cargo.toml", "Cargo.lock", "linker.ld", "build.rs", ".cargo/config.toml"] {
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "linker.ld",
+        "build.rs",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", kernel_dir.join(file).display());
     }
 
@@ -33,7 +39,13 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&kernel_dir)
-        .args(["build", "--release", "--target", "x86_64-unknown-none", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-none",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // The outer build's settings are for the host target; the kernel has its own.
     for variable in [
@@ -49,7 +61,9 @@ fn main() {
     ] {
         command.env_remove(variable);
     }
-    let status = command.status().unwrap_or_else(|error| panic!("cannot run cargo to build the kernel: {error}"));
+    let status = command
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run cargo to build the kernel: {error}"));
     if !status.success() {
         panic!(
             "building the isle kernel failed; it needs the x86_64-unknown-none target: \
@@ -58,6 +72,7 @@ fn main() {
     }
     let kernel = target_dir.join("x86_64-unknown-none/release/atoll-kernel");
     let embedded = out_dir.join("atoll-kernel.elf");
-    std::fs::copy(&kernel, &embedded).unwrap_or_else(|error| panic!("cannot copy {}: {error}", kernel.display()));
+    std::fs::copy(&kernel, &embedded)
+        .unwrap_or_else(|error| panic!("cannot copy {}: {error}", kernel.display()));
     println!("cargo:rustc-env=ATOLL_KERNEL_ELF={}", embedded.display());
 }

@@ -183,7 +183,10 @@ mod tests {
     #[test]
     fn cpu_area_fields_match_the_assembly_offsets() {
         assert_eq!(offset_of!(CpuArea, user_rsp), CPU_AREA_USER_RSP);
-        assert_eq!(offset_of!(CpuArea, kernel_stack_top), CPU_AREA_KERNEL_STACK_TOP);
+        assert_eq!(
+            offset_of!(CpuArea, kernel_stack_top),
+            CPU_AREA_KERNEL_STACK_TOP
+        );
         assert_eq!(align_of::<CpuArea>(), 4096);
         assert_eq!(size_of::<CpuArea>() % 4096, 0);
     }
@@ -197,7 +200,8 @@ mod tests {
 
     #[test]
     fn boot_info_has_no_padding() {
-        let fields = 12 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+        let fields =
+            12 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

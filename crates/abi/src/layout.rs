@@ -44,6 +44,12 @@ pub const KERNEL_STACK_SIZE: u64 = 64 << 10;
 /// Per-CPU ring-0 stack for the exception landing pads.
 pub const EXCEPTION_STACK_SIZE: u64 = 4 << 10;
 
+const _: () = assert!(
+    MAX_RAM_SIZE <= MMIO_BASE,
+    "RAM must never reach the doorbells"
+);
+const _: () = assert!(MMIO_BASE.is_multiple_of(LARGE_PAGE_SIZE));
+
 /// Rounds `value` up to a multiple of `align` (a power of two).
 pub const fn align_up(value: u64, align: u64) -> u64 {
     (value + align - 1) & !(align - 1)
@@ -97,11 +103,5 @@ mod tests {
         assert_eq!(stack_size_for(8 << 20), 1 << 20);
         assert_eq!(stack_size_for(64 << 20), 4 << 20);
         assert_eq!(stack_size_for(1 << 30), 8 << 20);
-    }
-
-    #[test]
-    fn ram_never_reaches_the_doorbells() {
-        assert!(MAX_RAM_SIZE <= MMIO_BASE);
-        assert_eq!(MMIO_BASE % LARGE_PAGE_SIZE, 0);
     }
 }

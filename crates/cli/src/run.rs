@@ -21,7 +21,13 @@ const STATUS_NOT_FOUND: i32 = 127;
 const STATUS_USAGE: i32 = 2;
 
 /// The environment an isle starts with, before `-e`: minimal and the same everywhere.
-const DEFAULT_ENV: [(&str, &str); 2] = [("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("HOME", "/")];
+const DEFAULT_ENV: [(&str, &str); 2] = [
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+    ("HOME", "/"),
+];
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -38,13 +44,23 @@ pub struct RunArgs {
     #[arg(long)]
     syscall_summary: bool,
     /// The KVM device to use
-    #[arg(long, value_name = "PATH", env = "ATOLL_KVM_DEVICE", default_value = "/dev/kvm")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ATOLL_KVM_DEVICE",
+        default_value = "/dev/kvm"
+    )]
     kvm_device: PathBuf,
     /// Make the isle kernel panic at boot (tests the crash report)
     #[arg(long, hide = true)]
     debug_panic: bool,
     /// The program to run, then its arguments
-    #[arg(value_name = "PROGRAM [ARGS]...", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "PROGRAM [ARGS]...",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     command: Vec<OsString>,
 }
 
@@ -68,7 +84,9 @@ fn resolve_program(program: &Path) -> Option<PathBuf> {
 
 fn available_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    let line = meminfo
+        .lines()
+        .find(|line| line.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib << 10)
 }
@@ -83,7 +101,11 @@ fn check_memory(requested: u64) -> Result<u64, String> {
         ));
     }
     if size > MAX_RAM_SIZE {
-        return Err(format!("-m {} is too large: an isle can have at most {}", format_size(requested), format_size(MAX_RAM_SIZE)));
+        return Err(format!(
+            "-m {} is too large: an isle can have at most {}",
+            format_size(requested),
+            format_size(MAX_RAM_SIZE)
+        ));
     }
     if let Some(available) = available_memory() {
         if size > available {
@@ -98,8 +120,10 @@ fn check_memory(requested: u64) -> Result<u64, String> {
 }
 
 fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> =
-        DEFAULT_ENV.iter().map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec())).collect();
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = DEFAULT_ENV
+        .iter()
+        .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
+        .collect();
     for item in requested {
         let bytes = item.as_bytes();
         let (key, value) = match bytes.iter().position(|&b| b == b'=') {
@@ -110,7 +134,10 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
             },
         };
         if key.is_empty() || key.contains(&0) || value.contains(&0) {
-            return Err(format!("invalid -e '{}': use KEY=VALUE", item.to_string_lossy()));
+            return Err(format!(
+                "invalid -e '{}': use KEY=VALUE",
+                item.to_string_lossy()
+            ));
         }
         env.retain(|(existing, _)| *existing != key);
         env.push((key, value));
@@ -137,7 +164,10 @@ pub fn run(args: RunArgs) -> i32 {
     };
     let shown = program_arg.display();
     let Some(program_path) = resolve_program(&program_arg) else {
-        return fail(STATUS_NOT_FOUND, format!("{shown}: no such file (nor in PATH)"));
+        return fail(
+            STATUS_NOT_FOUND,
+            format!("{shown}: no such file (nor in PATH)"),
+        );
     };
     let image = match std::fs::read(&program_path) {
         Ok(image) => image,
@@ -158,7 +188,10 @@ pub fn run(args: RunArgs) -> i32 {
     if let Err(error) = atoll_vmm::isle::check_program(&image) {
         return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
     }
-    let exe_path = std::fs::canonicalize(&program_path).unwrap_or(program_path).into_os_string().into_vec();
+    let exe_path = std::fs::canonicalize(&program_path)
+        .unwrap_or(program_path)
+        .into_os_string()
+        .into_vec();
 
     let mut boot_flags = 0;
     if args.trace {
@@ -184,7 +217,9 @@ pub fn run(args: RunArgs) -> i32 {
     match atoll_vmm::run(config) {
         Ok(Outcome::Exited(status)) => i32::from(status),
         Ok(Outcome::Killed { signal, report }) => fail(128 + signal as i32, report),
-        Ok(Outcome::Crashed(report)) => fail(STATUS_ATOLL_FAILED, format!("isle crashed: {report}")),
+        Ok(Outcome::Crashed(report)) => {
+            fail(STATUS_ATOLL_FAILED, format!("isle crashed: {report}"))
+        }
         Err(IsleError::Program(error)) => fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}")),
         Err(IsleError::Setup(error)) => fail(STATUS_ATOLL_FAILED, format!("{shown}: {error}")),
         Err(error) => fail(STATUS_ATOLL_FAILED, error),

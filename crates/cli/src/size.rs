@@ -5,9 +5,15 @@
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let lower = trimmed.to_ascii_lowercase();
-    let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let (number, suffix) = lower.split_at(digits_end);
-    let invalid = || format!("invalid size '{text}': use a number with an optional K, M or G suffix, like 64M or 1G");
+    let invalid = || {
+        format!(
+            "invalid size '{text}': use a number with an optional K, M or G suffix, like 64M or 1G"
+        )
+    };
     if number.is_empty() {
         return Err(invalid());
     }
@@ -20,21 +26,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(invalid()),
     };
     let value: u64 = number.parse().map_err(|_| invalid())?;
-    value.checked_mul(1 << shift).ok_or_else(|| format!("size '{text}' is too large"))
+    value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("size '{text}' is too large"))
 }
 
-/// Formats a byte count the way users write it.
+/// Formats a byte count the way users write it: 64M, 3.5G.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
-            return format!("{}{unit}", bytes >> shift);
+        if bytes >= 1 << shift {
+            return if bytes.is_multiple_of(1 << shift) {
+                format!("{}{unit}", bytes >> shift)
+            } else {
+                format!("{:.1}{unit}", bytes as f64 / (1u64 << shift) as f64)
+            };
         }
-    }
-    if bytes >= 1 << 30 {
-        return format!("{:.1}G", bytes as f64 / (1u64 << 30) as f64);
-    }
-    if bytes >= 1 << 20 {
-        return format!("{:.1}M", bytes as f64 / (1u64 << 20) as f64);
     }
     bytes.to_string()
 }
@@ -59,7 +65,9 @@ mod tests {
             let error = parse_size(bad).unwrap_err();
             assert!(error.contains("like 64M"), "{bad}: {error}");
         }
-        assert!(parse_size("99999999999T").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999T")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]

@@ -27,7 +27,9 @@ static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
 
 /// The boot info, available once [`kernel_main`] has checked it.
 pub fn boot_info() -> &'static BootInfo {
-    BOOT_INFO.get().expect("boot info is set before the program starts")
+    BOOT_INFO
+        .get()
+        .expect("boot info is set before the program starts")
 }
 
 /// Whether the monitor asked for boot flag `flag`.
@@ -40,7 +42,10 @@ pub fn has_flag(flag: u64) -> bool {
 extern "C" fn kernel_main(boot_info_address: u64) -> ! {
     let boot = cpu::boot_info_at(boot_info_address);
     if boot.magic != BOOT_MAGIC || boot.version != BOOT_VERSION {
-        panic!("boot info has magic {:#x} version {}, expected version {BOOT_VERSION}", boot.magic, boot.version);
+        panic!(
+            "boot info has magic {:#x} version {}, expected version {BOOT_VERSION}",
+            boot.magic, boot.version
+        );
     }
     BOOT_INFO.call_once(|| boot);
     user::init(boot.ram_size);

@@ -58,7 +58,10 @@ pub fn init(boot: &BootInfo) {
     space.heap_end = boot.heap_end;
     space.stack_bottom = boot.program.stack_bottom;
     space.stack_top = boot.program.stack_top;
-    space.pristine = Range { start: boot.heap_start, end: boot.heap_end };
+    space.pristine = Range {
+        start: boot.heap_start,
+        end: boot.heap_end,
+    };
 }
 
 /// Guest-physical address of a kernel pointer: kernel statics live at the
@@ -105,7 +108,9 @@ impl AddressSpace {
     }
 
     fn overlaps_mapping(&self, range: Range) -> bool {
-        self.mappings[..self.mapping_count].iter().any(|m| m.start < range.end && range.start < m.end)
+        self.mappings[..self.mapping_count]
+            .iter()
+            .any(|m| m.start < range.end && range.start < m.end)
     }
 
     fn set_brk(&mut self, requested: u64) -> u64 {
@@ -115,7 +120,10 @@ impl AddressSpace {
         let old_limit = self.brk_limit();
         let new_limit = align_up(requested, PAGE_SIZE);
         if new_limit > old_limit {
-            let growth = Range { start: old_limit, end: new_limit };
+            let growth = Range {
+                start: old_limit,
+                end: new_limit,
+            };
             if new_limit > self.heap_end || self.overlaps_mapping(growth) {
                 return self.brk;
             }
@@ -176,8 +184,14 @@ impl AddressSpace {
                 index += 1;
                 continue;
             }
-            let below = Range { start: mapping.start, end: range.start };
-            let above = Range { start: range.end, end: mapping.end };
+            let below = Range {
+                start: mapping.start,
+                end: range.start,
+            };
+            let above = Range {
+                start: range.end,
+                end: mapping.end,
+            };
             let keep_below = below.start < below.end;
             let keep_above = above.start < above.end;
             match (keep_below, keep_above) {
@@ -185,7 +199,8 @@ impl AddressSpace {
                     if self.mapping_count == MAX_MAPPINGS {
                         return Err(ENOMEM);
                     }
-                    self.mappings.copy_within(index + 1..self.mapping_count, index + 2);
+                    self.mappings
+                        .copy_within(index + 1..self.mapping_count, index + 2);
                     self.mappings[index] = below;
                     self.mappings[index + 1] = above;
                     self.mapping_count += 1;
@@ -200,7 +215,8 @@ impl AddressSpace {
                     index += 1;
                 }
                 (false, false) => {
-                    self.mappings.copy_within(index + 1..self.mapping_count, index);
+                    self.mappings
+                        .copy_within(index + 1..self.mapping_count, index);
                     self.mapping_count -= 1;
                 }
             }
@@ -221,7 +237,7 @@ impl AddressSpace {
         }
         let len = align_up(len, PAGE_SIZE);
         let start = if fixed {
-            if hint % PAGE_SIZE != 0 {
+            if !hint.is_multiple_of(PAGE_SIZE) {
                 return Err(EINVAL);
             }
             let end = hint.checked_add(len).ok_or(ENOMEM)?;
@@ -237,7 +253,10 @@ impl AddressSpace {
                 if end <= brk_limit {
                     return Ok(hint);
                 }
-                let above = Range { start: brk_limit, end };
+                let above = Range {
+                    start: brk_limit,
+                    end,
+                };
                 self.insert(above)?;
                 self.claim(above)?;
                 return Ok(hint);
@@ -246,7 +265,10 @@ impl AddressSpace {
         } else {
             self.find_gap(len).ok_or(ENOMEM)?
         };
-        let range = Range { start, end: start + len };
+        let range = Range {
+            start,
+            end: start + len,
+        };
         self.insert(range)?;
         if let Err(errno) = self.claim(range) {
             let _ = self.remove(range);
@@ -260,23 +282,32 @@ impl AddressSpace {
     }
 
     fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, i64> {
-        if old % PAGE_SIZE != 0 || new_len == 0 {
+        if !old.is_multiple_of(PAGE_SIZE) || new_len == 0 {
             return Err(EINVAL);
         }
         let old_len = align_up(old_len, PAGE_SIZE);
         let new_len = align_up(new_len, PAGE_SIZE);
         let old_end = old.checked_add(old_len).ok_or(EFAULT)?;
-        let old_range = Range { start: old, end: old_end };
+        let old_range = Range {
+            start: old,
+            end: old_end,
+        };
         if self.mapping_containing(old_range).is_none() {
             // Like Linux: a mapping that can't grow is ENOMEM (musl probes
             // the main stack this way), no mapping at all is EFAULT.
             return Err(if self.in_stack(old) { ENOMEM } else { EFAULT });
         }
         if new_len <= old_len {
-            self.remove(Range { start: old + new_len, end: old_end })?;
+            self.remove(Range {
+                start: old + new_len,
+                end: old_end,
+            })?;
             return Ok(old);
         }
-        let growth = Range { start: old_end, end: old + new_len };
+        let growth = Range {
+            start: old_end,
+            end: old + new_len,
+        };
         if growth.end <= self.heap_end && !self.overlaps_mapping(growth) {
             self.insert(growth)?;
             self.claim(growth)?;
@@ -304,11 +335,16 @@ pub fn map_anonymous(hint: u64, len: u64, fixed: bool) -> Result<u64, i64> {
 
 /// munmap(2) of anonymous memory.
 pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
-    if address % PAGE_SIZE != 0 || len == 0 {
+    if !address.is_multiple_of(PAGE_SIZE) || len == 0 {
         return Err(EINVAL);
     }
-    let end = address.checked_add(align_up(len, PAGE_SIZE)).ok_or(EINVAL)?;
-    SPACE.lock().remove(Range { start: address, end })
+    let end = address
+        .checked_add(align_up(len, PAGE_SIZE))
+        .ok_or(EINVAL)?;
+    SPACE.lock().remove(Range {
+        start: address,
+        end,
+    })
 }
 
 /// mremap(2) without MREMAP_FIXED.

@@ -23,9 +23,17 @@ pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
     let tail = queue.sq_tail.value.load(Ordering::Relaxed);
     cpu::write_request(
         slot(tail),
-        Request { opcode, flags: 0, tag: u64::from(tail), args },
+        Request {
+            opcode,
+            flags: 0,
+            tag: u64::from(tail),
+            args,
+        },
     );
-    queue.sq_tail.value.store(tail.wrapping_add(1), Ordering::Release);
+    queue
+        .sq_tail
+        .value
+        .store(tail.wrapping_add(1), Ordering::Release);
     fence(Ordering::SeqCst);
     if queue.host_state.value.load(Ordering::SeqCst) == HOST_PARKED {
         cpu::doorbell(mmio::WAKE_HOST, area.cpu_index);
@@ -37,7 +45,7 @@ pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
     while queue.cq_tail.value.load(Ordering::Acquire) == head {
         cpu::pause();
         spins = spins.wrapping_add(1);
-        if spins % 256 == 0 {
+        if spins.is_multiple_of(256) {
             let now = time::monotonic_ns();
             if spin_started == 0 {
                 spin_started = now;
@@ -49,7 +57,10 @@ pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
         }
     }
     let completion = cpu::read_completion(slot(head));
-    queue.cq_head.value.store(head.wrapping_add(1), Ordering::Release);
+    queue
+        .cq_head
+        .value
+        .store(head.wrapping_add(1), Ordering::Release);
     completion.result
 }
 

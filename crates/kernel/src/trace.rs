@@ -18,7 +18,10 @@ pub struct LineBuffer<const N: usize> {
 
 impl<const N: usize> LineBuffer<N> {
     pub const fn new() -> Self {
-        Self { bytes: [0; N], len: 0 }
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -43,10 +46,10 @@ pub fn log(line: &[u8]) {
 }
 
 const TABLE_SIZE: usize = MAX_SYSCALL + 1;
-const NO_COUNT: AtomicU64 = AtomicU64::new(0);
-static CALLS: [AtomicU64; TABLE_SIZE] = [NO_COUNT; TABLE_SIZE];
-static ERRORS: [AtomicU64; TABLE_SIZE] = [NO_COUNT; TABLE_SIZE];
-static UNSUPPORTED: [AtomicU64; TABLE_SIZE.div_ceil(64)] = [NO_COUNT; TABLE_SIZE.div_ceil(64)];
+static CALLS: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(0) }; TABLE_SIZE];
+static ERRORS: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(0) }; TABLE_SIZE];
+static UNSUPPORTED: [AtomicU64; TABLE_SIZE.div_ceil(64)] =
+    [const { AtomicU64::new(0) }; TABLE_SIZE.div_ceil(64)];
 /// Calls with numbers outside the table.
 static OUT_OF_TABLE: AtomicU64 = AtomicU64::new(0);
 
@@ -91,6 +94,31 @@ fn is_unsupported(nr: usize) -> bool {
 
 /// Logs one syscall strace-style: `name(arg, ...) = result`.
 pub fn trace_call(nr: u64, args: &[u64; 6], result: i64) {
+    let mut line = format_call(nr, args);
+    if result < 0 && result > -4096 {
+        let _ = writeln!(line, ") = -1 {}", errno_name(-result));
+    } else if returns_address(nr) {
+        let _ = writeln!(line, ") = {result:#x}");
+    } else {
+        let _ = writeln!(line, ") = {result}");
+    }
+    log(line.as_bytes());
+}
+
+/// Logs a call that never returns (exit, exit_group).
+pub fn trace_exit(nr: u64, args: &[u64; 6]) {
+    let mut line = format_call(nr, args);
+    let _ = writeln!(line, ") = ?");
+    log(line.as_bytes());
+}
+
+fn returns_address(nr: u64) -> bool {
+    use atoll_abi::syscalls::nr;
+    matches!(nr, nr::MMAP | nr::BRK | nr::MREMAP)
+}
+
+/// `name(arg, arg, ...` without the closing parenthesis.
+fn format_call(nr: u64, args: &[u64; 6]) -> LineBuffer<256> {
     let mut line = LineBuffer::<256>::new();
     let (name, arg_count) = match syscall_info(nr) {
         Some(info) => (info.name, usize::from(info.arg_count)),
@@ -108,14 +136,7 @@ pub fn trace_call(nr: u64, args: &[u64; 6], result: i64) {
             let _ = write!(line, "{separator}{arg:#x}");
         }
     }
-    if result < 0 && result > -4096 {
-        let _ = writeln!(line, ") = -1 {}", errno_name(-result));
-    } else if (result as u64) < 4096 || result < 0 {
-        let _ = writeln!(line, ") = {result}");
-    } else {
-        let _ = writeln!(line, ") = {result:#x}");
-    }
-    log(line.as_bytes());
+    line
 }
 
 /// Whether --trace is on.
@@ -129,7 +150,11 @@ pub fn print_summary_if_asked() {
         return;
     }
     let mut line = LineBuffer::<128>::new();
-    let _ = writeln!(line, "atoll: syscall summary\n{:>10} {:>8}  syscall", "calls", "errors");
+    let _ = writeln!(
+        line,
+        "atoll: syscall summary\n{:>10} {:>8}  syscall",
+        "calls", "errors"
+    );
     log(line.as_bytes());
     let mut total = 0;
     for nr in 0..TABLE_SIZE {
@@ -141,14 +166,21 @@ pub fn print_summary_if_asked() {
         let mut line = LineBuffer::<128>::new();
         let errors = ERRORS[nr].load(Ordering::Relaxed);
         let name = syscall_name(nr as u64).unwrap_or("unknown");
-        let mark = if is_unsupported(nr) { "  (unsupported)" } else { "" };
+        let mark = if is_unsupported(nr) {
+            "  (unsupported)"
+        } else {
+            ""
+        };
         let _ = writeln!(line, "{calls:>10} {errors:>8}  {name}{mark}");
         log(line.as_bytes());
     }
     let out_of_table = OUT_OF_TABLE.load(Ordering::Relaxed);
     let mut line = LineBuffer::<128>::new();
     if out_of_table > 0 {
-        let _ = writeln!(line, "{out_of_table:>10} {out_of_table:>8}  unknown numbers  (unsupported)");
+        let _ = writeln!(
+            line,
+            "{out_of_table:>10} {out_of_table:>8}  unknown numbers  (unsupported)"
+        );
     }
     let _ = writeln!(line, "{:>10} {:>8}  total", total + out_of_table, "");
     log(line.as_bytes());

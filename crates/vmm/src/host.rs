@@ -20,7 +20,11 @@ pub fn identity() -> Identity {
 }
 
 fn field(chars: &[libc::c_char]) -> FixedStr<65> {
-    let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = chars
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     FixedStr::new(&bytes)
 }
 
@@ -43,7 +47,10 @@ pub fn uname() -> Utsname {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut spec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut spec = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec we own.
     unsafe { libc::clock_gettime(clock, &mut spec) };
     spec.tv_sec as u64 * 1_000_000_000 + spec.tv_nsec as u64

@@ -12,12 +12,12 @@ use atoll_abi::linux::signal::*;
 use atoll_abi::mmio;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::host;
 use crate::loader::{self, LoadError, Program};
 use crate::memory::{GuestRam, MemoryError};
 use crate::offload::Offload;
 use crate::setup::{self, Layout, SetupError, StackSpec};
 use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
-use crate::host;
 
 pub use crate::host::monotonic_ns;
 
@@ -71,9 +71,15 @@ pub fn check_program(image: &[u8]) -> Result<Program, LoadError> {
     loader::parse_program(image)
 }
 
-fn copy_segments(ram: &GuestRam, image: &[u8], segments: &[loader::Segment], to_physical: impl Fn(u64) -> u64) -> Result<(), SetupError> {
+fn copy_segments(
+    ram: &GuestRam,
+    image: &[u8],
+    segments: &[loader::Segment],
+    to_physical: impl Fn(u64) -> u64,
+) -> Result<(), SetupError> {
     for segment in segments {
-        let bytes = &image[segment.file_offset as usize..(segment.file_offset + segment.file_size) as usize];
+        let bytes = &image
+            [segment.file_offset as usize..(segment.file_offset + segment.file_size) as usize];
         ram.memory()
             .write_slice(bytes, GuestAddress(to_physical(segment.address)))
             .map_err(|error| SetupError::Memory(error.to_string()))?;
@@ -101,8 +107,12 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let huge_end = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
     ram.advise_huge_pages(huge_start, huge_end.saturating_sub(huge_start));
 
-    copy_segments(&ram, config.program_image, &program.segments, |address| address)?;
-    copy_segments(&ram, config.kernel_image, &kernel.segments, |address| layout.kernel_physical(address))?;
+    copy_segments(&ram, config.program_image, &program.segments, |address| {
+        address
+    })?;
+    copy_segments(&ram, config.kernel_image, &kernel.segments, |address| {
+        layout.kernel_physical(address)
+    })?;
     setup::write_page_tables(ram.memory(), &layout)?;
     setup::write_descriptor_tables(ram.memory(), &layout, kernel.exception_vectors)?;
     for cpu in 0..cpu_count {
@@ -112,7 +122,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     tracing::debug!(elapsed = ?started.elapsed(), "guest memory written");
     // Start serving before the vCPU exists, so the first request finds the
     // server already polling.
-    let queues = (0..cpu_count).map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64).collect();
+    let queues = (0..cpu_count)
+        .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
+        .collect();
     let offload = Offload::new(Arc::clone(&ram), queues);
     offload.spawn();
     let vm = vcpu::create_vm(&kvm, &ram)?;
@@ -139,7 +151,13 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let stack_pointer = setup::write_initial_stack(
         ram.memory(),
         &layout,
-        &StackSpec { argv: &config.argv, envp: &config.envp, execfn: &execfn, random: host::random_bytes(), auxv },
+        &StackSpec {
+            argv: &config.argv,
+            envp: &config.envp,
+            execfn: &execfn,
+            random: host::random_bytes(),
+            auxv,
+        },
     )?;
 
     let mut vcpu = vcpu::create_vcpu(
@@ -187,23 +205,37 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     };
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
 
-    ram.populate_in_background(POPULATE_DELAY, vec![(heap_start, layout.stack_top - heap_start)]);
+    ram.populate_in_background(
+        POPULATE_DELAY,
+        vec![(heap_start, layout.stack_top - heap_start)],
+    );
 
     tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), "entering the isle");
     loop {
         let event = vcpu::run(&mut vcpu)?;
         tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), ?event, "vCPU exit");
         let outcome = match event {
-            VcpuEvent::Doorbell { offset: mmio::EXIT, value } => Outcome::Exited(value as u8),
-            VcpuEvent::Doorbell { offset: mmio::WAKE_HOST, .. } => {
+            VcpuEvent::Doorbell {
+                offset: mmio::EXIT,
+                value,
+            } => Outcome::Exited(value as u8),
+            VcpuEvent::Doorbell {
+                offset: mmio::WAKE_HOST,
+                ..
+            } => {
                 offload.wake_server();
                 continue;
             }
-            VcpuEvent::Doorbell { offset: mmio::PARK, value } => {
+            VcpuEvent::Doorbell {
+                offset: mmio::PARK,
+                value,
+            } => {
                 let area = layout.cpu_area(value.min(cpu_count - 1));
                 let deadline = ram
                     .memory()
-                    .read_obj::<u64>(GuestAddress(area + std::mem::offset_of!(CpuArea, park_deadline_ns) as u64))
+                    .read_obj::<u64>(GuestAddress(
+                        area + std::mem::offset_of!(CpuArea, park_deadline_ns) as u64,
+                    ))
                     .unwrap_or(0);
                 offload.park_vcpu(value as usize, deadline);
                 if let Some(failure) = offload.failure() {
@@ -212,19 +244,30 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
                     continue;
                 }
             }
-            VcpuEvent::Doorbell { offset: mmio::PANIC, value } => {
-                Outcome::Crashed(format!("kernel panic: {}", panic_message(&ram, &layout, value.min(cpu_count - 1))))
-            }
-            VcpuEvent::Doorbell { offset: mmio::FAULT, value } => fault_outcome(&ram, &vcpu, value),
+            VcpuEvent::Doorbell {
+                offset: mmio::PANIC,
+                value,
+            } => Outcome::Crashed(format!(
+                "kernel panic: {}",
+                panic_message(&ram, &layout, value.min(cpu_count - 1))
+            )),
+            VcpuEvent::Doorbell {
+                offset: mmio::FAULT,
+                value,
+            } => fault_outcome(&ram, &vcpu, value),
             VcpuEvent::Doorbell { offset, value } => {
                 Outcome::Crashed(format!("unknown doorbell {offset:#x} rung with {value:#x}"))
             }
-            VcpuEvent::Shutdown => Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(&vcpu))),
+            VcpuEvent::Shutdown => {
+                Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(&vcpu)))
+            }
             VcpuEvent::InternalError => Outcome::Crashed(format!(
                 "KVM could not emulate the instruction at rip {:#x}",
                 vcpu::rip(&vcpu)
             )),
-            VcpuEvent::Unexpected(what) => Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu))),
+            VcpuEvent::Unexpected(what) => {
+                Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu)))
+            }
         };
         // The process exits next. Closing the VM and vCPU here would unmap
         // their state, which waits for any populate still in flight.
@@ -252,29 +295,45 @@ fn panic_message(ram: &GuestRam, layout: &Layout, cpu: u64) -> String {
     let area = layout.cpu_area(cpu);
     let len = ram
         .memory()
-        .read_obj::<u64>(GuestAddress(area + std::mem::offset_of!(CpuArea, panic_len) as u64))
+        .read_obj::<u64>(GuestAddress(
+            area + std::mem::offset_of!(CpuArea, panic_len) as u64,
+        ))
         .unwrap_or(0)
         .min(1024);
     let mut message = vec![0u8; len as usize];
-    let _ = ram
-        .memory()
-        .read_slice(&mut message, GuestAddress(area + std::mem::offset_of!(CpuArea, panic_message) as u64));
+    let _ = ram.memory().read_slice(
+        &mut message,
+        GuestAddress(area + std::mem::offset_of!(CpuArea, panic_message) as u64),
+    );
     String::from_utf8_lossy(&message).replace('\n', " ")
 }
 
 fn read_frame(ram: &GuestRam, address: u64) -> Option<ExceptionFrame> {
     let mut words = [0u64; 7];
     for (index, word) in words.iter_mut().enumerate() {
-        *word = ram.memory().read_obj(GuestAddress(address.checked_add(index as u64 * 8)?)).ok()?;
+        *word = ram
+            .memory()
+            .read_obj(GuestAddress(address.checked_add(index as u64 * 8)?))
+            .ok()?;
     }
     let [vector, error_code, rip, cs, rflags, rsp, ss] = words;
-    Some(ExceptionFrame { vector, error_code, rip, cs, rflags, rsp, ss })
+    Some(ExceptionFrame {
+        vector,
+        error_code,
+        rip,
+        cs,
+        rflags,
+        rsp,
+        ss,
+    })
 }
 
 /// Turns an exception report into the signal Linux would have sent.
 fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) -> Outcome {
     let Some(frame) = read_frame(ram, frame_address) else {
-        return Outcome::Crashed(format!("exception report with a bad frame address {frame_address:#x}"));
+        return Outcome::Crashed(format!(
+            "exception report with a bad frame address {frame_address:#x}"
+        ));
     };
     let (signal, name, description) = match frame.vector {
         0 => (SIGFPE, "SIGFPE", "divide error".to_string()),
@@ -292,8 +351,16 @@ fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) 
             } else {
                 "read"
             };
-            let cause = if frame.error_code & 0x1 != 0 { "protection violation" } else { "page not mapped" };
-            (SIGSEGV, "SIGSEGV", format!("page fault at address {address:#x} ({access}, {cause})"))
+            let cause = if frame.error_code & 0x1 != 0 {
+                "protection violation"
+            } else {
+                "page not mapped"
+            };
+            (
+                SIGSEGV,
+                "SIGSEGV",
+                format!("page fault at address {address:#x} ({access}, {cause})"),
+            )
         }
         vector => (SIGSEGV, "SIGSEGV", format!("CPU exception {vector}")),
     };
@@ -301,5 +368,11 @@ fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) 
     if in_kernel || frame.vector == 8 {
         return Outcome::Crashed(format!("kernel fault: {description}, rip {:#x}", frame.rip));
     }
-    Outcome::Killed { signal, report: format!("program killed by {name}: {description}, rip {:#x}", frame.rip) }
+    Outcome::Killed {
+        signal,
+        report: format!(
+            "program killed by {name}: {description}, rip {:#x}",
+            frame.rip
+        ),
+    }
 }

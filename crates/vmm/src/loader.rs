@@ -112,7 +112,9 @@ fn program_headers(bytes: &[u8], header: &Header) -> Result<Vec<ProgramHeader>, 
         return Err(LoadError::Corrupt("no program headers".into()));
     }
     if entry_size != 56 {
-        return Err(LoadError::Corrupt(format!("program header size {entry_size}, expected 56")));
+        return Err(LoadError::Corrupt(format!(
+            "program header size {entry_size}, expected 56"
+        )));
     }
     let table_end = header
         .e_phoff
@@ -141,18 +143,32 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
     let position_independent = match header.e_type {
         header::ET_EXEC => false,
         header::ET_DYN => true,
-        other => return Err(LoadError::NotExecutable(header::et_to_str(other).to_string())),
+        other => {
+            return Err(LoadError::NotExecutable(
+                header::et_to_str(other).to_string(),
+            ))
+        }
     };
     let headers = program_headers(bytes, &header)?;
     if let Some(interp) = headers.iter().find(|ph| ph.p_type == PT_INTERP) {
         let start = interp.p_offset as usize;
-        let end = start.saturating_add(interp.p_filesz as usize).min(bytes.len());
+        let end = start
+            .saturating_add(interp.p_filesz as usize)
+            .min(bytes.len());
         let name = bytes.get(start..end).unwrap_or_default();
-        let name = String::from_utf8_lossy(name).trim_end_matches('\0').to_string();
-        return Err(LoadError::Dynamic(if name.is_empty() { "an interpreter".into() } else { name }));
+        let name = String::from_utf8_lossy(name)
+            .trim_end_matches('\0')
+            .to_string();
+        return Err(LoadError::Dynamic(if name.is_empty() {
+            "an interpreter".into()
+        } else {
+            name
+        }));
     }
     if header.e_entry == 0 {
-        return Err(LoadError::NotExecutable("DYN without an entry point (a shared library)".into()));
+        return Err(LoadError::NotExecutable(
+            "DYN without an entry point (a shared library)".into(),
+        ));
     }
 
     let loads: Vec<&ProgramHeader> = headers.iter().filter(|ph| ph.p_type == PT_LOAD).collect();
@@ -180,7 +196,9 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
             )));
         }
         if ph.p_filesz > ph.p_memsz {
-            return Err(LoadError::Corrupt(format!("segment {index} is larger in the file than in memory")));
+            return Err(LoadError::Corrupt(format!(
+                "segment {index} is larger in the file than in memory"
+            )));
         }
         let address = ph.p_vaddr.checked_add(bias);
         let end = address.and_then(|a| a.checked_add(ph.p_memsz));
@@ -209,7 +227,11 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
         }
     }
     let image_start = align_down(segments[0].address, PAGE_SIZE);
-    let image_end = segments.iter().map(|s| align_up(s.address + s.mem_size, PAGE_SIZE)).max().unwrap_or(0);
+    let image_end = segments
+        .iter()
+        .map(|s| align_up(s.address + s.mem_size, PAGE_SIZE))
+        .max()
+        .unwrap_or(0);
 
     // AT_PHDR: PT_PHDR if present, else where the loaded file maps e_phoff.
     let phdr_address = headers
@@ -219,13 +241,21 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
         .or_else(|| {
             segments
                 .iter()
-                .find(|s| s.file_offset <= header.e_phoff && header.e_phoff < s.file_offset + s.file_size)
+                .find(|s| {
+                    s.file_offset <= header.e_phoff && header.e_phoff < s.file_offset + s.file_size
+                })
                 .map(|s| s.address + (header.e_phoff - s.file_offset))
         })
         .unwrap_or(0);
     let entry = header.e_entry.checked_add(bias).unwrap_or(0);
-    if !segments.iter().any(|s| s.address <= entry && entry < s.address + s.mem_size) {
-        return Err(LoadError::Corrupt(format!("entry point {:#x} is outside every segment", header.e_entry)));
+    if !segments
+        .iter()
+        .any(|s| s.address <= entry && entry < s.address + s.mem_size)
+    {
+        return Err(LoadError::Corrupt(format!(
+            "entry point {:#x} is outside every segment",
+            header.e_entry
+        )));
     }
     Ok(Program {
         entry,
@@ -264,7 +294,10 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
     let mut segments = Vec::new();
     for ph in elf.program_headers.iter().filter(|ph| ph.p_type == PT_LOAD) {
         if ph.p_vaddr < KERNEL_VIRT_BASE || ph.p_offset + ph.p_filesz > bytes.len() as u64 {
-            return Err(LoadError::Corrupt(format!("kernel segment at {:#x}", ph.p_vaddr)));
+            return Err(LoadError::Corrupt(format!(
+                "kernel segment at {:#x}",
+                ph.p_vaddr
+            )));
         }
         segments.push(Segment {
             address: ph.p_vaddr,
@@ -273,7 +306,11 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
             file_size: ph.p_filesz,
         });
     }
-    let span = segments.iter().map(|s| s.address + s.mem_size - KERNEL_VIRT_BASE).max().unwrap_or(0);
+    let span = segments
+        .iter()
+        .map(|s| s.address + s.mem_size - KERNEL_VIRT_BASE)
+        .max()
+        .unwrap_or(0);
     Ok(Kernel {
         entry: elf.entry,
         segments,
@@ -325,14 +362,23 @@ mod tests {
     fn bad_inputs_are_named() {
         assert!(matches!(parse_program(b""), Err(LoadError::NotElf(_))));
         assert!(matches!(parse_program(b"hello"), Err(LoadError::NotElf(_))));
-        assert!(matches!(parse_program(b"#!/bin/sh\necho"), Err(LoadError::Script(_))));
+        assert!(matches!(
+            parse_program(b"#!/bin/sh\necho"),
+            Err(LoadError::Script(_))
+        ));
         let mut elf32 = tiny_elf(header::ET_EXEC, header::EM_X86_64);
         elf32[4] = 1;
         assert_eq!(parse_program(&elf32).unwrap_err(), LoadError::Elf32);
         let arm = tiny_elf(header::ET_EXEC, header::EM_AARCH64);
-        assert_eq!(parse_program(&arm).unwrap_err(), LoadError::WrongMachine("aarch64".into()));
+        assert_eq!(
+            parse_program(&arm).unwrap_err(),
+            LoadError::WrongMachine("aarch64".into())
+        );
         let object = tiny_elf(header::ET_REL, header::EM_X86_64);
-        assert!(matches!(parse_program(&object), Err(LoadError::NotExecutable(_))));
+        assert!(matches!(
+            parse_program(&object),
+            Err(LoadError::NotExecutable(_))
+        ));
     }
 
     #[test]

@@ -20,11 +20,18 @@ const POPULATE_CHUNK: u64 = 2 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error("cannot reserve {size} bytes of guest memory: {source}")]
-    Map { size: u64, source: vm_memory::mmap::MmapRegionError },
+    Map {
+        size: u64,
+        source: vm_memory::mmap::MmapRegionError,
+    },
     #[error("cannot set up guest memory regions: {0}")]
     Regions(String),
     #[error("cannot populate guest memory at {offset:#x}+{len:#x}: {source}")]
-    Populate { offset: u64, len: u64, source: std::io::Error },
+    Populate {
+        offset: u64,
+        len: u64,
+        source: std::io::Error,
+    },
 }
 
 /// The isle's RAM, guest-physical `0..size`.
@@ -56,7 +63,11 @@ impl GuestRam {
             .ok_or_else(|| MemoryError::Regions("guest region overflows".into()))?;
         let memory = GuestMemoryMmap::from_regions(vec![region])
             .map_err(|error| MemoryError::Regions(error.to_string()))?;
-        Ok(Self { memory, host_base, size })
+        Ok(Self {
+            memory,
+            host_base,
+            size,
+        })
     }
 
     pub fn memory(&self) -> &GuestMemoryMmap {
@@ -95,7 +106,13 @@ impl GuestRam {
         }
         // SAFETY: advice on a range of our own mapping; no memory-safety
         // effect. Failure only means no huge pages: slower, still correct.
-        unsafe { libc::madvise(self.host_base.add(offset as usize).cast(), (end - offset) as usize, libc::MADV_HUGEPAGE) };
+        unsafe {
+            libc::madvise(
+                self.host_base.add(offset as usize).cast(),
+                (end - offset) as usize,
+                libc::MADV_HUGEPAGE,
+            )
+        };
     }
 
     /// Faults in `[offset, offset + len)` now, writable.
@@ -163,11 +180,19 @@ mod tests {
         ram.populate(0, 4 << 20).unwrap();
         let value: u64 = ram.memory().read_obj(GuestAddress(0x1000)).unwrap();
         assert_eq!(value, 0);
-        ram.memory().write_obj(0xdead_beef_u64, GuestAddress(0x2000)).unwrap();
-        assert_eq!(ram.memory().read_obj::<u64>(GuestAddress(0x2000)).unwrap(), 0xdead_beef);
+        ram.memory()
+            .write_obj(0xdead_beef_u64, GuestAddress(0x2000))
+            .unwrap();
+        assert_eq!(
+            ram.memory().read_obj::<u64>(GuestAddress(0x2000)).unwrap(),
+            0xdead_beef
+        );
         assert!(ram.host_range(4 << 20, 0).is_some());
         assert!(ram.host_range(4 << 20, 1).is_none());
         assert!(ram.host_range(u64::MAX, 2).is_none());
-        assert!(ram.memory().read_obj::<u64>(GuestAddress((4 << 20) - 4)).is_err());
+        assert!(ram
+            .memory()
+            .read_obj::<u64>(GuestAddress((4 << 20) - 4))
+            .is_err());
     }
 }

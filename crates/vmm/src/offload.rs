@@ -45,7 +45,11 @@ impl Parker {
     fn wait(&self, timeout: Duration, ready: impl Fn() -> bool) {
         let mut signalled = self.signalled.lock().unwrap_or_else(|e| e.into_inner());
         if !*signalled && !ready() {
-            signalled = self.condvar.wait_timeout(signalled, timeout).unwrap_or_else(|e| e.into_inner()).0;
+            signalled = self
+                .condvar
+                .wait_timeout(signalled, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         *signalled = false;
     }
@@ -98,7 +102,9 @@ impl Offload {
     /// The PARK doorbell of vCPU `cpu`: returns when its queue has a
     /// completion, or when CLOCK_MONOTONIC passes `deadline_ns` (if non-zero).
     pub fn park_vcpu(&self, cpu: usize, deadline_ns: u64) {
-        let Some(&queue) = self.queues.get(cpu) else { return };
+        let Some(&queue) = self.queues.get(cpu) else {
+            return;
+        };
         let has_completion = || {
             let tail = self.load(queue + offset::CQ_TAIL as u64);
             let head = self.load(queue + offset::CQ_HEAD as u64);
@@ -128,20 +134,36 @@ impl Offload {
 
     /// Why the server stopped, if it did.
     pub fn failure(&self) -> Option<OffloadError> {
-        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn load(&self, address: u64) -> u32 {
-        self.ram.memory().load(GuestAddress(address), Ordering::Acquire).unwrap_or(0)
+        self.ram
+            .memory()
+            .load(GuestAddress(address), Ordering::Acquire)
+            .unwrap_or(0)
     }
 
     fn store(&self, address: u64, value: u32) {
-        let _ = self.ram.memory().store(value, GuestAddress(address), Ordering::SeqCst);
+        let _ = self
+            .ram
+            .memory()
+            .store(value, GuestAddress(address), Ordering::SeqCst);
     }
 
     fn serve(&self) {
-        let mut states: Vec<QueueState> =
-            self.queues.iter().map(|&base| QueueState { base, sq_head: 0, cq_tail: 0 }).collect();
+        let mut states: Vec<QueueState> = self
+            .queues
+            .iter()
+            .map(|&base| QueueState {
+                base,
+                sq_head: 0,
+                cq_tail: 0,
+            })
+            .collect();
         let mut last_work = Instant::now();
         loop {
             let mut worked = false;
@@ -169,7 +191,11 @@ impl Offload {
                 self.store(state.base + offset::HOST_STATE as u64, HOST_PARKED);
             }
             std::sync::atomic::fence(Ordering::SeqCst);
-            let pending = || states.iter().any(|s| self.load(s.base + offset::SQ_TAIL as u64) != s.sq_head);
+            let pending = || {
+                states
+                    .iter()
+                    .any(|s| self.load(s.base + offset::SQ_TAIL as u64) != s.sq_head)
+            };
             tracing::trace!(at = crate::host::monotonic_ns(), "parking");
             self.server.wait(PARKED_RECHECK, pending);
             tracing::trace!(at = crate::host::monotonic_ns(), "unparked");
@@ -195,7 +221,8 @@ impl Offload {
         }
         tracing::trace!(pending, at = crate::host::monotonic_ns(), "serving");
         for _ in 0..pending {
-            let request = self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
+            let request =
+                self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
             let result = handle(&self.ram, &request);
             // The guest keeps one request in flight per vCPU, so the
             // completion ring can't be full unless it stopped consuming.
@@ -220,8 +247,17 @@ impl Offload {
 
     fn read_request(&self, address: u64) -> Request {
         let mut bytes = [0u8; 64];
-        let _ = self.ram.memory().read_slice(&mut bytes, GuestAddress(address));
-        let word = |index: usize| u64::from_le_bytes(bytes[index * 8..index * 8 + 8].try_into().unwrap_or_default());
+        let _ = self
+            .ram
+            .memory()
+            .read_slice(&mut bytes, GuestAddress(address));
+        let word = |index: usize| {
+            u64::from_le_bytes(
+                bytes[index * 8..index * 8 + 8]
+                    .try_into()
+                    .unwrap_or_default(),
+            )
+        };
         Request {
             opcode: word(0) as u32,
             flags: (word(0) >> 32) as u32,
@@ -241,7 +277,11 @@ fn host_fd(guest_fd: u64) -> Result<i32, i64> {
 
 fn errno_result(value: isize) -> i64 {
     if value < 0 {
-        -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+        -i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        )
     } else {
         value as i64
     }
@@ -291,7 +331,9 @@ fn vectored(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
         return Err(EINVAL);
     }
     let mut raw = vec![0u8; (count * IOVEC_SIZE) as usize];
-    ram.memory().read_slice(&mut raw, GuestAddress(iov_address)).map_err(|_| EFAULT)?;
+    ram.memory()
+        .read_slice(&mut raw, GuestAddress(iov_address))
+        .map_err(|_| EFAULT)?;
     let mut iovecs = Vec::with_capacity(count as usize);
     for chunk in raw.chunks_exact(IOVEC_SIZE as usize) {
         let base = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
@@ -300,7 +342,10 @@ fn vectored(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
             continue;
         }
         let pointer = guest_buffer(ram, base, len)?;
-        iovecs.push(libc::iovec { iov_base: pointer.cast(), iov_len: len as usize });
+        iovecs.push(libc::iovec {
+            iov_base: pointer.cast(),
+            iov_len: len as usize,
+        });
     }
     // SAFETY: every iovec was checked to lie inside guest RAM.
     let done = unsafe {
@@ -328,7 +373,9 @@ fn terminal_ioctl(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     if done < 0 {
         return Ok(errno_result(done as isize));
     }
-    ram.memory().write_slice(&answer[..size as usize], GuestAddress(address)).map_err(|_| EFAULT)?;
+    ram.memory()
+        .write_slice(&answer[..size as usize], GuestAddress(address))
+        .map_err(|_| EFAULT)?;
     Ok(i64::from(done))
 }
 
@@ -343,8 +390,11 @@ fn fstat(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     }
     // SAFETY: zero-initialized and filled by fstat; libc::stat on x86_64
     // Linux is the kernel's struct stat, STAT_SIZE bytes without padding.
-    let bytes = unsafe { std::slice::from_raw_parts(stat.as_ptr().cast::<u8>(), STAT_SIZE as usize) };
-    ram.memory().write_slice(bytes, GuestAddress(address)).map_err(|_| EFAULT)?;
+    let bytes =
+        unsafe { std::slice::from_raw_parts(stat.as_ptr().cast::<u8>(), STAT_SIZE as usize) };
+    ram.memory()
+        .write_slice(bytes, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
     Ok(0)
 }
 
@@ -354,7 +404,9 @@ fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
         return Err(EINVAL);
     }
     let mut raw = vec![0u8; (count * POLLFD_SIZE) as usize];
-    ram.memory().read_slice(&mut raw, GuestAddress(address)).map_err(|_| EFAULT)?;
+    ram.memory()
+        .read_slice(&mut raw, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
     let mut invalid = 0;
     let mut fds: Vec<libc::pollfd> = raw
         .chunks_exact(POLLFD_SIZE as usize)
@@ -369,11 +421,19 @@ fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
                     -1
                 })
             };
-            libc::pollfd { fd, events, revents: 0 }
+            libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            }
         })
         .collect();
     // Invalid fds answer POLLNVAL at once, as Linux does: don't block then.
-    let timeout = if invalid > 0 { 0 } else { timeout as i64 as i32 };
+    let timeout = if invalid > 0 {
+        0
+    } else {
+        timeout as i64 as i32
+    };
     // SAFETY: `fds` is our own array of `count` pollfds.
     let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
     if ready < 0 {
@@ -390,7 +450,9 @@ fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
         };
         chunk[6..8].copy_from_slice(&revents.to_le_bytes());
     }
-    ram.memory().write_slice(&raw, GuestAddress(address)).map_err(|_| EFAULT)?;
+    ram.memory()
+        .write_slice(&raw, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
     Ok(total)
 }
 
@@ -414,7 +476,9 @@ fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     let [address, len, ..] = request.args;
     let len = len.min(4096);
     let mut line = vec![0u8; len as usize];
-    ram.memory().read_slice(&mut line, GuestAddress(address)).map_err(|_| EFAULT)?;
+    ram.memory()
+        .read_slice(&mut line, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
     use std::io::Write;
     let _ = std::io::stderr().write_all(&line);
     Ok(len as i64)
@@ -425,17 +489,37 @@ mod tests {
     use super::*;
 
     fn request(opcode: u32, args: [u64; 6]) -> Request {
-        Request { opcode, flags: 0, tag: 7, args }
+        Request {
+            opcode,
+            flags: 0,
+            tag: 7,
+            args,
+        }
     }
 
     #[test]
     fn bad_fds_and_addresses_are_refused() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        assert_eq!(handle(&ram, &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])), -EBADF);
-        assert_eq!(handle(&ram, &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])), -EFAULT);
-        assert_eq!(handle(&ram, &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])), -EFAULT);
-        assert_eq!(handle(&ram, &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])), -EINVAL);
-        assert_eq!(handle(&ram, &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])), -ENOTTY);
+        assert_eq!(
+            handle(&ram, &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])),
+            -EBADF
+        );
+        assert_eq!(
+            handle(&ram, &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])),
+            -EFAULT
+        );
+        assert_eq!(
+            handle(&ram, &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])),
+            -EFAULT
+        );
+        assert_eq!(
+            handle(&ram, &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])),
+            -EINVAL
+        );
+        assert_eq!(
+            handle(&ram, &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])),
+            -ENOTTY
+        );
         assert_eq!(handle(&ram, &request(999, [0; 6])), -ENOSYS);
     }
 
@@ -444,17 +528,27 @@ mod tests {
         let ram = GuestRam::new(2 << 20).unwrap();
         let iov = [0x2000u64, 16, 0xffff_0000, 16];
         for (index, word) in iov.iter().enumerate() {
-            ram.memory().write_obj(*word, GuestAddress(0x1000 + index as u64 * 8)).unwrap();
+            ram.memory()
+                .write_obj(*word, GuestAddress(0x1000 + index as u64 * 8))
+                .unwrap();
         }
-        assert_eq!(handle(&ram, &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])), -EFAULT);
+        assert_eq!(
+            handle(&ram, &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])),
+            -EFAULT
+        );
     }
 
     #[test]
     fn getrandom_fills_guest_memory() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        assert_eq!(handle(&ram, &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])), 64);
+        assert_eq!(
+            handle(&ram, &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])),
+            64
+        );
         let mut bytes = [0u8; 64];
-        ram.memory().read_slice(&mut bytes, GuestAddress(0x3000)).unwrap();
+        ram.memory()
+            .read_slice(&mut bytes, GuestAddress(0x3000))
+            .unwrap();
         assert!(bytes.iter().any(|&b| b != 0));
     }
 
@@ -462,8 +556,21 @@ mod tests {
     fn a_runaway_submission_tail_is_a_protocol_error() {
         let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
         let offload = Offload::new(Arc::clone(&ram), vec![0x10000]);
-        ram.memory().store(DEPTH + 5, GuestAddress(0x10000 + offset::SQ_TAIL as u64), Ordering::SeqCst).unwrap();
-        let mut state = QueueState { base: 0x10000, sq_head: 0, cq_tail: 0 };
-        assert!(matches!(offload.drain(&mut state), Err(OffloadError::Protocol(_))));
+        ram.memory()
+            .store(
+                DEPTH + 5,
+                GuestAddress(0x10000 + offset::SQ_TAIL as u64),
+                Ordering::SeqCst,
+            )
+            .unwrap();
+        let mut state = QueueState {
+            base: 0x10000,
+            sq_head: 0,
+            cq_tail: 0,
+        };
+        assert!(matches!(
+            offload.drain(&mut state),
+            Err(OffloadError::Protocol(_))
+        ));
     }
 }

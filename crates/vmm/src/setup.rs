@@ -6,8 +6,8 @@ use std::mem::size_of;
 
 use atoll_abi::boot::{BootInfo, CpuArea};
 use atoll_abi::layout::{
-    align_down, align_up, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE, KERNEL_VIRT_BASE,
-    LARGE_PAGE_SIZE, MMIO_BASE, NULL_GUARD_END, PAGE_SIZE, STACK_GUARD,
+    align_down, align_up, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE,
+    KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_BASE, NULL_GUARD_END, PAGE_SIZE, STACK_GUARD,
 };
 use atoll_abi::linux::auxv::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -75,11 +75,14 @@ impl Layout {
         // PML4, identity PDPT + PDs + the PT for the first 2 MiB, kernel PDPT + PD + PT, MMIO PDPT + PD.
         let page_table_pages = 1 + 1 + pd_count + 1 + 3 + 2;
         if kernel_span > LARGE_PAGE_SIZE {
-            return Err(SetupError::Memory(format!("kernel image of {kernel_span} bytes exceeds 2 MiB")));
+            return Err(SetupError::Memory(format!(
+                "kernel image of {kernel_span} bytes exceeds 2 MiB"
+            )));
         }
         let cpu_area_stride = CPU_AREA_SIZE + KERNEL_STACK_SIZE + EXCEPTION_STACK_SIZE;
         let fixed_pages = 1 /* boot info */ + 1 /* GDT */ + 1 /* IDT */ + 2 /* TSS */;
-        let system_size = (fixed_pages + page_table_pages) * PAGE_SIZE + cpu_count * cpu_area_stride;
+        let system_size =
+            (fixed_pages + page_table_pages) * PAGE_SIZE + cpu_count * cpu_area_stride;
         let kernel_size = align_up(kernel_span, PAGE_SIZE);
         let needed = system_size + kernel_size + stack_size_for(ram_size) + STACK_GUARD + MIN_HEAP;
         if ram_size < needed + NULL_GUARD_END {
@@ -124,7 +127,11 @@ impl Layout {
         }
         let limit = self.heap_end - MIN_HEAP;
         if image_end > limit {
-            return Err(SetupError::ProgramOutsideMemory { start: image_start, end: image_end, limit });
+            return Err(SetupError::ProgramOutsideMemory {
+                start: image_start,
+                end: image_end,
+                limit,
+            });
         }
         Ok(())
     }
@@ -154,7 +161,9 @@ impl Layout {
 }
 
 fn write_u64(memory: &GuestMemoryMmap, address: u64, value: u64) -> Result<(), SetupError> {
-    memory.write_obj(value, GuestAddress(address)).map_err(memory_error)
+    memory
+        .write_obj(value, GuestAddress(address))
+        .map_err(memory_error)
 }
 
 /// Writes the page tables: identity map of RAM (minus the NULL guard), the
@@ -174,21 +183,33 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
 
     write_u64(memory, pml4, identity_pdpt | PTE_TABLE)?;
     for gib in 0..pd_count {
-        write_u64(memory, identity_pdpt + gib * 8, identity_pd(gib) | PTE_TABLE)?;
+        write_u64(
+            memory,
+            identity_pdpt + gib * 8,
+            identity_pd(gib) | PTE_TABLE,
+        )?;
         let pages_in_gib = ((layout.ram_size - gib * GIB).min(GIB)).div_ceil(LARGE_PAGE_SIZE);
         for index in 0..pages_in_gib {
             let address = gib * GIB + index * LARGE_PAGE_SIZE;
-            let entry = if address == 0 { low_pt | PTE_TABLE } else { address | PTE_TABLE | PTE_LARGE };
+            let entry = if address == 0 {
+                low_pt | PTE_TABLE
+            } else {
+                address | PTE_TABLE | PTE_LARGE
+            };
             write_u64(memory, identity_pd(gib) + index * 8, entry)?;
         }
     }
     for index in NULL_GUARD_END / PAGE_SIZE..LARGE_PAGE_SIZE / PAGE_SIZE {
-        write_u64(memory, low_pt + index * 8, index * PAGE_SIZE | PTE_TABLE)?;
+        write_u64(memory, low_pt + index * 8, (index * PAGE_SIZE) | PTE_TABLE)?;
     }
 
     write_u64(memory, pml4 + 511 * 8, kernel_pdpt | PTE_TABLE)?;
     let kernel_pdpt_index = (KERNEL_VIRT_BASE >> 30) & 511;
-    write_u64(memory, kernel_pdpt + kernel_pdpt_index * 8, kernel_pd | PTE_TABLE)?;
+    write_u64(
+        memory,
+        kernel_pdpt + kernel_pdpt_index * 8,
+        kernel_pd | PTE_TABLE,
+    )?;
     write_u64(memory, kernel_pd, kernel_pt | PTE_TABLE)?;
     let kernel_pages = (layout.kernel_phys_end - layout.kernel_phys_start).div_ceil(PAGE_SIZE);
     for index in 0..kernel_pages {
@@ -198,9 +219,17 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
 
     let mmio_pml4_index = (MMIO_BASE >> 39) & 511;
     write_u64(memory, pml4 + mmio_pml4_index * 8, mmio_pdpt | PTE_TABLE)?;
-    write_u64(memory, mmio_pdpt + ((MMIO_BASE >> 30) & 511) * 8, mmio_pd | PTE_TABLE)?;
+    write_u64(
+        memory,
+        mmio_pdpt + ((MMIO_BASE >> 30) & 511) * 8,
+        mmio_pd | PTE_TABLE,
+    )?;
     let uncached = PTE_NO_CACHE | PTE_WRITE_THROUGH;
-    write_u64(memory, mmio_pd + ((MMIO_BASE >> 21) & 511) * 8, MMIO_BASE | PTE_TABLE | PTE_LARGE | uncached)?;
+    write_u64(
+        memory,
+        mmio_pd + ((MMIO_BASE >> 21) & 511) * 8,
+        MMIO_BASE | PTE_TABLE | PTE_LARGE | uncached,
+    )?;
     Ok(())
 }
 
@@ -239,9 +268,15 @@ pub fn write_descriptor_tables(
 
     // TSS: rsp0 at 4, ist1 at 36, I/O bitmap offset at 102 (none).
     let stack = layout.exception_stack_top(0);
-    memory.write_obj(stack, GuestAddress(tss + 4)).map_err(memory_error)?;
-    memory.write_obj(stack, GuestAddress(tss + 36)).map_err(memory_error)?;
-    memory.write_obj(TSS_SIZE as u16, GuestAddress(tss + 102)).map_err(memory_error)?;
+    memory
+        .write_obj(stack, GuestAddress(tss + 4))
+        .map_err(memory_error)?;
+    memory
+        .write_obj(stack, GuestAddress(tss + 36))
+        .map_err(memory_error)?;
+    memory
+        .write_obj(TSS_SIZE as u16, GuestAddress(tss + 102))
+        .map_err(memory_error)?;
 
     for vector in 0..32u64 {
         let handler = exception_vectors + vector * 16;
@@ -276,10 +311,19 @@ pub struct StackSpec<'a> {
 }
 
 /// Builds argc/argv/envp/auxv below `layout.stack_top`; returns the initial rsp.
-pub fn write_initial_stack(memory: &GuestMemoryMmap, layout: &Layout, spec: &StackSpec) -> Result<u64, SetupError> {
+pub fn write_initial_stack(
+    memory: &GuestMemoryMmap,
+    layout: &Layout,
+    spec: &StackSpec,
+) -> Result<u64, SetupError> {
     let mut strings: Vec<u8> = Vec::new();
     let mut offsets = Vec::new();
-    for item in spec.argv.iter().chain(spec.envp.iter()).chain(std::iter::once(&spec.execfn.to_vec())) {
+    for item in spec
+        .argv
+        .iter()
+        .chain(spec.envp.iter())
+        .chain(std::iter::once(&spec.execfn.to_vec()))
+    {
         offsets.push(strings.len() as u64);
         strings.extend_from_slice(item);
         strings.push(0);
@@ -291,9 +335,13 @@ pub fn write_initial_stack(memory: &GuestMemoryMmap, layout: &Layout, spec: &Sta
         return Err(SetupError::ArgumentsTooLong(strings.len() as u64));
     }
     let strings_start = align_down(layout.stack_top - 16 - strings.len() as u64, 16);
-    memory.write_slice(&strings, GuestAddress(strings_start)).map_err(memory_error)?;
+    memory
+        .write_slice(&strings, GuestAddress(strings_start))
+        .map_err(memory_error)?;
     let random_address = strings_start - 16;
-    memory.write_slice(&spec.random, GuestAddress(random_address)).map_err(memory_error)?;
+    memory
+        .write_slice(&spec.random, GuestAddress(random_address))
+        .map_err(memory_error)?;
 
     let mut auxv = spec.auxv.clone();
     auxv.push((AT_RANDOM, random_address));
@@ -317,23 +365,47 @@ pub fn write_initial_stack(memory: &GuestMemoryMmap, layout: &Layout, spec: &Sta
     }
     let stack_pointer = align_down(random_address - words.len() as u64 * 8, 16);
     let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
-    memory.write_slice(&bytes, GuestAddress(stack_pointer)).map_err(memory_error)?;
+    memory
+        .write_slice(&bytes, GuestAddress(stack_pointer))
+        .map_err(memory_error)?;
     Ok(stack_pointer)
 }
 
 /// Writes the boot info.
-pub fn write_boot_info(memory: &GuestMemoryMmap, layout: &Layout, boot_info: &BootInfo) -> Result<(), SetupError> {
+pub fn write_boot_info(
+    memory: &GuestMemoryMmap,
+    layout: &Layout,
+    boot_info: &BootInfo,
+) -> Result<(), SetupError> {
     let bytes = atoll_abi_bytes::boot_info(boot_info);
-    memory.write_slice(bytes, GuestAddress(layout.boot_info)).map_err(memory_error)
+    memory
+        .write_slice(bytes, GuestAddress(layout.boot_info))
+        .map_err(memory_error)
 }
 
 /// Writes the fields of CPU `cpu`'s area that the kernel reads before it writes any.
-pub fn write_cpu_area(memory: &GuestMemoryMmap, layout: &Layout, cpu: u64) -> Result<(), SetupError> {
+pub fn write_cpu_area(
+    memory: &GuestMemoryMmap,
+    layout: &Layout,
+    cpu: u64,
+) -> Result<(), SetupError> {
     use atoll_abi::boot::CPU_AREA_KERNEL_STACK_TOP;
     let area = layout.cpu_area(cpu);
-    write_u64(memory, area + CPU_AREA_KERNEL_STACK_TOP as u64, layout.kernel_stack_top(cpu))?;
-    write_u64(memory, area + std::mem::offset_of!(CpuArea, self_addr) as u64, area)?;
-    write_u64(memory, area + std::mem::offset_of!(CpuArea, cpu_index) as u64, cpu)?;
+    write_u64(
+        memory,
+        area + CPU_AREA_KERNEL_STACK_TOP as u64,
+        layout.kernel_stack_top(cpu),
+    )?;
+    write_u64(
+        memory,
+        area + std::mem::offset_of!(CpuArea, self_addr) as u64,
+        area,
+    )?;
+    write_u64(
+        memory,
+        area + std::mem::offset_of!(CpuArea, cpu_index) as u64,
+        cpu,
+    )?;
     Ok(())
 }
 
@@ -345,7 +417,12 @@ mod atoll_abi_bytes {
     pub fn boot_info(value: &BootInfo) -> &[u8] {
         // SAFETY: BootInfo is repr(C) plain data built from a zeroed value
         // (see `isle`), so every byte, padding included, is initialized.
-        unsafe { std::slice::from_raw_parts((value as *const BootInfo).cast(), std::mem::size_of::<BootInfo>()) }
+        unsafe {
+            std::slice::from_raw_parts(
+                (value as *const BootInfo).cast(),
+                std::mem::size_of::<BootInfo>(),
+            )
+        }
     }
 }
 
@@ -358,7 +435,10 @@ mod tests {
         let layout = Layout::plan(64 << 20, 1, 0x10000).unwrap();
         assert!(layout.system_start < layout.ram_size);
         assert_eq!(layout.kernel_phys_start % PAGE_SIZE, 0);
-        assert!(layout.ram_size - layout.stack_top < LARGE_PAGE_SIZE, "kernel and system share the top huge page");
+        assert!(
+            layout.ram_size - layout.stack_top < LARGE_PAGE_SIZE,
+            "kernel and system share the top huge page"
+        );
         assert!(layout.kernel_phys_end <= layout.system_start);
         assert_eq!(layout.stack_top, layout.kernel_phys_start);
         assert_eq!(layout.stack_top - layout.stack_bottom, 4 << 20);
@@ -370,7 +450,10 @@ mod tests {
     fn programs_must_fit_below_the_heap_end() {
         let layout = Layout::plan(64 << 20, 1, 0x10000).unwrap();
         assert!(layout.check_program(0x40_0000, 0x50_0000).is_ok());
-        assert_eq!(layout.check_program(0x1000, 0x2000), Err(SetupError::ProgramInNullGuard));
+        assert_eq!(
+            layout.check_program(0x1000, 0x2000),
+            Err(SetupError::ProgramInNullGuard)
+        );
         assert!(matches!(
             layout.check_program(0x40_0000, 0x1000_0000),
             Err(SetupError::ProgramOutsideMemory { .. })
@@ -379,7 +462,8 @@ mod tests {
 
     #[test]
     fn tiny_isles_are_refused() {
-        assert_eq!(Layout::plan(4 << 20, 1, 0x10000), Err(SetupError::TooSmall));
+        assert_eq!(Layout::plan(2 << 20, 1, 0x10000), Err(SetupError::TooSmall));
+        assert!(Layout::plan(atoll_abi::layout::MIN_RAM_SIZE, 1, 0x10000).is_ok());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use atoll_abi::layout::{selector, MMIO_BASE};
 use atoll_abi::mmio;
 use kvm_bindings::{
-    kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, kvm_xcrs, CpuId, Msrs,
-    KVM_MAX_CPUID_ENTRIES,
+    kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, kvm_userspace_memory_region, kvm_xcrs, CpuId,
+    Msrs, KVM_MAX_CPUID_ENTRIES,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
@@ -52,9 +52,15 @@ pub enum KvmError {
     #[error("no permission to open {}: add your user to the kvm group (usermod -aG kvm $USER) or run as root", .0.display())]
     Permission(PathBuf),
     #[error("cannot open {}: {source}", .path.display())]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("KVM refused {what}: {source}")]
-    Ioctl { what: &'static str, source: kvm_ioctls::Error },
+    Ioctl {
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
 }
 
 fn ioctl_error(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
@@ -68,7 +74,10 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, KvmError> {
     Kvm::new_with_path(&c_path).map_err(|error| match error.errno() {
         libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing(path.to_path_buf()),
         libc::EACCES | libc::EPERM => KvmError::Permission(path.to_path_buf()),
-        errno => KvmError::Open { path: path.to_path_buf(), source: std::io::Error::from_raw_os_error(errno) },
+        errno => KvmError::Open {
+            path: path.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(errno),
+        },
     })
 }
 
@@ -91,7 +100,9 @@ pub fn create_vm(kvm: &Kvm, ram: &GuestRam) -> Result<VmFd, KvmError> {
 /// What the guest CPU is told it has: KVM's supported set, with the bits
 /// that depend on our setup made true.
 pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
-    let mut cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ioctl_error("reading CPUID"))?;
+    let mut cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(ioctl_error("reading CPUID"))?;
     for entry in cpuid.as_mut_slice() {
         if entry.function == 1 {
             entry.ecx |= 1 << 31; // running under a hypervisor
@@ -114,7 +125,12 @@ fn supported_xcr0(cpuid: &CpuId) -> u64 {
 
 /// EDX of CPUID leaf 1, which Linux reports as AT_HWCAP.
 pub fn hwcap(cpuid: &CpuId) -> u64 {
-    cpuid.as_slice().iter().find(|entry| entry.function == 1).map(|entry| u64::from(entry.edx)).unwrap_or(0)
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|entry| entry.function == 1)
+        .map(|entry| u64::from(entry.edx))
+        .unwrap_or(0)
 }
 
 fn user_segment(selector: u16, code: bool, base: u64) -> kvm_segment {
@@ -145,11 +161,21 @@ pub struct VcpuStart {
 }
 
 /// Creates and configures vCPU `start.index`: long mode, paging on, ring 3.
-pub fn create_vcpu(vm: &VmFd, cpuid: &CpuId, layout: &Layout, start: &VcpuStart) -> Result<VcpuFd, KvmError> {
-    let vcpu = vm.create_vcpu(start.index).map_err(ioctl_error("creating a vCPU"))?;
-    vcpu.set_cpuid2(cpuid).map_err(ioctl_error("setting CPUID"))?;
+pub fn create_vcpu(
+    vm: &VmFd,
+    cpuid: &CpuId,
+    layout: &Layout,
+    start: &VcpuStart,
+) -> Result<VcpuFd, KvmError> {
+    let vcpu = vm
+        .create_vcpu(start.index)
+        .map_err(ioctl_error("creating a vCPU"))?;
+    vcpu.set_cpuid2(cpuid)
+        .map_err(ioctl_error("setting CPUID"))?;
 
-    let mut sregs = vcpu.get_sregs().map_err(ioctl_error("reading special registers"))?;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(ioctl_error("reading special registers"))?;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
     sregs.cr3 = layout.cr3();
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE | CR4_OSXSAVE;
@@ -169,14 +195,23 @@ pub fn create_vcpu(vm: &VmFd, cpuid: &CpuId, layout: &Layout, start: &VcpuStart)
         present: 1,
         ..Default::default()
     };
-    sregs.ldt = kvm_segment { type_: 2, present: 1, unusable: 1, ..Default::default() };
+    sregs.ldt = kvm_segment {
+        type_: 2,
+        present: 1,
+        unusable: 1,
+        ..Default::default()
+    };
     sregs.gdt.base = layout.gdt;
     sregs.gdt.limit = (selector::GDT_ENTRIES * 8 - 1) as u16;
     sregs.idt.base = layout.idt;
     sregs.idt.limit = 32 * 16 - 1;
-    vcpu.set_sregs(&sregs).map_err(ioctl_error("setting special registers"))?;
+    vcpu.set_sregs(&sregs)
+        .map_err(ioctl_error("setting special registers"))?;
 
-    let mut xcrs = kvm_xcrs { nr_xcrs: 1, ..Default::default() };
+    let mut xcrs = kvm_xcrs {
+        nr_xcrs: 1,
+        ..Default::default()
+    };
     xcrs.xcrs[0].xcr = 0;
     xcrs.xcrs[0].value = supported_xcr0(cpuid) & XCR0_USER_STATE;
     vcpu.set_xcrs(&xcrs).map_err(ioctl_error("setting XCR0"))?;
@@ -189,11 +224,15 @@ pub fn create_vcpu(vm: &VmFd, cpuid: &CpuId, layout: &Layout, start: &VcpuStart)
         (MSR_SYSCALL_MASK, SYSCALL_FLAG_MASK),
         (MSR_KERNEL_GS_BASE, layout.cpu_area(start.index)),
     ];
-    let msrs = Msrs::from_entries(
-        &entries.map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() }),
-    )
+    let msrs = Msrs::from_entries(&entries.map(|(index, data)| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    }))
     .expect("five MSRs fit a KVM MSR list");
-    let written = vcpu.set_msrs(&msrs).map_err(ioctl_error("setting syscall MSRs"))?;
+    let written = vcpu
+        .set_msrs(&msrs)
+        .map_err(ioctl_error("setting syscall MSRs"))?;
     if written != entries.len() {
         return Err(KvmError::Ioctl {
             what: "setting syscall MSRs",
@@ -201,8 +240,13 @@ pub fn create_vcpu(vm: &VmFd, cpuid: &CpuId, layout: &Layout, start: &VcpuStart)
         });
     }
 
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
-    vcpu.set_fpu(&fpu).map_err(ioctl_error("setting the FPU state"))?;
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
+    vcpu.set_fpu(&fpu)
+        .map_err(ioctl_error("setting the FPU state"))?;
 
     let regs = kvm_regs {
         rip: start.entry,
@@ -211,18 +255,26 @@ pub fn create_vcpu(vm: &VmFd, cpuid: &CpuId, layout: &Layout, start: &VcpuStart)
         rflags: 0x2,
         ..Default::default()
     };
-    vcpu.set_regs(&regs).map_err(ioctl_error("setting registers"))?;
+    vcpu.set_regs(&regs)
+        .map_err(ioctl_error("setting registers"))?;
     Ok(vcpu)
 }
 
 /// The guest TSC frequency in kHz.
 pub fn tsc_khz(vcpu: &VcpuFd) -> Option<u64> {
-    vcpu.get_tsc_khz().ok().map(u64::from).filter(|&khz| khz > 0)
+    vcpu.get_tsc_khz()
+        .ok()
+        .map(u64::from)
+        .filter(|&khz| khz > 0)
 }
 
 /// The guest's current TSC value.
 pub fn guest_tsc(vcpu: &VcpuFd) -> Option<u64> {
-    let mut msrs = Msrs::from_entries(&[kvm_msr_entry { index: MSR_IA32_TSC, ..Default::default() }]).ok()?;
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index: MSR_IA32_TSC,
+        ..Default::default()
+    }])
+    .ok()?;
     match vcpu.get_msrs(&mut msrs) {
         Ok(1) => Some(msrs.as_slice()[0].data),
         _ => None,
@@ -248,12 +300,17 @@ pub fn run(vcpu: &mut VcpuFd) -> Result<VcpuEvent, KvmError> {
         match vcpu.run() {
             Ok(VcpuExit::MmioWrite(address, data)) => {
                 if !(MMIO_BASE..MMIO_BASE + mmio::SIZE).contains(&address) {
-                    return Ok(VcpuEvent::Unexpected(format!("write to unbacked address {address:#x}")));
+                    return Ok(VcpuEvent::Unexpected(format!(
+                        "write to unbacked address {address:#x}"
+                    )));
                 }
                 let mut bytes = [0u8; 8];
                 let len = data.len().min(8);
                 bytes[..len].copy_from_slice(&data[..len]);
-                return Ok(VcpuEvent::Doorbell { offset: address - MMIO_BASE, value: u64::from_le_bytes(bytes) });
+                return Ok(VcpuEvent::Doorbell {
+                    offset: address - MMIO_BASE,
+                    value: u64::from_le_bytes(bytes),
+                });
             }
             Ok(VcpuExit::MmioRead(_, data)) => data.fill(0),
             Ok(VcpuExit::IoIn(_, data)) => data.fill(0),
@@ -262,11 +319,18 @@ pub fn run(vcpu: &mut VcpuFd) -> Result<VcpuEvent, KvmError> {
             Ok(VcpuExit::InternalError) => return Ok(VcpuEvent::InternalError),
             Ok(VcpuExit::Hlt) => return Ok(VcpuEvent::Unexpected("the vCPU halted".into())),
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                return Ok(VcpuEvent::Unexpected(format!("KVM entry failed (reason {reason:#x}, cpu {cpu})")))
+                return Ok(VcpuEvent::Unexpected(format!(
+                    "KVM entry failed (reason {reason:#x}, cpu {cpu})"
+                )))
             }
             Ok(other) => return Ok(VcpuEvent::Unexpected(format!("unexpected exit {other:?}"))),
             Err(error) if error.errno() == libc::EINTR || error.errno() == libc::EAGAIN => {}
-            Err(source) => return Err(KvmError::Ioctl { what: "running the vCPU", source }),
+            Err(source) => {
+                return Err(KvmError::Ioctl {
+                    what: "running the vCPU",
+                    source,
+                })
+            }
         }
     }
 }

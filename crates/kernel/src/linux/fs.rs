@@ -14,7 +14,10 @@ fn is_own_exe(path: &[u8]) -> bool {
     }
     let mut pid_path = [0u8; 32];
     let mut writer = crate::trace::LineBuffer::<32>::new();
-    let _ = core::fmt::write(&mut writer, format_args!("/proc/{}/exe", boot_info().identity.pid));
+    let _ = core::fmt::write(
+        &mut writer,
+        format_args!("/proc/{}/exe", boot_info().identity.pid),
+    );
     let own = writer.as_bytes();
     pid_path[..own.len()].copy_from_slice(own);
     path == &pid_path[..own.len()]

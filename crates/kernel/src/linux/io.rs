@@ -91,7 +91,10 @@ pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
         _ => return Err(ENOTTY),
     };
     check_buffer(argument, size)?;
-    host_result(offload::call(opcode::IOCTL, [fd, request, argument, 0, 0, 0]))
+    host_result(offload::call(
+        opcode::IOCTL,
+        [fd, request, argument, 0, 0, 0],
+    ))
 }
 
 pub fn fstat(fd: u64, statbuf: u64) -> SysResult {
@@ -122,7 +125,10 @@ pub fn poll(fds: u64, count: u64, timeout_ms: u64) -> SysResult {
         return Err(EINVAL);
     }
     check_buffer(fds, count * POLLFD_SIZE)?;
-    host_result(offload::call(opcode::POLL, [fds, count, timeout_ms as i32 as i64 as u64, 0, 0, 0]))
+    host_result(offload::call(
+        opcode::POLL,
+        [fds, count, timeout_ms as i32 as i64 as u64, 0, 0, 0],
+    ))
 }
 
 pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64) -> SysResult {
@@ -133,7 +139,10 @@ pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64
         if spec[0] < 0 || !(0..1_000_000_000).contains(&spec[1]) {
             return Err(EINVAL);
         }
-        spec[0].saturating_mul(1000).saturating_add((spec[1] + 999_999) / 1_000_000).min(i32::MAX as i64)
+        spec[0]
+            .saturating_mul(1000)
+            .saturating_add((spec[1] + 999_999) / 1_000_000)
+            .min(i32::MAX as i64)
     };
     poll(fds, count, timeout_ms as u64)
 }

@@ -33,7 +33,7 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64
         // File mappings arrive with file offloading.
         return Err(ENODEV);
     }
-    if offset % 4096 != 0 {
+    if !offset.is_multiple_of(4096) {
         return Err(EINVAL);
     }
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
@@ -55,7 +55,7 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_address: u6
 }
 
 pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
-    if address % 4096 != 0 || prot & !PROT_ALL != 0 {
+    if !address.is_multiple_of(4096) || prot & !PROT_ALL != 0 {
         return Err(EINVAL);
     }
     // Accepted but not enforced: pages stay mapped read-write-execute.
@@ -66,7 +66,7 @@ pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
 }
 
 pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
-    if address % 4096 != 0 {
+    if !address.is_multiple_of(4096) {
         return Err(EINVAL);
     }
     let len = atoll_abi::layout::align_up(len, 4096);

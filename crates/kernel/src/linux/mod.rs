@@ -22,7 +22,16 @@ pub type SysResult = Result<u64, i64>;
 /// Called by the syscall entry with the program's registers.
 pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     let number = frame.rax;
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let args = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
+    if matches!(number, nr::EXIT | nr::EXIT_GROUP) {
+        // These don't return: count and trace them now, as strace does.
+        trace::count(number, 0);
+        if trace::tracing() {
+            trace::trace_exit(number, &args);
+        }
+    }
     let result = match dispatch(number, &args) {
         Some(Ok(value)) => value as i64,
         Some(Err(errno)) => -errno,

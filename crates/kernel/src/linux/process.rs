@@ -105,7 +105,10 @@ static LIMITS: Mutex<Option<[[u64; 2]; RLIMIT_COUNT]>> = Mutex::new(None);
 fn default_limits() -> [[u64; 2]; RLIMIT_COUNT] {
     let mut limits = [[RLIM_INFINITY; 2]; RLIMIT_COUNT];
     let boot = boot_info();
-    limits[RLIMIT_STACK] = [boot.program.stack_top - boot.program.stack_bottom, RLIM_INFINITY];
+    limits[RLIMIT_STACK] = [
+        boot.program.stack_top - boot.program.stack_bottom,
+        RLIM_INFINITY,
+    ];
     limits[RLIMIT_CORE] = [0, RLIM_INFINITY];
     limits[RLIMIT_NOFILE] = [1024, 4096];
     limits
@@ -121,7 +124,11 @@ pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
     }
     let mut guard = LIMITS.lock();
     let limits = guard.get_or_insert_with(default_limits);
-    let requested: Option<[u64; 2]> = if new != 0 { Some(user::read(new)?) } else { None };
+    let requested: Option<[u64; 2]> = if new != 0 {
+        Some(user::read(new)?)
+    } else {
+        None
+    };
     if old != 0 {
         user::write(old, limits[resource])?;
     }

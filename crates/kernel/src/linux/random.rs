@@ -27,5 +27,8 @@ pub fn getrandom(buffer: u64, len: u64, flags: u64) -> SysResult {
     if !user::range_ok(buffer, len) {
         return Err(EFAULT);
     }
-    host_result(offload::call(opcode::GETRANDOM, [buffer, len, flags, 0, 0, 0]))
+    host_result(offload::call(
+        opcode::GETRANDOM,
+        [buffer, len, flags, 0, 0, 0],
+    ))
 }

@@ -11,11 +11,15 @@ pub fn sched_getaffinity(pid: u64, len: u64, mask: u64) -> SysResult {
         return Err(ESRCH);
     }
     // The kernel's cpumask is one word here; Linux wants room for it.
-    if len < 8 || len % 8 != 0 {
+    if len < 8 || !len.is_multiple_of(8) {
         return Err(EINVAL);
     }
     let cpus = boot_info().cpu_count.clamp(1, 64);
-    let bits = if cpus == 64 { u64::MAX } else { (1u64 << cpus) - 1 };
+    let bits = if cpus == 64 {
+        u64::MAX
+    } else {
+        (1u64 << cpus) - 1
+    };
     user::write(mask, bits)?;
     Ok(8)
 }

@@ -9,8 +9,8 @@ use spin::Mutex;
 
 use super::SysResult;
 use crate::arch::x86_64::user;
-use crate::trace::{self, LineBuffer};
 use crate::boot_info;
+use crate::trace::{self, LineBuffer};
 
 const SIGNAL_COUNT: usize = 64;
 const SIGKILL: u64 = 9;
@@ -52,9 +52,19 @@ struct SignalState {
 }
 
 static STATE: Mutex<SignalState> = Mutex::new(SignalState {
-    actions: [SigAction { handler: 0, flags: 0, restorer: 0, mask: 0 }; SIGNAL_COUNT],
+    actions: [SigAction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    }; SIGNAL_COUNT],
     mask: 0,
-    alt_stack: SignalStack { sp: 0, flags: SS_DISABLE, _pad: 0, size: 0 },
+    alt_stack: SignalStack {
+        sp: 0,
+        flags: SS_DISABLE,
+        _pad: 0,
+        size: 0,
+    },
 });
 
 fn valid_signal(signal: u64) -> bool {
@@ -66,7 +76,11 @@ pub fn rt_sigaction(signal: u64, new: u64, old: u64, sigset_size: u64) -> SysRes
         return Err(EINVAL);
     }
     let index = signal as usize - 1;
-    let requested: Option<SigAction> = if new != 0 { Some(user::read(new)?) } else { None };
+    let requested: Option<SigAction> = if new != 0 {
+        Some(user::read(new)?)
+    } else {
+        None
+    };
     if requested.is_some() && (signal == SIGKILL || signal == SIGSTOP) {
         return Err(EINVAL);
     }
@@ -85,7 +99,11 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigset_size: u64) -> SysResu
     if sigset_size != 8 {
         return Err(EINVAL);
     }
-    let requested: Option<u64> = if set != 0 { Some(user::read(set)?) } else { None };
+    let requested: Option<u64> = if set != 0 {
+        Some(user::read(set)?)
+    } else {
+        None
+    };
     let mut state = STATE.lock();
     if old != 0 {
         user::write(old, state.mask)?;
@@ -102,7 +120,11 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigset_size: u64) -> SysResu
 }
 
 pub fn sigaltstack(new: u64, old: u64) -> SysResult {
-    let requested: Option<SignalStack> = if new != 0 { Some(user::read(new)?) } else { None };
+    let requested: Option<SignalStack> = if new != 0 {
+        Some(user::read(new)?)
+    } else {
+        None
+    };
     let mut state = STATE.lock();
     if old != 0 {
         user::write(old, state.alt_stack)?;
@@ -112,7 +134,12 @@ pub fn sigaltstack(new: u64, old: u64) -> SysResult {
             return Err(EINVAL);
         }
         if stack.flags & SS_DISABLE != 0 {
-            state.alt_stack = SignalStack { sp: 0, flags: SS_DISABLE, _pad: 0, size: 0 };
+            state.alt_stack = SignalStack {
+                sp: 0,
+                flags: SS_DISABLE,
+                _pad: 0,
+                size: 0,
+            };
         } else {
             if stack.size < MINSIGSTKSZ {
                 return Err(ENOMEM);
@@ -125,10 +152,37 @@ pub fn sigaltstack(new: u64, old: u64) -> SysResult {
 
 fn signal_name(signal: u64) -> &'static str {
     const NAMES: [&str; 31] = [
-        "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM",
-        "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG",
-        "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
     ];
     NAMES.get(signal as usize - 1).copied().unwrap_or("SIGRT")
 }
@@ -155,7 +209,10 @@ fn raise(signal: u64) -> SysResult {
     let mut line = LineBuffer::<128>::new();
     let _ = write!(line, "atoll: program killed by {}", signal_name(signal));
     if action.handler != SIG_DFL {
-        let _ = write!(line, " (its handler was not run: isles don't deliver signals yet)");
+        let _ = write!(
+            line,
+            " (its handler was not run: isles don't deliver signals yet)"
+        );
     }
     let _ = writeln!(line);
     trace::log(line.as_bytes());
@@ -170,21 +227,33 @@ fn is_self(pid: u64) -> bool {
 pub fn kill(pid: u64, signal: u64) -> SysResult {
     if !is_self(pid) {
         // Other processes are outside the isle.
-        return Err(if (pid as i64 as i32) < -1 { ESRCH } else { EPERM });
+        return Err(if (pid as i64 as i32) < -1 {
+            ESRCH
+        } else {
+            EPERM
+        });
     }
     raise(signal)
 }
 
 pub fn tkill(tid: u64, signal: u64) -> SysResult {
     if tid as u32 != boot_info().identity.pid {
-        return Err(if (tid as i64 as i32) <= 0 { EINVAL } else { ESRCH });
+        return Err(if (tid as i64 as i32) <= 0 {
+            EINVAL
+        } else {
+            ESRCH
+        });
     }
     raise(signal)
 }
 
 pub fn tgkill(tgid: u64, tid: u64, signal: u64) -> SysResult {
     if tgid as u32 != boot_info().identity.pid {
-        return Err(if (tgid as i64 as i32) <= 0 { EINVAL } else { ESRCH });
+        return Err(if (tgid as i64 as i32) <= 0 {
+            EINVAL
+        } else {
+            ESRCH
+        });
     }
     tkill(tid, signal)
 }

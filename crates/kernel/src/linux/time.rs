@@ -38,7 +38,9 @@ fn read_timespec(address: u64) -> Result<u64, i64> {
     if seconds < 0 || !(0..NS_PER_SEC as i64).contains(&nanoseconds) {
         return Err(EINVAL);
     }
-    Ok((seconds as u64).saturating_mul(NS_PER_SEC).saturating_add(nanoseconds as u64))
+    Ok((seconds as u64)
+        .saturating_mul(NS_PER_SEC)
+        .saturating_add(nanoseconds as u64))
 }
 
 pub fn clock_gettime(clock: u64, timespec: u64) -> SysResult {

@@ -21,7 +21,9 @@ pub fn pause() {
 pub fn set_fs_base(value: u64) {
     use x86_64::registers::segmentation::Segment64;
     // SAFETY: the address is canonical (callers check it) and FS belongs to the program.
-    unsafe { x86_64::registers::segmentation::FS::write_base(x86_64::VirtAddr::new_truncate(value)) };
+    unsafe {
+        x86_64::registers::segmentation::FS::write_base(x86_64::VirtAddr::new_truncate(value))
+    };
 }
 
 /// Reads the FS base.
