@@ -1,1 +1,275 @@
-fn main() {}
+//! Isle against native, in one run: `cargo bench -p atoll-cli`.
+//!
+//! Prints a table of isle/native ratios plus where an isle's start-up time
+//! goes. Targets are reported next to the figures, never asserted.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atoll_testprogs::{program, Flavor};
+
+const ATOLL: &str = env!("CARGO_BIN_EXE_atoll");
+const RUNS: usize = 200;
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}
+
+/// Median wall time of `command`, in ms, over RUNS runs after a warm-up.
+fn wall_ms(mut make: impl FnMut() -> Command) -> f64 {
+    for _ in 0..10 {
+        make().stdout(Stdio::null()).status().expect("runs");
+    }
+    let samples = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            let status = make()
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("runs");
+            assert!(status.success(), "benchmark command failed");
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    median(samples)
+}
+
+fn isle(program: &Path) -> Command {
+    let mut command = Command::new(ATOLL);
+    command.arg("run").arg(program);
+    command
+}
+
+/// Runs `command` and returns the number after `key=` in its output.
+fn figure(mut command: Command, key: &str, from_stderr: bool) -> f64 {
+    let output = command.output().expect("runs");
+    let text = String::from_utf8_lossy(if from_stderr {
+        &output.stderr
+    } else {
+        &output.stdout
+    })
+    .into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {text:?}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+fn median_figure(make: impl Fn() -> Command, key: &str, from_stderr: bool) -> f64 {
+    median((0..5).map(|_| figure(make(), key, from_stderr)).collect())
+}
+
+/// RSS of the atoll process beyond the guest RAM it holds, and the guest
+/// RAM resident, in MiB, while an isle is alive (its program blocks reading
+/// stdin) and after its memory has been populated in the background.
+fn vmm_overhead_mib(memory: &str) -> (f64, f64) {
+    let mut child = Command::new(ATOLL)
+        .args(["run", "-m", memory])
+        .arg(program(Flavor::Musl, "cat"))
+        .env("ATOLL_LOG", "atoll_vmm=debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("atoll starts");
+    let mut log = std::io::BufReader::new(child.stderr.take().expect("piped"));
+    let (base, size) = loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut log, &mut line).expect("log") == 0 {
+            panic!("atoll exited before entering the isle");
+        }
+        let plain = strip_ansi(&line);
+        if let (Some(base), Some(size)) = (
+            value_after(&plain, "host_base="),
+            value_after(&plain, "size="),
+        ) {
+            break (base, size);
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", child.id())).expect("smaps");
+    drop(child.stdin.take());
+    child.wait().expect("atoll exits");
+    let (mut total_kib, mut guest_kib) = (0.0, 0.0);
+    let mut in_guest = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, _)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let start = u64::from_str_radix(start, 16).unwrap_or(0);
+            in_guest = (base..base + size).contains(&start);
+        } else if first == "Rss:" {
+            let kib: f64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            total_kib += kib;
+            if in_guest {
+                guest_kib += kib;
+            }
+        }
+    }
+    ((total_kib - guest_kib) / 1024.0, guest_kib / 1024.0)
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('\u{1b}') {
+        plain.push_str(&rest[..start]);
+        rest = rest[start..].split_once('m').map_or("", |(_, after)| after);
+    }
+    plain.push_str(rest);
+    plain
+}
+
+fn value_after(text: &str, key: &str) -> Option<u64> {
+    let start = text.find(key)? + key.len();
+    text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A process that creates a KVM VM with one vCPU and runs one instruction:
+/// the floor for any KVM-based isle start.
+fn bare_vm_process() {
+    use kvm_bindings::kvm_userspace_memory_region;
+    let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm");
+    let vm = kvm.create_vm().expect("VM");
+    let size = 0x1000;
+    // SAFETY: an anonymous private mapping we own for the process's life.
+    let memory = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(memory, libc::MAP_FAILED);
+    // SAFETY: writes the `hlt` opcode into the page we just mapped.
+    unsafe { *(memory as *mut u8) = 0xf4 };
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0x1000,
+        memory_size: size as u64,
+        userspace_addr: memory as u64,
+    };
+    // SAFETY: the mapping outlives the VM (the process exits right after).
+    unsafe { vm.set_user_memory_region(region) }.expect("memory slot");
+    let mut vcpu = vm.create_vcpu(0).expect("vCPU");
+    let mut sregs = vcpu.get_sregs().expect("sregs");
+    sregs.cs.base = 0;
+    sregs.cs.selector = 0;
+    vcpu.set_sregs(&sregs).expect("sregs");
+    let regs = kvm_bindings::kvm_regs {
+        rip: 0x1000,
+        rflags: 2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).expect("regs");
+    let exit = format!("{:?}", vcpu.run().expect("run"));
+    assert!(exit.contains("Hlt"), "bare VM stopped with {exit}");
+}
+
+/// Start-up phases of one isle, from the monitor's debug log.
+fn startup_phases(hello: &Path) -> Vec<(String, f64)> {
+    let output = isle(hello)
+        .env("ATOLL_LOG", "atoll_vmm=debug")
+        .output()
+        .expect("runs");
+    let log = String::from_utf8_lossy(&output.stderr);
+    log.lines()
+        .filter_map(|line| {
+            let line = strip_ansi(line);
+            let message = line.split("atoll_vmm::isle: ").nth(1)?;
+            let (what, rest) = message.split_once(" elapsed=")?;
+            let elapsed = rest.split_whitespace().next()?;
+            let ms = if let Some(us) = elapsed.strip_suffix("µs") {
+                us.parse::<f64>().ok()? / 1000.0
+            } else {
+                elapsed.strip_suffix("ms")?.parse::<f64>().ok()?
+            };
+            Some((what.to_string(), ms))
+        })
+        .collect()
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--bare-vm") {
+        bare_vm_process();
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    let hello = program(Flavor::Musl, "hello");
+    println!("atoll bench: isle vs native, one run ({RUNS} runs per wall-time median)\n");
+
+    let isle_hello = wall_ms(|| isle(&hello));
+    let native_hello = wall_ms(|| Command::new(&hello));
+    let bare_vm = wall_ms(|| {
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command.arg("--bare-vm");
+        command
+    });
+
+    let getpid = program(Flavor::Glibc, "getpid_loop");
+    let isle_getpid = median_figure(|| isle(&getpid), "getpid_cycles", false);
+    let native_getpid = median_figure(|| Command::new(&getpid), "getpid_cycles", false);
+
+    let write_loop = program(Flavor::Glibc, "write_loop");
+    let sink = std::env::temp_dir().join("atoll-bench-write-sink");
+    let to_file = |mut command: Command| {
+        command.stdout(std::fs::File::create(&sink).expect("sink file"));
+        command
+    };
+    let isle_write = median_figure(|| to_file(isle(&write_loop)), "write_cycles", true);
+    let native_write = median_figure(|| to_file(Command::new(&write_loop)), "write_cycles", true);
+    let _ = std::fs::remove_file(&sink);
+
+    let (overhead_64, guest_64) = vmm_overhead_mib("64M");
+    let (overhead_1g, guest_1g) = vmm_overhead_mib("1024M");
+
+    println!("| what | isle | native | isle/native | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| `atoll run hello` wall time (median) | {isle_hello:.2} ms | {native_hello:.2} ms | {:.1}x | at most 5x |",
+        isle_hello / native_hello
+    );
+    println!(
+        "| bare KVM VM process, one instruction (the floor) | {bare_vm:.2} ms | {native_hello:.2} ms | {:.1}x | report |",
+        bare_vm / native_hello
+    );
+    println!(
+        "| getpid, cycles per call | {isle_getpid:.0} | {native_getpid:.0} | {:.1}x | report |",
+        isle_getpid / native_getpid
+    );
+    println!(
+        "| write(1, buf, 1) to a file, cycles per call | {isle_write:.0} | {native_write:.0} | {:.1}x | at most 2x |",
+        isle_write / native_write
+    );
+    println!(
+        "| VMM RSS beyond guest RAM, 64M isle | {overhead_64:.1} MiB (guest {guest_64:.0} MiB resident) | - | - | at most 10 MiB |"
+    );
+    println!(
+        "| VMM RSS beyond guest RAM, 1G isle | {overhead_1g:.1} MiB (guest {guest_1g:.0} MiB resident) | - | - | at most 10 MiB |"
+    );
+
+    println!("\nwhere one `atoll run hello` spends its time (monitor log, ms since atoll's main):");
+    let mut previous = 0.0;
+    for (what, at) in startup_phases(&hello) {
+        println!("  {at:>7.3}  (+{:>6.3})  {what}", at - previous);
+        previous = at;
+    }
+}

@@ -120,13 +120,6 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     }
 
     tracing::debug!(elapsed = ?started.elapsed(), "guest memory written");
-    // Start serving before the vCPU exists, so the first request finds the
-    // server already polling.
-    let queues = (0..cpu_count)
-        .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
-        .collect();
-    let offload = Offload::new(Arc::clone(&ram), queues);
-    offload.spawn();
     let vm = vcpu::create_vm(&kvm, &ram)?;
     let cpuid = vcpu::guest_cpuid(&kvm)?;
     let identity = host::identity();
@@ -210,7 +203,19 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         vec![(heap_start, layout.stack_top - heap_start)],
     );
 
-    tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), "entering the isle");
+    // Start serving just before the vCPU runs: the first request then finds
+    // the server polling, and it doesn't compete with the setup above.
+    let queues = (0..cpu_count)
+        .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
+        .collect();
+    let offload = Offload::new(Arc::clone(&ram), queues);
+    offload.spawn();
+    tracing::debug!(
+        elapsed = ?started.elapsed(),
+        host_base = ram.host_base(),
+        size = ram.size(),
+        "entering the isle"
+    );
     loop {
         let event = vcpu::run(&mut vcpu)?;
         tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), ?event, "vCPU exit");
