@@ -159,3 +159,83 @@ pub fn uname(buffer: u64) -> SysResult {
     }
     Ok(0)
 }
+
+const PR_SET_PDEATHSIG: u64 = 1;
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_SET_NAME: u64 = 15;
+const PR_GET_NAME: u64 = 16;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const PR_GET_NO_NEW_PRIVS: u64 = 39;
+/// Linux's TASK_COMM_LEN.
+const COMM_LEN: usize = 16;
+
+struct ProcessControl {
+    /// The thread name; empty until set (then reported from the exe path).
+    name: [u8; COMM_LEN],
+    parent_death_signal: u64,
+    dumpable: u64,
+    no_new_privs: u64,
+}
+
+static CONTROL: Mutex<ProcessControl> =
+    Mutex::new(ProcessControl { name: [0; COMM_LEN], parent_death_signal: 0, dumpable: 1, no_new_privs: 0 });
+
+/// The exe's file name, truncated as Linux truncates comm.
+fn default_name() -> [u8; COMM_LEN] {
+    let path = boot_info().exe_path.as_bytes();
+    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let mut name = [0u8; COMM_LEN];
+    let len = base.len().min(COMM_LEN - 1);
+    name[..len].copy_from_slice(&base[..len]);
+    name
+}
+
+pub fn prctl(option: u64, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> SysResult {
+    let mut control = CONTROL.lock();
+    match option {
+        PR_SET_NAME => {
+            let mut name = [0u8; COMM_LEN];
+            for (index, slot) in name.iter_mut().take(COMM_LEN - 1).enumerate() {
+                let byte: u8 = user::read(arg2 + index as u64)?;
+                if byte == 0 {
+                    break;
+                }
+                *slot = byte;
+            }
+            control.name = name;
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let name = if control.name[0] == 0 { default_name() } else { control.name };
+            user::copy_to(arg2, &name)?;
+            Ok(0)
+        }
+        PR_SET_PDEATHSIG => {
+            if arg2 > 64 {
+                return Err(EINVAL);
+            }
+            control.parent_death_signal = arg2;
+            Ok(0)
+        }
+        PR_GET_PDEATHSIG => user::write(arg2, control.parent_death_signal as i32).map(|()| 0),
+        PR_GET_DUMPABLE => Ok(control.dumpable),
+        PR_SET_DUMPABLE => {
+            if arg2 > 1 {
+                return Err(EINVAL);
+            }
+            control.dumpable = arg2;
+            Ok(0)
+        }
+        PR_SET_NO_NEW_PRIVS => {
+            if arg2 != 1 || arg3 != 0 || arg4 != 0 || arg5 != 0 {
+                return Err(EINVAL);
+            }
+            control.no_new_privs = 1;
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS => Ok(control.no_new_privs),
+        _ => Err(EINVAL),
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what atoll needs on a fresh Debian/Ubuntu machine: C toolchains for
+# the test programs, a static busybox to run, and the pinned Rust toolchain
+# with the kernel's and the test programs' targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+packages=(musl-tools gcc make busybox-static util-linux)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "atoll needs rustup: https://rustup.rs" >&2
+  exit 1
+fi
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy \
+  --target x86_64-unknown-none,x86_64-unknown-linux-musl >/dev/null
+
+if [ ! -e /dev/kvm ]; then
+  echo "warning: /dev/kvm is missing: atoll builds, but isles can't boot here" >&2
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Fresh machine to every test: installs what is needed, checks formatting and
+# lints (workspace and kernel), then runs all tests, which boot real isles.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cargo fmt --all --check
+(cd crates/kernel && cargo fmt --check)
+(cd tests/programs/rust && cargo fmt --check)
+cargo clippy --release --all-targets -- -D warnings
+(cd crates/kernel && cargo clippy --release -- -D warnings)
+cargo test --release
