@@ -283,3 +283,53 @@ fn a_pipeline_through_the_isle_works() {
     assert_eq!(status(&output), 0);
     assert_eq!(stdout(&output), numbers);
 }
+
+#[test]
+fn abort_dies_of_sigabrt() {
+    for &flavor in Flavor::C {
+        let output = run_program(flavor, "abort", &[]);
+        assert_eq!(stdout(&output), "aborting\n", "{flavor}");
+        assert_one_line_error(&output, 134, &["killed by SIGABRT"]);
+    }
+}
+
+/// Runs `command` under a pseudo-terminal of 33 rows and 101 columns.
+fn under_a_terminal(command: &str) -> String {
+    let output = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty rows 33 cols 101; {command}"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    String::from_utf8_lossy(&output.stdout).replace('\r', "")
+}
+
+#[test]
+fn terminal_queries_are_answered_as_the_host_terminal_would() {
+    for &flavor in Flavor::C {
+        let tty = program(flavor, "tty");
+        let native = under_a_terminal(tty.to_str().unwrap());
+        assert_eq!(
+            native, "isatty=1 tcgetattr=0 winsize=0 rows=33 cols=101\n",
+            "{flavor} natively"
+        );
+        let _slot = isle_slot();
+        let isle = under_a_terminal(&format!(
+            "{} run {}",
+            env!("CARGO_BIN_EXE_atoll"),
+            tty.display()
+        ));
+        assert_eq!(isle, native, "{flavor}");
+        // And through a pipe, neither is a terminal.
+        drop(_slot);
+        let output = run_program(flavor, "tty", &[]);
+        assert_eq!(
+            stdout(&output),
+            "isatty=0 tcgetattr=-1 winsize=-1 rows=-1 cols=-1\n",
+            "{flavor}"
+        );
+    }
+}

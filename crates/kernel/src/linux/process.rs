@@ -179,8 +179,12 @@ struct ProcessControl {
     no_new_privs: u64,
 }
 
-static CONTROL: Mutex<ProcessControl> =
-    Mutex::new(ProcessControl { name: [0; COMM_LEN], parent_death_signal: 0, dumpable: 1, no_new_privs: 0 });
+static CONTROL: Mutex<ProcessControl> = Mutex::new(ProcessControl {
+    name: [0; COMM_LEN],
+    parent_death_signal: 0,
+    dumpable: 1,
+    no_new_privs: 0,
+});
 
 /// The exe's file name, truncated as Linux truncates comm.
 fn default_name() -> [u8; COMM_LEN] {
@@ -208,7 +212,11 @@ pub fn prctl(option: u64, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> SysResu
             Ok(0)
         }
         PR_GET_NAME => {
-            let name = if control.name[0] == 0 { default_name() } else { control.name };
+            let name = if control.name[0] == 0 {
+                default_name()
+            } else {
+                control.name
+            };
             user::copy_to(arg2, &name)?;
             Ok(0)
         }
