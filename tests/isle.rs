@@ -333,3 +333,76 @@ fn terminal_queries_are_answered_as_the_host_terminal_would() {
         );
     }
 }
+
+/// Runs `name` natively and in an isle; both must print the same.
+fn assert_same_as_native(flavor: Flavor, name: &str) {
+    let native = std::process::Command::new(program(flavor, name))
+        .output()
+        .expect("runs natively");
+    assert!(
+        native.status.success(),
+        "{flavor} {name} natively: {}",
+        stderr(&native)
+    );
+    let isle = run_program(flavor, name, &[]);
+    assert_eq!(status(&isle), 0, "{flavor} {name}: {}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native), "{flavor} {name}");
+    assert_eq!(stderr(&isle), "", "{flavor} {name}");
+}
+
+#[test]
+fn futexes_behave_as_with_one_thread_on_linux() {
+    for &flavor in Flavor::C {
+        assert_same_as_native(flavor, "futex");
+    }
+}
+
+#[test]
+fn memory_syscalls_fail_at_their_edges_as_linux_does() {
+    for &flavor in Flavor::C {
+        assert_same_as_native(flavor, "mmap_edges");
+    }
+}
+
+#[test]
+fn a_closed_pipe_raises_sigpipe_as_natively() {
+    use std::io::Read;
+    for &flavor in Flavor::ALL {
+        let _slot = isle_slot();
+        let mut child = atoll()
+            .args([
+                "run",
+                program(flavor, "bigout").to_str().unwrap(),
+                "100000000",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 10];
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            first.to_vec(),
+            (0..10u8).map(|i| i.wrapping_mul(131)).collect::<Vec<_>>()
+        );
+        if flavor == Flavor::Rust {
+            // Rust's runtime ignores SIGPIPE, so the write fails instead, as natively.
+            assert_eq!(status(&output), 1, "{flavor}: {}", stderr(&output));
+            assert!(
+                stderr(&output).contains("Broken pipe"),
+                "{flavor}: {}",
+                stderr(&output)
+            );
+        } else {
+            assert_eq!(status(&output), 141, "{flavor}: {}", stderr(&output));
+            assert_eq!(
+                stderr(&output),
+                "",
+                "{flavor}: a SIGPIPE death is silent, as in a shell"
+            );
+        }
+    }
+}

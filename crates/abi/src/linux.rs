@@ -22,6 +22,7 @@ pub mod errno {
     pub const ENOSYS: i64 = 38;
     pub const ENODEV: i64 = 19;
     pub const EOPNOTSUPP: i64 = 95;
+    pub const ETIMEDOUT: i64 = 110;
 }
 
 /// Terminal ioctls answered for stdio.

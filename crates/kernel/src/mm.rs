@@ -10,10 +10,16 @@
 
 use atoll_abi::boot::BootInfo;
 use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, PAGE_SIZE};
-use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOMEM};
+use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
 use spin::Mutex;
 
 use crate::arch::x86_64::user;
+
+/// Rounds a length up to whole pages; None when that would overflow.
+fn page_len(len: u64) -> Option<u64> {
+    len.checked_add(PAGE_SIZE - 1)
+        .map(|end| end & !(PAGE_SIZE - 1))
+}
 
 /// Most distinct mmap ranges at once (adjacent ones merge).
 const MAX_MAPPINGS: usize = 1024;
@@ -114,7 +120,7 @@ impl AddressSpace {
     }
 
     fn set_brk(&mut self, requested: u64) -> u64 {
-        if requested < self.brk_start {
+        if requested < self.brk_start || requested > self.heap_end {
             return self.brk;
         }
         let old_limit = self.brk_limit();
@@ -231,12 +237,12 @@ impl AddressSpace {
             .find(|m| m.start <= range.start && range.end <= m.end)
     }
 
-    fn map_anonymous(&mut self, hint: u64, len: u64, fixed: bool) -> Result<u64, i64> {
+    fn map_anonymous(&mut self, hint: u64, len: u64, placement: Placement) -> Result<u64, i64> {
         if len == 0 {
             return Err(EINVAL);
         }
-        let len = align_up(len, PAGE_SIZE);
-        let start = if fixed {
+        let len = page_len(len).ok_or(ENOMEM)?;
+        let start = if placement != Placement::Anywhere {
             if !hint.is_multiple_of(PAGE_SIZE) {
                 return Err(EINVAL);
             }
@@ -244,6 +250,12 @@ impl AddressSpace {
             // Only heap memory can be replaced; the image and stack stay.
             if hint < self.brk_start || end > self.heap_end {
                 return Err(ENOMEM);
+            }
+            let wanted = Range { start: hint, end };
+            if placement == Placement::FixedNoReplace
+                && (hint < self.brk_limit() || self.overlaps_mapping(wanted))
+            {
+                return Err(EEXIST);
             }
             // Over the brk area (musl puts guard pages there) the memory
             // stays brk's; only the part above it becomes a mapping.
@@ -282,12 +294,14 @@ impl AddressSpace {
     }
 
     fn remap(&mut self, old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64, i64> {
-        if !old.is_multiple_of(PAGE_SIZE) || new_len == 0 {
+        if !old.is_multiple_of(PAGE_SIZE) || new_len == 0 || old_len == 0 {
             return Err(EINVAL);
         }
-        let old_len = align_up(old_len, PAGE_SIZE);
-        let new_len = align_up(new_len, PAGE_SIZE);
+        let old_len = page_len(old_len).ok_or(EINVAL)?;
+        // Lengths that wrap are EINVAL, as Linux says for them.
+        let new_len = page_len(new_len).ok_or(EINVAL)?;
         let old_end = old.checked_add(old_len).ok_or(EFAULT)?;
+        let new_end = old.checked_add(new_len).ok_or(EINVAL)?;
         let old_range = Range {
             start: old,
             end: old_end,
@@ -306,7 +320,7 @@ impl AddressSpace {
         }
         let growth = Range {
             start: old_end,
-            end: old + new_len,
+            end: new_end,
         };
         if growth.end <= self.heap_end && !self.overlaps_mapping(growth) {
             self.insert(growth)?;
@@ -316,7 +330,7 @@ impl AddressSpace {
         if !may_move {
             return Err(ENOMEM);
         }
-        let new = self.map_anonymous(0, new_len, false)?;
+        let new = self.map_anonymous(0, new_len, Placement::Anywhere)?;
         user::copy_within(old, new, old_len)?;
         self.remove(old_range)?;
         Ok(new)
@@ -328,9 +342,20 @@ pub fn brk(requested: u64) -> u64 {
     SPACE.lock().set_brk(requested)
 }
 
-/// Anonymous mmap; `fixed` for MAP_FIXED / MAP_FIXED_NOREPLACE.
-pub fn map_anonymous(hint: u64, len: u64, fixed: bool) -> Result<u64, i64> {
-    SPACE.lock().map_anonymous(hint, len, fixed)
+/// Where an mmap may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Anywhere free (the address is only a hint, which isn't followed).
+    Anywhere,
+    /// Exactly there, replacing what is there (MAP_FIXED).
+    Fixed,
+    /// Exactly there, or EEXIST (MAP_FIXED_NOREPLACE).
+    FixedNoReplace,
+}
+
+/// Anonymous mmap.
+pub fn map_anonymous(hint: u64, len: u64, placement: Placement) -> Result<u64, i64> {
+    SPACE.lock().map_anonymous(hint, len, placement)
 }
 
 /// munmap(2) of anonymous memory.
@@ -338,8 +363,8 @@ pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
     if !address.is_multiple_of(PAGE_SIZE) || len == 0 {
         return Err(EINVAL);
     }
-    let end = address
-        .checked_add(align_up(len, PAGE_SIZE))
+    let end = page_len(len)
+        .and_then(|len| address.checked_add(len))
         .ok_or(EINVAL)?;
     SPACE.lock().remove(Range {
         start: address,

@@ -137,7 +137,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         (AT_EGID, u64::from(identity.egid)),
         (AT_SECURE, 0),
         (AT_HWCAP, vcpu::hwcap(&cpuid)),
-        (AT_HWCAP2, 1 << 1), // HWCAP2_FSGSBASE: the monitor enables it
+        // No HWCAP2_FSGSBASE: GS holds the kernel's per-CPU pointer, so
+        // programs must not be invited to move it (FS is theirs via arch_prctl).
+        (AT_HWCAP2, 0),
         (AT_CLKTCK, 100),
     ];
     let execfn = config.argv.first().cloned().unwrap_or_default();

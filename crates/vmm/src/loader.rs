@@ -4,7 +4,9 @@
 //! without an interpreter (static-pie, loaded at PIE_LOAD_BASE; it relocates
 //! itself). Every header field is checked before it is used.
 
-use atoll_abi::layout::{align_down, align_up, KERNEL_VIRT_BASE, PAGE_SIZE, PIE_LOAD_BASE};
+use atoll_abi::layout::{
+    align_down, align_up, KERNEL_VIRT_BASE, MAX_RAM_SIZE, PAGE_SIZE, PIE_LOAD_BASE,
+};
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{ProgramHeader, PT_INTERP, PT_LOAD, PT_PHDR};
@@ -201,7 +203,10 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
             )));
         }
         let address = ph.p_vaddr.checked_add(bias);
-        let end = address.and_then(|a| a.checked_add(ph.p_memsz));
+        // No isle has memory up there; bounding it keeps later arithmetic exact.
+        let end = address
+            .and_then(|a| a.checked_add(ph.p_memsz))
+            .filter(|&end| end <= MAX_RAM_SIZE);
         match (address, end) {
             (Some(address), Some(_)) => segments.push(Segment {
                 address,
@@ -211,8 +216,8 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
             }),
             _ => {
                 return Err(LoadError::Corrupt(format!(
-                    "segment {index} at {:#x} wraps the address space",
-                    ph.p_vaddr
+                    "segment {index} at {:#x} ({:#x} bytes) lies beyond any isle's memory",
+                    ph.p_vaddr, ph.p_memsz
                 )))
             }
         }
@@ -237,7 +242,7 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
     let phdr_address = headers
         .iter()
         .find(|ph| ph.p_type == PT_PHDR)
-        .map(|ph| ph.p_vaddr + bias)
+        .and_then(|ph| ph.p_vaddr.checked_add(bias))
         .or_else(|| {
             segments
                 .iter()
@@ -387,6 +392,15 @@ mod tests {
         for len in 0..elf.len() {
             assert!(parse_program(&elf[..len]).is_err(), "length {len} accepted");
         }
+    }
+
+    #[test]
+    fn segments_at_the_top_of_the_address_space_are_refused() {
+        let mut elf = tiny_elf(header::ET_EXEC, header::EM_X86_64);
+        elf[64 + 16..64 + 24].copy_from_slice(&(u64::MAX - 0x1000).to_le_bytes());
+        assert!(matches!(parse_program(&elf), Err(LoadError::Corrupt(_))));
+        elf[64 + 16..64 + 24].copy_from_slice(&(1u64 << 47).to_le_bytes());
+        assert!(matches!(parse_program(&elf), Err(LoadError::Corrupt(_))));
     }
 
     #[test]

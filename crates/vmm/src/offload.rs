@@ -140,10 +140,11 @@ impl Offload {
             .clone()
     }
 
+    /// SeqCst: the park handshakes order these loads after a store.
     fn load(&self, address: u64) -> u32 {
         self.ram
             .memory()
-            .load(GuestAddress(address), Ordering::Acquire)
+            .load(GuestAddress(address), Ordering::SeqCst)
             .unwrap_or(0)
     }
 

@@ -283,12 +283,22 @@ pub fn write_descriptor_tables(
         let low = (handler & 0xffff)
             | (u64::from(selector::KERNEL_CODE) << 16)
             | (1 << 32) // IST 1
-            | (0x8e << 40) // present, DPL 0, interrupt gate
+            | (gate_type(vector) << 40)
             | ((handler >> 16) & 0xffff) << 48;
         write_u64(memory, layout.idt + vector * 16, low)?;
         write_u64(memory, layout.idt + vector * 16 + 8, handler >> 32)?;
     }
     Ok(())
+}
+
+/// Present interrupt gates: DPL 3 for `int3` and `into` (which programs
+/// may execute on purpose), DPL 0 for the rest (`int n` from ring 3 faults).
+fn gate_type(vector: u64) -> u64 {
+    if vector == 3 || vector == 4 {
+        0xee
+    } else {
+        0x8e
+    }
 }
 
 fn tss_descriptor(base: u64) -> (u64, u64) {
@@ -330,9 +340,13 @@ pub fn write_initial_stack(
     }
     let platform_offset = strings.len() as u64;
     strings.extend_from_slice(b"x86_64\0");
-    let string_limit = (layout.stack_top - layout.stack_bottom) / 4;
-    if strings.len() as u64 > string_limit {
-        return Err(SetupError::ArgumentsTooLong(strings.len() as u64));
+    // Like Linux, arguments may take a quarter of the stack: strings, the
+    // pointers to them and the auxiliary vector.
+    let pointer_bytes =
+        (spec.argv.len() + spec.envp.len() + 3 + 2 * (spec.auxv.len() + 4)) as u64 * 8;
+    let needed = strings.len() as u64 + pointer_bytes + 64;
+    if needed > (layout.stack_top - layout.stack_bottom) / 4 {
+        return Err(SetupError::ArgumentsTooLong(needed));
     }
     let strings_start = align_down(layout.stack_top - 16 - strings.len() as u64, 16);
     memory

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOENT, ENOTTY};
+use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOENT, ENOTTY, EPIPE};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
 use atoll_abi::queue::opcode;
 
@@ -51,11 +51,20 @@ pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
     host_result(offload::call(opcode::READ, [fd, buffer, len, 0, 0, 0]))
 }
 
+/// A write to a pipe nobody reads raises SIGPIPE, as on Linux; EPIPE
+/// reaches the program only if it survives that.
+fn write_result(result: i64) -> SysResult {
+    if result == -EPIPE {
+        super::signal::raise(super::signal::SIGPIPE)?;
+    }
+    host_result(result)
+}
+
 pub fn write(fd: u64, buffer: u64, len: u64) -> SysResult {
     let fd = stdio(fd)?;
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
-    host_result(offload::call(opcode::WRITE, [fd, buffer, len, 0, 0, 0]))
+    write_result(offload::call(opcode::WRITE, [fd, buffer, len, 0, 0, 0]))
 }
 
 fn check_iovecs(iov: u64, count: u64) -> Result<(), i64> {
@@ -74,7 +83,7 @@ pub fn readv(fd: u64, iov: u64, count: u64) -> SysResult {
 pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
     let fd = stdio(fd)?;
     check_iovecs(iov, count)?;
-    host_result(offload::call(opcode::WRITEV, [fd, iov, count, 0, 0, 0]))
+    write_result(offload::call(opcode::WRITEV, [fd, iov, count, 0, 0, 0]))
 }
 
 pub fn close(fd: u64) -> SysResult {

@@ -4,7 +4,7 @@ use atoll_abi::linux::errno::{EINVAL, ENODEV, ENOMEM};
 
 use super::SysResult;
 use crate::arch::x86_64::user;
-use crate::mm;
+use crate::mm::{self, Placement};
 
 const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
 const MAP_SHARED: u64 = 0x01;
@@ -36,10 +36,16 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64
     if !offset.is_multiple_of(4096) {
         return Err(EINVAL);
     }
-    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    let placement = if flags & MAP_FIXED_NOREPLACE != 0 {
+        Placement::FixedNoReplace
+    } else if flags & MAP_FIXED != 0 {
+        Placement::Fixed
+    } else {
+        Placement::Anywhere
+    };
     // Anonymous MAP_SHARED memory is only shared with forks, which an isle
     // doesn't have, so it is private memory here.
-    mm::map_anonymous(address, len, fixed)
+    mm::map_anonymous(address, len, placement)
 }
 
 pub fn munmap(address: u64, len: u64) -> SysResult {
@@ -69,7 +75,7 @@ pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
     if !address.is_multiple_of(4096) {
         return Err(EINVAL);
     }
-    let len = atoll_abi::layout::align_up(len, 4096);
+    let len = len.checked_add(4095).ok_or(EINVAL)? & !4095;
     if len != 0 && !mm::is_mapped(address, len) {
         return Err(ENOMEM);
     }

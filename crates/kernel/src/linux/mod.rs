@@ -2,6 +2,7 @@
 //! per family. Handlers return `Ok(value)` or `Err(errno)`.
 
 mod fs;
+mod futex;
 mod io;
 mod memory;
 mod process;
@@ -101,6 +102,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::TKILL => signal::tkill(a[0], a[1]),
         nr::TGKILL => signal::tgkill(a[0], a[1], a[2]),
 
+        nr::FUTEX => return futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::SCHED_GETAFFINITY => sched::sched_getaffinity(a[0], a[1], a[2]),
         nr::SCHED_YIELD => sched::sched_yield(),
 

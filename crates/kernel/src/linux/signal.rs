@@ -4,7 +4,7 @@
 
 use core::fmt::Write;
 
-use atoll_abi::linux::errno::{EINVAL, ENOMEM, EPERM, ESRCH};
+use atoll_abi::linux::errno::{EINVAL, ENOMEM, ESRCH};
 use spin::Mutex;
 
 use super::SysResult;
@@ -15,6 +15,7 @@ use crate::trace::{self, LineBuffer};
 const SIGNAL_COUNT: usize = 64;
 const SIGKILL: u64 = 9;
 const SIGSTOP: u64 = 19;
+pub(super) const SIGPIPE: u64 = 13;
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
 const SIG_BLOCK: u64 = 0;
@@ -48,6 +49,8 @@ struct SignalStack {
 struct SignalState {
     actions: [SigAction; SIGNAL_COUNT],
     mask: u64,
+    /// Raised while blocked; acted on when unblocked.
+    pending: u64,
     alt_stack: SignalStack,
 }
 
@@ -59,6 +62,7 @@ static STATE: Mutex<SignalState> = Mutex::new(SignalState {
         mask: 0,
     }; SIGNAL_COUNT],
     mask: 0,
+    pending: 0,
     alt_stack: SignalStack {
         sp: 0,
         flags: SS_DISABLE,
@@ -105,16 +109,24 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigset_size: u64) -> SysResu
         None
     };
     let mut state = STATE.lock();
+    let new_mask = match (requested, how) {
+        (None, _) => state.mask,
+        (Some(set), SIG_BLOCK) => state.mask | set,
+        (Some(set), SIG_UNBLOCK) => state.mask & !set,
+        (Some(set), SIG_SETMASK) => set,
+        (Some(_), _) => return Err(EINVAL),
+    } & !UNBLOCKABLE;
     if old != 0 {
         user::write(old, state.mask)?;
     }
-    if let Some(set) = requested {
-        state.mask = match how {
-            SIG_BLOCK => state.mask | set,
-            SIG_UNBLOCK => state.mask & !set,
-            SIG_SETMASK => set,
-            _ => return Err(EINVAL),
-        } & !UNBLOCKABLE;
+    state.mask = new_mask;
+    // Signals raised while blocked take effect once unblocked.
+    let deliverable = state.pending & !state.mask;
+    if deliverable != 0 {
+        let signal = u64::from(deliverable.trailing_zeros()) + 1;
+        state.pending &= !(1 << (signal - 1));
+        drop(state);
+        act(signal);
     }
     Ok(0)
 }
@@ -195,43 +207,59 @@ fn ignored_by_default(signal: u64) -> bool {
 }
 
 /// The program sent itself `signal`.
-fn raise(signal: u64) -> SysResult {
+pub(super) fn raise(signal: u64) -> SysResult {
     if signal == 0 {
         return Ok(0);
     }
     if !valid_signal(signal) {
         return Err(EINVAL);
     }
-    let action = STATE.lock().actions[signal as usize - 1];
-    if action.handler == SIG_IGN || (action.handler == SIG_DFL && ignored_by_default(signal)) {
+    let mut state = STATE.lock();
+    let bit = 1 << (signal - 1);
+    if state.mask & bit != 0 {
+        state.pending |= bit;
         return Ok(0);
     }
-    let mut line = LineBuffer::<128>::new();
-    let _ = write!(line, "atoll: program killed by {}", signal_name(signal));
-    if action.handler != SIG_DFL {
-        let _ = write!(
-            line,
-            " (its handler was not run: isles don't deliver signals yet)"
-        );
+    drop(state);
+    act(signal);
+    Ok(0)
+}
+
+/// Takes `signal`'s action now: nothing when it is ignored, else the end
+/// of the isle (handlers can't run yet, so they count as the default).
+fn act(signal: u64) {
+    let action = STATE.lock().actions[signal as usize - 1];
+    if action.handler == SIG_IGN || (action.handler == SIG_DFL && ignored_by_default(signal)) {
+        return;
     }
-    let _ = writeln!(line);
-    trace::log(line.as_bytes());
+    // A shell reports a SIGPIPE death silently; so does atoll.
+    if signal != SIGPIPE || action.handler != SIG_DFL {
+        let mut line = LineBuffer::<128>::new();
+        let _ = write!(line, "atoll: program killed by {}", signal_name(signal));
+        if action.handler != SIG_DFL {
+            let _ = write!(
+                line,
+                " (its handler was not run: isles don't deliver signals yet)"
+            );
+        }
+        let _ = writeln!(line);
+        trace::log(line.as_bytes());
+    }
     crate::exit_isle(128 + signal as u8)
 }
 
 fn is_self(pid: u64) -> bool {
     let pid = pid as i64 as i32;
-    pid == 0 || pid == -1 || pid as u32 == boot_info().identity.pid
+    pid == 0 || pid as u32 == boot_info().identity.pid
 }
 
 pub fn kill(pid: u64, signal: u64) -> SysResult {
+    if signal > SIGNAL_COUNT as u64 {
+        return Err(EINVAL);
+    }
     if !is_self(pid) {
-        // Other processes are outside the isle.
-        return Err(if (pid as i64 as i32) < -1 {
-            ESRCH
-        } else {
-            EPERM
-        });
+        // The isle sees no other process (nor group) to signal.
+        return Err(ESRCH);
     }
     raise(signal)
 }
