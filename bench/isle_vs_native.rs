@@ -238,6 +238,35 @@ fn main() {
     let native_write = median_figure(|| to_file(Command::new(&write_loop)), "write_cycles", true);
     let _ = std::fs::remove_file(&sink);
 
+    let touch = program(Flavor::Glibc, "touch");
+    let isle_touch = |delay_ms: &str| {
+        let touch = touch.clone();
+        let delay_ms = delay_ms.to_string();
+        median_figure(
+            move || {
+                let mut command = Command::new(ATOLL);
+                command
+                    .args(["run", "-m", "256M"])
+                    .arg(&touch)
+                    .args(["64", &delay_ms]);
+                command
+            },
+            "touch_cycles",
+            false,
+        )
+    };
+    let touch_now = isle_touch("0");
+    let touch_later = isle_touch("300");
+    let native_touch = median_figure(
+        || {
+            let mut command = Command::new(&touch);
+            command.arg("64");
+            command
+        },
+        "touch_cycles",
+        false,
+    );
+
     let (overhead_64, guest_64) = vmm_overhead_mib("64M");
     let (overhead_1g, guest_1g) = vmm_overhead_mib("1024M");
 
@@ -258,6 +287,14 @@ fn main() {
     println!(
         "| write(1, buf, 1) to a file, cycles per call | {isle_write:.0} | {native_write:.0} | {:.1}x | at most 2x |",
         isle_write / native_write
+    );
+    println!(
+        "| first touch of fresh mmap memory, cycles per 4 KiB page, at once | {touch_now:.0} | {native_touch:.0} | {:.2}x | report |",
+        touch_now / native_touch
+    );
+    println!(
+        "| the same after 300 ms (heap populated in the background) | {touch_later:.0} | {native_touch:.0} | {:.2}x | report |",
+        touch_later / native_touch
     );
     println!(
         "| VMM RSS beyond guest RAM, 64M isle | {overhead_64:.1} MiB (guest {guest_64:.0} MiB resident) | - | - | at most 10 MiB |"

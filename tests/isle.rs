@@ -406,3 +406,94 @@ fn a_closed_pipe_raises_sigpipe_as_natively() {
         }
     }
 }
+
+#[test]
+fn proc_self_exe_and_uname_match_the_host() {
+    for &flavor in Flavor::C {
+        let path = program(flavor, "selfexe");
+        let native = std::process::Command::new(&path).output().unwrap();
+        let isle = run_program(flavor, "selfexe", &[]);
+        assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
+        assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
+        let canonical = std::fs::canonicalize(&path).unwrap();
+        assert!(
+            stdout(&isle).starts_with(&format!("exe={}\n", canonical.display())),
+            "{flavor}"
+        );
+    }
+}
+
+#[test]
+fn syscalls_and_clocks_cost_no_vm_exit() {
+    // 100,000 getpid calls and, in glibc's start-up, a dozen more syscalls:
+    // the monitor must see only the final exit (and perhaps a park or a
+    // wake for the one write).
+    let path = program(Flavor::Glibc, "getpid_loop");
+    let _slot = isle_slot();
+    let output = atoll()
+        .env("ATOLL_LOG", "atoll_vmm=debug")
+        .args(["run", path.to_str().unwrap(), "100000"])
+        .output()
+        .unwrap();
+    assert_eq!(status(&output), 0);
+    let exits = stderr(&output)
+        .lines()
+        .filter(|line| line.contains("vCPU exit"))
+        .count();
+    assert!(
+        (1..=3).contains(&exits),
+        "{exits} VM exits:\n{}",
+        stderr(&output)
+    );
+}
+
+/// Static busybox from Debian's busybox-static: a real program nobody built for us.
+fn busybox() -> Option<&'static str> {
+    let path = "/bin/busybox";
+    let bytes = std::fs::read(path).ok()?;
+    // Only the static build can run in an isle.
+    is_static_elf(&bytes).then_some(path)
+}
+
+fn is_static_elf(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x7fELF") && !bytes.windows(12).any(|w| w == b"ld-linux-x86")
+}
+
+#[test]
+fn static_busybox_runs_its_applets() {
+    let Some(busybox) = busybox() else {
+        eprintln!("skipped: no static /bin/busybox (apt-get install busybox-static)");
+        return;
+    };
+    let output = run(&["run", busybox, "echo", "Hello", "from", "an", "isle"]);
+    assert_eq!(
+        (status(&output), stdout(&output)),
+        (0, "Hello from an isle\n".to_string()),
+        "{}",
+        stderr(&output)
+    );
+
+    let numbers: String = (1..=50_000).map(|n| format!("{n}\n")).collect();
+    let output = run_with_input(&["run", busybox, "wc", "-l"], numbers.as_bytes());
+    assert_eq!(stdout(&output).trim(), "50000", "{}", stderr(&output));
+
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let isle = run_with_input(&["run", busybox, "sha256sum"], &data);
+    let mut native = std::process::Command::new(busybox)
+        .arg("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut native.stdin.take().unwrap(), &data).unwrap();
+    let native = native.wait_with_output().unwrap();
+    assert_eq!(stdout(&isle), stdout(&native));
+
+    let isle = run(&["run", busybox, "uname", "-srm"]);
+    let native = std::process::Command::new(busybox)
+        .args(["uname", "-srm"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&isle), stdout(&native));
+    assert_eq!(stderr(&isle), "", "busybox must run without warnings");
+}

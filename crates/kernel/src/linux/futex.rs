@@ -4,6 +4,7 @@
 
 use atoll_abi::linux::errno::{EAGAIN, EINVAL, ENOSYS, ETIMEDOUT};
 
+use super::time::read_timespec;
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::{offload, time};
@@ -17,23 +18,12 @@ const FUTEX_WAIT_BITSET: u64 = 9;
 const FUTEX_WAKE_BITSET: u64 = 10;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 fn read_word(address: u64) -> Result<u32, i64> {
     if !address.is_multiple_of(4) {
         return Err(EINVAL);
     }
     user::read(address)
-}
-
-fn read_timespec(address: u64) -> Result<u64, i64> {
-    let [seconds, nanoseconds]: [i64; 2] = user::read(address)?;
-    if seconds < 0 || !(0..NS_PER_SEC as i64).contains(&nanoseconds) {
-        return Err(EINVAL);
-    }
-    Ok((seconds as u64)
-        .saturating_mul(NS_PER_SEC)
-        .saturating_add(nanoseconds as u64))
 }
 
 /// Waits with nobody to wake us: until the deadline, or forever.

@@ -33,7 +33,7 @@ fn write_timespec(address: u64, ns: u64) -> Result<(), i64> {
     user::write(address, [ns / NS_PER_SEC, ns % NS_PER_SEC])
 }
 
-fn read_timespec(address: u64) -> Result<u64, i64> {
+pub(super) fn read_timespec(address: u64) -> Result<u64, i64> {
     let [seconds, nanoseconds]: [i64; 2] = user::read(address)?;
     if seconds < 0 || !(0..NS_PER_SEC as i64).contains(&nanoseconds) {
         return Err(EINVAL);
