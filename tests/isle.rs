@@ -497,3 +497,39 @@ fn static_busybox_runs_its_applets() {
     assert_eq!(stdout(&isle), stdout(&native));
     assert_eq!(stderr(&isle), "", "busybox must run without warnings");
 }
+
+#[test]
+fn cpu_faults_give_the_signal_linux_gives() {
+    let cases = [
+        (
+            "null",
+            "SIGSEGV: page fault at address 0x0 (read, page not mapped)",
+        ),
+        (
+            "write",
+            "SIGSEGV: page fault at address 0x10 (write, page not mapped)",
+        ),
+        (
+            "exec",
+            "SIGSEGV: page fault at address 0x20 (instruction fetch, page not mapped), rip 0x20",
+        ),
+        ("ud2", "SIGILL: invalid opcode"),
+        ("div0", "SIGFPE: divide error"),
+        ("noncanonical", "SIGSEGV: general protection fault"),
+        ("int3", "SIGTRAP: breakpoint"),
+    ];
+    for &flavor in Flavor::C {
+        let path = program(flavor, "fault");
+        for (kind, message) in cases {
+            let native = std::process::Command::new(&path)
+                .arg(kind)
+                .output()
+                .unwrap();
+            let native_signal = std::os::unix::process::ExitStatusExt::signal(&native.status)
+                .unwrap_or_else(|| panic!("{flavor} {kind} natively: {:?}", native.status));
+            let output = run_program(flavor, "fault", &[kind]);
+            assert_eq!(stdout(&output), "faulting\n", "{flavor} {kind}");
+            assert_one_line_error(&output, 128 + native_signal, &[message, "rip 0x"]);
+        }
+    }
+}
