@@ -54,6 +54,11 @@ fn ten_mib_of_stdin_comes_back_byte_identical() {
             output.stdout == input,
             "{flavor}: stdout differs from stdin"
         );
+        assert_eq!(
+            stderr(&output),
+            "",
+            "{flavor}: splice and friends are served, quietly"
+        );
     }
 }
 
@@ -532,4 +537,30 @@ fn cpu_faults_give_the_signal_linux_gives() {
             assert_one_line_error(&output, 128 + native_signal, &[message, "rip 0x"]);
         }
     }
+}
+
+#[test]
+fn file_to_file_copies_through_the_isle_are_byte_identical() {
+    // Rust's io::copy uses copy_file_range between files, splice with pipes.
+    let dir = std::env::temp_dir().join(format!("atoll-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(dir.join("in"), &input).unwrap();
+    for &flavor in Flavor::ALL {
+        let out = dir.join(format!("out-{flavor}"));
+        let _slot = isle_slot();
+        let output = atoll()
+            .args(["run", program(flavor, "cat").to_str().unwrap()])
+            .stdin(std::fs::File::open(dir.join("in")).unwrap())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        assert_eq!(stderr(&output), "", "{flavor}");
+        assert!(
+            std::fs::read(&out).unwrap() == input,
+            "{flavor}: copy differs"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

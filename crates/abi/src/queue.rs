@@ -59,8 +59,22 @@ pub mod opcode {
     pub const READV: u32 = 9;
     /// writev(fd, iov, iovcnt).
     pub const WRITEV: u32 = 10;
+    /// Host-to-host copy between two fds, no guest buffer:
+    /// (kind, fd_in, off_in, fd_out, off_out, len), flags in `Request::flags`.
+    /// `off_*` are guest addresses of 64-bit offsets, or 0. See [`transfer`].
+    pub const TRANSFER: u32 = 11;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
+}
+
+/// Kinds of [`opcode::TRANSFER`].
+pub mod transfer {
+    /// splice(2).
+    pub const SPLICE: u64 = 0;
+    /// sendfile(2): only `off_in` is used.
+    pub const SENDFILE: u64 = 1;
+    /// copy_file_range(2).
+    pub const COPY_FILE_RANGE: u64 = 2;
 }
 
 /// One request: 64 bytes, one cache line.

@@ -18,6 +18,11 @@ const SPIN_BEFORE_PARK_NS: u64 = 1_000_000;
 
 /// Performs `opcode` on the host; returns its result (`>= 0` or `-errno`).
 pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
+    call_with_flags(opcode, 0, args)
+}
+
+/// [`call`] with `Request::flags` set.
+pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
     let area = cpu::cpu_area();
     let queue = &area.queue;
     let tail = queue.sq_tail.value.load(Ordering::Relaxed);
@@ -25,7 +30,7 @@ pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
         slot(tail),
         Request {
             opcode,
-            flags: 0,
+            flags,
             tag: u64::from(tail),
             args,
         },

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOSYS, ENOTTY};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
-use atoll_abi::queue::{offset, opcode, slot, Request, DEPTH, HOST_PARKED, HOST_POLLING};
+use atoll_abi::queue::{offset, opcode, slot, transfer, Request, DEPTH, HOST_PARKED, HOST_POLLING};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory::GuestRam;
@@ -317,6 +317,7 @@ pub fn handle(ram: &GuestRam, request: &Request) -> i64 {
         opcode::LSEEK => lseek(request),
         opcode::GETRANDOM => getrandom(ram, request),
         opcode::LOG => log(ram, request),
+        opcode::TRANSFER => transfer(ram, request),
         _ => Err(ENOSYS),
     };
     result.unwrap_or_else(|errno| -errno)
@@ -484,6 +485,71 @@ fn getrandom(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     // SAFETY: the buffer lies inside guest RAM (checked above).
     let done = unsafe { libc::getrandom(buffer.cast(), len as usize, flags as u32) };
     Ok(errno_result(done))
+}
+
+/// Reads the optional 64-bit offset at guest address `address` (0: none).
+fn read_offset(ram: &GuestRam, address: u64) -> Result<Option<i64>, i64> {
+    if address == 0 {
+        return Ok(None);
+    }
+    ram.memory()
+        .read_obj(GuestAddress(address))
+        .map(Some)
+        .map_err(|_| EFAULT)
+}
+
+fn write_offset(ram: &GuestRam, address: u64, offset: Option<i64>) -> Result<(), i64> {
+    match offset {
+        Some(value) if address != 0 => ram
+            .memory()
+            .write_obj(value, GuestAddress(address))
+            .map_err(|_| EFAULT),
+        _ => Ok(()),
+    }
+}
+
+fn offset_pointer(offset: &mut Option<i64>) -> *mut i64 {
+    offset
+        .as_mut()
+        .map_or(std::ptr::null_mut(), |value| value as *mut i64)
+}
+
+/// splice, sendfile and copy_file_range between the isle's host fds: the
+/// data never passes through guest memory.
+fn transfer(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [kind, fd_in, off_in_address, fd_out, off_out_address, len] = request.args;
+    let (fd_in, fd_out) = (host_fd(fd_in)?, host_fd(fd_out)?);
+    let mut off_in = read_offset(ram, off_in_address)?;
+    let mut off_out = read_offset(ram, off_out_address)?;
+    let len = len as usize;
+    // SAFETY: the offset pointers are null or point at our locals; the fds
+    // are the isle's own; the kernel moves data between them only.
+    let done = unsafe {
+        match kind {
+            transfer::SPLICE => libc::splice(
+                fd_in,
+                offset_pointer(&mut off_in),
+                fd_out,
+                offset_pointer(&mut off_out),
+                len,
+                request.flags,
+            ),
+            transfer::SENDFILE => libc::sendfile(fd_out, fd_in, offset_pointer(&mut off_in), len),
+            transfer::COPY_FILE_RANGE => libc::copy_file_range(
+                fd_in,
+                offset_pointer(&mut off_in),
+                fd_out,
+                offset_pointer(&mut off_out),
+                len,
+                request.flags,
+            ),
+            _ => return Err(EINVAL),
+        }
+    };
+    let result = errno_result(done);
+    write_offset(ram, off_in_address, off_in)?;
+    write_offset(ram, off_out_address, off_out)?;
+    Ok(result)
 }
 
 fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {

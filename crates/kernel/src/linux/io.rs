@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOENT, ENOTTY, EPIPE};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::{opcode, transfer};
 
 use super::SysResult;
 use crate::arch::x86_64::user;
@@ -159,4 +159,62 @@ pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64
 pub fn lseek(fd: u64, offset: u64, whence: u64) -> SysResult {
     let fd = stdio(fd)?;
     host_result(offload::call(opcode::LSEEK, [fd, offset, whence, 0, 0, 0]))
+}
+
+fn check_offset(address: u64) -> Result<(), i64> {
+    check_buffer(address, if address == 0 { 0 } else { 8 })
+}
+
+fn transfer(
+    kind: u64,
+    flags: u64,
+    fd_in: u64,
+    off_in: u64,
+    fd_out: u64,
+    off_out: u64,
+    len: u64,
+) -> SysResult {
+    let (fd_in, fd_out) = (stdio(fd_in)?, stdio(fd_out)?);
+    check_offset(off_in)?;
+    check_offset(off_out)?;
+    let len = len.min(MAX_RW_COUNT);
+    write_result(offload::call_with_flags(
+        opcode::TRANSFER,
+        flags as u32,
+        [kind, fd_in, off_in, fd_out, off_out, len],
+    ))
+}
+
+pub fn splice(
+    fd_in: u64,
+    off_in: u64,
+    fd_out: u64,
+    off_out: u64,
+    len: u64,
+    flags: u64,
+) -> SysResult {
+    transfer(transfer::SPLICE, flags, fd_in, off_in, fd_out, off_out, len)
+}
+
+pub fn sendfile(fd_out: u64, fd_in: u64, offset: u64, count: u64) -> SysResult {
+    transfer(transfer::SENDFILE, 0, fd_in, offset, fd_out, 0, count)
+}
+
+pub fn copy_file_range(
+    fd_in: u64,
+    off_in: u64,
+    fd_out: u64,
+    off_out: u64,
+    len: u64,
+    flags: u64,
+) -> SysResult {
+    transfer(
+        transfer::COPY_FILE_RANGE,
+        flags,
+        fd_in,
+        off_in,
+        fd_out,
+        off_out,
+        len,
+    )
 }

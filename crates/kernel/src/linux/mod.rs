@@ -62,6 +62,9 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::POLL => io::poll(a[0], a[1], a[2]),
         nr::PPOLL => io::ppoll(a[0], a[1], a[2], a[3], a[4]),
         nr::LSEEK => io::lseek(a[0], a[1], a[2]),
+        nr::SPLICE => io::splice(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::SENDFILE => io::sendfile(a[0], a[1], a[2], a[3]),
+        nr::COPY_FILE_RANGE => io::copy_file_range(a[0], a[1], a[2], a[3], a[4], a[5]),
 
         nr::BRK => memory::brk(a[0]),
         nr::MMAP => memory::mmap(a[0], a[1], a[2], a[3], a[4], a[5]),
