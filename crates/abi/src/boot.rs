@@ -9,7 +9,7 @@ use crate::queue::QueuePair;
 /// "ATOLLBOO": identifies a [`BootInfo`].
 pub const BOOT_MAGIC: u64 = 0x4f4f_424c_4c4f_5441;
 /// Bumped on every incompatible change of the structures in this crate.
-pub const BOOT_VERSION: u32 = 1;
+pub const BOOT_VERSION: u32 = 2;
 
 /// Boot flags.
 pub mod flags {
@@ -122,6 +122,8 @@ pub struct BootInfo {
     /// `cpu_count` [`CpuArea`]s, `cpu_area_stride` bytes apart.
     pub cpu_areas: u64,
     pub cpu_area_stride: u64,
+    /// Bytes xsave needs for the features enabled in XCR0 (CPUID 0xD).
+    pub xsave_size: u64,
     pub program: ProgramInfo,
     pub clock: ClockInfo,
     pub identity: Identity,
@@ -201,7 +203,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            12 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            13 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

@@ -81,9 +81,18 @@ pub mod selector {
     pub const USER_CODE32: u16 = 0x18 | 3;
     pub const USER_DATA: u16 = 0x20 | 3;
     pub const USER_CODE: u16 = 0x28 | 3;
+    /// CPU 0's TSS; CPU n's is 16 bytes further per CPU (two slots each).
     pub const TSS: u16 = 0x30;
-    /// Number of 8-byte GDT slots (the TSS descriptor takes two).
-    pub const GDT_ENTRIES: usize = 8;
+
+    /// The TSS selector of CPU `cpu`.
+    pub const fn tss(cpu: u64) -> u16 {
+        TSS + 16 * cpu as u16
+    }
+
+    /// Number of 8-byte GDT slots for `cpus` CPUs.
+    pub const fn gdt_entries(cpus: u64) -> usize {
+        6 + 2 * cpus as usize
+    }
 }
 
 #[cfg(test)]

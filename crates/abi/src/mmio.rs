@@ -12,8 +12,11 @@ pub const PANIC: u64 = 0x08;
 pub const FAULT: u64 = 0x10;
 /// Value: the CPU index. The host offload server is parked: wake it.
 pub const WAKE_HOST: u64 = 0x18;
-/// Value: the CPU index. Nothing to do until a completion arrives or the
-/// deadline in the CPU's area passes: park this vCPU's host thread.
+/// Value: the CPU index. Nothing to do until a completion arrives on this
+/// CPU's queue, another CPU kicks it, or the deadline in the CPU's area
+/// passes: park this vCPU's host thread.
 pub const PARK: u64 = 0x20;
+/// Value: a CPU index. Wake that vCPU if it is parked (it has work now).
+pub const KICK: u64 = 0x28;
 /// Size of the doorbell page.
 pub const SIZE: u64 = 0x1000;

@@ -37,6 +37,12 @@ pub struct RunArgs {
     /// Set an environment variable (KEY alone copies it from atoll's environment); repeatable
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<OsString>,
+    /// vCPUs, each pinned to a host core of its own
+    #[arg(short = 'c', long = "cores", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    cores: u64,
+    /// Allow more vCPUs than free host cores: they share cores
+    #[arg(long)]
+    overcommit: bool,
     /// Print every syscall, strace-style, on stderr
     #[arg(long)]
     trace: bool,
@@ -119,6 +125,40 @@ fn check_memory(requested: u64) -> Result<u64, String> {
     Ok(size)
 }
 
+/// Host cores for `count` vCPUs: the highest-numbered, leaving the lowest
+/// to Linux and the offload service (which goes there).
+fn choose_cores(count: u64, overcommit: bool) -> Result<(Vec<usize>, Option<usize>), String> {
+    let allowed = atoll_vmm::host::allowed_cores();
+    let count = count as usize;
+    let linux_core = allowed.first().copied();
+    let free: Vec<usize> = allowed.iter().skip(1).rev().copied().collect();
+    if count <= free.len() {
+        return Ok((free[..count].to_vec(), linux_core));
+    }
+    if free.is_empty() && count == 1 {
+        // A one-core host: the isle shares it with Linux.
+        return Ok((allowed.clone(), linux_core));
+    }
+    if !overcommit {
+        let listing = free
+            .iter()
+            .map(|core| core.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        return Err(format!(
+            "-c {count}: this host has {} core(s) free for isles ({listing}; core {} stays with Linux); \
+             use --overcommit to let vCPUs share cores",
+            free.len(),
+            linux_core.unwrap_or(0)
+        ));
+    }
+    let pool: Vec<usize> = allowed.iter().rev().copied().collect();
+    Ok((
+        (0..count).map(|index| pool[index % pool.len()]).collect(),
+        linux_core,
+    ))
+}
+
 fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = DEFAULT_ENV
         .iter()
@@ -156,6 +196,10 @@ pub fn run(args: RunArgs) -> i32 {
     let program_arg = PathBuf::from(&args.command[0]);
     let memory_size = match check_memory(args.memory) {
         Ok(size) => size,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
+    let (vcpu_cores, service_core) = match choose_cores(args.cores, args.overcommit) {
+        Ok(cores) => cores,
         Err(message) => return fail(STATUS_USAGE, message),
     };
     let envp = match environment(&args.env) {
@@ -213,6 +257,9 @@ pub fn run(args: RunArgs) -> i32 {
         exe_path,
         memory_size,
         flags: boot_flags,
+        cpu_count: args.cores,
+        vcpu_cores,
+        service_core,
     };
     match atoll_vmm::run(config) {
         Ok(Outcome::Exited(status)) => i32::from(status),

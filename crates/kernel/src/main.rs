@@ -14,12 +14,14 @@ mod arch;
 mod linux;
 mod mm;
 mod offload;
+mod sched;
 mod time;
 mod trace;
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use arch::x86_64::{cpu, entry, user};
+use arch::x86_64::{cpu, user};
 use atoll_abi::boot::{flags, BootInfo, BOOT_MAGIC, BOOT_VERSION};
 use atoll_abi::mmio;
 
@@ -47,6 +49,13 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
             boot.magic, boot.version
         );
     }
+    if cpu::cpu_area().cpu_index != 0 {
+        // Secondary CPUs wait for the boot CPU to set the kernel up.
+        while !BOOTED.load(Ordering::Acquire) {
+            cpu::pause();
+        }
+        sched::run_cpu();
+    }
     BOOT_INFO.call_once(|| boot);
     user::init(boot.ram_size);
     time::init(&boot.clock);
@@ -54,8 +63,13 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
     if boot.flags & flags::DEBUG_PANIC != 0 {
         panic!("panic requested at boot (--debug-panic)");
     }
-    entry::enter_program(boot.program.entry, boot.program.stack_pointer)
+    sched::init(boot);
+    BOOTED.store(true, Ordering::Release);
+    sched::run_cpu()
 }
+
+/// Set once the boot CPU has the kernel ready for the others.
+static BOOTED: AtomicBool = AtomicBool::new(false);
 
 /// Ends the isle with `status` as the atoll process's exit status.
 pub fn exit_isle(status: u8) -> ! {

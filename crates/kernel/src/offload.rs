@@ -1,20 +1,35 @@
 //! Client side of the offload queue (see `atoll_abi::queue` for the protocol).
 //!
-//! Requests are synchronous for now: post, then poll for the completion. The
-//! host polls too, so the hot path has no VM exit. Only when the host server
-//! has parked does the guest ring its doorbell, and only after polling for a
-//! while does the guest park its own vCPU.
+//! A request goes into the submitting CPU's ring, tagged with the
+//! submitter's context. Whoever runs on any CPU reaps completions and hands
+//! each result to its submitter. The submitter polls for a short while;
+//! then, if another thread wants the CPU, it blocks and gives it away, else
+//! it parks the vCPU until the host completes the request.
 
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicI64, Ordering};
 
+use atoll_abi::layout::MAX_CPUS;
 use atoll_abi::mmio;
-use atoll_abi::queue::{slot, Request, HOST_PARKED};
+use atoll_abi::queue::{slot, QueuePair, Request, DEPTH, HOST_PARKED};
 
 use crate::arch::x86_64::cpu;
+use crate::boot_info;
+use crate::sched::{self, Wait, CONTEXTS, MAX_THREADS};
 use crate::time;
 
-/// How long to poll for a completion before parking the vCPU.
+/// Poll this long before giving the CPU to another thread.
+const SPIN_BEFORE_BLOCK_NS: u64 = 20_000;
+/// Poll this long before parking the vCPU when no other thread wants it.
 const SPIN_BEFORE_PARK_NS: u64 = 1_000_000;
+
+static RESULT: [AtomicI64; CONTEXTS] = [const { AtomicI64::new(0) }; CONTEXTS];
+static DONE: [AtomicBool; CONTEXTS] = [const { AtomicBool::new(false) }; CONTEXTS];
+/// One reaper per completion ring at a time.
+static REAPING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn queue_of(cpu: usize) -> &'static QueuePair {
+    cpu::queue_of(boot_info(), cpu)
+}
 
 /// Performs `opcode` on the host; returns its result (`>= 0` or `-errno`).
 pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
@@ -23,15 +38,23 @@ pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
 
 /// [`call`] with `Request::flags` set.
 pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
-    let area = cpu::cpu_area();
-    let queue = &area.queue;
+    let cpu = sched::cpu_index();
+    let me = sched::current_context();
+    let queue = queue_of(cpu);
+    DONE[me].store(false, Ordering::Relaxed);
+    // Only this CPU produces into its ring, so the tail is ours to move.
     let tail = queue.sq_tail.value.load(Ordering::Relaxed);
+    while tail.wrapping_sub(queue.sq_head.value.load(Ordering::Acquire)) >= DEPTH {
+        poll_completions();
+        cpu::pause();
+    }
     cpu::write_request(
+        cpu,
         slot(tail),
         Request {
             opcode,
             flags,
-            tag: u64::from(tail),
+            tag: me as u64,
             args,
         },
     );
@@ -41,48 +64,80 @@ pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
         .store(tail.wrapping_add(1), Ordering::Release);
     fence(Ordering::SeqCst);
     if queue.host_state.value.load(Ordering::SeqCst) == HOST_PARKED {
-        cpu::doorbell(mmio::WAKE_HOST, area.cpu_index);
+        cpu::doorbell(mmio::WAKE_HOST, cpu as u64);
     }
 
-    let head = queue.cq_head.value.load(Ordering::Relaxed);
-    let mut spin_started = 0;
+    let started = time::monotonic_ns();
     let mut spins: u32 = 0;
-    while queue.cq_tail.value.load(Ordering::Acquire) == head {
+    loop {
+        poll_completions();
+        if DONE[me].load(Ordering::Acquire) {
+            return RESULT[me].load(Ordering::Relaxed);
+        }
         cpu::pause();
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) {
-            let now = time::monotonic_ns();
-            if spin_started == 0 {
-                spin_started = now;
-            } else if now - spin_started > SPIN_BEFORE_PARK_NS {
+        if !spins.is_multiple_of(64) {
+            continue;
+        }
+        let waited = time::monotonic_ns() - started;
+        if me < MAX_THREADS && waited > SPIN_BEFORE_BLOCK_NS && sched::others_waiting() {
+            let scheduler = sched::lock();
+            if !DONE[me].load(Ordering::Acquire) {
+                sched::block(scheduler, Wait::Io, 0);
+            }
+        } else if waited > SPIN_BEFORE_PARK_NS {
+            let _parked = sched::park_busy_cpu();
+            if !DONE[me].load(Ordering::Acquire)
+                && !completions_pending()
+                && !sched::others_waiting()
+            {
                 cpu::set_park_deadline(0);
-                cpu::doorbell(mmio::PARK, area.cpu_index);
-                spin_started = 0;
+                cpu::doorbell(mmio::PARK, cpu as u64);
             }
         }
     }
-    let completion = cpu::read_completion(slot(head));
-    queue
-        .cq_head
-        .value
-        .store(head.wrapping_add(1), Ordering::Release);
-    completion.result
 }
 
-/// Sleeps until CLOCK_MONOTONIC reaches `deadline_ns`, parking the vCPU on
-/// the host for all but the last stretch.
-pub fn sleep_until(deadline_ns: u64) {
-    let area = cpu::cpu_area();
-    loop {
-        let now = time::monotonic_ns();
-        if now >= deadline_ns {
-            return;
+/// Reaps every CPU's completions and hands the results to their submitters.
+pub fn poll_completions() {
+    for (cpu, reaping) in REAPING.iter().enumerate().take(sched::cpu_count()) {
+        let queue = queue_of(cpu);
+        let head = queue.cq_head.value.load(Ordering::Relaxed);
+        if queue.cq_tail.value.load(Ordering::Acquire) == head {
+            continue;
         }
-        if deadline_ns - now > SPIN_BEFORE_PARK_NS {
-            cpu::set_park_deadline(deadline_ns);
-            cpu::doorbell(mmio::PARK, area.cpu_index);
-        } else {
-            cpu::pause();
+        if reaping.swap(true, Ordering::Acquire) {
+            continue;
         }
+        let mut head = queue.cq_head.value.load(Ordering::Relaxed);
+        let tail = queue.cq_tail.value.load(Ordering::Acquire);
+        while head != tail {
+            let completion = cpu::read_completion(cpu, slot(head));
+            head = head.wrapping_add(1);
+            let tag = completion.tag as usize;
+            if tag >= CONTEXTS {
+                continue;
+            }
+            RESULT[tag].store(completion.result, Ordering::Relaxed);
+            DONE[tag].store(true, Ordering::Release);
+            if tag < MAX_THREADS {
+                let scheduler = sched::lock();
+                let blocked_on_io = scheduler.threads[tag].state == sched::State::Blocked
+                    && scheduler.threads[tag].wait == Wait::Io;
+                if blocked_on_io {
+                    sched::wake_and_kick(scheduler, tag, 0);
+                }
+            }
+        }
+        queue.cq_head.value.store(head, Ordering::Release);
+        reaping.store(false, Ordering::Release);
     }
+}
+
+/// Whether any completion waits to be reaped.
+pub fn completions_pending() -> bool {
+    (0..sched::cpu_count()).any(|cpu| {
+        let queue = queue_of(cpu);
+        queue.cq_tail.value.load(Ordering::Acquire) != queue.cq_head.value.load(Ordering::Relaxed)
+    })
 }

@@ -103,3 +103,33 @@ pub fn measure_tsc_khz() -> u64 {
     let ns = monotonic_ns() - start_ns;
     ticks * 1_000_000 / ns.max(1)
 }
+
+/// Pins the calling thread to host core `core`. Failure (a core outside
+/// the process's cpuset) only loses the pinning, not correctness.
+pub fn pin_current_thread(core: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_SET stays inside it for any
+    // core below CPU_SETSIZE (checked); sched_setaffinity reads it only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if core < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(core, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                tracing::debug!("could not pin a thread to core {core}");
+            }
+        }
+    }
+}
+
+/// The host cores this process may run on, lowest first.
+pub fn allowed_cores() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the set we own; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return vec![0];
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&core| libc::CPU_ISSET(core, &set))
+            .collect()
+    }
+}

@@ -39,6 +39,12 @@ pub struct IsleConfig<'a> {
     pub memory_size: u64,
     /// `atoll_abi::boot::flags`.
     pub flags: u64,
+    /// Number of vCPUs.
+    pub cpu_count: u64,
+    /// Host core each vCPU thread is pinned to (none: not pinned).
+    pub vcpu_cores: Vec<usize>,
+    /// Host core for the offload service thread (none: not pinned).
+    pub service_core: Option<usize>,
 }
 
 /// How the isle ended.
@@ -92,7 +98,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let started = std::time::Instant::now();
     let program = loader::parse_program(config.program_image)?;
     let kernel = loader::parse_kernel(config.kernel_image).map_err(IsleError::Kernel)?;
-    let cpu_count = 1;
+    let cpu_count = config
+        .cpu_count
+        .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
     let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
     layout.check_program(program.image_start, program.image_end)?;
     let kvm = vcpu::open_kvm(&config.kvm_device)?;
@@ -155,21 +163,24 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         },
     )?;
 
-    let mut vcpu = vcpu::create_vcpu(
-        &vm,
-        &cpuid,
-        &layout,
-        &VcpuStart {
-            index: 0,
-            entry: kernel.entry,
-            stack_top: layout.kernel_stack_top(0),
-            boot_info: layout.boot_info,
-            syscall_entry: kernel.syscall_entry,
-        },
-    )?;
+    let mut vcpus = Vec::with_capacity(cpu_count as usize);
+    for index in 0..cpu_count {
+        vcpus.push(vcpu::create_vcpu(
+            &vm,
+            &vcpu::cpuid_for(&cpuid, index),
+            &layout,
+            &VcpuStart {
+                index,
+                entry: kernel.entry,
+                stack_top: layout.kernel_stack_top(index),
+                boot_info: layout.boot_info,
+                syscall_entry: kernel.syscall_entry,
+            },
+        )?);
+    }
 
-    tracing::debug!(elapsed = ?started.elapsed(), "vCPU created");
-    let clock = clock_info(&vcpu);
+    tracing::debug!(elapsed = ?started.elapsed(), "vCPUs created");
+    let clock = clock_info(&vcpus[0]);
     let boot_info = BootInfo {
         magic: BOOT_MAGIC,
         version: BOOT_VERSION,
@@ -184,6 +195,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         system_end: config.memory_size,
         cpu_areas: layout.cpu_areas,
         cpu_area_stride: layout.cpu_area_stride,
+        xsave_size: vcpu::xsave_size(&cpuid),
         program: ProgramInfo {
             image_start: program.image_start,
             image_end: program.image_end,
@@ -205,22 +217,72 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         vec![(heap_start, layout.stack_top - heap_start)],
     );
 
-    // Start serving just before the vCPU runs: the first request then finds
+    // Start serving just before the vCPUs run: the first request then finds
     // the server polling, and it doesn't compete with the setup above.
     let queues = (0..cpu_count)
         .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
         .collect();
     let offload = Offload::new(Arc::clone(&ram), queues);
-    offload.spawn();
+    offload.spawn(config.service_core);
     tracing::debug!(
         elapsed = ?started.elapsed(),
         host_base = ram.host_base(),
         size = ram.size(),
         "entering the isle"
     );
+    let shared = Arc::new(Shared {
+        ram,
+        layout,
+        offload,
+        started,
+    });
+    let (outcomes, outcome) = std::sync::mpsc::channel();
+    for (index, vcpu) in vcpus.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let outcomes = outcomes.clone();
+        let core = config.vcpu_cores.get(index).copied();
+        std::thread::Builder::new()
+            .name(format!("atoll-vcpu{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    host::pin_current_thread(core);
+                }
+                let outcome = run_vcpu(&shared, vcpu, index);
+                let _ = outcomes.send(outcome);
+            })
+            .expect("spawning a thread only fails when the host is out of resources");
+    }
+    let outcome = outcome
+        .recv()
+        .unwrap_or_else(|_| Outcome::Crashed("every vCPU thread died".into()));
+    // The process exits next. Closing the VM here would unmap its state,
+    // which waits for any populate still in flight.
+    std::mem::forget(vm);
+    Ok(outcome)
+}
+
+/// What every vCPU thread shares.
+struct Shared {
+    ram: Arc<GuestRam>,
+    layout: Layout,
+    offload: Arc<Offload>,
+    started: std::time::Instant,
+}
+
+/// Runs vCPU `index` until the isle ends; returns how it ended.
+fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outcome {
+    let Shared {
+        ram,
+        layout,
+        offload,
+        started,
+    } = shared;
     loop {
-        let event = vcpu::run(&mut vcpu)?;
-        tracing::debug!(elapsed = ?started.elapsed(), at = host::monotonic_ns(), ?event, "vCPU exit");
+        let event = match vcpu::run(&mut vcpu) {
+            Ok(event) => event,
+            Err(error) => return Outcome::Crashed(error.to_string()),
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), cpu = index, ?event, "vCPU exit");
         let outcome = match event {
             VcpuEvent::Doorbell {
                 offset: mmio::EXIT,
@@ -234,34 +296,40 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
                 continue;
             }
             VcpuEvent::Doorbell {
-                offset: mmio::PARK,
+                offset: mmio::KICK,
                 value,
             } => {
-                let area = layout.cpu_area(value.min(cpu_count - 1));
+                offload.kick_vcpu(value as usize);
+                continue;
+            }
+            VcpuEvent::Doorbell {
+                offset: mmio::PARK, ..
+            } => {
+                // The vCPU's own index, not what the guest wrote.
+                let area = layout.cpu_area(index as u64);
                 let deadline = ram
                     .memory()
                     .read_obj::<u64>(GuestAddress(
                         area + std::mem::offset_of!(CpuArea, park_deadline_ns) as u64,
                     ))
                     .unwrap_or(0);
-                offload.park_vcpu(value as usize, deadline);
-                if let Some(failure) = offload.failure() {
-                    Outcome::Crashed(failure.to_string())
-                } else {
-                    continue;
+                offload.park_vcpu(index, deadline);
+                match offload.failure() {
+                    Some(failure) => Outcome::Crashed(failure.to_string()),
+                    None => continue,
                 }
             }
             VcpuEvent::Doorbell {
                 offset: mmio::PANIC,
-                value,
+                ..
             } => Outcome::Crashed(format!(
                 "kernel panic: {}",
-                panic_message(&ram, &layout, value.min(cpu_count - 1))
+                panic_message(ram, layout, index as u64)
             )),
             VcpuEvent::Doorbell {
                 offset: mmio::FAULT,
                 value,
-            } => fault_outcome(&ram, &vcpu, value),
+            } => fault_outcome(ram, &vcpu, value),
             VcpuEvent::Doorbell { offset, value } => {
                 Outcome::Crashed(format!("unknown doorbell {offset:#x} rung with {value:#x}"))
             }
@@ -276,11 +344,10 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
                 Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu)))
             }
         };
-        // The process exits next. Closing the VM and vCPU here would unmap
-        // their state, which waits for any populate still in flight.
+        // Closing the vCPU would unmap its run area, which waits for any
+        // populate in flight; the process is about to exit anyway.
         std::mem::forget(vcpu);
-        std::mem::forget(vm);
-        return Ok(outcome);
+        return outcome;
     }
 }
 

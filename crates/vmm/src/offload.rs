@@ -55,8 +55,18 @@ impl Parker {
     }
 }
 
+/// A vCPU's parking spot.
+#[derive(Default)]
+struct VcpuPark {
+    parker: Parker,
+    waiting: AtomicBool,
+    kicked: AtomicBool,
+}
+
 /// Host-side state of one queue pair.
 struct QueueState {
+    /// Which vCPU's queue.
+    index: usize,
     base: u64,
     sq_head: u32,
     cq_tail: u32,
@@ -67,30 +77,34 @@ pub struct Offload {
     ram: Arc<GuestRam>,
     queues: Vec<u64>,
     server: Parker,
-    vcpu: Parker,
-    vcpu_waiting: AtomicBool,
+    vcpus: Vec<VcpuPark>,
     failure: Mutex<Option<OffloadError>>,
 }
 
 impl Offload {
     /// `queues`: guest addresses of each vCPU's QueuePair.
     pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>) -> Arc<Self> {
+        let vcpus = queues.iter().map(|_| VcpuPark::default()).collect();
         Arc::new(Self {
             ram,
             queues,
             server: Parker::default(),
-            vcpu: Parker::default(),
-            vcpu_waiting: AtomicBool::new(false),
+            vcpus,
             failure: Mutex::new(None),
         })
     }
 
     /// Starts the server thread.
-    pub fn spawn(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+    pub fn spawn(self: &Arc<Self>, core: Option<usize>) -> std::thread::JoinHandle<()> {
         let offload = Arc::clone(self);
         std::thread::Builder::new()
             .name("atoll-offload".into())
-            .spawn(move || offload.serve())
+            .spawn(move || {
+                if let Some(core) = core {
+                    crate::host::pin_current_thread(core);
+                }
+                offload.serve()
+            })
             .expect("spawning a thread only fails when the host is out of resources")
     }
 
@@ -102,16 +116,17 @@ impl Offload {
     /// The PARK doorbell of vCPU `cpu`: returns when its queue has a
     /// completion, or when CLOCK_MONOTONIC passes `deadline_ns` (if non-zero).
     pub fn park_vcpu(&self, cpu: usize, deadline_ns: u64) {
-        let Some(&queue) = self.queues.get(cpu) else {
+        let (Some(&queue), Some(park)) = (self.queues.get(cpu), self.vcpus.get(cpu)) else {
             return;
         };
-        let has_completion = || {
-            let tail = self.load(queue + offset::CQ_TAIL as u64);
-            let head = self.load(queue + offset::CQ_HEAD as u64);
-            tail != head
+        let ready = || {
+            let completion = self.load(queue + offset::CQ_TAIL as u64)
+                != self.load(queue + offset::CQ_HEAD as u64);
+            completion || park.kicked.load(Ordering::SeqCst) || self.failure().is_some()
         };
         loop {
-            if has_completion() || self.failure().is_some() {
+            if ready() {
+                park.kicked.store(false, Ordering::SeqCst);
                 return;
             }
             let now = crate::isle::monotonic_ns();
@@ -122,13 +137,17 @@ impl Offload {
             } else {
                 Duration::from_nanos(deadline_ns - now).min(PARKED_RECHECK)
             };
-            self.vcpu_waiting.store(true, Ordering::SeqCst);
-            self.vcpu.wait(timeout, has_completion);
-            self.vcpu_waiting.store(false, Ordering::SeqCst);
-            if deadline_ns == 0 && !has_completion() {
-                // A sleep-free park only waits for completions; keep waiting.
-                continue;
-            }
+            park.waiting.store(true, Ordering::SeqCst);
+            park.parker.wait(timeout, ready);
+            park.waiting.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The KICK doorbell: vCPU `cpu` has work; wake it if it is parked.
+    pub fn kick_vcpu(&self, cpu: usize) {
+        if let Some(park) = self.vcpus.get(cpu) {
+            park.kicked.store(true, Ordering::SeqCst);
+            park.parker.wake();
         }
     }
 
@@ -159,7 +178,9 @@ impl Offload {
         let mut states: Vec<QueueState> = self
             .queues
             .iter()
-            .map(|&base| QueueState {
+            .enumerate()
+            .map(|(index, &base)| QueueState {
+                index,
                 base,
                 sq_head: 0,
                 cq_tail: 0,
@@ -176,7 +197,9 @@ impl Offload {
                     Ok(done) => worked |= done,
                     Err(error) => {
                         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-                        self.vcpu.wake();
+                        for park in &self.vcpus {
+                            park.parker.wake();
+                        }
                         return;
                     }
                 }
@@ -253,8 +276,10 @@ impl Offload {
             self.store(state.base + offset::CQ_TAIL as u64, state.cq_tail);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
         }
-        if self.vcpu_waiting.load(Ordering::SeqCst) {
-            self.vcpu.wake();
+        if let Some(park) = self.vcpus.get(state.index) {
+            if park.waiting.load(Ordering::SeqCst) {
+                park.parker.wake();
+            }
         }
         Ok(true)
     }
@@ -644,6 +669,7 @@ mod tests {
             )
             .unwrap();
         let mut state = QueueState {
+            index: 0,
             base: 0x10000,
             sq_head: 0,
             cq_tail: 0,

@@ -136,6 +136,11 @@ impl Layout {
         Ok(())
     }
 
+    /// CPU `cpu`'s TSS (128 bytes apart in the two TSS pages).
+    pub fn tss_of(&self, cpu: u64) -> u64 {
+        self.tss + cpu * 128
+    }
+
     pub fn cpu_area(&self, cpu: u64) -> u64 {
         self.cpu_areas + cpu * self.cpu_area_stride
     }
@@ -261,22 +266,24 @@ pub fn write_descriptor_tables(
     for (index, entry) in gdt.iter().enumerate() {
         write_u64(memory, layout.gdt + index as u64 * 8, *entry)?;
     }
-    let tss = layout.tss;
-    let (low, high) = tss_descriptor(tss);
-    write_u64(memory, layout.gdt + u64::from(selector::TSS), low)?;
-    write_u64(memory, layout.gdt + u64::from(selector::TSS) + 8, high)?;
-
-    // TSS: rsp0 at 4, ist1 at 36, I/O bitmap offset at 102 (none).
-    let stack = layout.exception_stack_top(0);
-    memory
-        .write_obj(stack, GuestAddress(tss + 4))
-        .map_err(memory_error)?;
-    memory
-        .write_obj(stack, GuestAddress(tss + 36))
-        .map_err(memory_error)?;
-    memory
-        .write_obj(TSS_SIZE as u16, GuestAddress(tss + 102))
-        .map_err(memory_error)?;
+    for cpu in 0..layout.cpu_count {
+        let tss = layout.tss_of(cpu);
+        let (low, high) = tss_descriptor(tss);
+        let descriptor = layout.gdt + u64::from(selector::tss(cpu));
+        write_u64(memory, descriptor, low)?;
+        write_u64(memory, descriptor + 8, high)?;
+        // TSS: rsp0 at 4, ist1 at 36, I/O bitmap offset at 102 (none).
+        let stack = layout.exception_stack_top(cpu);
+        memory
+            .write_obj(stack, GuestAddress(tss + 4))
+            .map_err(memory_error)?;
+        memory
+            .write_obj(stack, GuestAddress(tss + 36))
+            .map_err(memory_error)?;
+        memory
+            .write_obj(TSS_SIZE as u16, GuestAddress(tss + 102))
+            .map_err(memory_error)?;
+    }
 
     for vector in 0..32u64 {
         let handler = exception_vectors + vector * 16;

@@ -113,6 +113,19 @@ pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
     Ok(cpuid)
 }
 
+/// The CPUID vCPU `index` sees: its own APIC id.
+pub fn cpuid_for(cpuid: &CpuId, index: u64) -> CpuId {
+    let mut own = cpuid.clone();
+    for entry in own.as_mut_slice() {
+        match entry.function {
+            1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | ((index as u32) << 24),
+            0xb | 0x1f => entry.edx = index as u32,
+            _ => {}
+        }
+    }
+    own
+}
+
 /// Supported XCR0 bits, from CPUID leaf 0xD.
 fn supported_xcr0(cpuid: &CpuId) -> u64 {
     cpuid
@@ -121,6 +134,17 @@ fn supported_xcr0(cpuid: &CpuId) -> u64 {
         .find(|entry| entry.function == 0xd && entry.index == 0)
         .map(|entry| u64::from(entry.eax) | (u64::from(entry.edx) << 32))
         .unwrap_or(0x3)
+}
+
+/// Bytes an xsave of every supported feature needs (CPUID 0xD.0 ECX).
+pub fn xsave_size(cpuid: &CpuId) -> u64 {
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|entry| entry.function == 0xd && entry.index == 0)
+        .map(|entry| u64::from(entry.ecx))
+        .filter(|&size| size >= 576)
+        .unwrap_or(4096)
 }
 
 /// EDX of CPUID leaf 1, which Linux reports as AT_HWCAP.
@@ -188,9 +212,9 @@ pub fn create_vcpu(
     sregs.fs = data;
     sregs.gs = user_segment(selector::USER_DATA, false, layout.cpu_area(start.index));
     sregs.tr = kvm_segment {
-        base: layout.tss,
+        base: layout.tss_of(start.index),
         limit: 103,
-        selector: selector::TSS,
+        selector: selector::tss(start.index),
         type_: 11, // busy 64-bit TSS
         present: 1,
         ..Default::default()
@@ -202,7 +226,7 @@ pub fn create_vcpu(
         ..Default::default()
     };
     sregs.gdt.base = layout.gdt;
-    sregs.gdt.limit = (selector::GDT_ENTRIES * 8 - 1) as u16;
+    sregs.gdt.limit = (selector::gdt_entries(layout.cpu_count) * 8 - 1) as u16;
     sregs.idt.base = layout.idt;
     sregs.idt.limit = 32 * 16 - 1;
     vcpu.set_sregs(&sregs)

@@ -1,13 +1,12 @@
-//! futex for a single-threaded isle: there is never another thread to wake
-//! or to wake us, so waits either fail (value changed), time out, or last
-//! forever, exactly as they would on Linux with one thread.
+//! futex(2): argument decoding; the wait queues are in `sched::futex`.
 
-use atoll_abi::linux::errno::{EAGAIN, EINVAL, ENOSYS, ETIMEDOUT};
+use atoll_abi::linux::errno::{EINVAL, ENOSYS};
 
 use super::time::read_timespec;
 use super::SysResult;
 use crate::arch::x86_64::user;
-use crate::{offload, time};
+use crate::sched::futex as queues;
+use crate::time;
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
@@ -19,37 +18,24 @@ const FUTEX_WAKE_BITSET: u64 = 10;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
 const FUTEX_CLOCK_REALTIME: u64 = 256;
 
-fn read_word(address: u64) -> Result<u32, i64> {
+fn check_word(address: u64) -> Result<(), i64> {
     if !address.is_multiple_of(4) {
         return Err(EINVAL);
     }
-    user::read(address)
+    user::read::<u32>(address).map(|_| ())
 }
 
-/// Waits with nobody to wake us: until the deadline, or forever.
-fn wait_alone(deadline_ns: Option<u64>) -> SysResult {
-    offload::sleep_until(deadline_ns.unwrap_or(u64::MAX));
-    Err(ETIMEDOUT)
+/// A count argument: Linux takes it as a signed int, negative means none.
+fn count(value: u64) -> usize {
+    (value as i32).max(0) as usize
 }
 
-/// FUTEX_WAKE_OP's operation on `*uaddr2`.
-fn wake_op(uaddr2: u64, encoded: u64) -> SysResult {
-    let old = read_word(uaddr2)?;
-    let op = (encoded >> 28) & 0xf;
-    let mut argument = ((encoded >> 12) & 0xfff) as u32;
-    if op & 8 != 0 {
-        argument = 1u32.checked_shl(argument).unwrap_or(0);
+fn result(value: i64) -> SysResult {
+    if value < 0 {
+        Err(-value)
+    } else {
+        Ok(value as u64)
     }
-    let new = match op & 7 {
-        0 => argument,
-        1 => old.wrapping_add(argument),
-        2 => old | argument,
-        3 => old & !argument,
-        4 => old ^ argument,
-        _ => return Err(ENOSYS),
-    };
-    user::write(uaddr2, new)?;
-    Ok(0)
 }
 
 pub fn futex(
@@ -61,27 +47,23 @@ pub fn futex(
     value3: u64,
 ) -> Option<SysResult> {
     let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-    let result = match command {
-        FUTEX_WAIT => (|| {
-            if read_word(uaddr)? != value as u32 {
-                return Err(EAGAIN);
-            }
+    let outcome = (|| match command {
+        FUTEX_WAIT => {
+            check_word(uaddr)?;
             let deadline = if timeout == 0 {
-                None
+                0
             } else {
-                Some(time::monotonic_ns().saturating_add(read_timespec(timeout)?))
+                time::monotonic_ns().saturating_add(read_timespec(timeout)?)
             };
-            wait_alone(deadline)
-        })(),
-        FUTEX_WAIT_BITSET => (|| {
+            result(queues::wait(uaddr, value as u32, u32::MAX, deadline))
+        }
+        FUTEX_WAIT_BITSET => {
+            check_word(uaddr)?;
             if value3 as u32 == 0 {
                 return Err(EINVAL);
             }
-            if read_word(uaddr)? != value as u32 {
-                return Err(EAGAIN);
-            }
             let deadline = if timeout == 0 {
-                None
+                0
             } else {
                 let absolute = read_timespec(timeout)?;
                 let now = if op & FUTEX_CLOCK_REALTIME != 0 {
@@ -89,29 +71,41 @@ pub fn futex(
                 } else {
                     time::monotonic_ns()
                 };
-                Some(time::monotonic_ns().saturating_add(absolute.saturating_sub(now)))
+                time::monotonic_ns()
+                    .saturating_add(absolute.saturating_sub(now))
+                    .max(1)
             };
-            wait_alone(deadline)
-        })(),
-        FUTEX_WAKE => read_word(uaddr).map(|_| 0),
-        FUTEX_WAKE_BITSET => {
-            if value3 as u32 == 0 {
-                Err(EINVAL)
-            } else {
-                read_word(uaddr).map(|_| 0)
-            }
+            result(queues::wait(uaddr, value as u32, value3 as u32, deadline))
         }
-        FUTEX_REQUEUE => read_word(uaddr).map(|_| 0),
-        FUTEX_CMP_REQUEUE => read_word(uaddr).and_then(|word| {
-            if word == value3 as u32 {
-                Ok(0)
-            } else {
-                Err(EAGAIN)
+        FUTEX_WAKE => {
+            check_word(uaddr)?;
+            Ok(queues::wake(uaddr, u32::MAX, count(value)) as u64)
+        }
+        FUTEX_WAKE_BITSET => {
+            check_word(uaddr)?;
+            if value3 as u32 == 0 {
+                return Err(EINVAL);
             }
-        }),
-        FUTEX_WAKE_OP => read_word(uaddr).and_then(|_| wake_op(uaddr2, value3)),
-        // Priority-inheritance and requeue-PI futexes come with threads.
-        _ => return None,
-    };
-    Some(result)
+            Ok(queues::wake(uaddr, value3 as u32, count(value)) as u64)
+        }
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            check_word(uaddr)?;
+            check_word(uaddr2)?;
+            let expected = (command == FUTEX_CMP_REQUEUE).then_some(value3 as u32);
+            // The requeue count travels in the timeout argument.
+            queues::requeue(uaddr, count(value), uaddr2, count(timeout), expected).map(|n| n as u64)
+        }
+        FUTEX_WAKE_OP => {
+            check_word(uaddr)?;
+            check_word(uaddr2)?;
+            queues::wake_op(uaddr, count(value), uaddr2, count(timeout), value3 as u32)
+                .map(|n| n as u64)
+        }
+        _ => Err(ENOSYS),
+    })();
+    match outcome {
+        // Priority-inheritance futexes are not served.
+        Err(ENOSYS) => None,
+        other => Some(other),
+    }
 }

@@ -9,6 +9,7 @@ mod process;
 mod random;
 mod sched;
 mod signal;
+mod thread;
 mod time;
 
 use atoll_abi::linux::errno::ENOSYS;
@@ -33,7 +34,12 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
             trace::trace_exit(number, &args);
         }
     }
-    let result = match dispatch(number, &args) {
+    let outcome = if number == nr::CLONE {
+        Some(thread::clone(frame))
+    } else {
+        dispatch(number, &args)
+    };
+    let result = match outcome {
         Some(Ok(value)) => value as i64,
         Some(Err(errno)) => -errno,
         None => {
@@ -73,16 +79,17 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
         nr::MADVISE => memory::madvise(a[0], a[1], a[2]),
 
-        nr::EXIT | nr::EXIT_GROUP => process::exit_group(a[0]),
+        nr::EXIT_GROUP => process::exit_group(a[0]),
+        nr::EXIT => thread::exit(a[0]),
         nr::GETPID => process::getpid(),
-        nr::GETTID => process::gettid(),
+        nr::GETTID => thread::gettid(),
         nr::GETPPID => process::getppid(),
         nr::GETUID => process::getuid(),
         nr::GETEUID => process::geteuid(),
         nr::GETGID => process::getgid(),
         nr::GETEGID => process::getegid(),
-        nr::SET_TID_ADDRESS => process::set_tid_address(a[0]),
-        nr::SET_ROBUST_LIST => process::set_robust_list(a[0], a[1]),
+        nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
+        nr::SET_ROBUST_LIST => thread::set_robust_list(a[0], a[1]),
         nr::ARCH_PRCTL => process::arch_prctl(a[0], a[1]),
         nr::PRLIMIT64 => process::prlimit64(a[0], a[1], a[2], a[3]),
         nr::GETRLIMIT => process::prlimit64(0, a[0], 0, a[1]),
@@ -108,6 +115,8 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::FUTEX => return futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::SCHED_GETAFFINITY => sched::sched_getaffinity(a[0], a[1], a[2]),
         nr::SCHED_YIELD => sched::sched_yield(),
+        nr::SCHED_SETAFFINITY => sched::sched_setaffinity(a[0], a[1], a[2]),
+        nr::GETCPU => sched::getcpu(a[0], a[1]),
 
         nr::GETRANDOM => random::getrandom(a[0], a[1], a[2]),
 

@@ -1,7 +1,5 @@
 //! Process identity and lifetime: exit, ids, TLS, limits, uname.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use atoll_abi::linux::errno::{EFAULT, EINVAL, EPERM, ESRCH};
 use spin::Mutex;
 
@@ -19,11 +17,6 @@ fn identity() -> &'static atoll_abi::boot::Identity {
 
 pub fn getpid() -> SysResult {
     Ok(u64::from(identity().pid))
-}
-
-/// The only thread is the main thread, whose tid is the pid.
-pub fn gettid() -> SysResult {
-    getpid()
 }
 
 pub fn getppid() -> SysResult {
@@ -46,25 +39,6 @@ pub fn getegid() -> SysResult {
     Ok(u64::from(identity().egid))
 }
 
-/// Where the thread's tid is cleared at exit (used once threads exist).
-static CLEAR_CHILD_TID: AtomicU64 = AtomicU64::new(0);
-/// The thread's robust futex list head (walked once threads exist).
-static ROBUST_LIST: AtomicU64 = AtomicU64::new(0);
-
-pub fn set_tid_address(address: u64) -> SysResult {
-    CLEAR_CHILD_TID.store(address, Ordering::Relaxed);
-    gettid()
-}
-
-pub fn set_robust_list(head: u64, len: u64) -> SysResult {
-    // sizeof(struct robust_list_head)
-    if len != 24 {
-        return Err(EINVAL);
-    }
-    ROBUST_LIST.store(head, Ordering::Relaxed);
-    Ok(0)
-}
-
 const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
@@ -80,7 +54,7 @@ pub fn arch_prctl(code: u64, address: u64) -> SysResult {
             if address >= USER_ADDRESS_END {
                 return Err(EPERM);
             }
-            cpu::set_fs_base(address);
+            super::thread::set_fs_base(address);
             Ok(0)
         }
         ARCH_GET_FS => user::write(address, cpu::fs_base()).map(|()| 0),

@@ -4,7 +4,7 @@ use atoll_abi::linux::errno::{EFAULT, EINVAL};
 
 use super::SysResult;
 use crate::arch::x86_64::user;
-use crate::{offload, time};
+use crate::{sched, time};
 
 const CLOCK_REALTIME: u64 = 0;
 const CLOCK_MONOTONIC: u64 = 1;
@@ -75,7 +75,7 @@ pub fn time(address: u64) -> SysResult {
 
 pub fn nanosleep(request: u64, _remaining: u64) -> SysResult {
     let duration = read_timespec(request)?;
-    offload::sleep_until(time::monotonic_ns().saturating_add(duration));
+    sched::sleep_until(time::monotonic_ns().saturating_add(duration));
     Ok(0)
 }
 
@@ -87,6 +87,6 @@ pub fn clock_nanosleep(clock: u64, flags: u64, request: u64, _remaining: u64) ->
     } else {
         requested
     };
-    offload::sleep_until(time::monotonic_ns().saturating_add(duration));
+    sched::sleep_until(time::monotonic_ns().saturating_add(duration));
     Ok(0)
 }

@@ -2,7 +2,7 @@
 
 use atoll_abi::boot::{BootInfo, CpuArea};
 use atoll_abi::layout::MMIO_BASE;
-use atoll_abi::queue::{Completion, Request};
+use atoll_abi::queue::{Completion, QueuePair, Request};
 
 /// Reads the time stamp counter (native in ring 3: no exit).
 #[inline]
@@ -73,18 +73,32 @@ pub fn set_panic_message(message: &[u8]) {
     }
 }
 
-/// Writes request `request` into submission slot `slot` of this CPU's queue.
-pub fn write_request(slot: usize, request: Request) {
-    let area = cpu_area_mut();
-    // SAFETY: the slot is free (the guest owns it until it publishes sq_tail);
-    // volatile because the host reads it concurrently after publication.
+fn cpu_area_at(boot: &BootInfo, cpu: usize) -> *mut CpuArea {
+    (boot.cpu_areas + cpu as u64 * boot.cpu_area_stride) as *mut CpuArea
+}
+
+/// CPU `cpu`'s offload queue pair.
+pub fn queue_of(boot: &BootInfo, cpu: usize) -> &'static QueuePair {
+    // SAFETY: the monitor placed `cpu_count` CpuAreas there for the whole
+    // run; the queue's indices are atomics, its entries are only accessed
+    // through `write_request` and `read_completion`.
+    unsafe { &(*cpu_area_at(boot, cpu)).queue }
+}
+
+/// Writes `request` into submission slot `slot` of CPU `cpu`'s queue.
+pub fn write_request(cpu: usize, slot: usize, request: Request) {
+    let area = cpu_area_at(crate::boot_info(), cpu);
+    // SAFETY: the slot is free (the guest owns it until it publishes
+    // sq_tail) and only code on `cpu` produces into this ring; volatile
+    // because the host reads it concurrently after publication.
     unsafe { core::ptr::write_volatile(&raw mut (*area).queue.sq[slot], request) }
 }
 
-/// Reads completion slot `slot` of this CPU's queue.
-pub fn read_completion(slot: usize) -> Completion {
+/// Reads completion slot `slot` of CPU `cpu`'s queue.
+pub fn read_completion(cpu: usize, slot: usize) -> Completion {
+    let area = cpu_area_at(crate::boot_info(), cpu);
     // SAFETY: the host published this slot before advancing cq_tail.
-    unsafe { core::ptr::read_volatile(&raw const cpu_area().queue.cq[slot]) }
+    unsafe { core::ptr::read_volatile(&raw const (*area).queue.cq[slot]) }
 }
 
 /// Rings doorbell `offset` with `value`: one MMIO write, one VM exit.

@@ -13,7 +13,7 @@ use atoll_abi::boot::{CPU_AREA_KERNEL_STACK_TOP, CPU_AREA_USER_RSP};
 
 /// Registers saved by the syscall entry, lowest address first.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct SyscallFrame {
     /// Privilege level the entry ran at (3 on kvm-pvm, 0 on hardware KVM).
     pub cpl: u64,
@@ -29,7 +29,14 @@ pub struct SyscallFrame {
     pub rcx: u64,
     /// The program's rflags.
     pub r11: u64,
+    /// The program's stack pointer.
+    pub user_rsp: u64,
+    /// Keeps the frame a multiple of 16 bytes.
+    pub pad: u64,
 }
+
+/// Byte offset of `user_rsp` in [`SyscallFrame`], for the assembly.
+const FRAME_USER_RSP: usize = core::mem::offset_of!(SyscallFrame, user_rsp);
 
 core::arch::global_asm!(
     r#"
@@ -48,6 +55,8 @@ _start:
 atoll_syscall_entry:
     mov %rsp, %gs:{user_rsp}
     mov %gs:{kernel_stack}, %rsp
+    push $0
+    push %gs:{user_rsp}
     push %r11
     push %rcx
     push %r9
@@ -63,7 +72,16 @@ atoll_syscall_entry:
     cld
     mov %rsp, %rdi
     call {dispatch}
-    pop %r11
+
+    // Returns to the program with the SyscallFrame at %rsp. Also where new
+    // threads first return to user mode. The way back depends on the CPL
+    // we run at now, which after a thread switch may differ from the entry's.
+    .global atoll_syscall_return
+atoll_syscall_return:
+    // The per-CPU slot may hold another thread's rsp: reload ours.
+    mov {frame_user_rsp}(%rsp), %rcx
+    mov %rcx, %gs:{user_rsp}
+    add $8, %rsp
     pop %rax
     pop %rdi
     pop %rsi
@@ -72,7 +90,8 @@ atoll_syscall_entry:
     pop %r8
     pop %r9
     pop %rcx
-    test %r11, %r11
+    mov %cs, %r11
+    test $3, %r11
     jz 1f
     // CPL 3: restore the program's flags, then its stack, then jump back.
     mov (%rsp), %r11
@@ -84,28 +103,6 @@ atoll_syscall_entry:
     pop %r11
     mov %gs:{user_rsp}, %rsp
     sysretq
-
-    .global atoll_enter_program
-    .p2align 4
-atoll_enter_program:
-    // rdi = entry, rsi = initial stack pointer. Registers start zeroed, as after execve.
-    mov %rsi, %rsp
-    mov %rdi, %rcx
-    xor %eax, %eax
-    xor %ebx, %ebx
-    xor %edx, %edx
-    xor %esi, %esi
-    xor %edi, %edi
-    xor %ebp, %ebp
-    xor %r8d, %r8d
-    xor %r9d, %r9d
-    xor %r10d, %r10d
-    xor %r11d, %r11d
-    xor %r12d, %r12d
-    xor %r13d, %r13d
-    xor %r14d, %r14d
-    xor %r15d, %r15d
-    jmp *%rcx
 
     // Ring-0 exception landing pads, 16 bytes apart, entered on IST 1. Each
     // pushes a dummy error code where the CPU pushes none, then its vector,
@@ -133,12 +130,12 @@ atoll_exception_common:
     kernel_main = sym crate::kernel_main,
     dispatch = sym crate::linux::syscall_dispatch,
     user_rsp = const CPU_AREA_USER_RSP,
+    frame_user_rsp = const FRAME_USER_RSP,
     kernel_stack = const CPU_AREA_KERNEL_STACK_TOP,
     options(att_syntax)
 );
 
 extern "C" {
-    fn atoll_enter_program(entry: u64, stack_pointer: u64) -> !;
     fn atoll_syscall_entry();
     fn atoll_exception_vectors();
 }
@@ -150,11 +147,3 @@ static SYSCALL_ENTRY: unsafe extern "C" fn() = atoll_syscall_entry;
 /// Same for the exception landing pads the IDT points at.
 #[used]
 static EXCEPTION_VECTORS: unsafe extern "C" fn() = atoll_exception_vectors;
-
-/// Starts the program at `entry` with its initial stack at `stack_pointer`.
-pub fn enter_program(entry: u64, stack_pointer: u64) -> ! {
-    // SAFETY: the monitor loaded the program and built its initial stack
-    // (argc, argv, envp, auxv) at these addresses; nothing of the kernel's
-    // current stack is needed after this jump.
-    unsafe { atoll_enter_program(entry, stack_pointer) }
-}

@@ -2,4 +2,5 @@
 
 pub mod cpu;
 pub mod entry;
+pub mod switch;
 pub mod user;
