@@ -152,9 +152,20 @@ pub struct CpuArea {
     pub park_deadline_ns: u64,
     /// Length of the message in `panic_message`.
     pub panic_len: u64,
-    pub _reserved: [u64; 2],
+    /// Odd while this CPU runs program code, even while it runs the kernel:
+    /// bumped at every crossing. The monitor preempts only a CPU that stayed
+    /// in program code for a whole tick.
+    pub user_epoch: u64,
+    /// Scratch: where a full register restore jumps to.
+    pub resume_rip: u64,
     /// The kernel's panic message, for [`crate::mmio::PANIC`].
     pub panic_message: [u8; 1024],
+    /// The program's registers at a preemption, saved by the monitor.
+    pub preempt_frame: PreemptFrame,
+    /// Scheduler hints for the monitor, kept in CPU 0's area: threads
+    /// waiting for a CPU, and the earliest timed wait (CLOCK_MONOTONIC ns, 0: none).
+    pub runnable_waiting: u64,
+    pub next_deadline_ns: u64,
     /// This CPU's offload queue pair.
     pub queue: QueuePair,
 }
@@ -162,6 +173,32 @@ pub struct CpuArea {
 /// Offsets of `CpuArea` fields used from assembly.
 pub const CPU_AREA_USER_RSP: usize = 0;
 pub const CPU_AREA_KERNEL_STACK_TOP: usize = 8;
+pub const CPU_AREA_USER_EPOCH: usize = 48;
+pub const CPU_AREA_RESUME_RIP: usize = 56;
+
+/// All of a program's general registers, for preemption.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreemptFrame {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+}
 
 /// What an exception landing pad leaves on its stack, lowest address first.
 #[repr(C)]
@@ -189,6 +226,9 @@ mod tests {
             offset_of!(CpuArea, kernel_stack_top),
             CPU_AREA_KERNEL_STACK_TOP
         );
+        assert_eq!(offset_of!(CpuArea, user_epoch), CPU_AREA_USER_EPOCH);
+        assert_eq!(offset_of!(CpuArea, resume_rip), CPU_AREA_RESUME_RIP);
+        assert_eq!(size_of::<PreemptFrame>(), 18 * 8);
         assert_eq!(align_of::<CpuArea>(), 4096);
         assert_eq!(size_of::<CpuArea>() % 4096, 0);
     }

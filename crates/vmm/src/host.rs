@@ -133,3 +133,16 @@ pub fn allowed_cores() -> Vec<usize> {
             .collect()
     }
 }
+
+/// This thread's pthread id, for [`signal_thread`].
+pub fn current_thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// Sends `signal` to the thread `thread` of this process (from
+/// [`current_thread_id`]; the thread must still exist).
+pub fn signal_thread(thread: u64, signal: i32) {
+    // SAFETY: callers pass ids of threads that live as long as the process.
+    unsafe { libc::pthread_kill(thread as libc::pthread_t, signal) };
+}

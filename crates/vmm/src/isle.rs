@@ -16,6 +16,7 @@ use crate::host;
 use crate::loader::{self, LoadError, Program};
 use crate::memory::{GuestRam, MemoryError};
 use crate::offload::Offload;
+use crate::preempt::Preemption;
 use crate::setup::{self, Layout, SetupError, StackSpec};
 use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
 
@@ -230,10 +231,14 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         size = ram.size(),
         "entering the isle"
     );
+    let preemption = Preemption::new(cpu_count as usize);
+    preemption.spawn_ticker(Arc::clone(&ram), layout.clone(), config.service_core);
     let shared = Arc::new(Shared {
         ram,
         layout,
         offload,
+        preemption,
+        preempt_entry: kernel.preempt_entry,
         started,
     });
     let (outcomes, outcome) = std::sync::mpsc::channel();
@@ -247,6 +252,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
                 if let Some(core) = core {
                     host::pin_current_thread(core);
                 }
+                shared.preemption.register_current_thread(index);
                 let outcome = run_vcpu(&shared, vcpu, index);
                 let _ = outcomes.send(outcome);
             })
@@ -266,6 +272,8 @@ struct Shared {
     ram: Arc<GuestRam>,
     layout: Layout,
     offload: Arc<Offload>,
+    preemption: Arc<Preemption>,
+    preempt_entry: u64,
     started: std::time::Instant,
 }
 
@@ -275,6 +283,8 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
         ram,
         layout,
         offload,
+        preemption,
+        preempt_entry,
         started,
     } = shared;
     loop {
@@ -284,6 +294,10 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
         };
         tracing::debug!(elapsed = ?started.elapsed(), cpu = index, ?event, "vCPU exit");
         let outcome = match event {
+            VcpuEvent::Interrupted => {
+                preemption.preempt_if_requested(&vcpu, index, ram, layout, *preempt_entry);
+                continue;
+            }
             VcpuEvent::Doorbell {
                 offset: mmio::EXIT,
                 value,

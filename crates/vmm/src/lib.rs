@@ -13,6 +13,7 @@ pub mod isle;
 pub mod loader;
 pub mod memory;
 pub mod offload;
+pub mod preempt;
 pub mod setup;
 pub mod vcpu;
 

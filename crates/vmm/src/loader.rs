@@ -284,6 +284,8 @@ pub struct Kernel {
     pub span: u64,
     pub syscall_entry: u64,
     pub exception_vectors: u64,
+    /// Where a preempted vCPU is sent (see `preempt`).
+    pub preempt_entry: u64,
 }
 
 /// Parses the embedded kernel image. Failure means a broken build.
@@ -322,6 +324,7 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
         span: align_up(span, PAGE_SIZE),
         syscall_entry: symbol("atoll_syscall_entry")?,
         exception_vectors: symbol("atoll_exception_vectors")?,
+        preempt_entry: symbol("atoll_preempt_entry")?,
     })
 }
 

@@ -314,6 +314,8 @@ pub enum VcpuEvent {
     Shutdown,
     /// KVM could not run the guest (on kvm-pvm: an unemulatable ring-0 instruction).
     InternalError,
+    /// A signal interrupted KVM_RUN (the preemption ticker's doing).
+    Interrupted,
     /// Anything else; the text says what.
     Unexpected(String),
 }
@@ -348,7 +350,8 @@ pub fn run(vcpu: &mut VcpuFd) -> Result<VcpuEvent, KvmError> {
                 )))
             }
             Ok(other) => return Ok(VcpuEvent::Unexpected(format!("unexpected exit {other:?}"))),
-            Err(error) if error.errno() == libc::EINTR || error.errno() == libc::EAGAIN => {}
+            Err(error) if error.errno() == libc::EINTR => return Ok(VcpuEvent::Interrupted),
+            Err(error) if error.errno() == libc::EAGAIN => {}
             Err(source) => {
                 return Err(KvmError::Ioctl {
                     what: "running the vCPU",

@@ -128,6 +128,17 @@ const BUSY: u8 = 0;
 const SPINNING: u8 = 1;
 const PARKED: u8 = 2;
 static CPU_COUNT: AtomicUsize = AtomicUsize::new(1);
+/// Earliest timed wait (0: none); the scheduler lock orders its updates.
+static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
+
+/// Shares the run queue length and the earliest deadline with the monitor.
+fn publish_hints() {
+    cpu::publish_sched_hints(
+        crate::boot_info(),
+        QUEUED.load(Ordering::Relaxed) as u64,
+        NEXT_DEADLINE.load(Ordering::Relaxed),
+    );
+}
 static XSAVE_SIZE: AtomicU64 = AtomicU64::new(4096);
 
 pub fn idle_context(cpu: usize) -> usize {
@@ -164,6 +175,7 @@ impl Scheduler {
         self.queue[tail] = slot as u16;
         self.queue_len += 1;
         QUEUED.store(self.queue_len, Ordering::SeqCst);
+        publish_hints();
     }
 
     /// Takes the first runnable thread allowed on `cpu`.
@@ -183,6 +195,7 @@ impl Scheduler {
             self.queue_head = (self.queue_head + 1) % MAX_THREADS;
             self.queue_len -= 1;
             QUEUED.store(self.queue_len, Ordering::SeqCst);
+            publish_hints();
             return Some(slot);
         }
         None
@@ -228,6 +241,8 @@ impl Scheduler {
                 earliest = thread.deadline;
             }
         }
+        NEXT_DEADLINE.store(earliest, Ordering::Relaxed);
+        publish_hints();
         earliest
     }
 
@@ -412,6 +427,11 @@ pub fn block(mut sched: MutexGuard<Scheduler>, wait: Wait, deadline: u64) -> i64
     thread.wait = wait;
     thread.deadline = deadline;
     thread.wait_seq = seq;
+    let next = NEXT_DEADLINE.load(Ordering::Relaxed);
+    if deadline != 0 && (next == 0 || deadline < next) {
+        NEXT_DEADLINE.store(deadline, Ordering::Relaxed);
+        publish_hints();
+    }
     reschedule(sched);
     SCHED.lock().threads[me].wake_result
 }
@@ -424,6 +444,22 @@ pub fn migrate() {
     sched.enqueue(me);
     reschedule(sched);
     kick_idle_cpu();
+}
+
+/// Entered from the preemption upcall with the program's registers; gives
+/// the CPU to a waiting thread, and runs expired timers.
+pub extern "C" fn preempted(frame: &mut atoll_abi::boot::PreemptFrame) {
+    *frame = cpu::preempt_frame();
+    offload::poll_completions();
+    let mut sched = SCHED.lock();
+    sched.wake_expired(time::monotonic_ns());
+    if sched.queue_len == 0 {
+        return;
+    }
+    let me = current();
+    sched.threads[me].state = State::Runnable;
+    sched.enqueue(me);
+    reschedule(sched);
 }
 
 /// sched_yield: let a waiting thread have this CPU.

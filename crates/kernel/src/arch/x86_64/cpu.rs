@@ -1,6 +1,6 @@
 //! CPU access: time stamp counter, FS base, the per-CPU area and doorbells.
 
-use atoll_abi::boot::{BootInfo, CpuArea};
+use atoll_abi::boot::{BootInfo, CpuArea, PreemptFrame};
 use atoll_abi::layout::MMIO_BASE;
 use atoll_abi::queue::{Completion, QueuePair, Request};
 
@@ -59,6 +59,25 @@ pub fn set_park_deadline(ns: u64) {
     // SAFETY: only this CPU writes its own area; the host reads it only
     // while this vCPU is stopped in the PARK exit.
     unsafe { core::ptr::write_volatile(&raw mut (*cpu_area_mut()).park_deadline_ns, ns) }
+}
+
+/// The program registers the monitor saved at this CPU's last preemption.
+pub fn preempt_frame() -> PreemptFrame {
+    // SAFETY: the monitor wrote the frame while this vCPU was stopped, before
+    // sending it to the preemption entry that calls us.
+    unsafe { core::ptr::read_volatile(&raw const (*cpu_area_mut()).preempt_frame) }
+}
+
+/// Tells the monitor how many threads wait for a CPU and the earliest timed
+/// wait, so it knows when a CPU running program code must be preempted.
+pub fn publish_sched_hints(boot: &BootInfo, runnable_waiting: u64, next_deadline_ns: u64) {
+    let area = cpu_area_at(boot, 0);
+    // SAFETY: plain words in CPU 0's area that only the monitor reads;
+    // volatile because it reads them concurrently.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*area).runnable_waiting, runnable_waiting);
+        core::ptr::write_volatile(&raw mut (*area).next_deadline_ns, next_deadline_ns);
+    }
 }
 
 /// Copies a panic message into this CPU's area for the PANIC doorbell.

@@ -55,6 +55,7 @@ _start:
 atoll_syscall_entry:
     mov %rsp, %gs:{user_rsp}
     mov %gs:{kernel_stack}, %rsp
+    incq %gs:{epoch}
     push $0
     push %gs:{user_rsp}
     push %r11
@@ -81,6 +82,7 @@ atoll_syscall_return:
     // The per-CPU slot may hold another thread's rsp: reload ours.
     mov {frame_user_rsp}(%rsp), %rcx
     mov %rcx, %gs:{user_rsp}
+    incq %gs:{epoch}
     add $8, %rsp
     pop %rax
     pop %rdi
@@ -103,6 +105,65 @@ atoll_syscall_return:
     pop %r11
     mov %gs:{user_rsp}, %rsp
     sysretq
+
+    // The monitor stopped this CPU in program code, saved the program's
+    // registers in the CPU area and sent it here, on the running thread's
+    // (empty) kernel stack.
+    .global atoll_preempt_entry
+    .p2align 4
+atoll_preempt_entry:
+    incq %gs:{epoch}
+    sub $144, %rsp
+    cld
+    mov %rsp, %rdi
+    call {preempted}
+    mov %rsp, %rdi
+
+    // Returns to the program with every register from the PreemptFrame at
+    // %rdi, without touching its stack (the red zone stays intact).
+    .global atoll_full_return
+atoll_full_return:
+    incq %gs:{epoch}
+    mov 120(%rdi), %rax
+    mov %rax, %gs:{resume_rip}
+    mov 136(%rdi), %rax
+    mov %rax, %gs:{user_rsp}
+    mov %cs, %rax
+    test $3, %rax
+    jz 2f
+    push 128(%rdi)
+    call 3f
+    popfq
+    mov %gs:{user_rsp}, %rsp
+    jmp *%gs:{resume_rip}
+2:
+    // CPL 0 (hardware KVM, after a switch from a syscall): iretq to ring 3.
+    push ${user_data}
+    push %gs:{user_rsp}
+    push 128(%rdi)
+    push ${user_code}
+    push %gs:{resume_rip}
+    call 3f
+    iretq
+3:
+    // Loads the general registers from the frame at %rdi, %rdi last; the
+    // return address sits on the kernel stack, above nothing of the program.
+    mov 0(%rdi), %rax
+    mov 8(%rdi), %rbx
+    mov 16(%rdi), %rcx
+    mov 24(%rdi), %rdx
+    mov 32(%rdi), %rsi
+    mov 48(%rdi), %rbp
+    mov 56(%rdi), %r8
+    mov 64(%rdi), %r9
+    mov 72(%rdi), %r10
+    mov 80(%rdi), %r11
+    mov 88(%rdi), %r12
+    mov 96(%rdi), %r13
+    mov 104(%rdi), %r14
+    mov 112(%rdi), %r15
+    mov 40(%rdi), %rdi
+    ret
 
     // Ring-0 exception landing pads, 16 bytes apart, entered on IST 1. Each
     // pushes a dummy error code where the CPU pushes none, then its vector,
@@ -130,6 +191,11 @@ atoll_exception_common:
     kernel_main = sym crate::kernel_main,
     dispatch = sym crate::linux::syscall_dispatch,
     user_rsp = const CPU_AREA_USER_RSP,
+    epoch = const atoll_abi::boot::CPU_AREA_USER_EPOCH,
+    resume_rip = const atoll_abi::boot::CPU_AREA_RESUME_RIP,
+    user_data = const atoll_abi::layout::selector::USER_DATA,
+    user_code = const atoll_abi::layout::selector::USER_CODE,
+    preempted = sym crate::sched::preempted,
     frame_user_rsp = const FRAME_USER_RSP,
     kernel_stack = const CPU_AREA_KERNEL_STACK_TOP,
     options(att_syntax)
@@ -138,12 +204,16 @@ atoll_exception_common:
 extern "C" {
     fn atoll_syscall_entry();
     fn atoll_exception_vectors();
+    fn atoll_preempt_entry();
 }
 
 /// Address of the syscall entry, as the monitor must program LSTAR. The
 /// monitor reads it from the ELF symbol; this keeps the symbol alive.
 #[used]
 static SYSCALL_ENTRY: unsafe extern "C" fn() = atoll_syscall_entry;
+/// Same for the preemption upcall entry.
+#[used]
+static PREEMPT_ENTRY: unsafe extern "C" fn() = atoll_preempt_entry;
 /// Same for the exception landing pads the IDT points at.
 #[used]
 static EXCEPTION_VECTORS: unsafe extern "C" fn() = atoll_exception_vectors;

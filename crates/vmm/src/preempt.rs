@@ -1,0 +1,196 @@
+//! Preemption without guest interrupts.
+//!
+//! A timer interrupt costs 100 µs or more on kvm-pvm, so no vCPU ever gets
+//! one. Instead a ticker thread looks at the kernel's scheduler hints every
+//! few milliseconds. When threads wait for a CPU (or a timed wait is due)
+//! and a vCPU has been running program code for a whole tick, the ticker
+//! signals that vCPU's thread. KVM_RUN returns, the vCPU thread saves the
+//! program's registers into the CPU area and redirects the vCPU to the
+//! kernel's preemption entry, like a signal upcall. Only program code is
+//! ever interrupted: a vCPU in the kernel reaches a scheduling point soon.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use atoll_abi::boot::{CpuArea, PreemptFrame};
+use atoll_abi::layout::KERNEL_VIRT_BASE;
+use kvm_ioctls::VcpuFd;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::memory::GuestRam;
+use crate::setup::Layout;
+
+/// How often the ticker looks; a CPU is preempted after one to two ticks.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Per-vCPU preemption state shared by the ticker and the vCPU threads.
+pub struct Preemption {
+    requested: Vec<AtomicBool>,
+    /// pthread_t of each vCPU thread, once it runs (0 before).
+    threads: Vec<AtomicU64>,
+}
+
+fn signal_number() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN() + 1
+}
+
+extern "C" fn interrupt_kvm_run(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn area_field(layout: &Layout, cpu: usize, offset: usize) -> GuestAddress {
+    GuestAddress(layout.cpu_area(cpu as u64) + offset as u64)
+}
+
+impl Preemption {
+    pub fn new(cpu_count: usize) -> Arc<Self> {
+        // Only interrupts KVM_RUN; the handler itself does nothing.
+        let _ = vmm_sys_util::signal::register_signal_handler(signal_number(), interrupt_kvm_run);
+        Arc::new(Self {
+            requested: (0..cpu_count).map(|_| AtomicBool::new(false)).collect(),
+            threads: (0..cpu_count).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    /// Called by vCPU thread `cpu` when it starts.
+    pub fn register_current_thread(&self, cpu: usize) {
+        self.threads[cpu].store(crate::host::current_thread_id(), Ordering::SeqCst);
+    }
+
+    /// Starts the ticker.
+    pub fn spawn_ticker(self: &Arc<Self>, ram: Arc<GuestRam>, layout: Layout, core: Option<usize>) {
+        let preemption = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("atoll-ticker".into())
+            .spawn(move || {
+                if let Some(core) = core {
+                    crate::host::pin_current_thread(core);
+                }
+                preemption.tick_forever(&ram, &layout)
+            })
+            .expect("spawning a thread only fails when the host is out of resources");
+    }
+
+    fn tick_forever(&self, ram: &GuestRam, layout: &Layout) {
+        let count = self.requested.len();
+        let mut last_epoch = vec![0u64; count];
+        loop {
+            std::thread::sleep(TICK);
+            let memory = ram.memory();
+            let read = |cpu: usize, offset: usize| {
+                memory
+                    .read_obj::<u64>(area_field(layout, cpu, offset))
+                    .unwrap_or(0)
+            };
+            let waiting = read(0, std::mem::offset_of!(CpuArea, runnable_waiting));
+            let deadline = read(0, std::mem::offset_of!(CpuArea, next_deadline_ns));
+            let due = deadline != 0 && crate::host::monotonic_ns() >= deadline;
+            let mut wanted = if waiting > 0 {
+                waiting as usize
+            } else {
+                usize::from(due)
+            };
+            for (cpu, last) in last_epoch.iter_mut().enumerate() {
+                let epoch = read(cpu, std::mem::offset_of!(CpuArea, user_epoch));
+                let in_program_all_tick = epoch % 2 == 1 && epoch == *last;
+                *last = epoch;
+                if wanted > 0 && in_program_all_tick {
+                    wanted -= 1;
+                    self.interrupt(cpu);
+                }
+            }
+        }
+    }
+
+    fn interrupt(&self, cpu: usize) {
+        let thread = self.threads[cpu].load(Ordering::SeqCst);
+        if thread == 0 {
+            return;
+        }
+        self.requested[cpu].store(true, Ordering::SeqCst);
+        // vCPU threads live as long as the process, and the signal has a handler.
+        crate::host::signal_thread(thread, signal_number());
+    }
+
+    /// After KVM_RUN was interrupted: redirects vCPU `cpu` to the kernel's
+    /// preemption entry if the ticker asked and it is in program code.
+    pub fn preempt_if_requested(
+        &self,
+        vcpu: &VcpuFd,
+        cpu: usize,
+        ram: &GuestRam,
+        layout: &Layout,
+        entry: u64,
+    ) {
+        if !self.requested[cpu].swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut regs) = vcpu.get_regs() else {
+            return;
+        };
+        if regs.rip >= KERNEL_VIRT_BASE {
+            return;
+        }
+        let frame = PreemptFrame {
+            rax: regs.rax,
+            rbx: regs.rbx,
+            rcx: regs.rcx,
+            rdx: regs.rdx,
+            rsi: regs.rsi,
+            rdi: regs.rdi,
+            rbp: regs.rbp,
+            r8: regs.r8,
+            r9: regs.r9,
+            r10: regs.r10,
+            r11: regs.r11,
+            r12: regs.r12,
+            r13: regs.r13,
+            r14: regs.r14,
+            r15: regs.r15,
+            rip: regs.rip,
+            rflags: regs.rflags,
+            rsp: regs.rsp,
+        };
+        let words = [
+            frame.rax,
+            frame.rbx,
+            frame.rcx,
+            frame.rdx,
+            frame.rsi,
+            frame.rdi,
+            frame.rbp,
+            frame.r8,
+            frame.r9,
+            frame.r10,
+            frame.r11,
+            frame.r12,
+            frame.r13,
+            frame.r14,
+            frame.r15,
+            frame.rip,
+            frame.rflags,
+            frame.rsp,
+        ];
+        let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
+        let memory = ram.memory();
+        if memory
+            .write_slice(
+                &bytes,
+                area_field(layout, cpu, std::mem::offset_of!(CpuArea, preempt_frame)),
+            )
+            .is_err()
+        {
+            return;
+        }
+        let Ok(stack) = memory.read_obj::<u64>(area_field(
+            layout,
+            cpu,
+            atoll_abi::boot::CPU_AREA_KERNEL_STACK_TOP,
+        )) else {
+            return;
+        };
+        regs.rip = entry;
+        regs.rsp = stack;
+        regs.rflags = 0x2;
+        let _ = vcpu.set_regs(&regs);
+    }
+}
