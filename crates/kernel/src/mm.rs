@@ -9,7 +9,7 @@
 //! only: mprotect can't be enforced without changing mappings.
 
 use atoll_abi::boot::BootInfo;
-use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, PAGE_SIZE};
+use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, PAGE_SIZE};
 use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
 use spin::Mutex;
 
@@ -41,6 +41,9 @@ struct AddressSpace {
     mapping_count: usize,
     /// Memory here has never been handed out, so it is still zero.
     pristine: Range,
+    /// CPU c's mmap slice ends `c * slice_size` below the heap end.
+    cpu_count: u64,
+    slice_size: u64,
 }
 
 static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
@@ -52,6 +55,8 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     mappings: [Range { start: 0, end: 0 }; MAX_MAPPINGS],
     mapping_count: 0,
     pristine: Range { start: 0, end: 0 },
+    cpu_count: 1,
+    slice_size: 0,
 });
 
 static KERNEL_PHYS_START: spin::Once<u64> = spin::Once::new();
@@ -64,6 +69,9 @@ pub fn init(boot: &BootInfo) {
     space.heap_end = boot.heap_end;
     space.stack_bottom = boot.program.stack_bottom;
     space.stack_top = boot.program.stack_top;
+    // The lowest share stays for brk; each CPU gets one above it.
+    space.cpu_count = u64::from(boot.cpu_count.max(1));
+    space.slice_size = (boot.heap_end - boot.heap_start) / (space.cpu_count + 1) & !(LARGE_PAGE_SIZE - 1);
     space.pristine = Range {
         start: boot.heap_start,
         end: boot.heap_end,
@@ -143,15 +151,36 @@ impl AddressSpace {
 
     /// Finds the highest free gap of `len` bytes below the heap end.
     fn find_gap(&self, len: u64) -> Option<u64> {
-        let mut upper = self.heap_end;
-        for mapping in self.mappings[..self.mapping_count].iter().rev() {
-            if upper >= mapping.end && upper - mapping.end >= len {
-                return Some(upper - len);
+        // One core, one memory: first the calling CPU's slice of the heap,
+        // then anywhere.
+        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        if self.slice_size >= len && cpu < self.cpu_count {
+            let upper = self.heap_end - cpu * self.slice_size;
+            if let Some(start) = self.find_gap_within(len, upper - self.slice_size, upper) {
+                return Some(start);
             }
-            upper = upper.min(mapping.start);
         }
-        let floor = self.mmap_floor();
-        (upper >= floor && upper - floor >= len).then(|| upper - len)
+        self.find_gap_within(len, 0, self.heap_end)
+    }
+
+    /// The highest free gap of `len` bytes inside `[lower, upper)`.
+    fn find_gap_within(&self, len: u64, lower: u64, upper: u64) -> Option<u64> {
+        let floor = self.mmap_floor().max(lower);
+        let mut top = upper;
+        for mapping in self.mappings[..self.mapping_count].iter().rev() {
+            if mapping.start >= top {
+                continue;
+            }
+            let bottom = mapping.end.max(floor);
+            if top >= bottom && top - bottom >= len {
+                return Some(top - len);
+            }
+            top = mapping.start;
+            if top <= floor {
+                return None;
+            }
+        }
+        (top >= floor && top - floor >= len).then(|| top - len)
     }
 
     /// Adds `range` to the mappings, merging with neighbours and overlaps.
