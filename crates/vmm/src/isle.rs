@@ -287,7 +287,9 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
         preempt_entry,
         started,
     } = shared;
+    let (mut exits, mut preemptions) = (0u64, 0u64);
     loop {
+        exits += 1;
         let event = match vcpu::run(&mut vcpu) {
             Ok(event) => event,
             Err(error) => return Outcome::Crashed(error.to_string()),
@@ -295,7 +297,9 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
         tracing::debug!(elapsed = ?started.elapsed(), cpu = index, ?event, "vCPU exit");
         let outcome = match event {
             VcpuEvent::Interrupted => {
-                preemption.preempt_if_requested(&vcpu, index, ram, layout, *preempt_entry);
+                if preemption.preempt_if_requested(&vcpu, index, ram, layout, *preempt_entry) {
+                    preemptions += 1;
+                }
                 continue;
             }
             VcpuEvent::Doorbell {
@@ -358,6 +362,7 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
                 Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu)))
             }
         };
+        tracing::debug!(cpu = index, exits, preemptions, "vCPU done");
         // Closing the vCPU would unmap its run area, which waits for any
         // populate in flight; the process is about to exit anyway.
         std::mem::forget(vcpu);

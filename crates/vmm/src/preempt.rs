@@ -120,15 +120,15 @@ impl Preemption {
         ram: &GuestRam,
         layout: &Layout,
         entry: u64,
-    ) {
+    ) -> bool {
         if !self.requested[cpu].swap(false, Ordering::SeqCst) {
-            return;
+            return false;
         }
         let Ok(mut regs) = vcpu.get_regs() else {
-            return;
+            return false;
         };
         if regs.rip >= KERNEL_VIRT_BASE {
-            return;
+            return false;
         }
         let frame = PreemptFrame {
             rax: regs.rax,
@@ -179,18 +179,18 @@ impl Preemption {
             )
             .is_err()
         {
-            return;
+            return false;
         }
         let Ok(stack) = memory.read_obj::<u64>(area_field(
             layout,
             cpu,
             atoll_abi::boot::CPU_AREA_KERNEL_STACK_TOP,
         )) else {
-            return;
+            return false;
         };
         regs.rip = entry;
         regs.rsp = stack;
         regs.rflags = 0x2;
-        let _ = vcpu.set_regs(&regs);
+        vcpu.set_regs(&regs).is_ok()
     }
 }
