@@ -9,7 +9,7 @@ use crate::queue::QueuePair;
 /// "ATOLLBOO": identifies a [`BootInfo`].
 pub const BOOT_MAGIC: u64 = 0x4f4f_424c_4c4f_5441;
 /// Bumped on every incompatible change of the structures in this crate.
-pub const BOOT_VERSION: u32 = 2;
+pub const BOOT_VERSION: u32 = 3;
 
 /// Boot flags.
 pub mod flags {
@@ -124,6 +124,13 @@ pub struct BootInfo {
     pub cpu_area_stride: u64,
     /// Bytes xsave needs for the features enabled in XCR0 (CPUID 0xD).
     pub xsave_size: u64,
+    /// The PML4 (CR3). Identity-mapped like all RAM: the kernel edits the
+    /// tables to enforce mprotect (see `crate::layout`).
+    pub page_table_root: u64,
+    /// Zeroed pages the kernel may use as page tables when it splits a
+    /// 2 MiB mapping (for PROT_NONE guard pages).
+    pub spare_page_tables: u64,
+    pub spare_page_table_count: u64,
     pub program: ProgramInfo,
     pub clock: ClockInfo,
     pub identity: Identity,
@@ -243,7 +250,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            13 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            16 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

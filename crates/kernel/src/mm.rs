@@ -9,7 +9,9 @@
 //! only: mprotect can't be enforced without changing mappings.
 
 use atoll_abi::boot::BootInfo;
-use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, PAGE_SIZE};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, PAGE_SIZE};
 use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
 use spin::Mutex;
 
@@ -44,6 +46,14 @@ struct AddressSpace {
     /// CPU c's mmap slice ends `c * slice_size` below the heap end.
     cpu_count: u64,
     slice_size: u64,
+    /// The PML4, and spare pages for splitting 2 MiB mappings.
+    page_table_root: u64,
+    spare_page_tables: u64,
+    spare_page_table_count: u64,
+    /// Bit n set: spare page table n is in use.
+    spare_page_tables_used: [u64; 2],
+    /// Where PROT_NONE is allowed: the program image, heap and stack.
+    protectable: Range,
 }
 
 static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
@@ -57,7 +67,37 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     pristine: Range { start: 0, end: 0 },
     cpu_count: 1,
     slice_size: 0,
+    page_table_root: 0,
+    spare_page_tables: 0,
+    spare_page_table_count: 0,
+    spare_page_tables_used: [0; 2],
+    protectable: Range { start: 0, end: 0 },
 });
+
+/// Bumped at every page-table change; a CPU that has flushed its TLB less
+/// recently flushes before it next runs a thread.
+static TLB_GENERATION: AtomicU64 = AtomicU64::new(0);
+static CPU_TLB_GENERATION: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+const PTE_PRESENT: u64 = 1 << 0;
+const PTE_WRITABLE: u64 = 1 << 1;
+const PTE_USER: u64 = 1 << 2;
+const PTE_LARGE: u64 = 1 << 7;
+const PTE_ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+/// A normal mapping: kernel and program share ring 3, so it is user-accessible.
+const PTE_NORMAL: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
+
+/// Flushes this CPU's TLB if a page table changed since it last did.
+pub fn sync_tlb() {
+    let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index as usize;
+    let generation = TLB_GENERATION.load(Ordering::Acquire);
+    if let Some(mine) = CPU_TLB_GENERATION.get(cpu) {
+        if mine.load(Ordering::Relaxed) != generation {
+            mine.store(generation, Ordering::Relaxed);
+            crate::arch::x86_64::entry::flush_tlb();
+        }
+    }
+}
 
 static KERNEL_PHYS_START: spin::Once<u64> = spin::Once::new();
 
@@ -71,7 +111,15 @@ pub fn init(boot: &BootInfo) {
     space.stack_top = boot.program.stack_top;
     // The lowest share stays for brk; each CPU gets one above it.
     space.cpu_count = u64::from(boot.cpu_count.max(1));
-    space.slice_size = (boot.heap_end - boot.heap_start) / (space.cpu_count + 1) & !(LARGE_PAGE_SIZE - 1);
+    space.slice_size =
+        ((boot.heap_end - boot.heap_start) / (space.cpu_count + 1)) & !(LARGE_PAGE_SIZE - 1);
+    space.page_table_root = boot.page_table_root;
+    space.spare_page_tables = boot.spare_page_tables;
+    space.spare_page_table_count = boot.spare_page_table_count.min(128);
+    space.protectable = Range {
+        start: boot.program.image_start,
+        end: boot.program.stack_top,
+    };
     space.pristine = Range {
         start: boot.heap_start,
         end: boot.heap_end,
@@ -89,6 +137,120 @@ pub fn guest_physical(address: u64) -> u64 {
 }
 
 impl AddressSpace {
+    /// Where the page-directory entry mapping `address` lives.
+    fn pd_entry(&self, address: u64) -> Result<u64, i64> {
+        let pml4e: u64 = user::read(self.page_table_root + ((address >> 39) & 511) * 8)?;
+        let pdpte: u64 = user::read((pml4e & PTE_ADDRESS) + ((address >> 30) & 511) * 8)?;
+        Ok((pdpte & PTE_ADDRESS) + ((address >> 21) & 511) * 8)
+    }
+
+    /// Makes every page of `range` inaccessible (PROT_NONE), splitting
+    /// 2 MiB mappings into 4 KiB ones where needed. Returns whether a
+    /// page table changed.
+    fn make_inaccessible(&mut self, range: Range) -> Result<bool, i64> {
+        let mut changed = false;
+        let mut page = range.start;
+        while page < range.end {
+            let pd_entry = self.pd_entry(page)?;
+            let mut directory: u64 = user::read(pd_entry)?;
+            if directory & PTE_LARGE != 0 {
+                let table = self.take_page_table().ok_or(ENOMEM)?;
+                let base = directory & PTE_ADDRESS & !(LARGE_PAGE_SIZE - 1);
+                for index in 0..512 {
+                    user::write(table + index * 8, (base + index * PAGE_SIZE) | PTE_NORMAL)?;
+                }
+                directory = table | PTE_NORMAL;
+                user::write(pd_entry, directory)?;
+                changed = true;
+            }
+            let entry = (directory & PTE_ADDRESS) + ((page >> 12) & 511) * 8;
+            let value: u64 = user::read(entry)?;
+            if value & PTE_PRESENT != 0 {
+                user::write(entry, (page & PTE_ADDRESS) | PTE_USER)?;
+                changed = true;
+            }
+            page += PAGE_SIZE;
+        }
+        Ok(changed)
+    }
+
+    fn take_page_table(&mut self) -> Option<u64> {
+        let index = (0..self.spare_page_table_count as usize)
+            .find(|&index| self.spare_page_tables_used[index / 64] & (1 << (index % 64)) == 0)?;
+        self.spare_page_tables_used[index / 64] |= 1 << (index % 64);
+        Some(self.spare_page_tables + index as u64 * PAGE_SIZE)
+    }
+
+    /// Puts a split 2 MiB region back on one large mapping when all its
+    /// pages are normal again, and frees its page table.
+    fn merge_if_whole(&mut self, region: u64, pd_entry: u64, table: u64) -> Result<bool, i64> {
+        let pool_end = self.spare_page_tables + self.spare_page_table_count * PAGE_SIZE;
+        if !(self.spare_page_tables..pool_end).contains(&table) {
+            return Ok(false);
+        }
+        for index in 0..512 {
+            let value: u64 = user::read(table + index * 8)?;
+            if value != (region + index * PAGE_SIZE) | PTE_NORMAL {
+                return Ok(false);
+            }
+        }
+        user::write(pd_entry, region | PTE_NORMAL | PTE_LARGE)?;
+        let index = ((table - self.spare_page_tables) / PAGE_SIZE) as usize;
+        self.spare_page_tables_used[index / 64] &= !(1 << (index % 64));
+        Ok(true)
+    }
+
+    /// Makes inaccessible pages in `range` normal again. Returns whether a
+    /// page table changed.
+    fn restore_access(&mut self, range: Range) -> Result<bool, i64> {
+        let mut changed = false;
+        let mut region = range.start & !(LARGE_PAGE_SIZE - 1);
+        while region < range.end {
+            let pd_entry = self.pd_entry(region)?;
+            let directory: u64 = user::read(pd_entry)?;
+            // Only split regions can hold inaccessible pages.
+            if directory & (PTE_LARGE | PTE_PRESENT) == PTE_PRESENT {
+                let table = directory & PTE_ADDRESS;
+                let mut page = region.max(range.start);
+                let mut restored = false;
+                while page < (region + LARGE_PAGE_SIZE).min(range.end) {
+                    let entry = table + ((page >> 12) & 511) * 8;
+                    let value: u64 = user::read(entry)?;
+                    if value & PTE_PRESENT == 0 {
+                        user::write(entry, (page & PTE_ADDRESS) | PTE_NORMAL)?;
+                        restored = true;
+                    }
+                    page += PAGE_SIZE;
+                }
+                if restored {
+                    changed = true;
+                    self.merge_if_whole(region, pd_entry, table)?;
+                }
+            }
+            region += LARGE_PAGE_SIZE;
+        }
+        Ok(changed)
+    }
+
+    /// mprotect: PROT_NONE makes pages fault; anything else makes them
+    /// normal again (read-only is not enforced).
+    fn protect(&mut self, range: Range, accessible: bool) -> Result<(), i64> {
+        if range.start < self.protectable.start || range.end > self.protectable.end {
+            // Kernel, system area: refused as Linux refuses unmapped memory.
+            return Err(ENOMEM);
+        }
+        let changed = if accessible {
+            self.restore_access(range)?
+        } else {
+            self.make_inaccessible(range)?
+        };
+        if changed {
+            TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
+            sync_tlb();
+        }
+        Ok(())
+    }
+
     fn brk_limit(&self) -> u64 {
         align_up(self.brk, PAGE_SIZE)
     }
@@ -100,6 +262,10 @@ impl AddressSpace {
 
     /// Clears `range` where it isn't pristine, then takes it out of the pristine range.
     fn claim(&mut self, range: Range) -> Result<(), i64> {
+        if self.restore_access(range)? {
+            TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
+            sync_tlb();
+        }
         let overlap_start = range.start.max(self.pristine.start);
         let overlap_end = range.end.min(self.pristine.end);
         if overlap_start >= overlap_end {
@@ -267,6 +433,33 @@ impl AddressSpace {
     }
 
     fn map_anonymous(&mut self, hint: u64, len: u64, placement: Placement) -> Result<u64, i64> {
+        self.map_anonymous_with(hint, len, placement, true)
+    }
+
+    fn map_anonymous_with(
+        &mut self,
+        hint: u64,
+        len: u64,
+        placement: Placement,
+        accessible: bool,
+    ) -> Result<u64, i64> {
+        let start = self.map_anonymous_accessible(hint, len, placement)?;
+        if !accessible {
+            let end = start + page_len(len).unwrap_or(0);
+            if let Err(errno) = self.protect(Range { start, end }, false) {
+                let _ = self.remove(Range { start, end });
+                return Err(errno);
+            }
+        }
+        Ok(start)
+    }
+
+    fn map_anonymous_accessible(
+        &mut self,
+        hint: u64,
+        len: u64,
+        placement: Placement,
+    ) -> Result<u64, i64> {
         if len == 0 {
             return Err(EINVAL);
         }
@@ -382,9 +575,21 @@ pub enum Placement {
     FixedNoReplace,
 }
 
-/// Anonymous mmap.
+/// Anonymous mmap of accessible memory.
 pub fn map_anonymous(hint: u64, len: u64, placement: Placement) -> Result<u64, i64> {
     SPACE.lock().map_anonymous(hint, len, placement)
+}
+
+/// Anonymous mmap honouring PROT_NONE (`accessible == false`).
+pub fn map_anonymous_with(
+    hint: u64,
+    len: u64,
+    placement: Placement,
+    accessible: bool,
+) -> Result<u64, i64> {
+    SPACE
+        .lock()
+        .map_anonymous_with(hint, len, placement, accessible)
 }
 
 /// munmap(2) of anonymous memory.
@@ -410,4 +615,24 @@ pub fn remap(old: u64, old_len: u64, new_len: u64, may_move: bool) -> Result<u64
 /// mprotect and madvise, which have nothing to change).
 pub fn is_mapped(address: u64, len: u64) -> bool {
     user::range_ok(address, len)
+}
+
+/// mprotect(2): only PROT_NONE versus accessible is enforced.
+pub fn protect(address: u64, len: u64, accessible: bool) -> Result<(), i64> {
+    if !address.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    let end = page_len(len)
+        .and_then(|len| address.checked_add(len))
+        .ok_or(ENOMEM)?;
+    if end == address {
+        return Ok(());
+    }
+    SPACE.lock().protect(
+        Range {
+            start: address,
+            end,
+        },
+        accessible,
+    )
 }

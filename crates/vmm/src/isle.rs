@@ -197,6 +197,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         cpu_areas: layout.cpu_areas,
         cpu_area_stride: layout.cpu_area_stride,
         xsave_size: vcpu::xsave_size(&cpuid),
+        page_table_root: layout.cr3(),
+        spare_page_tables: layout.spare_page_tables,
+        spare_page_table_count: setup::SPARE_PAGE_TABLES,
         program: ProgramInfo {
             image_start: program.image_start,
             image_end: program.image_end,

@@ -55,6 +55,8 @@ pub struct Layout {
     pub tss: u64,
     pub page_tables: u64,
     pub page_table_pages: u64,
+    /// Pages for the kernel to split 2 MiB mappings with.
+    pub spare_page_tables: u64,
     pub cpu_areas: u64,
     pub cpu_area_stride: u64,
     pub kernel_phys_start: u64,
@@ -64,6 +66,9 @@ pub struct Layout {
     pub heap_end: u64,
 }
 
+/// Page tables the kernel can use to split 2 MiB mappings: each one lets
+/// a 2 MiB region hold PROT_NONE guard pages (thread stacks need one each).
+pub const SPARE_PAGE_TABLES: u64 = 128;
 const CPU_AREA_SIZE: u64 = align_up(size_of::<CpuArea>() as u64, PAGE_SIZE);
 const TSS_SIZE: u64 = 104;
 
@@ -81,8 +86,8 @@ impl Layout {
         }
         let cpu_area_stride = CPU_AREA_SIZE + KERNEL_STACK_SIZE + EXCEPTION_STACK_SIZE;
         let fixed_pages = 1 /* boot info */ + 1 /* GDT */ + 1 /* IDT */ + 2 /* TSS */;
-        let system_size =
-            (fixed_pages + page_table_pages) * PAGE_SIZE + cpu_count * cpu_area_stride;
+        let system_size = (fixed_pages + page_table_pages + SPARE_PAGE_TABLES) * PAGE_SIZE
+            + cpu_count * cpu_area_stride;
         let kernel_size = align_up(kernel_span, PAGE_SIZE);
         let needed = system_size + kernel_size + stack_size_for(ram_size) + STACK_GUARD + MIN_HEAP;
         if ram_size < needed + NULL_GUARD_END {
@@ -94,7 +99,8 @@ impl Layout {
         let idt = gdt + PAGE_SIZE;
         let tss = idt + PAGE_SIZE;
         let page_tables = tss + 2 * PAGE_SIZE;
-        let cpu_areas = page_tables + page_table_pages * PAGE_SIZE;
+        let spare_page_tables = page_tables + page_table_pages * PAGE_SIZE;
+        let cpu_areas = spare_page_tables + SPARE_PAGE_TABLES * PAGE_SIZE;
         // Kernel, system area and the top of the stack share the last huge
         // page(s) of RAM: boot touches as few huge pages as possible.
         let kernel_phys_start = system_start - kernel_size;
@@ -110,6 +116,7 @@ impl Layout {
             tss,
             page_tables,
             page_table_pages,
+            spare_page_tables,
             cpu_areas,
             cpu_area_stride,
             kernel_phys_start,

@@ -45,7 +45,7 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64
     };
     // Anonymous MAP_SHARED memory is only shared with forks, which an isle
     // doesn't have, so it is private memory here.
-    mm::map_anonymous(address, len, placement)
+    mm::map_anonymous_with(address, len, placement, prot & 0x7 != 0)
 }
 
 pub fn munmap(address: u64, len: u64) -> SysResult {
@@ -64,11 +64,9 @@ pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
     if !address.is_multiple_of(4096) || prot & !PROT_ALL != 0 {
         return Err(EINVAL);
     }
-    // Accepted but not enforced: pages stay mapped read-write-execute.
-    if len != 0 && !mm::is_mapped(address, len) {
-        return Err(ENOMEM);
-    }
-    Ok(0)
+    // PROT_NONE pages fault, like guard pages on Linux; other protections
+    // leave pages readable and writable.
+    mm::protect(address, len, prot & 0x7 != 0).map(|()| 0)
 }
 
 pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {

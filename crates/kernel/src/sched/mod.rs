@@ -250,10 +250,7 @@ impl Scheduler {
     fn reap(&mut self) {
         for (slot, thread) in self.threads.iter_mut().enumerate() {
             if thread.state == State::Dead && !ON_CPU[slot].load(Ordering::Acquire) {
-                let _ = mm::unmap(
-                    thread.stack_base,
-                    thread.stack_top - thread.stack_base + xsave_size(),
-                );
+                free_stack(thread.stack_base);
                 *thread = FREE_THREAD;
             }
         }
@@ -264,12 +261,44 @@ fn xsave_size() -> u64 {
     XSAVE_SIZE.load(Ordering::Relaxed)
 }
 
+/// Kernel stacks of exited threads, kept for the next threads: a new
+/// mapping would have to be zeroed, a kernel stack doesn't.
+static SPARE_STACKS: Mutex<([u64; SPARE_STACK_COUNT], usize)> =
+    Mutex::new(([0; SPARE_STACK_COUNT], 0));
+const SPARE_STACK_COUNT: usize = 64;
+
+fn stack_allocation_size() -> u64 {
+    KERNEL_STACK_SIZE + align_up(xsave_size(), PAGE_SIZE)
+}
+
 /// Allocates a kernel stack with the xsave area above it.
 fn allocate_stack() -> Result<(u64, u64, u64), i64> {
-    let xsave = align_up(xsave_size(), PAGE_SIZE);
-    let base = mm::map_anonymous(0, KERNEL_STACK_SIZE + xsave, mm::Placement::Anywhere)?;
+    let spare = {
+        let mut spares = SPARE_STACKS.lock();
+        let (stacks, count) = &mut *spares;
+        (*count > 0).then(|| {
+            *count -= 1;
+            stacks[*count]
+        })
+    };
+    let base = match spare {
+        Some(base) => base,
+        None => mm::map_anonymous(0, stack_allocation_size(), mm::Placement::Anywhere)?,
+    };
     let top = base + KERNEL_STACK_SIZE;
     Ok((base, top, top))
+}
+
+fn free_stack(base: u64) {
+    let mut spares = SPARE_STACKS.lock();
+    let (stacks, count) = &mut *spares;
+    if *count < SPARE_STACK_COUNT {
+        stacks[*count] = base;
+        *count += 1;
+    } else {
+        drop(spares);
+        let _ = mm::unmap(base, stack_allocation_size());
+    }
 }
 
 /// Sets up scheduling on the boot CPU and makes the program's main thread.
@@ -391,6 +420,8 @@ pub extern "C" fn after_switch() {
     ON_CPU[previous].store(false, Ordering::Release);
     let current = CURRENT[cpu].load(Ordering::Relaxed);
     if current < MAX_THREADS {
+        // Page tables may have changed while this CPU ran something else.
+        mm::sync_tlb();
         let thread = {
             let mut sched = SCHED.lock();
             sched.threads[current].state = State::Running;
@@ -514,10 +545,7 @@ pub fn spawn_with(
     sched.reap();
     let Some(slot) = sched.threads.iter().position(|t| t.state == State::Free) else {
         drop(sched);
-        let _ = mm::unmap(
-            stack_base,
-            KERNEL_STACK_SIZE + align_up(xsave_size(), PAGE_SIZE),
-        );
+        free_stack(stack_base);
         return Err(EAGAIN);
     };
     let tid = sched.next_tid;

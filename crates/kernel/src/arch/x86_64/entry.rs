@@ -35,6 +35,23 @@ pub struct SyscallFrame {
     pub pad: u64,
 }
 
+/// In %rax at an `int3` that asks the ring-0 pad for a TLB flush.
+const FLUSH_MAGIC: u32 = 0x7f1c_5a5e;
+
+/// Flushes this CPU's TLB: one trip to ring 0 through the breakpoint pad
+/// (an exception, tens of µs on kvm-pvm), so callers batch their changes.
+pub fn flush_tlb() {
+    // SAFETY: the breakpoint pad sees the magic and a kernel rip, reloads
+    // CR3 and returns; only rax is clobbered.
+    unsafe {
+        core::arch::asm!(
+            "int3",
+            inout("eax") FLUSH_MAGIC => _,
+            options(nostack)
+        )
+    }
+}
+
 /// Byte offset of `user_rsp` in [`SyscallFrame`], for the assembly.
 const FRAME_USER_RSP: usize = core::mem::offset_of!(SyscallFrame, user_rsp);
 
@@ -174,19 +191,39 @@ atoll_full_return:
 atoll_exception_vectors:
     .irp vector, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     .p2align 4
-    .if (\vector == 8) || (\vector == 10) || (\vector == 11) || (\vector == 12) || (\vector == 13) || (\vector == 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
+    .if (\vector == 3)
+    jmp atoll_breakpoint
+    .elseif (\vector == 8) || (\vector == 10) || (\vector == 11) || (\vector == 12) || (\vector == 13) || (\vector == 14) || (\vector == 17) || (\vector == 21) || (\vector == 29) || (\vector == 30)
     .else
     push $0
     .endif
     push $\vector
     jmp atoll_exception_common
     .endr
+
+    // int3 from the kernel with the flush magic in %rax: reload CR3 (a TLB
+    // flush, which ring 3 can't do) and return. Any other int3 is a
+    // breakpoint in the program.
+atoll_breakpoint:
+    cmpq $0, (%rsp)
+    jge 1f
+    cmp ${flush_magic}, %rax
+    jne 1f
+    mov %cr3, %rax
+    mov %rax, %cr3
+    iretq
+1:
+    push $0
+    push $3
+    jmp atoll_exception_common
+
 atoll_exception_common:
     movabs ${fault_doorbell}, %rax
     mov %rsp, (%rax)
 2:
     jmp 2b
 "#,
+    flush_magic = const FLUSH_MAGIC,
     fault_doorbell = const atoll_abi::layout::MMIO_BASE + atoll_abi::mmio::FAULT,
     kernel_main = sym crate::kernel_main,
     dispatch = sym crate::linux::syscall_dispatch,
