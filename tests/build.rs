@@ -1,6 +1,6 @@
 //! Builds the real test programs that atoll runs inside its isle.
 //!
-//! * every `programs/c/*.c` is compiled twice, statically:
+//! * every `programs/c/*.c` is compiled twice, statically (with `-pthread`):
 //!   with `musl-gcc` into `OUT_DIR/programs/musl/NAME` and with `gcc` (glibc)
 //!   into `OUT_DIR/programs/glibc/NAME`;
 //! * the standalone cargo package `programs/rust` is built for
@@ -140,7 +140,7 @@ fn build_c_programs(src_dir: &Path, programs_out: &Path) {
         for cc in C_COMPILERS {
             let out = programs_out.join(cc.flavor).join(&name);
             let child = Command::new(cc.program)
-                .args(["-static", "-O2", "-Wall", "-o"])
+                .args(["-static", "-O2", "-Wall", "-pthread", "-o"])
                 .arg(&out)
                 .arg(src)
                 .stdin(Stdio::null())

@@ -57,7 +57,7 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
         sched::run_cpu();
     }
     BOOT_INFO.call_once(|| boot);
-    user::init(boot.ram_size);
+    user::init(boot.ram_size, boot.page_table_root);
     time::init(&boot.clock);
     mm::init(boot);
     if boot.flags & flags::DEBUG_PANIC != 0 {

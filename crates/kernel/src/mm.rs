@@ -161,6 +161,7 @@ impl AddressSpace {
                 }
                 directory = table | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
+                user::note_split(1);
                 changed = true;
             }
             let entry = (directory & PTE_ADDRESS) + ((page >> 12) & 511) * 8;
@@ -195,6 +196,7 @@ impl AddressSpace {
             }
         }
         user::write(pd_entry, region | PTE_NORMAL | PTE_LARGE)?;
+        user::note_split(-1);
         let index = ((table - self.spare_page_tables) / PAGE_SIZE) as usize;
         self.spare_page_tables_used[index / 64] &= !(1 << (index % 64));
         Ok(true)

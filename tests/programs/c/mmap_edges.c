@@ -57,5 +57,17 @@ int main(void)
 	for (long i = 0; i < 8 * page; i++)
 		zero &= d[i] == 0;
 	printf("reused memory comes back zeroed: %d\n", zero);
+
+	/* Guard pages: PROT_NONE sub-ranges, MADV_DONTNEED across them. */
+	char *g = mmap(NULL, 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	SHOW("mprotect the second page read-write", mprotect(g + page, page, PROT_READ | PROT_WRITE));
+	g[page] = 7;
+	SHOW("madvise DONTNEED over a guard page", madvise(g, 2 * page, MADV_DONTNEED));
+	printf("after DONTNEED the accessible page reads %d\n", g[page]);
+	SHOW("mprotect the first page back", mprotect(g, page, PROT_READ | PROT_WRITE));
+	g[0] = 1;
+	printf("the former guard page is writable: %d\n", g[0]);
+	SHOW("mprotect unaligned", mprotect(g + 1, page, PROT_NONE));
+	SHOW("munmap the pair", munmap(g, 2 * page));
 	return 0;
 }

@@ -80,7 +80,7 @@ pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
     // Memory is never given back while the isle runs, but MADV_DONTNEED
     // promises zeros on the next touch of private memory: keep that promise.
     if advice == MADV_DONTNEED {
-        user::fill(address, len, 0)?;
+        user::fill_accessible(address, len, 0)?;
     }
     Ok(0)
 }

@@ -12,10 +12,79 @@ use atoll_abi::linux::errno::EFAULT;
 
 /// End of guest RAM, set once at boot.
 static RAM_END: AtomicU64 = AtomicU64::new(0);
+/// The PML4, for checking pages the program made inaccessible.
+static PAGE_TABLE_ROOT: AtomicU64 = AtomicU64::new(0);
+/// 2 MiB regions split into 4 KiB pages (beyond the first, which holds the
+/// NULL guard): while there are none, every page of RAM is accessible.
+static SPLIT_REGIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Records the end of guest RAM. Called once, before the program starts.
-pub fn init(ram_size: u64) {
+const PTE_PRESENT: u64 = 1;
+const PTE_LARGE: u64 = 1 << 7;
+const PTE_ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+const LARGE: u64 = 2 << 20;
+const PAGE: u64 = 4096;
+
+/// Records the end of guest RAM and the page tables. Called once, before
+/// the program starts.
+pub fn init(ram_size: u64, page_table_root: u64) {
     RAM_END.store(ram_size, Ordering::Relaxed);
+    PAGE_TABLE_ROOT.store(page_table_root, Ordering::Relaxed);
+}
+
+/// `mm` splits (+1) or merges back (-1) a 2 MiB region.
+pub fn note_split(delta: i64) {
+    if delta >= 0 {
+        SPLIT_REGIONS.fetch_add(delta as u64, Ordering::AcqRel);
+    } else {
+        SPLIT_REGIONS.fetch_sub(delta.unsigned_abs(), Ordering::AcqRel);
+    }
+}
+
+fn read_table(address: u64) -> u64 {
+    // SAFETY: page tables live in the system area, identity-mapped RAM the
+    // monitor built and only the kernel edits; reads are plain words.
+    unsafe { core::ptr::read_volatile(address as *const u64) }
+}
+
+/// The page-table entry for 2 MiB region `region`: (entry, is a 4 KiB table).
+fn region_entry(region: u64) -> (u64, bool) {
+    let root = PAGE_TABLE_ROOT.load(Ordering::Relaxed);
+    let pml4e = read_table(root + ((region >> 39) & 511) * 8);
+    let pdpte = read_table((pml4e & PTE_ADDRESS) + ((region >> 30) & 511) * 8);
+    let pde = read_table((pdpte & PTE_ADDRESS) + ((region >> 21) & 511) * 8);
+    (pde, pde & PTE_LARGE == 0)
+}
+
+/// Calls `each(start, end, present)` for the runs of `[address, end)` that
+/// are all present or all absent.
+fn for_each_run(address: u64, end: u64, mut each: impl FnMut(u64, u64, bool)) {
+    let mut start = address;
+    while start < end {
+        let region = start & !(LARGE - 1);
+        let region_end = (region + LARGE).min(end);
+        let (pde, split) = region_entry(region);
+        if !split || SPLIT_REGIONS.load(Ordering::Acquire) == 0 && region != 0 {
+            each(start, region_end, pde & PTE_PRESENT != 0);
+            start = region_end;
+            continue;
+        }
+        while start < region_end {
+            let pte = read_table((pde & PTE_ADDRESS) + ((start >> 12) & 511) * 8);
+            let page_end = ((start & !(PAGE - 1)) + PAGE).min(region_end);
+            each(start, page_end, pte & PTE_PRESENT != 0);
+            start = page_end;
+        }
+    }
+}
+
+/// Whether every page of the range is mapped (not PROT_NONE).
+fn present(address: u64, len: u64) -> bool {
+    if len == 0 || SPLIT_REGIONS.load(Ordering::Acquire) == 0 {
+        return true;
+    }
+    let mut all = true;
+    for_each_run(address, address + len, |_, _, present| all &= present);
+    all
 }
 
 /// Whether `[address, address + len)` lies inside mapped guest RAM.
@@ -28,7 +97,7 @@ pub fn range_ok(address: u64, len: u64) -> bool {
 }
 
 fn check(address: u64, len: u64) -> Result<(), i64> {
-    if range_ok(address, len) {
+    if range_ok(address, len) && present(address, len) {
         Ok(())
     } else {
         Err(EFAULT)
@@ -65,6 +134,21 @@ pub fn fill(address: u64, len: u64, byte: u8) -> Result<(), i64> {
     check(address, len)?;
     // SAFETY: range checked above.
     unsafe { core::ptr::write_bytes(address as *mut u8, byte, len as usize) };
+    Ok(())
+}
+
+/// Fills the accessible pages of a range with `byte`, skipping PROT_NONE
+/// ones (as MADV_DONTNEED leaves absent pages alone).
+pub fn fill_accessible(address: u64, len: u64, byte: u8) -> Result<(), i64> {
+    if !range_ok(address, len) {
+        return Err(EFAULT);
+    }
+    for_each_run(address, address + len, |start, end, present| {
+        if present {
+            // SAFETY: inside RAM (checked above) and mapped (this run is present).
+            unsafe { core::ptr::write_bytes(start as *mut u8, byte, (end - start) as usize) };
+        }
+    });
     Ok(())
 }
 
