@@ -376,6 +376,24 @@ fn threads_section() {
         "",
         "at most 1x",
     );
+    let wakeup = program_path("wakeup");
+    for (label, gap) in [("polling", "0"), ("parked", "1000")] {
+        row(
+            &format!("futex wake-up latency, target CPU {label}, cycles"),
+            median_figure(
+                || isle_with(&two, &wakeup, &[gap, "100"]),
+                "wakeup_cycles",
+                false,
+            ),
+            median_figure(
+                || native_on(None, &wakeup, &[gap, "100"]),
+                "wakeup_cycles",
+                false,
+            ),
+            "",
+            "report",
+        );
+    }
     for flavor in [Flavor::Glibc, Flavor::Musl] {
         let spawn = program(flavor, "spawn_join");
         row(

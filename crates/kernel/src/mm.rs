@@ -638,3 +638,13 @@ pub fn protect(address: u64, len: u64, accessible: bool) -> Result<(), i64> {
         accessible,
     )
 }
+
+/// Heap memory not in use (for sysinfo's freeram).
+pub fn free_bytes() -> u64 {
+    let space = SPACE.lock();
+    let mapped: u64 = space.mappings[..space.mapping_count]
+        .iter()
+        .map(|m| m.end - m.start)
+        .sum();
+    (space.heap_end - space.brk_limit()).saturating_sub(mapped)
+}

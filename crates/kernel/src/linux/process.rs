@@ -221,3 +221,18 @@ pub fn prctl(option: u64, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> SysResu
         _ => Err(EINVAL),
     }
 }
+
+/// sysinfo(2): the isle's own memory, uptime and thread count.
+pub fn sysinfo(buffer: u64) -> SysResult {
+    let boot = boot_info();
+    let mut info = [0u8; 112];
+    let uptime = crate::time::boottime_ns() / 1_000_000_000;
+    info[0..8].copy_from_slice(&uptime.to_le_bytes());
+    info[32..40].copy_from_slice(&boot.ram_size.to_le_bytes());
+    info[40..48].copy_from_slice(&crate::mm::free_bytes().to_le_bytes());
+    let threads = crate::sched::thread_count() as u16;
+    info[80..82].copy_from_slice(&threads.to_le_bytes());
+    info[104..108].copy_from_slice(&1u32.to_le_bytes());
+    user::copy_to(buffer, &info)?;
+    Ok(0)
+}

@@ -571,6 +571,11 @@ pub fn spawn_with(
     Ok((slot, tid))
 }
 
+/// Threads alive in the isle.
+pub fn thread_count() -> usize {
+    SCHED.lock().live
+}
+
 /// Whether another thread waits for a CPU.
 pub fn others_waiting() -> bool {
     QUEUED.load(Ordering::SeqCst) > 0
