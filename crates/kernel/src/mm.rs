@@ -52,6 +52,8 @@ struct AddressSpace {
     spare_page_table_count: u64,
     /// Bit n set: spare page table n is in use.
     spare_page_tables_used: [u64; 2],
+    /// The 2 MiB region spare page table n maps.
+    page_table_region: [u64; 128],
     /// Where PROT_NONE is allowed: the program image, heap and stack.
     protectable: Range,
 }
@@ -71,6 +73,7 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     spare_page_tables: 0,
     spare_page_table_count: 0,
     spare_page_tables_used: [0; 2],
+    page_table_region: [0; 128],
     protectable: Range { start: 0, end: 0 },
 });
 
@@ -154,7 +157,9 @@ impl AddressSpace {
             let pd_entry = self.pd_entry(page)?;
             let mut directory: u64 = user::read(pd_entry)?;
             if directory & PTE_LARGE != 0 {
-                let table = self.take_page_table().ok_or(ENOMEM)?;
+                let table = self
+                    .take_page_table(page & !(LARGE_PAGE_SIZE - 1))
+                    .ok_or(ENOMEM)?;
                 let base = directory & PTE_ADDRESS & !(LARGE_PAGE_SIZE - 1);
                 for index in 0..512 {
                     user::write(table + index * 8, (base + index * PAGE_SIZE) | PTE_NORMAL)?;
@@ -175,11 +180,44 @@ impl AddressSpace {
         Ok(changed)
     }
 
-    fn take_page_table(&mut self) -> Option<u64> {
-        let index = (0..self.spare_page_table_count as usize)
-            .find(|&index| self.spare_page_tables_used[index / 64] & (1 << (index % 64)) == 0)?;
+    fn free_page_table_index(&self) -> Option<usize> {
+        (0..self.spare_page_table_count as usize)
+            .find(|&index| self.spare_page_tables_used[index / 64] & (1 << (index % 64)) == 0)
+    }
+
+    /// A spare page table for splitting `region`. When none is left, split
+    /// regions whose pages are all normal again are merged back first.
+    fn take_page_table(&mut self, region: u64) -> Option<u64> {
+        if self.free_page_table_index().is_none() {
+            self.merge_whole_regions();
+        }
+        let index = self.free_page_table_index()?;
         self.spare_page_tables_used[index / 64] |= 1 << (index % 64);
+        self.page_table_region[index] = region;
         Some(self.spare_page_tables + index as u64 * PAGE_SIZE)
+    }
+
+    /// Merges every split region that is all normal again back onto one
+    /// large mapping. A changed page-directory entry may be cached, so this
+    /// flushes; it runs only when spare tables run out.
+    fn merge_whole_regions(&mut self) {
+        let mut merged = false;
+        for index in 0..self.spare_page_table_count as usize {
+            if self.spare_page_tables_used[index / 64] & (1 << (index % 64)) == 0 {
+                continue;
+            }
+            let region = self.page_table_region[index];
+            let table = self.spare_page_tables + index as u64 * PAGE_SIZE;
+            if let Ok(pd_entry) = self.pd_entry(region) {
+                merged |= self
+                    .merge_if_whole(region, pd_entry, table)
+                    .unwrap_or(false);
+            }
+        }
+        if merged {
+            TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
+            sync_tlb();
+        }
     }
 
     /// Puts a split 2 MiB region back on one large mapping when all its
@@ -202,36 +240,28 @@ impl AddressSpace {
         Ok(true)
     }
 
-    /// Makes inaccessible pages in `range` normal again. Returns whether a
-    /// page table changed.
-    fn restore_access(&mut self, range: Range) -> Result<bool, i64> {
-        let mut changed = false;
+    /// Makes inaccessible pages in `range` normal again. A TLB never caches
+    /// an absent page, so this needs no flush (merging back does, later).
+    fn restore_access(&mut self, range: Range) -> Result<(), i64> {
         let mut region = range.start & !(LARGE_PAGE_SIZE - 1);
         while region < range.end {
-            let pd_entry = self.pd_entry(region)?;
-            let directory: u64 = user::read(pd_entry)?;
+            let directory: u64 = user::read(self.pd_entry(region)?)?;
             // Only split regions can hold inaccessible pages.
             if directory & (PTE_LARGE | PTE_PRESENT) == PTE_PRESENT {
                 let table = directory & PTE_ADDRESS;
                 let mut page = region.max(range.start);
-                let mut restored = false;
                 while page < (region + LARGE_PAGE_SIZE).min(range.end) {
                     let entry = table + ((page >> 12) & 511) * 8;
                     let value: u64 = user::read(entry)?;
                     if value & PTE_PRESENT == 0 {
                         user::write(entry, (page & PTE_ADDRESS) | PTE_NORMAL)?;
-                        restored = true;
                     }
                     page += PAGE_SIZE;
-                }
-                if restored {
-                    changed = true;
-                    self.merge_if_whole(region, pd_entry, table)?;
                 }
             }
             region += LARGE_PAGE_SIZE;
         }
-        Ok(changed)
+        Ok(())
     }
 
     /// mprotect: PROT_NONE makes pages fault; anything else makes them
@@ -241,12 +271,10 @@ impl AddressSpace {
             // Kernel, system area: refused as Linux refuses unmapped memory.
             return Err(ENOMEM);
         }
-        let changed = if accessible {
-            self.restore_access(range)?
-        } else {
-            self.make_inaccessible(range)?
-        };
-        if changed {
+        if accessible {
+            return self.restore_access(range);
+        }
+        if self.make_inaccessible(range)? {
             TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
             sync_tlb();
         }
@@ -264,10 +292,7 @@ impl AddressSpace {
 
     /// Clears `range` where it isn't pristine, then takes it out of the pristine range.
     fn claim(&mut self, range: Range) -> Result<(), i64> {
-        if self.restore_access(range)? {
-            TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
-            sync_tlb();
-        }
+        self.restore_access(range)?;
         let overlap_start = range.start.max(self.pristine.start);
         let overlap_end = range.end.min(self.pristine.end);
         if overlap_start >= overlap_end {
