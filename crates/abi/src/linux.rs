@@ -22,6 +22,11 @@ pub mod errno {
     pub const ENOSYS: i64 = 38;
     pub const ENODEV: i64 = 19;
     pub const EOPNOTSUPP: i64 = 95;
+    pub const EROFS: i64 = 30;
+    pub const EXDEV: i64 = 18;
+    pub const EACCES: i64 = 13;
+    pub const EMFILE: i64 = 24;
+    pub const ELOOP: i64 = 40;
     pub const ETIMEDOUT: i64 = 110;
 }
 
@@ -34,6 +39,11 @@ pub mod ioctl {
     /// sizeof(struct winsize).
     pub const WINSIZE_SIZE: u64 = 8;
 }
+
+/// Longest path a request may carry (Linux's PATH_MAX).
+pub const PATH_MAX: u64 = 4096;
+/// AT_FDCWD as a 64-bit argument.
+pub const AT_FDCWD: u64 = -100i64 as u64;
 
 /// sizeof(struct stat) on x86_64.
 pub const STAT_SIZE: u64 = 144;

@@ -63,8 +63,57 @@ pub mod opcode {
     /// (kind, fd_in, off_in, fd_out, off_out, len), flags in `Request::flags`.
     /// `off_*` are guest addresses of 64-bit offsets, or 0. See [`transfer`].
     pub const TRANSFER: u32 = 11;
+    /// openat(dirfd, path, flags, mode): path is a NUL-terminated guest
+    /// string, resolved inside the isle's mounts. Returns the new fd.
+    pub const OPENAT: u32 = 12;
+    /// close(fd).
+    pub const CLOSE: u32 = 13;
+    /// newfstatat(dirfd, path, statbuf, flags).
+    pub const STATAT: u32 = 14;
+    /// getdents64(fd, buf, len).
+    pub const GETDENTS: u32 = 15;
+    /// mkdirat(dirfd, path, mode).
+    pub const MKDIRAT: u32 = 16;
+    /// unlinkat(dirfd, path, flags).
+    pub const UNLINKAT: u32 = 17;
+    /// renameat2(olddirfd, oldpath, newdirfd, newpath, flags).
+    pub const RENAMEAT: u32 = 18;
+    /// readlinkat(dirfd, path, buf, size).
+    pub const READLINKAT: u32 = 19;
+    /// symlinkat(target, newdirfd, linkpath).
+    pub const SYMLINKAT: u32 = 20;
+    /// faccessat2(dirfd, path, mode, flags).
+    pub const ACCESSAT: u32 = 21;
+    /// chdir(path), or fchdir(fd) when path is 0.
+    pub const CHDIR: u32 = 22;
+    /// getcwd(buf, size).
+    pub const GETCWD: u32 = 23;
+    /// dup3(oldfd, newfd, flags); newfd < 0: the lowest free fd ≥ -newfd - 1.
+    pub const DUP: u32 = 24;
+    /// fcntl(fd, cmd, arg) for F_GETFD, F_SETFD, F_GETFL, F_SETFL.
+    pub const FCNTL: u32 = 25;
+    /// ftruncate(fd, length).
+    pub const FTRUNCATE: u32 = 26;
+    /// fsync(fd) or, with args[1] = 1, fdatasync(fd).
+    pub const FSYNC: u32 = 27;
+    /// pipe2(fds, flags): writes two guest fds (int[2]).
+    pub const PIPE: u32 = 28;
+    /// pread64(fd, buf, len, offset).
+    pub const PREAD: u32 = 29;
+    /// pwrite64(fd, buf, len, offset).
+    pub const PWRITE: u32 = 30;
+    /// umask(mask): returns the previous mask.
+    pub const UMASK: u32 = 31;
+    /// fchmodat(dirfd, path, mode) or, with path 0, fchmod(dirfd, mode).
+    pub const CHMOD: u32 = 32;
+    /// utimensat(dirfd, path, times, flags).
+    pub const UTIMENSAT: u32 = 33;
+    /// statfs(path, buf) or, with path 0, fstatfs(args[2] fd, buf).
+    pub const STATFS: u32 = 34;
+    /// linkat(olddirfd, oldpath, newdirfd, newpath, flags).
+    pub const LINKAT: u32 = 35;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 36;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use atoll_abi::boot::flags;
 use atoll_abi::layout::{align_up, LARGE_PAGE_SIZE, MAX_RAM_SIZE, MIN_RAM_SIZE};
-use atoll_vmm::{IsleConfig, IsleError, Outcome};
+use atoll_vmm::{IsleConfig, IsleError, MountSpec, Outcome};
 use clap::Args;
 
 use crate::size::{format_size, parse_size};
@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// Allow more vCPUs than free host cores: they share cores
     #[arg(long)]
     overcommit: bool,
+    /// Show host directory HOST at GUEST in the isle (`:ro` for read-only); repeatable. Default: the current directory at its own path
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+    volumes: Vec<String>,
     /// Print every syscall, strace-style, on stderr
     #[arg(long)]
     trace: bool,
@@ -159,6 +162,94 @@ fn choose_cores(count: u64, overcommit: bool) -> Result<(Vec<usize>, Option<usiz
     ))
 }
 
+/// A private /tmp for one isle, removed when atoll exits.
+struct PrivateTmp(PathBuf);
+
+impl PrivateTmp {
+    fn create() -> std::io::Result<Self> {
+        let base = std::env::temp_dir();
+        for attempt in 0..100u32 {
+            let path = base.join(format!("atoll-tmp-{}-{attempt}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    std::fs::set_permissions(
+                        &path,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+                    )?;
+                    return Ok(Self(path));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(std::io::Error::other("no free name for a private /tmp"))
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Parses `HOST:GUEST[:ro]`.
+fn parse_volume(text: &str) -> Result<MountSpec, String> {
+    let invalid = || {
+        format!("invalid -v '{text}': use HOST:GUEST or HOST:GUEST:ro, with GUEST an absolute path")
+    };
+    let (spec, read_only) = match text.strip_suffix(":ro") {
+        Some(spec) => (spec, true),
+        None => (text.strip_suffix(":rw").unwrap_or(text), false),
+    };
+    let (host, guest) = spec.split_once(':').ok_or_else(invalid)?;
+    if host.is_empty() || !guest.starts_with('/') {
+        return Err(invalid());
+    }
+    let host =
+        std::fs::canonicalize(host).map_err(|error| format!("-v {text}: {host}: {error}"))?;
+    if !host.is_dir() {
+        return Err(format!("-v {text}: {} is not a directory", host.display()));
+    }
+    Ok(MountSpec {
+        host,
+        guest: atoll_vmm::files::normalize(guest),
+        read_only,
+    })
+}
+
+/// The isle's mounts (the current directory by default, plus a private
+/// /tmp unless /tmp is mounted) and its working directory.
+fn mounts(volumes: &[String], tmp: &PrivateTmp) -> Result<(Vec<MountSpec>, String), String> {
+    let host_cwd = std::env::current_dir()
+        .map_err(|error| format!("cannot read the current directory: {error}"))?;
+    let mut mounts = if volumes.is_empty() {
+        vec![MountSpec {
+            host: host_cwd.clone(),
+            guest: host_cwd.to_string_lossy().into_owned(),
+            read_only: false,
+        }]
+    } else {
+        volumes
+            .iter()
+            .map(|volume| parse_volume(volume))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if !mounts.iter().any(|mount| mount.guest == "/tmp") {
+        mounts.push(MountSpec {
+            host: tmp.0.clone(),
+            guest: "/tmp".into(),
+            read_only: false,
+        });
+    }
+    // Start where the user is, if the isle can see it.
+    let cwd = host_cwd.to_string_lossy().into_owned();
+    let visible = mounts.iter().any(|mount| {
+        mount.host == host_cwd && mount.guest == cwd
+            || cwd.starts_with(&format!("{}/", mount.guest))
+    });
+    Ok((mounts, if visible { cwd } else { "/".into() }))
+}
+
 fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = DEFAULT_ENV
         .iter()
@@ -200,6 +291,19 @@ pub fn run(args: RunArgs) -> i32 {
     };
     let (vcpu_cores, service_core) = match choose_cores(args.cores, args.overcommit) {
         Ok(cores) => cores,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
+    let tmp = match PrivateTmp::create() {
+        Ok(tmp) => tmp,
+        Err(error) => {
+            return fail(
+                STATUS_ATOLL_FAILED,
+                format!("cannot create a private /tmp: {error}"),
+            )
+        }
+    };
+    let (mounts, cwd) = match mounts(&args.volumes, &tmp) {
+        Ok(mounts) => mounts,
         Err(message) => return fail(STATUS_USAGE, message),
     };
     let envp = match environment(&args.env) {
@@ -260,8 +364,12 @@ pub fn run(args: RunArgs) -> i32 {
         cpu_count: args.cores,
         vcpu_cores,
         service_core,
+        mounts,
+        cwd,
     };
-    match atoll_vmm::run(config) {
+    let outcome = atoll_vmm::run(config);
+    drop(tmp);
+    match outcome {
         Ok(Outcome::Exited(status)) => i32::from(status),
         Ok(Outcome::Killed { signal, report }) => fail(128 + signal as i32, report),
         Ok(Outcome::Crashed(report)) => {

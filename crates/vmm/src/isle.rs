@@ -12,6 +12,7 @@ use atoll_abi::linux::signal::*;
 use atoll_abi::mmio;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::files::{Files, FilesError, MountSpec};
 use crate::host;
 use crate::loader::{self, LoadError, Program};
 use crate::memory::{GuestRam, MemoryError};
@@ -46,6 +47,10 @@ pub struct IsleConfig<'a> {
     pub vcpu_cores: Vec<usize>,
     /// Host core for the offload service thread (none: not pinned).
     pub service_core: Option<usize>,
+    /// What of the host's files the isle sees.
+    pub mounts: Vec<MountSpec>,
+    /// The isle's initial working directory (a guest path).
+    pub cwd: String,
 }
 
 /// How the isle ended.
@@ -71,6 +76,8 @@ pub enum IsleError {
     Memory(#[from] MemoryError),
     #[error("{0}")]
     Kvm(#[from] KvmError),
+    #[error("{0}")]
+    Files(#[from] FilesError),
 }
 
 /// Parses the program only: lets callers report bad input before any KVM work.
@@ -104,6 +111,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
     let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
     layout.check_program(program.image_start, program.image_end)?;
+    let files = Files::new(&config.mounts, &config.cwd)?;
     let kvm = vcpu::open_kvm(&config.kvm_device)?;
     tracing::debug!(elapsed = ?started.elapsed(), "program parsed, KVM open");
 
@@ -226,7 +234,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let queues = (0..cpu_count)
         .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
         .collect();
-    let offload = Offload::new(Arc::clone(&ram), queues);
+    let offload = Offload::new(Arc::clone(&ram), queues, files);
     offload.spawn(config.service_core);
     tracing::debug!(
         elapsed = ?started.elapsed(),

@@ -8,6 +8,8 @@
 //! - [`isle`]: puts them together: [`isle::run`].
 #![deny(unsafe_code)]
 
+pub mod file_ops;
+pub mod files;
 pub mod host;
 pub mod isle;
 pub mod loader;
@@ -17,4 +19,5 @@ pub mod preempt;
 pub mod setup;
 pub mod vcpu;
 
+pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOSYS, ENOTTY};
+use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOTTY};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
 use atoll_abi::queue::{offset, opcode, slot, transfer, Request, DEPTH, HOST_PARKED, HOST_POLLING};
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::files::Files;
 use crate::memory::GuestRam;
 
 /// Poll this long without work before parking the server thread.
@@ -77,16 +78,19 @@ pub struct Offload {
     ram: Arc<GuestRam>,
     queues: Vec<u64>,
     server: Parker,
+    /// The isle's mounts and fds.
+    files: Files,
     vcpus: Vec<VcpuPark>,
     failure: Mutex<Option<OffloadError>>,
 }
 
 impl Offload {
     /// `queues`: guest addresses of each vCPU's QueuePair.
-    pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>) -> Arc<Self> {
+    pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>, files: Files) -> Arc<Self> {
         let vcpus = queues.iter().map(|_| VcpuPark::default()).collect();
         Arc::new(Self {
             ram,
+            files,
             queues,
             server: Parker::default(),
             vcpus,
@@ -260,7 +264,7 @@ impl Offload {
         for _ in 0..pending {
             let request =
                 self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
-            let result = handle(&self.ram, &request);
+            let result = handle(&self.ram, &self.files, &request);
             // The guest keeps one request in flight per vCPU, so the
             // completion ring can't be full unless it stopped consuming.
             let cq_head = self.load(state.base + offset::CQ_HEAD as u64);
@@ -306,14 +310,6 @@ impl Offload {
     }
 }
 
-/// Maps a guest fd to the host fd behind it.
-fn host_fd(guest_fd: u64) -> Result<i32, i64> {
-    match guest_fd {
-        0..=2 => Ok(guest_fd as i32),
-        _ => Err(EBADF),
-    }
-}
-
 fn errno_result(value: isize) -> i64 {
     if value < 0 {
         -i64::from(
@@ -331,26 +327,26 @@ fn guest_buffer(ram: &GuestRam, address: u64, len: u64) -> Result<*mut u8, i64> 
 }
 
 /// Performs one request; returns its Linux-style result.
-pub fn handle(ram: &GuestRam, request: &Request) -> i64 {
+pub fn handle(ram: &GuestRam, files: &Files, request: &Request) -> i64 {
     let result = match request.opcode {
         opcode::NOP => Ok(0),
-        opcode::READ | opcode::WRITE => read_write(ram, request),
-        opcode::READV | opcode::WRITEV => vectored(ram, request),
-        opcode::IOCTL => terminal_ioctl(ram, request),
-        opcode::FSTAT => fstat(ram, request),
-        opcode::POLL => poll(ram, request),
-        opcode::LSEEK => lseek(request),
+        opcode::READ | opcode::WRITE => read_write(ram, files, request),
+        opcode::READV | opcode::WRITEV => vectored(ram, files, request),
+        opcode::IOCTL => terminal_ioctl(ram, files, request),
+        opcode::FSTAT => fstat(ram, files, request),
+        opcode::POLL => poll(ram, files, request),
+        opcode::LSEEK => lseek(files, request),
         opcode::GETRANDOM => getrandom(ram, request),
         opcode::LOG => log(ram, request),
-        opcode::TRANSFER => transfer(ram, request),
-        _ => Err(ENOSYS),
+        opcode::TRANSFER => transfer(ram, files, request),
+        opcode => crate::file_ops::handle(ram, files, opcode, request),
     };
     result.unwrap_or_else(|errno| -errno)
 }
 
-fn read_write(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, address, len, ..] = request.args;
-    let fd = host_fd(fd)?;
+    let fd = files.raw_fd(fd)?;
     let buffer = guest_buffer(ram, address, len)?;
     // SAFETY: `buffer..buffer+len` lies inside guest RAM, which stays mapped;
     // the kernel only reads or writes those bytes, whatever the guest does.
@@ -364,9 +360,9 @@ fn read_write(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     Ok(errno_result(done))
 }
 
-fn vectored(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, iov_address, count, ..] = request.args;
-    let fd = host_fd(fd)?;
+    let fd = files.raw_fd(fd)?;
     if count > IOV_MAX {
         return Err(EINVAL);
     }
@@ -398,9 +394,9 @@ fn vectored(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     Ok(errno_result(done))
 }
 
-fn terminal_ioctl(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+fn terminal_ioctl(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, command, address, ..] = request.args;
-    let fd = host_fd(fd)?;
+    let fd = files.raw_fd(fd)?;
     let size = match command {
         tty::TCGETS => tty::TERMIOS_SIZE,
         tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
@@ -419,9 +415,9 @@ fn terminal_ioctl(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     Ok(i64::from(done))
 }
 
-fn fstat(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+fn fstat(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, address, ..] = request.args;
-    let fd = host_fd(fd)?;
+    let fd = files.raw_fd(fd)?;
     let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: fstat fills the struct we own.
     let done = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
@@ -438,7 +434,7 @@ fn fstat(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     Ok(0)
 }
 
-fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [address, count, timeout, ..] = request.args;
     if count > 1024 {
         return Err(EINVAL);
@@ -456,7 +452,7 @@ fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
             let fd = if guest_fd < 0 {
                 -1
             } else {
-                host_fd(guest_fd as u64).unwrap_or_else(|_| {
+                files.raw_fd(guest_fd as u64).unwrap_or_else(|_| {
                     invalid += 1;
                     -1
                 })
@@ -496,9 +492,9 @@ fn poll(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     Ok(total)
 }
 
-fn lseek(request: &Request) -> Result<i64, i64> {
+fn lseek(files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, offset, whence, ..] = request.args;
-    let fd = host_fd(fd)?;
+    let fd = files.raw_fd(fd)?;
     // SAFETY: lseek has no memory effects.
     let position = unsafe { libc::lseek(fd, offset as i64, whence as i32) };
     Ok(errno_result(position as isize))
@@ -541,9 +537,9 @@ fn offset_pointer(offset: &mut Option<i64>) -> *mut i64 {
 
 /// splice, sendfile and copy_file_range between the isle's host fds: the
 /// data never passes through guest memory.
-fn transfer(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+fn transfer(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [kind, fd_in, off_in_address, fd_out, off_out_address, len] = request.args;
-    let (fd_in, fd_out) = (host_fd(fd_in)?, host_fd(fd_out)?);
+    let (fd_in, fd_out) = (files.raw_fd(fd_in)?, files.raw_fd(fd_out)?);
     let mut off_in = read_offset(ram, off_in_address)?;
     let mut off_out = read_offset(ram, off_out_address)?;
     let len = len as usize;
@@ -592,6 +588,11 @@ fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atoll_abi::linux::errno::{EBADF, ENOSYS};
+
+    fn stdio_only() -> Files {
+        Files::new(&[], "/").unwrap()
+    }
 
     fn request(opcode: u32, args: [u64; 6]) -> Request {
         Request {
@@ -606,26 +607,46 @@ mod tests {
     fn bad_fds_and_addresses_are_refused() {
         let ram = GuestRam::new(2 << 20).unwrap();
         assert_eq!(
-            handle(&ram, &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])
+            ),
             -EBADF
         );
         assert_eq!(
-            handle(&ram, &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])
+            ),
             -EFAULT
         );
         assert_eq!(
-            handle(&ram, &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])
+            ),
             -EFAULT
         );
         assert_eq!(
-            handle(&ram, &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])
+            ),
             -EINVAL
         );
         assert_eq!(
-            handle(&ram, &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])
+            ),
             -ENOTTY
         );
-        assert_eq!(handle(&ram, &request(999, [0; 6])), -ENOSYS);
+        assert_eq!(handle(&ram, &stdio_only(), &request(999, [0; 6])), -ENOSYS);
     }
 
     #[test]
@@ -638,7 +659,11 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            handle(&ram, &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])
+            ),
             -EFAULT
         );
     }
@@ -647,7 +672,11 @@ mod tests {
     fn getrandom_fills_guest_memory() {
         let ram = GuestRam::new(2 << 20).unwrap();
         assert_eq!(
-            handle(&ram, &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])),
+            handle(
+                &ram,
+                &stdio_only(),
+                &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])
+            ),
             64
         );
         let mut bytes = [0u8; 64];
@@ -660,7 +689,7 @@ mod tests {
     #[test]
     fn a_runaway_submission_tail_is_a_protocol_error() {
         let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
-        let offload = Offload::new(Arc::clone(&ram), vec![0x10000]);
+        let offload = Offload::new(Arc::clone(&ram), vec![0x10000], stdio_only());
         ram.memory()
             .store(
                 DEPTH + 5,

@@ -1,43 +1,209 @@
-//! Path syscalls. No file system is visible yet; /proc/self/exe is.
+//! Path syscalls, served by the host inside the isle's mounts (see the
+//! monitor's `files` module for the confinement). /proc/self/exe is
+//! answered here.
 
-use atoll_abi::linux::errno::{EINVAL, ENOENT};
+use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOSYS};
+use atoll_abi::linux::AT_FDCWD;
+use atoll_abi::queue::opcode;
 
+use super::io::host_result;
 use super::SysResult;
 use crate::arch::x86_64::user;
-use crate::boot_info;
+use crate::{boot_info, offload};
 
-const AT_FDCWD: i32 = -100;
+/// The 120-byte Linux `struct statfs`.
+const STATFS_SIZE: u64 = 120;
+const AT_REMOVEDIR: u64 = 0x200;
+const O_CREAT: u64 = 0o100;
+const O_WRONLY: u64 = 0o1;
+const O_TRUNC: u64 = 0o1000;
 
 fn is_own_exe(path: &[u8]) -> bool {
     if path == b"/proc/self/exe" || path == b"/proc/thread-self/exe" {
         return true;
     }
-    let mut pid_path = [0u8; 32];
     let mut writer = crate::trace::LineBuffer::<32>::new();
     let _ = core::fmt::write(
         &mut writer,
         format_args!("/proc/{}/exe", boot_info().identity.pid),
     );
-    let own = writer.as_bytes();
-    pid_path[..own.len()].copy_from_slice(own);
-    path == &pid_path[..own.len()]
+    path == writer.as_bytes()
+}
+
+/// A path argument must at least start inside guest RAM; the host reads it.
+fn path_arg(path: u64) -> Result<u64, i64> {
+    if user::range_ok(path, 1) {
+        Ok(path)
+    } else {
+        Err(EFAULT)
+    }
+}
+
+fn call(op: u32, args: [u64; 6]) -> SysResult {
+    host_result(offload::call(op, args))
+}
+
+pub fn open(path: u64, flags: u64, mode: u64) -> SysResult {
+    openat(AT_FDCWD, path, flags, mode)
+}
+
+pub fn creat(path: u64, mode: u64) -> SysResult {
+    openat(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode)
+}
+
+pub fn openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> SysResult {
+    call(opcode::OPENAT, [dirfd, path_arg(path)?, flags, mode, 0, 0])
+}
+
+pub fn stat(path: u64, statbuf: u64) -> SysResult {
+    super::io::newfstatat(AT_FDCWD, path, statbuf, 0)
+}
+
+pub fn lstat(path: u64, statbuf: u64) -> SysResult {
+    super::io::newfstatat(AT_FDCWD, path, statbuf, 0x100)
+}
+
+pub fn access(path: u64, mode: u64) -> SysResult {
+    faccessat2(AT_FDCWD, path, mode, 0)
+}
+
+pub fn faccessat2(dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
+    if mode & !7 != 0 {
+        return Err(EINVAL);
+    }
+    call(
+        opcode::ACCESSAT,
+        [dirfd, path_arg(path)?, mode, flags, 0, 0],
+    )
+}
+
+pub fn mkdirat(dirfd: u64, path: u64, mode: u64) -> SysResult {
+    call(opcode::MKDIRAT, [dirfd, path_arg(path)?, mode, 0, 0, 0])
+}
+
+pub fn unlinkat(dirfd: u64, path: u64, flags: u64) -> SysResult {
+    call(opcode::UNLINKAT, [dirfd, path_arg(path)?, flags, 0, 0, 0])
+}
+
+pub fn rmdir(path: u64) -> SysResult {
+    unlinkat(AT_FDCWD, path, AT_REMOVEDIR)
+}
+
+pub fn renameat2(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64) -> SysResult {
+    call(
+        opcode::RENAMEAT,
+        [
+            old_dirfd,
+            path_arg(old)?,
+            new_dirfd,
+            path_arg(new)?,
+            flags,
+            0,
+        ],
+    )
+}
+
+pub fn linkat(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, _flags: u64) -> SysResult {
+    call(
+        opcode::LINKAT,
+        [old_dirfd, path_arg(old)?, new_dirfd, path_arg(new)?, 0, 0],
+    )
+}
+
+pub fn symlinkat(target: u64, new_dirfd: u64, path: u64) -> SysResult {
+    call(
+        opcode::SYMLINKAT,
+        [path_arg(target)?, new_dirfd, path_arg(path)?, 0, 0, 0],
+    )
 }
 
 pub fn readlink(path: u64, buffer: u64, size: u64) -> SysResult {
-    readlinkat(AT_FDCWD as u64, path, buffer, size)
+    readlinkat(AT_FDCWD, path, buffer, size)
 }
 
-pub fn readlinkat(_dirfd: u64, path: u64, buffer: u64, size: u64) -> SysResult {
+pub fn readlinkat(dirfd: u64, path: u64, buffer: u64, size: u64) -> SysResult {
     if size as i64 <= 0 {
         return Err(EINVAL);
     }
-    let mut name = [0u8; 4096];
-    let path = user::read_cstr(path, &mut name)?;
-    if !is_own_exe(path) {
-        return Err(ENOENT);
+    let mut name = [0u8; 32];
+    if let Ok(short) = user::read_cstr(path, &mut name) {
+        if is_own_exe(short) {
+            let target = boot_info().exe_path.as_bytes();
+            let len = target.len().min(size as usize);
+            user::copy_to(buffer, &target[..len])?;
+            return Ok(len as u64);
+        }
     }
-    let target = boot_info().exe_path.as_bytes();
-    let len = target.len().min(size as usize);
-    user::copy_to(buffer, &target[..len])?;
-    Ok(len as u64)
+    if !user::range_ok(buffer, size.min(4096)) {
+        return Err(EFAULT);
+    }
+    call(
+        opcode::READLINKAT,
+        [dirfd, path_arg(path)?, buffer, size, 0, 0],
+    )
+}
+
+pub fn chdir(path: u64) -> SysResult {
+    call(opcode::CHDIR, [path_arg(path)?, 0, 0, 0, 0, 0])
+}
+
+pub fn fchdir(fd: u64) -> SysResult {
+    call(opcode::CHDIR, [0, fd, 0, 0, 0, 0])
+}
+
+pub fn getcwd(buffer: u64, size: u64) -> SysResult {
+    if size == 0 {
+        return Err(EINVAL);
+    }
+    if !user::range_ok(buffer, size.min(4096)) {
+        return Err(EFAULT);
+    }
+    call(opcode::GETCWD, [buffer, size, 0, 0, 0, 0])
+}
+
+pub fn umask(mask: u64) -> SysResult {
+    call(opcode::UMASK, [mask, 0, 0, 0, 0, 0])
+}
+
+pub fn fchmodat(dirfd: u64, path: u64, mode: u64) -> SysResult {
+    call(opcode::CHMOD, [dirfd, path_arg(path)?, mode, 0, 0, 0])
+}
+
+pub fn chmod(path: u64, mode: u64) -> SysResult {
+    fchmodat(AT_FDCWD, path, mode)
+}
+
+pub fn fchmod(fd: u64, mode: u64) -> SysResult {
+    call(opcode::CHMOD, [fd, 0, mode, 0, 0, 0])
+}
+
+pub fn utimensat(dirfd: u64, path: u64, times: u64, flags: u64) -> SysResult {
+    let path = if path == 0 { 0 } else { path_arg(path)? };
+    call(opcode::UTIMENSAT, [dirfd, path, times, flags, 0, 0])
+}
+
+pub fn statfs(path: u64, buffer: u64) -> SysResult {
+    if !user::range_ok(buffer, STATFS_SIZE) {
+        return Err(EFAULT);
+    }
+    call(opcode::STATFS, [path_arg(path)?, buffer, 0, 0, 0, 0])
+}
+
+pub fn fstatfs(fd: u64, buffer: u64) -> SysResult {
+    if !user::range_ok(buffer, STATFS_SIZE) {
+        return Err(EFAULT);
+    }
+    call(opcode::STATFS, [0, buffer, fd, 0, 0, 0])
+}
+
+pub fn truncate(path: u64, length: u64) -> SysResult {
+    let fd = openat(AT_FDCWD, path, O_WRONLY, 0)?;
+    let result = super::io::ftruncate(fd, length);
+    let _ = super::io::close(fd);
+    result
+}
+
+/// statx answers ENOSYS: every libc and Rust std falls back to fstatat.
+pub fn statx() -> SysResult {
+    Err(ENOSYS)
 }

@@ -1,9 +1,7 @@
 //! File descriptor I/O. Only stdin, stdout and stderr exist so far; they are
 //! the atoll process's own, reached through the offload queue.
 
-use core::sync::atomic::{AtomicU8, Ordering};
-
-use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOENT, ENOTTY, EPIPE};
+use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOTTY, EPIPE};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
 use atoll_abi::queue::{opcode, transfer};
 
@@ -16,14 +14,14 @@ const MAX_RW_COUNT: u64 = 0x7fff_f000;
 const AT_EMPTY_PATH: u64 = 0x1000;
 const AT_FDCWD: i32 = -100;
 
-/// Bit n set: fd n (0, 1 or 2) is open.
-static OPEN_STDIO: AtomicU8 = AtomicU8::new(0b111);
-
-fn stdio(fd: u64) -> Result<u64, i64> {
-    if fd < 3 && OPEN_STDIO.load(Ordering::Relaxed) & (1 << fd) != 0 {
-        Ok(fd)
-    } else {
+/// An fd argument: the host checks it against the isle's table; here only
+/// its form (a non-negative int) is checked.
+fn fd_arg(fd: u64) -> Result<u64, i64> {
+    let fd = fd as i32;
+    if fd < 0 {
         Err(EBADF)
+    } else {
+        Ok(fd as u64)
     }
 }
 
@@ -45,7 +43,7 @@ fn check_buffer(address: u64, len: u64) -> Result<(), i64> {
 }
 
 pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
     host_result(offload::call(opcode::READ, [fd, buffer, len, 0, 0, 0]))
@@ -61,7 +59,7 @@ fn write_result(result: i64) -> SysResult {
 }
 
 pub fn write(fd: u64, buffer: u64, len: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
     write_result(offload::call(opcode::WRITE, [fd, buffer, len, 0, 0, 0]))
@@ -75,25 +73,24 @@ fn check_iovecs(iov: u64, count: u64) -> Result<(), i64> {
 }
 
 pub fn readv(fd: u64, iov: u64, count: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     check_iovecs(iov, count)?;
     host_result(offload::call(opcode::READV, [fd, iov, count, 0, 0, 0]))
 }
 
 pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     check_iovecs(iov, count)?;
     write_result(offload::call(opcode::WRITEV, [fd, iov, count, 0, 0, 0]))
 }
 
 pub fn close(fd: u64) -> SysResult {
-    let fd = stdio(fd)?;
-    OPEN_STDIO.fetch_and(!(1 << fd), Ordering::Relaxed);
-    Ok(0)
+    let fd = fd_arg(fd)?;
+    host_result(offload::call(opcode::CLOSE, [fd, 0, 0, 0, 0, 0]))
 }
 
 pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     let size = match request {
         tty::TCGETS => tty::TERMIOS_SIZE,
         tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
@@ -107,7 +104,7 @@ pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
 }
 
 pub fn fstat(fd: u64, statbuf: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     check_buffer(statbuf, STAT_SIZE)?;
     host_result(offload::call(opcode::FSTAT, [fd, statbuf, 0, 0, 0, 0]))
 }
@@ -119,14 +116,14 @@ pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> SysResult 
         Err(EFAULT) => return Err(EFAULT),
         Err(_) => false,
     };
-    if empty && flags & AT_EMPTY_PATH != 0 {
-        if dirfd as i32 == AT_FDCWD {
-            return Err(ENOENT);
-        }
+    if empty && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != AT_FDCWD {
         return fstat(dirfd, statbuf);
     }
-    // No file system is visible in the isle yet.
-    Err(ENOENT)
+    check_buffer(statbuf, STAT_SIZE)?;
+    host_result(offload::call(
+        opcode::STATAT,
+        [dirfd, path, statbuf, flags, 0, 0],
+    ))
 }
 
 pub fn poll(fds: u64, count: u64, timeout_ms: u64) -> SysResult {
@@ -157,7 +154,7 @@ pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64
 }
 
 pub fn lseek(fd: u64, offset: u64, whence: u64) -> SysResult {
-    let fd = stdio(fd)?;
+    let fd = fd_arg(fd)?;
     host_result(offload::call(opcode::LSEEK, [fd, offset, whence, 0, 0, 0]))
 }
 
@@ -174,7 +171,7 @@ fn transfer(
     off_out: u64,
     len: u64,
 ) -> SysResult {
-    let (fd_in, fd_out) = (stdio(fd_in)?, stdio(fd_out)?);
+    let (fd_in, fd_out) = (fd_arg(fd_in)?, fd_arg(fd_out)?);
     check_offset(off_in)?;
     check_offset(off_out)?;
     let len = len.min(MAX_RW_COUNT);
@@ -217,4 +214,100 @@ pub fn copy_file_range(
         off_out,
         len,
     )
+}
+
+pub fn pread64(fd: u64, buffer: u64, len: u64, offset: u64) -> SysResult {
+    let fd = fd_arg(fd)?;
+    let len = len.min(MAX_RW_COUNT);
+    check_buffer(buffer, len)?;
+    host_result(offload::call(
+        opcode::PREAD,
+        [fd, buffer, len, offset, 0, 0],
+    ))
+}
+
+pub fn pwrite64(fd: u64, buffer: u64, len: u64, offset: u64) -> SysResult {
+    let fd = fd_arg(fd)?;
+    let len = len.min(MAX_RW_COUNT);
+    check_buffer(buffer, len)?;
+    write_result(offload::call(
+        opcode::PWRITE,
+        [fd, buffer, len, offset, 0, 0],
+    ))
+}
+
+pub fn dup(fd: u64) -> SysResult {
+    host_result(offload::call(
+        opcode::DUP,
+        [fd_arg(fd)?, u64::MAX, 0, 0, 0, 0],
+    ))
+}
+
+pub fn dup2(old: u64, new: u64) -> SysResult {
+    // dup2 of an fd onto itself just checks it (i32::MIN tells the host so).
+    let flags = if old == new { i32::MIN as u64 } else { 0 };
+    host_result(offload::call(
+        opcode::DUP,
+        [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
+    ))
+}
+
+pub fn dup3(old: u64, new: u64, flags: u64) -> SysResult {
+    if flags & !(O_CLOEXEC) != 0 {
+        return Err(EINVAL);
+    }
+    host_result(offload::call(
+        opcode::DUP,
+        [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
+    ))
+}
+
+const F_DUPFD: u64 = 0;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const F_GETFL: u64 = 3;
+const F_SETFL: u64 = 4;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const O_CLOEXEC: u64 = 0o2000000;
+
+pub fn fcntl(fd: u64, command: u64, argument: u64) -> SysResult {
+    let fd = fd_arg(fd)?;
+    match command {
+        F_DUPFD | F_GETFD | F_SETFD | F_GETFL | F_SETFL | F_DUPFD_CLOEXEC => host_result(
+            offload::call(opcode::FCNTL, [fd, command, argument, 0, 0, 0]),
+        ),
+        // Record locks and the rest are not served yet.
+        _ => Err(EINVAL),
+    }
+}
+
+pub fn pipe2(fds: u64, flags: u64) -> SysResult {
+    check_buffer(fds, 8)?;
+    host_result(offload::call(opcode::PIPE, [fds, flags, 0, 0, 0, 0]))
+}
+
+pub fn fsync(fd: u64, data_only: bool) -> SysResult {
+    host_result(offload::call(
+        opcode::FSYNC,
+        [fd_arg(fd)?, u64::from(data_only), 0, 0, 0, 0],
+    ))
+}
+
+pub fn ftruncate(fd: u64, length: u64) -> SysResult {
+    if (length as i64) < 0 {
+        return Err(EINVAL);
+    }
+    host_result(offload::call(
+        opcode::FTRUNCATE,
+        [fd_arg(fd)?, length, 0, 0, 0, 0],
+    ))
+}
+
+pub fn getdents64(fd: u64, buffer: u64, len: u64) -> SysResult {
+    let len = len.min(MAX_RW_COUNT);
+    check_buffer(buffer, len)?;
+    host_result(offload::call(
+        opcode::GETDENTS,
+        [fd_arg(fd)?, buffer, len, 0, 0, 0],
+    ))
 }

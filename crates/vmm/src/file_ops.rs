@@ -1,0 +1,244 @@
+//! Offloaded file operations: decoding requests, with every guest string,
+//! buffer and struct checked, onto the isle's `Files`.
+
+use atoll_abi::linux::errno::{EFAULT, EINVAL, ENAMETOOLONG, ENOSYS};
+use atoll_abi::linux::{PATH_MAX, STAT_SIZE};
+use atoll_abi::queue::{opcode, Request};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::files::Files;
+use crate::memory::GuestRam;
+
+/// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
+fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 256];
+    while (bytes.len() as u64) < PATH_MAX {
+        let at = address.checked_add(bytes.len() as u64).ok_or(EFAULT)?;
+        let available = ram.size().saturating_sub(at).min(chunk.len() as u64) as usize;
+        if available == 0 {
+            return Err(EFAULT);
+        }
+        ram.memory()
+            .read_slice(&mut chunk[..available], GuestAddress(at))
+            .map_err(|_| EFAULT)?;
+        if let Some(end) = chunk[..available].iter().position(|&b| b == 0) {
+            bytes.extend_from_slice(&chunk[..end]);
+            // Paths are bytes on Linux; the isle's must be UTF-8.
+            return String::from_utf8(bytes).map_err(|_| EINVAL);
+        }
+        bytes.extend_from_slice(&chunk[..available]);
+    }
+    Err(ENAMETOOLONG)
+}
+
+fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
+    ram.memory()
+        .write_slice(bytes, GuestAddress(address))
+        .map_err(|_| EFAULT)
+}
+
+/// Byte view of a plain libc struct the host kernel filled in.
+fn struct_bytes<T>(value: &T, len: u64) -> &[u8] {
+    let len = (len as usize).min(std::mem::size_of::<T>());
+    #[allow(unsafe_code)]
+    // SAFETY: T is a zero-initialized libc struct (no padding left
+    // uninitialized), borrowed for the slice's lifetime.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), len)
+    }
+}
+
+fn optional_path(ram: &GuestRam, address: u64) -> Result<Option<String>, i64> {
+    if address == 0 {
+        Ok(None)
+    } else {
+        guest_string(ram, address).map(Some)
+    }
+}
+
+/// The file opcodes; anything else is ENOSYS.
+pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> Result<i64, i64> {
+    let a = request.args;
+    let dirfd = a[0] as i64;
+    match opcode {
+        opcode::OPENAT => files.open(dirfd, &guest_string(ram, a[1])?, a[2] as i32, a[3] as u32),
+        opcode::CLOSE => files.close(a[0] as i64),
+        opcode::STATAT => {
+            let path = guest_string(ram, a[1])?;
+            // Check the destination before doing anything.
+            if ram.host_range(a[2], STAT_SIZE).is_none() {
+                return Err(EFAULT);
+            }
+            let mut stat: libc::stat = zeroed_stat();
+            files.stat_at(dirfd, &path, a[3] as i32, &mut stat)?;
+            write_guest(ram, a[2], struct_bytes(&stat, STAT_SIZE))?;
+            Ok(0)
+        }
+        opcode::GETDENTS => {
+            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            files.with_fd(a[0], |fd| {
+                #[allow(unsafe_code)]
+                // SAFETY: the buffer lies inside guest RAM (checked above).
+                let done =
+                    unsafe { libc::syscall(libc::SYS_getdents64, fd, buffer, a[2].min(1 << 20)) };
+                check(done)
+            })?
+        }
+        opcode::MKDIRAT => files.mkdir(dirfd, &guest_string(ram, a[1])?, a[2] as u32),
+        opcode::UNLINKAT => files.unlink(dirfd, &guest_string(ram, a[1])?, a[2] as i32),
+        opcode::RENAMEAT => files.rename(
+            dirfd,
+            &guest_string(ram, a[1])?,
+            a[2] as i64,
+            &guest_string(ram, a[3])?,
+            a[4] as u32,
+        ),
+        opcode::LINKAT => files.link(
+            dirfd,
+            &guest_string(ram, a[1])?,
+            a[2] as i64,
+            &guest_string(ram, a[3])?,
+        ),
+        opcode::READLINKAT => {
+            let path = guest_string(ram, a[1])?;
+            let size = a[3].min(PATH_MAX) as usize;
+            let mut target = vec![0u8; size];
+            let len = files.readlink(dirfd, &path, &mut target)?;
+            write_guest(ram, a[2], &target[..len as usize])?;
+            Ok(len)
+        }
+        opcode::SYMLINKAT => files.symlink(
+            &guest_string(ram, a[0])?,
+            a[1] as i64,
+            &guest_string(ram, a[2])?,
+        ),
+        opcode::ACCESSAT => {
+            files.access(dirfd, &guest_string(ram, a[1])?, a[2] as i32, a[3] as i32)
+        }
+        opcode::CHDIR => {
+            let path = optional_path(ram, a[0])?;
+            files.chdir(path.as_deref(), a[1] as i64)
+        }
+        opcode::GETCWD => {
+            let cwd = files.getcwd(a[1])?;
+            write_guest(ram, a[0], &cwd)?;
+            Ok(cwd.len() as i64)
+        }
+        opcode::DUP => files.dup(a[0] as i64, a[1] as i64, a[2] as i32),
+        opcode::FCNTL => files.fcntl(a[0] as i64, a[1] as i32, a[2]),
+        opcode::FTRUNCATE => files.with_fd(a[0], |fd| {
+            #[allow(unsafe_code)]
+            // SAFETY: ftruncate on an isle-owned fd.
+            check(unsafe { libc::ftruncate(fd, a[1] as i64) } as libc::c_long)
+        })?,
+        opcode::FSYNC => files.with_fd(a[0], |fd| {
+            #[allow(unsafe_code)]
+            // SAFETY: fsync/fdatasync on an isle-owned fd.
+            check(unsafe {
+                if a[1] == 1 {
+                    libc::fdatasync(fd)
+                } else {
+                    libc::fsync(fd)
+                }
+            } as libc::c_long)
+        })?,
+        opcode::PIPE => {
+            if ram.host_range(a[0], 8).is_none() {
+                return Err(EFAULT);
+            }
+            let [read, write] = files.pipe(a[1] as i32)?;
+            let mut bytes = [0u8; 8];
+            bytes[..4].copy_from_slice(&read.to_le_bytes());
+            bytes[4..].copy_from_slice(&write.to_le_bytes());
+            write_guest(ram, a[0], &bytes)?;
+            Ok(0)
+        }
+        opcode::PREAD | opcode::PWRITE => {
+            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let offset = a[3] as i64;
+            if offset < 0 {
+                return Err(EINVAL);
+            }
+            files.with_fd(a[0], |fd| {
+                #[allow(unsafe_code)]
+                // SAFETY: the buffer lies inside guest RAM (checked above).
+                let done = unsafe {
+                    if opcode == opcode::PREAD {
+                        libc::pread(fd, buffer.cast(), a[2] as usize, offset)
+                    } else {
+                        libc::pwrite(fd, buffer.cast(), a[2] as usize, offset)
+                    }
+                };
+                check(done as libc::c_long)
+            })?
+        }
+        opcode::UMASK => Ok(files.umask(a[0] as u32)),
+        opcode::CHMOD => {
+            let path = optional_path(ram, a[1])?;
+            files.chmod(dirfd, path.as_deref(), a[2] as u32)
+        }
+        opcode::UTIMENSAT => {
+            let path = optional_path(ram, a[1])?;
+            let times = if a[2] == 0 {
+                None
+            } else {
+                let words: [i64; 4] = [0, 8, 16, 24].map(|offset| {
+                    ram.memory()
+                        .read_obj::<i64>(GuestAddress(a[2].wrapping_add(offset)))
+                        .unwrap_or(i64::MIN)
+                });
+                if words.contains(&i64::MIN) {
+                    return Err(EFAULT);
+                }
+                Some([
+                    libc::timespec {
+                        tv_sec: words[0],
+                        tv_nsec: words[1],
+                    },
+                    libc::timespec {
+                        tv_sec: words[2],
+                        tv_nsec: words[3],
+                    },
+                ])
+            };
+            files.utimens(dirfd, path.as_deref(), times, a[3] as i32)
+        }
+        opcode::STATFS => {
+            let path = optional_path(ram, a[0])?;
+            let mut out: libc::statfs = zeroed_statfs();
+            files.statfs(path.as_deref(), a[2] as i64, &mut out)?;
+            write_guest(ram, a[1], struct_bytes(&out, 120))?;
+            Ok(0)
+        }
+        _ => Err(ENOSYS),
+    }
+}
+
+fn check(result: libc::c_long) -> Result<i64, i64> {
+    if result < 0 {
+        Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    } else {
+        Ok(result)
+    }
+}
+
+fn zeroed_stat() -> libc::stat {
+    #[allow(unsafe_code)]
+    // SAFETY: libc::stat is plain integers; all-zero is a valid value.
+    unsafe {
+        std::mem::zeroed()
+    }
+}
+
+fn zeroed_statfs() -> libc::statfs {
+    #[allow(unsafe_code)]
+    // SAFETY: libc::statfs is plain integers; all-zero is a valid value.
+    unsafe {
+        std::mem::zeroed()
+    }
+}

@@ -1,0 +1,872 @@
+//! The isle's view of files: mounts, path resolution confined to them, and
+//! the table of the isle's fds.
+//!
+//! The isle sees only what is mounted (`-v HOST:GUEST[:ro]`). A guest path
+//! is made absolute (against the isle's cwd or a directory fd's path),
+//! matched to the mount with the longest prefix, and the rest is resolved
+//! by the host kernel with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS |
+//! RESOLVE_NO_XDEV) from that mount's root: `..`, absolute symlinks,
+//! symlinks pointing out and /proc magic links can't reach anything outside.
+//! Operations on a name (mkdir, unlink, rename...) resolve its parent that
+//! way and act on the last component only. Guest fds index a table of host
+//! fds the isle opened itself; a guest can't name any other host fd.
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use atoll_abi::linux::errno::{
+    EBADF, EEXIST, EINVAL, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
+};
+
+/// Most fds an isle can have open (its RLIMIT_NOFILE).
+pub const MAX_FDS: i32 = 1024;
+const AT_FDCWD: i32 = -100;
+const RESOLVE_NO_XDEV: u64 = 0x01;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+const RESOLVE: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+/// open(2) flags a guest may pass.
+const OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_CLOEXEC
+    | libc::O_SYNC
+    | libc::O_PATH
+    | libc::O_NOATIME
+    | libc::O_LARGEFILE
+    | libc::O_DIRECT
+    | 0o20000000; // __O_TMPFILE (with O_DIRECTORY)
+
+/// One `-v HOST:GUEST[:ro]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountSpec {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("cannot use {} for a mount: {source}", .host.display())]
+    Open {
+        host: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mount point '{0}' must be an absolute path")]
+    RelativeGuest(String),
+}
+
+struct Mount {
+    /// Normalized absolute guest path ("/" or "/a/b").
+    guest: String,
+    root: OwnedFd,
+    read_only: bool,
+}
+
+struct OpenFile {
+    fd: OwnedFd,
+    /// The guest path it was opened by, for *at() calls relative to it.
+    guest_path: Option<String>,
+    close_on_exec: bool,
+}
+
+struct State {
+    fds: BTreeMap<i32, OpenFile>,
+    cwd: String,
+    umask: u32,
+}
+
+/// A path resolved to a mount: its index and the path inside it.
+struct Resolved {
+    mount: usize,
+    inside: String,
+    absolute: String,
+}
+
+pub struct Files {
+    mounts: Vec<Mount>,
+    state: Mutex<State>,
+}
+
+fn errno() -> i64 {
+    i64::from(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+fn check(result: libc::c_long) -> Result<i64, i64> {
+    if result < 0 {
+        Err(errno())
+    } else {
+        Ok(result)
+    }
+}
+
+fn c_string(text: &str) -> Result<CString, i64> {
+    CString::new(text).map_err(|_| EINVAL)
+}
+
+/// Lexically normalizes an absolute path: no ".", "..", or empty components.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+impl Files {
+    /// Opens the mounts and gives the isle fds 0, 1 and 2 (duplicates of
+    /// atoll's own, so the isle closing them leaves atoll's alone).
+    pub fn new(specs: &[MountSpec], cwd: &str) -> Result<Self, FilesError> {
+        let mut mounts = Vec::new();
+        for spec in specs {
+            if !spec.guest.starts_with('/') {
+                return Err(FilesError::RelativeGuest(spec.guest.clone()));
+            }
+            let host = CString::new(spec.host.as_os_str().as_encoded_bytes()).map_err(|_| {
+                FilesError::Open {
+                    host: spec.host.clone(),
+                    source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                }
+            })?;
+            // SAFETY: opens a path we own as a string; the fd is checked.
+            let fd = unsafe {
+                libc::open(
+                    host.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(FilesError::Open {
+                    host: spec.host.clone(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            // SAFETY: a fresh fd we own.
+            let root = unsafe { OwnedFd::from_raw_fd(fd) };
+            mounts.push(Mount {
+                guest: normalize(&spec.guest),
+                root,
+                read_only: spec.read_only,
+            });
+        }
+        let mut fds = BTreeMap::new();
+        for stdio in 0..3 {
+            // SAFETY: duplicates one of atoll's stdio fds, if it is open.
+            let fd = unsafe { libc::fcntl(stdio, libc::F_DUPFD_CLOEXEC, 3) };
+            if fd >= 0 {
+                // SAFETY: a fresh fd we own.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                fds.insert(
+                    stdio,
+                    OpenFile {
+                        fd,
+                        guest_path: None,
+                        close_on_exec: false,
+                    },
+                );
+            }
+        }
+        // Guest modes get the guest's umask, not atoll's.
+        // SAFETY: umask has no memory effects.
+        unsafe { libc::umask(0) };
+        Ok(Self {
+            mounts,
+            state: Mutex::new(State {
+                fds,
+                cwd: normalize(cwd),
+                umask: 0o022,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The host fd behind guest fd `fd`, valid while `state` is held.
+    fn raw(state: &State, fd: i64) -> Result<RawFd, i64> {
+        i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get(&fd))
+            .map(|file| file.fd.as_raw_fd())
+            .ok_or(EBADF)
+    }
+
+    /// The host fd behind guest fd `fd`. It stays valid until the isle
+    /// closes that fd, which only the (single) offload server does.
+    pub fn raw_fd(&self, fd: u64) -> Result<RawFd, i64> {
+        Self::raw(&self.lock(), fd as i64)
+    }
+
+    /// Runs `f` with the host fd behind guest fd `fd`.
+    pub fn with_fd<R>(&self, fd: u64, f: impl FnOnce(RawFd) -> R) -> Result<R, i64> {
+        let state = self.lock();
+        let raw = Self::raw(&state, fd as i64)?;
+        Ok(f(raw))
+    }
+
+    fn resolve(&self, state: &State, dirfd: i64, path: &str) -> Result<Resolved, i64> {
+        if path.is_empty() {
+            return Err(ENOENT);
+        }
+        let joined = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            let base = if dirfd as i32 == AT_FDCWD {
+                state.cwd.clone()
+            } else {
+                let file = i32::try_from(dirfd)
+                    .ok()
+                    .and_then(|fd| state.fds.get(&fd))
+                    .ok_or(EBADF)?;
+                file.guest_path.clone().ok_or(ENOTDIR)?
+            };
+            format!("{base}/{path}")
+        };
+        let absolute = normalize(&joined);
+        let mount = self
+            .mounts
+            .iter()
+            .enumerate()
+            .filter(|(_, mount)| {
+                mount.guest == "/"
+                    || absolute == mount.guest
+                    || absolute.starts_with(&format!("{}/", mount.guest))
+            })
+            .max_by_key(|(_, mount)| mount.guest.len())
+            .map(|(index, _)| index)
+            .ok_or(ENOENT)?;
+        let rest = absolute[self.mounts[mount].guest.len()..].trim_start_matches('/');
+        // Keep a trailing slash: it means "must be a directory".
+        let inside = if rest.is_empty() {
+            ".".to_string()
+        } else {
+            rest.to_string()
+        };
+        let inside = if path.ends_with('/') && inside != "." {
+            format!("{inside}/")
+        } else {
+            inside
+        };
+        Ok(Resolved {
+            mount,
+            inside,
+            absolute,
+        })
+    }
+
+    fn open_inside(&self, resolved: &Resolved, flags: i32, mode: u32) -> Result<OwnedFd, i64> {
+        #[repr(C)]
+        struct OpenHow {
+            flags: u64,
+            mode: u64,
+            resolve: u64,
+        }
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u32 as u64,
+            mode: if flags & (libc::O_CREAT | 0o20000000) != 0 {
+                u64::from(mode)
+            } else {
+                0
+            },
+            resolve: RESOLVE,
+        };
+        let path = c_string(&resolved.inside)?;
+        let root = self.mounts[resolved.mount].root.as_raw_fd();
+        // SAFETY: openat2 reads `how` and `path`, both ours and alive.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        let fd = check(fd)?;
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    /// The parent directory (opened as O_PATH) and the last component.
+    fn parent_of(&self, resolved: &Resolved) -> Result<(OwnedFd, CString), i64> {
+        let inside = resolved.inside.trim_end_matches('/');
+        let (parent, name) = match inside.rfind('/') {
+            Some(split) => (&inside[..split], &inside[split + 1..]),
+            None => (".", inside),
+        };
+        if name.is_empty() || name == "." || name == ".." {
+            // The mount root itself, or a path ending in "." or "..".
+            return Err(EEXIST);
+        }
+        let parent = Resolved {
+            mount: resolved.mount,
+            inside: parent.to_string(),
+            absolute: String::new(),
+        };
+        let fd = self.open_inside(&parent, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok((fd, c_string(name)?))
+    }
+
+    fn writable(&self, resolved: &Resolved) -> Result<(), i64> {
+        if self.mounts[resolved.mount].read_only {
+            Err(EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn insert(state: &mut State, file: OpenFile, lowest: i32) -> Result<i32, i64> {
+        let mut fd = lowest.max(0);
+        while state.fds.contains_key(&fd) {
+            fd += 1;
+        }
+        if fd >= MAX_FDS {
+            return Err(EMFILE);
+        }
+        state.fds.insert(fd, file);
+        Ok(fd)
+    }
+
+    pub fn open(&self, dirfd: i64, path: &str, flags: i32, mode: u32) -> Result<i64, i64> {
+        if flags & !OPEN_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        let mut state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY
+            || flags & (libc::O_CREAT | libc::O_TRUNC) != 0;
+        if writes && flags & libc::O_PATH == 0 {
+            self.writable(&resolved)?;
+        }
+        let fd = self.open_inside(&resolved, flags, mode & 0o7777 & !state.umask)?;
+        let file = OpenFile {
+            fd,
+            guest_path: Some(resolved.absolute),
+            close_on_exec: flags & libc::O_CLOEXEC != 0,
+        };
+        Self::insert(&mut state, file, 0).map(i64::from)
+    }
+
+    pub fn close(&self, fd: i64) -> Result<i64, i64> {
+        let mut state = self.lock();
+        let fd = i32::try_from(fd).map_err(|_| EBADF)?;
+        state.fds.remove(&fd).map(|_| 0).ok_or(EBADF)
+    }
+
+    /// stat by path, fd (AT_EMPTY_PATH) or without following a final symlink.
+    pub fn stat_at(
+        &self,
+        dirfd: i64,
+        path: &str,
+        flags: i32,
+        out: &mut libc::stat,
+    ) -> Result<i64, i64> {
+        let state = self.lock();
+        let target = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            if dirfd as i32 == AT_FDCWD {
+                let resolved = self.resolve(&state, dirfd, ".")?;
+                Some(self.open_inside(&resolved, libc::O_PATH, 0)?)
+            } else {
+                None
+            }
+        } else {
+            let resolved = self.resolve(&state, dirfd, path)?;
+            let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+                libc::O_NOFOLLOW
+            } else {
+                0
+            };
+            Some(self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?)
+        };
+        let raw = match &target {
+            Some(fd) => fd.as_raw_fd(),
+            None => Self::raw(&state, dirfd)?,
+        };
+        // SAFETY: fstat writes the struct we were lent.
+        check(unsafe { libc::fstat(raw, out) } as libc::c_long)
+    }
+
+    pub fn mkdir(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        self.writable(&resolved)?;
+        let (parent, name) = self.parent_of(&resolved)?;
+        // SAFETY: mkdirat on our parent fd and name.
+        check(unsafe {
+            libc::mkdirat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                mode & 0o7777 & !state.umask,
+            )
+        } as libc::c_long)
+    }
+
+    pub fn unlink(&self, dirfd: i64, path: &str, flags: i32) -> Result<i64, i64> {
+        if flags & !libc::AT_REMOVEDIR != 0 {
+            return Err(EINVAL);
+        }
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        self.writable(&resolved)?;
+        let (parent, name) =
+            self.parent_of(&resolved)
+                .map_err(|e| if e == EEXIST { libc::EBUSY as i64 } else { e })?;
+        // SAFETY: unlinkat on our parent fd and name.
+        check(unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) } as libc::c_long)
+    }
+
+    pub fn rename(
+        &self,
+        old_dirfd: i64,
+        old: &str,
+        new_dirfd: i64,
+        new: &str,
+        flags: u32,
+    ) -> Result<i64, i64> {
+        let state = self.lock();
+        let from = self.resolve(&state, old_dirfd, old)?;
+        let to = self.resolve(&state, new_dirfd, new)?;
+        if from.mount != to.mount {
+            return Err(EXDEV);
+        }
+        self.writable(&from)?;
+        let busy = |e: i64| if e == EEXIST { libc::EBUSY as i64 } else { e };
+        let (from_parent, from_name) = self.parent_of(&from).map_err(busy)?;
+        let (to_parent, to_name) = self.parent_of(&to).map_err(busy)?;
+        // SAFETY: renameat2 on our parent fds and names.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                from_parent.as_raw_fd(),
+                from_name.as_ptr(),
+                to_parent.as_raw_fd(),
+                to_name.as_ptr(),
+                flags,
+            )
+        })
+    }
+
+    pub fn link(&self, old_dirfd: i64, old: &str, new_dirfd: i64, new: &str) -> Result<i64, i64> {
+        let state = self.lock();
+        let from = self.resolve(&state, old_dirfd, old)?;
+        let to = self.resolve(&state, new_dirfd, new)?;
+        if from.mount != to.mount {
+            return Err(EXDEV);
+        }
+        self.writable(&to)?;
+        let (from_parent, from_name) = self.parent_of(&from)?;
+        let (to_parent, to_name) = self.parent_of(&to)?;
+        // SAFETY: linkat on our parent fds and names (never following symlinks).
+        check(unsafe {
+            libc::linkat(
+                from_parent.as_raw_fd(),
+                from_name.as_ptr(),
+                to_parent.as_raw_fd(),
+                to_name.as_ptr(),
+                0,
+            )
+        } as libc::c_long)
+    }
+
+    pub fn symlink(&self, target: &str, new_dirfd: i64, path: &str) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, new_dirfd, path)?;
+        self.writable(&resolved)?;
+        let (parent, name) = self.parent_of(&resolved)?;
+        // The target is stored as is: it is only ever resolved inside a mount.
+        let target = c_string(target)?;
+        // SAFETY: symlinkat with our strings and parent fd.
+        check(
+            unsafe { libc::symlinkat(target.as_ptr(), parent.as_raw_fd(), name.as_ptr()) }
+                as libc::c_long,
+        )
+    }
+
+    pub fn readlink(&self, dirfd: i64, path: &str, buffer: &mut [u8]) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        let (parent, name) = self.parent_of(&resolved).map_err(|_| EINVAL)?;
+        // SAFETY: readlinkat writes at most buffer.len() bytes into it.
+        check(unsafe {
+            libc::readlinkat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+            )
+        } as libc::c_long)
+    }
+
+    pub fn access(&self, dirfd: i64, path: &str, mode: i32, flags: i32) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+            libc::O_NOFOLLOW
+        } else {
+            0
+        };
+        let fd = self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?;
+        if mode & libc::W_OK != 0 {
+            self.writable(&resolved)?;
+        }
+        let empty = c_string("")?;
+        // SAFETY: faccessat2 on our O_PATH fd with an empty path.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_faccessat2,
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                mode,
+                libc::AT_EMPTY_PATH | (flags & libc::AT_EACCESS),
+            )
+        })
+    }
+
+    /// chdir(path), or fchdir(fd) when `path` is None.
+    pub fn chdir(&self, path: Option<&str>, fd: i64) -> Result<i64, i64> {
+        let mut state = self.lock();
+        let absolute = match path {
+            Some(path) => {
+                let resolved = self.resolve(&state, i64::from(AT_FDCWD), path)?;
+                self.open_inside(&resolved, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+                resolved.absolute
+            }
+            None => {
+                let file = i32::try_from(fd)
+                    .ok()
+                    .and_then(|fd| state.fds.get(&fd))
+                    .ok_or(EBADF)?;
+                let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+                // SAFETY: fstat into our buffer.
+                check(
+                    unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) } as libc::c_long,
+                )?;
+                // SAFETY: zeroed, then filled by fstat.
+                let stat = unsafe { stat.assume_init() };
+                if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(ENOTDIR);
+                }
+                file.guest_path.clone().ok_or(ENOTDIR)?
+            }
+        };
+        state.cwd = absolute;
+        Ok(0)
+    }
+
+    /// The cwd with its NUL, or ERANGE if it doesn't fit in `size` bytes.
+    pub fn getcwd(&self, size: u64) -> Result<Vec<u8>, i64> {
+        let mut cwd = self.lock().cwd.clone().into_bytes();
+        cwd.push(0);
+        if cwd.len() as u64 > size {
+            return Err(ERANGE);
+        }
+        Ok(cwd)
+    }
+
+    /// dup (new < 0: lowest free fd at or above -new - 1) or dup3.
+    pub fn dup(&self, old: i64, new: i64, flags: i32) -> Result<i64, i64> {
+        let mut state = self.lock();
+        let raw = Self::raw(&state, old)?;
+        if new >= 0 && new == old {
+            return if flags == i32::MIN {
+                Ok(new)
+            } else {
+                Err(EINVAL)
+            };
+        }
+        if new >= i64::from(MAX_FDS) {
+            return Err(EBADF);
+        }
+        // SAFETY: duplicates a host fd the isle owns.
+        let copy = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
+        let copy = check(copy as libc::c_long)?;
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
+        let guest_path = state
+            .fds
+            .get(&(old as i32))
+            .and_then(|file| file.guest_path.clone());
+        let file = OpenFile {
+            fd,
+            guest_path,
+            close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
+        };
+        if new >= 0 {
+            state.fds.insert(new as i32, file);
+            Ok(new)
+        } else {
+            Self::insert(&mut state, file, (-new - 1) as i32).map(i64::from)
+        }
+    }
+
+    pub fn fcntl(&self, fd: i64, command: i32, argument: u64) -> Result<i64, i64> {
+        match command {
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+                let flags = if command == libc::F_DUPFD_CLOEXEC {
+                    libc::O_CLOEXEC
+                } else {
+                    0
+                };
+                let lowest = argument.min(MAX_FDS as u64) as i64;
+                self.dup(fd, -lowest - 1, flags)
+            }
+            libc::F_GETFD => {
+                let state = self.lock();
+                let file = i32::try_from(fd)
+                    .ok()
+                    .and_then(|fd| state.fds.get(&fd))
+                    .ok_or(EBADF)?;
+                Ok(i64::from(file.close_on_exec))
+            }
+            libc::F_SETFD => {
+                let mut state = self.lock();
+                let file = i32::try_from(fd)
+                    .ok()
+                    .and_then(|fd| state.fds.get_mut(&fd))
+                    .ok_or(EBADF)?;
+                file.close_on_exec = argument & 1 != 0;
+                Ok(0)
+            }
+            libc::F_GETFL | libc::F_SETFL => {
+                let state = self.lock();
+                let raw = Self::raw(&state, fd)?;
+                // SAFETY: F_GETFL/F_SETFL on an isle-owned fd with an integer argument.
+                check(unsafe { libc::fcntl(raw, command, argument as libc::c_int) } as libc::c_long)
+            }
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// pipe2: returns the two new guest fds.
+    pub fn pipe(&self, flags: i32) -> Result<[i32; 2], i64> {
+        if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
+            return Err(EINVAL);
+        }
+        let mut raw = [0; 2];
+        // SAFETY: pipe2 writes two fds into our array.
+        check(unsafe { libc::pipe2(raw.as_mut_ptr(), flags | libc::O_CLOEXEC) } as libc::c_long)?;
+        // SAFETY: two fresh fds we own.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(raw[0]), OwnedFd::from_raw_fd(raw[1])) };
+        let mut state = self.lock();
+        let cloexec = flags & libc::O_CLOEXEC != 0;
+        let read = Self::insert(
+            &mut state,
+            OpenFile {
+                fd: read,
+                guest_path: None,
+                close_on_exec: cloexec,
+            },
+            0,
+        )?;
+        let write = match Self::insert(
+            &mut state,
+            OpenFile {
+                fd: write,
+                guest_path: None,
+                close_on_exec: cloexec,
+            },
+            0,
+        ) {
+            Ok(fd) => fd,
+            Err(errno) => {
+                state.fds.remove(&read);
+                return Err(errno);
+            }
+        };
+        Ok([read, write])
+    }
+
+    pub fn umask(&self, mask: u32) -> i64 {
+        let mut state = self.lock();
+        let previous = state.umask;
+        state.umask = mask & 0o777;
+        i64::from(previous)
+    }
+
+    /// fchmodat(dirfd, path, mode), or fchmod(dirfd) when `path` is None.
+    pub fn chmod(&self, dirfd: i64, path: Option<&str>, mode: u32) -> Result<i64, i64> {
+        let state = self.lock();
+        match path {
+            None => {
+                let raw = Self::raw(&state, dirfd)?;
+                // SAFETY: fchmod on an isle-owned fd.
+                check(unsafe { libc::fchmod(raw, mode & 0o7777) } as libc::c_long)
+            }
+            Some(path) => {
+                let resolved = self.resolve(&state, dirfd, path)?;
+                self.writable(&resolved)?;
+                let (parent, name) = self.parent_of(&resolved)?;
+                // SAFETY: fchmodat on our parent fd and name.
+                check(
+                    unsafe { libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode & 0o7777, 0) }
+                        as libc::c_long,
+                )
+            }
+        }
+    }
+
+    /// utimensat(dirfd, path, times, flags); None path: futimens(dirfd).
+    pub fn utimens(
+        &self,
+        dirfd: i64,
+        path: Option<&str>,
+        times: Option<[libc::timespec; 2]>,
+        flags: i32,
+    ) -> Result<i64, i64> {
+        let state = self.lock();
+        let times_pointer = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+        match path {
+            None => {
+                let raw = Self::raw(&state, dirfd)?;
+                // SAFETY: futimens reads two timespecs or none.
+                check(unsafe { libc::futimens(raw, times_pointer) } as libc::c_long)
+            }
+            Some(path) => {
+                let resolved = self.resolve(&state, dirfd, path)?;
+                self.writable(&resolved)?;
+                let (parent, name) = self.parent_of(&resolved)?;
+                let flags = flags & libc::AT_SYMLINK_NOFOLLOW;
+                // SAFETY: utimensat on our parent fd and name.
+                check(unsafe {
+                    libc::utimensat(parent.as_raw_fd(), name.as_ptr(), times_pointer, flags)
+                } as libc::c_long)
+            }
+        }
+    }
+
+    /// statfs(path) or, with None, fstatfs(fd).
+    pub fn statfs(&self, path: Option<&str>, fd: i64, out: &mut libc::statfs) -> Result<i64, i64> {
+        let state = self.lock();
+        let opened;
+        let raw = match path {
+            Some(path) => {
+                let resolved = self.resolve(&state, i64::from(AT_FDCWD), path)?;
+                opened = self.open_inside(&resolved, libc::O_PATH, 0)?;
+                opened.as_raw_fd()
+            }
+            None => Self::raw(&state, fd)?,
+        };
+        // SAFETY: fstatfs writes the struct we were lent.
+        check(unsafe { libc::fstatfs(raw, out) } as libc::c_long)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "atoll-files-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("inside/sub")).unwrap();
+        std::fs::write(dir.join("inside/file"), b"hello").unwrap();
+        std::fs::write(dir.join("secret"), b"outside").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("inside/abs")).unwrap();
+        std::os::unix::fs::symlink("../secret", dir.join("inside/up")).unwrap();
+        dir
+    }
+
+    fn files(dir: &std::path::Path, read_only: bool) -> Files {
+        let spec = MountSpec {
+            host: dir.join("inside"),
+            guest: "/data".into(),
+            read_only,
+        };
+        Files::new(&[spec], "/data").unwrap()
+    }
+
+    #[test]
+    fn paths_normalize_lexically() {
+        assert_eq!(normalize("/a/./b//c/"), "/a/b/c");
+        assert_eq!(normalize("/../../etc"), "/etc");
+        assert_eq!(normalize("/a/b/../../.."), "/");
+    }
+
+    #[test]
+    fn files_inside_a_mount_open() {
+        let dir = scratch();
+        let files = files(&dir, false);
+        let fd = files
+            .open(i64::from(AT_FDCWD), "file", libc::O_RDONLY, 0)
+            .unwrap();
+        assert!(fd >= 3);
+        let fd2 = files
+            .open(i64::from(AT_FDCWD), "/data/sub/../file", libc::O_RDONLY, 0)
+            .unwrap();
+        assert_eq!(fd2, fd + 1);
+        files.close(fd).unwrap();
+        assert_eq!(
+            files
+                .open(i64::from(AT_FDCWD), "file", libc::O_RDONLY, 0)
+                .unwrap(),
+            fd,
+            "lowest free fd"
+        );
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let dir = scratch();
+        let files = files(&dir, false);
+        let cwd = i64::from(AT_FDCWD);
+        // Lexically outside every mount.
+        assert_eq!(files.open(cwd, "../secret", libc::O_RDONLY, 0), Err(ENOENT));
+        assert_eq!(
+            files.open(cwd, "/etc/passwd", libc::O_RDONLY, 0),
+            Err(ENOENT)
+        );
+        // Symlinks resolve inside the mount root, so they can't leave it.
+        assert_eq!(files.open(cwd, "abs", libc::O_RDONLY, 0), Err(ENOENT));
+        assert_eq!(files.open(cwd, "up", libc::O_RDONLY, 0), Err(ENOENT));
+        assert_eq!(
+            files.open(cwd, "/proc/self/root/etc/passwd", libc::O_RDONLY, 0),
+            Err(ENOENT)
+        );
+        assert_eq!(files.close(1234), Err(EBADF));
+        assert_eq!(files.dup(777, -1, 0), Err(EBADF));
+    }
+
+    #[test]
+    fn read_only_mounts_refuse_writes() {
+        let dir = scratch();
+        let files = files(&dir, true);
+        let cwd = i64::from(AT_FDCWD);
+        assert_eq!(files.open(cwd, "file", libc::O_WRONLY, 0), Err(EROFS));
+        assert_eq!(
+            files.open(cwd, "new", libc::O_CREAT | libc::O_RDWR, 0o644),
+            Err(EROFS)
+        );
+        assert_eq!(files.mkdir(cwd, "dir", 0o755), Err(EROFS));
+        assert_eq!(files.unlink(cwd, "file", 0), Err(EROFS));
+        assert_eq!(files.rename(cwd, "file", cwd, "moved", 0), Err(EROFS));
+        assert!(files.open(cwd, "file", libc::O_RDONLY, 0).is_ok());
+    }
+}
