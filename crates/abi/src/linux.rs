@@ -13,6 +13,7 @@ pub mod errno {
     pub const EFAULT: i64 = 14;
     pub const EEXIST: i64 = 17;
     pub const ENOTDIR: i64 = 20;
+    pub const EISDIR: i64 = 21;
     pub const EINVAL: i64 = 22;
     pub const ENOTTY: i64 = 25;
     pub const ESPIPE: i64 = 29;

@@ -1,12 +1,13 @@
 //! Memory syscalls: brk, anonymous mmap and friends (see `crate::mm`).
 
-use atoll_abi::linux::errno::{EINVAL, ENODEV, ENOMEM};
+use atoll_abi::linux::errno::{EINVAL, EISDIR, ENODEV, ENOMEM};
 
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::mm::{self, Placement};
 
 const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
+const PROT_WRITE: u64 = 0x2;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
@@ -21,17 +22,14 @@ pub fn brk(requested: u64) -> SysResult {
     Ok(mm::brk(requested))
 }
 
-pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64) -> SysResult {
+pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
     if prot & !PROT_ALL != 0 {
         return Err(EINVAL);
     }
-    match flags & MAP_TYPE {
+    let kind = flags & MAP_TYPE;
+    match kind {
         MAP_SHARED | MAP_PRIVATE | MAP_SHARED_VALIDATE => {}
         _ => return Err(EINVAL),
-    }
-    if flags & MAP_ANONYMOUS == 0 {
-        // File mappings arrive with file offloading.
-        return Err(ENODEV);
     }
     if !offset.is_multiple_of(4096) {
         return Err(EINVAL);
@@ -43,9 +41,36 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, _fd: u64, offset: u64
     } else {
         Placement::Anywhere
     };
-    // Anonymous MAP_SHARED memory is only shared with forks, which an isle
-    // doesn't have, so it is private memory here.
-    mm::map_anonymous_with(address, len, placement, prot & 0x7 != 0)
+    let accessible = prot & 0x7 != 0;
+    if flags & MAP_ANONYMOUS != 0 {
+        // Anonymous MAP_SHARED memory is only shared with forks, which an
+        // isle doesn't have, so it is private memory here.
+        return mm::map_anonymous_with(address, len, placement, accessible);
+    }
+    // A file mapping is a private copy read in now. That is honest for
+    // MAP_PRIVATE and for read-only shared mappings; a writable shared one
+    // would promise writes reach the file, which a copy can't keep.
+    if kind != MAP_PRIVATE && prot & PROT_WRITE != 0 {
+        return Err(ENODEV);
+    }
+    let start = mm::map_anonymous(address, len, placement)?;
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(1 << 30);
+        match super::io::pread64(fd, start + done, chunk, offset + done) {
+            Ok(0) => break,
+            Ok(read) => done += read,
+            Err(errno) => {
+                let _ = mm::unmap(start, len);
+                // Directories and other unreadables can't be mapped.
+                return Err(if errno == EISDIR { ENODEV } else { errno });
+            }
+        }
+    }
+    if !accessible {
+        mm::protect(start, len, false)?;
+    }
+    Ok(start)
 }
 
 pub fn munmap(address: u64, len: u64) -> SysResult {
