@@ -242,3 +242,309 @@ fn zeroed_statfs() -> libc::statfs {
         std::mem::zeroed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::MountSpec;
+    use atoll_abi::linux::errno::{EBADF, ENOENT, EROFS};
+    use atoll_abi::linux::AT_FDCWD;
+
+    const RAM: u64 = 2 << 20;
+
+    fn setup(read_only: bool) -> (GuestRam, Files, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "atoll-fileops-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("file"), b"contents").unwrap();
+        let files = Files::new(
+            &[MountSpec {
+                host: dir.clone(),
+                guest: "/m".into(),
+                read_only,
+            }],
+            "/m",
+        )
+        .unwrap();
+        (GuestRam::new(RAM).unwrap(), files, dir)
+    }
+
+    fn put_string(ram: &GuestRam, address: u64, text: &str) {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(0);
+        ram.memory()
+            .write_slice(&bytes, GuestAddress(address))
+            .unwrap();
+    }
+
+    fn request(args: [u64; 6]) -> Request {
+        Request {
+            opcode: 0,
+            flags: 0,
+            tag: 0,
+            args,
+        }
+    }
+
+    fn run(ram: &GuestRam, files: &Files, op: u32, args: [u64; 6]) -> Result<i64, i64> {
+        handle(ram, files, op, &request(args))
+    }
+
+    #[test]
+    fn paths_outside_guest_memory_or_unterminated_are_refused() {
+        let (ram, files, _) = setup(false);
+        assert_eq!(
+            run(&ram, &files, opcode::OPENAT, [AT_FDCWD, RAM, 0, 0, 0, 0]),
+            Err(EFAULT)
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::OPENAT,
+                [AT_FDCWD, u64::MAX - 3, 0, 0, 0, 0]
+            ),
+            Err(EFAULT)
+        );
+        // A "path" running into the end of RAM without a NUL.
+        ram.memory()
+            .write_slice(&[b'a'; 16], GuestAddress(RAM - 16))
+            .unwrap();
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::OPENAT,
+                [AT_FDCWD, RAM - 16, 0, 0, 0, 0]
+            ),
+            Err(EFAULT)
+        );
+        // Longer than PATH_MAX.
+        ram.memory()
+            .write_slice(&vec![b'x'; 5000], GuestAddress(0x1000))
+            .unwrap();
+        assert_eq!(
+            run(&ram, &files, opcode::OPENAT, [AT_FDCWD, 0x1000, 0, 0, 0, 0]),
+            Err(ENAMETOOLONG)
+        );
+    }
+
+    #[test]
+    fn fds_never_issued_are_ebadf() {
+        let (ram, files, _) = setup(false);
+        for fd in [3u64, 1023, 1024, u64::MAX, 1 << 40] {
+            assert_eq!(
+                run(&ram, &files, opcode::CLOSE, [fd, 0, 0, 0, 0, 0]),
+                Err(EBADF),
+                "{fd}"
+            );
+            assert_eq!(
+                run(&ram, &files, opcode::GETDENTS, [fd, 0x1000, 64, 0, 0, 0]),
+                Err(EBADF),
+                "{fd}"
+            );
+            assert_eq!(
+                run(&ram, &files, opcode::PREAD, [fd, 0x1000, 64, 0, 0, 0]),
+                Err(EBADF),
+                "{fd}"
+            );
+            assert_eq!(
+                run(&ram, &files, opcode::DUP, [fd, u64::MAX, 0, 0, 0, 0]),
+                Err(EBADF),
+                "{fd}"
+            );
+        }
+        put_string(&ram, 0x2000, "file");
+        assert_eq!(
+            run(&ram, &files, opcode::OPENAT, [77, 0x2000, 0, 0, 0, 0]),
+            Err(EBADF)
+        );
+    }
+
+    #[test]
+    fn buffers_are_bounds_checked_before_use() {
+        let (ram, files, _) = setup(false);
+        put_string(&ram, 0x2000, "file");
+        let fd = run(&ram, &files, opcode::OPENAT, [AT_FDCWD, 0x2000, 0, 0, 0, 0]).unwrap() as u64;
+        assert_eq!(
+            run(&ram, &files, opcode::PREAD, [fd, RAM - 4, 64, 0, 0, 0]),
+            Err(EFAULT)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::PREAD, [fd, 0x3000, u64::MAX, 0, 0, 0]),
+            Err(EFAULT)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::PREAD, [fd, 0x3000, 8, u64::MAX, 0, 0]),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::STATAT,
+                [AT_FDCWD, 0x2000, RAM - 8, 0, 0, 0]
+            ),
+            Err(EFAULT)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::PIPE, [RAM - 4, 0, 0, 0, 0, 0]),
+            Err(EFAULT)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::GETCWD, [RAM - 1, 64, 0, 0, 0, 0]),
+            Err(EFAULT)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::PREAD, [fd, 0x3000, 8, 0, 0, 0]),
+            Ok(8)
+        );
+        let mut bytes = [0u8; 8];
+        ram.memory()
+            .read_slice(&mut bytes, GuestAddress(0x3000))
+            .unwrap();
+        assert_eq!(&bytes, b"contents");
+    }
+
+    #[test]
+    fn escapes_and_read_only_writes_are_refused() {
+        let (ram, files, dir) = setup(true);
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+        for path in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "link",
+            "/proc/self/root/etc/passwd",
+        ] {
+            put_string(&ram, 0x2000, path);
+            assert_eq!(
+                run(&ram, &files, opcode::OPENAT, [AT_FDCWD, 0x2000, 0, 0, 0, 0]),
+                Err(ENOENT),
+                "{path}"
+            );
+        }
+        put_string(&ram, 0x2000, "file");
+        put_string(&ram, 0x2100, "renamed");
+        let write = libc::O_WRONLY as u64;
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::OPENAT,
+                [AT_FDCWD, 0x2000, write, 0, 0, 0]
+            ),
+            Err(EROFS)
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::UNLINKAT,
+                [AT_FDCWD, 0x2000, 0, 0, 0, 0]
+            ),
+            Err(EROFS)
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::RENAMEAT,
+                [AT_FDCWD, 0x2000, AT_FDCWD, 0x2100, 0, 0]
+            ),
+            Err(EROFS)
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::MKDIRAT,
+                [AT_FDCWD, 0x2100, 0o755, 0, 0, 0]
+            ),
+            Err(EROFS)
+        );
+        assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"contents");
+    }
+
+    #[test]
+    fn unknown_opcodes_and_flags_are_refused() {
+        let (ram, files, _) = setup(false);
+        assert_eq!(run(&ram, &files, 9999, [0; 6]), Err(ENOSYS));
+        put_string(&ram, 0x2000, "file");
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::OPENAT,
+                [AT_FDCWD, 0x2000, 1 << 30, 0, 0, 0]
+            ),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::PIPE, [0x3000, 0xffff, 0, 0, 0, 0]),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::UNLINKAT,
+                [AT_FDCWD, 0x2000, 0x1, 0, 0, 0]
+            ),
+            Err(EINVAL)
+        );
+    }
+
+    /// Random requests over random memory: the server must never panic,
+    /// answer only Linux-style results, and keep to its mount.
+    #[test]
+    fn random_requests_never_panic_or_escape() {
+        let (ram, files, dir) = setup(false);
+        let outside = dir.with_extension("outside");
+        std::fs::write(&outside, b"untouched").unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Some plausible strings, so paths get past decoding.
+        for (index, text) in ["file", "..", "/", "sub/x", "../outside", "/m/file", "a/b/c"]
+            .iter()
+            .enumerate()
+        {
+            put_string(&ram, 0x10000 + index as u64 * 64, text);
+        }
+        for _ in 0..20_000 {
+            let op = (next() % 40) as u32;
+            let mut args = [0u64; 6];
+            for arg in &mut args {
+                *arg = match next() % 6 {
+                    0 => next(),
+                    1 => next() % 8,
+                    2 => 0x10000 + (next() % 7) * 64,
+                    3 => AT_FDCWD,
+                    4 => RAM - (next() % 64),
+                    _ => next() % RAM,
+                };
+            }
+            // Skip what would block or hang the test host itself.
+            if matches!(op, opcode::FSYNC) {
+                continue;
+            }
+            let bytes: [u8; 8] = next().to_le_bytes();
+            let _ = ram
+                .memory()
+                .write_slice(&bytes, GuestAddress(next() % (RAM - 8)));
+            if let Err(errno) = run(&ram, &files, op, args) {
+                assert!((1..4096).contains(&errno), "op {op} gave errno {errno}");
+            }
+        }
+        assert_eq!(std::fs::read(&outside).unwrap(), b"untouched");
+        let _ = std::fs::remove_file(&outside);
+    }
+}
