@@ -57,6 +57,14 @@ fn optional_path(ram: &GuestRam, address: u64) -> Result<Option<String>, i64> {
     }
 }
 
+/// Whether `opcode` may wait on something outside the isle (it then runs
+/// on a worker thread, so only the calling guest thread waits). File
+/// operations finish on their own (opening a FIFO is the exception, and
+/// still runs on the server).
+pub fn may_block(_opcode: u32) -> bool {
+    false
+}
+
 /// The file opcodes; anything else is ENOSYS.
 pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> Result<i64, i64> {
     let a = request.args;

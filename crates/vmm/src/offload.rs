@@ -22,6 +22,8 @@ const IDLE_BEFORE_PARK: Duration = Duration::from_micros(50);
 /// A parked thread re-checks its rings at least this often, in case a
 /// wake-up was lost to a guest that broke the protocol.
 const PARKED_RECHECK: Duration = Duration::from_millis(100);
+/// Most blocking calls waited on at once; beyond, they run on the server.
+const MAX_WORKERS: usize = 256;
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OffloadError {
@@ -70,7 +72,6 @@ struct QueueState {
     index: usize,
     base: u64,
     sq_head: u32,
-    cq_tail: u32,
 }
 
 /// Shared between the server thread and the vCPU threads.
@@ -80,6 +81,10 @@ pub struct Offload {
     server: Parker,
     /// The isle's mounts and fds.
     files: Files,
+    /// Completion tails, one per queue: the server and workers both post.
+    cq_tails: Vec<Mutex<u32>>,
+    /// Worker threads waiting on blocking calls.
+    workers: std::sync::atomic::AtomicUsize,
     vcpus: Vec<VcpuPark>,
     failure: Mutex<Option<OffloadError>>,
 }
@@ -88,9 +93,12 @@ impl Offload {
     /// `queues`: guest addresses of each vCPU's QueuePair.
     pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>, files: Files) -> Arc<Self> {
         let vcpus = queues.iter().map(|_| VcpuPark::default()).collect();
+        let cq_tails = queues.iter().map(|_| Mutex::new(0)).collect();
         Arc::new(Self {
             ram,
             files,
+            cq_tails,
+            workers: std::sync::atomic::AtomicUsize::new(0),
             queues,
             server: Parker::default(),
             vcpus,
@@ -178,7 +186,7 @@ impl Offload {
             .store(value, GuestAddress(address), Ordering::SeqCst);
     }
 
-    fn serve(&self) {
+    fn serve(self: &Arc<Self>) {
         let mut states: Vec<QueueState> = self
             .queues
             .iter()
@@ -187,7 +195,6 @@ impl Offload {
                 index,
                 base,
                 sq_head: 0,
-                cq_tail: 0,
             })
             .collect();
         // Reading the clock costs more than polling a ring: look at it only
@@ -248,7 +255,59 @@ impl Offload {
     }
 
     /// Serves every pending request of one queue; returns whether there were any.
-    fn drain(&self, state: &mut QueueState) -> Result<bool, OffloadError> {
+    /// Posts a completion on queue `queue`, waiting while its ring is full
+    /// (only a guest that stopped reaping keeps it full, and then only its
+    /// own isle waits).
+    fn complete(&self, queue: usize, tag: u64, result: i64) {
+        let (Some(&base), Some(tail)) = (self.queues.get(queue), self.cq_tails.get(queue)) else {
+            return;
+        };
+        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        while tail.wrapping_sub(self.load(base + offset::CQ_HEAD as u64)) >= DEPTH {
+            if self.failure().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        let completion = base + offset::CQ as u64 + slot(*tail) as u64 * 16;
+        let memory = self.ram.memory();
+        let _ = memory.write_obj(tag, GuestAddress(completion));
+        let _ = memory.write_obj(result, GuestAddress(completion + 8));
+        *tail = tail.wrapping_add(1);
+        self.store(base + offset::CQ_TAIL as u64, *tail);
+        drop(tail);
+        if let Some(park) = self.vcpus.get(queue) {
+            if park.waiting.load(Ordering::SeqCst) {
+                park.parker.wake();
+            }
+        }
+    }
+
+    /// Whether a request would wait on something outside the isle's
+    /// control (a pipe, a terminal, a socket, a timed poll).
+    fn would_block(&self, request: &Request) -> bool {
+        let events = match request.opcode {
+            opcode::READ | opcode::READV => libc::POLLIN,
+            opcode::WRITE | opcode::WRITEV => libc::POLLOUT,
+            opcode::POLL => {
+                return request.args[2] != 0 && !poll_ready_now(&self.ram, &self.files, request)
+            }
+            opcode => return crate::file_ops::may_block(opcode),
+        };
+        let Ok(fd) = self.files.raw_fd(request.args[0]) else {
+            return false;
+        };
+        let mut probe = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: polls one fd the isle owns, without waiting.
+        let ready = unsafe { libc::poll(&mut probe, 1, 0) };
+        ready == 0
+    }
+
+    fn drain(self: &Arc<Self>, state: &mut QueueState) -> Result<bool, OffloadError> {
         let tail = self.load(state.base + offset::SQ_TAIL as u64);
         let pending = tail.wrapping_sub(state.sq_head);
         if pending == 0 {
@@ -264,26 +323,29 @@ impl Offload {
         for _ in 0..pending {
             let request =
                 self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
-            let result = handle(&self.ram, &self.files, &request);
-            // The guest keeps one request in flight per vCPU, so the
-            // completion ring can't be full unless it stopped consuming.
-            let cq_head = self.load(state.base + offset::CQ_HEAD as u64);
-            if state.cq_tail.wrapping_sub(cq_head) >= DEPTH {
-                return Err(OffloadError::Protocol("completion ring overflow".into()));
-            }
-            let completion = state.base + offset::CQ as u64 + slot(state.cq_tail) as u64 * 16;
-            let memory = self.ram.memory();
-            let _ = memory.write_obj(request.tag, GuestAddress(completion));
-            let _ = memory.write_obj(result, GuestAddress(completion + 8));
-            state.cq_tail = state.cq_tail.wrapping_add(1);
             state.sq_head = state.sq_head.wrapping_add(1);
-            self.store(state.base + offset::CQ_TAIL as u64, state.cq_tail);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
-        }
-        if let Some(park) = self.vcpus.get(state.index) {
-            if park.waiting.load(Ordering::SeqCst) {
-                park.parker.wake();
+            if self.would_block(&request) && self.workers.load(Ordering::Relaxed) < MAX_WORKERS {
+                // Blocking calls block only the calling guest thread: a
+                // worker waits for this one while the server goes on.
+                self.workers.fetch_add(1, Ordering::Relaxed);
+                let offload = Arc::clone(self);
+                let queue = state.index;
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("atoll-io".into())
+                        .spawn(move || {
+                            let result = handle(&offload.ram, &offload.files, &request);
+                            offload.complete(queue, request.tag, result);
+                            offload.workers.fetch_sub(1, Ordering::Relaxed);
+                        });
+                if spawned.is_ok() {
+                    continue;
+                }
+                self.workers.fetch_sub(1, Ordering::Relaxed);
             }
+            let result = handle(&self.ram, &self.files, &request);
+            self.complete(state.index, request.tag, result);
         }
         Ok(true)
     }
@@ -701,11 +763,17 @@ mod tests {
             index: 0,
             base: 0x10000,
             sq_head: 0,
-            cq_tail: 0,
         };
         assert!(matches!(
             offload.drain(&mut state),
             Err(OffloadError::Protocol(_))
         ));
     }
+}
+
+/// Whether a poll request has something ready at once (it then runs inline).
+fn poll_ready_now(ram: &GuestRam, files: &Files, request: &Request) -> bool {
+    let mut now = *request;
+    now.args[2] = 0;
+    poll(ram, files, &now).is_ok_and(|ready| ready != 0)
 }
