@@ -647,6 +647,13 @@ fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     Ok(len as i64)
 }
 
+/// Whether a poll request has something ready at once (it then runs inline).
+fn poll_ready_now(ram: &GuestRam, files: &Files, request: &Request) -> bool {
+    let mut now = *request;
+    now.args[2] = 0;
+    poll(ram, files, &now).is_ok_and(|ready| ready != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -769,11 +776,4 @@ mod tests {
             Err(OffloadError::Protocol(_))
         ));
     }
-}
-
-/// Whether a poll request has something ready at once (it then runs inline).
-fn poll_ready_now(ram: &GuestRam, files: &Files, request: &Request) -> bool {
-    let mut now = *request;
-    now.args[2] = 0;
-    poll(ram, files, &now).is_ok_and(|ready| ready != 0)
 }
