@@ -23,6 +23,8 @@ pub mod errno {
     pub const ENOSYS: i64 = 38;
     pub const ENODEV: i64 = 19;
     pub const EOPNOTSUPP: i64 = 95;
+    pub const EAFNOSUPPORT: i64 = 97;
+    pub const ENETUNREACH: i64 = 101;
     pub const EROFS: i64 = 30;
     pub const EXDEV: i64 = 18;
     pub const EACCES: i64 = 13;

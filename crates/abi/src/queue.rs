@@ -112,8 +112,34 @@ pub mod opcode {
     pub const STATFS: u32 = 34;
     /// linkat(olddirfd, oldpath, newdirfd, newpath, flags).
     pub const LINKAT: u32 = 35;
+    /// socket(domain, type, protocol).
+    pub const SOCKET: u32 = 36;
+    /// socketpair(domain, type, protocol, sv): writes two guest fds.
+    pub const SOCKETPAIR: u32 = 37;
+    /// bind(fd, addr, len), under the isle's network policy.
+    pub const BIND: u32 = 38;
+    /// listen(fd, backlog).
+    pub const LISTEN: u32 = 39;
+    /// accept4(fd, addr, len_ptr, flags).
+    pub const ACCEPT: u32 = 40;
+    /// connect(fd, addr, len), under the isle's network policy.
+    pub const CONNECT: u32 = 41;
+    /// getsockname(fd, addr, len_ptr).
+    pub const GETSOCKNAME: u32 = 42;
+    /// getpeername(fd, addr, len_ptr).
+    pub const GETPEERNAME: u32 = 43;
+    /// setsockopt(fd, level, name, value, len).
+    pub const SETSOCKOPT: u32 = 44;
+    /// getsockopt(fd, level, name, value, len_ptr).
+    pub const GETSOCKOPT: u32 = 45;
+    /// shutdown(fd, how).
+    pub const SHUTDOWN: u32 = 46;
+    /// sendto(fd, buf, len, flags, addr, addr_len).
+    pub const SENDTO: u32 = 47;
+    /// recvfrom(fd, buf, len, flags, addr, len_ptr).
+    pub const RECVFROM: u32 = 48;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 36;
+    pub const COUNT: u32 = 49;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

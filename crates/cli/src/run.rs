@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use atoll_abi::boot::flags;
 use atoll_abi::layout::{align_up, LARGE_PAGE_SIZE, MAX_RAM_SIZE, MIN_RAM_SIZE};
-use atoll_vmm::{IsleConfig, IsleError, MountSpec, Outcome};
+use atoll_vmm::{IsleConfig, IsleError, MountSpec, NetPolicy, Outcome};
 use clap::Args;
 
 use crate::size::{format_size, parse_size};
@@ -46,6 +46,12 @@ pub struct RunArgs {
     /// Show host directory HOST at GUEST in the isle (`:ro` for read-only); repeatable. Default: the current directory at its own path
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
     volumes: Vec<String>,
+    /// Let the isle listen on host port PORT, as GUESTPORT inside (default: the same); repeatable
+    #[arg(short = 'p', long = "publish", value_name = "PORT[:GUESTPORT]", value_parser = parse_port)]
+    publish: Vec<(u16, u16)>,
+    /// Let the isle connect out to the network
+    #[arg(long)]
+    net: bool,
     /// Print every syscall, strace-style, on stderr
     #[arg(long)]
     trace: bool,
@@ -160,6 +166,21 @@ fn choose_cores(count: u64, overcommit: bool) -> Result<(Vec<usize>, Option<usiz
         (0..count).map(|index| pool[index % pool.len()]).collect(),
         linux_core,
     ))
+}
+
+/// Parses `PORT[:GUESTPORT]`.
+fn parse_port(text: &str) -> Result<(u16, u16), String> {
+    let invalid = || format!("invalid port '{text}': use PORT or PORT:GUESTPORT, each 1-65535");
+    let number = |part: &str| {
+        part.parse::<u16>()
+            .ok()
+            .filter(|&port| port != 0)
+            .ok_or_else(invalid)
+    };
+    match text.split_once(':') {
+        Some((host, guest)) => Ok((number(host)?, number(guest)?)),
+        None => number(text).map(|port| (port, port)),
+    }
 }
 
 /// A private /tmp for one isle, removed when atoll exits.
@@ -366,6 +387,10 @@ pub fn run(args: RunArgs) -> i32 {
         service_core,
         mounts,
         cwd,
+        net: NetPolicy {
+            published: args.publish,
+            outbound: args.net,
+        },
     };
     let outcome = atoll_vmm::run(config);
     drop(tmp);

@@ -6,7 +6,7 @@
 //! then, if another thread wants the CPU, it blocks and gives it away, else
 //! it parks the vCPU until the host completes the request.
 
-use core::sync::atomic::{fence, AtomicBool, AtomicI64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use atoll_abi::layout::MAX_CPUS;
 use atoll_abi::mmio;
@@ -24,6 +24,11 @@ const SPIN_BEFORE_PARK_NS: u64 = 1_000_000;
 
 static RESULT: [AtomicI64; CONTEXTS] = [const { AtomicI64::new(0) }; CONTEXTS];
 static DONE: [AtomicBool; CONTEXTS] = [const { AtomicBool::new(false) }; CONTEXTS];
+/// The CPU a context has parked while it waits for its completion (or
+/// NO_CPU): whoever reaps that completion on another CPU must kick it.
+static PARKED_ON: [AtomicUsize; CONTEXTS] = [const { AtomicUsize::new(NO_CPU) }; CONTEXTS];
+const NO_CPU: usize = usize::MAX;
+
 /// One reaper per completion ring at a time.
 static REAPING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
@@ -87,13 +92,17 @@ pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
             }
         } else if waited > SPIN_BEFORE_PARK_NS {
             let _parked = sched::park_busy_cpu();
-            if !DONE[me].load(Ordering::Acquire)
+            // Another CPU may reap our completion: it kicks us if it sees
+            // this (both sides order their store before their load).
+            PARKED_ON[me].store(cpu, Ordering::SeqCst);
+            if !DONE[me].load(Ordering::SeqCst)
                 && !completions_pending()
                 && !sched::others_waiting()
             {
                 cpu::set_park_deadline(0);
                 cpu::doorbell(mmio::PARK, cpu as u64);
             }
+            PARKED_ON[me].store(NO_CPU, Ordering::SeqCst);
         }
     }
 }
@@ -119,7 +128,11 @@ pub fn poll_completions() {
                 continue;
             }
             RESULT[tag].store(completion.result, Ordering::Relaxed);
-            DONE[tag].store(true, Ordering::Release);
+            DONE[tag].store(true, Ordering::SeqCst);
+            let parked = PARKED_ON[tag].load(Ordering::SeqCst);
+            if parked != NO_CPU && parked != sched::cpu_index() {
+                cpu::doorbell(mmio::KICK, parked as u64);
+            }
             if tag < MAX_THREADS {
                 let scheduler = sched::lock();
                 let blocked_on_io = scheduler.threads[tag].state == sched::State::Blocked

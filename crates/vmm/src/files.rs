@@ -351,6 +351,21 @@ impl Files {
         Ok(fd)
     }
 
+    /// Gives the isle a host fd (a socket the host made for it); returns its guest fd.
+    pub fn adopt(&self, fd: OwnedFd) -> Result<i64, i64> {
+        let mut state = self.lock();
+        Self::insert(
+            &mut state,
+            OpenFile {
+                fd,
+                guest_path: None,
+                close_on_exec: false,
+            },
+            0,
+        )
+        .map(i64::from)
+    }
+
     pub fn open(&self, dirfd: i64, path: &str, flags: i32, mode: u32) -> Result<i64, i64> {
         if flags & !OPEN_FLAGS != 0 {
             return Err(EINVAL);

@@ -16,6 +16,7 @@ use crate::files::{Files, FilesError, MountSpec};
 use crate::host;
 use crate::loader::{self, LoadError, Program};
 use crate::memory::{GuestRam, MemoryError};
+use crate::net::NetPolicy;
 use crate::offload::Offload;
 use crate::preempt::Preemption;
 use crate::setup::{self, Layout, SetupError, StackSpec};
@@ -51,6 +52,8 @@ pub struct IsleConfig<'a> {
     pub mounts: Vec<MountSpec>,
     /// The isle's initial working directory (a guest path).
     pub cwd: String,
+    /// What the isle may do on the network.
+    pub net: NetPolicy,
 }
 
 /// How the isle ended.
@@ -234,7 +237,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let queues = (0..cpu_count)
         .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
         .collect();
-    let offload = Offload::new(Arc::clone(&ram), queues, files);
+    let offload = Offload::new(Arc::clone(&ram), queues, files, config.net.clone());
     offload.spawn(config.service_core);
     tracing::debug!(
         elapsed = ?started.elapsed(),

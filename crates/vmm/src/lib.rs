@@ -14,6 +14,7 @@ pub mod host;
 pub mod isle;
 pub mod loader;
 pub mod memory;
+pub mod net;
 pub mod offload;
 pub mod preempt;
 pub mod setup;
@@ -21,3 +22,4 @@ pub mod vcpu;
 
 pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};
+pub use net::NetPolicy;

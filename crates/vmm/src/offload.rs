@@ -16,6 +16,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::files::Files;
 use crate::memory::GuestRam;
+use crate::net::NetPolicy;
 
 /// Poll this long without work before parking the server thread.
 const IDLE_BEFORE_PARK: Duration = Duration::from_micros(50);
@@ -81,6 +82,8 @@ pub struct Offload {
     server: Parker,
     /// The isle's mounts and fds.
     files: Files,
+    /// What the isle may do on the network.
+    net: NetPolicy,
     /// Completion tails, one per queue: the server and workers both post.
     cq_tails: Vec<Mutex<u32>>,
     /// Worker threads waiting on blocking calls.
@@ -91,12 +94,13 @@ pub struct Offload {
 
 impl Offload {
     /// `queues`: guest addresses of each vCPU's QueuePair.
-    pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>, files: Files) -> Arc<Self> {
+    pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>, files: Files, net: NetPolicy) -> Arc<Self> {
         let vcpus = queues.iter().map(|_| VcpuPark::default()).collect();
         let cq_tails = queues.iter().map(|_| Mutex::new(0)).collect();
         Arc::new(Self {
             ram,
             files,
+            net,
             cq_tails,
             workers: std::sync::atomic::AtomicUsize::new(0),
             queues,
@@ -287,8 +291,9 @@ impl Offload {
     /// control (a pipe, a terminal, a socket, a timed poll).
     fn would_block(&self, request: &Request) -> bool {
         let events = match request.opcode {
-            opcode::READ | opcode::READV => libc::POLLIN,
-            opcode::WRITE | opcode::WRITEV => libc::POLLOUT,
+            opcode::READ | opcode::READV | opcode::ACCEPT | opcode::RECVFROM => libc::POLLIN,
+            opcode::WRITE | opcode::WRITEV | opcode::SENDTO => libc::POLLOUT,
+            opcode::CONNECT => return true,
             opcode::POLL => {
                 return request.args[2] != 0 && !poll_ready_now(&self.ram, &self.files, request)
             }
@@ -335,7 +340,8 @@ impl Offload {
                     std::thread::Builder::new()
                         .name("atoll-io".into())
                         .spawn(move || {
-                            let result = handle(&offload.ram, &offload.files, &request);
+                            let result =
+                                handle(&offload.ram, &offload.files, &offload.net, &request);
                             offload.complete(queue, request.tag, result);
                             offload.workers.fetch_sub(1, Ordering::Relaxed);
                         });
@@ -344,7 +350,7 @@ impl Offload {
                 }
                 self.workers.fetch_sub(1, Ordering::Relaxed);
             }
-            let result = handle(&self.ram, &self.files, &request);
+            let result = handle(&self.ram, &self.files, &self.net, &request);
             self.complete(state.index, request.tag, result);
         }
         Ok(true)
@@ -389,7 +395,10 @@ fn guest_buffer(ram: &GuestRam, address: u64, len: u64) -> Result<*mut u8, i64> 
 }
 
 /// Performs one request; returns its Linux-style result.
-pub fn handle(ram: &GuestRam, files: &Files, request: &Request) -> i64 {
+pub fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request) -> i64 {
+    if let Some(result) = crate::net::handle(ram, files, net, request) {
+        return result.unwrap_or_else(|errno| -errno);
+    }
     let result = match request.opcode {
         opcode::NOP => Ok(0),
         opcode::READ | opcode::WRITE => read_write(ram, files, request),
@@ -679,6 +688,7 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])
             ),
             -EBADF
@@ -687,6 +697,7 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])
             ),
             -EFAULT
@@ -695,6 +706,7 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])
             ),
             -EFAULT
@@ -703,6 +715,7 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])
             ),
             -EINVAL
@@ -711,11 +724,20 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])
             ),
             -ENOTTY
         );
-        assert_eq!(handle(&ram, &stdio_only(), &request(999, [0; 6])), -ENOSYS);
+        assert_eq!(
+            handle(
+                &ram,
+                &stdio_only(),
+                &NetPolicy::default(),
+                &request(999, [0; 6])
+            ),
+            -ENOSYS
+        );
     }
 
     #[test]
@@ -731,6 +753,7 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])
             ),
             -EFAULT
@@ -744,6 +767,7 @@ mod tests {
             handle(
                 &ram,
                 &stdio_only(),
+                &NetPolicy::default(),
                 &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])
             ),
             64
@@ -758,7 +782,12 @@ mod tests {
     #[test]
     fn a_runaway_submission_tail_is_a_protocol_error() {
         let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
-        let offload = Offload::new(Arc::clone(&ram), vec![0x10000], stdio_only());
+        let offload = Offload::new(
+            Arc::clone(&ram),
+            vec![0x10000],
+            stdio_only(),
+            NetPolicy::default(),
+        );
         ram.memory()
             .store(
                 DEPTH + 5,

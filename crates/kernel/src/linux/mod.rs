@@ -5,6 +5,7 @@ mod fs;
 mod futex;
 mod io;
 mod memory;
+mod net;
 mod process;
 mod random;
 mod sched;
@@ -120,6 +121,21 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::GETCPU => sched::getcpu(a[0], a[1]),
 
         nr::GETRANDOM => random::getrandom(a[0], a[1], a[2]),
+
+        nr::SOCKET => net::socket(a[0], a[1], a[2]),
+        nr::SOCKETPAIR => net::socketpair(a[0], a[1], a[2], a[3]),
+        nr::BIND => net::bind(a[0], a[1], a[2]),
+        nr::CONNECT => net::connect(a[0], a[1], a[2]),
+        nr::LISTEN => net::listen(a[0], a[1]),
+        nr::ACCEPT => net::accept4(a[0], a[1], a[2], 0),
+        nr::ACCEPT4 => net::accept4(a[0], a[1], a[2], a[3]),
+        nr::GETSOCKNAME => net::getsockname(a[0], a[1], a[2]),
+        nr::GETPEERNAME => net::getpeername(a[0], a[1], a[2]),
+        nr::SETSOCKOPT => net::setsockopt(a[0], a[1], a[2], a[3], a[4]),
+        nr::GETSOCKOPT => net::getsockopt(a[0], a[1], a[2], a[3], a[4]),
+        nr::SHUTDOWN => net::shutdown(a[0], a[1]),
+        nr::SENDTO => net::sendto(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::RECVFROM => net::recvfrom(a[0], a[1], a[2], a[3], a[4], a[5]),
 
         nr::READLINK => fs::readlink(a[0], a[1], a[2]),
         nr::READLINKAT => fs::readlinkat(a[0], a[1], a[2], a[3]),

@@ -1,0 +1,152 @@
+//! Sockets, offloaded to the host under the isle's network policy (see the
+//! monitor's `net` module).
+
+use atoll_abi::linux::errno::{EFAULT, EINVAL};
+use atoll_abi::queue::opcode;
+
+use super::io::host_result;
+use super::SysResult;
+use crate::arch::x86_64::user;
+use crate::offload;
+
+/// Largest socket address we pass on.
+const MAX_ADDRESS: u64 = 128;
+
+fn call(op: u32, args: [u64; 6]) -> SysResult {
+    host_result(offload::call(op, args))
+}
+
+fn fd_arg(fd: u64) -> Result<u64, i64> {
+    if (fd as i32) < 0 {
+        Err(atoll_abi::linux::errno::EBADF)
+    } else {
+        Ok(fd)
+    }
+}
+
+fn buffer(address: u64, len: u64) -> Result<(), i64> {
+    if len == 0 || user::range_ok(address, len) {
+        Ok(())
+    } else {
+        Err(EFAULT)
+    }
+}
+
+/// An optional (address, length pointer) pair the host fills in.
+fn address_out(address: u64, len_pointer: u64) -> Result<(), i64> {
+    if address == 0 {
+        return Ok(());
+    }
+    let room: u32 = user::read(len_pointer)?;
+    buffer(address, u64::from(room).min(MAX_ADDRESS))
+}
+
+pub fn socket(domain: u64, kind: u64, protocol: u64) -> SysResult {
+    call(opcode::SOCKET, [domain, kind, protocol, 0, 0, 0])
+}
+
+pub fn socketpair(domain: u64, kind: u64, protocol: u64, pair: u64) -> SysResult {
+    buffer(pair, 8)?;
+    call(opcode::SOCKETPAIR, [domain, kind, protocol, pair, 0, 0])
+}
+
+pub fn bind(fd: u64, address: u64, len: u64) -> SysResult {
+    if len > MAX_ADDRESS {
+        return Err(EINVAL);
+    }
+    buffer(address, len)?;
+    call(opcode::BIND, [fd_arg(fd)?, address, len, 0, 0, 0])
+}
+
+pub fn connect(fd: u64, address: u64, len: u64) -> SysResult {
+    if len > MAX_ADDRESS {
+        return Err(EINVAL);
+    }
+    buffer(address, len)?;
+    call(opcode::CONNECT, [fd_arg(fd)?, address, len, 0, 0, 0])
+}
+
+pub fn listen(fd: u64, backlog: u64) -> SysResult {
+    call(opcode::LISTEN, [fd_arg(fd)?, backlog, 0, 0, 0, 0])
+}
+
+pub fn accept4(fd: u64, address: u64, len_pointer: u64, flags: u64) -> SysResult {
+    address_out(address, len_pointer)?;
+    call(
+        opcode::ACCEPT,
+        [fd_arg(fd)?, address, len_pointer, flags, 0, 0],
+    )
+}
+
+pub fn getsockname(fd: u64, address: u64, len_pointer: u64) -> SysResult {
+    address_out(address, len_pointer)?;
+    call(
+        opcode::GETSOCKNAME,
+        [fd_arg(fd)?, address, len_pointer, 0, 0, 0],
+    )
+}
+
+pub fn getpeername(fd: u64, address: u64, len_pointer: u64) -> SysResult {
+    address_out(address, len_pointer)?;
+    call(
+        opcode::GETPEERNAME,
+        [fd_arg(fd)?, address, len_pointer, 0, 0, 0],
+    )
+}
+
+pub fn setsockopt(fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysResult {
+    buffer(value, len.min(512))?;
+    call(
+        opcode::SETSOCKOPT,
+        [fd_arg(fd)?, level, name, value, len, 0],
+    )
+}
+
+pub fn getsockopt(fd: u64, level: u64, name: u64, value: u64, len_pointer: u64) -> SysResult {
+    let room: u32 = user::read(len_pointer)?;
+    buffer(value, u64::from(room).min(512))?;
+    call(
+        opcode::GETSOCKOPT,
+        [fd_arg(fd)?, level, name, value, len_pointer, 0],
+    )
+}
+
+pub fn shutdown(fd: u64, how: u64) -> SysResult {
+    call(opcode::SHUTDOWN, [fd_arg(fd)?, how, 0, 0, 0, 0])
+}
+
+pub fn sendto(
+    fd: u64,
+    data: u64,
+    len: u64,
+    flags: u64,
+    address: u64,
+    address_len: u64,
+) -> SysResult {
+    buffer(data, len)?;
+    if address != 0 {
+        buffer(address, address_len.min(MAX_ADDRESS))?;
+    }
+    call(
+        opcode::SENDTO,
+        [fd_arg(fd)?, data, len, flags, address, address_len],
+    )
+}
+
+pub fn recvfrom(
+    fd: u64,
+    data: u64,
+    len: u64,
+    flags: u64,
+    address: u64,
+    len_pointer: u64,
+) -> SysResult {
+    buffer(data, len)?;
+    if address != 0 {
+        address_out(address, len_pointer)?;
+    }
+    call(
+        opcode::RECVFROM,
+        [fd_arg(fd)?, data, len, flags, address, len_pointer],
+    )
+}

@@ -1,0 +1,357 @@
+//! Offloaded sockets under an explicit network policy.
+//!
+//! Without flags an isle has no network: it may make sockets and socket
+//! pairs, but binding a port needs `-p PORT[:GUESTPORT]` (the isle binds
+//! GUESTPORT, the host binds PORT) and connecting or sending anywhere needs
+//! `--net`, except to the isle's own published ports on loopback. Unix
+//! sockets are unnamed only (socketpair) for now.
+#![allow(unsafe_code)]
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH};
+use atoll_abi::queue::{opcode, Request};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::files::Files;
+use crate::memory::GuestRam;
+
+/// What the isle may do on the network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetPolicy {
+    /// (host port, guest port) pairs the isle may listen on.
+    pub published: Vec<(u16, u16)>,
+    /// Whether it may connect out.
+    pub outbound: bool,
+}
+
+impl NetPolicy {
+    fn host_port(&self, guest: u16) -> Option<u16> {
+        self.published
+            .iter()
+            .find(|(_, g)| *g == guest)
+            .map(|(h, _)| *h)
+    }
+
+    fn guest_port(&self, host: u16) -> Option<u16> {
+        self.published
+            .iter()
+            .find(|(h, _)| *h == host)
+            .map(|(_, g)| *g)
+    }
+}
+
+/// Largest socket address or option a request may carry.
+const MAX_ADDRESS: usize = 128;
+const MAX_OPTION: usize = 512;
+
+fn check(result: libc::c_long) -> Result<i64, i64> {
+    if result < 0 {
+        Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    } else {
+        Ok(result as i64)
+    }
+}
+
+fn read_guest(ram: &GuestRam, address: u64, len: usize) -> Result<Vec<u8>, i64> {
+    let mut bytes = vec![0u8; len];
+    ram.memory()
+        .read_slice(&mut bytes, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
+    Ok(bytes)
+}
+
+fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
+    ram.memory()
+        .write_slice(bytes, GuestAddress(address))
+        .map_err(|_| EFAULT)
+}
+
+fn family(address: &[u8]) -> u16 {
+    u16::from_le_bytes([address[0], address.get(1).copied().unwrap_or(0)])
+}
+
+fn port(address: &[u8]) -> Option<u16> {
+    match i32::from(family(address)) {
+        libc::AF_INET | libc::AF_INET6 if address.len() >= 4 => {
+            Some(u16::from_be_bytes([address[2], address[3]]))
+        }
+        _ => None,
+    }
+}
+
+fn set_port(address: &mut [u8], port: u16) {
+    address[2..4].copy_from_slice(&port.to_be_bytes());
+}
+
+fn is_loopback(address: &[u8]) -> bool {
+    match i32::from(family(address)) {
+        libc::AF_INET => address.len() >= 8 && address[4] == 127,
+        libc::AF_INET6 => {
+            address.len() >= 24 && address[8..23].iter().all(|&b| b == 0) && address[23] == 1
+        }
+        _ => false,
+    }
+}
+
+/// Reads a sockaddr and applies the policy for `purpose` (bind or reach).
+fn checked_address(
+    ram: &GuestRam,
+    policy: &NetPolicy,
+    address: u64,
+    len: u64,
+    bind: bool,
+) -> Result<Vec<u8>, i64> {
+    if len < 2 || len as usize > MAX_ADDRESS {
+        return Err(EINVAL);
+    }
+    let mut bytes = read_guest(ram, address, len as usize)?;
+    let Some(guest_port) = port(&bytes) else {
+        return Err(if i32::from(family(&bytes)) == libc::AF_UNIX {
+            EACCES
+        } else {
+            EAFNOSUPPORT
+        });
+    };
+    if bind {
+        match policy.host_port(guest_port) {
+            Some(host) => set_port(&mut bytes, host),
+            None if guest_port == 0 && policy.outbound => {}
+            None => return Err(EACCES),
+        }
+    } else if is_loopback(&bytes) && policy.host_port(guest_port).is_some() {
+        set_port(
+            &mut bytes,
+            policy.host_port(guest_port).unwrap_or(guest_port),
+        );
+    } else if !policy.outbound {
+        return Err(ENETUNREACH);
+    }
+    Ok(bytes)
+}
+
+/// Writes a host sockaddr back to the guest, with published ports shown as
+/// the isle knows them, honouring the guest's length.
+fn return_address(
+    ram: &GuestRam,
+    policy: &NetPolicy,
+    mut bytes: Vec<u8>,
+    host_len: u32,
+    address: u64,
+    len_pointer: u64,
+) -> Result<(), i64> {
+    if address == 0 || len_pointer == 0 {
+        return Ok(());
+    }
+    bytes.truncate(host_len as usize);
+    if let Some(host) = port(&bytes) {
+        if let Some(guest) = policy.guest_port(host) {
+            set_port(&mut bytes, guest);
+        }
+    }
+    let room: u32 = ram
+        .memory()
+        .read_obj(GuestAddress(len_pointer))
+        .map_err(|_| EFAULT)?;
+    let shown = (room as usize).min(bytes.len()).min(MAX_ADDRESS);
+    write_guest(ram, address, &bytes[..shown])?;
+    write_guest(ram, len_pointer, &host_len.to_le_bytes())
+}
+
+fn adopt(files: &Files, fd: i64) -> Result<i64, i64> {
+    // SAFETY: a fresh fd the host just made for the isle.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    files.adopt(owned)
+}
+
+/// The socket opcodes; `None` for anything else.
+pub fn handle(
+    ram: &GuestRam,
+    files: &Files,
+    policy: &NetPolicy,
+    request: &Request,
+) -> Option<Result<i64, i64>> {
+    let a = request.args;
+    let result = match request.opcode {
+        opcode::SOCKET => {
+            let domain = a[0] as i32;
+            if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&domain) {
+                return Some(Err(EAFNOSUPPORT));
+            }
+            // SAFETY: socket makes a new fd, checked below.
+            let fd = unsafe { libc::socket(domain, a[1] as i32 | libc::SOCK_CLOEXEC, a[2] as i32) };
+            check(fd as libc::c_long).and_then(|fd| adopt(files, fd))
+        }
+        opcode::SOCKETPAIR => (|| {
+            if a[0] as i32 != libc::AF_UNIX {
+                return Err(EAFNOSUPPORT);
+            }
+            if ram.host_range(a[3], 8).is_none() {
+                return Err(EFAULT);
+            }
+            let mut pair = [0i32; 2];
+            // SAFETY: socketpair writes two fds into our array.
+            check(unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    a[1] as i32 | libc::SOCK_CLOEXEC,
+                    a[2] as i32,
+                    pair.as_mut_ptr(),
+                )
+            } as libc::c_long)?;
+            let first = adopt(files, i64::from(pair[0]))?;
+            let second = adopt(files, i64::from(pair[1]))?;
+            let mut bytes = [0u8; 8];
+            bytes[..4].copy_from_slice(&(first as i32).to_le_bytes());
+            bytes[4..].copy_from_slice(&(second as i32).to_le_bytes());
+            write_guest(ram, a[3], &bytes)?;
+            Ok(0)
+        })(),
+        opcode::BIND | opcode::CONNECT => (|| {
+            let bind = request.opcode == opcode::BIND;
+            let address = checked_address(ram, policy, a[1], a[2], bind)?;
+            let fd = files.raw_fd(a[0])?;
+            let pointer = address.as_ptr().cast::<libc::sockaddr>();
+            let len = address.len() as libc::socklen_t;
+            // SAFETY: the address is our own copy of `len` bytes.
+            let done = unsafe {
+                if bind {
+                    libc::bind(fd, pointer, len)
+                } else {
+                    libc::connect(fd, pointer, len)
+                }
+            };
+            check(done as libc::c_long)
+        })(),
+        opcode::LISTEN => files.raw_fd(a[0]).and_then(|fd| {
+            // SAFETY: listen on an isle-owned socket.
+            check(unsafe { libc::listen(fd, a[1] as i32) } as libc::c_long)
+        }),
+        opcode::ACCEPT => (|| {
+            let fd = files.raw_fd(a[0])?;
+            let mut address = vec![0u8; MAX_ADDRESS];
+            let mut len = MAX_ADDRESS as libc::socklen_t;
+            let flags =
+                (a[3] as i32 & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)) | libc::SOCK_CLOEXEC;
+            // SAFETY: accept4 writes at most `len` bytes into our buffer.
+            let new = unsafe { libc::accept4(fd, address.as_mut_ptr().cast(), &mut len, flags) };
+            let new = check(new as libc::c_long)?;
+            let guest = adopt(files, new)?;
+            return_address(ram, policy, address, len, a[1], a[2])?;
+            Ok(guest)
+        })(),
+        opcode::GETSOCKNAME | opcode::GETPEERNAME => (|| {
+            let fd = files.raw_fd(a[0])?;
+            let mut address = vec![0u8; MAX_ADDRESS];
+            let mut len = MAX_ADDRESS as libc::socklen_t;
+            // SAFETY: writes at most `len` bytes into our buffer.
+            let done = unsafe {
+                if request.opcode == opcode::GETSOCKNAME {
+                    libc::getsockname(fd, address.as_mut_ptr().cast(), &mut len)
+                } else {
+                    libc::getpeername(fd, address.as_mut_ptr().cast(), &mut len)
+                }
+            };
+            check(done as libc::c_long)?;
+            if a[1] == 0 || a[2] == 0 {
+                return Err(EFAULT);
+            }
+            return_address(ram, policy, address, len, a[1], a[2])?;
+            Ok(0)
+        })(),
+        opcode::SETSOCKOPT => (|| {
+            let fd = files.raw_fd(a[0])?;
+            if a[4] as usize > MAX_OPTION {
+                return Err(EINVAL);
+            }
+            let value = read_guest(ram, a[3], a[4] as usize)?;
+            // SAFETY: the option value is our own copy.
+            check(unsafe {
+                libc::setsockopt(
+                    fd,
+                    a[1] as i32,
+                    a[2] as i32,
+                    value.as_ptr().cast(),
+                    value.len() as u32,
+                )
+            } as libc::c_long)
+        })(),
+        opcode::GETSOCKOPT => (|| {
+            let fd = files.raw_fd(a[0])?;
+            let room: u32 = ram
+                .memory()
+                .read_obj(GuestAddress(a[4]))
+                .map_err(|_| EFAULT)?;
+            let mut value = vec![0u8; (room as usize).min(MAX_OPTION)];
+            let mut len = value.len() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into our buffer.
+            check(unsafe {
+                libc::getsockopt(
+                    fd,
+                    a[1] as i32,
+                    a[2] as i32,
+                    value.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            } as libc::c_long)?;
+            write_guest(ram, a[3], &value[..(len as usize).min(value.len())])?;
+            write_guest(ram, a[4], &len.to_le_bytes())?;
+            Ok(0)
+        })(),
+        opcode::SHUTDOWN => files.raw_fd(a[0]).and_then(|fd| {
+            // SAFETY: shutdown on an isle-owned socket.
+            check(unsafe { libc::shutdown(fd, a[1] as i32) } as libc::c_long)
+        }),
+        opcode::SENDTO => (|| {
+            let fd = files.raw_fd(a[0])?;
+            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let address = if a[4] == 0 {
+                Vec::new()
+            } else {
+                checked_address(ram, policy, a[4], a[5], false)?
+            };
+            let (pointer, len) = if address.is_empty() {
+                (std::ptr::null(), 0)
+            } else {
+                (
+                    address.as_ptr().cast::<libc::sockaddr>(),
+                    address.len() as libc::socklen_t,
+                )
+            };
+            let flags = a[3] as i32 | libc::MSG_NOSIGNAL;
+            // SAFETY: the buffer lies inside guest RAM; the address is our copy.
+            check(
+                unsafe { libc::sendto(fd, buffer.cast(), a[2] as usize, flags, pointer, len) }
+                    as libc::c_long,
+            )
+        })(),
+        opcode::RECVFROM => (|| {
+            let fd = files.raw_fd(a[0])?;
+            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let mut address = vec![0u8; MAX_ADDRESS];
+            let mut len = MAX_ADDRESS as libc::socklen_t;
+            // SAFETY: the buffer lies inside guest RAM; the address buffer is ours.
+            let done = unsafe {
+                libc::recvfrom(
+                    fd,
+                    buffer.cast(),
+                    a[2] as usize,
+                    a[3] as i32,
+                    address.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            let done = check(done as libc::c_long)?;
+            if a[4] != 0 && len > 0 {
+                return_address(ram, policy, address, len, a[4], a[5])?;
+            }
+            Ok(done)
+        })(),
+        _ => return None,
+    };
+    Some(result)
+}
