@@ -6,7 +6,7 @@ use atoll_abi::linux::{PATH_MAX, STAT_SIZE};
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::Files;
+use crate::files::{check, Files};
 use crate::memory::GuestRam;
 
 /// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
@@ -220,18 +220,6 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(0)
         }
         _ => Err(ENOSYS),
-    }
-}
-
-fn check(result: libc::c_long) -> Result<i64, i64> {
-    if result < 0 {
-        Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        ))
-    } else {
-        Ok(result)
     }
 }
 

@@ -107,7 +107,8 @@ fn errno() -> i64 {
     )
 }
 
-fn check(result: libc::c_long) -> Result<i64, i64> {
+/// A libc return value as a syscall result (-1 → the errno).
+pub(crate) fn check(result: libc::c_long) -> Result<i64, i64> {
     if result < 0 {
         Err(errno())
     } else {

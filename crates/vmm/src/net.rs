@@ -13,7 +13,7 @@ use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH}
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::Files;
+use crate::files::{check, Files};
 use crate::memory::GuestRam;
 
 /// What the isle may do on the network.
@@ -44,18 +44,6 @@ impl NetPolicy {
 /// Largest socket address or option a request may carry.
 const MAX_ADDRESS: usize = 128;
 const MAX_OPTION: usize = 512;
-
-fn check(result: libc::c_long) -> Result<i64, i64> {
-    if result < 0 {
-        Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        ))
-    } else {
-        Ok(result as i64)
-    }
-}
 
 fn read_guest(ram: &GuestRam, address: u64, len: usize) -> Result<Vec<u8>, i64> {
     let mut bytes = vec![0u8; len];
