@@ -1,0 +1,147 @@
+//! Sockets in isles: TCP and UDP between threads of one isle, a host client
+//! against an isle's HTTP server, and the network policy.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_and_udp_echo_between_threads_like_natively() {
+    let program = program(Flavor::Rust, "netecho");
+    let guest = 19080;
+    let native = {
+        let _slot = isle_slot();
+        std::process::Command::new(&program)
+            .arg(guest.to_string())
+            .output()
+            .unwrap()
+    };
+    assert!(native.status.success(), "natively: {}", stderr(&native));
+    for cores in [&["-c", "1"][..], &["-c", "2", "--overcommit"][..]] {
+        let host = free_port();
+        let mut args = vec!["run".to_string()];
+        args.extend(cores.iter().map(|s| s.to_string()));
+        for offset in 0..3 {
+            args.push("-p".into());
+            args.push(format!("{}:{}", host + offset, guest + offset));
+        }
+        args.push(program.to_str().unwrap().into());
+        args.push(guest.to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = run(&args);
+        assert_eq!(status(&output), 0, "{cores:?}: {}", stderr(&output));
+        assert_eq!(stdout(&output), stdout(&native), "{cores:?}");
+    }
+}
+
+#[test]
+fn listening_needs_a_published_port() {
+    let output = run_program(Flavor::Rust, "netecho", &["19180"]);
+    assert_ne!(status(&output), 0);
+    assert!(
+        stderr(&output).contains("Permission denied"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn connecting_out_needs_net() {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let greeter = std::thread::spawn(move || {
+        // Only the run with --net reaches us.
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"hello from the host\n").unwrap();
+    });
+    let refused = run_program(Flavor::Rust, "connect", &[&port.to_string()]);
+    assert_eq!(status(&refused), 2);
+    assert!(
+        stderr(&refused).contains("unreachable"),
+        "{}",
+        stderr(&refused)
+    );
+    let path = program(Flavor::Rust, "connect");
+    let allowed = run(&["run", "--net", path.to_str().unwrap(), &port.to_string()]);
+    assert_eq!(status(&allowed), 0, "{}", stderr(&allowed));
+    assert_eq!(stdout(&allowed), "got: hello from the host\n");
+    greeter.join().unwrap();
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    for _ in 0..200 {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            return response;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("the isle's server never listened on {port}");
+}
+
+#[test]
+fn a_host_client_talks_to_an_http_server_in_an_isle() {
+    let host = free_port();
+    let path = program(Flavor::Rust, "httpd");
+    let _slot = isle_slot();
+    let mut server = atoll()
+        .args([
+            "run",
+            "-p",
+            &format!("{host}:8080"),
+            path.to_str().unwrap(),
+            "8080",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let use_curl = std::path::Path::new("/usr/bin/curl").exists();
+    for index in 0..3 {
+        let body = if use_curl {
+            let output = std::process::Command::new("/usr/bin/curl")
+                .args([
+                    "-s",
+                    "--retry",
+                    "20",
+                    "--retry-connrefused",
+                    "--retry-delay",
+                    "0",
+                ])
+                .arg(format!("http://127.0.0.1:{host}/page{index}"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        } else {
+            http_get(host, &format!("/page{index}"))
+        };
+        assert!(
+            body.contains(&format!(
+                "hello from an isle: request {index} for /page{index}"
+            )),
+            "{body}"
+        );
+    }
+    let output = server.wait_with_output().unwrap();
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), "serving on 8080\n");
+}
