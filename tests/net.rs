@@ -102,7 +102,7 @@ fn a_host_client_talks_to_an_http_server_in_an_isle() {
     let host = free_port();
     let path = program(Flavor::Rust, "httpd");
     let _slot = isle_slot();
-    let mut server = atoll()
+    let server = atoll()
         .args([
             "run",
             "-p",
