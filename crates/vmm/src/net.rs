@@ -343,3 +343,119 @@ pub fn handle(
     };
     Some(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: u64 = 2 << 20;
+
+    fn request(op: u32, args: [u64; 6]) -> Request {
+        Request {
+            opcode: op,
+            flags: 0,
+            tag: 0,
+            args,
+        }
+    }
+
+    fn inet(port: u16, loopback: bool) -> [u8; 16] {
+        let mut address = [0u8; 16];
+        address[..2].copy_from_slice(&(libc::AF_INET as u16).to_le_bytes());
+        address[2..4].copy_from_slice(&port.to_be_bytes());
+        if loopback {
+            address[4] = 127;
+            address[7] = 1;
+        }
+        address
+    }
+
+    fn socket(ram: &GuestRam, files: &Files, policy: &NetPolicy) -> u64 {
+        let made = handle(
+            ram,
+            files,
+            policy,
+            &request(
+                opcode::SOCKET,
+                [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0],
+            ),
+        );
+        made.unwrap().unwrap() as u64
+    }
+
+    #[test]
+    fn binding_needs_a_published_port_and_connecting_needs_net() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let files = Files::new(&[], "/").unwrap();
+        let closed = NetPolicy::default();
+        let fd = socket(&ram, &files, &closed);
+        ram.memory()
+            .write_slice(&inet(8080, false), GuestAddress(0x1000))
+            .unwrap();
+        let bind = request(opcode::BIND, [fd, 0x1000, 16, 0, 0, 0]);
+        assert_eq!(handle(&ram, &files, &closed, &bind), Some(Err(EACCES)));
+        ram.memory()
+            .write_slice(&inet(9, true), GuestAddress(0x1000))
+            .unwrap();
+        let connect = request(opcode::CONNECT, [fd, 0x1000, 16, 0, 0, 0]);
+        assert_eq!(
+            handle(&ram, &files, &closed, &connect),
+            Some(Err(ENETUNREACH))
+        );
+    }
+
+    #[test]
+    fn bad_addresses_lengths_and_families_are_refused() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let files = Files::new(&[], "/").unwrap();
+        let open = NetPolicy {
+            published: vec![(18099, 8080)],
+            outbound: true,
+        };
+        let fd = socket(&ram, &files, &open);
+        let cases = [
+            (request(opcode::BIND, [fd, RAM - 4, 16, 0, 0, 0]), EFAULT),
+            (
+                request(opcode::BIND, [fd, 0x1000, 1 << 20, 0, 0, 0]),
+                EINVAL,
+            ),
+            (request(opcode::BIND, [fd, 0x1000, 1, 0, 0, 0]), EINVAL),
+            (request(opcode::SENDTO, [fd, RAM - 1, 64, 0, 0, 0]), EFAULT),
+            (
+                request(opcode::RECVFROM, [fd, u64::MAX - 8, 64, 0, 0, 0]),
+                EFAULT,
+            ),
+            (
+                request(opcode::SETSOCKOPT, [fd, 1, 2, 0x1000, 1 << 16, 0]),
+                EINVAL,
+            ),
+            (request(opcode::SOCKET, [99, 1, 0, 0, 0, 0]), EAFNOSUPPORT),
+            (
+                request(
+                    opcode::SOCKETPAIR,
+                    [libc::AF_INET as u64, 1, 0, 0x1000, 0, 0],
+                ),
+                EAFNOSUPPORT,
+            ),
+            (
+                request(opcode::LISTEN, [777, 1, 0, 0, 0, 0]),
+                atoll_abi::linux::errno::EBADF,
+            ),
+        ];
+        for (request, errno) in cases {
+            assert_eq!(
+                handle(&ram, &files, &open, &request),
+                Some(Err(errno)),
+                "{request:?}"
+            );
+        }
+        // An AF_UNIX path: not served yet, refused.
+        let mut unix = [0u8; 16];
+        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_le_bytes());
+        ram.memory()
+            .write_slice(&unix, GuestAddress(0x1000))
+            .unwrap();
+        let bind = request(opcode::BIND, [fd, 0x1000, 16, 0, 0, 0]);
+        assert_eq!(handle(&ram, &files, &open, &bind), Some(Err(EACCES)));
+    }
+}
