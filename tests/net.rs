@@ -145,3 +145,24 @@ fn a_host_client_talks_to_an_http_server_in_an_isle() {
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert_eq!(stdout(&output), "serving on 8080\n");
 }
+
+#[test]
+fn an_epoll_loop_and_poll_and_select_behave_as_natively() {
+    for &flavor in Flavor::C {
+        let native = {
+            let _slot = isle_slot();
+            std::process::Command::new(program(flavor, "evloop"))
+                .output()
+                .unwrap()
+        };
+        assert!(
+            native.status.success(),
+            "{flavor} natively: {}",
+            stderr(&native)
+        );
+        let isle = run_program(flavor, "evloop", &[]);
+        assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
+        assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
+        assert_eq!(stderr(&isle), "", "{flavor}");
+    }
+}

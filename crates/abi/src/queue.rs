@@ -138,8 +138,30 @@ pub mod opcode {
     pub const SENDTO: u32 = 47;
     /// recvfrom(fd, buf, len, flags, addr, len_ptr).
     pub const RECVFROM: u32 = 48;
+    /// epoll_create1(flags).
+    pub const EPOLL_CREATE: u32 = 49;
+    /// epoll_ctl(epfd, op, fd, event): the event's data is the guest's own.
+    pub const EPOLL_CTL: u32 = 50;
+    /// epoll_wait(epfd, events, max, timeout_ms).
+    pub const EPOLL_WAIT: u32 = 51;
+    /// eventfd2(initial, flags).
+    pub const EVENTFD: u32 = 52;
+    /// timerfd_create(clock, flags).
+    pub const TIMERFD_CREATE: u32 = 53;
+    /// timerfd_settime(fd, flags, new, old).
+    pub const TIMERFD_SETTIME: u32 = 54;
+    /// timerfd_gettime(fd, current).
+    pub const TIMERFD_GETTIME: u32 = 55;
+    /// statx(dirfd, path, flags, mask, buf).
+    pub const STATX: u32 = 56;
+    /// flock(fd, operation).
+    pub const FLOCK: u32 = 57;
+    /// fallocate(fd, mode, offset, len).
+    pub const FALLOCATE: u32 = 58;
+    /// fchownat(dirfd, path, owner, group, flags); path 0: fchown(dirfd).
+    pub const CHOWN: u32 = 59;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 49;
+    pub const COUNT: u32 = 60;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

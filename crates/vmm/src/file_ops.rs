@@ -1,5 +1,9 @@
 //! Offloaded file operations: decoding requests, with every guest string,
 //! buffer and struct checked, onto the isle's `Files`.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::FromRawFd;
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENAMETOOLONG, ENOSYS};
 use atoll_abi::linux::{PATH_MAX, STAT_SIZE};
@@ -140,6 +144,12 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             // SAFETY: ftruncate on an isle-owned fd.
             check(unsafe { libc::ftruncate(fd, a[1] as i64) } as libc::c_long)
         })?,
+        opcode::FSYNC if a[1] == 2 => {
+            // sync(2): everything the host has buffered.
+            // SAFETY: sync has no arguments and can't fail.
+            unsafe { libc::sync() };
+            Ok(0)
+        }
         opcode::FSYNC => files.with_fd(a[0], |fd| {
             #[allow(unsafe_code)]
             // SAFETY: fsync/fdatasync on an isle-owned fd.
@@ -219,8 +229,225 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             write_guest(ram, a[1], struct_bytes(&out, 120))?;
             Ok(0)
         }
+        opcode::EPOLL_CREATE => {
+            let flags = a[0] as i32;
+            if flags & !libc::EPOLL_CLOEXEC != 0 {
+                return Err(EINVAL);
+            }
+            // SAFETY: makes a new fd, checked below.
+            let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as libc::c_long)?;
+            adopt(files, fd)
+        }
+        opcode::EPOLL_CTL => {
+            let target = files.raw_fd(a[2])?;
+            let mut event = libc::epoll_event { events: 0, u64: 0 };
+            if a[1] as i32 != libc::EPOLL_CTL_DEL {
+                let bytes = read_guest(ram, a[3], 12)?;
+                event.events = u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default());
+                event.u64 = u64::from_le_bytes(bytes[4..].try_into().unwrap_or_default());
+            }
+            files.with_fd(a[0], |epoll| {
+                // SAFETY: epoll_ctl on isle-owned fds with our own event.
+                check(
+                    unsafe { libc::epoll_ctl(epoll, a[1] as i32, target, &mut event) }
+                        as libc::c_long,
+                )
+            })?
+        }
+        opcode::EPOLL_WAIT => {
+            let max = a[2] as i32;
+            if max <= 0 || max > 1024 {
+                return Err(EINVAL);
+            }
+            // struct epoll_event is packed: 12 bytes on x86_64, as in guest memory.
+            let buffer = ram.host_range(a[1], max as u64 * 12).ok_or(EFAULT)?;
+            let epoll = files.raw_fd(a[0])?;
+            // SAFETY: writes at most `max` events inside guest RAM (checked).
+            check(
+                unsafe { libc::epoll_wait(epoll, buffer.cast(), max, a[3] as i64 as i32) }
+                    as libc::c_long,
+            )
+        }
+        opcode::EVENTFD => {
+            let flags = a[1] as i32;
+            if flags & !(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE) != 0 {
+                return Err(EINVAL);
+            }
+            // SAFETY: makes a new fd, checked below.
+            let fd = check(
+                unsafe { libc::eventfd(a[0] as u32, flags | libc::EFD_CLOEXEC) } as libc::c_long,
+            )?;
+            adopt(files, fd)
+        }
+        opcode::TIMERFD_CREATE => {
+            let flags = a[1] as i32;
+            if flags & !(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) != 0 {
+                return Err(EINVAL);
+            }
+            // The isle's CLOCK_MONOTONIC is the host's, so host timers agree.
+            // SAFETY: makes a new fd, checked below.
+            let fd = check(
+                unsafe { libc::timerfd_create(a[0] as i32, flags | libc::TFD_CLOEXEC) }
+                    as libc::c_long,
+            )?;
+            adopt(files, fd)
+        }
+        opcode::TIMERFD_SETTIME => {
+            let words: Vec<i64> = read_guest(ram, a[2], 32)?
+                .chunks_exact(8)
+                .map(|chunk| i64::from_le_bytes(chunk.try_into().unwrap_or_default()))
+                .collect();
+            let new = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: words[0],
+                    tv_nsec: words[1],
+                },
+                it_value: libc::timespec {
+                    tv_sec: words[2],
+                    tv_nsec: words[3],
+                },
+            };
+            let mut old = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+            };
+            files.with_fd(a[0], |fd| {
+                // SAFETY: reads our `new`, writes our `old`.
+                check(
+                    unsafe { libc::timerfd_settime(fd, a[1] as i32, &new, &mut old) }
+                        as libc::c_long,
+                )
+            })??;
+            if a[3] != 0 {
+                write_guest(ram, a[3], &itimerspec_bytes(&old))?;
+            }
+            Ok(0)
+        }
+        opcode::TIMERFD_GETTIME => {
+            let mut current = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+            };
+            files.with_fd(a[0], |fd| {
+                // SAFETY: writes our `current`.
+                check(unsafe { libc::timerfd_gettime(fd, &mut current) } as libc::c_long)
+            })??;
+            write_guest(ram, a[1], &itimerspec_bytes(&current))?;
+            Ok(0)
+        }
+        opcode::STATX => {
+            let path = guest_string(ram, a[1])?;
+            let flags = a[2] as i32;
+            if ram.host_range(a[4], 256).is_none() {
+                return Err(EFAULT);
+            }
+            let mut buffer = [0u8; 256];
+            let empty = CString::default();
+            let mut run = |fd: i32| {
+                // SAFETY: statx writes at most 256 bytes into our buffer.
+                check(unsafe {
+                    libc::syscall(
+                        libc::SYS_statx,
+                        fd,
+                        empty.as_ptr(),
+                        libc::AT_EMPTY_PATH | (flags & libc::AT_STATX_SYNC_TYPE),
+                        a[3] as u32,
+                        buffer.as_mut_ptr(),
+                    )
+                })
+            };
+            if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 && dirfd as i32 != libc::AT_FDCWD
+            {
+                files.with_fd(a[0], run)??;
+            } else {
+                let target = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+                    "."
+                } else {
+                    path.as_str()
+                };
+                let fd = files.open_path(
+                    dirfd,
+                    target,
+                    flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+                    false,
+                )?;
+                run(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+            }
+            write_guest(ram, a[4], &buffer)?;
+            Ok(0)
+        }
+        opcode::FLOCK => files.with_fd(a[0], |fd| {
+            // SAFETY: flock on an isle-owned fd.
+            check(unsafe { libc::flock(fd, a[1] as i32) } as libc::c_long)
+        })?,
+        opcode::FALLOCATE => files.with_fd(a[0], |fd| {
+            // SAFETY: fallocate on an isle-owned fd.
+            check(
+                unsafe { libc::fallocate(fd, a[1] as i32, a[2] as i64, a[3] as i64) }
+                    as libc::c_long,
+            )
+        })?,
+        opcode::CHOWN => {
+            let (owner, group) = (a[2] as u32, a[3] as u32);
+            let path = optional_path(ram, a[1])?;
+            let run = |fd: i32| {
+                let empty = CString::default();
+                // SAFETY: fchownat on an isle-owned fd with an empty path.
+                check(unsafe {
+                    libc::fchownat(fd, empty.as_ptr(), owner, group, libc::AT_EMPTY_PATH)
+                } as libc::c_long)
+            };
+            match path {
+                None => files.with_fd(a[0], run)?,
+                Some(path) => {
+                    let follow = a[4] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
+                    let fd = files.open_path(dirfd, &path, follow, true)?;
+                    run(std::os::fd::AsRawFd::as_raw_fd(&fd))
+                }
+            }
+        }
         _ => Err(ENOSYS),
     }
+}
+
+fn adopt(files: &Files, fd: i64) -> Result<i64, i64> {
+    // SAFETY: a fresh fd the host just made for the isle.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    files.adopt(owned)
+}
+
+pub(crate) fn read_guest(ram: &GuestRam, address: u64, len: usize) -> Result<Vec<u8>, i64> {
+    let mut bytes = vec![0u8; len];
+    ram.memory()
+        .read_slice(&mut bytes, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
+    Ok(bytes)
+}
+
+fn itimerspec_bytes(spec: &libc::itimerspec) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    let words = [
+        spec.it_interval.tv_sec,
+        spec.it_interval.tv_nsec,
+        spec.it_value.tv_sec,
+        spec.it_value.tv_nsec,
+    ];
+    for (index, word) in words.iter().enumerate() {
+        bytes[index * 8..index * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
 }
 
 fn zeroed_stat() -> libc::stat {

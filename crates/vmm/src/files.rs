@@ -387,6 +387,24 @@ impl Files {
         Self::insert(&mut state, file, 0).map(i64::from)
     }
 
+    /// A file for the last component of a path, as O_PATH (for statx and
+    /// chown, which then act on it with AT_EMPTY_PATH).
+    pub fn open_path(
+        &self,
+        dirfd: i64,
+        path: &str,
+        follow: bool,
+        for_write: bool,
+    ) -> Result<OwnedFd, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        if for_write {
+            self.writable(&resolved)?;
+        }
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
+    }
+
     pub fn close(&self, fd: i64) -> Result<i64, i64> {
         let mut state = self.lock();
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;

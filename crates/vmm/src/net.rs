@@ -13,6 +13,7 @@ use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH}
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::file_ops::read_guest;
 use crate::files::{check, Files};
 use crate::memory::GuestRam;
 
@@ -44,14 +45,6 @@ impl NetPolicy {
 /// Largest socket address or option a request may carry.
 const MAX_ADDRESS: usize = 128;
 const MAX_OPTION: usize = 512;
-
-fn read_guest(ram: &GuestRam, address: u64, len: usize) -> Result<Vec<u8>, i64> {
-    let mut bytes = vec![0u8; len];
-    ram.memory()
-        .read_slice(&mut bytes, GuestAddress(address))
-        .map_err(|_| EFAULT)?;
-    Ok(bytes)
-}
 
 fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
     ram.memory()

@@ -294,6 +294,8 @@ impl Offload {
             opcode::READ | opcode::READV | opcode::ACCEPT | opcode::RECVFROM => libc::POLLIN,
             opcode::WRITE | opcode::WRITEV | opcode::SENDTO => libc::POLLOUT,
             opcode::CONNECT => return true,
+            opcode::EPOLL_WAIT if request.args[3] == 0 => return false,
+            opcode::EPOLL_WAIT => libc::POLLIN,
             opcode::POLL => {
                 return request.args[2] != 0 && !poll_ready_now(&self.ram, &self.files, request)
             }

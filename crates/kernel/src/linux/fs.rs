@@ -2,7 +2,7 @@
 //! monitor's `files` module for the confinement). /proc/self/exe is
 //! answered here.
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOSYS};
+use atoll_abi::linux::errno::{EFAULT, EINVAL};
 use atoll_abi::linux::AT_FDCWD;
 use atoll_abi::queue::opcode;
 
@@ -203,7 +203,35 @@ pub fn truncate(path: u64, length: u64) -> SysResult {
     result
 }
 
-/// statx answers ENOSYS: every libc and Rust std falls back to fstatat.
-pub fn statx() -> SysResult {
-    Err(ENOSYS)
+pub fn statx(dirfd: u64, path: u64, flags: u64, mask: u64, buffer: u64) -> SysResult {
+    if !user::range_ok(buffer, 256) {
+        return Err(EFAULT);
+    }
+    call(
+        opcode::STATX,
+        [dirfd, path_arg(path)?, flags, mask, buffer, 0],
+    )
+}
+
+pub fn flock(fd: u64, operation: u64) -> SysResult {
+    call(opcode::FLOCK, [fd, operation, 0, 0, 0, 0])
+}
+
+pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> SysResult {
+    call(opcode::FALLOCATE, [fd, mode, offset, len, 0, 0])
+}
+
+pub fn fchownat(dirfd: u64, path: u64, owner: u64, group: u64, flags: u64) -> SysResult {
+    call(
+        opcode::CHOWN,
+        [dirfd, path_arg(path)?, owner, group, flags, 0],
+    )
+}
+
+pub fn fchown(fd: u64, owner: u64, group: u64) -> SysResult {
+    call(opcode::CHOWN, [fd, 0, owner, group, 0, 0])
+}
+
+pub fn sync() -> SysResult {
+    call(opcode::FSYNC, [0, 2, 0, 0, 0, 0])
 }

@@ -1,6 +1,7 @@
 //! The Linux syscall table: numbers from `atoll_abi::syscalls::nr`, one file
 //! per family. Handlers return `Ok(value)` or `Err(errno)`.
 
+mod events;
 mod fs;
 mod futex;
 mod io;
@@ -122,6 +123,19 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
 
         nr::GETRANDOM => random::getrandom(a[0], a[1], a[2]),
 
+        nr::EPOLL_CREATE => events::epoll_create(a[0]),
+        nr::EPOLL_CREATE1 => events::epoll_create1(a[0]),
+        nr::EPOLL_CTL => events::epoll_ctl(a[0], a[1], a[2], a[3]),
+        nr::EPOLL_WAIT | nr::EPOLL_PWAIT => events::epoll_wait(a[0], a[1], a[2], a[3]),
+        nr::EPOLL_PWAIT2 => events::epoll_pwait2(a[0], a[1], a[2], a[3]),
+        nr::EVENTFD => events::eventfd2(a[0], 0),
+        nr::EVENTFD2 => events::eventfd2(a[0], a[1]),
+        nr::TIMERFD_CREATE => events::timerfd_create(a[0], a[1]),
+        nr::TIMERFD_SETTIME => events::timerfd_settime(a[0], a[1], a[2], a[3]),
+        nr::TIMERFD_GETTIME => events::timerfd_gettime(a[0], a[1]),
+        nr::SELECT => events::select(a[0], a[1], a[2], a[3], a[4]),
+        nr::PSELECT6 => events::pselect6(a[0], a[1], a[2], a[3], a[4]),
+
         nr::SOCKET => net::socket(a[0], a[1], a[2]),
         nr::SOCKETPAIR => net::socketpair(a[0], a[1], a[2], a[3]),
         nr::BIND => net::bind(a[0], a[1], a[2]),
@@ -182,7 +196,14 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::STATFS => fs::statfs(a[0], a[1]),
         nr::FSTATFS => fs::fstatfs(a[0], a[1]),
         nr::TRUNCATE => fs::truncate(a[0], a[1]),
-        nr::STATX => fs::statx(),
+        nr::STATX => fs::statx(a[0], a[1], a[2], a[3], a[4]),
+        nr::FLOCK => fs::flock(a[0], a[1]),
+        nr::FALLOCATE => fs::fallocate(a[0], a[1], a[2], a[3]),
+        nr::CHOWN => fs::fchownat(atoll_abi::linux::AT_FDCWD, a[0], a[1], a[2], 0),
+        nr::LCHOWN => fs::fchownat(atoll_abi::linux::AT_FDCWD, a[0], a[1], a[2], 0x100),
+        nr::FCHOWN => fs::fchown(a[0], a[1], a[2]),
+        nr::FCHOWNAT => fs::fchownat(a[0], a[1], a[2], a[3], a[4]),
+        nr::SYNC => fs::sync(),
         nr::GETDENTS64 => io::getdents64(a[0], a[1], a[2]),
         nr::PREAD64 => io::pread64(a[0], a[1], a[2], a[3]),
         nr::PWRITE64 => io::pwrite64(a[0], a[1], a[2], a[3]),
