@@ -86,8 +86,12 @@ pub struct Offload {
     net: NetPolicy,
     /// Completion tails, one per queue: the server and workers both post.
     cq_tails: Vec<Mutex<u32>>,
-    /// Worker threads waiting on blocking calls.
+    /// The worker pool for blocking calls: its jobs, and how many workers
+    /// exist and wait idle.
+    jobs: Mutex<std::collections::VecDeque<(usize, Request)>>,
+    job_ready: Condvar,
     workers: std::sync::atomic::AtomicUsize,
+    idle_workers: std::sync::atomic::AtomicUsize,
     vcpus: Vec<VcpuPark>,
     failure: Mutex<Option<OffloadError>>,
 }
@@ -102,7 +106,10 @@ impl Offload {
             files,
             net,
             cq_tails,
+            jobs: Mutex::new(std::collections::VecDeque::new()),
+            job_ready: Condvar::new(),
             workers: std::sync::atomic::AtomicUsize::new(0),
+            idle_workers: std::sync::atomic::AtomicUsize::new(0),
             queues,
             server: Parker::default(),
             vcpus,
@@ -287,6 +294,48 @@ impl Offload {
         }
     }
 
+    /// Queues a blocking request for a pool worker, starting one if none is
+    /// idle. False when the pool is at its limit (the server runs it).
+    fn hand_to_worker(self: &Arc<Self>, queue: usize, request: Request) -> bool {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if self.idle_workers.load(Ordering::SeqCst) == 0 {
+            if self.workers.load(Ordering::SeqCst) >= MAX_WORKERS {
+                return false;
+            }
+            let offload = Arc::clone(self);
+            let started = std::thread::Builder::new()
+                .name("atoll-io".into())
+                .spawn(move || offload.work());
+            if started.is_err() {
+                return false;
+            }
+            self.workers.fetch_add(1, Ordering::SeqCst);
+        }
+        jobs.push_back((queue, request));
+        drop(jobs);
+        self.job_ready.notify_one();
+        true
+    }
+
+    /// A pool worker: runs blocking requests one at a time, forever.
+    fn work(self: Arc<Self>) {
+        loop {
+            let (queue, request) = {
+                let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(job) = jobs.pop_front() {
+                        break job;
+                    }
+                    self.idle_workers.fetch_add(1, Ordering::SeqCst);
+                    jobs = self.job_ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
+                    self.idle_workers.fetch_sub(1, Ordering::SeqCst);
+                }
+            };
+            let result = handle(&self.ram, &self.files, &self.net, &request);
+            self.complete(queue, request.tag, result);
+        }
+    }
+
     /// Whether a request would wait on something outside the isle's
     /// control (a pipe, a terminal, a socket, a timed poll).
     fn would_block(&self, request: &Request) -> bool {
@@ -332,25 +381,10 @@ impl Offload {
                 self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
-            if self.would_block(&request) && self.workers.load(Ordering::Relaxed) < MAX_WORKERS {
-                // Blocking calls block only the calling guest thread: a
-                // worker waits for this one while the server goes on.
-                self.workers.fetch_add(1, Ordering::Relaxed);
-                let offload = Arc::clone(self);
-                let queue = state.index;
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("atoll-io".into())
-                        .spawn(move || {
-                            let result =
-                                handle(&offload.ram, &offload.files, &offload.net, &request);
-                            offload.complete(queue, request.tag, result);
-                            offload.workers.fetch_sub(1, Ordering::Relaxed);
-                        });
-                if spawned.is_ok() {
-                    continue;
-                }
-                self.workers.fetch_sub(1, Ordering::Relaxed);
+            // Blocking calls block only the calling guest thread: a pool
+            // worker waits for this one while the server goes on.
+            if self.would_block(&request) && self.hand_to_worker(state.index, request) {
+                continue;
             }
             let result = handle(&self.ram, &self.files, &self.net, &request);
             self.complete(state.index, request.tag, result);
