@@ -8,6 +8,7 @@ pub mod errno {
     pub const EINTR: i64 = 4;
     pub const EIO: i64 = 5;
     pub const EBADF: i64 = 9;
+    pub const ECHILD: i64 = 10;
     pub const EAGAIN: i64 = 11;
     pub const ENOMEM: i64 = 12;
     pub const EFAULT: i64 = 14;

@@ -183,7 +183,7 @@ fn parse_port(text: &str) -> Result<(u16, u16), String> {
     }
 }
 
-/// A private /tmp for one isle, removed when atoll exits.
+/// A private /tmp (and the skeleton root) for one isle, removed when atoll exits.
 struct PrivateTmp(PathBuf);
 
 impl PrivateTmp {
@@ -193,8 +193,10 @@ impl PrivateTmp {
             let path = base.join(format!("atoll-tmp-{}-{attempt}", std::process::id()));
             match std::fs::create_dir(&path) {
                 Ok(()) => {
+                    let tmp = path.join("tmp");
+                    std::fs::create_dir(&tmp)?;
                     std::fs::set_permissions(
-                        &path,
+                        &tmp,
                         std::os::unix::fs::PermissionsExt::from_mode(0o1777),
                     )?;
                     return Ok(Self(path));
@@ -257,18 +259,40 @@ fn mounts(volumes: &[String], tmp: &PrivateTmp) -> Result<(Vec<MountSpec>, Strin
     };
     if !mounts.iter().any(|mount| mount.guest == "/tmp") {
         mounts.push(MountSpec {
-            host: tmp.0.clone(),
+            host: tmp.0.join("tmp"),
             guest: "/tmp".into(),
             read_only: false,
         });
     }
-    // Start where the user is, if the isle can see it.
-    let cwd = host_cwd.to_string_lossy().into_owned();
-    let visible = mounts.iter().any(|mount| {
-        mount.host == host_cwd && mount.guest == cwd
-            || cwd.starts_with(&format!("{}/", mount.guest))
-    });
-    Ok((mounts, if visible { cwd } else { "/".into() }))
+    // Start where the user is, if a mount shows that directory: at its
+    // path inside the isle. Otherwise at the root.
+    let cwd = mounts
+        .iter()
+        .filter_map(|mount| {
+            let rest = host_cwd.strip_prefix(&mount.host).ok()?;
+            let guest = std::path::Path::new(&mount.guest).join(rest);
+            Some((
+                mount.host.as_os_str().len(),
+                guest.to_string_lossy().into_owned(),
+            ))
+        })
+        .max_by_key(|(depth, _)| *depth)
+        .map_or_else(|| "/".to_string(), |(_, guest)| guest);
+    // A read-only root holding just the mount points (and /dev), so that
+    // `/`, `..` above a mount and `mkdir -p` of absolute paths behave.
+    let root = tmp.0.join("root");
+    for mount in &mounts {
+        let _ = std::fs::create_dir_all(root.join(mount.guest.trim_start_matches('/')));
+    }
+    let _ = std::fs::create_dir_all(root.join("dev"));
+    if !mounts.iter().any(|mount| mount.guest == "/") {
+        mounts.push(MountSpec {
+            host: root,
+            guest: "/".into(),
+            read_only: true,
+        });
+    }
+    Ok((mounts, cwd))
 }
 
 fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {

@@ -410,7 +410,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
                 } as libc::c_long)
             };
             match path {
-                None => files.with_fd(a[0], run)?,
+                None => run(files.writable_fd(a[0])?),
                 Some(path) => {
                     let follow = a[4] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
                     let fd = files.open_path(dirfd, &path, follow, true)?;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use atoll_abi::linux::errno::{
-    EBADF, EEXIST, EINVAL, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
+    EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
 };
 
 /// Most fds an isle can have open (its RLIMIT_NOFILE).
@@ -27,6 +27,7 @@ pub const MAX_FDS: i32 = 1024;
 const AT_FDCWD: i32 = -100;
 const RESOLVE_NO_XDEV: u64 = 0x01;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 const RESOLVE: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
 /// open(2) flags a guest may pass.
@@ -46,7 +47,23 @@ const OPEN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_NOATIME
     | libc::O_LARGEFILE
     | libc::O_DIRECT
+    | 0o100000 // O_LARGEFILE as musl passes it (the libc crate says 0)
     | 0o20000000; // __O_TMPFILE (with O_DIRECTORY)
+
+/// Devices every isle has, as on Linux: the host's own, opened by name.
+const DEVICES: [&str; 5] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
+
+fn device(absolute: &str) -> Option<CString> {
+    DEVICES
+        .contains(&absolute)
+        .then(|| CString::new(absolute).unwrap_or_default())
+}
 
 /// One `-v HOST:GUEST[:ro]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +96,8 @@ struct OpenFile {
     /// The guest path it was opened by, for *at() calls relative to it.
     guest_path: Option<String>,
     close_on_exec: bool,
+    /// Opened from a read-only mount: no attribute changes through it.
+    read_only: bool,
 }
 
 struct State {
@@ -184,6 +203,7 @@ impl Files {
                         fd,
                         guest_path: None,
                         close_on_exec: false,
+                        read_only: false,
                     },
                 );
             }
@@ -229,7 +249,18 @@ impl Files {
         Ok(f(raw))
     }
 
-    fn resolve(&self, state: &State, dirfd: i64, path: &str) -> Result<Resolved, i64> {
+    /// Resolves `path` (relative to `dirfd`'s guest path or the cwd) to a
+    /// mount and the path inside it. Absolute symlinks met on the way are
+    /// followed in the isle's namespace (the host kernel, confined to the
+    /// mount, would take them relative to the mount); a final one only if
+    /// `follow_last`.
+    fn resolve_follow(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: &str,
+        follow_last: bool,
+    ) -> Result<Resolved, i64> {
         if path.is_empty() {
             return Err(ENOENT);
         }
@@ -247,7 +278,28 @@ impl Files {
             };
             format!("{base}/{path}")
         };
-        let absolute = normalize(&joined);
+        let absolute = self.expand_symlinks(normalize(&joined), follow_last)?;
+        let (mount, inside) = self.locate(&absolute)?;
+        // Keep a trailing slash: it means "must be a directory".
+        let inside = if path.ends_with('/') && inside != "." {
+            format!("{inside}/")
+        } else {
+            inside
+        };
+        Ok(Resolved {
+            mount,
+            inside,
+            absolute,
+        })
+    }
+
+    /// [`Self::resolve_follow`] without following a final symlink.
+    fn resolve(&self, state: &State, dirfd: i64, path: &str) -> Result<Resolved, i64> {
+        self.resolve_follow(state, dirfd, path, false)
+    }
+
+    /// The mount showing a normalized absolute guest path, and the path inside it.
+    fn locate(&self, absolute: &str) -> Result<(usize, String), i64> {
         let mount = self
             .mounts
             .iter()
@@ -261,25 +313,95 @@ impl Files {
             .map(|(index, _)| index)
             .ok_or(ENOENT)?;
         let rest = absolute[self.mounts[mount].guest.len()..].trim_start_matches('/');
-        // Keep a trailing slash: it means "must be a directory".
-        let inside = if rest.is_empty() {
-            ".".to_string()
-        } else {
-            rest.to_string()
-        };
-        let inside = if path.ends_with('/') && inside != "." {
-            format!("{inside}/")
-        } else {
-            inside
-        };
-        Ok(Resolved {
+        Ok((
             mount,
-            inside,
-            absolute,
-        })
+            if rest.is_empty() {
+                ".".to_string()
+            } else {
+                rest.to_string()
+            },
+        ))
+    }
+
+    /// Rewrites `absolute` until no absolute symlink lies on it (see
+    /// [`Self::resolve_follow`]); ELOOP after 40 rewrites, as Linux.
+    fn expand_symlinks(&self, mut absolute: String, follow_last: bool) -> Result<String, i64> {
+        'rewrite: for _ in 0..40 {
+            let (mount, inside) = self.locate(&absolute)?;
+            if inside == "." {
+                return Ok(absolute);
+            }
+            // Fast path: no symlink at all on the way.
+            let nofollow = if follow_last { 0 } else { libc::O_NOFOLLOW };
+            let whole = Resolved {
+                mount,
+                inside: inside.clone(),
+                absolute: String::new(),
+            };
+            match self.open_with(
+                &whole,
+                libc::O_PATH | nofollow,
+                RESOLVE | RESOLVE_NO_SYMLINKS,
+            ) {
+                Err(ELOOP) => {}
+                _ => return Ok(absolute),
+            }
+            let parts: Vec<&str> = inside.split('/').filter(|part| !part.is_empty()).collect();
+            for index in 0..parts.len() {
+                if index + 1 == parts.len() && !follow_last {
+                    return Ok(absolute);
+                }
+                let prefix = Resolved {
+                    mount,
+                    inside: parts[..=index].join("/"),
+                    absolute: String::new(),
+                };
+                let Ok(fd) = self.open_inside(&prefix, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
+                    return Ok(absolute);
+                };
+                let mut target = vec![0u8; 4096];
+                let empty = c_string("")?;
+                // SAFETY: readlinkat on our O_PATH fd writes at most 4096 bytes; it
+                // fails (EINVAL/ENOENT) unless the fd is a symlink.
+                let len = unsafe {
+                    libc::readlinkat(
+                        fd.as_raw_fd(),
+                        empty.as_ptr(),
+                        target.as_mut_ptr().cast(),
+                        4096,
+                    )
+                };
+                if len <= 0 || target[0] != b'/' {
+                    // Not a symlink, or a relative one: the host follows
+                    // those inside the mount.
+                    continue;
+                }
+                target.truncate(len as usize);
+                let target = String::from_utf8(target).map_err(|_| EINVAL)?;
+                let rest = parts[index + 1..].join("/");
+                absolute = normalize(&format!("{target}/{rest}"));
+                continue 'rewrite;
+            }
+            return Ok(absolute);
+        }
+        Err(ELOOP)
     }
 
     fn open_inside(&self, resolved: &Resolved, flags: i32, mode: u32) -> Result<OwnedFd, i64> {
+        self.open_with_mode(resolved, flags, mode, RESOLVE)
+    }
+
+    fn open_with(&self, resolved: &Resolved, flags: i32, resolve: u64) -> Result<OwnedFd, i64> {
+        self.open_with_mode(resolved, flags, 0, resolve)
+    }
+
+    fn open_with_mode(
+        &self,
+        resolved: &Resolved,
+        flags: i32,
+        mode: u32,
+        resolve: u64,
+    ) -> Result<OwnedFd, i64> {
         #[repr(C)]
         struct OpenHow {
             flags: u64,
@@ -293,7 +415,7 @@ impl Files {
             } else {
                 0
             },
-            resolve: RESOLVE,
+            resolve,
         };
         let path = c_string(&resolved.inside)?;
         let root = self.mounts[resolved.mount].root.as_raw_fd();
@@ -361,6 +483,7 @@ impl Files {
                 fd,
                 guest_path: None,
                 close_on_exec: false,
+                read_only: false,
             },
             0,
         )
@@ -372,7 +495,22 @@ impl Files {
             return Err(EINVAL);
         }
         let mut state = self.lock();
-        let resolved = self.resolve(&state, dirfd, path)?;
+        let resolved = self.resolve_follow(&state, dirfd, path, flags & libc::O_NOFOLLOW == 0)?;
+        if let Some(name) = device(&resolved.absolute) {
+            let flags =
+                flags & (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND) | libc::O_CLOEXEC;
+            // SAFETY: opens one of the fixed device names.
+            let fd = check(unsafe { libc::open(name.as_ptr(), flags) } as libc::c_long)?;
+            // SAFETY: a fresh fd we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+            let file = OpenFile {
+                fd,
+                guest_path: Some(resolved.absolute),
+                close_on_exec: false,
+                read_only: false,
+            };
+            return Self::insert(&mut state, file, 0).map(i64::from);
+        }
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY
             || flags & (libc::O_CREAT | libc::O_TRUNC) != 0;
         if writes && flags & libc::O_PATH == 0 {
@@ -383,6 +521,7 @@ impl Files {
             fd,
             guest_path: Some(resolved.absolute),
             close_on_exec: flags & libc::O_CLOEXEC != 0,
+            read_only: self.mounts[resolved.mount].read_only,
         };
         Self::insert(&mut state, file, 0).map(i64::from)
     }
@@ -397,7 +536,7 @@ impl Files {
         for_write: bool,
     ) -> Result<OwnedFd, i64> {
         let state = self.lock();
-        let resolved = self.resolve(&state, dirfd, path)?;
+        let resolved = self.resolve_follow(&state, dirfd, path, follow)?;
         if for_write {
             self.writable(&resolved)?;
         }
@@ -428,7 +567,12 @@ impl Files {
                 None
             }
         } else {
-            let resolved = self.resolve(&state, dirfd, path)?;
+            let resolved =
+                self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+            if let Some(name) = device(&resolved.absolute) {
+                // SAFETY: stat of one of the fixed device names into the struct we were lent.
+                return check(unsafe { libc::stat(name.as_ptr(), out) } as libc::c_long);
+            }
             let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
                 libc::O_NOFOLLOW
             } else {
@@ -447,8 +591,22 @@ impl Files {
     pub fn mkdir(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
         let state = self.lock();
         let resolved = self.resolve(&state, dirfd, path)?;
-        self.writable(&resolved)?;
+        // Like Linux, an existing name is EEXIST even on a read-only mount.
         let (parent, name) = self.parent_of(&resolved)?;
+        let mut existing = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: fstatat on our parent fd and name, into our buffer.
+        let exists = unsafe {
+            libc::fstatat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                existing.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } == 0;
+        if exists {
+            return Err(EEXIST);
+        }
+        self.writable(&resolved)?;
         // SAFETY: mkdirat on our parent fd and name.
         check(unsafe {
             libc::mkdirat(
@@ -557,7 +715,8 @@ impl Files {
 
     pub fn access(&self, dirfd: i64, path: &str, mode: i32, flags: i32) -> Result<i64, i64> {
         let state = self.lock();
-        let resolved = self.resolve(&state, dirfd, path)?;
+        let resolved =
+            self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
         let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
             libc::O_NOFOLLOW
         } else {
@@ -585,7 +744,7 @@ impl Files {
         let mut state = self.lock();
         let absolute = match path {
             Some(path) => {
-                let resolved = self.resolve(&state, i64::from(AT_FDCWD), path)?;
+                let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
                 self.open_inside(&resolved, libc::O_PATH | libc::O_DIRECTORY, 0)?;
                 resolved.absolute
             }
@@ -640,14 +799,14 @@ impl Files {
         let copy = check(copy as libc::c_long)?;
         // SAFETY: a fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
-        let guest_path = state
-            .fds
-            .get(&(old as i32))
-            .and_then(|file| file.guest_path.clone());
+        let original = state.fds.get(&(old as i32));
+        let guest_path = original.and_then(|file| file.guest_path.clone());
+        let read_only = original.is_some_and(|file| file.read_only);
         let file = OpenFile {
             fd,
             guest_path,
             close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
+            read_only,
         };
         if new >= 0 {
             state.fds.insert(new as i32, file);
@@ -713,6 +872,7 @@ impl Files {
                 fd: read,
                 guest_path: None,
                 close_on_exec: cloexec,
+                read_only: false,
             },
             0,
         )?;
@@ -722,6 +882,7 @@ impl Files {
                 fd: write,
                 guest_path: None,
                 close_on_exec: cloexec,
+                read_only: false,
             },
             0,
         ) {
@@ -741,24 +902,55 @@ impl Files {
         i64::from(previous)
     }
 
+    /// The host fd behind guest fd `fd`, refusing files of read-only mounts
+    /// (for attribute changes through an fd).
+    fn raw_writable(state: &State, fd: i64) -> Result<RawFd, i64> {
+        let file = i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get(&fd))
+            .ok_or(EBADF)?;
+        if file.read_only {
+            return Err(EROFS);
+        }
+        Ok(file.fd.as_raw_fd())
+    }
+
+    /// Opens the final target of a path (O_PATH, confined) for an attribute
+    /// change, on a writable mount.
+    fn target_for_change(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: &str,
+        follow: bool,
+    ) -> Result<OwnedFd, i64> {
+        let resolved = self.resolve_follow(state, dirfd, path, follow)?;
+        self.writable(&resolved)?;
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
+    }
+
+    /// The host's own name for an fd it holds, to act on exactly that file.
+    fn fd_path(fd: &OwnedFd) -> Result<CString, i64> {
+        c_string(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    }
+
     /// fchmodat(dirfd, path, mode), or fchmod(dirfd) when `path` is None.
     pub fn chmod(&self, dirfd: i64, path: Option<&str>, mode: u32) -> Result<i64, i64> {
         let state = self.lock();
         match path {
             None => {
-                let raw = Self::raw(&state, dirfd)?;
+                let raw = Self::raw_writable(&state, dirfd)?;
                 // SAFETY: fchmod on an isle-owned fd.
                 check(unsafe { libc::fchmod(raw, mode & 0o7777) } as libc::c_long)
             }
             Some(path) => {
-                let resolved = self.resolve(&state, dirfd, path)?;
-                self.writable(&resolved)?;
-                let (parent, name) = self.parent_of(&resolved)?;
-                // SAFETY: fchmodat on our parent fd and name.
-                check(
-                    unsafe { libc::fchmodat(parent.as_raw_fd(), name.as_ptr(), mode & 0o7777, 0) }
-                        as libc::c_long,
-                )
+                // The target is resolved inside the mount first: a symlink
+                // pointing out of it can't be followed to the host.
+                let target = self.target_for_change(&state, dirfd, path, true)?;
+                let name = Self::fd_path(&target)?;
+                // SAFETY: chmod of the file we just opened, by its fd's name.
+                check(unsafe { libc::chmod(name.as_ptr(), mode & 0o7777) } as libc::c_long)
             }
         }
     }
@@ -775,21 +967,27 @@ impl Files {
         let times_pointer = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
         match path {
             None => {
-                let raw = Self::raw(&state, dirfd)?;
+                let raw = Self::raw_writable(&state, dirfd)?;
                 // SAFETY: futimens reads two timespecs or none.
                 check(unsafe { libc::futimens(raw, times_pointer) } as libc::c_long)
             }
             Some(path) => {
-                let resolved = self.resolve(&state, dirfd, path)?;
-                self.writable(&resolved)?;
-                let (parent, name) = self.parent_of(&resolved)?;
-                let flags = flags & libc::AT_SYMLINK_NOFOLLOW;
-                // SAFETY: utimensat on our parent fd and name.
-                check(unsafe {
-                    libc::utimensat(parent.as_raw_fd(), name.as_ptr(), times_pointer, flags)
-                } as libc::c_long)
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                let target = self.target_for_change(&state, dirfd, path, follow)?;
+                let name = Self::fd_path(&target)?;
+                // SAFETY: utimensat of the file we just opened, by its fd's
+                // name (a symlink opened with O_NOFOLLOW is changed itself).
+                check(
+                    unsafe { libc::utimensat(libc::AT_FDCWD, name.as_ptr(), times_pointer, 0) }
+                        as libc::c_long,
+                )
             }
         }
+    }
+
+    /// Whether guest fd `fd` may have its attributes changed (for fchown).
+    pub fn writable_fd(&self, fd: u64) -> Result<RawFd, i64> {
+        Self::raw_writable(&self.lock(), fd as i64)
     }
 
     /// statfs(path) or, with None, fstatfs(fd).
@@ -798,7 +996,7 @@ impl Files {
         let opened;
         let raw = match path {
             Some(path) => {
-                let resolved = self.resolve(&state, i64::from(AT_FDCWD), path)?;
+                let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
                 opened = self.open_inside(&resolved, libc::O_PATH, 0)?;
                 opened.as_raw_fd()
             }

@@ -1,4 +1,4 @@
-/* Calls a syscall the isle does not implement (441 = epoll_pwait2) and prints
+/* Calls a syscall the isle does not implement (442 = mount_setattr) and prints
  * the result. In the isle: "result=-1 errno=38" (ENOSYS). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -8,7 +8,7 @@
 int main(void)
 {
 	errno = 0;
-	long r = syscall(441 /* epoll_pwait2 */, 0, 0, 0, 0, 0, 0);
+	long r = syscall(442 /* mount_setattr */, 0, 0, 0, 0, 0, 0);
 	int e = errno;
 	printf("result=%ld errno=%d\n", r, r == -1 ? e : 0);
 	return 0;

@@ -100,6 +100,8 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::PRCTL => process::prctl(a[0], a[1], a[2], a[3], a[4]),
         // Deliberately absent, silently: libc falls back without them.
         nr::RSEQ | nr::CLONE3 => Err(ENOSYS),
+        // An isle has no child processes to wait for.
+        nr::WAIT4 | nr::WAITID => Err(atoll_abi::linux::errno::ECHILD),
 
         nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
         nr::CLOCK_GETRES => time::clock_getres(a[0], a[1]),
