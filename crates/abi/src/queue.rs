@@ -160,8 +160,12 @@ pub mod opcode {
     pub const FALLOCATE: u32 = 58;
     /// fchownat(dirfd, path, owner, group, flags); path 0: fchown(dirfd).
     pub const CHOWN: u32 = 59;
+    /// sendmsg(fd, msghdr, flags): no control data.
+    pub const SENDMSG: u32 = 60;
+    /// recvmsg(fd, msghdr, flags): no control data is returned.
+    pub const RECVMSG: u32 = 61;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 60;
+    pub const COUNT: u32 = 62;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

@@ -188,7 +188,14 @@ struct PrivateTmp(PathBuf);
 
 impl PrivateTmp {
     fn create() -> std::io::Result<Self> {
-        let base = std::env::temp_dir();
+        // On tmpfs when there is one: creating and removing these costs
+        // ~0.2 ms there against ~1.4 ms on this disk, on every run.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         for attempt in 0..100u32 {
             let path = base.join(format!("atoll-tmp-{}-{attempt}", std::process::id()));
             match std::fs::create_dir(&path) {

@@ -332,9 +332,85 @@ pub fn handle(
             }
             Ok(done)
         })(),
+        opcode::SENDMSG | opcode::RECVMSG => message(ram, files, policy, request),
         _ => return None,
     };
     Some(result)
+}
+
+/// Most iovecs one message may carry (Linux's UIO_MAXIOV).
+const MAX_IOVECS: u64 = 1024;
+
+/// sendmsg and recvmsg over the guest's `struct msghdr`: its name and
+/// iovecs are checked and used in place; control data is not carried.
+fn message(
+    ram: &GuestRam,
+    files: &Files,
+    policy: &NetPolicy,
+    request: &Request,
+) -> Result<i64, i64> {
+    let [fd, header, flags, ..] = request.args;
+    let fd = files.raw_fd(fd)?;
+    let bytes = read_guest(ram, header, 56)?;
+    let word = |offset: usize| {
+        u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap_or_default())
+    };
+    let (name, name_len) = (
+        word(0),
+        u64::from(u32::from_le_bytes(
+            bytes[8..12].try_into().unwrap_or_default(),
+        )),
+    );
+    let (iov, iov_len, control_len) = (word(16), word(24), word(40));
+    let sending = request.opcode == opcode::SENDMSG;
+    if iov_len > MAX_IOVECS || (sending && control_len != 0) {
+        return Err(EINVAL);
+    }
+    let raw = read_guest(ram, iov, (iov_len * 16) as usize)?;
+    let mut iovecs = Vec::with_capacity(iov_len as usize);
+    for chunk in raw.chunks_exact(16) {
+        let base = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(chunk[8..].try_into().unwrap_or_default());
+        if len == 0 {
+            continue;
+        }
+        let pointer = ram.host_range(base, len).ok_or(EFAULT)?;
+        iovecs.push(libc::iovec {
+            iov_base: pointer.cast(),
+            iov_len: len as usize,
+        });
+    }
+    let mut address = if sending && name != 0 {
+        checked_address(ram, policy, name, name_len, false)?
+    } else {
+        vec![0u8; MAX_ADDRESS]
+    };
+    // SAFETY: a zeroed msghdr is valid; we fill the fields below.
+    let mut host: libc::msghdr = unsafe { std::mem::zeroed() };
+    host.msg_iov = iovecs.as_mut_ptr();
+    host.msg_iovlen = iovecs.len();
+    if sending {
+        if name != 0 {
+            host.msg_name = address.as_mut_ptr().cast();
+            host.msg_namelen = address.len() as u32;
+        }
+        // SAFETY: every iovec lies inside guest RAM; the name is our copy.
+        check(
+            unsafe { libc::sendmsg(fd, &host, flags as i32 | libc::MSG_NOSIGNAL) } as libc::c_long,
+        )
+    } else {
+        host.msg_name = address.as_mut_ptr().cast();
+        host.msg_namelen = MAX_ADDRESS as u32;
+        // SAFETY: as above; the name buffer is ours.
+        let done = check(unsafe { libc::recvmsg(fd, &mut host, flags as i32) } as libc::c_long)?;
+        if name != 0 {
+            return_address(ram, policy, address, host.msg_namelen, name, header + 8)?;
+        }
+        // No control data comes back: say so, and pass the flags on.
+        write_guest(ram, header + 40, &0u64.to_le_bytes())?;
+        write_guest(ram, header + 48, &host.msg_flags.to_le_bytes())?;
+        Ok(done)
+    }
 }
 
 #[cfg(test)]

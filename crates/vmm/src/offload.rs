@@ -339,20 +339,33 @@ impl Offload {
     /// Whether a request would wait on something outside the isle's
     /// control (a pipe, a terminal, a socket, a timed poll).
     fn would_block(&self, request: &Request) -> bool {
-        let events = match request.opcode {
-            opcode::READ | opcode::READV | opcode::ACCEPT | opcode::RECVFROM => libc::POLLIN,
-            opcode::WRITE | opcode::WRITEV | opcode::SENDTO => libc::POLLOUT,
-            opcode::CONNECT => return true,
-            opcode::EPOLL_WAIT if request.args[3] == 0 => return false,
-            opcode::EPOLL_WAIT => libc::POLLIN,
-            opcode::POLL => {
-                return request.args[2] != 0 && !poll_ready_now(&self.ram, &self.files, request)
+        let a = request.args;
+        let (events, small) = match request.opcode {
+            opcode::READ | opcode::READV | opcode::ACCEPT | opcode::RECVFROM | opcode::RECVMSG => {
+                (libc::POLLIN, true)
             }
+            // A pipe or socket with room takes PIPE_BUF bytes at once; a
+            // larger write may wait for its reader.
+            opcode::WRITE | opcode::SENDTO => (libc::POLLOUT, a[2] <= libc::PIPE_BUF as u64),
+            opcode::WRITEV | opcode::SENDMSG => (libc::POLLOUT, false),
+            opcode::CONNECT => return true,
+            opcode::TRANSFER => {
+                return !(self.is_regular_file(a[1]) && self.is_regular_file(a[3]));
+            }
+            // A lock without LOCK_NB waits for its holder.
+            opcode::FLOCK => return a[1] & libc::LOCK_NB as u64 == 0,
+            opcode::EPOLL_WAIT if a[3] == 0 => return false,
+            opcode::EPOLL_WAIT => (libc::POLLIN, true),
+            opcode::POLL => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
             opcode => return crate::file_ops::may_block(opcode),
         };
-        let Ok(fd) = self.files.raw_fd(request.args[0]) else {
+        let Ok(fd) = self.files.raw_fd(a[0]) else {
             return false;
         };
+        // Regular files never wait on anyone.
+        if self.is_regular_file(a[0]) {
+            return false;
+        }
         let mut probe = libc::pollfd {
             fd,
             events,
@@ -360,7 +373,19 @@ impl Offload {
         };
         // SAFETY: polls one fd the isle owns, without waiting.
         let ready = unsafe { libc::poll(&mut probe, 1, 0) };
-        ready == 0
+        ready == 0 || !small
+    }
+
+    fn is_regular_file(&self, fd: u64) -> bool {
+        self.files
+            .with_fd(fd, |raw| {
+                let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+                // SAFETY: fstat into our buffer.
+                let done = unsafe { libc::fstat(raw, stat.as_mut_ptr()) };
+                // SAFETY: zeroed, then filled by fstat if it succeeded.
+                done == 0 && unsafe { stat.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
+            })
+            .unwrap_or(false)
     }
 
     fn drain(self: &Arc<Self>, state: &mut QueueState) -> Result<bool, OffloadError> {
@@ -840,5 +865,136 @@ mod tests {
             offload.drain(&mut state),
             Err(OffloadError::Protocol(_))
         ));
+    }
+
+    /// Random ring contents and indices against the server: it must never
+    /// panic or touch memory outside the isle, and must stop the isle on a
+    /// broken ring rather than serve garbage.
+    #[test]
+    fn random_rings_never_crash_the_server() {
+        let ram = Arc::new(GuestRam::new(4 << 20).unwrap());
+        // Each isle stopped for a broken ring is replaced by a fresh one on
+        // a fresh queue (the old one's workers may still post to theirs).
+        let base = Arc::new(std::sync::atomic::AtomicU64::new(0x10000));
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // The guest reaps completions on its own, as a real one does.
+        let done = Arc::new(AtomicBool::new(false));
+        let reaper = {
+            let (ram, done, base) = (Arc::clone(&ram), Arc::clone(&done), Arc::clone(&base));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let queue = base.load(Ordering::SeqCst);
+                    let memory = ram.memory();
+                    let tail: u32 = memory
+                        .load(
+                            GuestAddress(queue + offset::CQ_TAIL as u64),
+                            Ordering::SeqCst,
+                        )
+                        .unwrap();
+                    memory
+                        .store(
+                            tail,
+                            GuestAddress(queue + offset::CQ_HEAD as u64),
+                            Ordering::SeqCst,
+                        )
+                        .unwrap();
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            })
+        };
+        let (mut protocol_errors, mut served) = (0, 0);
+        let mut queue = base.load(Ordering::SeqCst);
+        let mut offload = Offload::new(
+            Arc::clone(&ram),
+            vec![queue],
+            stdio_only(),
+            NetPolicy::default(),
+        );
+        let mut state = QueueState {
+            index: 0,
+            base: queue,
+            sq_head: 0,
+        };
+        for _ in 0..3000 {
+            // A handful of requests with random opcodes and arguments; fds
+            // stay clear of the test's own stdio.
+            let count = next() % 8;
+            for index in 0..count {
+                let slot = slot(state.sq_head.wrapping_add(index as u32)) as u64;
+                let mut words = [0u64; 8];
+                for word in &mut words {
+                    *word = next();
+                }
+                let op = match (next() % 64) as u32 {
+                    opcode::LOG => opcode::NOP,
+                    op => op,
+                };
+                words[0] = u64::from(op);
+                words[2] = 3 + next() % 8;
+                if next() % 2 == 0 {
+                    words[3] = next() % (4 << 20);
+                }
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                ram.memory()
+                    .write_slice(&bytes, GuestAddress(queue + offset::SQ as u64 + slot * 64))
+                    .unwrap();
+            }
+            let tail = if next() % 50 == 0 {
+                next() as u32
+            } else {
+                state.sq_head.wrapping_add(count as u32)
+            };
+            ram.memory()
+                .store(
+                    tail,
+                    GuestAddress(queue + offset::SQ_TAIL as u64),
+                    Ordering::SeqCst,
+                )
+                .unwrap();
+            match offload.drain(&mut state) {
+                Ok(_) => served += 1,
+                Err(OffloadError::Protocol(_)) => {
+                    protocol_errors += 1;
+                    queue = 0x10000 + (protocol_errors % 400) * 0x2000;
+                    for field in [
+                        offset::SQ_TAIL,
+                        offset::SQ_HEAD,
+                        offset::CQ_TAIL,
+                        offset::CQ_HEAD,
+                    ] {
+                        ram.memory()
+                            .store(0u32, GuestAddress(queue + field as u64), Ordering::SeqCst)
+                            .unwrap();
+                    }
+                    base.store(queue, Ordering::SeqCst);
+                    offload = Offload::new(
+                        Arc::clone(&ram),
+                        vec![queue],
+                        stdio_only(),
+                        NetPolicy::default(),
+                    );
+                    state = QueueState {
+                        index: 0,
+                        base: queue,
+                        sq_head: 0,
+                    };
+                }
+            }
+            // Random bytes anywhere below the queues (rings get random tails above).
+            let address = next() % 0xf000;
+            ram.memory()
+                .write_obj(next(), GuestAddress(address))
+                .unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        reaper.join().unwrap();
+        assert!(served > 1000, "served {served}");
+        assert!(protocol_errors > 0, "broken rings must be caught");
     }
 }

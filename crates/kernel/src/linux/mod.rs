@@ -152,6 +152,10 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::SHUTDOWN => net::shutdown(a[0], a[1]),
         nr::SENDTO => net::sendto(a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::RECVFROM => net::recvfrom(a[0], a[1], a[2], a[3], a[4], a[5]),
+        nr::SENDMSG => net::sendmsg(a[0], a[1], a[2]),
+        nr::RECVMSG => net::recvmsg(a[0], a[1], a[2]),
+        nr::SENDMMSG => net::multiple(true, a[0], a[1], a[2], a[3]),
+        nr::RECVMMSG => net::multiple(false, a[0], a[1], a[2], a[3]),
 
         nr::READLINK => fs::readlink(a[0], a[1], a[2]),
         nr::READLINKAT => fs::readlinkat(a[0], a[1], a[2], a[3]),

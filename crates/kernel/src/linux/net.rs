@@ -150,3 +150,35 @@ pub fn recvfrom(
         [fd_arg(fd)?, data, len, flags, address, len_pointer],
     )
 }
+
+pub fn sendmsg(fd: u64, header: u64, flags: u64) -> SysResult {
+    buffer(header, 56)?;
+    call(opcode::SENDMSG, [fd_arg(fd)?, header, flags, 0, 0, 0])
+}
+
+pub fn recvmsg(fd: u64, header: u64, flags: u64) -> SysResult {
+    buffer(header, 56)?;
+    call(opcode::RECVMSG, [fd_arg(fd)?, header, flags, 0, 0, 0])
+}
+
+/// sendmmsg/recvmmsg: one sendmsg/recvmsg per `struct mmsghdr` (64 bytes,
+/// the count at offset 56), stopping at the first error after a success.
+pub fn multiple(send: bool, fd: u64, vector: u64, count: u64, flags: u64) -> SysResult {
+    let count = count.min(1024);
+    let mut done = 0;
+    while done < count {
+        let entry = vector + done * 64;
+        let result = if send {
+            sendmsg(fd, entry, flags)
+        } else {
+            recvmsg(fd, entry, flags)
+        };
+        match result {
+            Ok(bytes) => user::write(entry + 56, bytes as u32)?,
+            Err(errno) if done == 0 => return Err(errno),
+            Err(_) => break,
+        }
+        done += 1;
+    }
+    Ok(done)
+}
