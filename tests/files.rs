@@ -1740,3 +1740,8 @@ fn dev_null_is_there_as_on_linux() {
     );
     pair.finish();
 }
+
+#[test]
+fn positioned_vectored_io_close_range_and_record_locks_behave_as_natively() {
+    assert_c_program_matches_native("fdcalls");
+}

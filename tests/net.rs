@@ -148,21 +148,5 @@ fn a_host_client_talks_to_an_http_server_in_an_isle() {
 
 #[test]
 fn an_epoll_loop_and_poll_and_select_behave_as_natively() {
-    for &flavor in Flavor::C {
-        let native = {
-            let _slot = isle_slot();
-            std::process::Command::new(program(flavor, "evloop"))
-                .output()
-                .unwrap()
-        };
-        assert!(
-            native.status.success(),
-            "{flavor} natively: {}",
-            stderr(&native)
-        );
-        let isle = run_program(flavor, "evloop", &[]);
-        assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
-        assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
-        assert_eq!(stderr(&isle), "", "{flavor}");
-    }
+    assert_c_program_matches_native("evloop");
 }

@@ -86,3 +86,23 @@ pub fn assert_one_line_error(output: &Output, code: i32, needles: &[&str]) {
     }
     assert!(err.starts_with("atoll: "), "{err}");
 }
+
+/// Runs C test program `name` natively and in an isle, in every C flavor,
+/// and asserts the same status 0, the same stdout and a quiet stderr.
+pub fn assert_c_program_matches_native(name: &str) {
+    for &flavor in Flavor::C {
+        let native = {
+            let _slot = isle_slot();
+            Command::new(program(flavor, name)).output().unwrap()
+        };
+        assert!(
+            native.status.success(),
+            "{flavor} natively: {}",
+            stderr(&native)
+        );
+        let isle = run_program(flavor, name, &[]);
+        assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
+        assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
+        assert_eq!(stderr(&isle), "", "{flavor}");
+    }
+}

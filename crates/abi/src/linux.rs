@@ -45,6 +45,43 @@ pub mod ioctl {
 }
 
 /// Longest path a request may carry (Linux's PATH_MAX).
+/// fcntl commands, and the size of `struct flock` the lock commands take.
+pub mod fcntl {
+    pub const F_DUPFD: u64 = 0;
+    pub const F_GETFD: u64 = 1;
+    pub const F_SETFD: u64 = 2;
+    pub const F_GETFL: u64 = 3;
+    pub const F_SETFL: u64 = 4;
+    pub const F_GETLK: u64 = 5;
+    pub const F_SETLK: u64 = 6;
+    pub const F_SETLKW: u64 = 7;
+    pub const F_OFD_GETLK: u64 = 36;
+    pub const F_OFD_SETLK: u64 = 37;
+    pub const F_OFD_SETLKW: u64 = 38;
+    pub const F_DUPFD_CLOEXEC: u64 = 1030;
+    pub const F_SETPIPE_SZ: u64 = 1031;
+    pub const F_GETPIPE_SZ: u64 = 1032;
+    /// type, whence (2 bytes each), padding, start, len (8 each), pid, padding.
+    pub const FLOCK_SIZE: u64 = 32;
+
+    /// The record-lock commands, whose argument points at a `struct flock`.
+    pub fn is_record_lock(command: u64) -> bool {
+        matches!(
+            command,
+            F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW
+        )
+    }
+
+    /// The lock commands that wait for a conflicting lock to go.
+    pub fn waits(command: u64) -> bool {
+        matches!(command, F_SETLKW | F_OFD_SETLKW)
+    }
+}
+
+/// close_range flags.
+pub const CLOSE_RANGE_UNSHARE: u64 = 2;
+pub const CLOSE_RANGE_CLOEXEC: u64 = 4;
+
 pub const PATH_MAX: u64 = 4096;
 /// AT_FDCWD as a 64-bit argument.
 pub const AT_FDCWD: u64 = -100i64 as u64;

@@ -55,9 +55,10 @@ pub mod opcode {
     /// Write buf[..len] to the host's stderr: the kernel's own messages
     /// (warnings, --trace lines, the syscall summary).
     pub const LOG: u32 = 8;
-    /// readv(fd, iov, iovcnt): iov is an array of Linux `struct iovec`.
+    /// preadv2(fd, iov, iovcnt, offset, flags): iov is an array of Linux
+    /// `struct iovec`; offset -1 uses (and moves) the file position.
     pub const READV: u32 = 9;
-    /// writev(fd, iov, iovcnt).
+    /// pwritev2(fd, iov, iovcnt, offset, flags), as READV.
     pub const WRITEV: u32 = 10;
     /// Host-to-host copy between two fds, no guest buffer:
     /// (kind, fd_in, off_in, fd_out, off_out, len), flags in `Request::flags`.
@@ -90,7 +91,10 @@ pub mod opcode {
     pub const GETCWD: u32 = 23;
     /// dup3(oldfd, newfd, flags); newfd < 0: the lowest free fd ≥ -newfd - 1.
     pub const DUP: u32 = 24;
-    /// fcntl(fd, cmd, arg) for F_GETFD, F_SETFD, F_GETFL, F_SETFL.
+    /// fcntl(fd, cmd, arg) for F_DUPFD(_CLOEXEC), F_GETFD, F_SETFD, F_GETFL,
+    /// F_SETFL, F_GETPIPE_SZ, F_SETPIPE_SZ, and the record locks (F_GETLK,
+    /// F_SETLK, F_SETLKW and their F_OFD_ forms), whose arg is the guest
+    /// address of a Linux `struct flock`.
     pub const FCNTL: u32 = 25;
     /// ftruncate(fd, length).
     pub const FTRUNCATE: u32 = 26;
@@ -164,8 +168,10 @@ pub mod opcode {
     pub const SENDMSG: u32 = 60;
     /// recvmsg(fd, msghdr, flags): no control data is returned.
     pub const RECVMSG: u32 = 61;
+    /// close_range(first, last, flags): CLOSE_RANGE_CLOEXEC marks instead.
+    pub const CLOSE_RANGE: u32 = 62;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 62;
+    pub const COUNT: u32 = 63;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

@@ -85,7 +85,11 @@ pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
             continue;
         }
         let waited = time::monotonic_ns() - started;
-        if me < MAX_THREADS && waited > SPIN_BEFORE_BLOCK_NS && sched::others_waiting() {
+        // Give the core away if a thread wants it now or a sleeper will.
+        if me < MAX_THREADS
+            && waited > SPIN_BEFORE_BLOCK_NS
+            && (sched::others_waiting() || sched::timers_pending())
+        {
             let scheduler = sched::lock();
             if !DONE[me].load(Ordering::Acquire) {
                 sched::block(scheduler, Wait::Io, 0);

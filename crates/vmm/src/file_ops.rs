@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::fd::FromRawFd;
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENAMETOOLONG, ENOSYS};
@@ -67,6 +68,37 @@ fn optional_path(ram: &GuestRam, address: u64) -> Result<Option<String>, i64> {
 /// still runs on the server).
 pub fn may_block(_opcode: u32) -> bool {
     false
+}
+
+/// fcntl's record locks: the guest's `struct flock` is copied in, checked by
+/// the host kernel, and copied back for the GETLK forms. Runs on a worker
+/// when it may wait, holding only the fd, so the holder can unlock meanwhile.
+fn record_lock(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
+    use atoll_abi::linux::fcntl::{FLOCK_SIZE, F_GETLK, F_OFD_GETLK};
+    let mut raw = [0u8; FLOCK_SIZE as usize];
+    ram.memory()
+        .read_slice(&mut raw, GuestAddress(a[2]))
+        .map_err(|_| EFAULT)?;
+    let mut lock = libc::flock {
+        l_type: i16::from_le_bytes([raw[0], raw[1]]),
+        l_whence: i16::from_le_bytes([raw[2], raw[3]]),
+        l_start: i64::from_le_bytes(raw[8..16].try_into().unwrap_or_default()),
+        l_len: i64::from_le_bytes(raw[16..24].try_into().unwrap_or_default()),
+        l_pid: i32::from_le_bytes(raw[24..28].try_into().unwrap_or_default()),
+    };
+    files.with_fd(a[0], |fd| {
+        // SAFETY: a lock command on an isle-owned fd with our own struct flock.
+        check(unsafe { libc::fcntl(fd, a[1] as i32, &mut lock) } as libc::c_long)
+    })??;
+    if a[1] == F_GETLK || a[1] == F_OFD_GETLK {
+        raw[0..2].copy_from_slice(&lock.l_type.to_le_bytes());
+        raw[2..4].copy_from_slice(&lock.l_whence.to_le_bytes());
+        raw[8..16].copy_from_slice(&lock.l_start.to_le_bytes());
+        raw[16..24].copy_from_slice(&lock.l_len.to_le_bytes());
+        raw[24..28].copy_from_slice(&lock.l_pid.to_le_bytes());
+        write_guest(ram, a[2], &raw)?;
+    }
+    Ok(0)
 }
 
 /// The file opcodes; anything else is ENOSYS.
@@ -138,7 +170,11 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(cwd.len() as i64)
         }
         opcode::DUP => files.dup(a[0] as i64, a[1] as i64, a[2] as i32),
+        opcode::FCNTL if atoll_abi::linux::fcntl::is_record_lock(a[1]) => {
+            record_lock(ram, files, a)
+        }
         opcode::FCNTL => files.fcntl(a[0] as i64, a[1] as i32, a[2]),
+        opcode::CLOSE_RANGE => files.close_range(a[0], a[1], a[2] != 0),
         opcode::FTRUNCATE => files.with_fd(a[0], |fd| {
             #[allow(unsafe_code)]
             // SAFETY: ftruncate on an isle-owned fd.
@@ -239,7 +275,8 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             adopt(files, fd)
         }
         opcode::EPOLL_CTL => {
-            let target = files.raw_fd(a[2])?;
+            let target_held = files.host_fd(a[2])?;
+            let target = target_held.as_raw_fd();
             let mut event = libc::epoll_event { events: 0, u64: 0 };
             if a[1] as i32 != libc::EPOLL_CTL_DEL {
                 let bytes = read_guest(ram, a[3], 12)?;
@@ -261,7 +298,8 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             }
             // struct epoll_event is packed: 12 bytes on x86_64, as in guest memory.
             let buffer = ram.host_range(a[1], max as u64 * 12).ok_or(EFAULT)?;
-            let epoll = files.raw_fd(a[0])?;
+            let epoll_held = files.host_fd(a[0])?;
+            let epoll = epoll_held.as_raw_fd();
             // SAFETY: writes at most `max` events inside guest RAM (checked).
             check(
                 unsafe { libc::epoll_wait(epoll, buffer.cast(), max, a[3] as i64 as i32) }
@@ -631,6 +669,77 @@ mod tests {
             .read_slice(&mut bytes, GuestAddress(0x3000))
             .unwrap();
         assert_eq!(&bytes, b"contents");
+    }
+
+    #[test]
+    fn record_locks_and_close_range_check_what_the_guest_gives() {
+        use atoll_abi::linux::fcntl::{F_GETLK, F_SETLK};
+        let (ram, files, _) = setup(false);
+        put_string(&ram, 0x2000, "file");
+        let fd = run(&ram, &files, opcode::OPENAT, [AT_FDCWD, 0x2000, 2, 0, 0, 0]).unwrap() as u64;
+        for address in [RAM - 8, u64::MAX - 4, RAM] {
+            assert_eq!(
+                run(&ram, &files, opcode::FCNTL, [fd, F_GETLK, address, 0, 0, 0]),
+                Err(EFAULT),
+                "{address:#x}"
+            );
+        }
+        // A write lock over the whole file, then asked about from the same
+        // process: POSIX says unlocked, and the answer lands in guest memory.
+        let mut lock = [0u8; 32];
+        lock[0..2].copy_from_slice(&(libc::F_WRLCK as i16).to_le_bytes());
+        ram.memory()
+            .write_slice(&lock, GuestAddress(0x3000))
+            .unwrap();
+        assert_eq!(
+            run(&ram, &files, opcode::FCNTL, [fd, F_SETLK, 0x3000, 0, 0, 0]),
+            Ok(0)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::FCNTL, [fd, F_GETLK, 0x3000, 0, 0, 0]),
+            Ok(0)
+        );
+        ram.memory()
+            .read_slice(&mut lock, GuestAddress(0x3000))
+            .unwrap();
+        assert_eq!(i16::from_le_bytes([lock[0], lock[1]]), libc::F_UNLCK as i16);
+        lock[0..2].copy_from_slice(&99i16.to_le_bytes());
+        ram.memory()
+            .write_slice(&lock, GuestAddress(0x3000))
+            .unwrap();
+        assert_eq!(
+            run(&ram, &files, opcode::FCNTL, [fd, F_SETLK, 0x3000, 0, 0, 0]),
+            Err(EINVAL)
+        );
+        // Ranges past any fd, reversed or huge, close nothing they must not.
+        for (first, last) in [
+            (1 << 40, u64::MAX),
+            (u64::MAX, u64::MAX),
+            (fd + 1, u64::MAX),
+        ] {
+            assert_eq!(
+                run(&ram, &files, opcode::CLOSE_RANGE, [first, last, 0, 0, 0, 0]),
+                Ok(0)
+            );
+        }
+        assert_eq!(
+            run(&ram, &files, opcode::FCNTL, [fd, F_GETLK, 0x3000, 0, 0, 0]),
+            Err(EINVAL),
+            "the fd is still open (the lock type is still bad)"
+        );
+        assert_eq!(
+            run(
+                &ram,
+                &files,
+                opcode::CLOSE_RANGE,
+                [fd, u64::MAX, 0, 0, 0, 0]
+            ),
+            Ok(0)
+        );
+        assert_eq!(
+            run(&ram, &files, opcode::FCNTL, [fd, F_GETLK, 0x3000, 0, 0, 0]),
+            Err(EBADF)
+        );
     }
 
     #[test]

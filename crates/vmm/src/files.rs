@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use atoll_abi::linux::errno::{
     EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
@@ -92,7 +92,9 @@ struct Mount {
 }
 
 struct OpenFile {
-    fd: OwnedFd,
+    /// Shared so a call in flight on a worker keeps the host fd open (and
+    /// its number unreused) even if the guest closes it meanwhile.
+    fd: Arc<OwnedFd>,
     /// The guest path it was opened by, for *at() calls relative to it.
     guest_path: Option<String>,
     close_on_exec: bool,
@@ -200,7 +202,7 @@ impl Files {
                 fds.insert(
                     stdio,
                     OpenFile {
-                        fd,
+                        fd: Arc::new(fd),
                         guest_path: None,
                         close_on_exec: false,
                         read_only: false,
@@ -236,17 +238,20 @@ impl Files {
             .ok_or(EBADF)
     }
 
-    /// The host fd behind guest fd `fd`. It stays valid until the isle
-    /// closes that fd, which only the (single) offload server does.
-    pub fn raw_fd(&self, fd: u64) -> Result<RawFd, i64> {
-        Self::raw(&self.lock(), fd as i64)
+    /// The host fd behind guest fd `fd`, held open for as long as the
+    /// caller keeps it, whatever the guest closes meanwhile.
+    pub fn host_fd(&self, fd: u64) -> Result<Arc<OwnedFd>, i64> {
+        i32::try_from(fd)
+            .ok()
+            .and_then(|fd| self.lock().fds.get(&fd).map(|file| file.fd.clone()))
+            .ok_or(EBADF)
     }
 
-    /// Runs `f` with the host fd behind guest fd `fd`.
+    /// Runs `f` with the host fd behind guest fd `fd`, without holding the
+    /// table's lock: `f` may block (a lock wait) while other calls go on.
     pub fn with_fd<R>(&self, fd: u64, f: impl FnOnce(RawFd) -> R) -> Result<R, i64> {
-        let state = self.lock();
-        let raw = Self::raw(&state, fd as i64)?;
-        Ok(f(raw))
+        let held = self.host_fd(fd)?;
+        Ok(f(held.as_raw_fd()))
     }
 
     /// Resolves `path` (relative to `dirfd`'s guest path or the cwd) to a
@@ -480,7 +485,7 @@ impl Files {
         Self::insert(
             &mut state,
             OpenFile {
-                fd,
+                fd: Arc::new(fd),
                 guest_path: None,
                 close_on_exec: false,
                 read_only: false,
@@ -504,7 +509,7 @@ impl Files {
             // SAFETY: a fresh fd we own.
             let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
             let file = OpenFile {
-                fd,
+                fd: Arc::new(fd),
                 guest_path: Some(resolved.absolute),
                 close_on_exec: false,
                 read_only: false,
@@ -518,7 +523,7 @@ impl Files {
         }
         let fd = self.open_inside(&resolved, flags, mode & 0o7777 & !state.umask)?;
         let file = OpenFile {
-            fd,
+            fd: Arc::new(fd),
             guest_path: Some(resolved.absolute),
             close_on_exec: flags & libc::O_CLOEXEC != 0,
             read_only: self.mounts[resolved.mount].read_only,
@@ -548,6 +553,29 @@ impl Files {
         let mut state = self.lock();
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;
         state.fds.remove(&fd).map(|_| 0).ok_or(EBADF)
+    }
+
+    /// close_range: closes (or, with `cloexec`, marks) the guest fds from
+    /// `first` to `last`; fds not open are skipped, as in Linux.
+    pub fn close_range(&self, first: u64, last: u64, cloexec: bool) -> Result<i64, i64> {
+        let (Ok(first), last) = (
+            i32::try_from(first),
+            i32::try_from(last).unwrap_or(i32::MAX),
+        ) else {
+            return Ok(0);
+        };
+        let mut state = self.lock();
+        if cloexec {
+            for (_, file) in state.fds.range_mut(first..=last) {
+                file.close_on_exec = true;
+            }
+        } else {
+            let closing: Vec<i32> = state.fds.range(first..=last).map(|(&fd, _)| fd).collect();
+            for fd in closing {
+                state.fds.remove(&fd);
+            }
+        }
+        Ok(0)
     }
 
     /// stat by path, fd (AT_EMPTY_PATH) or without following a final symlink.
@@ -803,7 +831,7 @@ impl Files {
         let guest_path = original.and_then(|file| file.guest_path.clone());
         let read_only = original.is_some_and(|file| file.read_only);
         let file = OpenFile {
-            fd,
+            fd: Arc::new(fd),
             guest_path,
             close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
             read_only,
@@ -869,7 +897,7 @@ impl Files {
         let read = Self::insert(
             &mut state,
             OpenFile {
-                fd: read,
+                fd: Arc::new(read),
                 guest_path: None,
                 close_on_exec: cloexec,
                 read_only: false,
@@ -879,7 +907,7 @@ impl Files {
         let write = match Self::insert(
             &mut state,
             OpenFile {
-                fd: write,
+                fd: Arc::new(write),
                 guest_path: None,
                 close_on_exec: cloexec,
                 read_only: false,

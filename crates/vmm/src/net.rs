@@ -7,6 +7,7 @@
 //! sockets are unnamed only (socketpair) for now.
 #![allow(unsafe_code)]
 
+use std::os::fd::AsRawFd;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH};
@@ -195,7 +196,8 @@ pub fn handle(
         opcode::BIND | opcode::CONNECT => (|| {
             let bind = request.opcode == opcode::BIND;
             let address = checked_address(ram, policy, a[1], a[2], bind)?;
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             let pointer = address.as_ptr().cast::<libc::sockaddr>();
             let len = address.len() as libc::socklen_t;
             // SAFETY: the address is our own copy of `len` bytes.
@@ -208,12 +210,15 @@ pub fn handle(
             };
             check(done as libc::c_long)
         })(),
-        opcode::LISTEN => files.raw_fd(a[0]).and_then(|fd| {
-            // SAFETY: listen on an isle-owned socket.
-            check(unsafe { libc::listen(fd, a[1] as i32) } as libc::c_long)
-        }),
+        opcode::LISTEN => files
+            .with_fd(a[0], |fd| {
+                // SAFETY: listen on an isle-owned socket.
+                check(unsafe { libc::listen(fd, a[1] as i32) } as libc::c_long)
+            })
+            .and_then(|result| result),
         opcode::ACCEPT => (|| {
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             let mut address = vec![0u8; MAX_ADDRESS];
             let mut len = MAX_ADDRESS as libc::socklen_t;
             let flags =
@@ -226,7 +231,8 @@ pub fn handle(
             Ok(guest)
         })(),
         opcode::GETSOCKNAME | opcode::GETPEERNAME => (|| {
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             let mut address = vec![0u8; MAX_ADDRESS];
             let mut len = MAX_ADDRESS as libc::socklen_t;
             // SAFETY: writes at most `len` bytes into our buffer.
@@ -245,7 +251,8 @@ pub fn handle(
             Ok(0)
         })(),
         opcode::SETSOCKOPT => (|| {
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             if a[4] as usize > MAX_OPTION {
                 return Err(EINVAL);
             }
@@ -262,7 +269,8 @@ pub fn handle(
             } as libc::c_long)
         })(),
         opcode::GETSOCKOPT => (|| {
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             let room: u32 = ram
                 .memory()
                 .read_obj(GuestAddress(a[4]))
@@ -283,12 +291,15 @@ pub fn handle(
             write_guest(ram, a[4], &len.to_le_bytes())?;
             Ok(0)
         })(),
-        opcode::SHUTDOWN => files.raw_fd(a[0]).and_then(|fd| {
-            // SAFETY: shutdown on an isle-owned socket.
-            check(unsafe { libc::shutdown(fd, a[1] as i32) } as libc::c_long)
-        }),
+        opcode::SHUTDOWN => files
+            .with_fd(a[0], |fd| {
+                // SAFETY: shutdown on an isle-owned socket.
+                check(unsafe { libc::shutdown(fd, a[1] as i32) } as libc::c_long)
+            })
+            .and_then(|result| result),
         opcode::SENDTO => (|| {
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
             let address = if a[4] == 0 {
                 Vec::new()
@@ -311,7 +322,8 @@ pub fn handle(
             )
         })(),
         opcode::RECVFROM => (|| {
-            let fd = files.raw_fd(a[0])?;
+            let fd_held = files.host_fd(a[0])?;
+            let fd = fd_held.as_raw_fd();
             let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
             let mut address = vec![0u8; MAX_ADDRESS];
             let mut len = MAX_ADDRESS as libc::socklen_t;
@@ -350,7 +362,8 @@ fn message(
     request: &Request,
 ) -> Result<i64, i64> {
     let [fd, header, flags, ..] = request.args;
-    let fd = files.raw_fd(fd)?;
+    let fd_held = files.host_fd(fd)?;
+    let fd = fd_held.as_raw_fd();
     let bytes = read_guest(ram, header, 56)?;
     let word = |offset: usize| {
         u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap_or_default())

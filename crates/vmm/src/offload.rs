@@ -5,6 +5,7 @@
 //! against the isle's table (only stdio for now).
 #![allow(unsafe_code)]
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -354,14 +355,16 @@ impl Offload {
             }
             // A lock without LOCK_NB waits for its holder.
             opcode::FLOCK => return a[1] & libc::LOCK_NB as u64 == 0,
+            opcode::FCNTL => return atoll_abi::linux::fcntl::waits(a[1]),
             opcode::EPOLL_WAIT if a[3] == 0 => return false,
             opcode::EPOLL_WAIT => (libc::POLLIN, true),
             opcode::POLL => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
             opcode => return crate::file_ops::may_block(opcode),
         };
-        let Ok(fd) = self.files.raw_fd(a[0]) else {
+        let Ok(held) = self.files.host_fd(a[0]) else {
             return false;
         };
+        let fd = held.as_raw_fd();
         // Regular files never wait on anyone.
         if self.is_regular_file(a[0]) {
             return false;
@@ -478,7 +481,8 @@ pub fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request)
 
 fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, address, len, ..] = request.args;
-    let fd = files.raw_fd(fd)?;
+    let fd_held = files.host_fd(fd)?;
+    let fd = fd_held.as_raw_fd();
     let buffer = guest_buffer(ram, address, len)?;
     // SAFETY: `buffer..buffer+len` lies inside guest RAM, which stays mapped;
     // the kernel only reads or writes those bytes, whatever the guest does.
@@ -494,7 +498,8 @@ fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i
 
 fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, iov_address, count, ..] = request.args;
-    let fd = files.raw_fd(fd)?;
+    let fd_held = files.host_fd(fd)?;
+    let fd = fd_held.as_raw_fd();
     if count > IOV_MAX {
         return Err(EINVAL);
     }
@@ -515,12 +520,16 @@ fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64
             iov_len: len as usize,
         });
     }
-    // SAFETY: every iovec was checked to lie inside guest RAM.
+    // Unknown RWF_ flags are the host kernel's to refuse; wider ones are ours.
+    let offset = request.args[3] as i64;
+    let flags = i32::try_from(request.args[4]).map_err(|_| atoll_abi::linux::errno::EOPNOTSUPP)?;
+    // SAFETY: every iovec was checked to lie inside guest RAM; offset -1
+    // means the file position, as in preadv2(2).
     let done = unsafe {
         if request.opcode == opcode::READV {
-            libc::readv(fd, iovecs.as_ptr(), iovecs.len() as i32)
+            libc::preadv2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset, flags)
         } else {
-            libc::writev(fd, iovecs.as_ptr(), iovecs.len() as i32)
+            libc::pwritev2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset, flags)
         }
     };
     Ok(errno_result(done))
@@ -528,7 +537,8 @@ fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64
 
 fn terminal_ioctl(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, command, address, ..] = request.args;
-    let fd = files.raw_fd(fd)?;
+    let fd_held = files.host_fd(fd)?;
+    let fd = fd_held.as_raw_fd();
     let size = match command {
         tty::TCGETS => tty::TERMIOS_SIZE,
         tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
@@ -549,7 +559,8 @@ fn terminal_ioctl(ram: &GuestRam, files: &Files, request: &Request) -> Result<i6
 
 fn fstat(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, address, ..] = request.args;
-    let fd = files.raw_fd(fd)?;
+    let fd_held = files.host_fd(fd)?;
+    let fd = fd_held.as_raw_fd();
     let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
     // SAFETY: fstat fills the struct we own.
     let done = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
@@ -576,6 +587,8 @@ fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
         .read_slice(&mut raw, GuestAddress(address))
         .map_err(|_| EFAULT)?;
     let mut invalid = 0;
+    // Held open until the poll returns, whatever the guest closes meanwhile.
+    let mut held = Vec::new();
     let mut fds: Vec<libc::pollfd> = raw
         .chunks_exact(POLLFD_SIZE as usize)
         .map(|chunk| {
@@ -584,10 +597,17 @@ fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
             let fd = if guest_fd < 0 {
                 -1
             } else {
-                files.raw_fd(guest_fd as u64).unwrap_or_else(|_| {
-                    invalid += 1;
-                    -1
-                })
+                match files.host_fd(guest_fd as u64) {
+                    Ok(fd) => {
+                        let raw = fd.as_raw_fd();
+                        held.push(fd);
+                        raw
+                    }
+                    Err(_) => {
+                        invalid += 1;
+                        -1
+                    }
+                }
             };
             libc::pollfd {
                 fd,
@@ -626,7 +646,8 @@ fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
 
 fn lseek(files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, offset, whence, ..] = request.args;
-    let fd = files.raw_fd(fd)?;
+    let fd_held = files.host_fd(fd)?;
+    let fd = fd_held.as_raw_fd();
     // SAFETY: lseek has no memory effects.
     let position = unsafe { libc::lseek(fd, offset as i64, whence as i32) };
     Ok(errno_result(position as isize))
@@ -671,7 +692,8 @@ fn offset_pointer(offset: &mut Option<i64>) -> *mut i64 {
 /// data never passes through guest memory.
 fn transfer(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [kind, fd_in, off_in_address, fd_out, off_out_address, len] = request.args;
-    let (fd_in, fd_out) = (files.raw_fd(fd_in)?, files.raw_fd(fd_out)?);
+    let (held_in, held_out) = (files.host_fd(fd_in)?, files.host_fd(fd_out)?);
+    let (fd_in, fd_out) = (held_in.as_raw_fd(), held_out.as_raw_fd());
     let mut off_in = read_offset(ram, off_in_address)?;
     let mut off_out = read_offset(ram, off_out_address)?;
     let len = len as usize;

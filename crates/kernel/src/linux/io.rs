@@ -34,7 +34,7 @@ pub fn host_result(result: i64) -> SysResult {
     }
 }
 
-fn check_buffer(address: u64, len: u64) -> Result<(), i64> {
+pub(super) fn check_buffer(address: u64, len: u64) -> Result<(), i64> {
     if len == 0 || user::range_ok(address, len) {
         Ok(())
     } else {
@@ -65,23 +65,74 @@ pub fn write(fd: u64, buffer: u64, len: u64) -> SysResult {
     write_result(offload::call(opcode::WRITE, [fd, buffer, len, 0, 0, 0]))
 }
 
-fn check_iovecs(iov: u64, count: u64) -> Result<(), i64> {
+/// Checks an iovec array and every buffer it names: the host can only tell
+/// guest RAM from the rest, not the program's memory from the kernel's.
+pub(super) fn check_iovecs(iov: u64, count: u64) -> Result<(), i64> {
     if count > IOV_MAX {
         return Err(EINVAL);
     }
-    check_buffer(iov, count * IOVEC_SIZE)
+    check_buffer(iov, count * IOVEC_SIZE)?;
+    for index in 0..count {
+        let entry = iov + index * IOVEC_SIZE;
+        let base: u64 = user::read(entry)?;
+        let len: u64 = user::read(entry + 8)?;
+        if (len as i64) < 0 {
+            return Err(EINVAL);
+        }
+        check_buffer(base, len)?;
+    }
+    Ok(())
 }
 
+/// The file position, for the offset of READV and WRITEV.
+const AT_FILE_POSITION: u64 = u64::MAX;
+
 pub fn readv(fd: u64, iov: u64, count: u64) -> SysResult {
-    let fd = fd_arg(fd)?;
-    check_iovecs(iov, count)?;
-    host_result(offload::call(opcode::READV, [fd, iov, count, 0, 0, 0]))
+    preadv2(fd, iov, count, AT_FILE_POSITION, 0)
 }
 
 pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
+    pwritev2(fd, iov, count, AT_FILE_POSITION, 0)
+}
+
+/// preadv: a negative offset is EINVAL (only preadv2 takes -1).
+pub fn preadv(fd: u64, iov: u64, count: u64, offset: u64) -> SysResult {
+    if (offset as i64) < 0 {
+        return Err(EINVAL);
+    }
+    preadv2(fd, iov, count, offset, 0)
+}
+
+pub fn pwritev(fd: u64, iov: u64, count: u64, offset: u64) -> SysResult {
+    if (offset as i64) < 0 {
+        return Err(EINVAL);
+    }
+    pwritev2(fd, iov, count, offset, 0)
+}
+
+/// The offset is the whole of pos_l on x86_64; the host checks the RWF_ flags.
+pub fn preadv2(fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
     let fd = fd_arg(fd)?;
+    if (offset as i64) < -1 {
+        return Err(EINVAL);
+    }
     check_iovecs(iov, count)?;
-    write_result(offload::call(opcode::WRITEV, [fd, iov, count, 0, 0, 0]))
+    host_result(offload::call(
+        opcode::READV,
+        [fd, iov, count, offset, flags, 0],
+    ))
+}
+
+pub fn pwritev2(fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
+    let fd = fd_arg(fd)?;
+    if (offset as i64) < -1 {
+        return Err(EINVAL);
+    }
+    check_iovecs(iov, count)?;
+    write_result(offload::call(
+        opcode::WRITEV,
+        [fd, iov, count, offset, flags, 0],
+    ))
 }
 
 pub fn close(fd: u64) -> SysResult {
@@ -262,23 +313,46 @@ pub fn dup3(old: u64, new: u64, flags: u64) -> SysResult {
     ))
 }
 
-const F_DUPFD: u64 = 0;
-const F_GETFD: u64 = 1;
-const F_SETFD: u64 = 2;
-const F_GETFL: u64 = 3;
-const F_SETFL: u64 = 4;
-const F_DUPFD_CLOEXEC: u64 = 1030;
 const O_CLOEXEC: u64 = 0o2000000;
 
 pub fn fcntl(fd: u64, command: u64, argument: u64) -> SysResult {
+    use atoll_abi::linux::fcntl::*;
     let fd = fd_arg(fd)?;
     match command {
-        F_DUPFD | F_GETFD | F_SETFD | F_GETFL | F_SETFL | F_DUPFD_CLOEXEC => host_result(
-            offload::call(opcode::FCNTL, [fd, command, argument, 0, 0, 0]),
-        ),
-        // Record locks and the rest are not served yet.
+        F_DUPFD | F_GETFD | F_SETFD | F_GETFL | F_SETFL | F_DUPFD_CLOEXEC | F_GETPIPE_SZ
+        | F_SETPIPE_SZ => host_result(offload::call(
+            opcode::FCNTL,
+            [fd, command, argument, 0, 0, 0],
+        )),
+        command if is_record_lock(command) => {
+            check_buffer(argument, FLOCK_SIZE)?;
+            host_result(offload::call(
+                opcode::FCNTL,
+                [fd, command, argument, 0, 0, 0],
+            ))
+        }
         _ => Err(EINVAL),
     }
+}
+
+pub fn close_range(first: u64, last: u64, flags: u64) -> SysResult {
+    use atoll_abi::linux::{CLOSE_RANGE_CLOEXEC, CLOSE_RANGE_UNSHARE};
+    let (first, last) = (first as u32, last as u32);
+    if flags & !(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE) != 0 || first > last {
+        return Err(EINVAL);
+    }
+    // The isle has one fd table, so UNSHARE has nothing to unshare.
+    host_result(offload::call(
+        opcode::CLOSE_RANGE,
+        [
+            u64::from(first),
+            u64::from(last),
+            flags & CLOSE_RANGE_CLOEXEC,
+            0,
+            0,
+            0,
+        ],
+    ))
 }
 
 pub fn pipe2(fds: u64, flags: u64) -> SysResult {

@@ -151,13 +151,27 @@ pub fn recvfrom(
     )
 }
 
-pub fn sendmsg(fd: u64, header: u64, flags: u64) -> SysResult {
+/// Checks a `struct msghdr` (56 bytes) and the name and iovec buffers it
+/// points at.
+fn check_message(header: u64) -> Result<(), i64> {
     buffer(header, 56)?;
+    let name: u64 = user::read(header)?;
+    let name_len: u32 = user::read(header + 8)?;
+    if name != 0 {
+        buffer(name, u64::from(name_len))?;
+    }
+    let iov: u64 = user::read(header + 16)?;
+    let count: u64 = user::read(header + 24)?;
+    super::io::check_iovecs(iov, count)
+}
+
+pub fn sendmsg(fd: u64, header: u64, flags: u64) -> SysResult {
+    check_message(header)?;
     call(opcode::SENDMSG, [fd_arg(fd)?, header, flags, 0, 0, 0])
 }
 
 pub fn recvmsg(fd: u64, header: u64, flags: u64) -> SysResult {
-    buffer(header, 56)?;
+    check_message(header)?;
     call(opcode::RECVMSG, [fd_arg(fd)?, header, flags, 0, 0, 0])
 }
 

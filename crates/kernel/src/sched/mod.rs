@@ -581,6 +581,12 @@ pub fn others_waiting() -> bool {
     QUEUED.load(Ordering::SeqCst) > 0
 }
 
+/// Whether a thread sleeps until a deadline (possibly one just passed):
+/// its wakeup needs a CPU that runs the scheduler.
+pub fn timers_pending() -> bool {
+    NEXT_DEADLINE.load(Ordering::Relaxed) != 0
+}
+
 /// Marks this CPU as parked while a thread on it waits in the monitor, so
 /// that wakers kick it; returns a guard that marks it busy again.
 pub fn park_busy_cpu() -> ParkedCpu {
