@@ -86,6 +86,9 @@ const PTE_PRESENT: u64 = 1 << 0;
 const PTE_WRITABLE: u64 = 1 << 1;
 const PTE_USER: u64 = 1 << 2;
 const PTE_LARGE: u64 = 1 << 7;
+/// Set by the CPU on use; they say nothing about the mapping.
+const PTE_ACCESSED: u64 = 1 << 5;
+const PTE_DIRTY: u64 = 1 << 6;
 const PTE_ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 /// A normal mapping: kernel and program share ring 3, so it is user-accessible.
 const PTE_NORMAL: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
@@ -229,7 +232,7 @@ impl AddressSpace {
         }
         for index in 0..512 {
             let value: u64 = user::read(table + index * 8)?;
-            if value != (region + index * PAGE_SIZE) | PTE_NORMAL {
+            if value & !(PTE_ACCESSED | PTE_DIRTY) != (region + index * PAGE_SIZE) | PTE_NORMAL {
                 return Ok(false);
             }
         }
