@@ -97,42 +97,43 @@ pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
 
 /// preadv: a negative offset is EINVAL (only preadv2 takes -1).
 pub fn preadv(fd: u64, iov: u64, count: u64, offset: u64) -> SysResult {
-    if (offset as i64) < 0 {
-        return Err(EINVAL);
-    }
-    preadv2(fd, iov, count, offset, 0)
+    vectored(opcode::READV, fd, iov, count, nonnegative(offset)?, 0)
 }
 
 pub fn pwritev(fd: u64, iov: u64, count: u64, offset: u64) -> SysResult {
-    if (offset as i64) < 0 {
-        return Err(EINVAL);
-    }
-    pwritev2(fd, iov, count, offset, 0)
+    vectored(opcode::WRITEV, fd, iov, count, nonnegative(offset)?, 0)
 }
 
 /// The offset is the whole of pos_l on x86_64; the host checks the RWF_ flags.
 pub fn preadv2(fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
-    let fd = fd_arg(fd)?;
-    if (offset as i64) < -1 {
-        return Err(EINVAL);
-    }
-    check_iovecs(iov, count)?;
-    host_result(offload::call(
-        opcode::READV,
-        [fd, iov, count, offset, flags, 0],
-    ))
+    vectored(opcode::READV, fd, iov, count, offset, flags)
 }
 
 pub fn pwritev2(fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
+    vectored(opcode::WRITEV, fd, iov, count, offset, flags)
+}
+
+fn nonnegative(offset: u64) -> Result<u64, i64> {
+    if (offset as i64) < 0 {
+        Err(EINVAL)
+    } else {
+        Ok(offset)
+    }
+}
+
+/// READV or WRITEV at `offset`, or at the file position for -1.
+fn vectored(op: u32, fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
     let fd = fd_arg(fd)?;
     if (offset as i64) < -1 {
         return Err(EINVAL);
     }
     check_iovecs(iov, count)?;
-    write_result(offload::call(
-        opcode::WRITEV,
-        [fd, iov, count, offset, flags, 0],
-    ))
+    let result = offload::call(op, [fd, iov, count, offset, flags, 0]);
+    if op == opcode::WRITEV {
+        write_result(result)
+    } else {
+        host_result(result)
+    }
 }
 
 pub fn close(fd: u64) -> SysResult {
