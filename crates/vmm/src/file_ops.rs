@@ -835,6 +835,7 @@ mod tests {
     #[test]
     fn random_requests_never_panic_or_escape() {
         let (ram, files, dir) = setup(false);
+        files.stdio_to_dev_null();
         let outside = dir.with_extension("outside");
         std::fs::write(&outside, b"untouched").unwrap();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;

@@ -555,6 +555,30 @@ impl Files {
         state.fds.remove(&fd).map(|_| 0).ok_or(EBADF)
     }
 
+    /// Points guest fds 0-2 at /dev/null, so tests that throw random
+    /// requests at the server can't write to, truncate or read the test
+    /// process's own stdio.
+    #[cfg(test)]
+    pub fn stdio_to_dev_null(&self) {
+        let mut state = self.lock();
+        for stdio in 0..3 {
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .expect("/dev/null opens");
+            state.fds.insert(
+                stdio,
+                OpenFile {
+                    fd: Arc::new(OwnedFd::from(null)),
+                    guest_path: None,
+                    close_on_exec: false,
+                    read_only: false,
+                },
+            );
+        }
+    }
+
     /// close_range: closes (or, with `cloexec`, marks) the guest fds from
     /// `first` to `last`; fds not open are skipped, as in Linux.
     pub fn close_range(&self, first: u64, last: u64, cloexec: bool) -> Result<i64, i64> {

@@ -751,8 +751,12 @@ mod tests {
     use super::*;
     use atoll_abi::linux::errno::{EBADF, ENOSYS};
 
+    /// No mounts; stdio is /dev/null, so random requests can't touch the
+    /// test process's own.
     fn stdio_only() -> Files {
-        Files::new(&[], "/").unwrap()
+        let files = Files::new(&[], "/").unwrap();
+        files.stdio_to_dev_null();
+        files
     }
 
     fn request(opcode: u32, args: [u64; 6]) -> Request {
