@@ -101,6 +101,15 @@ fn record_lock(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     Ok(0)
 }
 
+const ZERO_TIMESPEC: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
+const ZERO_ITIMERSPEC: libc::itimerspec = libc::itimerspec {
+    it_interval: ZERO_TIMESPEC,
+    it_value: ZERO_TIMESPEC,
+};
+
 /// The file opcodes; anything else is ENOSYS.
 pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> Result<i64, i64> {
     let a = request.args;
@@ -345,16 +354,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
                     tv_nsec: words[3],
                 },
             };
-            let mut old = libc::itimerspec {
-                it_interval: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                it_value: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-            };
+            let mut old = ZERO_ITIMERSPEC;
             files.with_fd(a[0], |fd| {
                 // SAFETY: reads our `new`, writes our `old`.
                 check(
@@ -368,16 +368,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(0)
         }
         opcode::TIMERFD_GETTIME => {
-            let mut current = libc::itimerspec {
-                it_interval: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                it_value: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-            };
+            let mut current = ZERO_ITIMERSPEC;
             files.with_fd(a[0], |fd| {
                 // SAFETY: writes our `current`.
                 check(unsafe { libc::timerfd_gettime(fd, &mut current) } as libc::c_long)

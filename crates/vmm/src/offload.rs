@@ -759,6 +759,16 @@ mod tests {
         files
     }
 
+    /// One request against stdio only, without a network.
+    fn serve(ram: &GuestRam, opcode: u32, args: [u64; 6]) -> i64 {
+        handle(
+            ram,
+            &stdio_only(),
+            &NetPolicy::default(),
+            &request(opcode, args),
+        )
+    }
+
     fn request(opcode: u32, args: [u64; 6]) -> Request {
         Request {
             opcode,
@@ -771,49 +781,21 @@ mod tests {
     #[test]
     fn bad_fds_and_addresses_are_refused() {
         let ram = GuestRam::new(2 << 20).unwrap();
+        assert_eq!(serve(&ram, opcode::WRITE, [9, 0x1000, 4, 0, 0, 0]), -EBADF);
         assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::WRITE, [9, 0x1000, 4, 0, 0, 0])
-            ),
-            -EBADF
-        );
-        assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0])
-            ),
+            serve(&ram, opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0]),
             -EFAULT
         );
         assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0])
-            ),
+            serve(&ram, opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0]),
             -EFAULT
         );
         assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::READV, [0, 0x1000, 5000, 0, 0, 0])
-            ),
+            serve(&ram, opcode::READV, [0, 0x1000, 5000, 0, 0, 0]),
             -EINVAL
         );
         assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0])
-            ),
+            serve(&ram, opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0]),
             -ENOTTY
         );
         assert_eq!(
@@ -837,12 +819,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0])
-            ),
+            serve(&ram, opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0]),
             -EFAULT
         );
     }
@@ -850,15 +827,7 @@ mod tests {
     #[test]
     fn getrandom_fills_guest_memory() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        assert_eq!(
-            handle(
-                &ram,
-                &stdio_only(),
-                &NetPolicy::default(),
-                &request(opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0])
-            ),
-            64
-        );
+        assert_eq!(serve(&ram, opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0]), 64);
         let mut bytes = [0u8; 64];
         ram.memory()
             .read_slice(&mut bytes, GuestAddress(0x3000))
