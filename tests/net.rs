@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
 use std::time::Duration;
@@ -149,4 +149,94 @@ fn a_host_client_talks_to_an_http_server_in_an_isle() {
 #[test]
 fn an_epoll_loop_and_poll_and_select_behave_as_natively() {
     assert_c_program_matches_native("evloop");
+}
+
+#[test]
+fn named_and_abstract_unix_sockets_and_fd_passing_behave_as_natively() {
+    assert_c_program_matches_native("unixsock");
+}
+
+/// A scratch directory holding `mnt` (to be mounted) and what lies outside it.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("atoll-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("mnt")).unwrap();
+    dir
+}
+
+#[test]
+fn unix_socket_names_stay_inside_the_mounts() {
+    use std::os::unix::net::UnixListener;
+    let dir = scratch("unix-confined");
+    let mnt = dir.join("mnt");
+    let outside = dir.join("outside.sock");
+    let inside = mnt.join("inside.sock");
+    let outside_listener = UnixListener::bind(&outside).unwrap();
+    let inside_listener = UnixListener::bind(&inside).unwrap();
+    std::os::unix::fs::symlink(&outside, mnt.join("absolute")).unwrap();
+    std::os::unix::fs::symlink("../outside.sock", mnt.join("relative")).unwrap();
+    let greeter = std::thread::spawn(move || {
+        let (mut stream, _) = inside_listener.accept().unwrap();
+        stream.write_all(b"hello from the host\n").unwrap();
+    });
+    let mount = format!("{}:/data", mnt.display());
+    let outside_name = outside.to_str().unwrap().to_string();
+    let program = program(Flavor::Rust, "unixconnect");
+    let output = run(&[
+        "run",
+        "-v",
+        &mount,
+        program.to_str().unwrap(),
+        "/data/inside.sock",
+        "/data/absolute",
+        "/data/relative",
+        "/data/../outside.sock",
+        &outside_name,
+        "/proc/self/fd/3",
+    ]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let lines: Vec<String> = stdout(&output).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "/data/inside.sock: got hello from the host");
+    for line in &lines[1..] {
+        assert!(line.contains(": refused (NotFound)"), "{line}");
+    }
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    greeter.join().unwrap();
+    // Nothing reached the socket outside the mount.
+    outside_listener.set_nonblocking(true).unwrap();
+    assert!(outside_listener.accept().is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_host_client_reaches_a_unix_socket_an_isle_bound_in_a_mount() {
+    use std::os::unix::net::UnixStream;
+    let dir = scratch("unix-serve");
+    let socket = dir.join("mnt").join("isle.sock");
+    let mount = format!("{}:/data", dir.join("mnt").display());
+    let program = program(Flavor::Rust, "unixconnect");
+    let _slot = isle_slot();
+    let server = atoll()
+        .args(["run", "-v", &mount, program.to_str().unwrap()])
+        .args(["--serve", "/data/isle.sock"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stream = (0..400)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(25));
+            UnixStream::connect(&socket).ok()
+        })
+        .expect("the isle never bound its socket");
+    let mut line = String::new();
+    std::io::BufReader::new(stream.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "hello from the isle\n");
+    stream.write_all(b"hello from the host\n").unwrap();
+    let output = server.wait_with_output().unwrap();
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), "served: hello from the host\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,6 +25,8 @@ pub mod errno {
     pub const ENODEV: i64 = 19;
     pub const EOPNOTSUPP: i64 = 95;
     pub const EAFNOSUPPORT: i64 = 97;
+    pub const EADDRINUSE: i64 = 98;
+    pub const ENOBUFS: i64 = 105;
     pub const ENETUNREACH: i64 = 101;
     pub const EROFS: i64 = 30;
     pub const EXDEV: i64 = 18;
@@ -44,7 +46,6 @@ pub mod ioctl {
     pub const WINSIZE_SIZE: u64 = 8;
 }
 
-/// Longest path a request may carry (Linux's PATH_MAX).
 /// fcntl commands, and the size of `struct flock` the lock commands take.
 pub mod fcntl {
     pub const F_DUPFD: u64 = 0;
@@ -82,6 +83,7 @@ pub mod fcntl {
 pub const CLOSE_RANGE_UNSHARE: u64 = 2;
 pub const CLOSE_RANGE_CLOEXEC: u64 = 4;
 
+/// Longest path a request may carry (Linux's PATH_MAX).
 pub const PATH_MAX: u64 = 4096;
 /// AT_FDCWD as a 64-bit argument.
 pub const AT_FDCWD: u64 = -100i64 as u64;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use atoll_abi::linux::errno::{
-    EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
+    EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
 };
 
 /// Most fds an isle can have open (its RLIMIT_NOFILE).
@@ -100,6 +100,16 @@ struct OpenFile {
     close_on_exec: bool,
     /// Opened from a read-only mount: no attribute changes through it.
     read_only: bool,
+    /// A Unix socket's guest addresses (local, peer) as the isle named
+    /// them; the host knows them by names of its own.
+    socket_names: Option<Arc<SocketNames>>,
+}
+
+/// The guest `sockaddr_un`s a Unix socket was bound or connected to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketNames {
+    pub local: Option<Vec<u8>>,
+    pub peer: Option<Vec<u8>>,
 }
 
 struct State {
@@ -206,6 +216,7 @@ impl Files {
                         guest_path: None,
                         close_on_exec: false,
                         read_only: false,
+                        socket_names: None,
                     },
                 );
             }
@@ -489,10 +500,57 @@ impl Files {
                 guest_path: None,
                 close_on_exec: false,
                 read_only: false,
+                socket_names: None,
             },
             0,
         )
         .map(i64::from)
+    }
+
+    /// Gives the isle an fd that arrived over a Unix socket (SCM_RIGHTS).
+    /// Which mount it came from can't be known, so no attribute changes
+    /// go through it (a file of a read-only mount must stay unchanged).
+    pub fn adopt_received(&self, fd: OwnedFd, close_on_exec: bool) -> Result<i64, i64> {
+        let mut state = self.lock();
+        let file = OpenFile {
+            fd: Arc::new(fd),
+            guest_path: None,
+            close_on_exec,
+            read_only: true,
+            socket_names: None,
+        };
+        Self::insert(&mut state, file, 0).map(i64::from)
+    }
+
+    /// The guest names a Unix socket was given by bind or connect.
+    pub fn socket_names(&self, fd: u64) -> Result<SocketNames, i64> {
+        let state = self.lock();
+        let file = i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get(&fd))
+            .ok_or(EBADF)?;
+        Ok(file.socket_names.as_deref().cloned().unwrap_or_default())
+    }
+
+    /// Records the guest names of a Unix socket (see [`Self::socket_names`]).
+    pub fn set_socket_names(&self, fd: u64, names: SocketNames) -> Result<(), i64> {
+        let mut state = self.lock();
+        let file = i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get_mut(&fd))
+            .ok_or(EBADF)?;
+        file.socket_names = Some(Arc::new(names));
+        Ok(())
+    }
+
+    /// Where binding a Unix socket to `path` makes its file: the parent
+    /// directory (O_PATH, confined) and the new name, on a writable mount.
+    pub fn socket_bind_target(&self, path: &str) -> Result<(OwnedFd, CString), i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, i64::from(AT_FDCWD), path)?;
+        self.writable(&resolved)?;
+        self.parent_of(&resolved)
+            .map_err(|errno| if errno == EEXIST { EADDRINUSE } else { errno })
     }
 
     pub fn open(&self, dirfd: i64, path: &str, flags: i32, mode: u32) -> Result<i64, i64> {
@@ -513,6 +571,7 @@ impl Files {
                 guest_path: Some(resolved.absolute),
                 close_on_exec: false,
                 read_only: false,
+                socket_names: None,
             };
             return Self::insert(&mut state, file, 0).map(i64::from);
         }
@@ -527,6 +586,7 @@ impl Files {
             guest_path: Some(resolved.absolute),
             close_on_exec: flags & libc::O_CLOEXEC != 0,
             read_only: self.mounts[resolved.mount].read_only,
+            socket_names: None,
         };
         Self::insert(&mut state, file, 0).map(i64::from)
     }
@@ -574,6 +634,7 @@ impl Files {
                     guest_path: None,
                     close_on_exec: false,
                     read_only: false,
+                    socket_names: None,
                 },
             );
         }
@@ -854,11 +915,13 @@ impl Files {
         let original = state.fds.get(&(old as i32));
         let guest_path = original.and_then(|file| file.guest_path.clone());
         let read_only = original.is_some_and(|file| file.read_only);
+        let socket_names = original.and_then(|file| file.socket_names.clone());
         let file = OpenFile {
             fd: Arc::new(fd),
             guest_path,
             close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
             read_only,
+            socket_names,
         };
         if new >= 0 {
             state.fds.insert(new as i32, file);
@@ -925,6 +988,7 @@ impl Files {
                 guest_path: None,
                 close_on_exec: cloexec,
                 read_only: false,
+                socket_names: None,
             },
             0,
         )?;
@@ -935,6 +999,7 @@ impl Files {
                 guest_path: None,
                 close_on_exec: cloexec,
                 read_only: false,
+                socket_names: None,
             },
             0,
         ) {

@@ -160,6 +160,11 @@ fn check_message(header: u64) -> Result<(), i64> {
     if name != 0 {
         buffer(name, u64::from(name_len))?;
     }
+    let control: u64 = user::read(header + 32)?;
+    let control_len: u64 = user::read(header + 40)?;
+    if control_len != 0 {
+        buffer(control, control_len)?;
+    }
     let iov: u64 = user::read(header + 16)?;
     let count: u64 = user::read(header + 24)?;
     super::io::check_iovecs(iov, count)

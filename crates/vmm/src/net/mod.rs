@@ -4,19 +4,22 @@
 //! pairs, but binding a port needs `-p PORT[:GUESTPORT]` (the isle binds
 //! GUESTPORT, the host binds PORT) and connecting or sending anywhere needs
 //! `--net`, except to the isle's own published ports on loopback. Unix
-//! sockets are unnamed only (socketpair) for now.
+//! socket names are confined like files ([`unix`]).
 #![allow(unsafe_code)]
+
+mod unix;
 
 use std::os::fd::AsRawFd;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH};
+use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH, ENOBUFS};
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::file_ops::read_guest;
 use crate::files::{check, Files};
 use crate::memory::GuestRam;
+use unix::HostAddress;
 
 /// What the isle may do on the network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,24 +83,25 @@ fn is_loopback(address: &[u8]) -> bool {
     }
 }
 
-/// Reads a sockaddr and applies the policy for `purpose` (bind or reach).
+/// Reads a guest sockaddr, applies the policy for binding (`bind`) or
+/// reaching it, and makes it the host's.
 fn checked_address(
     ram: &GuestRam,
+    files: &Files,
     policy: &NetPolicy,
     address: u64,
     len: u64,
     bind: bool,
-) -> Result<Vec<u8>, i64> {
+) -> Result<HostAddress, i64> {
     if len < 2 || len as usize > MAX_ADDRESS {
         return Err(EINVAL);
     }
     let mut bytes = read_guest(ram, address, len as usize)?;
+    if i32::from(family(&bytes)) == libc::AF_UNIX {
+        return unix::host_address(files, &bytes, bind);
+    }
     let Some(guest_port) = port(&bytes) else {
-        return Err(if i32::from(family(&bytes)) == libc::AF_UNIX {
-            EACCES
-        } else {
-            EAFNOSUPPORT
-        });
+        return Err(EAFNOSUPPORT);
     };
     if bind {
         match policy.host_port(guest_port) {
@@ -113,7 +117,7 @@ fn checked_address(
     } else if !policy.outbound {
         return Err(ENETUNREACH);
     }
-    Ok(bytes)
+    Ok(HostAddress::plain(bytes))
 }
 
 /// Writes a host sockaddr back to the guest, with published ports shown as
@@ -130,6 +134,21 @@ fn return_address(
         return Ok(());
     }
     bytes.truncate(host_len as usize);
+    if i32::from(family(&bytes)) == libc::AF_UNIX {
+        bytes = unix::guest_address(&bytes);
+    }
+    show_address(ram, policy, bytes, address, len_pointer)
+}
+
+/// Writes a guest-view sockaddr out, as much as the guest's length allows,
+/// and its full length.
+fn show_address(
+    ram: &GuestRam,
+    policy: &NetPolicy,
+    mut bytes: Vec<u8>,
+    address: u64,
+    len_pointer: u64,
+) -> Result<(), i64> {
     if let Some(host) = port(&bytes) {
         if let Some(guest) = policy.guest_port(host) {
             set_port(&mut bytes, guest);
@@ -141,7 +160,7 @@ fn return_address(
         .map_err(|_| EFAULT)?;
     let shown = (room as usize).min(bytes.len()).min(MAX_ADDRESS);
     write_guest(ram, address, &bytes[..shown])?;
-    write_guest(ram, len_pointer, &host_len.to_le_bytes())
+    write_guest(ram, len_pointer, &(bytes.len() as u32).to_le_bytes())
 }
 
 fn adopt(files: &Files, fd: i64) -> Result<i64, i64> {
@@ -195,11 +214,11 @@ pub fn handle(
         })(),
         opcode::BIND | opcode::CONNECT => (|| {
             let bind = request.opcode == opcode::BIND;
-            let address = checked_address(ram, policy, a[1], a[2], bind)?;
+            let address = checked_address(ram, files, policy, a[1], a[2], bind)?;
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
-            let pointer = address.as_ptr().cast::<libc::sockaddr>();
-            let len = address.len() as libc::socklen_t;
+            let pointer = address.bytes.as_ptr().cast::<libc::sockaddr>();
+            let len = address.bytes.len() as libc::socklen_t;
             // SAFETY: the address is our own copy of `len` bytes.
             let done = unsafe {
                 if bind {
@@ -208,7 +227,16 @@ pub fn handle(
                     libc::connect(fd, pointer, len)
                 }
             };
-            check(done as libc::c_long)
+            let done = check(done as libc::c_long)?;
+            if let Some(name) = &address.guest_name {
+                // The host knows this socket by another name: keep the guest's.
+                if bind {
+                    unix::remember(files, a[0], Some(name), None);
+                } else {
+                    unix::remember(files, a[0], None, Some(name));
+                }
+            }
+            Ok(done)
         })(),
         opcode::LISTEN => files
             .with_fd(a[0], |fd| {
@@ -227,6 +255,9 @@ pub fn handle(
             let new = unsafe { libc::accept4(fd, address.as_mut_ptr().cast(), &mut len, flags) };
             let new = check(new as libc::c_long)?;
             let guest = adopt(files, new)?;
+            if let Some(local) = files.socket_names(a[0])?.local {
+                unix::remember(files, guest as u64, Some(&local), None);
+            }
             return_address(ram, policy, address, len, a[1], a[2])?;
             Ok(guest)
         })(),
@@ -247,7 +278,16 @@ pub fn handle(
             if a[1] == 0 || a[2] == 0 {
                 return Err(EFAULT);
             }
-            return_address(ram, policy, address, len, a[1], a[2])?;
+            let names = files.socket_names(a[0])?;
+            let known = if request.opcode == opcode::GETSOCKNAME {
+                names.local
+            } else {
+                names.peer
+            };
+            match known {
+                Some(guest) => show_address(ram, policy, guest, a[1], a[2])?,
+                None => return_address(ram, policy, address, len, a[1], a[2])?,
+            }
             Ok(0)
         })(),
         opcode::SETSOCKOPT => (|| {
@@ -302,16 +342,16 @@ pub fn handle(
             let fd = fd_held.as_raw_fd();
             let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
             let address = if a[4] == 0 {
-                Vec::new()
+                HostAddress::plain(Vec::new())
             } else {
-                checked_address(ram, policy, a[4], a[5], false)?
+                checked_address(ram, files, policy, a[4], a[5], false)?
             };
-            let (pointer, len) = if address.is_empty() {
+            let (pointer, len) = if address.bytes.is_empty() {
                 (std::ptr::null(), 0)
             } else {
                 (
-                    address.as_ptr().cast::<libc::sockaddr>(),
-                    address.len() as libc::socklen_t,
+                    address.bytes.as_ptr().cast::<libc::sockaddr>(),
+                    address.bytes.len() as libc::socklen_t,
                 )
             };
             let flags = a[3] as i32 | libc::MSG_NOSIGNAL;
@@ -354,7 +394,8 @@ pub fn handle(
 const MAX_IOVECS: u64 = 1024;
 
 /// sendmsg and recvmsg over the guest's `struct msghdr`: its name and
-/// iovecs are checked and used in place; control data is not carried.
+/// iovecs are checked and used in place; control data is copied, with fds
+/// passed (SCM_RIGHTS) translated between guest and host.
 fn message(
     ram: &GuestRam,
     files: &Files,
@@ -374,9 +415,9 @@ fn message(
             bytes[8..12].try_into().unwrap_or_default(),
         )),
     );
-    let (iov, iov_len, control_len) = (word(16), word(24), word(40));
+    let (iov, iov_len, control, control_len) = (word(16), word(24), word(32), word(40));
     let sending = request.opcode == opcode::SENDMSG;
-    if iov_len > MAX_IOVECS || (sending && control_len != 0) {
+    if iov_len > MAX_IOVECS {
         return Err(EINVAL);
     }
     let raw = read_guest(ram, iov, (iov_len * 16) as usize)?;
@@ -394,9 +435,9 @@ fn message(
         });
     }
     let mut address = if sending && name != 0 {
-        checked_address(ram, policy, name, name_len, false)?
+        checked_address(ram, files, policy, name, name_len, false)?
     } else {
-        vec![0u8; MAX_ADDRESS]
+        HostAddress::plain(vec![0u8; MAX_ADDRESS])
     };
     // SAFETY: a zeroed msghdr is valid; we fill the fields below.
     let mut host: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -404,23 +445,65 @@ fn message(
     host.msg_iovlen = iovecs.len();
     if sending {
         if name != 0 {
-            host.msg_name = address.as_mut_ptr().cast();
-            host.msg_namelen = address.len() as u32;
+            host.msg_name = address.bytes.as_mut_ptr().cast();
+            host.msg_namelen = address.bytes.len() as u32;
         }
-        // SAFETY: every iovec lies inside guest RAM; the name is our copy.
+        let (mut control, _held) = if control_len == 0 {
+            (Vec::new(), Vec::new())
+        } else if control_len as usize > unix::MAX_CONTROL {
+            return Err(ENOBUFS);
+        } else {
+            unix::outgoing_control(files, read_guest(ram, control, control_len as usize)?)?
+        };
+        if control_len != 0 {
+            host.msg_control = control.as_mut_ptr().cast();
+            host.msg_controllen = control_len as usize;
+        }
+        // SAFETY: every iovec lies inside guest RAM; the name and control
+        // data are our copies, their fds held open by `_held`.
         check(
             unsafe { libc::sendmsg(fd, &host, flags as i32 | libc::MSG_NOSIGNAL) } as libc::c_long,
         )
     } else {
-        host.msg_name = address.as_mut_ptr().cast();
+        host.msg_name = address.bytes.as_mut_ptr().cast();
         host.msg_namelen = MAX_ADDRESS as u32;
-        // SAFETY: as above; the name buffer is ours.
-        let done = check(unsafe { libc::recvmsg(fd, &mut host, flags as i32) } as libc::c_long)?;
-        if name != 0 {
-            return_address(ram, policy, address, host.msg_namelen, name, header + 8)?;
+        let mut control_words = unix::control_buffer(control_len);
+        if !control_words.is_empty() {
+            host.msg_control = control_words.as_mut_ptr().cast();
+            host.msg_controllen = (control_len as usize).min(unix::MAX_CONTROL);
         }
-        // No control data comes back: say so, and pass the flags on.
-        write_guest(ram, header + 40, &0u64.to_le_bytes())?;
+        // Received fds are the monitor's until the isle's table holds them.
+        let host_flags = flags as i32 | libc::MSG_CMSG_CLOEXEC;
+        // SAFETY: as above; the name and control buffers are ours.
+        let done = check(unsafe { libc::recvmsg(fd, &mut host, host_flags) } as libc::c_long)?;
+        let mut control_bytes: Vec<u8> = control_words
+            .iter()
+            .flat_map(|word| word.to_le_bytes())
+            .take(host.msg_controllen)
+            .collect();
+        let close_on_exec = flags as i32 & libc::MSG_CMSG_CLOEXEC != 0;
+        unix::incoming_control(
+            files,
+            &mut control_bytes,
+            close_on_exec,
+            &mut host.msg_flags,
+        )?;
+        if name != 0 {
+            return_address(
+                ram,
+                policy,
+                std::mem::take(&mut address.bytes),
+                host.msg_namelen,
+                name,
+                header + 8,
+            )?;
+        }
+        write_guest(ram, control, &control_bytes)?;
+        write_guest(
+            ram,
+            header + 40,
+            &(control_bytes.len() as u64).to_le_bytes(),
+        )?;
         write_guest(ram, header + 48, &host.msg_flags.to_le_bytes())?;
         Ok(done)
     }
@@ -429,6 +512,7 @@ fn message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atoll_abi::linux::errno::ENOENT;
 
     const RAM: u64 = 2 << 20;
 
@@ -531,13 +615,23 @@ mod tests {
                 "{request:?}"
             );
         }
-        // An AF_UNIX path: not served yet, refused.
-        let mut unix = [0u8; 16];
-        unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_le_bytes());
-        ram.memory()
-            .write_slice(&unix, GuestAddress(0x1000))
-            .unwrap();
-        let bind = request(opcode::BIND, [fd, 0x1000, 16, 0, 0, 0]);
-        assert_eq!(handle(&ram, &files, &open, &bind), Some(Err(EACCES)));
+        // Unix names outside every mount (there are none here).
+        let unix_socket = handle(
+            &ram,
+            &files,
+            &open,
+            &request(opcode::SOCKET, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]),
+        );
+        let unix_socket = unix_socket.unwrap().unwrap() as u64;
+        for (path, errno) in [(&b"/x.sock"[..], ENOENT), (b"/nowhere/x.sock", ENOENT)] {
+            let mut name = (libc::AF_UNIX as u16).to_le_bytes().to_vec();
+            name.extend_from_slice(path);
+            ram.memory()
+                .write_slice(&name, GuestAddress(0x1000))
+                .unwrap();
+            let len = name.len() as u64;
+            let bind = request(opcode::BIND, [unix_socket, 0x1000, len, 0, 0, 0]);
+            assert_eq!(handle(&ram, &files, &open, &bind), Some(Err(errno)));
+        }
     }
 }
