@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Fresh machine to every test: installs what is needed, checks formatting and
-# lints (workspace and kernel), then runs all tests, which boot real isles.
+# lints (workspace and kernel), then runs all tests, which boot real isles,
+# and a bounded fuzz run of the offload server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo fmt --all --check
 (cd crates/kernel && cargo fmt --check)
 (cd tests/programs/rust && cargo fmt --check)
+(cd fuzz && cargo fmt --check)
 cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release -p atoll-vmm --features fuzzing -- -D warnings
 (cd crates/kernel && cargo clippy --release -- -D warnings)
 cargo test --release
+./scripts/fuzz.sh 60

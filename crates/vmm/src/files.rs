@@ -618,7 +618,7 @@ impl Files {
     /// Points guest fds 0-2 at /dev/null, so tests that throw random
     /// requests at the server can't write to, truncate or read the test
     /// process's own stdio.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn stdio_to_dev_null(&self) {
         let mut state = self.lock();
         for stdio in 0..3 {
@@ -649,6 +649,9 @@ impl Files {
         ) else {
             return Ok(0);
         };
+        if first > last {
+            return Err(EINVAL);
+        }
         let mut state = self.lock();
         if cloexec {
             for (_, file) in state.fds.range_mut(first..=last) {
@@ -1201,6 +1204,15 @@ mod tests {
         );
         assert_eq!(files.close(1234), Err(EBADF));
         assert_eq!(files.dup(777, -1, 0), Err(EBADF));
+    }
+
+    /// Found by the fuzz target: a reversed range panicked the monitor.
+    #[test]
+    fn a_reversed_close_range_is_refused() {
+        let files = Files::new(&[], "/").unwrap();
+        assert_eq!(files.close_range(9, 3, false), Err(EINVAL));
+        assert_eq!(files.close_range(9, 3, true), Err(EINVAL));
+        assert_eq!(files.close_range(3, u64::MAX, false), Ok(0));
     }
 
     #[test]

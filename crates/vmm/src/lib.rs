@@ -6,10 +6,13 @@
 //! - [`vcpu`]: KVM VM and vCPU state, the run loop and doorbells.
 //! - [`offload`]: the host side of the offload queue.
 //! - [`isle`]: puts them together: [`isle::run`].
+//! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
 
 pub mod file_ops;
 pub mod files;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod host;
 pub mod isle;
 pub mod loader;

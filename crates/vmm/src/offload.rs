@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOTTY};
+use atoll_abi::linux::errno::{EAGAIN, EFAULT, EINVAL, ENOTTY};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
 use atoll_abi::queue::{offset, opcode, slot, transfer, Request, DEPTH, HOST_PARKED, HOST_POLLING};
 use vm_memory::{Bytes, GuestAddress};
@@ -69,11 +69,11 @@ struct VcpuPark {
 }
 
 /// Host-side state of one queue pair.
-struct QueueState {
+pub(crate) struct QueueState {
     /// Which vCPU's queue.
-    index: usize,
-    base: u64,
-    sq_head: u32,
+    pub(crate) index: usize,
+    pub(crate) base: u64,
+    pub(crate) sq_head: u32,
 }
 
 /// Shared between the server thread and the vCPU threads.
@@ -95,6 +95,9 @@ pub struct Offload {
     idle_workers: std::sync::atomic::AtomicUsize,
     vcpus: Vec<VcpuPark>,
     failure: Mutex<Option<OffloadError>>,
+    /// Answer EAGAIN instead of waiting (the fuzz target, which must
+    /// never hang on a pipe nobody writes).
+    refuse_blocking: bool,
 }
 
 impl Offload {
@@ -115,7 +118,28 @@ impl Offload {
             server: Parker::default(),
             vcpus,
             failure: Mutex::new(None),
+            refuse_blocking: false,
         })
+    }
+
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn files(&self) -> &Files {
+        &self.files
+    }
+
+    /// An offload that never waits: what would block fails with EAGAIN.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn never_blocking(
+        ram: Arc<GuestRam>,
+        queue: u64,
+        files: Files,
+        net: NetPolicy,
+    ) -> Arc<Self> {
+        let mut offload = Self::new(ram, vec![queue], files, net);
+        if let Some(offload) = Arc::get_mut(&mut offload) {
+            offload.refuse_blocking = true;
+        }
+        offload
     }
 
     /// Starts the server thread.
@@ -271,6 +295,7 @@ impl Offload {
     /// (only a guest that stopped reaping keeps it full, and then only its
     /// own isle waits).
     fn complete(&self, queue: usize, tag: u64, result: i64) {
+        debug_assert!(result >= -4095, "completion {result} is no errno");
         let (Some(&base), Some(tail)) = (self.queues.get(queue), self.cq_tails.get(queue)) else {
             return;
         };
@@ -391,7 +416,7 @@ impl Offload {
             .unwrap_or(false)
     }
 
-    fn drain(self: &Arc<Self>, state: &mut QueueState) -> Result<bool, OffloadError> {
+    pub(crate) fn drain(self: &Arc<Self>, state: &mut QueueState) -> Result<bool, OffloadError> {
         let tail = self.load(state.base + offset::SQ_TAIL as u64);
         let pending = tail.wrapping_sub(state.sq_head);
         if pending == 0 {
@@ -411,8 +436,14 @@ impl Offload {
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
             // Blocking calls block only the calling guest thread: a pool
             // worker waits for this one while the server goes on.
-            if self.would_block(&request) && self.hand_to_worker(state.index, request) {
-                continue;
+            if self.would_block(&request) {
+                if self.refuse_blocking {
+                    self.complete(state.index, request.tag, -EAGAIN);
+                    continue;
+                }
+                if self.hand_to_worker(state.index, request) {
+                    continue;
+                }
             }
             let result = handle(&self.ram, &self.files, &self.net, &request);
             self.complete(state.index, request.tag, result);

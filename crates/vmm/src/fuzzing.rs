@@ -1,0 +1,175 @@
+//! The offload server as the fuzz target (`fuzz/`) drives it: arbitrary
+//! bytes become a submission ring and guest memory, and the real server
+//! decodes and performs every request against a real mount.
+//!
+//! Per input it checks what must always hold: the server never panics,
+//! every completion is a byte count or a Linux errno (a debug assertion
+//! where completions are posted), a sound ring is never called broken, and
+//! a file outside the mount is untouched.
+//! Requests that would wait (on a pipe nobody writes, say) fail with EAGAIN
+//! rather than hang the fuzzer; the rest run exactly as for an isle.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use atoll_abi::queue::{offset, opcode, slot, DEPTH};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::files::{Files, MountSpec, MAX_FDS};
+use crate::memory::GuestRam;
+use crate::net::NetPolicy;
+use crate::offload::{Offload, OffloadError, QueueState};
+
+/// Guest RAM of the fuzzed isle; its queue pair sits in the last 64 KiB.
+const RAM: u64 = 2 << 20;
+const QUEUE: u64 = RAM - 0x10000;
+/// Where the input's memory part lands (requests' addresses aim there).
+const DATA: u64 = 0x1000;
+const REQUEST_SIZE: usize = 64;
+const OUTSIDE_TEXT: &[u8] = b"outside the mount\n";
+
+/// One fuzzed isle, kept across inputs (libFuzzer runs in one process).
+pub struct Harness {
+    ram: Arc<GuestRam>,
+    offload: Arc<Offload>,
+    state: QueueState,
+    scratch: PathBuf,
+    outside: PathBuf,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness {
+    /// A fresh isle with one writable mount at /data (its cwd) in a scratch
+    /// directory, next to a file it must never reach.
+    pub fn new() -> Self {
+        // As the monitor does: a closed pipe is EPIPE for the isle.
+        crate::host::ignore_sigpipe();
+        let scratch = std::env::temp_dir().join(format!("atoll-fuzz-{}", std::process::id()));
+        let mount = scratch.join("mount");
+        std::fs::create_dir_all(&mount).expect("scratch mount");
+        let outside = scratch.join("outside.txt");
+        std::fs::write(&outside, OUTSIDE_TEXT).expect("outside file");
+        let files = Files::new(
+            &[MountSpec {
+                host: mount,
+                guest: "/data".into(),
+                read_only: false,
+            }],
+            "/data",
+        )
+        .expect("files");
+        files.stdio_to_dev_null();
+        let ram = Arc::new(GuestRam::new(RAM).expect("guest RAM"));
+        let offload = Offload::never_blocking(Arc::clone(&ram), QUEUE, files, NetPolicy::default());
+        Self {
+            ram,
+            offload,
+            state: QueueState {
+                index: 0,
+                base: QUEUE,
+                sq_head: 0,
+            },
+            scratch,
+            outside,
+        }
+    }
+
+    fn load(&self, field: usize) -> u32 {
+        self.ram
+            .memory()
+            .load(GuestAddress(QUEUE + field as u64), Ordering::SeqCst)
+            .unwrap_or(0)
+    }
+
+    fn store(&self, field: usize, value: u32) {
+        let _ =
+            self.ram
+                .memory()
+                .store(value, GuestAddress(QUEUE + field as u64), Ordering::SeqCst);
+    }
+
+    /// Serves one input. Its layout: a control byte (bit 0: take the next
+    /// four bytes as a raw submission tail, to break the ring), a request
+    /// count byte, that many 64-byte requests, then guest memory at DATA.
+    pub fn run(&mut self, input: &[u8]) {
+        let Some((&control, rest)) = input.split_first() else {
+            return;
+        };
+        let (raw_tail, rest) = if control & 1 != 0 && rest.len() >= 4 {
+            let (tail, rest) = rest.split_at(4);
+            (
+                Some(u32::from_le_bytes(tail.try_into().unwrap_or_default())),
+                rest,
+            )
+        } else {
+            (None, rest)
+        };
+        let Some((&count, rest)) = rest.split_first() else {
+            return;
+        };
+        let count = usize::from(count)
+            .min(DEPTH as usize)
+            .min(rest.len() / REQUEST_SIZE);
+        let (requests, memory) = rest.split_at(count * REQUEST_SIZE);
+
+        // Last input's memory must not leak into this one's.
+        let zeros = vec![0u8; (QUEUE - DATA) as usize];
+        let _ = self.ram.memory().write_slice(&zeros, GuestAddress(DATA));
+        let room = (QUEUE - DATA) as usize;
+        let _ = self
+            .ram
+            .memory()
+            .write_slice(&memory[..memory.len().min(room)], GuestAddress(DATA));
+        for (index, request) in requests.chunks_exact(REQUEST_SIZE).enumerate() {
+            let mut request = request.to_vec();
+            let op = u32::from_le_bytes(request[..4].try_into().unwrap_or_default());
+            // Not the fuzzer's business: stderr noise, and flushing the
+            // whole host's disks.
+            if matches!(op, opcode::LOG | opcode::FSYNC) {
+                request[..4].copy_from_slice(&opcode::NOP.to_le_bytes());
+            }
+            let entry = slot(self.state.sq_head.wrapping_add(index as u32)) as u64;
+            let _ = self.ram.memory().write_slice(
+                &request,
+                GuestAddress(QUEUE + offset::SQ as u64 + entry * REQUEST_SIZE as u64),
+            );
+        }
+        // The guest reaped everything so far.
+        self.store(offset::CQ_HEAD, self.load(offset::CQ_TAIL));
+        let tail = raw_tail.unwrap_or(self.state.sq_head.wrapping_add(count as u32));
+        self.store(offset::SQ_TAIL, tail);
+
+        match self.offload.drain(&mut self.state) {
+            Ok(_) => {}
+            Err(OffloadError::Protocol(_)) => {
+                assert!(
+                    tail.wrapping_sub(self.state.sq_head) > DEPTH,
+                    "a sound ring was called broken"
+                );
+                // The isle would stop here; the next input starts a sound ring.
+                self.store(offset::SQ_TAIL, self.state.sq_head);
+            }
+        }
+        // Requests may have written anywhere in RAM, the ring included:
+        // put the indices back as the server knows them.
+        self.store(offset::SQ_HEAD, self.state.sq_head);
+        let _ = self.offload.files().close_range(3, MAX_FDS as u64, false);
+        assert_eq!(
+            std::fs::read(&self.outside).ok().as_deref(),
+            Some(OUTSIDE_TEXT),
+            "a request reached a file outside the mount"
+        );
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# A bounded fuzz run of the host's request decoder and offload server:
+# `./scripts/fuzz.sh [SECONDS]` (default 60). It starts from the corpus kept
+# in fuzz/corpus and writes what it finds new to a scratch directory, so the
+# kept corpus changes only when someone merges into it on purpose:
+#   cd fuzz && cargo fuzz run -s none offload_server corpus/offload_server
+#   cargo fuzz cmin -s none offload_server corpus/offload_server
+# A crash fails the run and leaves its input in fuzz/artifacts.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds=${1:-60}
+
+# Stable Rust has no sanitizers, so the target runs with libFuzzer's
+# coverage alone (-s none); the monitor's unsafe code is small and checked.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --version 0.13.2 --locked --quiet
+fi
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cargo fuzz run -s none offload_server "$scratch" corpus/offload_server -- \
+  -max_total_time="$seconds" -print_final_stats=1 2>&1 |
+  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added|INFO: +[0-9]+ files found)|panicked|ERROR|SUMMARY' || true
+test "${PIPESTATUS[0]}" -eq 0
