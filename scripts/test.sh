@@ -13,4 +13,6 @@ cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release -p atoll-vmm --features fuzzing -- -D warnings
 (cd crates/kernel && cargo clippy --release -- -D warnings)
 cargo test --release
+# The isle tests again with every syscall trapping: same programs, same outputs.
+ATOLL_NO_REWRITE=1 cargo test --release -p atoll-cli --tests
 ./scripts/fuzz.sh 60

@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Print per-syscall counts on stderr at exit
     #[arg(long)]
     syscall_summary: bool,
+    /// Leave the program's syscall instructions as they are (every call
+    /// traps), for programs that read or checksum their own code
+    #[arg(long, env = "ATOLL_NO_REWRITE", value_parser = clap::builder::FalseyValueParser::new())]
+    no_rewrite: bool,
     /// The KVM device to use
     #[arg(
         long,
@@ -422,6 +426,7 @@ pub fn run(args: RunArgs) -> i32 {
             published: args.publish,
             outbound: args.net,
         },
+        rewrite: !args.no_rewrite,
     };
     let outcome = atoll_vmm::run(config);
     drop(tmp);

@@ -48,16 +48,27 @@ pub fn log(line: &[u8]) {
 const TABLE_SIZE: usize = MAX_SYSCALL + 1;
 static CALLS: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(0) }; TABLE_SIZE];
 static ERRORS: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(0) }; TABLE_SIZE];
+/// Calls that came through rewritten sites (the rest trapped).
+static REWRITTEN: [AtomicU64; TABLE_SIZE] = [const { AtomicU64::new(0) }; TABLE_SIZE];
+/// Sites that trapped: their addresses and counts, first come first kept.
+const TRAP_SITES: usize = 64;
+static TRAP_SITE_ADDRESS: [AtomicU64; TRAP_SITES] = [const { AtomicU64::new(0) }; TRAP_SITES];
+static TRAP_SITE_CALLS: [AtomicU64; TRAP_SITES] = [const { AtomicU64::new(0) }; TRAP_SITES];
+/// Trapped calls from sites beyond the first TRAP_SITES.
+static OTHER_TRAP_SITES: AtomicU64 = AtomicU64::new(0);
 static UNSUPPORTED: [AtomicU64; TABLE_SIZE.div_ceil(64)] =
     [const { AtomicU64::new(0) }; TABLE_SIZE.div_ceil(64)];
 /// Calls with numbers outside the table.
 static OUT_OF_TABLE: AtomicU64 = AtomicU64::new(0);
 
 /// Counts one call of `nr` that returned `result`.
-pub fn count(nr: u64, result: i64) {
+pub fn count(nr: u64, result: i64, rewritten: bool) {
     match CALLS.get(nr as usize) {
         Some(calls) => {
             calls.fetch_add(1, Ordering::Relaxed);
+            if rewritten {
+                REWRITTEN[nr as usize].fetch_add(1, Ordering::Relaxed);
+            }
             if result < 0 && result > -4096 {
                 ERRORS[nr as usize].fetch_add(1, Ordering::Relaxed);
             }
@@ -66,6 +77,24 @@ pub fn count(nr: u64, result: i64) {
             OUT_OF_TABLE.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Counts a call that trapped at the `syscall` instruction at `site`.
+pub fn count_trap_site(site: u64) {
+    let start = (site as usize ^ (site >> 12) as usize) % TRAP_SITES;
+    for probe in 0..TRAP_SITES {
+        let index = (start + probe) % TRAP_SITES;
+        let slot = &TRAP_SITE_ADDRESS[index];
+        let owner = match slot.compare_exchange(0, site, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => site,
+            Err(current) => current,
+        };
+        if owner == site {
+            TRAP_SITE_CALLS[index].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    OTHER_TRAP_SITES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Warns, once per number, that the program called a syscall we don't serve.
@@ -152,8 +181,8 @@ pub fn print_summary_if_asked() {
     let mut line = LineBuffer::<128>::new();
     let _ = writeln!(
         line,
-        "atoll: syscall summary\n{:>10} {:>8}  syscall",
-        "calls", "errors"
+        "atoll: syscall summary\n{:>10} {:>8} {:>10} {:>8}  syscall",
+        "calls", "errors", "rewritten", "trapped"
     );
     log(line.as_bytes());
     let mut total = 0;
@@ -171,7 +200,12 @@ pub fn print_summary_if_asked() {
         } else {
             ""
         };
-        let _ = writeln!(line, "{calls:>10} {errors:>8}  {name}{mark}");
+        let rewritten = REWRITTEN[nr].load(Ordering::Relaxed);
+        let trapped = calls - rewritten;
+        let _ = writeln!(
+            line,
+            "{calls:>10} {errors:>8} {rewritten:>10} {trapped:>8}  {name}{mark}"
+        );
         log(line.as_bytes());
     }
     let out_of_table = OUT_OF_TABLE.load(Ordering::Relaxed);
@@ -182,8 +216,40 @@ pub fn print_summary_if_asked() {
             "{out_of_table:>10} {out_of_table:>8}  unknown numbers  (unsupported)"
         );
     }
-    let _ = writeln!(line, "{:>10} {:>8}  total", total + out_of_table, "");
+    let rewritten: u64 = REWRITTEN.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+    let _ = writeln!(
+        line,
+        "{:>10} {:>8} {:>10} {:>8}  total",
+        total + out_of_table,
+        "",
+        rewritten,
+        total + out_of_table - rewritten
+    );
     log(line.as_bytes());
+    print_trap_sites();
+}
+
+/// The sites that trapped, busiest first (at most 20 of them).
+fn print_trap_sites() {
+    let mut sites: [(u64, u64); TRAP_SITES] = [(0, 0); TRAP_SITES];
+    for (index, site) in sites.iter_mut().enumerate() {
+        *site = (
+            TRAP_SITE_CALLS[index].load(Ordering::Relaxed),
+            TRAP_SITE_ADDRESS[index].load(Ordering::Relaxed),
+        );
+    }
+    sites.sort_unstable_by(|a, b| b.cmp(a));
+    for &(calls, address) in sites.iter().take(20).filter(|(calls, _)| *calls > 0) {
+        let mut line = LineBuffer::<128>::new();
+        let _ = writeln!(line, "atoll: trapping site {address:#x}: {calls} calls");
+        log(line.as_bytes());
+    }
+    let others = OTHER_TRAP_SITES.load(Ordering::Relaxed);
+    if others > 0 {
+        let mut line = LineBuffer::<128>::new();
+        let _ = writeln!(line, "atoll: trapping sites beyond these: {others} calls");
+        log(line.as_bytes());
+    }
 }
 
 /// Symbolic name of an errno value, as strace prints it.

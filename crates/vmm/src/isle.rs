@@ -19,6 +19,7 @@ use crate::memory::{GuestRam, MemoryError};
 use crate::net::NetPolicy;
 use crate::offload::Offload;
 use crate::preempt::Preemption;
+use crate::rewrite;
 use crate::setup::{self, Layout, SetupError, StackSpec};
 use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
 
@@ -54,6 +55,8 @@ pub struct IsleConfig<'a> {
     pub cwd: String,
     /// What the isle may do on the network.
     pub net: NetPolicy,
+    /// Rewrite the program's syscall sites into calls (see `rewrite`).
+    pub rewrite: bool,
 }
 
 /// How the isle ended.
@@ -104,6 +107,62 @@ fn copy_segments(
     Ok(())
 }
 
+/// Writes the stubs of `plan` at `area` and patches its sites, in guest
+/// memory, before any vCPU exists.
+fn rewrite_sites(
+    ram: &GuestRam,
+    plan: &rewrite::Plan,
+    area: u64,
+    entry: u64,
+) -> Result<(), SetupError> {
+    let code = |address: u64, len: usize| {
+        let mut bytes = vec![0u8; len];
+        ram.memory()
+            .read_slice(&mut bytes, GuestAddress(address))
+            .ok()
+            .map(|()| bytes)
+    };
+    let (stubs, patches) = rewrite::build(plan, area, entry, code);
+    let write = |bytes: &[u8], address: u64| {
+        ram.memory()
+            .write_slice(bytes, GuestAddress(address))
+            .map_err(|error| SetupError::Memory(error.to_string()))
+    };
+    write(&stubs, area)?;
+    for (address, bytes) in patches {
+        write(&bytes, address)?;
+    }
+    Ok(())
+}
+
+/// The monitor's part of `--syscall-summary`: what load-time rewriting did.
+fn report_rewriting(enabled: bool, census: &rewrite::Census) {
+    if !enabled {
+        eprintln!("atoll: syscall sites: not rewritten (--no-rewrite)");
+        return;
+    }
+    eprintln!(
+        "atoll: syscall sites: {} found by decoding, {} rewritten, {} left trapping{}",
+        census.proved,
+        census.rewritten,
+        census.unfit.len(),
+        if census.undecodable_functions > 0 {
+            format!(
+                " ({} functions could not be decoded)",
+                census.undecodable_functions
+            )
+        } else {
+            String::new()
+        }
+    );
+    for address in census.unfit.iter().take(20) {
+        eprintln!("atoll:   left trapping: syscall at {address:#x} (no pattern fits)");
+    }
+    if census.unfit.len() > 20 {
+        eprintln!("atoll:   ... and {} more", census.unfit.len() - 20);
+    }
+}
+
 /// Boots an isle and runs the program to completion.
 pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let started = std::time::Instant::now();
@@ -113,7 +172,15 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .cpu_count
         .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
     let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
-    layout.check_program(program.image_start, program.image_end)?;
+    let plan = if config.rewrite {
+        rewrite::analyze_cached(config.program_image).biased(program.bias)
+    } else {
+        rewrite::Plan::default()
+    };
+    // The stubs go right after the image, within reach of a rel32 jump.
+    let stub_area = align_up(program.image_end, PAGE_SIZE);
+    let heap_start = align_up(stub_area + rewrite::stub_area_size(&plan), PAGE_SIZE);
+    layout.check_program(program.image_start, heap_start)?;
     let files = Files::new(&config.mounts, &config.cwd)?;
     let kvm = vcpu::open_kvm(&config.kvm_device)?;
     tracing::debug!(elapsed = ?started.elapsed(), "program parsed, KVM open");
@@ -122,7 +189,6 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     // system area: the monitor's own writes below fault those huge pages in.
     // The rest is populated in the background once the program runs.
     let ram = Arc::new(GuestRam::new(config.memory_size)?);
-    let heap_start = align_up(program.image_end, PAGE_SIZE);
     let huge_start = align_up(heap_start, LARGE_PAGE_SIZE);
     let huge_end = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
     ram.advise_huge_pages(huge_start, huge_end.saturating_sub(huge_start));
@@ -133,6 +199,8 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     copy_segments(&ram, config.kernel_image, &kernel.segments, |address| {
         layout.kernel_physical(address)
     })?;
+    rewrite_sites(&ram, &plan, stub_area, kernel.rewritten_entry)?;
+    tracing::debug!(census = ?plan.census, "syscall sites rewritten");
     setup::write_page_tables(ram.memory(), &layout)?;
     setup::write_descriptor_tables(ram.memory(), &layout, kernel.exception_vectors)?;
     for cpu in 0..cpu_count {
@@ -275,6 +343,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let outcome = outcome
         .recv()
         .unwrap_or_else(|_| Outcome::Crashed("every vCPU thread died".into()));
+    if config.flags & atoll_abi::boot::flags::SYSCALL_SUMMARY != 0 {
+        report_rewriting(config.rewrite, &plan.census);
+    }
     // The process exits next. Closing the VM here would unmap its state,
     // which waits for any populate still in flight.
     std::mem::forget(vm);

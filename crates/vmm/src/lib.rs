@@ -5,6 +5,7 @@
 //! - [`setup`]: page tables, descriptor tables, the system area, boot info.
 //! - [`vcpu`]: KVM VM and vCPU state, the run loop and doorbells.
 //! - [`offload`]: the host side of the offload queue.
+//! - [`rewrite`]: syscall sites turned into jumps to the kernel, at load time.
 //! - [`isle`]: puts them together: [`isle::run`].
 //! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod memory;
 pub mod net;
 pub mod offload;
 pub mod preempt;
+pub mod rewrite;
 pub mod setup;
 pub mod vcpu;
 

@@ -55,6 +55,8 @@ pub struct Program {
     pub phdr_count: u64,
     pub phdr_entry_size: u64,
     pub position_independent: bool,
+    /// What was added to the ELF's addresses to load it (0 unless static-pie).
+    pub bias: u64,
 }
 
 fn describe_start(bytes: &[u8]) -> String {
@@ -271,6 +273,7 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
         phdr_count: u64::from(header.e_phnum),
         phdr_entry_size: u64::from(header.e_phentsize),
         position_independent,
+        bias,
     })
 }
 
@@ -286,6 +289,8 @@ pub struct Kernel {
     pub exception_vectors: u64,
     /// Where a preempted vCPU is sent (see `preempt`).
     pub preempt_entry: u64,
+    /// Where rewritten syscall sites enter (see `rewrite`).
+    pub rewritten_entry: u64,
 }
 
 /// Parses the embedded kernel image. Failure means a broken build.
@@ -325,6 +330,7 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
         syscall_entry: symbol("atoll_syscall_entry")?,
         exception_vectors: symbol("atoll_exception_vectors")?,
         preempt_entry: symbol("atoll_preempt_entry")?,
+        rewritten_entry: symbol("atoll_rewritten_entry")?,
     })
 }
 

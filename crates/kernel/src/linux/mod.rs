@@ -29,9 +29,14 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
+    let rewritten = frame.rewritten != 0;
+    if !rewritten {
+        // rcx points just past the `syscall` that trapped.
+        trace::count_trap_site(frame.rcx.wrapping_sub(2));
+    }
     if matches!(number, nr::EXIT | nr::EXIT_GROUP) {
         // These don't return: count and trace them now, as strace does.
-        trace::count(number, 0);
+        trace::count(number, 0, rewritten);
         if trace::tracing() {
             trace::trace_exit(number, &args);
         }
@@ -49,7 +54,7 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
             -ENOSYS
         }
     };
-    trace::count(number, result);
+    trace::count(number, result, rewritten);
     if trace::tracing() {
         trace::trace_call(number, &args, result);
     }

@@ -31,8 +31,9 @@ pub struct SyscallFrame {
     pub r11: u64,
     /// The program's stack pointer.
     pub user_rsp: u64,
-    /// Keeps the frame a multiple of 16 bytes.
-    pub pad: u64,
+    /// 1 when the call came through a rewritten site, 0 when it trapped
+    /// (also keeps the frame a multiple of 16 bytes).
+    pub rewritten: u64,
 }
 
 /// In %rax at an `int3` that asks the ring-0 pad for a TLB flush.
@@ -122,6 +123,40 @@ atoll_syscall_return:
     pop %r11
     mov %gs:{user_rsp}, %rsp
     sysretq
+
+    // A rewritten syscall site (see the monitor's `rewrite`) jumps here
+    // from its stub instead of trapping: rcx = the address after its
+    // `syscall`, every other register as the program left it, and the
+    // flags still the program's. So: save rsp and switch stacks before
+    // anything touches the program's stack (red zone), take the flags into
+    // r11 as `syscall` does, and build the same frame as the LSTAR entry.
+    // Runs at CPL 3 on kvm-pvm and on hardware KVM alike.
+    .global atoll_rewritten_entry
+    .p2align 4
+atoll_rewritten_entry:
+    mov %rsp, %gs:{user_rsp}
+    mov %gs:{kernel_stack}, %rsp
+    pushfq
+    pop %r11
+    incq %gs:{epoch}
+    push $1
+    push %gs:{user_rsp}
+    push %r11
+    push %rcx
+    push %r9
+    push %r8
+    push %r10
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rax
+    mov %cs, %ecx
+    and $3, %ecx
+    push %rcx
+    cld
+    mov %rsp, %rdi
+    call {dispatch}
+    jmp atoll_syscall_return
 
     // The monitor stopped this CPU in program code, saved the program's
     // registers in the CPU area and sent it here, on the running thread's
@@ -240,6 +275,7 @@ atoll_exception_common:
 
 extern "C" {
     fn atoll_syscall_entry();
+    fn atoll_rewritten_entry();
     fn atoll_exception_vectors();
     fn atoll_preempt_entry();
 }
@@ -248,6 +284,9 @@ extern "C" {
 /// monitor reads it from the ELF symbol; this keeps the symbol alive.
 #[used]
 static SYSCALL_ENTRY: unsafe extern "C" fn() = atoll_syscall_entry;
+/// Same for the entry of rewritten syscall sites.
+#[used]
+static REWRITTEN_ENTRY: unsafe extern "C" fn() = atoll_rewritten_entry;
 /// Same for the preemption upcall entry.
 #[used]
 static PREEMPT_ENTRY: unsafe extern "C" fn() = atoll_preempt_entry;
