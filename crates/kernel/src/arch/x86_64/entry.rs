@@ -68,13 +68,12 @@ _start:
     ud2
 
     .text
-    .global atoll_syscall_entry
-    .p2align 4
-atoll_syscall_entry:
-    mov %rsp, %gs:{user_rsp}
-    mov %gs:{kernel_stack}, %rsp
+    // Builds a SyscallFrame on the kernel stack (the program's rsp is in
+    // the CPU area, its flags in r11, its return address in rcx) and
+    // dispatches the call; `rewritten` says which entry came.
+    .macro dispatch_syscall rewritten
     incq %gs:{epoch}
-    push $0
+    push $\rewritten
     push %gs:{user_rsp}
     push %r11
     push %rcx
@@ -91,6 +90,14 @@ atoll_syscall_entry:
     cld
     mov %rsp, %rdi
     call {dispatch}
+    .endm
+
+    .global atoll_syscall_entry
+    .p2align 4
+atoll_syscall_entry:
+    mov %rsp, %gs:{user_rsp}
+    mov %gs:{kernel_stack}, %rsp
+    dispatch_syscall 0
 
     // Returns to the program with the SyscallFrame at %rsp. Also where new
     // threads first return to user mode. The way back depends on the CPL
@@ -138,24 +145,7 @@ atoll_rewritten_entry:
     mov %gs:{kernel_stack}, %rsp
     pushfq
     pop %r11
-    incq %gs:{epoch}
-    push $1
-    push %gs:{user_rsp}
-    push %r11
-    push %rcx
-    push %r9
-    push %r8
-    push %r10
-    push %rdx
-    push %rsi
-    push %rdi
-    push %rax
-    mov %cs, %ecx
-    and $3, %ecx
-    push %rcx
-    cld
-    mov %rsp, %rdi
-    call {dispatch}
+    dispatch_syscall 1
     jmp atoll_syscall_return
 
     // The monitor stopped this CPU in program code, saved the program's
