@@ -60,6 +60,15 @@ pub fn run_program(flavor: Flavor, name: &str, args: &[&str]) -> Output {
     run(&all)
 }
 
+/// `atoll run FLAGS PROGRAM` for a test program.
+pub fn run_program_with(flavor: Flavor, name: &str, flags: &[&str]) -> Output {
+    let path = program(flavor, name);
+    let mut all = vec!["run"];
+    all.extend_from_slice(flags);
+    all.push(path.to_str().expect("utf-8 path"));
+    run(&all)
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

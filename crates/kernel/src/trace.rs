@@ -64,6 +64,8 @@ static OUT_OF_TABLE: AtomicU64 = AtomicU64::new(0);
 /// Counts one call of `nr` that returned `result`.
 pub fn count(nr: u64, result: i64, rewritten: bool) {
     match CALLS.get(nr as usize) {
+        // Counting costs shared-cache-line atomics: only when asked for.
+        Some(_) if !counting() => {}
         Some(calls) => {
             calls.fetch_add(1, Ordering::Relaxed);
             if rewritten {
@@ -169,6 +171,11 @@ fn format_call(nr: u64, args: &[u64; 6]) -> LineBuffer<256> {
 }
 
 /// Whether --trace is on.
+/// Whether calls are counted, for `--syscall-summary`.
+pub fn counting() -> bool {
+    crate::has_flag(flags::SYSCALL_SUMMARY)
+}
+
 pub fn tracing() -> bool {
     crate::has_flag(flags::TRACE)
 }

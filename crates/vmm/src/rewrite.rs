@@ -41,16 +41,23 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
 const JUMP_LEN: usize = 5;
 /// Most instructions copied into one stub (and bytes replaced at a site).
 const MAX_REPLACED: usize = 15;
-/// Bytes of the stub's tail: `movabs $imm64,%rcx` (10) + `jmp *rel32(%rip)` (6).
-const STUB_TAIL: usize = 16;
 
 /// One site to rewrite.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Site {
-    /// Address of the `syscall` instruction (it stays).
+    /// Address of the `syscall` instruction.
     pub syscall: u64,
-    /// First byte replaced; the replaced instructions end at `syscall`.
+    /// The bytes replaced, `[start, end)`: whole instructions either just
+    /// before the syscall (`end == syscall`; it stays) or from the syscall
+    /// on (`start == syscall`; it goes into the stub with what follows).
     pub start: u64,
+    pub end: u64,
+}
+
+impl Site {
+    fn replaces_syscall(&self) -> bool {
+        self.start == self.syscall
+    }
 }
 
 /// What the analysis found, for `--syscall-summary` and the tests.
@@ -78,6 +85,9 @@ pub struct Plan {
 struct Function {
     start: u64,
     end: u64,
+    /// Sizeless (an assembly symbol without `.size`): `end` is only where
+    /// the next function starts, and decoding stops where the code does.
+    open_ended: bool,
 }
 
 /// Executable PT_LOAD bytes by address, for decoding.
@@ -114,11 +124,18 @@ impl<'a> Text<'a> {
 /// Function extents from the symbol table and .eh_frame (ELF addresses).
 fn functions(elf: &Elf, image: &[u8]) -> BTreeSet<Function> {
     let mut found = BTreeSet::new();
+    let mut sizeless = Vec::new();
     for symbol in elf.syms.iter() {
-        if symbol.st_type() == STT_FUNC && symbol.st_size > 0 && symbol.st_value != 0 {
+        if symbol.st_type() != STT_FUNC || symbol.st_value == 0 {
+            continue;
+        }
+        if symbol.st_size == 0 {
+            sizeless.push(symbol.st_value);
+        } else {
             found.insert(Function {
                 start: symbol.st_value,
                 end: symbol.st_value.saturating_add(symbol.st_size),
+                open_ended: false,
             });
         }
     }
@@ -145,11 +162,31 @@ fn functions(elf: &Elf, image: &[u8]) -> BTreeSet<Function> {
                         found.insert(Function {
                             start,
                             end: start.saturating_add(fde.len()),
+                            open_ended: false,
                         });
                     }
                 }
             }
         }
+    }
+    // A sizeless function runs at most to the next known start.
+    let starts: BTreeSet<u64> = found
+        .iter()
+        .map(|function| function.start)
+        .chain(sizeless.iter().copied())
+        .collect();
+    for start in sizeless {
+        let end = starts
+            .range(start + 1..)
+            .next()
+            .copied()
+            .unwrap_or(start + 4096)
+            .min(start + 4096);
+        found.insert(Function {
+            start,
+            end,
+            open_ended: true,
+        });
     }
     found
 }
@@ -162,12 +199,36 @@ fn decode(text: &Text, function: Function, mut visit: impl FnMut(&Instruction)) 
     };
     let mut decoder = Decoder::with_ip(64, bytes, function.start, DecoderOptions::NONE);
     let mut instruction = Instruction::default();
+    // For a sizeless function: the furthest place a branch seen so far
+    // goes to. Past a ret or jmp with nothing jumping further, what
+    // follows may be data, so decoding stops there.
+    let mut reach = function.start;
     while decoder.can_decode() {
         decoder.decode_out(&mut instruction);
         if instruction.is_invalid() {
             return false;
         }
         visit(&instruction);
+        if !function.open_ended {
+            continue;
+        }
+        match instruction.flow_control() {
+            FlowControl::ConditionalBranch => {
+                reach = reach.max(instruction.near_branch_target());
+            }
+            FlowControl::UnconditionalBranch
+            | FlowControl::IndirectBranch
+            | FlowControl::Return
+            | FlowControl::Exception
+                if reach < instruction.next_ip() =>
+            {
+                break;
+            }
+            FlowControl::UnconditionalBranch => {
+                reach = reach.max(instruction.near_branch_target());
+            }
+            _ => {}
+        }
     }
     true
 }
@@ -186,32 +247,66 @@ fn relocatable(instruction: &Instruction) -> bool {
         && instruction.mnemonic() != Mnemonic::Syscall
 }
 
-/// The instructions to replace before the syscall at `instructions[index]`,
-/// as (start, count), if a pattern fits.
+/// Whether an instruction boundary inside a replaced stretch is safe:
+/// nothing may jump there.
+fn inner_boundary_ok(address: u64, targets: &BTreeSet<u64>, has_indirect_jump: bool) -> bool {
+    !has_indirect_jump && !targets.contains(&address)
+}
+
+/// The bytes to replace for the syscall at `instructions[index]`, if a
+/// pattern fits: whole instructions just before it (preferred: the syscall
+/// stays), or else the syscall and whole instructions after it (the last
+/// may be a `ret`).
 fn fit(
     instructions: &[Instruction],
     index: usize,
     targets: &BTreeSet<u64>,
     has_indirect_jump: bool,
-) -> Option<(u64, usize)> {
-    let mut len = 0;
-    let mut count = 0;
-    while len < JUMP_LEN {
-        let previous = instructions.get(index.checked_sub(count + 1)?)?;
-        if !relocatable(previous) {
-            return None;
+) -> Option<Site> {
+    let syscall = instructions.get(index)?.ip();
+    let before = || {
+        let mut start = syscall;
+        let mut count = 0;
+        while syscall - start < JUMP_LEN as u64 {
+            let previous = instructions.get(index.checked_sub(count + 1)?)?;
+            if !relocatable(previous)
+                || (count > 0 && !inner_boundary_ok(start, targets, has_indirect_jump))
+            {
+                return None;
+            }
+            start = previous.ip();
+            count += 1;
         }
-        // An inner boundary must be no jump's target.
-        if count > 0 && (has_indirect_jump || targets.contains(&instructions[index - count].ip())) {
-            return None;
+        (syscall - start <= MAX_REPLACED as u64).then_some(Site {
+            syscall,
+            start,
+            end: syscall,
+        })
+    };
+    let after = || {
+        let mut end = instructions[index].next_ip();
+        let mut next = index + 1;
+        while end - syscall < JUMP_LEN as u64 {
+            let following = instructions.get(next)?;
+            if !inner_boundary_ok(end, targets, has_indirect_jump) {
+                return None;
+            }
+            let returns = following.flow_control() == FlowControl::Return
+                && following.len() == 1
+                && end - syscall + 1 >= JUMP_LEN as u64;
+            if !relocatable(following) && !returns {
+                return None;
+            }
+            end = following.next_ip();
+            next += 1;
         }
-        len += previous.len();
-        count += 1;
-    }
-    if len > MAX_REPLACED {
-        return None;
-    }
-    Some((instructions[index - count].ip(), count))
+        (end - syscall <= MAX_REPLACED as u64).then_some(Site {
+            syscall,
+            start: syscall,
+            end,
+        })
+    };
+    before().or_else(after)
 }
 
 /// Finds the sites of a program image (an ELF file), at the ELF's addresses.
@@ -248,7 +343,7 @@ pub fn analyze(image: &[u8]) -> Plan {
     let targets: BTreeSet<u64> = targets.into_iter().collect();
     // Second pass, over functions with a syscall: fit each site. A site two
     // decodings (overlapping symbols, say) disagree on is dropped.
-    let mut proposals: HashMap<u64, Option<u64>> = HashMap::new();
+    let mut proposals: HashMap<u64, Option<Site>> = HashMap::new();
     for summary in &summaries {
         let mut instructions = Vec::new();
         decode(&text, summary.function, |instruction| {
@@ -258,26 +353,29 @@ pub fn analyze(image: &[u8]) -> Plan {
             if instruction.mnemonic() != Mnemonic::Syscall {
                 continue;
             }
-            let start = fit(&instructions, index, &targets, summary.has_indirect_jump)
-                .map(|(start, _)| start);
+            let site = fit(&instructions, index, &targets, summary.has_indirect_jump);
             proposals
                 .entry(instruction.ip())
                 .and_modify(|agreed| {
-                    if *agreed != start {
+                    if *agreed != site {
                         *agreed = None;
                     }
                 })
-                .or_insert(start);
+                .or_insert(site);
         }
     }
-    let proposals: BTreeMap<u64, Option<u64>> = proposals.into_iter().collect();
+    let proposals: BTreeMap<u64, Option<Site>> = proposals.into_iter().collect();
     census.proved = proposals.len();
     let mut sites: Vec<Site> = Vec::new();
-    for (&syscall, &start) in &proposals {
-        match start {
-            // Two replaced stretches must not overlap.
-            Some(start) if sites.last().is_none_or(|last| last.syscall + 2 <= start) => {
-                sites.push(Site { syscall, start });
+    for (&syscall, site) in &proposals {
+        match site {
+            // Two rewritten stretches (a kept syscall included) must not overlap.
+            Some(site)
+                if sites
+                    .last()
+                    .is_none_or(|last| last.end.max(last.syscall + 2) <= site.start) =>
+            {
+                sites.push(site.clone());
             }
             _ => census.unfit.push(syscall),
         }
@@ -292,6 +390,7 @@ impl Plan {
         for site in &mut self.sites {
             site.syscall += bias;
             site.start += bias;
+            site.end += bias;
         }
         for address in &mut self.census.unfit {
             *address += bias;
@@ -310,7 +409,7 @@ impl Plan {
             text += &format!("unfit {address:x}\n");
         }
         for site in &self.sites {
-            text += &format!("site {:x} {:x}\n", site.syscall, site.start);
+            text += &format!("site {:x} {:x} {:x}\n", site.syscall, site.start, site.end);
         }
         text
     }
@@ -337,11 +436,18 @@ impl Plan {
                 }
                 "unfit" => plan.census.unfit.push(number(1, 16)?),
                 "site" => {
-                    let (syscall, start) = (number(1, 16)?, number(2, 16)?);
-                    if start >= syscall || syscall - start > MAX_REPLACED as u64 {
+                    let site = Site {
+                        syscall: number(1, 16)?,
+                        start: number(2, 16)?,
+                        end: number(3, 16)?,
+                    };
+                    let shape_ok = site.end - site.start <= MAX_REPLACED as u64
+                        && site.end - site.start >= JUMP_LEN as u64
+                        && (site.end == site.syscall || site.start == site.syscall);
+                    if site.end <= site.start || !shape_ok {
                         return None;
                     }
-                    plan.sites.push(Site { syscall, start });
+                    plan.sites.push(site);
                 }
                 _ => return None,
             }
@@ -351,7 +457,7 @@ impl Plan {
 }
 
 /// First line of a cached plan; a new analysis gets a new version.
-const PLAN_HEADER: &str = "atoll rewrite plan 1";
+const PLAN_HEADER: &str = "atoll rewrite plan 3";
 
 /// Where plans are cached: $XDG_CACHE_HOME/atoll or ~/.cache/atoll.
 fn cache_directory() -> Option<std::path::PathBuf> {
@@ -397,9 +503,20 @@ pub fn analyze_cached(image: &[u8]) -> Plan {
     plan
 }
 
+/// Bytes of `movabs $imm64,%rcx`, `jmp *rel32(%rip)` and `jmp rel32`.
+const MOVABS_LEN: usize = 10;
+const INDIRECT_JUMP_LEN: usize = 6;
+
 /// Bytes one stub takes for `site`.
 fn stub_len(site: &Site) -> usize {
-    (site.syscall - site.start) as usize + STUB_TAIL
+    let replaced = (site.end - site.start) as usize;
+    if site.replaces_syscall() {
+        // Enter, then come back to set rcx, run what followed the syscall
+        // and jump back (a final `ret` makes that jump dead, harmless).
+        MOVABS_LEN + INDIRECT_JUMP_LEN + MOVABS_LEN + (replaced - 2) + JUMP_LEN
+    } else {
+        replaced + MOVABS_LEN + INDIRECT_JUMP_LEN
+    }
 }
 
 /// Room the stubs of `plan` need: the stubs plus the entry pointer.
@@ -408,6 +525,39 @@ pub fn stub_area_size(plan: &Plan) -> u64 {
         return 0;
     }
     (8 + plan.sites.iter().map(stub_len).sum::<usize>()) as u64
+}
+
+/// Machine code for one stub at `at`, or None if something is out of
+/// rel32 reach. `replaced` holds the site's original bytes.
+fn stub(site: &Site, replaced: &[u8], at: u64, area: u64) -> Option<Vec<u8>> {
+    let mut code = Vec::with_capacity(stub_len(site));
+    let movabs_rcx = |code: &mut Vec<u8>, value: u64| {
+        code.extend_from_slice(&[0x48, 0xb9]);
+        code.extend_from_slice(&value.to_le_bytes());
+    };
+    // jmp *entry(%rip): the pointer sits at the area's start.
+    let enter = |code: &mut Vec<u8>| -> Option<()> {
+        let next = at + (code.len() + INDIRECT_JUMP_LEN) as u64;
+        code.extend_from_slice(&[0xff, 0x25]);
+        code.extend_from_slice(&relative(next, area)?.to_le_bytes());
+        Some(())
+    };
+    if site.replaces_syscall() {
+        // The kernel returns to rcx: here, just after the entering jump.
+        let back_here = at + (MOVABS_LEN + INDIRECT_JUMP_LEN) as u64;
+        movabs_rcx(&mut code, back_here);
+        enter(&mut code)?;
+        movabs_rcx(&mut code, site.syscall + 2);
+        code.extend_from_slice(&replaced[2..]);
+        let next = at + (code.len() + JUMP_LEN) as u64;
+        code.push(0xe9);
+        code.extend_from_slice(&relative(next, site.end)?.to_le_bytes());
+    } else {
+        code.extend_from_slice(replaced);
+        movabs_rcx(&mut code, site.syscall + 2);
+        enter(&mut code)?;
+    }
+    Some(code)
 }
 
 /// Writes the stubs for `plan` at `area` (an address within ±2 GiB of every
@@ -423,29 +573,29 @@ pub fn build(
     let mut stubs = entry.to_le_bytes().to_vec();
     let mut patches = Vec::new();
     for site in &plan.sites {
-        let replaced_len = (site.syscall - site.start) as usize;
-        let Some(replaced) = code(site.start, replaced_len) else {
+        let len = (site.end - site.start) as usize;
+        let covered = (site.end.max(site.syscall + 2) - site.start) as usize;
+        let Some(mut replaced) = code(site.start, covered) else {
             continue;
         };
-        let stub = area + stubs.len() as u64;
-        let Some(jump) = relative(site.start + JUMP_LEN as u64, stub) else {
+        // What was analyzed must be what is there.
+        let syscall_at = (site.syscall - site.start) as usize;
+        if replaced.get(syscall_at..syscall_at + 2) != Some(&[0x0f, 0x05][..]) {
+            continue;
+        }
+        replaced.truncate(len);
+        let at = area + stubs.len() as u64;
+        let (Some(jump), Some(code)) = (
+            relative(site.start + JUMP_LEN as u64, at),
+            stub(site, &replaced, at, area),
+        ) else {
             continue;
         };
-        stubs.extend_from_slice(&replaced);
-        // movabs $after_syscall, %rcx
-        stubs.extend_from_slice(&[0x48, 0xb9]);
-        stubs.extend_from_slice(&(site.syscall + 2).to_le_bytes());
-        // jmp *entry(%rip): the pointer sits at the area's start.
-        let after = area + stubs.len() as u64 + 6;
-        let Some(to_pointer) = relative(after, area) else {
-            continue;
-        };
-        stubs.extend_from_slice(&[0xff, 0x25]);
-        stubs.extend_from_slice(&to_pointer.to_le_bytes());
+        stubs.extend_from_slice(&code);
         let mut patch = vec![0xe9];
         patch.extend_from_slice(&jump.to_le_bytes());
-        // Bytes left between the jump and the syscall are never run: int3.
-        patch.resize(replaced_len, 0xcc);
+        // Bytes left after the jump are never run: int3.
+        patch.resize(len, 0xcc);
         patches.push((site.start, patch));
     }
     (stubs, patches)
@@ -468,9 +618,27 @@ mod tests {
         let function = Function {
             start: ip,
             end: ip + bytes.len() as u64,
+            open_ended: false,
         };
         assert!(decode(&text, function, |i| instructions.push(*i)));
         instructions
+    }
+
+    #[test]
+    fn a_sizeless_function_is_decoded_only_as_far_as_its_code_goes() {
+        // jne +3 (over the ret); syscall; ret; ret; then data: 0f 05.
+        let bytes = [0x75, 0x03, 0x0f, 0x05, 0xc3, 0xc3, 0x0f, 0x05, 0xff, 0xff];
+        let text = Text {
+            segments: vec![(0x1000, &bytes[..])],
+        };
+        let mut seen = Vec::new();
+        let function = Function {
+            start: 0x1000,
+            end: 0x100a,
+            open_ended: true,
+        };
+        assert!(decode(&text, function, |i| seen.push(i.ip())));
+        assert_eq!(seen, [0x1000, 0x1002, 0x1004, 0x1005]);
     }
 
     #[test]
@@ -478,7 +646,43 @@ mod tests {
         // mov $39,%eax; syscall; ret
         let code = [0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xc3];
         let decoded = instructions(&code, 0x1000);
-        assert_eq!(fit(&decoded, 1, &BTreeSet::new(), true), Some((0x1000, 1)));
+        let site = fit(&decoded, 1, &BTreeSet::new(), true);
+        assert_eq!(
+            site,
+            Some(Site {
+                syscall: 0x1005,
+                start: 0x1000,
+                end: 0x1005
+            })
+        );
+    }
+
+    #[test]
+    fn a_syscall_at_a_jump_target_takes_what_follows_into_its_stub() {
+        // loop: mov %r10,%rax; syscall; xor %ecx,%ecx; cmp %r8,%rax; jne loop
+        let code = [
+            0x4c, 0x89, 0xd0, 0x0f, 0x05, 0x31, 0xc9, 0x4c, 0x39, 0xc0, 0x75, 0xf4,
+        ];
+        let decoded = instructions(&code, 0x1000);
+        let targets = BTreeSet::from([0x1000]);
+        let site = Site {
+            syscall: 0x1003,
+            start: 0x1003,
+            end: 0x100a,
+        };
+        assert_eq!(fit(&decoded, 1, &targets, false), Some(site));
+        // Not when something may jump between them.
+        assert_eq!(fit(&decoded, 1, &targets, true), None);
+        let inner = BTreeSet::from([0x1000, 0x1007]);
+        assert_eq!(fit(&decoded, 1, &inner, false), None);
+        // syscall; ret is too short; syscall; cmp; ret reaches 5 bytes.
+        let short = instructions(&[0x0f, 0x05, 0xc3], 0x2000);
+        assert_eq!(fit(&short, 0, &BTreeSet::new(), false), None);
+        let with_ret = instructions(&[0x0f, 0x05, 0x48, 0x39, 0xc0, 0xc3], 0x2000);
+        assert_eq!(
+            fit(&with_ret, 0, &BTreeSet::new(), false).map(|site| site.end),
+            Some(0x2005)
+        );
     }
 
     #[test]
@@ -488,10 +692,12 @@ mod tests {
             0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x0f, 0x05,
         ];
         let decoded = instructions(&code, 0x1000);
-        assert_eq!(fit(&decoded, 3, &BTreeSet::new(), false), Some((0x1003, 2)));
-        let target = BTreeSet::from([0x1006]);
-        assert_eq!(fit(&decoded, 3, &target, false), None);
-        assert_eq!(fit(&decoded, 3, &BTreeSet::new(), true), None);
+        let start = |targets: &BTreeSet<u64>, indirect: bool| {
+            fit(&decoded, 3, targets, indirect).map(|site| site.start)
+        };
+        assert_eq!(start(&BTreeSet::new(), false), Some(0x1003));
+        assert_eq!(start(&BTreeSet::from([0x1006]), false), None);
+        assert_eq!(start(&BTreeSet::new(), true), None);
     }
 
     #[test]
@@ -500,8 +706,8 @@ mod tests {
         let code = [0x48, 0x8d, 0x05, 0, 0, 0, 0, 0x0f, 0x05];
         let decoded = instructions(&code, 0x1000);
         assert_eq!(fit(&decoded, 1, &BTreeSet::new(), false), None);
-        // jmp +0; mov %eax,%eax ... syscall at function start: nothing before.
-        let code = [0x0f, 0x05, 0xc3];
+        // syscall; jae +0x10 (a branch is not copied): nothing fits.
+        let code = [0x0f, 0x05, 0x0f, 0x83, 0x10, 0, 0, 0];
         let decoded = instructions(&code, 0x1000);
         assert_eq!(fit(&decoded, 0, &BTreeSet::new(), false), None);
     }
@@ -512,6 +718,7 @@ mod tests {
             sites: vec![Site {
                 syscall: 0x40_1005,
                 start: 0x40_1000,
+                end: 0x40_1005,
             }],
             census: Census {
                 proved: 2,
@@ -524,8 +731,9 @@ mod tests {
         let back = Plan::from_text(&text).unwrap();
         assert_eq!((back.sites, back.census), (plan.sites.clone(), plan.census));
         for damaged in [
-            text.replace("plan 1", "plan 0"),
-            text.replace("site 401005 401000", "site 401005 400000"),
+            text.replace("plan 3", "plan 0"),
+            text.replace("site 401005 401000 401005", "site 401005 400000 401005"),
+            text.replace("site 401005 401000 401005", "site 401005 401000 401009"),
             text.replace("census 2 1 3", "census 2 2 3"),
             text.replace("unfit", "unfitting"),
         ] {
@@ -548,7 +756,9 @@ mod tests {
             plan.census
         );
         for site in &plan.sites {
-            assert!(site.start < site.syscall && site.syscall - site.start <= MAX_REPLACED as u64);
+            let len = site.end - site.start;
+            assert!((JUMP_LEN as u64..=MAX_REPLACED as u64).contains(&len));
+            assert!(site.end == site.syscall || site.start == site.syscall);
         }
     }
 
@@ -558,14 +768,15 @@ mod tests {
             sites: vec![Site {
                 syscall: 0x40_1005,
                 start: 0x40_1000,
+                end: 0x40_1005,
             }],
             census: Census::default(),
         };
         let area = 0x50_0000;
         let entry = 0xffff_ffff_8000_1234;
         let code = |address: u64, len: usize| {
-            assert_eq!((address, len), (0x40_1000, 5));
-            Some(vec![0xb8, 39, 0, 0, 0])
+            assert_eq!((address, len), (0x40_1000, 7));
+            Some(vec![0xb8, 39, 0, 0, 0, 0x0f, 0x05])
         };
         let (stubs, patches) = build(&plan, area, entry, code);
         assert_eq!(stubs.len() as u64, stub_area_size(&plan));
@@ -581,5 +792,43 @@ mod tests {
         assert_eq!(patch[0], 0xe9);
         let to = i32::from_le_bytes(patch[1..5].try_into().unwrap());
         assert_eq!(0x40_1005 + i64::from(to), area as i64 + 8);
+        // Code that isn't what was analyzed is left alone.
+        let (_, patches) = build(&plan, area, entry, |_, _| Some(vec![0x90; 7]));
+        assert!(patches.is_empty());
+    }
+
+    #[test]
+    fn a_stub_that_takes_the_syscall_comes_back_to_run_what_followed() {
+        // syscall; xor %ecx,%ecx; cmp %r8,%rax at 0x40_1003..0x40_100a.
+        let site = Site {
+            syscall: 0x40_1003,
+            start: 0x40_1003,
+            end: 0x40_100a,
+        };
+        let original = [0x0f, 0x05, 0x31, 0xc9, 0x4c, 0x39, 0xc0];
+        let plan = Plan {
+            sites: vec![site],
+            census: Census::default(),
+        };
+        let area = 0x50_0000;
+        let (stubs, patches) = build(&plan, area, 0xffff_ffff_8000_0000, |_, len| {
+            Some(original[..len].to_vec())
+        });
+        assert_eq!(stubs.len() as u64, stub_area_size(&plan));
+        let stub = &stubs[8..];
+        // rcx = where the kernel comes back to: just past the entering jump.
+        assert_eq!(&stub[..2], &[0x48, 0xb9]);
+        assert_eq!(&stub[2..10], &(area + 8 + 16).to_le_bytes());
+        assert_eq!(&stub[10..12], &[0xff, 0x25]);
+        // Then rcx as `syscall` leaves it, the following code, and back.
+        assert_eq!(&stub[16..18], &[0x48, 0xb9]);
+        assert_eq!(&stub[18..26], &0x40_1005u64.to_le_bytes());
+        assert_eq!(&stub[26..31], &original[2..]);
+        assert_eq!(stub[31], 0xe9);
+        let back = i32::from_le_bytes(stub[32..36].try_into().unwrap());
+        assert_eq!(area as i64 + 8 + 36 + i64::from(back), 0x40_100a);
+        let (at, patch) = &patches[0];
+        assert_eq!((*at, patch.len()), (0x40_1003, 7));
+        assert_eq!(&patch[5..], &[0xcc, 0xcc]);
     }
 }

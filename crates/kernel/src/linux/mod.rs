@@ -30,7 +30,7 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
     let rewritten = frame.rewritten != 0;
-    if !rewritten {
+    if !rewritten && trace::counting() {
         // rcx points just past the `syscall` that trapped.
         trace::count_trap_site(frame.rcx.wrapping_sub(2));
     }

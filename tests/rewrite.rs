@@ -1,0 +1,152 @@
+//! Syscall-site rewriting: what it must leave alone, threads racing through
+//! the same rewritten wrappers, `--no-rewrite`, and how many of real
+//! programs' calls it covers. (Every other isle test runs both with
+//! rewriting and, in CI, again with ATOLL_NO_REWRITE=1.)
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+/// (calls, rewritten) from the total line of a `--syscall-summary`.
+fn totals(output: &Output) -> (u64, u64) {
+    let summary = stderr(output);
+    let line = summary
+        .lines()
+        .find(|line| line.trim_end().ends_with("  total"))
+        .unwrap_or_else(|| panic!("no total line in:\n{summary}"));
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    match numbers[..] {
+        [calls, rewritten, trapped] => {
+            assert_eq!(calls, rewritten + trapped, "{line}");
+            (calls, rewritten)
+        }
+        _ => panic!("{line}"),
+    }
+}
+
+fn no_rewrite_asked() -> bool {
+    std::env::var_os("ATOLL_NO_REWRITE").is_some_and(|value| !value.is_empty() && value != "0")
+}
+
+#[test]
+fn bytes_that_only_look_like_syscalls_are_left_alone() {
+    assert_c_program_matches_native("syscall_bytes");
+}
+
+#[test]
+fn a_site_no_pattern_fits_keeps_trapping_and_is_listed() {
+    let path = program(Flavor::Musl, "syscall_bytes");
+    let output = run(&["run", "--syscall-summary", path.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("a syscall no pattern fits: ok"));
+    let summary = stderr(&output);
+    if no_rewrite_asked() {
+        assert!(
+            summary.contains("not rewritten (--no-rewrite)"),
+            "{summary}"
+        );
+        return;
+    }
+    let trapping: Vec<&str> = summary
+        .lines()
+        .filter(|line| line.starts_with("atoll: trapping site 0x"))
+        .collect();
+    assert_eq!(trapping.len(), 1, "{summary}");
+    let address = trapping[0]
+        .trim_start_matches("atoll: trapping site ")
+        .split(':')
+        .next()
+        .unwrap();
+    assert!(
+        summary.contains(&format!(
+            "left trapping: syscall at {address} (no pattern fits)"
+        )),
+        "{summary}"
+    );
+}
+
+#[test]
+fn eight_threads_race_through_the_same_wrappers_on_two_cores() {
+    for flavor in [Flavor::Glibc, Flavor::Musl] {
+        for round in 0..10 {
+            let output = run_program_with(
+                flavor,
+                "syscall_stress",
+                &["-c", "2", "--overcommit", "--syscall-summary"],
+            );
+            assert_eq!(
+                status(&output),
+                0,
+                "{flavor} round {round}: {}",
+                stderr(&output)
+            );
+            assert!(stdout(&output).ends_with("ok\n"), "{}", stdout(&output));
+            let (calls, rewritten) = totals(&output);
+            if no_rewrite_asked() {
+                assert_eq!(rewritten, 0);
+            } else {
+                assert!(
+                    rewritten * 100 >= calls * 99,
+                    "{flavor}: {rewritten} of {calls}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn no_rewrite_makes_every_call_trap_with_the_same_output() {
+    let path = program(Flavor::Glibc, "syscall_bytes");
+    let path = path.to_str().unwrap();
+    let rewritten = run(&["run", "--syscall-summary", path]);
+    let trapping = run(&["run", "--no-rewrite", "--syscall-summary", path]);
+    assert_eq!(status(&trapping), 0, "{}", stderr(&trapping));
+    assert_eq!(stdout(&trapping), stdout(&rewritten));
+    let (calls, through_sites) = totals(&trapping);
+    assert!(calls > 0);
+    assert_eq!(through_sites, 0);
+}
+
+/// Share of dynamic syscalls that went through rewritten sites, printed
+/// for the record (the bench reports it too).
+fn coverage(label: &str, output: &Output) -> f64 {
+    assert_eq!(status(output), 0, "{label}: {}", stderr(output));
+    let (calls, rewritten) = totals(output);
+    let share = rewritten as f64 / calls as f64;
+    eprintln!(
+        "rewriting coverage, {label}: {rewritten} of {calls} calls ({:.1}%)",
+        share * 100.0
+    );
+    share
+}
+
+#[test]
+fn rewriting_covers_the_calls_of_real_programs() {
+    if no_rewrite_asked() {
+        return;
+    }
+    let glibc = run_program_with(Flavor::Glibc, "fileops", &["--syscall-summary"]);
+    assert!(coverage("glibc static (fileops)", &glibc) >= 0.99);
+    let rust = run_program_with(Flavor::Rust, "threads", &["--syscall-summary"]);
+    assert!(coverage("Rust std (threads)", &rust) >= 0.99);
+    let busybox = "/bin/busybox";
+    if !std::path::Path::new(busybox).exists() {
+        eprintln!("skipped busybox: apt-get install busybox-static");
+        return;
+    }
+    for applet in [
+        &["ls", "-l", "/"][..],
+        &["seq", "1000"],
+        &["sha256sum", "Cargo.toml"],
+    ] {
+        let mut args = vec!["run", "--syscall-summary", busybox];
+        args.extend_from_slice(applet);
+        let output = run(&args);
+        assert!(coverage(&format!("busybox {}", applet[0]), &output) >= 0.99);
+    }
+}
