@@ -103,6 +103,8 @@ struct OpenFile {
     /// A Unix socket's guest addresses (local, peer) as the isle named
     /// them; the host knows them by names of its own.
     socket_names: Option<Arc<SocketNames>>,
+    /// Whether it is a regular file (which never blocks), once asked.
+    regular: Option<bool>,
 }
 
 /// The guest `sockaddr_un`s a Unix socket was bound or connected to.
@@ -217,6 +219,7 @@ impl Files {
                         close_on_exec: false,
                         read_only: false,
                         socket_names: None,
+                        regular: None,
                     },
                 );
             }
@@ -501,6 +504,7 @@ impl Files {
                 close_on_exec: false,
                 read_only: false,
                 socket_names: None,
+                regular: None,
             },
             0,
         )
@@ -518,8 +522,29 @@ impl Files {
             close_on_exec,
             read_only: true,
             socket_names: None,
+            regular: None,
         };
         Self::insert(&mut state, file, 0).map(i64::from)
+    }
+
+    /// Whether guest fd `fd` is a regular file, which never makes a call
+    /// wait; fstat'ed once per fd, as the offload server asks on every I/O.
+    pub fn is_regular_file(&self, fd: u64) -> bool {
+        let mut state = self.lock();
+        let Some(file) = i32::try_from(fd).ok().and_then(|fd| state.fds.get_mut(&fd)) else {
+            return false;
+        };
+        if let Some(regular) = file.regular {
+            return regular;
+        }
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: fstat into our buffer.
+        let done = unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) };
+        // SAFETY: zeroed, then filled by fstat if it succeeded.
+        let regular =
+            done == 0 && unsafe { stat.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG;
+        file.regular = Some(regular);
+        regular
     }
 
     /// The guest names a Unix socket was given by bind or connect.
@@ -572,6 +597,7 @@ impl Files {
                 close_on_exec: false,
                 read_only: false,
                 socket_names: None,
+                regular: None,
             };
             return Self::insert(&mut state, file, 0).map(i64::from);
         }
@@ -587,6 +613,7 @@ impl Files {
             close_on_exec: flags & libc::O_CLOEXEC != 0,
             read_only: self.mounts[resolved.mount].read_only,
             socket_names: None,
+            regular: None,
         };
         Self::insert(&mut state, file, 0).map(i64::from)
     }
@@ -635,6 +662,7 @@ impl Files {
                     close_on_exec: false,
                     read_only: false,
                     socket_names: None,
+                    regular: None,
                 },
             );
         }
@@ -925,6 +953,7 @@ impl Files {
             close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
             read_only,
             socket_names,
+            regular: None,
         };
         if new >= 0 {
             state.fds.insert(new as i32, file);
@@ -992,6 +1021,7 @@ impl Files {
                 close_on_exec: cloexec,
                 read_only: false,
                 socket_names: None,
+                regular: None,
             },
             0,
         )?;
@@ -1003,6 +1033,7 @@ impl Files {
                 close_on_exec: cloexec,
                 read_only: false,
                 socket_names: None,
+                regular: None,
             },
             0,
         ) {

@@ -386,14 +386,14 @@ impl Offload {
             opcode::POLL => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
             opcode => return crate::file_ops::may_block(opcode),
         };
-        let Ok(held) = self.files.host_fd(a[0]) else {
-            return false;
-        };
-        let fd = held.as_raw_fd();
         // Regular files never wait on anyone.
         if self.is_regular_file(a[0]) {
             return false;
         }
+        let Ok(held) = self.files.host_fd(a[0]) else {
+            return false;
+        };
+        let fd = held.as_raw_fd();
         let mut probe = libc::pollfd {
             fd,
             events,
@@ -405,15 +405,7 @@ impl Offload {
     }
 
     fn is_regular_file(&self, fd: u64) -> bool {
-        self.files
-            .with_fd(fd, |raw| {
-                let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-                // SAFETY: fstat into our buffer.
-                let done = unsafe { libc::fstat(raw, stat.as_mut_ptr()) };
-                // SAFETY: zeroed, then filled by fstat if it succeeded.
-                done == 0 && unsafe { stat.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
-            })
-            .unwrap_or(false)
+        self.files.is_regular_file(fd)
     }
 
     pub(crate) fn drain(self: &Arc<Self>, state: &mut QueueState) -> Result<bool, OffloadError> {
