@@ -17,7 +17,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+# An input that makes the server wait 10 s is a failure (libFuzzer keeps it).
 cargo fuzz run -s none offload_server "$scratch" corpus/offload_server -- \
-  -max_total_time="$seconds" -print_final_stats=1 2>&1 |
+  -max_total_time="$seconds" -timeout=10 -print_final_stats=1 2>&1 |
   grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added|INFO: +[0-9]+ files found)|panicked|ERROR|SUMMARY' || true
 test "${PIPESTATUS[0]}" -eq 0

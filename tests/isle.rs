@@ -191,6 +191,23 @@ fn clocks_advance_and_agree_with_the_host() {
 }
 
 #[test]
+fn clocks_are_read_through_the_vdso_without_a_syscall() {
+    for flavor in [Flavor::Musl, Flavor::Glibc] {
+        let output = run_program_with(flavor, "clock", &["--syscall-summary"]);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        let summary = stderr(&output);
+        for call in [" clock_gettime", " gettimeofday"] {
+            assert!(
+                !summary.lines().any(|line| line.ends_with(call)),
+                "{flavor} made a{call} syscall:\n{summary}"
+            );
+        }
+        // The sleep still enters the kernel.
+        assert!(summary.contains("nanosleep"), "{flavor}: {summary}");
+    }
+}
+
+#[test]
 fn two_hundred_mib_allocations_are_touched_and_freed() {
     let cases: &[(Flavor, &str)] = &[
         (Flavor::Musl, "brk"),

@@ -100,6 +100,24 @@ pub struct ClockInfo {
     pub monotonic_ns: u64,
 }
 
+impl ClockInfo {
+    /// Nanoseconds per TSC tick as 32.32 fixed point: the one conversion
+    /// the kernel and the vDSO both use.
+    pub fn ns_per_tick_q32(&self) -> u64 {
+        ((1_000_000u128 << 32) / u128::from(self.tsc_khz.max(1))) as u64
+    }
+}
+
+/// Layout of the calibration at the start of the vDSO's code (see the
+/// kernel's `arch::x86_64::vdso`): u64s at these offsets.
+pub mod vdso_data {
+    pub const TSC_AT_BOOT: usize = 0;
+    pub const NS_PER_TICK_Q32: usize = 8;
+    pub const MONOTONIC_NS: usize = 16;
+    pub const REALTIME_NS: usize = 24;
+    pub const SIZE: usize = 32;
+}
+
 /// The boot-info block.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -22,7 +22,7 @@ pub fn init(clock: &ClockInfo) {
     if clock.tsc_khz == 0 {
         panic!("the monitor reported a TSC frequency of 0 kHz");
     }
-    let ns_per_tick_q32 = ((1_000_000u128 << 32) / u128::from(clock.tsc_khz)) as u64;
+    let ns_per_tick_q32 = clock.ns_per_tick_q32();
     CALIBRATION.call_once(|| Calibration {
         tsc_at_boot: clock.tsc_at_boot,
         realtime_ns: clock.realtime_ns,

@@ -10,7 +10,7 @@
 //! rather than hang the fuzzer; the rest run exactly as for an isle.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use atoll_abi::queue::{offset, opcode, slot, DEPTH};
@@ -36,6 +36,8 @@ pub struct Harness {
     state: QueueState,
     scratch: PathBuf,
     outside: PathBuf,
+    /// Tells the reaper thread to stop.
+    done: Arc<AtomicBool>,
 }
 
 impl Default for Harness {
@@ -51,22 +53,30 @@ impl Harness {
         // As the monitor does: a closed pipe is EPIPE for the isle.
         crate::host::ignore_sigpipe();
         let scratch = std::env::temp_dir().join(format!("atoll-fuzz-{}", std::process::id()));
-        let mount = scratch.join("mount");
-        std::fs::create_dir_all(&mount).expect("scratch mount");
+        std::fs::create_dir_all(scratch.join("mount")).expect("scratch mount");
         let outside = scratch.join("outside.txt");
         std::fs::write(&outside, OUTSIDE_TEXT).expect("outside file");
-        let files = Files::new(
-            &[MountSpec {
-                host: mount,
-                guest: "/data".into(),
-                read_only: false,
-            }],
-            "/data",
-        )
-        .expect("files");
-        files.stdio_to_dev_null();
         let ram = Arc::new(GuestRam::new(RAM).expect("guest RAM"));
-        let offload = Offload::never_blocking(Arc::clone(&ram), QUEUE, files, NetPolicy::default());
+        // The guest reaps completions on its own, as a real one does, so
+        // a request that writes over the ring's head can't stall the server.
+        let done = Arc::new(AtomicBool::new(false));
+        {
+            let (ram, done) = (Arc::clone(&ram), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let memory = ram.memory();
+                    if let Ok(tail) = memory.load::<u32>(
+                        GuestAddress(QUEUE + offset::CQ_TAIL as u64),
+                        Ordering::SeqCst,
+                    ) {
+                        let head = GuestAddress(QUEUE + offset::CQ_HEAD as u64);
+                        let _ = memory.store(tail, head, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+            });
+        }
+        let offload = Self::offload(&ram, &scratch);
         Self {
             ram,
             offload,
@@ -77,7 +87,23 @@ impl Harness {
             },
             scratch,
             outside,
+            done,
         }
+    }
+
+    /// A server for the isle, with its fds reset: stdio on /dev/null.
+    fn offload(ram: &Arc<GuestRam>, scratch: &std::path::Path) -> Arc<Offload> {
+        let files = Files::new(
+            &[MountSpec {
+                host: scratch.join("mount"),
+                guest: "/data".into(),
+                read_only: false,
+            }],
+            "/data",
+        )
+        .expect("files");
+        files.stdio_to_dev_null();
+        Offload::never_blocking(Arc::clone(ram), QUEUE, files, NetPolicy::default())
     }
 
     fn load(&self, field: usize) -> u32 {
@@ -156,6 +182,21 @@ impl Harness {
                 self.store(offset::SQ_TAIL, self.state.sq_head);
             }
         }
+        if self.offload.failure().is_some() {
+            // A request wrote over the completion ring's head, and the
+            // server stopped the isle: the next input gets a fresh one.
+            for field in [
+                offset::SQ_TAIL,
+                offset::SQ_HEAD,
+                offset::CQ_TAIL,
+                offset::CQ_HEAD,
+            ] {
+                self.store(field, 0);
+            }
+            self.state.sq_head = 0;
+            self.offload = Self::offload(&self.ram, &self.scratch);
+            return;
+        }
         // Requests may have written anywhere in RAM, the ring included:
         // put the indices back as the server knows them.
         self.store(offset::SQ_HEAD, self.state.sq_head);
@@ -170,6 +211,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }

@@ -22,6 +22,7 @@ use crate::preempt::Preemption;
 use crate::rewrite;
 use crate::setup::{self, Layout, SetupError, StackSpec};
 use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
+use crate::vdso;
 
 pub use crate::host::monotonic_ns;
 
@@ -179,7 +180,10 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     };
     // The stubs go right after the image, within reach of a rel32 jump.
     let stub_area = align_up(program.image_end, PAGE_SIZE);
-    let heap_start = align_up(stub_area + rewrite::stub_area_size(&plan), PAGE_SIZE);
+    // Then the vDSO (its size doesn't depend on the clock it carries).
+    let vdso_base = align_up(stub_area + rewrite::stub_area_size(&plan), PAGE_SIZE);
+    let vdso_size = vdso::image(&kernel.vdso, &ClockInfo::default()).len() as u64;
+    let heap_start = align_up(vdso_base + vdso_size, PAGE_SIZE);
     layout.check_program(program.image_start, heap_start)?;
     let files = Files::new(&config.mounts, &config.cwd)?;
     let kvm = vcpu::open_kvm(&config.kvm_device)?;
@@ -229,6 +233,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         // programs must not be invited to move it (FS is theirs via arch_prctl).
         (AT_HWCAP2, 0),
         (AT_CLKTCK, 100),
+        (AT_SYSINFO_EHDR, vdso_base),
     ];
     let execfn = config.argv.first().cloned().unwrap_or_default();
     let stack_pointer = setup::write_initial_stack(
@@ -261,6 +266,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
 
     tracing::debug!(elapsed = ?started.elapsed(), "vCPUs created");
     let clock = clock_info(&vcpus[0]);
+    ram.memory()
+        .write_slice(&vdso::image(&kernel.vdso, &clock), GuestAddress(vdso_base))
+        .map_err(|error| SetupError::Memory(error.to_string()))?;
     let boot_info = BootInfo {
         magic: BOOT_MAGIC,
         version: BOOT_VERSION,

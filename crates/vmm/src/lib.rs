@@ -6,6 +6,7 @@
 //! - [`vcpu`]: KVM VM and vCPU state, the run loop and doorbells.
 //! - [`offload`]: the host side of the offload queue.
 //! - [`rewrite`]: syscall sites turned into jumps to the kernel, at load time.
+//! - [`vdso`]: the program's vDSO (clocks without entering the kernel).
 //! - [`isle`]: puts them together: [`isle::run`].
 //! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod preempt;
 pub mod rewrite;
 pub mod setup;
 pub mod vcpu;
+pub mod vdso;
 
 pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};

@@ -291,6 +291,44 @@ pub struct Kernel {
     pub preempt_entry: u64,
     /// Where rewritten syscall sites enter (see `rewrite`).
     pub rewritten_entry: u64,
+    /// The vDSO's code (see `vdso`).
+    pub vdso: crate::vdso::VdsoCode,
+}
+
+/// The bytes between the kernel's `atoll_vdso_start` and `atoll_vdso_end`,
+/// with the offsets of the vDSO's functions and data.
+fn vdso_code(
+    elf: &Elf,
+    bytes: &[u8],
+    symbol: &dyn Fn(&str) -> Result<u64, LoadError>,
+) -> Result<crate::vdso::VdsoCode, LoadError> {
+    let (start, end) = (symbol("atoll_vdso_start")?, symbol("atoll_vdso_end")?);
+    let broken = || LoadError::Corrupt("kernel vDSO code outside its segments".into());
+    let segment = elf
+        .program_headers
+        .iter()
+        .find(|ph| ph.p_type == PT_LOAD && ph.p_vaddr <= start && end <= ph.p_vaddr + ph.p_filesz)
+        .ok_or_else(broken)?;
+    let offset = (segment.p_offset + (start - segment.p_vaddr)) as usize;
+    let code = bytes
+        .get(offset..offset + (end - start) as usize)
+        .ok_or_else(broken)?
+        .to_vec();
+    let inside = |address: u64| {
+        (start..end)
+            .contains(&address)
+            .then(|| (address - start) as usize)
+            .ok_or_else(broken)
+    };
+    let mut functions = Vec::new();
+    for (name, kernel_name) in crate::vdso::FUNCTIONS {
+        functions.push((name, inside(symbol(kernel_name)?)?));
+    }
+    Ok(crate::vdso::VdsoCode {
+        bytes: code,
+        functions,
+        data: inside(symbol("atoll_vdso_data")?)?,
+    })
 }
 
 /// Parses the embedded kernel image. Failure means a broken build.
@@ -331,6 +369,7 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
         exception_vectors: symbol("atoll_exception_vectors")?,
         preempt_entry: symbol("atoll_preempt_entry")?,
         rewritten_entry: symbol("atoll_rewritten_entry")?,
+        vdso: vdso_code(&elf, bytes, &symbol)?,
     })
 }
 

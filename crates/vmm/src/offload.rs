@@ -207,6 +207,18 @@ impl Offload {
             .clone()
     }
 
+    /// Stops serving the isle (the first failure is the one reported) and
+    /// wakes its parked vCPUs so they see it.
+    fn fail(&self, error: OffloadError) {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(error);
+        for park in &self.vcpus {
+            park.parker.wake();
+        }
+    }
+
     /// SeqCst: the park handshakes order these loads after a store.
     fn load(&self, address: u64) -> u32 {
         self.ram
@@ -243,13 +255,13 @@ impl Offload {
                 match self.drain(state) {
                     Ok(done) => worked |= done,
                     Err(error) => {
-                        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-                        for park in &self.vcpus {
-                            park.parker.wake();
-                        }
+                        self.fail(error);
                         return;
                     }
                 }
+            }
+            if self.failure().is_some() {
+                return;
             }
             if worked {
                 idle_since = None;
@@ -300,11 +312,23 @@ impl Offload {
             return;
         };
         let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-        while tail.wrapping_sub(self.load(base + offset::CQ_HEAD as u64)) >= DEPTH {
-            if self.failure().is_some() {
-                return;
+        loop {
+            let head = self.load(base + offset::CQ_HEAD as u64);
+            let used = tail.wrapping_sub(head);
+            if used > DEPTH {
+                // The guest reaped what was never posted: a broken ring.
+                self.fail(OffloadError::Protocol(format!(
+                    "completion head {head} is ahead of tail {}",
+                    *tail
+                )));
+            }
+            if used < DEPTH || self.failure().is_some() {
+                break;
             }
             std::thread::sleep(Duration::from_micros(20));
+        }
+        if self.failure().is_some() {
+            return;
         }
         let completion = base + offset::CQ as u64 + slot(*tail) as u64 * 16;
         let memory = self.ram.memory();
@@ -883,6 +907,38 @@ mod tests {
             offload.drain(&mut state),
             Err(OffloadError::Protocol(_))
         ));
+    }
+
+    /// Found by the fuzz target: a request that wrote over the completion
+    /// head left the server waiting for room forever. A head ahead of the
+    /// tail now stops the isle.
+    #[test]
+    fn a_completion_head_ahead_of_the_tail_is_a_protocol_error() {
+        let ram = Arc::new(GuestRam::new(4 << 20).unwrap());
+        let queue = 0x10000;
+        let offload = Offload::new(
+            Arc::clone(&ram),
+            vec![queue],
+            stdio_only(),
+            NetPolicy::default(),
+        );
+        ram.memory()
+            .store(
+                500u32,
+                GuestAddress(queue + offset::CQ_HEAD as u64),
+                Ordering::SeqCst,
+            )
+            .unwrap();
+        offload.complete(0, 7, 0);
+        assert!(matches!(offload.failure(), Some(OffloadError::Protocol(_))));
+        let tail: u32 = ram
+            .memory()
+            .load(
+                GuestAddress(queue + offset::CQ_TAIL as u64),
+                Ordering::SeqCst,
+            )
+            .unwrap();
+        assert_eq!(tail, 0, "nothing is posted to a broken ring");
     }
 
     /// Random ring contents and indices against the server: it must never

@@ -1,6 +1,7 @@
-//! x86_64: entry points, CPU access, guest-memory access.
+//! x86_64: entry points, CPU access, guest-memory access, the vDSO's code.
 
 pub mod cpu;
 pub mod entry;
 pub mod switch;
 pub mod user;
+pub mod vdso;
