@@ -73,6 +73,16 @@ atoll_vdso_clock_gettime:
     syscall
     ret
 
+    // CLOCK_REALTIME as seconds in %rax and nanoseconds in %rdx.
+    // Clobbers rcx, rdi, r8.
+atoll_vdso_realtime:
+    xor %edi, %edi
+    call atoll_vdso_now
+    xor %edx, %edx
+    mov $1000000000, %ecx
+    div %rcx
+    ret
+
     // int gettimeofday(struct timeval *, struct timezone *)
     .global atoll_vdso_gettimeofday
 atoll_vdso_gettimeofday:
@@ -83,11 +93,7 @@ atoll_vdso_gettimeofday:
     test %rdi, %rdi
     jz 7f
     mov %rdi, %r9
-    xor %edi, %edi
-    call atoll_vdso_now
-    xor %edx, %edx
-    mov $1000000000, %ecx
-    div %rcx
+    call atoll_vdso_realtime
     mov %rax, (%r9)
     mov %rdx, %rax
     xor %edx, %edx
@@ -102,11 +108,7 @@ atoll_vdso_gettimeofday:
     .global atoll_vdso_time
 atoll_vdso_time:
     mov %rdi, %r9
-    xor %edi, %edi
-    call atoll_vdso_now
-    xor %edx, %edx
-    mov $1000000000, %ecx
-    div %rcx
+    call atoll_vdso_realtime
     test %r9, %r9
     jz 8f
     mov %rax, (%r9)
