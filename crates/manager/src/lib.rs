@@ -1,0 +1,12 @@
+//! atoll's resource manager: isles side by side on partitioned cores and
+//! memory.
+//!
+//! - [`topology`]: the host's cores, SMT siblings, NUMA nodes and memory.
+//! - [`policy`]: who gets which cores and memory (a pure function).
+//! - [`state`]: the running isles, shared by every `atoll` command under a
+//!   lock, with stale ones reclaimed.
+#![deny(unsafe_code)]
+
+pub mod policy;
+pub mod state;
+pub mod topology;
