@@ -1,6 +1,7 @@
 //! `atoll`: run unmodified static Linux programs in isles.
 #![deny(unsafe_code)]
 
+mod isles;
 mod run;
 mod size;
 
@@ -25,6 +26,12 @@ struct Cli {
 enum Command {
     /// Boot an isle and run PROGRAM in it, with ARGS; exits with its status.
     Run(run::RunArgs),
+    /// List the isles running on this host.
+    Ps(isles::PsArgs),
+    /// Stop isles: SIGTERM, then SIGKILL after a timeout.
+    Stop(isles::StopArgs),
+    /// Print what a detached isle (`run -d`) wrote.
+    Logs(isles::LogsArgs),
 }
 
 fn main() {
@@ -38,6 +45,9 @@ fn main() {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Ps(args) => isles::ps(args),
+        Command::Stop(args) => isles::stop(args),
+        Command::Logs(args) => isles::logs(args),
     };
     std::process::exit(status);
 }

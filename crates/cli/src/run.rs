@@ -43,6 +43,18 @@ pub struct RunArgs {
     /// Allow more vCPUs than free host cores: they share cores
     #[arg(long)]
     overcommit: bool,
+    /// Run on exactly these host CPUs, one vCPU each (e.g. 2-5,8)
+    #[arg(long, value_name = "LIST", conflicts_with = "cores")]
+    cpus: Option<String>,
+    /// Wait until the cores and memory asked for are free, instead of failing
+    #[arg(long)]
+    wait: bool,
+    /// A name for the isle, usable with `atoll stop` and `atoll logs`
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Run detached: print the isle's id and return; its output goes to `atoll logs ID`
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Show host directory HOST at GUEST in the isle (`:ro` for read-only); repeatable. Default: the current directory at its own path
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
     volumes: Vec<String>,
@@ -83,7 +95,7 @@ pub struct RunArgs {
     command: Vec<OsString>,
 }
 
-fn fail(status: i32, message: impl std::fmt::Display) -> i32 {
+pub(crate) fn fail(status: i32, message: impl std::fmt::Display) -> i32 {
     eprintln!("atoll: {message}");
     status
 }
@@ -138,38 +150,59 @@ fn check_memory(requested: u64) -> Result<u64, String> {
     Ok(size)
 }
 
-/// Host cores for `count` vCPUs: the highest-numbered, leaving the lowest
-/// to Linux and the offload service (which goes there).
-fn choose_cores(count: u64, overcommit: bool) -> Result<(Vec<usize>, Option<usize>), String> {
-    let allowed = atoll_vmm::host::allowed_cores();
-    let count = count as usize;
-    let linux_core = allowed.first().copied();
-    let free: Vec<usize> = allowed.iter().skip(1).rev().copied().collect();
-    if count <= free.len() {
-        return Ok((free[..count].to_vec(), linux_core));
+/// `atoll run -d`: the same command again as a child in its own process
+/// group with its output in a log; prints the isle's id once it has one.
+fn detach() -> i32 {
+    let log_path = match crate::isles::new_log_path() {
+        Ok(path) => path,
+        Err(message) => return fail(STATUS_ATOLL_FAILED, message),
+    };
+    let log = match std::fs::File::create(&log_path) {
+        Ok(file) => file,
+        Err(error) => {
+            return fail(
+                STATUS_ATOLL_FAILED,
+                format!("{}: {error}", log_path.display()),
+            )
+        }
+    };
+    let spawned = std::env::current_exe().and_then(|exe| {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(crate::isles::LOG_ENV, &log_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            return fail(
+                STATUS_ATOLL_FAILED,
+                format!("cannot start the isle: {error}"),
+            )
+        }
+    };
+    match crate::isles::wait_for_registration(&mut child) {
+        Some(id) => {
+            println!("isle {id}");
+            0
+        }
+        None => {
+            // It ended before it had an isle: show why.
+            let output = std::fs::read(&log_path).unwrap_or_default();
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &output);
+            let _ = std::fs::remove_file(&log_path);
+            child
+                .wait()
+                .ok()
+                .and_then(|status| status.code())
+                .unwrap_or(STATUS_ATOLL_FAILED)
+        }
     }
-    if free.is_empty() && count == 1 {
-        // A one-core host: the isle shares it with Linux.
-        return Ok((allowed.clone(), linux_core));
-    }
-    if !overcommit {
-        let listing = free
-            .iter()
-            .map(|core| core.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        return Err(format!(
-            "-c {count}: this host has {} core(s) free for isles ({listing}; core {} stays with Linux); \
-             use --overcommit to let vCPUs share cores",
-            free.len(),
-            linux_core.unwrap_or(0)
-        ));
-    }
-    let pool: Vec<usize> = allowed.iter().rev().copied().collect();
-    Ok((
-        (0..count).map(|index| pool[index % pool.len()]).collect(),
-        linux_core,
-    ))
 }
 
 /// Parses `PORT[:GUESTPORT]`.
@@ -345,10 +378,43 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(size) => size,
         Err(message) => return fail(STATUS_USAGE, message),
     };
-    let (vcpu_cores, service_core) = match choose_cores(args.cores, args.overcommit) {
-        Ok(cores) => cores,
+    if args.detach && std::env::var_os(crate::isles::LOG_ENV).is_none() {
+        return detach();
+    }
+    let request = match crate::isles::request(
+        args.cores,
+        args.cpus.as_deref(),
+        memory_size,
+        args.overcommit,
+    ) {
+        Ok(request) => request,
         Err(message) => return fail(STATUS_USAGE, message),
     };
+    let command_text = args
+        .command
+        .iter()
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let registration = match crate::isles::Registration::claim(
+        &request,
+        args.name.clone(),
+        command_text,
+        memory_size,
+        args.wait,
+    ) {
+        Ok(registration) => registration,
+        Err(crate::isles::Refused::Usage(message)) => return fail(STATUS_USAGE, message),
+        Err(crate::isles::Refused::Busy(message)) => return fail(STATUS_ATOLL_FAILED, message),
+        Err(crate::isles::Refused::State(message)) => return fail(STATUS_ATOLL_FAILED, message),
+    };
+    let vcpu_cores: Vec<usize> = registration
+        .grant
+        .cpus
+        .iter()
+        .map(|&cpu| cpu as usize)
+        .collect();
+    let service_core = registration.grant.service_cpu.map(|cpu| cpu as usize);
     let tmp = match PrivateTmp::create() {
         Ok(tmp) => tmp,
         Err(error) => {
@@ -430,7 +496,8 @@ pub fn run(args: RunArgs) -> i32 {
     };
     let outcome = atoll_vmm::run(config);
     drop(tmp);
-    match outcome {
+    let mut registration = registration;
+    let status = match outcome {
         Ok(Outcome::Exited(status)) => i32::from(status),
         Ok(Outcome::Killed { signal, report }) => fail(128 + signal as i32, report),
         Ok(Outcome::Crashed(report)) => {
@@ -439,5 +506,7 @@ pub fn run(args: RunArgs) -> i32 {
         Err(IsleError::Program(error)) => fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}")),
         Err(IsleError::Setup(error)) => fail(STATUS_ATOLL_FAILED, format!("{shown}: {error}")),
         Err(error) => fail(STATUS_ATOLL_FAILED, error),
-    }
+    };
+    registration.finish(status);
+    status
 }

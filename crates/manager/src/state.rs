@@ -40,6 +40,41 @@ pub struct Record {
     /// Where a detached isle's output goes.
     #[serde(default)]
     pub log: Option<PathBuf>,
+    /// Set once a detached isle has ended (kept so its log can be read);
+    /// it then holds no cores or memory.
+    #[serde(default)]
+    pub ended: Option<Ended>,
+}
+
+/// How and when a detached isle ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// Its exit status, or None if its atoll process died without one.
+    pub status: Option<i32>,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
+/// Ended isles kept for their logs; older ones go, logs and all.
+const MAX_ENDED: usize = 100;
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+impl Record {
+    pub fn running(&self) -> bool {
+        self.ended.is_none()
+    }
+
+    /// Marks it ended: it keeps its log, gives back its cores and memory.
+    pub fn end(&mut self, status: Option<i32>) {
+        self.ended = Some(Ended { status, at: now() });
+        self.reserved.clear();
+        self.memory = 0;
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,12 +131,28 @@ pub fn boot_id() -> String {
 }
 
 /// A process's start time in clock ticks after boot (field 22 of
-/// /proc/PID/stat), or None if there is no such process.
+/// /proc/PID/stat), or None if there is no such process or it is a zombie
+/// (dead, not yet reaped by its parent).
 pub fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Sends `signal` to process `pid` (errors ignored: it may be gone).
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, signal: i32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid > 0 {
+        // SAFETY: kill has no memory effects; pid is a positive process id.
+        unsafe { libc::kill(pid, signal) };
+    }
 }
 
 /// Whether the atoll process behind `record` still runs.
@@ -149,17 +200,50 @@ pub fn lock_in(dir: &Path) -> Result<(Locked, Vec<Record>), StateError> {
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     let current_boot = boot_id();
-    let (live, stale): (Vec<Record>, Vec<Record>) = state
-        .isles
-        .drain(..)
-        .partition(|record| alive(record, &current_boot));
-    state.isles = live;
+    let mut stale = Vec::new();
+    let mut kept = Vec::new();
+    for mut record in state.isles.drain(..) {
+        if !record.running() || alive(&record, &current_boot) {
+            kept.push(record);
+        } else if record.log.is_some() {
+            // A detached isle whose atoll died: keep its log readable.
+            stale.push(record.clone());
+            record.end(None);
+            kept.push(record);
+        } else {
+            stale.push(record);
+        }
+    }
+    // Only the newest ended isles are kept.
+    let ended = kept.iter().filter(|record| !record.running()).count();
+    let pruned = ended > MAX_ENDED;
+    if pruned {
+        let mut oldest: Vec<(u64, u32)> = kept
+            .iter()
+            .filter_map(|record| record.ended.as_ref().map(|ended| (ended.at, record.id)))
+            .collect();
+        oldest.sort_unstable();
+        let dropped: Vec<u32> = oldest[..ended - MAX_ENDED]
+            .iter()
+            .map(|(_, id)| *id)
+            .collect();
+        kept.retain(|record| {
+            let drop = dropped.contains(&record.id);
+            if drop {
+                if let Some(log) = &record.log {
+                    let _ = std::fs::remove_file(log);
+                }
+            }
+            !drop
+        });
+    }
+    state.isles = kept;
     let mut locked = Locked {
         _lock: lock,
         path,
         state,
     };
-    if !stale.is_empty() {
+    if !stale.is_empty() || pruned {
         locked.save()?;
     }
     Ok((locked, stale))
@@ -177,6 +261,11 @@ fn flock(file: &File) -> std::io::Result<()> {
 }
 
 impl Locked {
+    /// The isles still running.
+    pub fn running(&self) -> impl Iterator<Item = &Record> {
+        self.state.isles.iter().filter(|record| record.running())
+    }
+
     /// Writes the state (to a temporary file, then renamed over).
     pub fn save(&mut self) -> Result<(), StateError> {
         let temporary = self.path.with_extension("json.tmp");
@@ -239,6 +328,7 @@ mod tests {
             command: "./prog".into(),
             started: 0,
             log: None,
+            ended: None,
         }
     }
 
@@ -267,6 +357,26 @@ mod tests {
         assert_eq!(stale.len(), 2);
         assert!(locked.find("1").is_some());
         assert!(locked.find("2").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dead_detached_isle_stays_listed_as_ended_without_its_cores() {
+        let dir = scratch("ended");
+        {
+            let (mut locked, _) = lock_in(&dir).unwrap();
+            let id = locked.next_id();
+            let mut detached = record(id, std::process::id(), 0);
+            detached.log = Some(dir.join("log"));
+            locked.state.isles.push(detached);
+            locked.save().unwrap();
+        }
+        let (locked, stale) = lock_in(&dir).unwrap();
+        assert_eq!(stale.len(), 1);
+        let kept = &locked.state.isles[0];
+        assert_eq!(kept.ended.as_ref().map(|ended| ended.status), Some(None));
+        assert!(kept.reserved.is_empty());
+        assert_eq!(locked.running().count(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

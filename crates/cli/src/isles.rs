@@ -1,0 +1,460 @@
+//! The isles on this host: getting cores and memory for one from the
+//! resource manager (and giving them back), and `atoll ps`, `stop` and
+//! `logs`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use atoll_manager::policy::{self, Grant, Holding, HostConfig, Refusal, Request};
+use atoll_manager::state::{self, Record};
+use atoll_manager::topology::{format_list, Topology};
+use clap::Args;
+
+/// Set in a detached isle's atoll process: where its output goes.
+pub const LOG_ENV: &str = "ATOLL_ISLE_LOG";
+
+/// The machine as isles may use it: /sys, cut to the CPUs atoll may run on.
+fn topology() -> Result<Topology, String> {
+    let mut topology = Topology::from_sys(Path::new("/sys")).map_err(|error| error.to_string())?;
+    let allowed = atoll_vmm::host::allowed_cores();
+    topology
+        .cpus
+        .retain(|cpu| allowed.contains(&(cpu.id as usize)));
+    if topology.cpus.is_empty() {
+        return Err("no CPU of /sys is in atoll's affinity mask".into());
+    }
+    Ok(topology)
+}
+
+fn holding(record: &Record) -> Holding {
+    Holding {
+        label: format!("isle {} ({})", record.id, record.command),
+        reserved: record.reserved.clone(),
+        node: record.node,
+        memory: record.memory,
+    }
+}
+
+/// An isle's claim on its cores and memory, recorded under the runtime
+/// directory until this is dropped.
+pub struct Registration {
+    pub id: u32,
+    pub grant: Grant,
+    /// The exit status, once known (see [`Registration::finish`]).
+    status: Option<i32>,
+}
+
+/// Why an isle can't have what it asks for.
+pub enum Refused {
+    /// Bad input (exit status 2).
+    Usage(String),
+    /// Not now: others hold it (exit status 125, or wait).
+    Busy(String),
+    /// The state can't be read or written.
+    State(String),
+}
+
+impl Registration {
+    /// Asks the resource manager for `request`; with `wait`, polls until it
+    /// can be had.
+    pub fn claim(
+        request: &Request,
+        name: Option<String>,
+        command: String,
+        memory: u64,
+        wait: bool,
+    ) -> Result<Self, Refused> {
+        let topology = topology().map_err(Refused::State)?;
+        let config = HostConfig::default();
+        let mut announced = false;
+        loop {
+            let (mut locked, _stale) =
+                state::lock().map_err(|error| Refused::State(error.to_string()))?;
+            if let Some(name) = &name {
+                if locked
+                    .running()
+                    .any(|record| record.name.as_ref() == Some(name))
+                {
+                    return Err(Refused::Usage(format!(
+                        "--name {name}: an isle of that name is running; stop it or pick another"
+                    )));
+                }
+            }
+            let held: Vec<Holding> = locked.running().map(holding).collect();
+            match policy::allocate(&topology, &config, &held, request) {
+                Ok(grant) => {
+                    let id = locked.next_id();
+                    let pid = std::process::id();
+                    // An ended isle's name passes to the new one.
+                    for record in &mut locked.state.isles {
+                        if record.name.is_some() && record.name == name {
+                            record.name = None;
+                        }
+                    }
+                    locked.state.isles.push(Record {
+                        id,
+                        name,
+                        pid,
+                        start_ticks: state::start_ticks(pid).unwrap_or(0),
+                        boot_id: state::boot_id(),
+                        cpus: grant.cpus.clone(),
+                        reserved: grant.reserved.clone(),
+                        node: grant.node,
+                        memory,
+                        shared: grant.shared,
+                        command,
+                        started: SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |since| since.as_secs()),
+                        log: std::env::var_os(LOG_ENV).map(PathBuf::from),
+                        ended: None,
+                    });
+                    locked
+                        .save()
+                        .map_err(|error| Refused::State(error.to_string()))?;
+                    return Ok(Self {
+                        id,
+                        grant,
+                        status: None,
+                    });
+                }
+                Err(Refusal::Invalid(message)) => return Err(Refused::Usage(message)),
+                Err(Refusal::Busy(message)) if !wait => return Err(Refused::Busy(message)),
+                Err(Refusal::Busy(message)) => {
+                    if !announced {
+                        eprintln!("atoll: waiting: {message}");
+                        announced = true;
+                    }
+                }
+            }
+            drop(locked);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Registration {
+    /// Records how the isle ended (for a detached one, `atoll ps -a`).
+    pub fn finish(&mut self, status: i32) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Registration {
+    /// Gives the cores and memory back: the record goes, or, for a
+    /// detached isle, stays as ended so its log can still be read.
+    fn drop(&mut self) {
+        if let Ok((mut locked, _)) = state::lock() {
+            let pid = std::process::id();
+            let mine = |record: &Record| record.id == self.id && record.pid == pid;
+            if let Some(record) = locked.state.isles.iter_mut().find(|record| mine(record)) {
+                if record.log.is_some() {
+                    record.end(self.status);
+                } else {
+                    locked.state.isles.retain(|record| !mine(record));
+                }
+            }
+            let _ = locked.save();
+        }
+    }
+}
+
+/// Live isles, stale ones dropped on the way.
+fn live_isles() -> Result<Vec<Record>, String> {
+    let (locked, _) = state::lock().map_err(|error| error.to_string())?;
+    Ok(locked.state.isles.clone())
+}
+
+fn memory_text(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1}G", bytes as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{}M", bytes >> 20)
+    }
+}
+
+fn uptime_text(started: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let seconds = now.saturating_sub(started);
+    match seconds {
+        0..=99 => format!("{seconds}s"),
+        100..=5999 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Also list detached isles that have ended
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Output format: table (default) or json
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+}
+
+/// `atoll ps`: the isles running on this host.
+pub fn ps(args: PsArgs) -> i32 {
+    let isles: Vec<Record> = match live_isles() {
+        Ok(isles) => isles
+            .into_iter()
+            .filter(|isle| args.all || isle.running())
+            .collect(),
+        Err(message) => return crate::run::fail(125, message),
+    };
+    if args.output == "json" {
+        match serde_json::to_string_pretty(&isles) {
+            Ok(text) => println!("{text}"),
+            Err(error) => return crate::run::fail(125, error),
+        }
+        return 0;
+    }
+    let rows: Vec<[String; 9]> = isles
+        .iter()
+        .map(|isle| {
+            [
+                isle.id.to_string(),
+                isle.name.clone().unwrap_or_else(|| "-".into()),
+                isle.pid.to_string(),
+                format!(
+                    "{}{}",
+                    format_list(&isle.cpus),
+                    if isle.shared { " (shared)" } else { "" }
+                ),
+                isle.node.map_or("-".into(), |node| node.to_string()),
+                memory_text(isle.memory),
+                uptime_text(isle.started),
+                match &isle.ended {
+                    None => "running".into(),
+                    Some(state::Ended {
+                        status: Some(status),
+                        ..
+                    }) => format!("exited {status}"),
+                    Some(_) => "killed".into(),
+                },
+                isle.command.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID", "NAME", "PID", "CORES", "NODE", "MEMORY", "UPTIME", "STATUS", "COMMAND",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index + 1 == cells.len() {
+                text += cell;
+            } else {
+                text += &format!("{cell:<width$}  ", width = widths[index]);
+            }
+        }
+        println!("{}", text.trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    0
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Isles to stop, by id or name
+    #[arg(value_name = "ID|NAME", required_unless_present = "all")]
+    isles: Vec<String>,
+    /// Stop every isle
+    #[arg(long, conflicts_with = "isles")]
+    all: bool,
+    /// Seconds to wait after SIGTERM before SIGKILL
+    #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 10)]
+    timeout: u64,
+}
+
+/// `atoll stop`: SIGTERM to each isle's atoll process, SIGKILL after the
+/// timeout; their cores and memory come back either way. An ended
+/// detached isle is forgotten, log and all.
+pub fn stop(args: StopArgs) -> i32 {
+    let isles = match live_isles() {
+        Ok(isles) => isles,
+        Err(message) => return crate::run::fail(125, message),
+    };
+    let chosen: Vec<&Record> = if args.all {
+        isles.iter().filter(|isle| isle.running()).collect()
+    } else {
+        let mut chosen = Vec::new();
+        for which in &args.isles {
+            match isles
+                .iter()
+                .find(|isle| isle.id.to_string() == *which || isle.name.as_deref() == Some(which))
+            {
+                Some(isle) => chosen.push(isle),
+                None => {
+                    return crate::run::fail(
+                        2,
+                        format!("no running isle is called {which} (see `atoll ps`)"),
+                    )
+                }
+            }
+        }
+        chosen
+    };
+    let (ended, chosen): (Vec<&Record>, Vec<&Record>) =
+        chosen.into_iter().partition(|isle| !isle.running());
+    if !ended.is_empty() {
+        match state::lock() {
+            Ok((mut locked, _)) => {
+                locked
+                    .state
+                    .isles
+                    .retain(|record| !ended.iter().any(|isle| isle.id == record.id));
+                if let Err(error) = locked.save() {
+                    return crate::run::fail(125, error);
+                }
+            }
+            Err(error) => return crate::run::fail(125, error),
+        }
+        for isle in &ended {
+            if let Some(log) = &isle.log {
+                let _ = std::fs::remove_file(log);
+            }
+            println!("removed ended isle {}", isle.id);
+        }
+    }
+    let boot = state::boot_id();
+    for isle in &chosen {
+        state::signal(isle.pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    while chosen.iter().any(|isle| state::alive(isle, &boot)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for isle in chosen.iter().filter(|isle| state::alive(isle, &boot)) {
+        state::signal(isle.pid, libc::SIGKILL);
+    }
+    while chosen.iter().any(|isle| state::alive(isle, &boot)) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Taking the lock drops the records of the processes now gone.
+    if let Err(message) = live_isles() {
+        return crate::run::fail(125, message);
+    }
+    for isle in chosen {
+        println!("stopped isle {}", isle.id);
+    }
+    0
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The isle, by id or name
+    #[arg(value_name = "ID|NAME")]
+    isle: String,
+    /// Keep printing what it writes until it exits
+    #[arg(short = 'f', long)]
+    follow: bool,
+}
+
+/// `atoll logs`: what a detached isle wrote.
+pub fn logs(args: LogsArgs) -> i32 {
+    let isles = match live_isles() {
+        Ok(isles) => isles,
+        Err(message) => return crate::run::fail(125, message),
+    };
+    let Some(isle) = isles
+        .iter()
+        .find(|isle| isle.id.to_string() == args.isle || isle.name.as_deref() == Some(&args.isle))
+    else {
+        return crate::run::fail(
+            2,
+            format!("no running isle is called {} (see `atoll ps`)", args.isle),
+        );
+    };
+    let Some(path) = &isle.log else {
+        return crate::run::fail(
+            2,
+            format!(
+                "isle {} writes to its terminal, not a log (only `atoll run -d` isles have logs)",
+                isle.id
+            ),
+        );
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) => return crate::run::fail(125, format!("{}: {error}", path.display())),
+    };
+    let boot = state::boot_id();
+    let mut stdout = std::io::stdout();
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        let read = file.read(&mut buffer).unwrap_or(0);
+        if read > 0 {
+            let _ = stdout.write_all(&buffer[..read]);
+            continue;
+        }
+        if !args.follow || !isle.running() || !state::alive(isle, &boot) {
+            let _ = stdout.flush();
+            return 0;
+        }
+        let _ = stdout.flush();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where a detached isle's output goes: a new file under the runtime
+/// directory.
+pub fn new_log_path() -> Result<PathBuf, String> {
+    let dir = state::runtime_dir().join("logs");
+    std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    Ok(dir.join(format!("{stamp}-{}.log", std::process::id())))
+}
+
+/// Waits until the atoll process `pid` has registered its isle; returns
+/// its id, or None if the process ended first.
+pub fn wait_for_registration(child: &mut std::process::Child) -> Option<u32> {
+    let pid = child.id();
+    loop {
+        if let Ok((locked, _)) = state::lock() {
+            if let Some(record) = locked.state.isles.iter().find(|record| record.pid == pid) {
+                return Some(record.id);
+            }
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How `-c`, `--cpus` and `-m` become a request.
+pub fn request(
+    cores: u64,
+    cpus: Option<&str>,
+    memory: u64,
+    overcommit: bool,
+) -> Result<Request, String> {
+    let want = match cpus {
+        Some(list) => policy::Want::Cpus(
+            atoll_manager::topology::parse_list(list)
+                .filter(|ids| !ids.is_empty())
+                .ok_or_else(|| format!("--cpus {list}: use a CPU list such as 2-5,8"))?,
+        ),
+        None => policy::Want::Cores(cores as u32),
+    };
+    Ok(Request {
+        want,
+        memory,
+        overcommit,
+    })
+}
