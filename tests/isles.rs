@@ -1,0 +1,239 @@
+//! Isles side by side under the resource manager: detached isles with `ps`,
+//! `logs` and `stop`; busy cores refused, shared or waited for; cores
+//! given back after kill -9; 20 concurrent runs. Each test keeps its own
+//! registry (ATOLL_RUNTIME_DIR), so tests don't see each other's isles.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Registry {
+    dir: PathBuf,
+}
+
+impl Registry {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("atoll-isles-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self { dir }
+    }
+
+    fn atoll(&self) -> Command {
+        let mut command = atoll();
+        command.env("ATOLL_RUNTIME_DIR", &self.dir);
+        command
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.atoll()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("atoll runs")
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.atoll()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("atoll starts")
+    }
+
+    /// `atoll ps -o json` (with -a: ended isles too).
+    fn isles(&self, all: bool) -> Vec<serde_json::Value> {
+        let mut args = vec!["ps", "-o", "json"];
+        if all {
+            args.push("-a");
+        }
+        let output = self.output(&args);
+        assert_eq!(status(&output), 0, "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).expect("ps -o json is JSON")
+    }
+
+    /// Waits until `ready` holds for the listed isles.
+    fn wait_for(&self, all: bool, ready: impl Fn(&[serde_json::Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready(&self.isles(all)) {
+            assert!(Instant::now() < deadline, "{:?}", self.isles(all));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.output(&["stop", "--all", "-t", "1"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn path(flavor: Flavor, name: &str) -> String {
+    program(flavor, name).to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn detached_isles_are_listed_logged_and_stopped() {
+    let _slot = isle_slot();
+    let registry = Registry::new("detached");
+    let sleeper = path(Flavor::Musl, "sleeper");
+    let started = registry.output(&["run", "-d", "--name", "napper", &sleeper, "30", "napper"]);
+    assert_eq!(status(&started), 0, "{}", stderr(&started));
+    let id = stdout(&started)
+        .strip_prefix("isle ")
+        .and_then(|rest| rest.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{}", stdout(&started)));
+    let isles = registry.isles(false);
+    assert_eq!(isles.len(), 1, "{isles:?}");
+    assert_eq!(isles[0]["id"], id);
+    assert_eq!(isles[0]["name"], "napper");
+    assert!(isles[0]["command"]
+        .as_str()
+        .unwrap()
+        .contains("sleeper 30 napper"));
+    assert!(!isles[0]["cpus"].as_array().unwrap().is_empty());
+    let table = stdout(&registry.output(&["ps"]));
+    assert!(table.starts_with("ID  NAME"), "{table}");
+    assert!(
+        table.contains("napper") && table.contains("running"),
+        "{table}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = registry.output(&["logs", "napper"]);
+        assert_eq!(status(&logs), 0, "{}", stderr(&logs));
+        if stdout(&logs) == "started napper\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", stdout(&logs));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = registry.output(&["stop", "napper", "-t", "2"]);
+    assert_eq!(stdout(&stopped), format!("stopped isle {id}\n"));
+    assert!(registry.isles(false).is_empty());
+    // Stopped, it is listed as ended with no status, its log kept.
+    let listed = registry.isles(true);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0]["ended"]["status"].is_null(), "{listed:?}");
+    assert_eq!(
+        stdout(&registry.output(&["logs", "napper"])),
+        "started napper\n"
+    );
+    let forgotten = registry.output(&["stop", "napper"]);
+    assert_eq!(stdout(&forgotten), format!("removed ended isle {id}\n"));
+
+    // One that ends by itself stays listed as ended, with its log.
+    let quick = registry.output(&["run", "-d", &sleeper, "0", "quick"]);
+    assert_eq!(status(&quick), 0, "{}", stderr(&quick));
+    registry.wait_for(true, |isles| {
+        isles.iter().any(|isle| isle["ended"]["status"] == 0)
+    });
+    let ended = registry
+        .isles(true)
+        .into_iter()
+        .find(|isle| isle["ended"]["status"] == 0);
+    let ended_id = ended.unwrap()["id"].to_string();
+    let logs = registry.output(&["logs", &ended_id]);
+    assert_eq!(stdout(&logs), "started quick\ndone quick\n");
+    assert!(
+        registry.isles(false).is_empty(),
+        "an ended isle isn't running"
+    );
+    let removed = registry.output(&["stop", &ended_id]);
+    assert_eq!(stdout(&removed), format!("removed ended isle {ended_id}\n"));
+    assert!(registry.isles(true).is_empty());
+    let unknown = registry.output(&["logs", "nobody"]);
+    assert_one_line_error(&unknown, 2, &["nobody", "atoll ps"]);
+}
+
+#[test]
+fn a_busy_core_is_refused_naming_its_holder_unless_shared_or_waited_for() {
+    let _slot = isle_slot();
+    let registry = Registry::new("busy");
+    let holder = registry.spawn(&["run", &path(Flavor::Musl, "sleeper"), "2", "holder"]);
+    registry.wait_for(false, |isles| isles.len() == 1);
+    let hello = path(Flavor::Musl, "hello");
+
+    let refused = registry.output(&["run", &hello]);
+    assert_one_line_error(
+        &refused,
+        125,
+        &["holds", "sleeper 2 holder", "--overcommit", "--wait"],
+    );
+
+    // Two isles at once, sharing the isle core: both right.
+    let shared = registry.output(&["run", "--overcommit", &hello]);
+    assert_eq!(status(&shared), 0, "{}", stderr(&shared));
+    assert_eq!(stdout(&shared), "Hello, world\n");
+
+    let waited = registry.output(&["run", "--wait", &hello]);
+    assert_eq!(status(&waited), 0, "{}", stderr(&waited));
+    assert_eq!(stdout(&waited), "Hello, world\n");
+    assert!(
+        stderr(&waited).starts_with("atoll: waiting: "),
+        "{}",
+        stderr(&waited)
+    );
+    let holder = holder.wait_with_output().unwrap();
+    assert_eq!(status(&holder), 0, "{}", stderr(&holder));
+    assert_eq!(stdout(&holder), "started holder\ndone holder\n");
+
+    let linux = registry.output(&["run", "--cpus", "0", &hello]);
+    assert_one_line_error(&linux, 2, &["CPU 0 belongs to Linux"]);
+    let missing = registry.output(&["run", "--cpus", "4000", &hello]);
+    assert_one_line_error(&missing, 2, &["CPU 4000 doesn't exist"]);
+    let garbled = registry.output(&["run", "--cpus", "1-", &hello]);
+    assert_one_line_error(&garbled, 2, &["--cpus 1-", "2-5,8"]);
+}
+
+#[test]
+fn kill_9_of_an_atoll_process_gives_its_cores_back() {
+    let _slot = isle_slot();
+    let registry = Registry::new("reclaim");
+    let mut victim = registry.spawn(&["run", &path(Flavor::Musl, "sleeper"), "30"]);
+    registry.wait_for(false, |isles| isles.len() == 1);
+    // SAFETY: a signal to our own child process.
+    let killed = unsafe { libc::kill(victim.id() as i32, libc::SIGKILL) };
+    assert_eq!(killed, 0);
+    victim.wait().unwrap();
+    assert!(
+        registry.isles(true).is_empty(),
+        "{:?}",
+        registry.isles(true)
+    );
+    let next = registry.output(&["run", &path(Flavor::Musl, "hello")]);
+    assert_eq!(status(&next), 0, "{}", stderr(&next));
+}
+
+#[test]
+fn twenty_concurrent_runs_all_finish_and_leave_the_registry_empty() {
+    let _slot = isle_slot();
+    let registry = Registry::new("race");
+    let hello = path(Flavor::Glibc, "hello");
+    let children: Vec<Child> = (0..20)
+        .map(|index| {
+            let mode = if index % 2 == 0 {
+                "--overcommit"
+            } else {
+                "--wait"
+            };
+            registry.spawn(&["run", mode, &hello])
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(status(&output), 0, "{}", stderr(&output));
+        assert_eq!(stdout(&output), "Hello, world\n");
+    }
+    assert!(registry.isles(true).is_empty());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry.dir.join("isles.json")).unwrap()).unwrap();
+    assert!(state["next_id"].as_u64().unwrap() > 20, "{state}");
+}
