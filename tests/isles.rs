@@ -237,3 +237,38 @@ fn twenty_concurrent_runs_all_finish_and_leave_the_registry_empty() {
         serde_json::from_slice(&std::fs::read(registry.dir.join("isles.json")).unwrap()).unwrap();
     assert!(state["next_id"].as_u64().unwrap() > 20, "{state}");
 }
+
+#[test]
+fn a_preset_partition_of_the_host_config_sets_cores_and_memory() {
+    let _slot = isle_slot();
+    let registry = Registry::new("preset");
+    std::fs::create_dir_all(&registry.dir).unwrap();
+    let config = registry.dir.join("host.toml");
+    std::fs::write(
+        &config,
+        "host_cpus = \"0\"\n[[partition]]\ncpus = \"1\"\nmemory = \"96M\"\n",
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        registry
+            .atoll()
+            .env("ATOLL_HOST_CONFIG", &config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let sleeper = path(Flavor::Musl, "sleeper");
+    let started = with_config(&["run", "-d", "-i", "0", &sleeper, "30"]);
+    assert_eq!(status(&started), 0, "{}", stderr(&started));
+    let isles = registry.isles(false);
+    assert_eq!(isles[0]["cpus"], serde_json::json!([1]));
+    assert_eq!(isles[0]["memory"], 96 << 20);
+    let missing = with_config(&["run", "-i", "3", &sleeper]);
+    assert_one_line_error(&missing, 2, &["-i 3", "1 partition(s)"]);
+    let both = with_config(&["run", "-i", "0", "-c", "1", &sleeper]);
+    assert_eq!(status(&both), 2, "{}", stderr(&both));
+    std::fs::write(&config, "host_cpus = 7\n").unwrap();
+    let broken = with_config(&["run", &sleeper]);
+    assert_one_line_error(&broken, 2, &["host.toml", "line 1", "expected a string"]);
+}

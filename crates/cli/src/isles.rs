@@ -59,6 +59,7 @@ impl Registration {
     /// Asks the resource manager for `request`; with `wait`, polls until it
     /// can be had.
     pub fn claim(
+        config: &HostConfig,
         request: &Request,
         name: Option<String>,
         command: String,
@@ -66,7 +67,6 @@ impl Registration {
         wait: bool,
     ) -> Result<Self, Refused> {
         let topology = topology().map_err(Refused::State)?;
-        let config = HostConfig::default();
         let mut announced = false;
         loop {
             let (mut locked, _stale) =
@@ -82,7 +82,7 @@ impl Registration {
                 }
             }
             let held: Vec<Holding> = locked.running().map(holding).collect();
-            match policy::allocate(&topology, &config, &held, request) {
+            match policy::allocate(&topology, config, &held, request) {
                 Ok(grant) => {
                     let id = locked.next_id();
                     let pid = std::process::id();

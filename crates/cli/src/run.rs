@@ -46,6 +46,12 @@ pub struct RunArgs {
     /// Run on exactly these host CPUs, one vCPU each (e.g. 2-5,8)
     #[arg(long, value_name = "LIST", conflicts_with = "cores")]
     cpus: Option<String>,
+    /// Take preset partition K of the host config (its cores and memory)
+    #[arg(short = 'i', long = "index", value_name = "K", conflicts_with_all = ["cores", "cpus", "memory"])]
+    index: Option<usize>,
+    /// CPUs Linux keeps, overriding the host config (e.g. 0 or 0,36)
+    #[arg(long, value_name = "LIST")]
+    host_cores: Option<String>,
     /// Wait until the cores and memory asked for are free, instead of failing
     #[arg(long)]
     wait: bool,
@@ -374,19 +380,66 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
 
 pub fn run(args: RunArgs) -> i32 {
     let program_arg = PathBuf::from(&args.command[0]);
-    let memory_size = match check_memory(args.memory) {
+    let config_path = atoll_manager::config::path();
+    let (mut host_config, partitions) = match atoll_manager::config::load(&config_path) {
+        Ok(loaded) => loaded,
+        Err(error) => return fail(STATUS_USAGE, error),
+    };
+    if let Some(list) = &args.host_cores {
+        match atoll_manager::topology::parse_list(list).filter(|cpus| !cpus.is_empty()) {
+            Some(cpus) => host_config.host_cpus = Some(cpus),
+            None => {
+                return fail(
+                    STATUS_USAGE,
+                    format!("--host-cores {list}: use a CPU list such as 0 or 0,36"),
+                )
+            }
+        }
+    }
+    let partition = match args.index {
+        Some(index) => match partitions.get(index) {
+            Some(partition) => Some(partition.clone()),
+            None => {
+                return fail(
+                    STATUS_USAGE,
+                    format!(
+                        "-i {index}: {} has {} partition(s); add [[partition]] entries to it",
+                        config_path.display(),
+                        partitions.len()
+                    ),
+                )
+            }
+        },
+        None => None,
+    };
+    let memory_arg = match partition.as_ref().and_then(|p| p.memory.as_deref()) {
+        Some(text) => match parse_size(text) {
+            Ok(size) => size,
+            Err(message) => {
+                return fail(
+                    STATUS_USAGE,
+                    format!("{}: partition memory: {message}", config_path.display()),
+                )
+            }
+        },
+        None => args.memory,
+    };
+    let memory_size = match check_memory(memory_arg) {
         Ok(size) => size,
         Err(message) => return fail(STATUS_USAGE, message),
     };
     if args.detach && std::env::var_os(crate::isles::LOG_ENV).is_none() {
         return detach();
     }
-    let request = match crate::isles::request(
-        args.cores,
-        args.cpus.as_deref(),
-        memory_size,
-        args.overcommit,
-    ) {
+    let (cores, cpus) = match &partition {
+        Some(partition) => (
+            u64::from(partition.cores.unwrap_or(1)),
+            partition.cpus.clone(),
+        ),
+        None => (args.cores, args.cpus.clone()),
+    };
+    let request = match crate::isles::request(cores, cpus.as_deref(), memory_size, args.overcommit)
+    {
         Ok(request) => request,
         Err(message) => return fail(STATUS_USAGE, message),
     };
@@ -397,6 +450,7 @@ pub fn run(args: RunArgs) -> i32 {
         .collect::<Vec<_>>()
         .join(" ");
     let registration = match crate::isles::Registration::claim(
+        &host_config,
         &request,
         args.name.clone(),
         command_text,
@@ -483,7 +537,7 @@ pub fn run(args: RunArgs) -> i32 {
         exe_path,
         memory_size,
         flags: boot_flags,
-        cpu_count: args.cores,
+        cpu_count: vcpu_cores.len() as u64,
         vcpu_cores,
         service_core,
         mounts,

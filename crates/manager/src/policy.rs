@@ -28,8 +28,6 @@ pub struct HostConfig {
     pub host_cpus: Option<Vec<u32>>,
     /// Let two isles share the hardware threads of one core.
     pub share_smt: bool,
-    /// Partitions `-i K` names: (cores, memory bytes).
-    pub presets: Vec<(u32, u64)>,
 }
 
 /// What an isle asks for.
