@@ -272,3 +272,34 @@ fn a_preset_partition_of_the_host_config_sets_cores_and_memory() {
     let broken = with_config(&["run", &sleeper]);
     assert_one_line_error(&broken, 2, &["host.toml", "line 1", "expected a string"]);
 }
+
+#[test]
+fn top_shows_each_running_isle_with_live_figures() {
+    let _slot = isle_slot();
+    let registry = Registry::new("top");
+    let started = registry.output(&[
+        "run",
+        "-d",
+        "--name",
+        "watched",
+        &path(Flavor::Musl, "sleeper"),
+        "30",
+    ]);
+    assert_eq!(status(&started), 0, "{}", stderr(&started));
+    let top = registry.output(&["top", "-n", "1", "-d", "0.3"]);
+    assert_eq!(status(&top), 0, "{}", stderr(&top));
+    let text = stdout(&top);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("CALLS/S"),
+        "{text}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[1], "watched", "{text}");
+    // A sleeping isle parks its vCPU: well under one core busy.
+    let cpu: f64 = row[3].parse().unwrap_or_else(|_| panic!("{text}"));
+    assert!(cpu < 90.0, "{text}");
+    let bad = registry.output(&["top", "-d", "0"]);
+    assert_one_line_error(&bad, 2, &["-d 0"]);
+}

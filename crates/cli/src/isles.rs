@@ -145,6 +145,9 @@ impl Drop for Registration {
     /// Gives the cores and memory back: the record goes, or, for a
     /// detached isle, stays as ended so its log can still be read.
     fn drop(&mut self) {
+        if let Some(path) = stats_path(self.id) {
+            let _ = std::fs::remove_file(path);
+        }
         if let Ok((mut locked, _)) = state::lock() {
             let pid = std::process::id();
             let mine = |record: &Record| record.id == self.id && record.pid == pid;
@@ -457,4 +460,147 @@ pub fn request(
         memory,
         overcommit,
     })
+}
+
+/// Where isle `id`'s live figures go (see `atoll top`).
+pub fn stats_path(id: u32) -> Option<PathBuf> {
+    let dir = state::runtime_dir().join("stats");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join(format!("{id}.json")))
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Refresh this many times, then exit (default: until interrupted)
+    #[arg(short = 'n', long, value_name = "N")]
+    iterations: Option<u64>,
+    /// Seconds between refreshes
+    #[arg(short = 'd', long, value_name = "SECONDS", default_value_t = 1.0)]
+    delay: f64,
+}
+
+/// One isle's counters at one instant.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// CPU time of its atoll process (its vCPU and offload threads), in
+    /// clock ticks of 1/100 s (Linux's USER_HZ).
+    cpu_ticks: u64,
+    offload_calls: u64,
+    at: Instant,
+}
+
+fn sample(isle: &Record) -> Option<Sample> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", isle.pid)).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+    let cpu_ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let offload_calls = stats_path(isle.id)
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| value["offload_calls"].as_u64())
+        .unwrap_or(0);
+    Some(Sample {
+        cpu_ticks,
+        offload_calls,
+        at: Instant::now(),
+    })
+}
+
+fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib << 10)
+}
+
+/// `atoll top`: per isle, the cores its atoll process keeps busy (vCPUs
+/// poll, so a running isle shows one core per vCPU), offload calls per
+/// second and memory.
+pub fn top(args: TopArgs) -> i32 {
+    use std::io::IsTerminal;
+    if !(args.delay.is_finite() && args.delay > 0.0) {
+        return crate::run::fail(
+            2,
+            format!("-d {}: give a positive number of seconds", args.delay),
+        );
+    }
+    let delay = Duration::from_secs_f64(args.delay);
+    let clear = std::io::stdout().is_terminal();
+    let mut previous: std::collections::HashMap<(u32, u32), Sample> = Default::default();
+    let mut shown = 0;
+    loop {
+        let isles = match live_isles() {
+            Ok(isles) => isles
+                .into_iter()
+                .filter(Record::running)
+                .collect::<Vec<_>>(),
+            Err(message) => return crate::run::fail(125, message),
+        };
+        let samples: Vec<Option<Sample>> = isles.iter().map(sample).collect();
+        if shown > 0 || args.iterations == Some(0) {
+            let mut text = String::new();
+            if clear {
+                text += "\x1b[H\x1b[2J";
+            }
+            text += &format!(
+                "{:<4} {:<10} {:<10} {:>6} {:>10} {:>8} {:>8}  COMMAND\n",
+                "ID", "NAME", "CORES", "CPU%", "CALLS/S", "RSS", "MEMORY"
+            );
+            for (isle, now) in isles.iter().zip(&samples) {
+                let key = (isle.id, isle.pid);
+                let (cpu, calls) = match (now, previous.get(&key)) {
+                    (Some(now), Some(before)) => {
+                        let seconds = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
+                        (
+                            format!(
+                                "{:.0}",
+                                (now.cpu_ticks.saturating_sub(before.cpu_ticks)) as f64 / seconds
+                            ),
+                            format!(
+                                "{:.0}",
+                                (now.offload_calls.saturating_sub(before.offload_calls)) as f64
+                                    / seconds
+                            ),
+                        )
+                    }
+                    _ => ("-".into(), "-".into()),
+                };
+                text += &format!(
+                    "{:<4} {:<10} {:<10} {:>6} {:>10} {:>8} {:>8}  {}\n",
+                    isle.id,
+                    isle.name.as_deref().unwrap_or("-"),
+                    format_list(&isle.cpus),
+                    cpu,
+                    calls,
+                    memory_text(resident_bytes(isle.pid)),
+                    memory_text(isle.memory),
+                    isle.command
+                );
+            }
+            let mut stdout = std::io::stdout();
+            if stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return 0;
+            }
+        }
+        previous = isles
+            .iter()
+            .zip(samples)
+            .filter_map(|(isle, sample)| Some(((isle.id, isle.pid), sample?)))
+            .collect();
+        if args
+            .iterations
+            .is_some_and(|iterations| shown >= iterations)
+        {
+            return 0;
+        }
+        shown += 1;
+        std::thread::sleep(delay);
+    }
 }

@@ -32,6 +32,8 @@ enum Command {
     Stop(isles::StopArgs),
     /// Print what a detached isle (`run -d`) wrote.
     Logs(isles::LogsArgs),
+    /// Live figures per isle: core use, offload calls per second, memory.
+    Top(isles::TopArgs),
 }
 
 fn main() {
@@ -48,6 +50,7 @@ fn main() {
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),
+        Command::Top(args) => isles::top(args),
     };
     std::process::exit(status);
 }

@@ -547,6 +547,7 @@ pub fn run(args: RunArgs) -> i32 {
             outbound: args.net,
         },
         rewrite: !args.no_rewrite,
+        stats_path: crate::isles::stats_path(registration.id),
     };
     let outcome = atoll_vmm::run(config);
     drop(tmp);

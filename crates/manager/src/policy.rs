@@ -281,13 +281,21 @@ pub fn allocate(
         });
     }
     if request.overcommit {
-        // The free units first, then the least-used ones, round robin.
+        // The free units first, then the least-used ones, round robin; past
+        // the isles' cores, Linux's too (sharing is what was asked for).
         let mut load: BTreeMap<u32, usize> = BTreeMap::new();
         for id in &taken {
             *load.entry(*id).or_default() += 1;
         }
         let mut pool: Vec<&Unit> = isle_units.clone();
         pool.sort_by_key(|(threads, _)| (load.get(&threads[0]).copied().unwrap_or(0), threads[0]));
+        if count > pool.len() {
+            pool.extend(
+                units
+                    .iter()
+                    .filter(|(threads, _)| threads.iter().any(|id| linux.contains(id))),
+            );
+        }
         let cpus = (0..count)
             .map(|index| pool[index % pool.len()].0[0])
             .collect();
@@ -413,7 +421,7 @@ mod tests {
         )
         .unwrap();
         assert!(shared.shared);
-        assert_eq!(shared.cpus, [1, 1]);
+        assert_eq!(shared.cpus, [1, 0], "past the isle cores, Linux's");
         let too_much = Request {
             memory: 100 * GIB,
             ..cores(1)

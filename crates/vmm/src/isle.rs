@@ -58,6 +58,9 @@ pub struct IsleConfig<'a> {
     pub net: NetPolicy,
     /// Rewrite the program's syscall sites into calls (see `rewrite`).
     pub rewrite: bool,
+    /// Where to publish live figures for `atoll top` (a small JSON file,
+    /// rewritten twice a second), if anywhere.
+    pub stats_path: Option<PathBuf>,
 }
 
 /// How the isle ended.
@@ -134,6 +137,29 @@ fn rewrite_sites(
         write(&bytes, address)?;
     }
     Ok(())
+}
+
+/// Writes the isle's offload figures to `path` twice a second, replacing
+/// the file whole (write, then rename) so readers never see half of one.
+fn publish_stats(offload: Arc<Offload>, path: PathBuf) {
+    let spawned = std::thread::Builder::new()
+        .name("atoll-stats".into())
+        .spawn(move || {
+            let temporary = path.with_extension("tmp");
+            loop {
+                let text = format!("{{\"offload_calls\": {}}}\n", offload.completed());
+                if std::fs::write(&temporary, text)
+                    .and_then(|()| std::fs::rename(&temporary, &path))
+                    .is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "no stats thread");
+    }
 }
 
 /// The monitor's part of `--syscall-summary`: what load-time rewriting did.
@@ -315,6 +341,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .collect();
     let offload = Offload::new(Arc::clone(&ram), queues, files, config.net.clone());
     offload.spawn(config.service_core);
+    if let Some(path) = config.stats_path.clone() {
+        publish_stats(Arc::clone(&offload), path);
+    }
     tracing::debug!(
         elapsed = ?started.elapsed(),
         host_base = ram.host_base(),

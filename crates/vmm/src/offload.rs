@@ -98,6 +98,8 @@ pub struct Offload {
     /// Answer EAGAIN instead of waiting (the fuzz target, which must
     /// never hang on a pipe nobody writes).
     refuse_blocking: bool,
+    /// Requests completed, for `atoll top`.
+    completed: std::sync::atomic::AtomicU64,
 }
 
 impl Offload {
@@ -119,6 +121,7 @@ impl Offload {
             vcpus,
             failure: Mutex::new(None),
             refuse_blocking: false,
+            completed: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -140,6 +143,11 @@ impl Offload {
             offload.refuse_blocking = true;
         }
         offload
+    }
+
+    /// Requests served so far.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
     }
 
     /// Starts the server thread.
@@ -336,6 +344,7 @@ impl Offload {
         let _ = memory.write_obj(result, GuestAddress(completion + 8));
         *tail = tail.wrapping_add(1);
         self.store(base + offset::CQ_TAIL as u64, *tail);
+        self.completed.fetch_add(1, Ordering::Relaxed);
         drop(tail);
         if let Some(park) = self.vcpus.get(queue) {
             if park.waiting.load(Ordering::SeqCst) {
