@@ -30,6 +30,7 @@ fn topology() -> Result<Topology, String> {
 fn holding(record: &Record) -> Holding {
     Holding {
         label: format!("isle {} ({})", record.id, record.command),
+        cpus: record.cpus.clone(),
         reserved: record.reserved.clone(),
         node: record.node,
         memory: record.memory,

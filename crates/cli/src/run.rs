@@ -548,6 +548,7 @@ pub fn run(args: RunArgs) -> i32 {
         },
         rewrite: !args.no_rewrite,
         stats_path: crate::isles::stats_path(registration.id),
+        numa_node: registration.grant.node,
     };
     let outcome = atoll_vmm::run(config);
     drop(tmp);

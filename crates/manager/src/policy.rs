@@ -50,6 +50,8 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holding {
     pub label: String,
+    /// The CPUs its vCPUs run on (shared or not).
+    pub cpus: Vec<u32>,
     /// Every CPU it keeps from others (its vCPUs' and their idle siblings).
     pub reserved: Vec<u32>,
     pub node: Option<u32>,
@@ -281,21 +283,23 @@ pub fn allocate(
         });
     }
     if request.overcommit {
-        // The free units first, then the least-used ones, round robin; past
-        // the isles' cores, Linux's too (sharing is what was asked for).
+        // The least-loaded cores first, the isles' own before Linux's at
+        // equal load (sharing is what was asked for), round robin.
         let mut load: BTreeMap<u32, usize> = BTreeMap::new();
-        for id in &taken {
+        for id in held.iter().flat_map(|holding| holding.cpus.iter()) {
             *load.entry(*id).or_default() += 1;
         }
-        let mut pool: Vec<&Unit> = isle_units.clone();
-        pool.sort_by_key(|(threads, _)| (load.get(&threads[0]).copied().unwrap_or(0), threads[0]));
-        if count > pool.len() {
-            pool.extend(
-                units
-                    .iter()
-                    .filter(|(threads, _)| threads.iter().any(|id| linux.contains(id))),
-            );
-        }
+        let unit_load = |threads: &[u32]| {
+            threads
+                .iter()
+                .map(|id| load.get(id).copied().unwrap_or(0))
+                .sum::<usize>()
+        };
+        let mut pool: Vec<&Unit> = units.iter().collect();
+        pool.sort_by_key(|(threads, _)| {
+            let is_linux = threads.iter().any(|id| linux.contains(id));
+            (unit_load(threads), is_linux, threads[0])
+        });
         let cpus = (0..count)
             .map(|index| pool[index % pool.len()].0[0])
             .collect();
@@ -342,6 +346,7 @@ mod tests {
     fn hold(label: &str, grant: &Grant, memory: u64) -> Holding {
         Holding {
             label: label.into(),
+            cpus: grant.cpus.clone(),
             reserved: grant.reserved.clone(),
             node: grant.node,
             memory,
@@ -421,7 +426,23 @@ mod tests {
         )
         .unwrap();
         assert!(shared.shared);
-        assert_eq!(shared.cpus, [1, 0], "past the isle cores, Linux's");
+        // Least loaded first: Linux's idle core, then isle 1's.
+        assert_eq!(shared.cpus, [0, 1]);
+        let alone = allocate(
+            &vm,
+            &config,
+            &[],
+            &Request {
+                overcommit: true,
+                ..cores(2)
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            alone.cpus,
+            [1, 0],
+            "the isles' own core first at equal load"
+        );
         let too_much = Request {
             memory: 100 * GIB,
             ..cores(1)

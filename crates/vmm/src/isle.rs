@@ -61,6 +61,8 @@ pub struct IsleConfig<'a> {
     /// Where to publish live figures for `atoll top` (a small JSON file,
     /// rewritten twice a second), if anywhere.
     pub stats_path: Option<PathBuf>,
+    /// The NUMA node the isle's cores are on: its memory is bound there.
+    pub numa_node: Option<u32>,
 }
 
 /// How the isle ended.
@@ -219,6 +221,10 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     // system area: the monitor's own writes below fault those huge pages in.
     // The rest is populated in the background once the program runs.
     let ram = Arc::new(GuestRam::new(config.memory_size)?);
+    if let Some(node) = config.numa_node {
+        let bound = ram.bind_to_node(node);
+        tracing::debug!(node, bound, "guest memory bound to the isle's node");
+    }
     let huge_start = align_up(heap_start, LARGE_PAGE_SIZE);
     let huge_end = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
     ram.advise_huge_pages(huge_start, huge_end.saturating_sub(huge_start));
