@@ -202,12 +202,21 @@ fn kill_9_of_an_atoll_process_gives_its_cores_back() {
     // SAFETY: a signal to our own child process.
     let killed = unsafe { libc::kill(victim.id() as i32, libc::SIGKILL) };
     assert_eq!(killed, 0);
+    let pid = victim.id();
     victim.wait().unwrap();
     assert!(
         registry.isles(true).is_empty(),
         "{:?}",
         registry.isles(true)
     );
+    // Its private /tmp went with it.
+    let prefix = format!("atoll-tmp-{pid}-");
+    for base in [PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+        for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(&prefix), "{name} left behind");
+        }
+    }
     let next = registry.output(&["run", &path(Flavor::Musl, "hello")]);
     assert_eq!(status(&next), 0, "{}", stderr(&next));
 }

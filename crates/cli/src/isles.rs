@@ -37,6 +37,19 @@ fn holding(record: &Record) -> Holding {
     }
 }
 
+/// The registry, locked, after cleaning up behind isles whose atoll died
+/// without doing so (kill -9): their private /tmp and their stats file.
+fn locked_state() -> Result<(state::Locked, Vec<Record>), state::StateError> {
+    let (locked, stale) = state::lock()?;
+    for record in &stale {
+        crate::run::remove_private_tmps(record.pid);
+        if let Some(path) = stats_path(record.id) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok((locked, stale))
+}
+
 /// An isle's claim on its cores and memory, recorded under the runtime
 /// directory until this is dropped.
 pub struct Registration {
@@ -71,7 +84,7 @@ impl Registration {
         let mut announced = false;
         loop {
             let (mut locked, _stale) =
-                state::lock().map_err(|error| Refused::State(error.to_string()))?;
+                locked_state().map_err(|error| Refused::State(error.to_string()))?;
             if let Some(name) = &name {
                 if locked
                     .running()
@@ -149,7 +162,7 @@ impl Drop for Registration {
         if let Some(path) = stats_path(self.id) {
             let _ = std::fs::remove_file(path);
         }
-        if let Ok((mut locked, _)) = state::lock() {
+        if let Ok((mut locked, _)) = locked_state() {
             let pid = std::process::id();
             let mine = |record: &Record| record.id == self.id && record.pid == pid;
             if let Some(record) = locked.state.isles.iter_mut().find(|record| mine(record)) {
@@ -166,7 +179,7 @@ impl Drop for Registration {
 
 /// Live isles, stale ones dropped on the way.
 fn live_isles() -> Result<Vec<Record>, String> {
-    let (locked, _) = state::lock().map_err(|error| error.to_string())?;
+    let (locked, _) = locked_state().map_err(|error| error.to_string())?;
     Ok(locked.state.isles.clone())
 }
 
@@ -314,7 +327,7 @@ pub fn stop(args: StopArgs) -> i32 {
     let (ended, chosen): (Vec<&Record>, Vec<&Record>) =
         chosen.into_iter().partition(|isle| !isle.running());
     if !ended.is_empty() {
-        match state::lock() {
+        match locked_state() {
             Ok((mut locked, _)) => {
                 locked
                     .state
@@ -429,7 +442,7 @@ pub fn new_log_path() -> Result<PathBuf, String> {
 pub fn wait_for_registration(child: &mut std::process::Child) -> Option<u32> {
     let pid = child.id();
     loop {
-        if let Ok((locked, _)) = state::lock() {
+        if let Ok((locked, _)) = locked_state() {
             if let Some(record) = locked.state.isles.iter().find(|record| record.pid == pid) {
                 return Some(record.id);
             }
