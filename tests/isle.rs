@@ -454,9 +454,10 @@ fn proc_self_exe_and_uname_match_the_host() {
 #[test]
 fn syscalls_and_clocks_cost_no_vm_exit() {
     // 100,000 getpid calls and, in glibc's start-up, a dozen more syscalls:
-    // the monitor must see only the final exit, plus at most a wake-up
-    // doorbell for each of the few offloaded calls (readlink, newfstatat,
-    // write), made when the offload server had gone to sleep meanwhile.
+    // the monitor must see only the final exit, plus for each of the few
+    // offloaded calls (readlink, newfstatat, write) at most a wake-up
+    // doorbell (the server had gone to sleep) and a park (a busy host took
+    // over a millisecond to answer). The getpids add none.
     let path = program(Flavor::Glibc, "getpid_loop");
     let _slot = isle_slot();
     let output = atoll()
@@ -470,7 +471,7 @@ fn syscalls_and_clocks_cost_no_vm_exit() {
         .filter(|line| line.contains("vCPU exit"))
         .count();
     assert!(
-        (1..=5).contains(&exits),
+        (1..=10).contains(&exits),
         "{exits} VM exits:\n{}",
         stderr(&output)
     );

@@ -118,10 +118,10 @@ fn detached_isles_are_listed_logged_and_stopped() {
     let stopped = registry.output(&["stop", "napper", "-t", "2"]);
     assert_eq!(stdout(&stopped), format!("stopped isle {id}\n"));
     assert!(registry.isles(false).is_empty());
-    // Stopped, it is listed as ended with no status, its log kept.
+    // Stopped, it is listed as ended by SIGTERM (128 + 15), its log kept.
     let listed = registry.isles(true);
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert!(listed[0]["ended"]["status"].is_null(), "{listed:?}");
+    assert_eq!(listed[0]["ended"]["status"], 143, "{listed:?}");
     assert_eq!(
         stdout(&registry.output(&["logs", "napper"])),
         "started napper\n"
@@ -311,4 +311,39 @@ fn top_shows_each_running_isle_with_live_figures() {
     assert!(cpu < 90.0, "{text}");
     let bad = registry.output(&["top", "-d", "0"]);
     assert_one_line_error(&bad, 2, &["-d 0"]);
+}
+
+#[test]
+fn sigterm_and_ctrl_c_clean_up_at_once_and_exit_as_the_signal_would() {
+    let _slot = isle_slot();
+    let registry = Registry::new("sigterm");
+    for (signal, status_expected) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let child = registry.spawn(&["run", &path(Flavor::Musl, "sleeper"), "30"]);
+        registry.wait_for(false, |isles| isles.len() == 1);
+        let pid = child.id();
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(status_expected),
+            "{}",
+            stderr(&output)
+        );
+        // Gone from the registry by itself, no reclaim needed: read the
+        // file directly rather than through a command that would reclaim.
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(registry.dir.join("isles.json")).unwrap())
+                .unwrap();
+        assert_eq!(state["isles"], serde_json::json!([]), "{state}");
+        let prefix = format!("atoll-tmp-{pid}-");
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with(&prefix), "{name} left behind");
+        }
+    }
 }

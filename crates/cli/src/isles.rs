@@ -156,24 +156,28 @@ impl Registration {
 }
 
 impl Drop for Registration {
-    /// Gives the cores and memory back: the record goes, or, for a
-    /// detached isle, stays as ended so its log can still be read.
     fn drop(&mut self) {
-        if let Some(path) = stats_path(self.id) {
-            let _ = std::fs::remove_file(path);
-        }
-        if let Ok((mut locked, _)) = locked_state() {
-            let pid = std::process::id();
-            let mine = |record: &Record| record.id == self.id && record.pid == pid;
-            if let Some(record) = locked.state.isles.iter_mut().find(|record| mine(record)) {
-                if record.log.is_some() {
-                    record.end(self.status);
-                } else {
-                    locked.state.isles.retain(|record| !mine(record));
-                }
+        release(self.id, self.status);
+    }
+}
+
+/// Gives isle `id`'s cores and memory back: its record goes, or, for a
+/// detached isle, stays as ended (with `status`) so its log can be read.
+pub fn release(id: u32, status: Option<i32>) {
+    if let Some(path) = stats_path(id) {
+        let _ = std::fs::remove_file(path);
+    }
+    if let Ok((mut locked, _)) = locked_state() {
+        let pid = std::process::id();
+        let mine = |record: &Record| record.id == id && record.pid == pid;
+        if let Some(record) = locked.state.isles.iter_mut().find(|record| mine(record)) {
+            if record.log.is_some() {
+                record.end(status);
+            } else {
+                locked.state.isles.retain(|record| !mine(record));
             }
-            let _ = locked.save();
         }
+        let _ = locked.save();
     }
 }
 

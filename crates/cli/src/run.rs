@@ -396,7 +396,26 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
         .collect())
 }
 
+/// What a terminating signal must clean up: the private /tmp and the
+/// isle's registration.
+static CLEANUP: std::sync::Mutex<(Option<PathBuf>, Option<u32>)> =
+    std::sync::Mutex::new((None, None));
+
+/// SIGTERM (`atoll stop`), SIGINT (Ctrl-C) or SIGHUP: clean up, then exit
+/// with the status the signal would have given.
+fn on_termination(signal: i32) {
+    let (tmp, isle) = std::mem::take(&mut *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(tmp) = tmp {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    if let Some(id) = isle {
+        crate::isles::release(id, Some(128 + signal));
+    }
+    std::process::exit(128 + signal);
+}
+
 pub fn run(args: RunArgs) -> i32 {
+    atoll_vmm::host::handle_termination(on_termination);
     let program_arg = PathBuf::from(&args.command[0]);
     let config_path = atoll_manager::config::path();
     let (mut host_config, partitions) = match atoll_manager::config::load(&config_path) {
@@ -496,6 +515,8 @@ pub fn run(args: RunArgs) -> i32 {
             )
         }
     };
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) =
+        (Some(tmp.0.clone()), Some(registration.id));
     let (mounts, cwd) = match mounts(&args.volumes, &tmp) {
         Ok(mounts) => mounts,
         Err(message) => return fail(STATUS_USAGE, message),
@@ -569,6 +590,7 @@ pub fn run(args: RunArgs) -> i32 {
         numa_node: registration.grant.node,
     };
     let outcome = atoll_vmm::run(config);
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, None);
     drop(tmp);
     let mut registration = registration;
     let status = match outcome {

@@ -93,6 +93,36 @@ pub fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, and so in
+/// every thread it starts afterwards, and hands each one that arrives to
+/// `handler` on a thread of its own: atoll cleans up, then exits as the
+/// signal would have made it. Call it before starting other threads.
+pub fn handle_termination(handler: impl Fn(i32) + Send + 'static) {
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset, which
+    // initializes it; sigaddset and pthread_sigmask only read and write it.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    let spawned = std::thread::Builder::new()
+        .name("atoll-signals".into())
+        .spawn(move || loop {
+            let mut signal = 0;
+            // SAFETY: sigwait reads the set we own and writes one int.
+            if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+                handler(signal);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::debug!(%error, "no signal thread: termination won't clean up");
+    }
+}
+
 /// Measures the host TSC frequency against CLOCK_MONOTONIC (fallback when
 /// KVM can't report the guest's).
 pub fn measure_tsc_khz() -> u64 {
