@@ -2,6 +2,8 @@
 #![deny(unsafe_code)]
 
 mod isles;
+mod manifest;
+mod project;
 mod run;
 mod size;
 
@@ -24,8 +26,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Boot an isle and run PROGRAM in it, with ARGS; exits with its status.
+    /// Boot an isle and run PROGRAM (or the project in a directory) in it, with ARGS; exits with its status.
     Run(run::RunArgs),
+    /// Make a new project (atoll.toml, source, README) that builds and runs as it is.
+    Init(project::InitArgs),
+    /// Build a project's program statically, as its atoll.toml says.
+    Build(project::BuildArgs),
     /// List the isles running on this host.
     Ps(isles::PsArgs),
     /// Stop isles: SIGTERM, then SIGKILL after a timeout.
@@ -47,6 +53,8 @@ fn main() {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Init(args) => project::init(args),
+        Command::Build(args) => project::build(args),
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),

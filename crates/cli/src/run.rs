@@ -31,15 +31,15 @@ const DEFAULT_ENV: [(&str, &str); 2] = [
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Guest memory, e.g. 64M or 2G
-    #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
-    memory: u64,
+    /// Guest memory, e.g. 64M or 2G [default: 64M]
+    #[arg(short = 'm', long = "memory", value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
     /// Set an environment variable (KEY alone copies it from atoll's environment); repeatable
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     env: Vec<OsString>,
-    /// vCPUs, each pinned to a host core of its own
-    #[arg(short = 'c', long = "cores", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    cores: u64,
+    /// vCPUs, each pinned to a host core of its own [default: 1]
+    #[arg(short = 'c', long = "cores", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    cores: Option<u64>,
     /// Allow more vCPUs than free host cores: they share cores
     #[arg(long)]
     overcommit: bool,
@@ -414,8 +414,72 @@ fn on_termination(signal: i32) {
     std::process::exit(128 + signal);
 }
 
+/// Guest memory when neither -m nor the manifest says.
+const DEFAULT_MEMORY: u64 = 64 << 20;
+
+/// `atoll run DIR`: the project's manifest fills in what the flags don't
+/// say (flags win; arguments after DIR replace the manifest's args).
+fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
+    let dir = PathBuf::from(&args.command[0]);
+    if !crate::manifest::is_project(&dir) {
+        return Ok(args);
+    }
+    let manifest = crate::manifest::load(&dir)?;
+    let program = manifest.program(&dir);
+    if !program.is_file() {
+        return Err(format!(
+            "{} isn't built yet: run `atoll build {}`",
+            program.display(),
+            dir.display()
+        ));
+    }
+    let run = &manifest.run;
+    let mut command = vec![program.into_os_string()];
+    if args.command.len() > 1 {
+        command.extend(args.command.drain(1..));
+    } else {
+        command.extend(run.args.iter().map(OsString::from));
+    }
+    args.command = command;
+    let mut env: Vec<OsString> = run
+        .env
+        .iter()
+        .map(|(key, value)| OsString::from(format!("{key}={value}")))
+        .collect();
+    env.append(&mut args.env);
+    args.env = env;
+    args.cores = args.cores.or(run.cores);
+    if args.memory.is_none() {
+        if let Some(memory) = &run.memory {
+            args.memory =
+                Some(parse_size(memory).map_err(|message| format!("[run] memory: {message}"))?);
+        }
+    }
+    // Host paths in the manifest are relative to the project.
+    let mut volumes: Vec<String> = run
+        .volumes
+        .iter()
+        .map(|volume| match volume.starts_with('/') {
+            true => volume.clone(),
+            false => dir.join(volume).to_string_lossy().into_owned(),
+        })
+        .collect();
+    volumes.append(&mut args.volumes);
+    args.volumes = volumes;
+    for port in &run.publish {
+        args.publish
+            .push(parse_port(port).map_err(|message| format!("[run] publish: {message}"))?);
+    }
+    args.net |= run.net;
+    Ok(args)
+}
+
 pub fn run(args: RunArgs) -> i32 {
     atoll_vmm::host::handle_termination(on_termination);
+    let args = match apply_manifest(args) {
+        Ok(args) => args,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
     let program_arg = PathBuf::from(&args.command[0]);
     let config_path = atoll_manager::config::path();
     let (mut host_config, partitions) = match atoll_manager::config::load(&config_path) {
@@ -459,7 +523,7 @@ pub fn run(args: RunArgs) -> i32 {
                 )
             }
         },
-        None => args.memory,
+        None => args.memory.unwrap_or(DEFAULT_MEMORY),
     };
     let memory_size = match check_memory(memory_arg) {
         Ok(size) => size,
@@ -473,7 +537,7 @@ pub fn run(args: RunArgs) -> i32 {
             u64::from(partition.cores.unwrap_or(1)),
             partition.cpus.clone(),
         ),
-        None => (args.cores, args.cpus.clone()),
+        None => (args.cores.unwrap_or(1), args.cpus.clone()),
     };
     let request = match crate::isles::request(cores, cpus.as_deref(), memory_size, args.overcommit)
     {

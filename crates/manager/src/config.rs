@@ -79,15 +79,20 @@ pub fn load(path: &Path) -> Result<(HostConfig, Vec<Partition>), ConfigError> {
     })
 }
 
-/// Parses the configuration file's text.
-pub fn parse(text: &str) -> Result<(HostConfig, Vec<Partition>), String> {
-    let file: File = toml::from_str(text).map_err(|error| match error.span() {
+/// A TOML error as one line: "line N: what is wrong".
+pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
             format!("line {line}: {}", error.message())
         }
         None => error.message().to_string(),
-    })?;
+    }
+}
+
+/// Parses the configuration file's text.
+pub fn parse(text: &str) -> Result<(HostConfig, Vec<Partition>), String> {
+    let file: File = toml::from_str(text).map_err(|error| toml_error(text, &error))?;
     let host_cpus = match &file.host_cpus {
         Some(list) => Some(
             parse_list(list)

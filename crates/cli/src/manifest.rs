@@ -1,0 +1,207 @@
+//! `atoll.toml`: an app as atoll runs it (program, args, env, cores,
+//! memory, mounts, ports, kernel) and how to build it.
+//!
+//! ```toml
+//! [app]
+//! name = "hello"
+//! version = "0.1.0"
+//!
+//! [build]
+//! lang = "rust"            # or "c"; or command = "make CC=musl-gcc"
+//!
+//! [run]
+//! program = "target/x86_64-unknown-linux-musl/release/hello"  # default by lang
+//! args = ["world"]
+//! env = { GREETING = "Hello" }
+//! cores = 1
+//! memory = "64M"
+//! volumes = ["data:/data:ro"]
+//! publish = ["8080"]
+//! net = false
+//!
+//! [kernel]
+//! version = "0.1.0"        # the kernel this atoll carries must match
+//! features = ["threads"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const FILE_NAME: &str = "atoll.toml";
+/// What the built-in kernel offers, for `[kernel] features`.
+pub const KERNEL_FEATURES: [&str; 6] =
+    ["threads", "files", "net", "unix-sockets", "rewrite", "vdso"];
+pub const RUST_TARGET: &str = "x86_64-unknown-linux-musl";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub app: App,
+    #[serde(default)]
+    pub build: Build,
+    #[serde(default)]
+    pub run: Run,
+    #[serde(default)]
+    pub kernel: Kernel,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    pub lang: Option<Lang>,
+    pub command: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Rust,
+    C,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    pub program: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cores: Option<u64>,
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub net: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub version: Option<String>,
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// The manifest in `dir`, checked; errors name the file and line.
+pub fn load(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join(FILE_NAME);
+    let text =
+        std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+    parse(&text).map_err(|message| format!("{}: {message}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<Manifest, String> {
+    let manifest: Manifest =
+        toml::from_str(text).map_err(|error| atoll_manager::config::toml_error(text, &error))?;
+    let name_ok = !manifest.app.name.is_empty()
+        && manifest
+            .app
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(format!(
+            "[app] name = {:?}: use letters, digits, - and _",
+            manifest.app.name
+        ));
+    }
+    let ours = env!("CARGO_PKG_VERSION");
+    if let Some(version) = &manifest.kernel.version {
+        if version != ours {
+            return Err(format!(
+                "[kernel] version = {version:?}, but this atoll carries kernel {ours}"
+            ));
+        }
+    }
+    for feature in &manifest.kernel.features {
+        if !KERNEL_FEATURES.contains(&feature.as_str()) {
+            return Err(format!(
+                "[kernel] features: {feature:?} isn't one of {}",
+                KERNEL_FEATURES.join(", ")
+            ));
+        }
+    }
+    if manifest.build.lang.is_none()
+        && manifest.build.command.is_none()
+        && manifest.run.program.is_none()
+    {
+        return Err("give [build] lang or command, or [run] program".into());
+    }
+    Ok(manifest)
+}
+
+impl Manifest {
+    /// The program, as a path inside the project directory `dir`.
+    pub fn program(&self, dir: &Path) -> PathBuf {
+        match (&self.run.program, self.build.lang) {
+            (Some(program), _) => dir.join(program),
+            (None, Some(Lang::Rust)) => dir
+                .join("target")
+                .join(RUST_TARGET)
+                .join("release")
+                .join(&self.app.name),
+            (None, _) => dir.join(&self.app.name),
+        }
+    }
+}
+
+/// Whether `path` is a project directory: one with an atoll.toml.
+pub fn is_project(path: &Path) -> bool {
+    path.is_dir() && path.join(FILE_NAME).is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_manifest_parses_and_names_its_program() {
+        let manifest = parse(
+            "[app]\nname = \"hello\"\nversion = \"0.1.0\"\n[build]\nlang = \"rust\"\n\
+             [run]\nargs = [\"a\"]\nenv = { K = \"V\" }\ncores = 2\nmemory = \"128M\"\n\
+             volumes = [\"d:/d\"]\npublish = [\"8080\"]\nnet = true\n\
+             [kernel]\nversion = \"0.1.0\"\nfeatures = [\"threads\"]\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.run.cores, Some(2));
+        assert_eq!(manifest.run.env["K"], "V");
+        assert_eq!(
+            manifest.program(Path::new("/p")),
+            Path::new("/p/target/x86_64-unknown-linux-musl/release/hello")
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named_with_their_line() {
+        for (text, needle) in [
+            ("[app]\nname = \"x\"\n", "missing field `version`"),
+            ("[app]\nname = \"x\"\nversion = \"1\"\ncolour = 2\n", "line 4"),
+            ("[app]\nname = \"a b\"\nversion = \"1\"\n[build]\nlang = \"c\"\n", "letters"),
+            ("[app]\nname = \"x\"\nversion = \"1\"\n[build]\nlang = \"go\"\n", "line 5"),
+            ("[app]\nname = \"x\"\nversion = \"1\"\n", "[build] lang"),
+            (
+                "[app]\nname = \"x\"\nversion = \"1\"\n[build]\nlang = \"c\"\n[kernel]\nversion = \"9\"\n",
+                "carries kernel",
+            ),
+            (
+                "[app]\nname = \"x\"\nversion = \"1\"\n[build]\nlang = \"c\"\n[kernel]\nfeatures = [\"gpu\"]\n",
+                "isn't one of",
+            ),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `atoll init` and `atoll build`: a project with an `atoll.toml`, built
+//! into a static x86_64 program an isle runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Args;
+
+use crate::manifest::{self, Lang, Manifest, RUST_TARGET};
+use crate::run::fail;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  atoll init hello --lang rust\n  atoll init tool --lang c --path ~/src/tool"
+)]
+pub struct InitArgs {
+    /// The project's name (letters, digits, - and _)
+    name: String,
+    /// Its language
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+    /// Where to make it (default: ./NAME)
+    #[arg(long, value_name = "DIR")]
+    path: Option<PathBuf>,
+}
+
+fn manifest_text(name: &str, lang: Lang) -> String {
+    let lang = match lang {
+        Lang::Rust => "rust",
+        Lang::C => "c",
+    };
+    format!(
+        "# What atoll builds and runs; see `atoll run --help` for the flags that override it.\n\
+         [app]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n\
+         [build]\nlang = \"{lang}\"\n\n\
+         [run]\nargs = []\nenv = {{ GREETING = \"Hello\" }}\ncores = 1\nmemory = \"64M\"\n\n\
+         [kernel]\nversion = \"{}\"\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The files of a new project: (path inside it, contents).
+fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
+    let readme = format!(
+        "# {name}\n\nAn app for [atoll](https://example.invalid/atoll) isles.\n\n\
+         ```\natoll build          # a static x86_64 program\natoll run . [ARGS]    # in an isle, as atoll.toml says\n```\n"
+    );
+    let mut files = vec![
+        ("atoll.toml".to_string(), manifest_text(name, lang)),
+        ("README.md".to_string(), readme),
+    ];
+    match lang {
+        Lang::Rust => {
+            files.push((
+                "Cargo.toml".into(),
+                format!(
+                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+                     [dependencies]\n\n# A project of its own, even inside another workspace.\n[workspace]\n"
+                ),
+            ));
+            files.push((
+                "src/main.rs".into(),
+                format!(
+                    "fn main() {{\n    let greeting = std::env::var(\"GREETING\").unwrap_or_else(|_| \"Hello\".into());\n    \
+                     let args: Vec<String> = std::env::args().skip(1).collect();\n    \
+                     let whom = if args.is_empty() {{ \"world\".to_string() }} else {{ args.join(\" \") }};\n    \
+                     println!(\"{{greeting}}, {{whom}}, from {name} in an isle\");\n}}\n"
+                ),
+            ));
+            files.push((".gitignore".into(), "/target\n".into()));
+        }
+        Lang::C => {
+            files.push((
+                "main.c".into(),
+                format!(
+                    "#include <stdio.h>\n#include <stdlib.h>\n\nint main(int argc, char **argv)\n{{\n\
+                     \tconst char *greeting = getenv(\"GREETING\");\n\
+                     \tprintf(\"%s, \", greeting ? greeting : \"Hello\");\n\
+                     \tif (argc < 2)\n\t\tprintf(\"world\");\n\
+                     \tfor (int i = 1; i < argc; i++)\n\t\tprintf(\"%s%s\", i > 1 ? \" \" : \"\", argv[i]);\n\
+                     \tprintf(\", from {name} in an isle\\n\");\n\treturn 0;\n}}\n"
+                ),
+            ));
+            files.push((
+                "Makefile".into(),
+                format!(
+                    "# atoll build runs `make CC=musl-gcc`: a static program.\nCFLAGS ?= -O2 -Wall\n\n\
+                     {name}: main.c\n\t$(CC) $(CFLAGS) -static -o $@ $<\n\nclean:\n\trm -f {name}\n"
+                ),
+            ));
+            files.push((".gitignore".into(), format!("/{name}\n")));
+        }
+    }
+    files
+}
+
+/// `atoll init`: a project that builds and runs as it is.
+pub fn init(args: InitArgs) -> i32 {
+    let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
+    let files = files(&args.name, args.lang);
+    // The manifest's own checks apply to the name.
+    if let Err(message) = manifest::parse(&files[0].1) {
+        return fail(2, format!("init {}: {message}", args.name));
+    }
+    if dir.exists() && std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_some())
+    {
+        return fail(
+            2,
+            format!(
+                "init: {} exists and isn't empty; pick another name or --path",
+                dir.display()
+            ),
+        );
+    }
+    for (name, contents) in &files {
+        let path = dir.join(name);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, contents));
+        if let Err(error) = written {
+            return fail(125, format!("{}: {error}", path.display()));
+        }
+    }
+    println!(
+        "created {} ({}); next: cd {} && atoll build && atoll run .",
+        dir.display(),
+        match args.lang {
+            Lang::Rust => "Rust",
+            Lang::C => "C",
+        },
+        dir.display()
+    );
+    0
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  atoll build\n  atoll build ~/src/hello")]
+pub struct BuildArgs {
+    /// The project directory (default: the current one)
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+}
+
+/// The command that builds `manifest`'s program in `dir`.
+fn build_command(manifest: &Manifest, dir: &Path) -> Command {
+    if let Some(custom) = &manifest.build.command {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(custom);
+        return command;
+    }
+    match manifest.build.lang {
+        Some(Lang::Rust) => {
+            let mut command = Command::new("cargo");
+            command
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    RUST_TARGET,
+                    "--target-dir",
+                ])
+                .arg(dir.join("target"))
+                // A cargo calling atoll must not steer this build.
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO_BUILD_TARGET")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS");
+            command
+        }
+        _ if dir.join("Makefile").is_file() => {
+            let mut command = Command::new("make");
+            command.arg("CC=musl-gcc");
+            command
+        }
+        _ => {
+            let mut command = Command::new("musl-gcc");
+            command
+                .args(["-static", "-O2", "-o"])
+                .arg(&manifest.app.name)
+                .arg("main.c");
+            command
+        }
+    }
+}
+
+/// `atoll build`: compiles the program statically and checks an isle can
+/// run it.
+pub fn build(args: BuildArgs) -> i32 {
+    let dir = &args.dir;
+    let manifest = match manifest::load(dir) {
+        Ok(manifest) => manifest,
+        Err(message) => return fail(2, message),
+    };
+    let mut command = build_command(&manifest, dir);
+    let shown = format!("{command:?}");
+    match command.current_dir(dir).status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            return fail(
+                status.code().unwrap_or(125),
+                format!("the build failed ({shown}); see its output above"),
+            )
+        }
+        Err(error) => {
+            return fail(
+                125,
+                format!("cannot run the build ({shown}): {error}; install the toolchain (scripts/install-deps.sh)"),
+            )
+        }
+    }
+    let program = manifest.program(dir);
+    let bytes = match std::fs::read(&program) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return fail(
+                125,
+                format!(
+                    "the build made no {}: {error}; set [run] program in {}",
+                    program.display(),
+                    manifest::FILE_NAME
+                ),
+            )
+        }
+    };
+    if let Err(error) = atoll_vmm::loader::parse_program(&bytes) {
+        return fail(126, format!("{}: {error}", program.display()));
+    }
+    println!(
+        "built {} {}: {} ({} KiB, static x86_64)",
+        manifest.app.name,
+        manifest.app.version,
+        program.display(),
+        bytes.len().div_ceil(1024)
+    );
+    0
+}
