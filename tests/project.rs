@@ -15,10 +15,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `atoll ARGS` in `dir`, with the image store of the test this belongs to
+/// (in its scratch directory, above the project's).
 fn atoll_in(dir: &Path, args: &[&str]) -> Output {
     let _slot = isle_slot();
+    let scratch = dir
+        .ancestors()
+        .find(|dir| {
+            dir.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("atoll-project-"))
+        })
+        .unwrap_or(dir);
     atoll()
         .current_dir(dir)
+        .env("ATOLL_HOME", scratch.join("store"))
         .args(args)
         .output()
         .expect("atoll runs")
@@ -61,6 +71,68 @@ fn round_trip(lang: &str) {
 
     let again = atoll_in(&base, &["init", "demo", "--lang", lang]);
     assert_one_line_error(&again, 2, &["exists and isn't empty"]);
+
+    // The build made an image: it runs from the store, anywhere.
+    assert!(
+        stdout(&built).contains("image demo:0.1.0 (sha256:"),
+        "{}",
+        stdout(&built)
+    );
+    let listed = atoll_in(&base, &["images", "-q"]);
+    assert_eq!(stdout(&listed), "demo:0.1.0\n");
+    let elsewhere = base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for reference in ["demo:0.1.0", "demo"] {
+        let from_store = atoll_in(&elsewhere, &["run", reference, "store"]);
+        assert_eq!(status(&from_store), 0, "{}", stderr(&from_store));
+        assert_eq!(stdout(&from_store), "Hello, store, from demo in an isle\n");
+    }
+    let kernels = atoll_in(&base, &["kernels"]);
+    assert!(
+        stdout(&kernels).contains("demo:0.1.0"),
+        "{}",
+        stdout(&kernels)
+    );
+    let tagged = atoll_in(&base, &["tag", "demo:0.1.0", "demo:stable"]);
+    assert_eq!(status(&tagged), 0, "{}", stderr(&tagged));
+    let removed = atoll_in(&base, &["rmi", "demo:0.1.0", "demo:stable"]);
+    assert_eq!(
+        stdout(&removed),
+        "untagged demo:0.1.0\nuntagged demo:stable\n"
+    );
+    let gone = atoll_in(&elsewhere, &["run", "demo:0.1.0"]);
+    assert_one_line_error(&gone, 127, &["demo:0.1.0"]);
+    let pruned = atoll_in(&base, &["prune"]);
+    assert!(
+        stdout(&pruned).starts_with("removed 4 blob(s)"),
+        "{}",
+        stdout(&pruned)
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn a_corrupted_blob_is_refused_by_its_digest() {
+    let base = scratch("corrupt");
+    let created = atoll_in(&base, &["init", "demo", "--lang", "c"]);
+    assert_eq!(status(&created), 0, "{}", stderr(&created));
+    let built = atoll_in(&base.join("demo"), &["build"]);
+    assert_eq!(status(&built), 0, "{}", stderr(&built));
+    // Flip the last byte of every blob that is an ELF (kernel and program).
+    let blobs = base.join("store/blobs/sha256");
+    let mut flipped = 0;
+    for entry in std::fs::read_dir(&blobs).unwrap().flatten() {
+        let mut bytes = std::fs::read(entry.path()).unwrap();
+        if bytes.starts_with(b"\x7fELF") {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(entry.path(), bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert_eq!(flipped, 2);
+    let refused = atoll_in(&base, &["run", "demo:0.1.0"]);
+    assert_one_line_error(&refused, 2, &["corrupt", "atoll rmi"]);
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -1,11 +1,13 @@
 //! `atoll`: run unmodified static Linux programs in isles.
 #![deny(unsafe_code)]
 
+mod images;
 mod isles;
 mod manifest;
 mod project;
 mod run;
 mod size;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -30,8 +32,20 @@ enum Command {
     Run(run::RunArgs),
     /// Make a new project (atoll.toml, source, README) that builds and runs as it is.
     Init(project::InitArgs),
-    /// Build a project's program statically, as its atoll.toml says.
+    /// Build a project's program statically, as its atoll.toml says, and its image.
     Build(project::BuildArgs),
+    /// List the images in the local store.
+    Images(images::ImagesArgs),
+    /// Forget images by name (their blobs go with `atoll prune`).
+    Rmi(images::RmiArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Show an image's manifest and config.
+    Inspect(images::InspectArgs),
+    /// List the isle kernels: the built-in one and those in images.
+    Kernels,
+    /// Delete the blobs no image uses.
+    Prune,
     /// List the isles running on this host.
     Ps(isles::PsArgs),
     /// Stop isles: SIGTERM, then SIGKILL after a timeout.
@@ -55,6 +69,12 @@ fn main() {
         Command::Run(args) => run::run(args),
         Command::Init(args) => project::init(args),
         Command::Build(args) => project::build(args),
+        Command::Images(args) => images::images(args),
+        Command::Rmi(args) => images::rmi(args),
+        Command::Tag(args) => images::tag(args),
+        Command::Inspect(args) => images::inspect(args),
+        Command::Kernels => images::kernels(),
+        Command::Prune => images::prune(),
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),

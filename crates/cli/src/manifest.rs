@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub const FILE_NAME: &str = "atoll.toml";
 /// What the built-in kernel offers, for `[kernel] features`.
@@ -68,7 +68,7 @@ pub enum Lang {
     C,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
     pub program: Option<String>,

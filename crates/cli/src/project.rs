@@ -233,5 +233,27 @@ pub fn build(args: BuildArgs) -> i32 {
         program.display(),
         bytes.len().div_ceil(1024)
     );
-    0
+    // And its image in the local store, named NAME:VERSION.
+    let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
+    let config = crate::store::Config {
+        name: manifest.app.name.clone(),
+        version: manifest.app.version.clone(),
+        run: manifest.run.clone(),
+    };
+    let stored = crate::store::Store::open().and_then(|store| {
+        let descriptor = crate::store::store_image(&store, &config, crate::KERNEL_IMAGE, &bytes)?;
+        store.tag(&reference, &descriptor)?;
+        Ok(descriptor)
+    });
+    match stored {
+        Ok(descriptor) => {
+            println!(
+                "image {reference} ({}, {} KiB with the kernel)",
+                &descriptor.digest[..19],
+                (bytes.len() + crate::KERNEL_IMAGE.len()).div_ceil(1024)
+            );
+            0
+        }
+        Err(message) => fail(125, message),
+    }
 }

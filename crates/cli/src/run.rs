@@ -419,21 +419,54 @@ const DEFAULT_MEMORY: u64 = 64 << 20;
 
 /// `atoll run DIR`: the project's manifest fills in what the flags don't
 /// say (flags win; arguments after DIR replace the manifest's args).
-fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
-    let dir = PathBuf::from(&args.command[0]);
-    if !crate::manifest::is_project(&dir) {
-        return Ok(args);
-    }
-    let manifest = crate::manifest::load(&dir)?;
-    let program = manifest.program(&dir);
-    if !program.is_file() {
-        return Err(format!(
-            "{} isn't built yet: run `atoll build {}`",
-            program.display(),
-            dir.display()
+/// Also `atoll run NAME[:TAG]`: an image of the local store, run from its
+/// verified blobs with its kernel and settings. Returns the image's kernel
+/// when it isn't the one built in.
+fn apply_manifest(args: RunArgs) -> Result<(RunArgs, Option<Vec<u8>>), String> {
+    let target = PathBuf::from(&args.command[0]);
+    if crate::manifest::is_project(&target) {
+        let manifest = crate::manifest::load(&target)?;
+        let program = manifest.program(&target);
+        if !program.is_file() {
+            return Err(format!(
+                "{} isn't built yet: run `atoll build {}`",
+                program.display(),
+                target.display()
+            ));
+        }
+        return Ok((
+            apply_settings(args, &manifest.run, program, Some(&target))?,
+            None,
         ));
     }
-    let run = &manifest.run;
+    let reference = args.command[0].to_string_lossy().into_owned();
+    // A path, or no store yet: not an image (and no store made for it).
+    if target.exists() || reference.contains('/') || !crate::store::Store::root_dir().is_dir() {
+        return Ok((args, None));
+    }
+    let store = crate::store::Store::open()?;
+    let Some((_, descriptor)) = store.resolve(&reference)? else {
+        return Ok((args, None));
+    };
+    let image = store.manifest(&descriptor)?;
+    let config = store.config(&image)?;
+    let (kernel, program) = crate::store::layers(&image)?;
+    let program = store.verified_path(program)?;
+    let kernel = if kernel.digest == crate::store::sha256(crate::KERNEL_IMAGE) {
+        None
+    } else {
+        Some(store.get(kernel)?)
+    };
+    Ok((apply_settings(args, &config.run, program, None)?, kernel))
+}
+
+/// Fills in what the flags don't say from an app's run settings.
+fn apply_settings(
+    mut args: RunArgs,
+    run: &crate::manifest::Run,
+    program: PathBuf,
+    project: Option<&Path>,
+) -> Result<RunArgs, String> {
     let mut command = vec![program.into_os_string()];
     if args.command.len() > 1 {
         command.extend(args.command.drain(1..));
@@ -455,13 +488,15 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
                 Some(parse_size(memory).map_err(|message| format!("[run] memory: {message}"))?);
         }
     }
-    // Host paths in the manifest are relative to the project.
+    // Host paths in a manifest are relative to its project (an image's,
+    // to the current directory).
+    let base = project.unwrap_or(Path::new("."));
     let mut volumes: Vec<String> = run
         .volumes
         .iter()
         .map(|volume| match volume.starts_with('/') {
             true => volume.clone(),
-            false => dir.join(volume).to_string_lossy().into_owned(),
+            false => base.join(volume).to_string_lossy().into_owned(),
         })
         .collect();
     volumes.append(&mut args.volumes);
@@ -476,8 +511,8 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
 
 pub fn run(args: RunArgs) -> i32 {
     atoll_vmm::host::handle_termination(on_termination);
-    let args = match apply_manifest(args) {
-        Ok(args) => args,
+    let (args, image_kernel) = match apply_manifest(args) {
+        Ok(applied) => applied,
         Err(message) => return fail(STATUS_USAGE, message),
     };
     let program_arg = PathBuf::from(&args.command[0]);
@@ -633,7 +668,7 @@ pub fn run(args: RunArgs) -> i32 {
     atoll_vmm::host::ignore_sigpipe();
     let config = IsleConfig {
         kvm_device: args.kvm_device,
-        kernel_image: crate::KERNEL_IMAGE,
+        kernel_image: image_kernel.as_deref().unwrap_or(crate::KERNEL_IMAGE),
         program_image: &image,
         argv: args.command.into_iter().map(OsString::into_vec).collect(),
         envp,

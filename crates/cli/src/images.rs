@@ -1,0 +1,216 @@
+//! `atoll images`, `rmi`, `tag`, `inspect`, `kernels` and `prune`: the
+//! local image store (see `store`).
+
+use clap::Args;
+
+use crate::run::fail;
+use crate::store::{self, Store};
+
+fn open() -> Result<Store, i32> {
+    Store::open().map_err(|message| fail(125, message))
+}
+
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Output format: table (default) or json
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+    /// Only the names
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// `atoll images`: what the local store holds.
+pub fn images(args: ImagesArgs) -> i32 {
+    let store = match open() {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    let images = match store.images() {
+        Ok(images) => images,
+        Err(message) => return fail(125, message),
+    };
+    let mut rows = Vec::new();
+    for (reference, descriptor) in &images {
+        let size = store
+            .manifest(descriptor)
+            .map(|manifest| {
+                manifest.config.size + manifest.layers.iter().map(|layer| layer.size).sum::<u64>()
+            })
+            .unwrap_or(0);
+        rows.push((reference.clone(), descriptor.digest.clone(), size));
+    }
+    if args.quiet {
+        for (reference, _, _) in &rows {
+            println!("{reference}");
+        }
+    } else if args.output == "json" {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(reference, digest, size)| {
+                serde_json::json!({ "name": reference, "digest": digest, "size": size })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        let width = rows.iter().map(|row| row.0.len()).max().unwrap_or(0).max(5);
+        println!("{:<width$}  {:<19}  SIZE", "IMAGE", "DIGEST");
+        for (reference, digest, size) in &rows {
+            println!(
+                "{reference:<width$}  {:<19}  {} KiB",
+                &digest[..19.min(digest.len())],
+                size.div_ceil(1024)
+            );
+        }
+    }
+    0
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Images to forget, as NAME:TAG
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+/// `atoll rmi`: forgets names; `atoll prune` frees what nothing names.
+pub fn rmi(args: RmiArgs) -> i32 {
+    let store = match open() {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    for reference in &args.images {
+        let resolved = match store.resolve(reference) {
+            Ok(resolved) => resolved,
+            Err(message) => return fail(125, message),
+        };
+        let Some((name, _)) = resolved else {
+            return fail(2, format!("no image {reference} (see `atoll images`)"));
+        };
+        if let Err(message) = store.untag(&name) {
+            return fail(125, message);
+        }
+        println!("untagged {name}");
+    }
+    0
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// The image, as NAME[:TAG]
+    source: String,
+    /// Its new name, NAME:TAG
+    target: String,
+}
+
+pub fn tag(args: TagArgs) -> i32 {
+    let store = match open() {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    let Ok(Some((_, descriptor))) = store.resolve(&args.source) else {
+        return fail(2, format!("no image {} (see `atoll images`)", args.source));
+    };
+    let valid = args
+        .target
+        .split_once(':')
+        .is_some_and(|(name, tag)| !name.is_empty() && !tag.is_empty() && !tag.contains('/'));
+    if !valid {
+        return fail(2, format!("{}: name the image NAME:TAG", args.target));
+    }
+    match store.tag(&args.target, &descriptor) {
+        Ok(()) => 0,
+        Err(message) => fail(125, message),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The image, as NAME[:TAG]
+    image: String,
+}
+
+/// `atoll inspect`: an image's manifest and config, as JSON.
+pub fn inspect(args: InspectArgs) -> i32 {
+    let store = match open() {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    let Ok(Some((name, descriptor))) = store.resolve(&args.image) else {
+        return fail(2, format!("no image {} (see `atoll images`)", args.image));
+    };
+    let shown = store.manifest(&descriptor).and_then(|manifest| {
+        let config = store.config(&manifest)?;
+        Ok(serde_json::json!({
+            "name": name, "digest": descriptor.digest,
+            "manifest": manifest, "config": config,
+        }))
+    });
+    match shown {
+        Ok(value) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            0
+        }
+        Err(message) => fail(125, message),
+    }
+}
+
+/// `atoll kernels`: the built-in kernel and those images carry.
+pub fn kernels() -> i32 {
+    let store = match open() {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    let builtin = store::sha256(crate::KERNEL_IMAGE);
+    println!("{:<8}  {:<19}  {:>7}  USED BY", "VERSION", "DIGEST", "SIZE");
+    println!(
+        "{:<8}  {:<19}  {:>4} KiB  built in",
+        env!("CARGO_PKG_VERSION"),
+        &builtin[..19],
+        crate::KERNEL_IMAGE.len().div_ceil(1024)
+    );
+    let mut seen = std::collections::BTreeMap::<String, (String, u64, Vec<String>)>::new();
+    for (reference, descriptor) in store.images().unwrap_or_default() {
+        let Ok(manifest) = store.manifest(&descriptor) else {
+            continue;
+        };
+        if let Ok((kernel, _)) = store::layers(&manifest) {
+            let version = kernel
+                .annotations
+                .get(store::KERNEL_VERSION)
+                .cloned()
+                .unwrap_or_default();
+            seen.entry(kernel.digest.clone())
+                .or_insert((version, kernel.size, Vec::new()))
+                .2
+                .push(reference);
+        }
+    }
+    for (digest, (version, size, users)) in seen {
+        println!(
+            "{version:<8}  {:<19}  {:>4} KiB  {}",
+            &digest[..19],
+            size.div_ceil(1024),
+            users.join(", ")
+        );
+    }
+    0
+}
+
+/// `atoll prune`: deletes blobs no image names.
+pub fn prune() -> i32 {
+    let store = match open() {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    match store.prune() {
+        Ok((count, bytes)) => {
+            println!("removed {count} blob(s), {} KiB", bytes.div_ceil(1024));
+            0
+        }
+        Err(message) => fail(125, message),
+    }
+}
