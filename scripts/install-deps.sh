@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what atoll needs on a fresh Debian/Ubuntu machine: C toolchains for
-# the test programs (and C++ for libFuzzer), a static busybox to run, and the
-# pinned Rust toolchain with the kernel's and the test programs' targets.
+# the test programs (and C++ for libFuzzer), a static busybox to run, a real
+# OCI registry for the image tests, and the pinned Rust toolchain with the
+# kernel's and the test programs' targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(musl-tools gcc g++ make busybox-static util-linux)
+packages=(musl-tools gcc g++ make busybox-static util-linux docker-registry)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -111,10 +111,7 @@ pub fn tag(args: TagArgs) -> i32 {
     let Ok(Some((_, descriptor))) = store.resolve(&args.source) else {
         return fail(2, format!("no image {} (see `atoll images`)", args.source));
     };
-    let valid = args
-        .target
-        .split_once(':')
-        .is_some_and(|(name, tag)| !name.is_empty() && !tag.is_empty() && !tag.contains('/'));
+    let valid = store::split_tag(&args.target).is_some();
     if !valid {
         return fail(2, format!("{}: name the image NAME:TAG", args.target));
     }

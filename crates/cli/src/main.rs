@@ -5,6 +5,7 @@ mod images;
 mod isles;
 mod manifest;
 mod project;
+mod registry;
 mod run;
 mod size;
 mod store;
@@ -46,6 +47,14 @@ enum Command {
     Kernels,
     /// Delete the blobs no image uses.
     Prune,
+    /// Push a local image to an OCI registry.
+    Push(registry::PushArgs),
+    /// Pull an image from an OCI registry into the local store.
+    Pull(registry::PullArgs),
+    /// Keep credentials for a registry (checked first).
+    Login(registry::LoginArgs),
+    /// List a registry's repositories and their tags.
+    Search(registry::SearchArgs),
     /// List the isles running on this host.
     Ps(isles::PsArgs),
     /// Stop isles: SIGTERM, then SIGKILL after a timeout.
@@ -75,6 +84,10 @@ fn main() {
         Command::Inspect(args) => images::inspect(args),
         Command::Kernels => images::kernels(),
         Command::Prune => images::prune(),
+        Command::Push(args) => registry::push(args),
+        Command::Pull(args) => registry::pull(args),
+        Command::Login(args) => registry::login(args),
+        Command::Search(args) => registry::search(args),
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),

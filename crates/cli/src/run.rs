@@ -440,13 +440,26 @@ fn apply_manifest(args: RunArgs) -> Result<(RunArgs, Option<Vec<u8>>), String> {
         ));
     }
     let reference = args.command[0].to_string_lossy().into_owned();
+    let remote = crate::registry::looks_remote(&reference);
     // A path, or no store yet: not an image (and no store made for it).
-    if target.exists() || reference.contains('/') || !crate::store::Store::root_dir().is_dir() {
+    if target.exists() || (!remote && reference.contains('/')) {
+        return Ok((args, None));
+    }
+    if !remote && !crate::store::Store::root_dir().is_dir() {
         return Ok((args, None));
     }
     let store = crate::store::Store::open()?;
-    let Some((_, descriptor)) = store.resolve(&reference)? else {
-        return Ok((args, None));
+    let descriptor = match store.resolve(&reference)? {
+        Some((_, descriptor)) => descriptor,
+        // REGISTRY/NAME:TAG not here yet: pulled first.
+        None if remote => {
+            crate::registry::pull_image(&reference)?;
+            store
+                .resolve(&reference)?
+                .ok_or_else(|| format!("{reference}: pulled, but not in the store"))?
+                .1
+        }
+        None => return Ok((args, None)),
     };
     let image = store.manifest(&descriptor)?;
     let config = store.config(&image)?;

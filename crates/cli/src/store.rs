@@ -70,6 +70,13 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// NAME:TAG split at the tag's colon (a registry's port colon is no tag).
+pub fn split_tag(reference: &str) -> Option<(&str, &str)> {
+    reference
+        .rsplit_once(':')
+        .filter(|(name, tag)| !name.is_empty() && !tag.is_empty() && !tag.contains('/'))
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
@@ -211,12 +218,12 @@ impl Store {
         if let Some(found) = images.iter().find(|(name, _)| name == reference) {
             return Ok(Some(found.clone()));
         }
-        if reference.contains(':') {
+        if split_tag(reference).is_some() {
             return Ok(None);
         }
         let tagged: Vec<&(String, Descriptor)> = images
             .iter()
-            .filter(|(name, _)| name.split_once(':').map(|(repo, _)| repo) == Some(reference))
+            .filter(|(name, _)| split_tag(name).map(|(repo, _)| repo) == Some(reference))
             .collect();
         Ok(match tagged[..] {
             [only] => Some(only.clone()),

@@ -1,0 +1,267 @@
+//! Images through a real OCI registry (Debian's docker-registry, on a free
+//! loopback port): push, pull, run by reference, search, basic auth,
+//! corrupted blobs and unreachable registries.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// A registry of our own, stopped and wiped when dropped.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    address: String,
+}
+
+impl Registry {
+    /// Starts one; with `user`, it wants basic auth as that user.
+    fn start(name: &str, user: Option<(&str, &str)>) -> Option<Self> {
+        if !Path::new(REGISTRY).exists() {
+            eprintln!("skipped: no {REGISTRY} (apt-get install docker-registry)");
+            return None;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("atoll-registry-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("localhost:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((user, password)) = user {
+            let hash = bcrypt::hash(password, 4).unwrap();
+            std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+            config += &format!(
+                "auth:\n  htpasswd:\n    realm: atoll-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
+        }
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self {
+            child,
+            dir,
+            address,
+        })
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A scratch directory with its own image store.
+struct Workspace {
+    dir: PathBuf,
+}
+
+impl Workspace {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("atoll-images-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn atoll(&self, in_dir: &Path, args: &[&str], stdin: &str) -> Output {
+        let _slot = isle_slot();
+        let mut child = atoll()
+            .current_dir(in_dir)
+            .env("ATOLL_HOME", self.dir.join("store"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("atoll runs");
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.atoll(&self.dir, args, "")
+    }
+
+    /// `atoll init NAME --lang LANG` and `atoll build`, checked.
+    fn project(&self, name: &str, lang: &str) {
+        let made = self.run(&["init", name, "--lang", lang]);
+        assert_eq!(status(&made), 0, "{}", stderr(&made));
+        let built = self.atoll(&self.dir.join(name), &["build"], "");
+        assert_eq!(status(&built), 0, "{}", stderr(&built));
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn rust_and_c_images_go_through_a_registry_and_back() {
+    let Some(registry) = Registry::start("round-trip", None) else {
+        return;
+    };
+    let work = Workspace::new("round-trip");
+    for (name, lang) in [("rusty", "rust"), ("seesaw", "c")] {
+        work.project(name, lang);
+        let remote = format!("{}/me/{name}:0.1", registry.address);
+        let tagged = work.run(&["tag", &format!("{name}:0.1.0"), &remote]);
+        assert_eq!(status(&tagged), 0, "{}", stderr(&tagged));
+        let pushed = work.run(&["push", &remote]);
+        assert_eq!(status(&pushed), 0, "{}", stderr(&pushed));
+        // Again: nothing new to send, the same answer.
+        assert_eq!(status(&work.run(&["push", &remote])), 0);
+        // Gone from here, it comes back by reference.
+        let removed = work.run(&["rmi", &remote, &format!("{name}:0.1.0")]);
+        assert_eq!(status(&removed), 0, "{}", stderr(&removed));
+        assert_eq!(status(&work.run(&["prune"])), 0);
+        assert_eq!(stdout(&work.run(&["images", "-q"])), "");
+        let ran = work.run(&["run", &remote, "registry"]);
+        assert_eq!(status(&ran), 0, "{}", stderr(&ran));
+        assert_eq!(
+            stdout(&ran),
+            format!("Hello, registry, from {name} in an isle\n")
+        );
+        assert_eq!(stdout(&work.run(&["images", "-q"])), format!("{remote}\n"));
+        let pulled = work.run(&["pull", &remote]);
+        assert_eq!(status(&pulled), 0, "{}", stderr(&pulled));
+        assert_eq!(status(&work.run(&["rmi", &remote])), 0);
+    }
+    let search = work.run(&["search", &registry.address]);
+    assert_eq!(status(&search), 0, "{}", stderr(&search));
+    let text = stdout(&search);
+    assert!(
+        text.contains("me/rusty  0.1") && text.contains("me/seesaw  0.1"),
+        "{text}"
+    );
+    let filtered = stdout(&work.run(&["search", &registry.address, "saw"]));
+    assert!(
+        !filtered.contains("rusty") && filtered.contains("me/seesaw"),
+        "{filtered}"
+    );
+    let missing = work.run(&["pull", &format!("{}/me/nothing:1", registry.address)]);
+    assert_one_line_error(&missing, 125, &["no such image or tag"]);
+}
+
+#[test]
+fn a_registry_with_basic_auth_wants_the_right_password() {
+    let Some(registry) = Registry::start("auth", Some(("me", "right horse"))) else {
+        return;
+    };
+    let work = Workspace::new("auth");
+    work.project("guarded", "c");
+    let remote = format!("{}/me/guarded:1", registry.address);
+    assert_eq!(status(&work.run(&["tag", "guarded:0.1.0", &remote])), 0);
+    let anonymous = work.run(&["push", &remote]);
+    assert_one_line_error(&anonymous, 125, &["refused the credentials", "atoll login"]);
+    let login = |password: &str| {
+        work.atoll(
+            &work.dir,
+            &["login", &registry.address, "-u", "me", "--password-stdin"],
+            &format!("{password}\n"),
+        )
+    };
+    let wrong = login("wrong staple");
+    assert_one_line_error(&wrong, 125, &["refused the credentials"]);
+    let right = login("right horse");
+    assert_eq!(status(&right), 0, "{}", stderr(&right));
+    let credentials = work.dir.join("store/auth.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&credentials)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let pushed = work.run(&["push", &remote]);
+    assert_eq!(status(&pushed), 0, "{}", stderr(&pushed));
+    let search = work.run(&["search", &registry.address]);
+    assert!(
+        stdout(&search).contains("me/guarded  1"),
+        "{}",
+        stdout(&search)
+    );
+}
+
+#[test]
+fn a_corrupted_blob_in_the_registry_is_refused() {
+    let Some(registry) = Registry::start("corrupt", None) else {
+        return;
+    };
+    let work = Workspace::new("corrupt");
+    work.project("fragile", "c");
+    let remote = format!("{}/me/fragile:1", registry.address);
+    assert_eq!(status(&work.run(&["tag", "fragile:0.1.0", &remote])), 0);
+    assert_eq!(status(&work.run(&["push", &remote])), 0);
+    assert_eq!(status(&work.run(&["rmi", &remote])), 0);
+    // Flip a byte of every ELF blob the registry keeps.
+    let mut flipped = 0;
+    let mut stack = vec![registry.dir.join("data")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|name| name == "data") {
+                let mut bytes = std::fs::read(&path).unwrap();
+                if bytes.starts_with(b"\x7fELF") {
+                    let last = bytes.len() - 1;
+                    bytes[last] ^= 0xff;
+                    std::fs::write(&path, bytes).unwrap();
+                    flipped += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(flipped, 2);
+    let pulled = work.run(&["pull", &remote]);
+    assert_eq!(status(&pulled), 125, "{}", stderr(&pulled));
+    assert!(stderr(&pulled).contains("digest"), "{}", stderr(&pulled));
+    assert_eq!(stdout(&work.run(&["images", "-q"])), "fragile:0.1.0\n");
+}
+
+#[test]
+fn an_unreachable_registry_is_a_clear_error_without_a_hang() {
+    let work = Workspace::new("unreachable");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let pulled = work.run(&["pull", &format!("localhost:{port}/me/x:1")]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_one_line_error(&pulled, 125, &["unreachable", "check the address"]);
+    let searched = work.run(&["search", &format!("localhost:{port}")]);
+    assert_one_line_error(&searched, 125, &["unreachable"]);
+}
