@@ -223,6 +223,10 @@ fn main() {
         isles_section();
         return;
     }
+    if std::env::args().any(|arg| arg == "--images") {
+        images_section();
+        return;
+    }
     let hello = program(Flavor::Musl, "hello");
     println!("atoll bench: isle vs native, one run ({RUNS} runs per wall-time median)\n");
 
@@ -317,6 +321,7 @@ fn main() {
     offload_section();
     rewrite_section();
     isles_section();
+    images_section();
 
     println!("\nwhere one `atoll run hello` spends its time (monitor log, ms since atoll's main):");
     let mut previous = 0.0;
@@ -1020,4 +1025,54 @@ fn isles_section() {
         before - during,
         (before - after).max(0.0)
     );
+}
+
+/// Issue 7's table: images.
+fn images_section() {
+    println!("\n| images | isle | native | isle/native | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    let work = std::env::temp_dir().join(format!("atoll-bench-images-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("scratch");
+    let atoll = |dir: &Path, args: &[&str]| {
+        let output = Command::new(ATOLL)
+            .args(args)
+            .current_dir(dir)
+            .env("ATOLL_HOME", work.join("store"))
+            .output()
+            .expect("atoll runs");
+        assert!(
+            output.status.success(),
+            "atoll {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    atoll(&work, &["init", "hello", "--lang", "c"]);
+    atoll(&work.join("hello"), &["build"]);
+    let listed = atoll(&work, &["images", "-o", "json"]);
+    let images: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let size = images[0]["size"].as_u64().expect("size");
+    println!(
+        "| size of the hello image (C): config, kernel and program | {:.0} KiB | - | - | at most 1 MiB |",
+        size as f64 / 1024.0
+    );
+    let program = work.join("hello/hello");
+    let by_path = wall_ms(|| {
+        let mut command = Command::new(ATOLL);
+        command.arg("run").arg(&program);
+        command
+    });
+    let by_image = wall_ms(|| {
+        let mut command = Command::new(ATOLL);
+        command
+            .args(["run", "hello:0.1.0"])
+            .env("ATOLL_HOME", work.join("store"));
+        command
+    });
+    println!(
+        "| `atoll run hello:0.1.0` from the store vs `atoll run ./hello`, wall time | {by_image:.2} ms | {by_path:.2} ms | {:.2}x | at most 1.1x |",
+        by_image / by_path
+    );
+    let _ = std::fs::remove_dir_all(&work);
 }
