@@ -274,7 +274,8 @@ impl Locked {
             file.write_all(
                 &serde_json::to_vec_pretty(&self.state).map_err(std::io::Error::other)?,
             )?;
-            file.sync_data()?;
+            // No fsync: a crash of atoll can't tear a renamed file, and
+            // after a host crash the state is stale anyway (another boot).
             std::fs::rename(&temporary, &self.path)
         };
         write().map_err(|source| StateError::Write {
