@@ -170,3 +170,27 @@ fn manifest_mistakes_name_the_file_and_line() {
     assert_one_line_error(&bad_name, 2, &["letters, digits"]);
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn shell_completions_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = atoll().args(["completions", shell]).output().unwrap();
+        assert_eq!(status(&output), 0, "{}", stderr(&output));
+        let script = stdout(&output);
+        for command in ["run", "build", "push", "pull", "ps", "stop", "images"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    // The bash script is valid bash.
+    let bash = atoll().args(["completions", "bash"]).output().unwrap();
+    let dir = scratch("completions");
+    let path = dir.join("atoll.bash");
+    std::fs::write(&path, &bash.stdout).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let _ = std::fs::remove_dir_all(&dir);
+}

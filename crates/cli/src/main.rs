@@ -55,6 +55,12 @@ enum Command {
     Login(registry::LoginArgs),
     /// List a registry's repositories and their tags.
     Search(registry::SearchArgs),
+    /// Print a shell completion script: `atoll completions bash > /etc/bash_completion.d/atoll`.
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// List the isles running on this host.
     Ps(isles::PsArgs),
     /// Stop isles: SIGTERM, then SIGKILL after a timeout.
@@ -88,6 +94,11 @@ fn main() {
         Command::Pull(args) => registry::pull(args),
         Command::Login(args) => registry::login(args),
         Command::Search(args) => registry::search(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "atoll", &mut std::io::stdout());
+            0
+        }
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),
