@@ -29,6 +29,7 @@ fn atoll_in(dir: &Path, args: &[&str]) -> Output {
     atoll()
         .current_dir(dir)
         .env("ATOLL_HOME", scratch.join("store"))
+        .env("XDG_CACHE_HOME", scratch.join("cache"))
         .args(args)
         .output()
         .expect("atoll runs")
@@ -108,6 +109,117 @@ fn round_trip(lang: &str) {
         "{}",
         stdout(&pruned)
     );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `./FILE ARGS` in `dir` with `path` as PATH (and the test's store).
+fn exec_in(dir: &Path, file: &str, args: &[&str], path: &str) -> Output {
+    let _slot = isle_slot();
+    let scratch = dir.parent().unwrap();
+    std::process::Command::new(file)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("ATOLL_HOME", scratch.join("store"))
+        .env("XDG_CACHE_HOME", scratch.join("cache"))
+        .args(args)
+        .output()
+        .expect("the .isle file runs")
+}
+
+#[test]
+fn an_image_with_files_packs_into_one_runnable_file() {
+    let base = scratch("pack");
+    let project = base.join("site");
+    std::fs::create_dir_all(project.join("www")).unwrap();
+    std::fs::write(project.join("www/index.html"), "hello from files\n").unwrap();
+    std::fs::write(
+        project.join("atoll.toml"),
+        "[app]\nname = \"site\"\nversion = \"1.0\"\n\
+         [build]\ncommand = \"cp /bin/busybox busybox\"\nfiles = [\"www:/srv/www\"]\n\
+         [run]\nprogram = \"busybox\"\nargs = [\"cat\", \"/srv/www/index.html\"]\n",
+    )
+    .unwrap();
+    let built = atoll_in(&project, &["build"]);
+    assert_eq!(status(&built), 0, "{}", stderr(&built));
+    // The files are in the image: they come along wherever it runs.
+    std::fs::write(project.join("www/index.html"), "changed after the build\n").unwrap();
+    let from_store = atoll_in(&base, &["run", "site:1.0"]);
+    assert_eq!(status(&from_store), 0, "{}", stderr(&from_store));
+    assert_eq!(stdout(&from_store), "hello from files\n");
+    let read_only = atoll_in(&base, &["run", "site:1.0", "touch", "/srv/www/x"]);
+    assert_ne!(status(&read_only), 0, "a files layer is read-only");
+    // The project itself shows its directory as it is now.
+    let direct = atoll_in(&base, &["run", "site"]);
+    assert_eq!(stdout(&direct), "changed after the build\n");
+    std::fs::write(project.join("www/index.html"), "hello from files\n").unwrap();
+
+    // One file, the same bytes from the image or from the project.
+    let packed = atoll_in(&base, &["pack", "site:1.0", "-o", "site.isle"]);
+    assert_eq!(status(&packed), 0, "{}", stderr(&packed));
+    assert!(stdout(&packed).starts_with("packed site:1.0 into site.isle"));
+    let again = atoll_in(&base, &["pack", "site", "-o", "again.isle"]);
+    assert_eq!(status(&again), 0, "{}", stderr(&again));
+    let bytes = std::fs::read(base.join("site.isle")).unwrap();
+    assert_eq!(bytes, std::fs::read(base.join("again.isle")).unwrap());
+    assert!(bytes.starts_with(b"#!/usr/bin/env -S atoll run\n\x7fISLE01\n"));
+
+    let ran = atoll_in(&base, &["run", "site.isle"]);
+    assert_eq!(stdout(&ran), "hello from files\n", "{}", stderr(&ran));
+    let exit = atoll_in(&base, &["run", "./site.isle", "sh", "-c", "exit 7"]);
+    assert_eq!(status(&exit), 7, "{}", stderr(&exit));
+    // Through its shebang, with atoll in PATH.
+    let atoll_dir = Path::new(env!("CARGO_BIN_EXE_atoll")).parent().unwrap();
+    let with_atoll = format!("{}:/usr/bin:/bin", atoll_dir.display());
+    let shebang = exec_in(
+        &base,
+        "./site.isle",
+        &["echo", "via", "shebang"],
+        &with_atoll,
+    );
+    assert_eq!(stdout(&shebang), "via shebang\n", "{}", stderr(&shebang));
+
+    // A damaged file is refused by digest.
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(base.join("damaged.isle"), &damaged).unwrap();
+    let refused = atoll_in(&base, &["run", "damaged.isle"]);
+    assert_one_line_error(&refused, 2, &["digest"]);
+
+    // Loaded into a store that had lost it.
+    assert_eq!(status(&atoll_in(&base, &["rmi", "site:1.0"])), 0);
+    assert_eq!(status(&atoll_in(&base, &["prune"])), 0);
+    let loaded = atoll_in(&base, &["load", "site.isle"]);
+    assert_eq!(status(&loaded), 0, "{}", stderr(&loaded));
+    assert_eq!(stdout(&atoll_in(&base, &["images", "-q"])), "site:1.0\n");
+    let from_loaded = atoll_in(&base, &["run", "site:1.0"]);
+    assert_eq!(stdout(&from_loaded), "hello from files\n");
+
+    // binfmt_misc: `./site.isle` with no atoll in PATH.
+    let installed = atoll_in(&base, &["binfmt", "install"]);
+    if status(&installed) != 0 {
+        eprintln!(
+            "skipped the binfmt part: `atoll binfmt install` failed: {}",
+            stderr(&installed).trim()
+        );
+    } else {
+        let registered = exec_in(
+            &base,
+            "./site.isle",
+            &["echo", "via", "binfmt"],
+            "/usr/bin:/bin",
+        );
+        let removed = atoll_in(&base, &["binfmt", "uninstall"]);
+        assert_eq!(
+            stdout(&registered),
+            "via binfmt\n",
+            "{}",
+            stderr(&registered)
+        );
+        assert_eq!(status(&removed), 0, "{}", stderr(&removed));
+        let unregistered = exec_in(&base, "./site.isle", &["echo"], "/usr/bin:/bin");
+        assert_ne!(status(&unregistered), 0, "runs only while registered");
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
 

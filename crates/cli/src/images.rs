@@ -174,7 +174,7 @@ pub fn kernels() -> i32 {
         let Ok(manifest) = store.manifest(&descriptor) else {
             continue;
         };
-        if let Ok((kernel, _)) = store::layers(&manifest) {
+        if let Ok(store::Layers { kernel, .. }) = store::layers(&manifest) {
             let version = kernel
                 .annotations
                 .get(store::KERNEL_VERSION)

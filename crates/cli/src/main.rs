@@ -1,11 +1,14 @@
 //! `atoll`: run unmodified static Linux programs in isles.
 #![deny(unsafe_code)]
 
+mod binfmt;
 mod images;
 mod isles;
 mod manifest;
+mod pack;
 mod project;
 mod registry;
+mod rootfs;
 mod run;
 mod size;
 mod store;
@@ -30,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot an isle and run PROGRAM (or the project in a directory) in it, with ARGS; exits with its status.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Make a new project (atoll.toml, source, README) that builds and runs as it is.
     Init(project::InitArgs),
     /// Build a project's program statically, as its atoll.toml says, and its image.
@@ -47,6 +50,12 @@ enum Command {
     Kernels,
     /// Delete the blobs no image uses.
     Prune,
+    /// Write an image as one runnable file (FILE.isle)
+    Pack(pack::PackArgs),
+    /// Put a .isle file's image into the local store
+    Load(pack::LoadArgs),
+    /// Register .isle files with binfmt_misc, so ./FILE.isle runs in an isle
+    Binfmt(binfmt::BinfmtArgs),
     /// Push a local image to an OCI registry.
     Push(registry::PushArgs),
     /// Pull an image from an OCI registry into the local store.
@@ -71,6 +80,18 @@ enum Command {
     Top(isles::TopArgs),
 }
 
+/// binfmt_misc runs `./FILE.isle ARGS` as `atoll /path/FILE.isle ARGS`:
+/// that is `atoll run -- /path/FILE.isle ARGS`.
+fn binfmt_arguments() -> Option<Vec<std::ffi::OsString>> {
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = std::path::Path::new(arguments.get(1)?);
+    if !first.as_os_str().as_encoded_bytes().contains(&b'/') || !pack::is_pack(first) {
+        return None;
+    }
+    arguments.splice(1..1, ["run".into(), "--".into()]);
+    Some(arguments)
+}
+
 fn main() {
     // Only pay for a log filter when asked for one.
     if std::env::var_os("ATOLL_LOG").is_some() {
@@ -79,9 +100,9 @@ fn main() {
             .with_writer(std::io::stderr)
             .init();
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(binfmt_arguments().unwrap_or_else(|| std::env::args_os().collect()));
     let status = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Init(args) => project::init(args),
         Command::Build(args) => project::build(args),
         Command::Images(args) => images::images(args),
@@ -90,6 +111,9 @@ fn main() {
         Command::Inspect(args) => images::inspect(args),
         Command::Kernels => images::kernels(),
         Command::Prune => images::prune(),
+        Command::Pack(args) => pack::pack(args),
+        Command::Load(args) => pack::load(args),
+        Command::Binfmt(args) => binfmt::binfmt(args),
         Command::Push(args) => registry::push(args),
         Command::Pull(args) => registry::pull(args),
         Command::Login(args) => registry::login(args),

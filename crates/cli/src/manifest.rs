@@ -8,6 +8,8 @@
 //!
 //! [build]
 //! lang = "rust"            # or "c"; or command = "make CC=musl-gcc"
+//! files = ["static:/srv"]  # project directories packed into the image,
+//!                          # seen read-only at that path in the isle
 //!
 //! [run]
 //! program = "target/x86_64-unknown-linux-musl/release/hello"  # default by lang
@@ -59,6 +61,8 @@ pub struct App {
 pub struct Build {
     pub lang: Option<Lang>,
     pub command: Option<String>,
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -133,6 +137,9 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
             ));
         }
     }
+    for files in &manifest.build.files {
+        split_files(files)?;
+    }
     if manifest.build.lang.is_none()
         && manifest.build.command.is_none()
         && manifest.run.program.is_none()
@@ -154,6 +161,27 @@ impl Manifest {
                 .join(&self.app.name),
             (None, _) => dir.join(&self.app.name),
         }
+    }
+}
+
+/// `DIR:GUEST` of `[build] files`, checked.
+fn split_files(text: &str) -> Result<(&str, &str), String> {
+    text.split_once(':')
+        .filter(|(dir, guest)| !dir.is_empty() && guest.starts_with('/') && guest.len() > 1)
+        .ok_or_else(|| {
+            format!("[build] files: {text:?}: use \"DIR:/PATH\" (a project directory, where the isle sees it)")
+        })
+}
+
+impl Manifest {
+    /// `[build] files`: (the directory, where the isle sees it).
+    pub fn files(&self, dir: &Path) -> Vec<(PathBuf, String)> {
+        self.build
+            .files
+            .iter()
+            .filter_map(|text| split_files(text).ok())
+            .map(|(host, guest)| (dir.join(host), atoll_vmm::files::normalize(guest)))
+            .collect()
     }
 }
 
@@ -198,6 +226,10 @@ mod tests {
             (
                 "[app]\nname = \"x\"\nversion = \"1\"\n[build]\nlang = \"c\"\n[kernel]\nfeatures = [\"gpu\"]\n",
                 "isn't one of",
+            ),
+            (
+                "[app]\nname = \"x\"\nversion = \"1\"\n[build]\nlang = \"c\"\nfiles = [\"www\"]\n",
+                "DIR:/PATH",
             ),
         ] {
             let error = parse(text).unwrap_err();

@@ -235,25 +235,72 @@ pub fn build(args: BuildArgs) -> i32 {
     );
     // And its image in the local store, named NAME:VERSION.
     let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
-    let config = crate::store::Config {
-        name: manifest.app.name.clone(),
-        version: manifest.app.version.clone(),
-        run: manifest.run.clone(),
-    };
-    let stored = crate::store::Store::open().and_then(|store| {
-        let descriptor = crate::store::store_image(&store, &config, crate::KERNEL_IMAGE, &bytes)?;
+    let stored = project_parts(&manifest, dir, bytes).and_then(|owned| {
+        let store = crate::store::Store::open()?;
+        let descriptor = crate::store::store_image(&store, &owned.parts())?;
         store.tag(&reference, &descriptor)?;
-        Ok(descriptor)
+        Ok((descriptor, owned.size()))
     });
     match stored {
-        Ok(descriptor) => {
+        Ok((descriptor, size)) => {
             println!(
                 "image {reference} ({}, {} KiB with the kernel)",
                 &descriptor.digest[..19],
-                (bytes.len() + crate::KERNEL_IMAGE.len()).div_ceil(1024)
+                size.div_ceil(1024)
             );
             0
         }
         Err(message) => fail(125, message),
     }
+}
+
+/// An image's parts, owned: what `store::Parts` borrows.
+pub struct OwnedParts {
+    pub config: crate::store::Config,
+    pub program: Vec<u8>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl OwnedParts {
+    pub fn parts(&self) -> crate::store::Parts<'_> {
+        crate::store::Parts {
+            config: &self.config,
+            kernel: crate::KERNEL_IMAGE,
+            program: &self.program,
+            files: &self.files,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        crate::KERNEL_IMAGE.len()
+            + self.program.len()
+            + self.files.iter().map(|(_, tar)| tar.len()).sum::<usize>()
+    }
+}
+
+/// A built project as image parts: its settings, program and files layers.
+pub fn project_parts(
+    manifest: &Manifest,
+    dir: &Path,
+    program: Vec<u8>,
+) -> Result<OwnedParts, String> {
+    let mut files = Vec::new();
+    for (host, guest) in manifest.files(dir) {
+        if !host.is_dir() {
+            return Err(format!(
+                "[build] files: {} is not a directory of the project",
+                host.display()
+            ));
+        }
+        files.push((guest, crate::rootfs::pack_dir(&host)?));
+    }
+    Ok(OwnedParts {
+        config: crate::store::Config {
+            name: manifest.app.name.clone(),
+            version: manifest.app.version.clone(),
+            run: manifest.run.clone(),
+        },
+        program,
+        files,
+    })
 }

@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use oci_client::client::{ClientConfig, ClientProtocol, Config as OciConfig, ImageLayer};
-use oci_client::manifest::OciImageManifest;
+use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
@@ -47,6 +46,9 @@ fn client(registry: &str) -> Client {
         },
         connect_timeout: Some(Duration::from_secs(5)),
         read_timeout: Some(TIMEOUT),
+        // One PUT per blob, as `curl -T` would: chunked uploads cost a
+        // round trip per 4 MiB.
+        use_monolithic_push: true,
         ..ClientConfig::default()
     })
 }
@@ -63,11 +65,28 @@ fn network<T>(
     registry: &str,
     step: impl std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
 ) -> Result<T, String> {
-    let outcome = runtime()?.block_on(async { tokio::time::timeout(TIMEOUT * 3, step).await });
+    network_within(registry, TIMEOUT * 3, step)
+}
+
+/// A transfer: as long as it keeps moving (every read is bounded by
+/// TIMEOUT), up to a day.
+fn transfer<T>(
+    registry: &str,
+    step: impl std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
+) -> Result<T, String> {
+    network_within(registry, Duration::from_secs(24 * 3600), step)
+}
+
+fn network_within<T>(
+    registry: &str,
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
+) -> Result<T, String> {
+    let outcome = runtime()?.block_on(async { tokio::time::timeout(limit, step).await });
     match outcome {
         Err(_) => Err(format!(
             "registry {registry} didn't answer within {} s: check the address and that it runs",
-            (TIMEOUT * 3).as_secs()
+            limit.as_secs()
         )),
         Ok(Err(error)) => Err(explain(registry, &error)),
         Ok(Ok(value)) => Ok(value),
@@ -152,138 +171,305 @@ fn parse_reference(text: &str) -> Result<Reference, String> {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  atoll tag hello:0.1.0 localhost:5000/me/hello:0.1\n  atoll push localhost:5000/me/hello:0.1\n  atoll push hello:0.1.0 localhost:5000/me/hello:0.1"
+    after_help = "Examples:\n  atoll tag hello:0.1.0 localhost:5000/me/hello:0.1\n  atoll push localhost:5000/me/hello:0.1\n  atoll push hello:0.1.0 localhost:5000/me/hello:0.1\n  atoll push --kernel localhost:5000/atoll/kernel:0.1.0"
 )]
 pub struct PushArgs {
-    /// The local image
+    /// The local image (with --kernel: where to push the built-in kernel)
     source: String,
     /// Where to push it (default: the same name), as REGISTRY/NAME:TAG
     target: Option<String>,
+    /// Push this atoll's built-in kernel, on its own, to SOURCE
+    #[arg(long, conflicts_with = "target")]
+    kernel: bool,
+    /// Print nothing but errors (no progress bar)
+    #[arg(short, long)]
+    quiet: bool,
 }
 
-/// `atoll push`: a local image to a registry (blobs already there are
-/// skipped by the registry, so running it again is cheap).
+/// `atoll push`: a local image to a registry. Blobs the registry already
+/// has are skipped, so running it again is cheap.
 pub fn push(args: PushArgs) -> i32 {
-    match push_image(&args.source, args.target.as_deref().unwrap_or(&args.source)) {
+    let target = args.target.as_deref().unwrap_or(&args.source);
+    let source = if args.kernel {
+        match store_builtin_kernel() {
+            Ok(name) => name,
+            Err(message) => return fail(125, message),
+        }
+    } else {
+        args.source.clone()
+    };
+    match push_image(&source, target, args.quiet) {
         Ok(digest) => {
-            println!(
-                "pushed {} ({digest})",
-                args.target.as_deref().unwrap_or(&args.source)
-            );
+            if !args.quiet {
+                println!("pushed {target} ({})", &digest[..19.min(digest.len())]);
+            }
             0
         }
         Err(message) => fail(125, message),
     }
 }
 
-fn push_image(source: &str, target: &str) -> Result<String, String> {
+/// The built-in kernel as a kernel artifact in the store; returns its name.
+pub fn store_builtin_kernel() -> Result<String, String> {
+    let store = Store::open()?;
+    let config = store::KernelConfig {
+        version: env!("CARGO_PKG_VERSION").into(),
+        features: crate::manifest::KERNEL_FEATURES
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+    };
+    let config_bytes = serde_json::to_vec(&config).map_err(|error| error.to_string())?;
+    let mut kernel = store.put(store::KERNEL_TYPE, crate::KERNEL_IMAGE)?;
+    kernel
+        .annotations
+        .insert(store::KERNEL_VERSION.into(), config.version.clone());
+    let manifest = store::Manifest {
+        schema_version: 2,
+        media_type: store::MANIFEST_TYPE.into(),
+        config: store.put(store::KERNEL_CONFIG_TYPE, &config_bytes)?,
+        layers: vec![kernel],
+        annotations: Default::default(),
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(|error| error.to_string())?;
+    let descriptor = store.put(store::MANIFEST_TYPE, &bytes)?;
+    let name = format!("atoll-kernel:{}", config.version);
+    store.tag(&name, &descriptor)?;
+    Ok(name)
+}
+
+/// A byte-counting progress bar on stderr (drawn only on a terminal).
+fn progress(total: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr_with_hz(10),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Whether the registry has a blob (HEAD); unknown counts as no.
+async fn registry_has(
+    registry: &str,
+    reference: &Reference,
+    auth: &RegistryAuth,
+    digest: &str,
+) -> bool {
+    let url = format!(
+        "{}://{registry}/v2/{}/blobs/{digest}",
+        scheme(registry),
+        reference.repository()
+    );
+    let Ok(http) = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(TIMEOUT)
+        .build()
+    else {
+        return false;
+    };
+    let mut request = http.head(url);
+    if let RegistryAuth::Basic(user, password) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    request
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success())
+}
+
+fn push_image(source: &str, target: &str, quiet: bool) -> Result<String, String> {
     let store = Store::open()?;
     let (_, descriptor) = store
         .resolve(source)?
         .ok_or_else(|| format!("no image {source} here (see `atoll images`)"))?;
     let reference = parse_reference(target)?;
+    let manifest_bytes = store.get(&descriptor)?;
     let manifest = store.manifest(&descriptor)?;
-    let config = OciConfig::new(
-        store.get(&manifest.config)?,
-        store::CONFIG_TYPE.into(),
-        None,
-    );
-    let mut layers = Vec::new();
-    for layer in &manifest.layers {
-        let annotations: BTreeMap<String, String> = layer.annotations.clone();
-        layers.push(ImageLayer::new(
-            store.get(layer)?,
-            layer.media_type.clone(),
-            (!annotations.is_empty()).then_some(annotations),
-        ));
-    }
-    let oci_manifest = OciImageManifest::build(&layers, &config, None);
     let registry = reference.resolve_registry().to_string();
     let client = client(&registry);
     let auth = auth_for(&registry);
-    let pushed = network(
-        &registry,
-        client.push(&reference, &layers, config, &auth, Some(oci_manifest)),
-    )?;
-    Ok(pushed.manifest_url)
+    let blobs: Vec<&store::Descriptor> = manifest
+        .layers
+        .iter()
+        .chain(std::iter::once(&manifest.config))
+        .collect();
+    let bar = progress(blobs.iter().map(|blob| blob.size).sum(), quiet);
+    bar.set_message("pushing");
+    let outcome = transfer(&registry, async {
+        client.store_auth_if_needed(&registry, &auth).await;
+        for blob in &blobs {
+            if !registry_has(&registry, &reference, &auth, &blob.digest).await {
+                let bytes = store.get(blob).map_err(|message| {
+                    oci_client::errors::OciDistributionError::GenericError(Some(message))
+                })?;
+                client.push_blob(&reference, &bytes, &blob.digest).await?;
+            }
+            bar.inc(blob.size);
+        }
+        // The manifest goes as the store has it, so its digest is kept.
+        let content_type = reqwest::header::HeaderValue::from_static(store::MANIFEST_TYPE);
+        client
+            .push_manifest_raw(&reference, manifest_bytes.clone(), content_type)
+            .await
+    });
+    bar.finish_and_clear();
+    outcome?;
+    Ok(descriptor.digest)
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  atoll pull localhost:5000/me/hello:0.1")]
+#[command(
+    after_help = "Examples:\n  atoll pull localhost:5000/me/hello:0.1\n  atoll pull localhost:5000/atoll/kernel:0.1.0   # a kernel on its own"
+)]
 pub struct PullArgs {
     /// The image, as REGISTRY/NAME:TAG
     image: String,
+    /// Print nothing but errors (no progress bar)
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 pub fn pull(args: PullArgs) -> i32 {
-    match pull_image(&args.image) {
+    match pull_image(&args.image, args.quiet) {
         Ok(digest) => {
-            println!("pulled {} ({})", args.image, &digest[..19]);
+            if !args.quiet {
+                println!("pulled {} ({})", args.image, &digest[..19]);
+            }
             0
         }
         Err(message) => fail(125, message),
     }
 }
 
-/// Pulls an image into the local store under its full name; returns the
-/// local manifest digest. Every blob is checked against its digest.
-pub fn pull_image(text: &str) -> Result<String, String> {
+/// Pulls an image (or a kernel) into the local store under its full name;
+/// returns its manifest digest. Blobs already here are skipped; a blob cut
+/// off midway resumes where it stopped; each is checked against its digest.
+pub fn pull_image(text: &str, quiet: bool) -> Result<String, String> {
     let reference = parse_reference(text)?;
     let registry = reference.resolve_registry().to_string();
     let client = client(&registry);
     let auth = auth_for(&registry);
-    let image = network(
+    let store = Store::open()?;
+    let (manifest_bytes, _) = network(
         &registry,
-        client.pull(
-            &reference,
-            &auth,
-            vec![store::KERNEL_TYPE, store::PROGRAM_TYPE],
-        ),
+        client.pull_manifest_raw(&reference, &auth, &[store::MANIFEST_TYPE]),
     )?;
-    let manifest = image
-        .manifest
-        .ok_or_else(|| format!("{text}: the registry sent no manifest"))?;
-    if manifest.config.media_type != store::CONFIG_TYPE {
+    let manifest =
+        store::parse_manifest(&manifest_bytes).map_err(|message| format!("{text}: {message}"))?;
+    if manifest.config.media_type != store::CONFIG_TYPE
+        && manifest.config.media_type != store::KERNEL_CONFIG_TYPE
+    {
         return Err(format!(
             "{text} isn't an atoll image (its config is {})",
             manifest.config.media_type
         ));
     }
-    let digest_ok = |data: &[u8], digest: &str| store::sha256(data) == digest;
-    if !digest_ok(&image.config.data, &manifest.config.digest) {
+    let blobs: Vec<&store::Descriptor> = std::iter::once(&manifest.config)
+        .chain(&manifest.layers)
+        .collect();
+    let missing: Vec<&store::Descriptor> = blobs
+        .iter()
+        .copied()
+        .filter(|blob| !store.verify_or_remove(blob))
+        .collect();
+    let bar = progress(missing.iter().map(|blob| blob.size).sum(), quiet);
+    bar.set_message("pulling");
+    for blob in &missing {
+        let fetched = fetch_blob(&store, &client, &registry, &reference, blob, &bar);
+        if let Err(message) = fetched {
+            bar.abandon();
+            return Err(format!("{text}: {message}"));
+        }
+    }
+    bar.finish_and_clear();
+    let descriptor = store.tag_manifest(text, &manifest_bytes)?;
+    Ok(descriptor.digest)
+}
+
+/// Downloads one blob into the store, resuming a partial download.
+fn fetch_blob(
+    store: &Store,
+    client: &Client,
+    registry: &str,
+    reference: &Reference,
+    blob: &store::Descriptor,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    use std::io::{Seek, Write};
+    let path = store.path_of(blob)?;
+    let partial_path = path.with_extension("partial");
+    let mut partial = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&partial_path)
+        .map_err(|error| format!("{}: {error}", partial_path.display()))?;
+    // One puller per blob; another atoll pulling it waits here.
+    partial
+        .lock()
+        .map_err(|error| format!("{}: {error}", partial_path.display()))?;
+    if store.has(blob) {
+        bar.inc(blob.size);
+        return Ok(());
+    }
+    let mut offset = partial
+        .seek(std::io::SeekFrom::End(0))
+        .map_err(|error| error.to_string())?;
+    if offset > blob.size {
+        offset = 0;
+    }
+    bar.inc(offset);
+    let layer = oci_client::client::LayerDescriptor {
+        digest: &blob.digest,
+        urls: &None,
+    };
+    transfer(registry, async {
+        use oci_client::client::BlobResponse;
+        let mut stream = if offset == 0 {
+            client.pull_blob_stream(reference, &layer).await?
+        } else {
+            match client
+                .pull_blob_stream_partial(reference, &layer, offset, None)
+                .await?
+            {
+                BlobResponse::Partial(stream) => stream,
+                // The registry sent it all again: start over.
+                BlobResponse::Full(stream) => {
+                    bar.set_position(bar.position() - offset);
+                    partial.set_len(0)?;
+                    partial.seek(std::io::SeekFrom::Start(0))?;
+                    stream
+                }
+            }
+        };
+        while let Some(chunk) = stream.stream.next().await {
+            let chunk = chunk?;
+            partial.write_all(&chunk)?;
+            bar.inc(chunk.len() as u64);
+        }
+        Ok(())
+    })?;
+    // Checked whole (a resumed download was never seen in one piece).
+    let got = std::fs::read(&partial_path).map_err(|error| error.to_string())?;
+    if got.len() as u64 != blob.size || store::sha256(&got) != blob.digest {
+        let _ = std::fs::remove_file(&partial_path);
         return Err(format!(
-            "{text}: the config's digest doesn't match: refused"
+            "blob {} doesn't match its digest: refused (pull again)",
+            blob.digest
         ));
     }
-    let mut kernel = None;
-    let mut program = None;
-    // Layers arrive in any order: each must be one the manifest lists.
-    for layer in &image.layers {
-        let digest = store::sha256(&layer.data);
-        let listed = manifest.layers.iter().any(|descriptor| {
-            descriptor.digest == digest && descriptor.media_type == layer.media_type
-        });
-        if !listed {
-            return Err(format!(
-                "{text}: a {} layer doesn't match any digest of its manifest: refused",
-                layer.media_type
-            ));
-        }
-        match layer.media_type.as_str() {
-            store::KERNEL_TYPE => kernel = Some(&layer.data),
-            store::PROGRAM_TYPE => program = Some(&layer.data),
-            _ => {}
-        }
-    }
-    let (Some(kernel), Some(program)) = (kernel, program) else {
-        return Err(format!("{text} lacks its kernel or program layer"));
-    };
-    let config: store::Config = serde_json::from_slice(&image.config.data)
-        .map_err(|error| format!("{text}: invalid config: {error}"))?;
-    let store = Store::open()?;
-    let descriptor = store::store_image(&store, &config, kernel, program)?;
-    store.tag(text, &descriptor)?;
-    Ok(descriptor.digest)
+    std::fs::rename(&partial_path, &path).map_err(|error| format!("{}: {error}", path.display()))
 }
 
 /// Whether `text` names an image in a registry (REGISTRY/NAME[:TAG]).

@@ -91,6 +91,12 @@ pub struct RunArgs {
     /// Make the isle kernel panic at boot (tests the crash report)
     #[arg(long, hide = true)]
     debug_panic: bool,
+    /// What an image or a .isle file supplies (not a flag)
+    #[arg(skip)]
+    image: Option<ImageToRun>,
+    /// Files layers and a project's `[build] files`, mounted read-only (not a flag)
+    #[arg(skip)]
+    files: Vec<MountSpec>,
     /// The program to run, then its arguments
     #[arg(
         value_name = "PROGRAM [ARGS]...",
@@ -99,6 +105,25 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     command: Vec<OsString>,
+}
+
+/// The kernel and program an image (or a `.isle` file) runs.
+struct ImageToRun {
+    /// None: the built-in kernel.
+    kernel: Option<Vec<u8>>,
+    program: Vec<u8>,
+    /// What the isle's /proc/self/exe names.
+    exe_path: PathBuf,
+}
+
+impl std::fmt::Debug for ImageToRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageToRun")
+            .field("kernel", &self.kernel.as_ref().map(Vec::len))
+            .field("program", &self.program.len())
+            .field("exe_path", &self.exe_path)
+            .finish()
+    }
 }
 
 pub(crate) fn fail(status: i32, message: impl std::fmt::Display) -> i32 {
@@ -310,7 +335,11 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
 
 /// The isle's mounts (the current directory by default, plus a private
 /// /tmp unless /tmp is mounted) and its working directory.
-fn mounts(volumes: &[String], tmp: &PrivateTmp) -> Result<(Vec<MountSpec>, String), String> {
+fn mounts(
+    volumes: &[String],
+    files: &[MountSpec],
+    tmp: &PrivateTmp,
+) -> Result<(Vec<MountSpec>, String), String> {
     let host_cwd = std::env::current_dir()
         .map_err(|error| format!("cannot read the current directory: {error}"))?;
     let mut mounts = if volumes.is_empty() {
@@ -325,6 +354,7 @@ fn mounts(volumes: &[String], tmp: &PrivateTmp) -> Result<(Vec<MountSpec>, Strin
             .map(|volume| parse_volume(volume))
             .collect::<Result<Vec<_>, _>>()?
     };
+    mounts.extend(files.iter().cloned());
     if !mounts.iter().any(|mount| mount.guest == "/tmp") {
         mounts.push(MountSpec {
             host: tmp.0.join("tmp"),
@@ -419,10 +449,10 @@ const DEFAULT_MEMORY: u64 = 64 << 20;
 
 /// `atoll run DIR`: the project's manifest fills in what the flags don't
 /// say (flags win; arguments after DIR replace the manifest's args).
-/// Also `atoll run NAME[:TAG]`: an image of the local store, run from its
-/// verified blobs with its kernel and settings. Returns the image's kernel
-/// when it isn't the one built in.
-fn apply_manifest(args: RunArgs) -> Result<(RunArgs, Option<Vec<u8>>), String> {
+/// Also `atoll run NAME[:TAG]` (an image of the local store, pulled first
+/// when it names a registry) and `atoll run FILE.isle`: run from verified
+/// blobs, with the image's kernel, files and settings.
+fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
     let target = PathBuf::from(&args.command[0]);
     if crate::manifest::is_project(&target) {
         let manifest = crate::manifest::load(&target)?;
@@ -434,53 +464,102 @@ fn apply_manifest(args: RunArgs) -> Result<(RunArgs, Option<Vec<u8>>), String> {
                 target.display()
             ));
         }
-        return Ok((
-            apply_settings(args, &manifest.run, program, Some(&target))?,
-            None,
-        ));
+        for (host, guest) in manifest.files(&target) {
+            let host = std::fs::canonicalize(&host)
+                .map_err(|error| format!("[build] files: {}: {error}", host.display()))?;
+            args.files.push(MountSpec {
+                host,
+                guest,
+                read_only: true,
+            });
+        }
+        return apply_settings(args, &manifest.run, program.into_os_string(), Some(&target));
+    }
+    if target.is_file() && crate::pack::is_pack(&target) {
+        let packed = crate::pack::read(&target)?;
+        let layers = crate::store::layers(&packed.manifest)?;
+        let config = packed.config()?;
+        for (layer, guest) in &layers.files {
+            let host = crate::rootfs::unpacked(&layer.digest, packed.blob(layer)?)?;
+            args.files.push(MountSpec {
+                host,
+                guest: atoll_vmm::files::normalize(guest),
+                read_only: true,
+            });
+        }
+        let kernel = packed.blob(layers.kernel)?;
+        args.image = Some(ImageToRun {
+            kernel: (kernel != crate::KERNEL_IMAGE).then(|| kernel.to_vec()),
+            program: packed.blob(layers.program)?.to_vec(),
+            exe_path: std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone()),
+        });
+        return apply_settings(args, &config.run, argv0(&config), None);
     }
     let reference = args.command[0].to_string_lossy().into_owned();
     let remote = crate::registry::looks_remote(&reference);
     // A path, or no store yet: not an image (and no store made for it).
     if target.exists() || (!remote && reference.contains('/')) {
-        return Ok((args, None));
+        return Ok(args);
     }
     if !remote && !crate::store::Store::root_dir().is_dir() {
-        return Ok((args, None));
+        return Ok(args);
     }
     let store = crate::store::Store::open()?;
     let descriptor = match store.resolve(&reference)? {
         Some((_, descriptor)) => descriptor,
         // REGISTRY/NAME:TAG not here yet: pulled first.
         None if remote => {
-            crate::registry::pull_image(&reference)?;
+            crate::registry::pull_image(&reference, true)?;
             store
                 .resolve(&reference)?
                 .ok_or_else(|| format!("{reference}: pulled, but not in the store"))?
                 .1
         }
-        None => return Ok((args, None)),
+        None => return Ok(args),
     };
     let image = store.manifest(&descriptor)?;
     let config = store.config(&image)?;
-    let (kernel, program) = crate::store::layers(&image)?;
-    let program = store.verified_path(program)?;
-    let kernel = if kernel.digest == crate::store::sha256(crate::KERNEL_IMAGE) {
+    let layers = crate::store::layers(&image)?;
+    for (layer, guest) in &layers.files {
+        let host = crate::rootfs::unpacked(&layer.digest, &store.get(layer)?)?;
+        args.files.push(MountSpec {
+            host,
+            guest: atoll_vmm::files::normalize(guest),
+            read_only: true,
+        });
+    }
+    let kernel = if layers.kernel.digest == crate::store::sha256(crate::KERNEL_IMAGE) {
         None
     } else {
-        Some(store.get(kernel)?)
+        Some(store.get(layers.kernel)?)
     };
-    Ok((apply_settings(args, &config.run, program, None)?, kernel))
+    args.image = Some(ImageToRun {
+        kernel,
+        program: store.get(layers.program)?,
+        exe_path: store.path_of(layers.program)?,
+    });
+    apply_settings(args, &config.run, argv0(&config), None)
+}
+
+/// An image's program sees its own file name as argv[0], as it would
+/// natively (busybox picks its applet by it).
+fn argv0(config: &crate::store::Config) -> OsString {
+    config
+        .run
+        .program
+        .as_deref()
+        .and_then(|program| Path::new(program).file_name())
+        .map_or_else(|| OsString::from(&config.name), OsString::from)
 }
 
 /// Fills in what the flags don't say from an app's run settings.
 fn apply_settings(
     mut args: RunArgs,
     run: &crate::manifest::Run,
-    program: PathBuf,
+    argv0: OsString,
     project: Option<&Path>,
 ) -> Result<RunArgs, String> {
-    let mut command = vec![program.into_os_string()];
+    let mut command = vec![argv0];
     if args.command.len() > 1 {
         command.extend(args.command.drain(1..));
     } else {
@@ -522,9 +601,37 @@ fn apply_settings(
     Ok(args)
 }
 
+/// The program at PATH (found as a shell would) and its canonical path;
+/// else the exit status and message a shell would give.
+fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
+    let shown = program.display();
+    let Some(path) = resolve_program(program) else {
+        return Err((
+            STATUS_NOT_FOUND,
+            format!("{shown}: no such file (nor in PATH)"),
+        ));
+    };
+    match std::fs::read(&path) {
+        Ok(image) => Ok((image, std::fs::canonicalize(&path).unwrap_or(path))),
+        Err(error) => {
+            let status = match error.kind() {
+                std::io::ErrorKind::NotFound => STATUS_NOT_FOUND,
+                _ => STATUS_NOT_EXECUTABLE,
+            };
+            let reason = match error.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
+                _ => error.to_string(),
+            };
+            Err((status, format!("{shown}: {reason}")))
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> i32 {
     atoll_vmm::host::handle_termination(on_termination);
-    let (args, image_kernel) = match apply_manifest(args) {
+    let mut args = match apply_manifest(args) {
         Ok(applied) => applied,
         Err(message) => return fail(STATUS_USAGE, message),
     };
@@ -629,7 +736,7 @@ pub fn run(args: RunArgs) -> i32 {
     };
     *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) =
         (Some(tmp.0.clone()), Some(registration.id));
-    let (mounts, cwd) = match mounts(&args.volumes, &tmp) {
+    let (mounts, cwd) = match mounts(&args.volumes, &args.files, &tmp) {
         Ok(mounts) => mounts,
         Err(message) => return fail(STATUS_USAGE, message),
     };
@@ -638,35 +745,18 @@ pub fn run(args: RunArgs) -> i32 {
         Err(message) => return fail(STATUS_USAGE, message),
     };
     let shown = program_arg.display();
-    let Some(program_path) = resolve_program(&program_arg) else {
-        return fail(
-            STATUS_NOT_FOUND,
-            format!("{shown}: no such file (nor in PATH)"),
-        );
-    };
-    let image = match std::fs::read(&program_path) {
-        Ok(image) => image,
-        Err(error) => {
-            let status = match error.kind() {
-                std::io::ErrorKind::NotFound => STATUS_NOT_FOUND,
-                _ => STATUS_NOT_EXECUTABLE,
-            };
-            let reason = match error.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
-                _ => error.to_string(),
-            };
-            return fail(status, format!("{shown}: {reason}"));
-        }
+    let image_to_run = args.image.take();
+    let (kernel_image, image, exe_path) = match image_to_run {
+        Some(image) => (image.kernel, image.program, image.exe_path),
+        None => match read_program(&program_arg) {
+            Ok((image, path)) => (None, image, path),
+            Err((status, message)) => return fail(status, message),
+        },
     };
     if let Err(error) = atoll_vmm::isle::check_program(&image) {
         return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
     }
-    let exe_path = std::fs::canonicalize(&program_path)
-        .unwrap_or(program_path)
-        .into_os_string()
-        .into_vec();
+    let exe_path = exe_path.into_os_string().into_vec();
 
     let mut boot_flags = 0;
     if args.trace {
@@ -681,7 +771,7 @@ pub fn run(args: RunArgs) -> i32 {
     atoll_vmm::host::ignore_sigpipe();
     let config = IsleConfig {
         kvm_device: args.kvm_device,
-        kernel_image: image_kernel.as_deref().unwrap_or(crate::KERNEL_IMAGE),
+        kernel_image: kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE),
         program_image: &image,
         argv: args.command.into_iter().map(OsString::into_vec).collect(),
         envp,

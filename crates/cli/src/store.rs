@@ -11,6 +11,10 @@
 //! | config | `application/vnd.atoll.config.v1+json` |
 //! | kernel layer | `application/vnd.atoll.kernel.v1+elf` (annotation `dev.atoll.kernel.version`) |
 //! | program layer | `application/vnd.atoll.program.v1+elf` |
+//! | files layer (any number) | `application/vnd.atoll.files.v1.tar` (annotation `dev.atoll.files.path`: where the isle sees it, read-only) |
+//!
+//! A kernel on its own (`atoll push --kernel`) is a manifest with config
+//! `application/vnd.atoll.kernel.config.v1+json` and one kernel layer.
 //!
 //! The index names each image by `org.opencontainers.image.ref.name` =
 //! `NAME:TAG`. Every blob is stored under its sha256 and checked against it
@@ -28,6 +32,16 @@ pub const KERNEL_TYPE: &str = "application/vnd.atoll.kernel.v1+elf";
 pub const PROGRAM_TYPE: &str = "application/vnd.atoll.program.v1+elf";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const KERNEL_VERSION: &str = "dev.atoll.kernel.version";
+pub const FILES_TYPE: &str = "application/vnd.atoll.files.v1.tar";
+pub const FILES_PATH: &str = "dev.atoll.files.path";
+pub const KERNEL_CONFIG_TYPE: &str = "application/vnd.atoll.kernel.config.v1+json";
+
+/// What a kernel artifact's config holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelConfig {
+    pub version: String,
+    pub features: Vec<String>,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -161,12 +175,6 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Where a verified blob lives, to run it in place.
-    pub fn verified_path(&self, descriptor: &Descriptor) -> Result<PathBuf, String> {
-        self.get(descriptor)?;
-        self.blob_path(&descriptor.digest)
-    }
-
     fn index(&self) -> Result<Index, String> {
         let path = self.root.join("index.json");
         match std::fs::read(&path) {
@@ -246,6 +254,95 @@ impl Store {
             .map_err(|error| format!("config {} is invalid: {error}", manifest.config.digest))
     }
 
+    /// Stores an image that arrived from outside under REFERENCE: every
+    /// blob its manifest lists must be given, each matching its digest.
+    pub fn import(
+        &self,
+        reference: &str,
+        manifest_bytes: &[u8],
+        blob: &mut dyn FnMut(&Descriptor) -> Result<Vec<u8>, String>,
+    ) -> Result<Descriptor, String> {
+        let manifest = parse_manifest(manifest_bytes)?;
+        for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let bytes = blob(descriptor)?;
+            if bytes.len() as u64 != descriptor.size || sha256(&bytes) != descriptor.digest {
+                return Err(format!(
+                    "{reference}: blob {} doesn't match its digest: refused",
+                    descriptor.digest
+                ));
+            }
+            self.put(&descriptor.media_type, &bytes)?;
+        }
+        self.tag_manifest(reference, manifest_bytes)
+    }
+
+    /// Stores a manifest whose blobs are all here already, under REFERENCE.
+    pub fn tag_manifest(
+        &self,
+        reference: &str,
+        manifest_bytes: &[u8],
+    ) -> Result<Descriptor, String> {
+        let manifest = parse_manifest(manifest_bytes)?;
+        if let Some(missing) = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .find(|blob| !self.has(blob))
+        {
+            return Err(format!("{reference}: blob {} is missing", missing.digest));
+        }
+        let descriptor = self.put(MANIFEST_TYPE, manifest_bytes)?;
+        self.tag(reference, &descriptor)?;
+        Ok(descriptor)
+    }
+
+    /// Whether a blob is here whole. Blobs are only ever stored once
+    /// checked against their digest; reads check them again.
+    pub fn has(&self, descriptor: &Descriptor) -> bool {
+        self.blob_path(&descriptor.digest)
+            .ok()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .is_some_and(|meta| meta.len() == descriptor.size)
+    }
+
+    /// Whether a blob is here and matches its digest; a corrupt one is
+    /// removed (so that a pull fetches it again).
+    pub fn verify_or_remove(&self, descriptor: &Descriptor) -> bool {
+        if self.get(descriptor).is_ok() {
+            return true;
+        }
+        if let Ok(path) = self.blob_path(&descriptor.digest) {
+            let _ = std::fs::remove_file(path);
+        }
+        false
+    }
+
+    /// The path a blob is stored at (for pulls that stream into it).
+    pub fn path_of(&self, descriptor: &Descriptor) -> Result<PathBuf, String> {
+        self.blob_path(&descriptor.digest)
+    }
+
+    /// The kernel artifacts here: (name, config, kernel layer).
+    pub fn kernels(&self) -> Result<Vec<(String, KernelConfig, Descriptor)>, String> {
+        let mut kernels = Vec::new();
+        for (name, descriptor) in self.images()? {
+            let Ok(manifest) = self.manifest(&descriptor) else {
+                continue;
+            };
+            if manifest.config.media_type != KERNEL_CONFIG_TYPE {
+                continue;
+            }
+            let Ok(config) = self
+                .get(&manifest.config)
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+            else {
+                continue;
+            };
+            if let Some(layer) = manifest.layers.iter().find(|l| l.media_type == KERNEL_TYPE) {
+                kernels.push((name, config, layer.clone()));
+            }
+        }
+        Ok(kernels)
+    }
+
     /// Removes a name (blobs stay until `prune`).
     pub fn untag(&self, reference: &str) -> Result<bool, String> {
         let mut index = self.index()?;
@@ -286,33 +383,81 @@ impl Store {
     }
 }
 
-/// Builds and stores the image of an app: its manifest's descriptor.
-pub fn store_image(
-    store: &Store,
-    config: &Config,
-    kernel: &[u8],
-    program: &[u8],
+/// What an image is made of.
+pub struct Parts<'a> {
+    pub config: &'a Config,
+    pub kernel: &'a [u8],
+    pub program: &'a [u8],
+    /// (where the isle sees it, the tar)
+    pub files: &'a [(String, Vec<u8>)],
+}
+
+/// Stores a blob of a media type somewhere; returns its descriptor.
+pub type PutBlob<'a> = dyn FnMut(&str, &[u8]) -> Result<Descriptor, String> + 'a;
+
+/// Puts an image's blobs with `put` and returns its manifest's bytes and
+/// descriptor: the same parts give the same digest wherever they go.
+pub fn compose(
+    parts: &Parts,
+    put: &mut PutBlob,
 ) -> Result<Descriptor, String> {
-    let config_bytes = serde_json::to_vec(config).map_err(|error| error.to_string())?;
-    let config = store.put(CONFIG_TYPE, &config_bytes)?;
-    let mut kernel = store.put(KERNEL_TYPE, kernel)?;
+    let config_bytes = serde_json::to_vec(parts.config).map_err(|error| error.to_string())?;
+    let config = put(CONFIG_TYPE, &config_bytes)?;
+    let mut kernel = put(KERNEL_TYPE, parts.kernel)?;
     kernel
         .annotations
-        .insert(KERNEL_VERSION.into(), env!("CARGO_PKG_VERSION").into());
-    let program = store.put(PROGRAM_TYPE, program)?;
+        .insert(KERNEL_VERSION.into(), kernel_version(parts.kernel));
+    let mut layers = vec![kernel, put(PROGRAM_TYPE, parts.program)?];
+    for (guest, tar) in parts.files {
+        let mut layer = put(FILES_TYPE, tar)?;
+        layer.annotations.insert(FILES_PATH.into(), guest.clone());
+        layers.push(layer);
+    }
     let manifest = Manifest {
         schema_version: 2,
         media_type: MANIFEST_TYPE.into(),
         config,
-        layers: vec![kernel, program],
+        layers,
         annotations: Default::default(),
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|error| error.to_string())?;
-    store.put(MANIFEST_TYPE, &bytes)
+    put(MANIFEST_TYPE, &bytes)
 }
 
-/// The kernel and program layers of an image.
-pub fn layers(manifest: &Manifest) -> Result<(&Descriptor, &Descriptor), String> {
+/// The version of a kernel: this atoll's for the built-in one, else what
+/// a kernel artifact in the store says.
+pub fn kernel_version(kernel: &[u8]) -> String {
+    if kernel == crate::KERNEL_IMAGE {
+        return env!("CARGO_PKG_VERSION").into();
+    }
+    let digest = sha256(kernel);
+    Store::open()
+        .ok()
+        .and_then(|store| {
+            store
+                .kernels()
+                .ok()?
+                .into_iter()
+                .find_map(|(_, config, layer)| (layer.digest == digest).then_some(config.version))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Builds and stores the image of an app: its manifest's descriptor.
+pub fn store_image(store: &Store, parts: &Parts) -> Result<Descriptor, String> {
+    compose(parts, &mut |media_type, bytes| store.put(media_type, bytes))
+}
+
+/// The layers of an image, by role.
+pub struct Layers<'a> {
+    pub kernel: &'a Descriptor,
+    pub program: &'a Descriptor,
+    /// (layer, where the isle sees it)
+    pub files: Vec<(&'a Descriptor, &'a str)>,
+}
+
+/// The kernel, program and files layers of an image.
+pub fn layers(manifest: &Manifest) -> Result<Layers<'_>, String> {
     let find = |media: &str| {
         manifest
             .layers
@@ -320,5 +465,32 @@ pub fn layers(manifest: &Manifest) -> Result<(&Descriptor, &Descriptor), String>
             .find(|layer| layer.media_type == media)
             .ok_or_else(|| format!("the image has no {media} layer: it isn't an atoll image"))
     };
-    Ok((find(KERNEL_TYPE)?, find(PROGRAM_TYPE)?))
+    let mut files = Vec::new();
+    for layer in manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == FILES_TYPE)
+    {
+        let guest = layer
+            .annotations
+            .get(FILES_PATH)
+            .filter(|path| path.starts_with('/'))
+            .ok_or_else(|| {
+                format!(
+                    "files layer {} has no absolute {FILES_PATH}: refused",
+                    layer.digest
+                )
+            })?;
+        files.push((layer, guest.as_str()));
+    }
+    Ok(Layers {
+        kernel: find(KERNEL_TYPE)?,
+        program: find(PROGRAM_TYPE)?,
+        files,
+    })
+}
+
+/// Parses a manifest that arrived from outside (a registry or a pack).
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
+    serde_json::from_slice(bytes).map_err(|error| format!("invalid image manifest: {error}"))
 }

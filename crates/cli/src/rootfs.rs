@@ -1,0 +1,185 @@
+//! Files layers: a project directory packed as a reproducible tar (the
+//! same tree gives the same digest), and unpacked once per digest into a
+//! cache that isles mount read-only.
+
+use std::path::{Path, PathBuf};
+
+/// A files layer may hold at most this much (unpacked).
+const MAX_UNPACKED: u64 = 8 << 30;
+
+/// `dir` as a tar: regular files and directories in name order, owned by
+/// root, with their permission bits and no times (symlinks are followed).
+pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, String> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    add_tree(&mut builder, dir, Path::new(""))?;
+    builder
+        .into_inner()
+        .map_err(|error| format!("{}: {error}", dir.display()))
+}
+
+fn add_tree(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, inside: &Path) -> Result<(), String> {
+    let failed = |path: &Path, error: std::io::Error| format!("{}: {error}", path.display());
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|error| failed(dir, error))?
+        .collect::<Result<_, _>>()
+        .map_err(|error| failed(dir, error))?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = inside.join(entry.file_name());
+        // Follows symlinks: the layer holds what they point at.
+        let meta = std::fs::metadata(&path).map_err(|error| failed(&path, error))?;
+        let mut header = tar::Header::new_ustar();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        if meta.is_dir() {
+            header.set_size(0);
+            builder
+                .append_data(&mut header, &name, std::io::empty())
+                .map_err(|error| failed(&path, error))?;
+            add_tree(builder, &path, &name)?;
+        } else if meta.is_file() {
+            let file = std::fs::File::open(&path).map_err(|error| failed(&path, error))?;
+            builder
+                .append_data(&mut header, &name, file)
+                .map_err(|error| failed(&path, error))?;
+        } else {
+            return Err(format!(
+                "{}: only files and directories can go into an image",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cache_root() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/".into())).join(".cache")
+        })
+        .join("atoll/files")
+}
+
+/// The directory holding layer `digest` unpacked; `tar` (already checked
+/// against the digest) is unpacked there the first time.
+pub fn unpacked(digest: &str, tar: &[u8]) -> Result<PathBuf, String> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let root = cache_root();
+    let dir = root.join(hex);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&root).map_err(|error| format!("{}: {error}", root.display()))?;
+    let temporary = root.join(format!("{hex}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temporary);
+    let outcome = unpack(tar, &temporary).and_then(|()| {
+        std::fs::rename(&temporary, &dir).or_else(|error| {
+            // Another atoll unpacked it first: theirs is as good.
+            if dir.is_dir() {
+                Ok(())
+            } else {
+                Err(format!("{}: {error}", dir.display()))
+            }
+        })
+    });
+    let _ = std::fs::remove_dir_all(&temporary);
+    outcome.map(|()| dir)
+}
+
+/// Unpacks only plain files and directories, each inside `into` (the tar
+/// crate refuses `..` and absolute names).
+fn unpack(tar: &[u8], into: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(into).map_err(|error| format!("{}: {error}", into.display()))?;
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    let mut total = 0u64;
+    let entries = archive
+        .entries()
+        .map_err(|error| format!("files layer: {error}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|error| format!("files layer: {error}"))?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir()) {
+            return Err(format!(
+                "files layer: {} is neither a file nor a directory: refused",
+                entry.path_bytes().escape_ascii()
+            ));
+        }
+        total = total.saturating_add(entry.size());
+        if total > MAX_UNPACKED {
+            return Err("files layer: larger than 8 GiB unpacked: refused".into());
+        }
+        let unpacked = entry
+            .unpack_in(into)
+            .map_err(|error| format!("files layer: {error}"))?;
+        if !unpacked {
+            return Err(format!(
+                "files layer: {} points outside the layer: refused",
+                entry.path_bytes().escape_ascii()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("atoll-rootfs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_tree_packs_reproducibly_and_unpacks_the_same() {
+        let dir = scratch("tree");
+        std::fs::create_dir_all(dir.join("src/sub")).unwrap();
+        std::fs::write(dir.join("src/a.txt"), "alpha").unwrap();
+        std::fs::write(dir.join("src/sub/b.bin"), [0u8, 1, 2, 3]).unwrap();
+        let first = pack_dir(&dir.join("src")).unwrap();
+        // Touching a file changes its time, not the layer.
+        std::fs::write(dir.join("src/a.txt"), "alpha").unwrap();
+        let second = pack_dir(&dir.join("src")).unwrap();
+        assert_eq!(first, second);
+        unpack(&first, &dir.join("out")).unwrap();
+        assert_eq!(std::fs::read(dir.join("out/a.txt")).unwrap(), b"alpha");
+        assert_eq!(
+            std::fs::read(dir.join("out/sub/b.bin")).unwrap(),
+            [0, 1, 2, 3]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn links_and_escapes_are_refused() {
+        let dir = scratch("bad");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder.append_link(&mut header, "etc", "/etc").unwrap();
+        let tar = builder.into_inner().unwrap();
+        let error = unpack(&tar, &dir.join("out")).unwrap_err();
+        assert!(error.contains("neither a file"), "{error}");
+
+        let mut raw = tar::Header::new_gnu();
+        raw.set_size(1);
+        raw.set_entry_type(tar::EntryType::Regular);
+        // Write the escaping name directly: the builder itself refuses "..".
+        raw.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        raw.set_cksum();
+        let mut bytes = raw.as_bytes().to_vec();
+        bytes.extend([b'x'; 512]);
+        bytes.extend([0u8; 1024]);
+        let error = unpack(&bytes, &dir.join("out2")).unwrap_err();
+        assert!(error.contains("outside"), "{error}");
+        assert!(!dir.join("escape").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
