@@ -306,3 +306,26 @@ fn shell_completions_cover_every_command() {
     assert!(checked.status.success(), "{}", stderr(&checked));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_command_has_help_with_examples() {
+    let help = stdout(&atoll().arg("--help").output().unwrap());
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|command| *command != "help")
+        .collect();
+    assert!(commands.len() >= 20, "{help}");
+    for command in commands {
+        let output = atoll().args([command, "--help"]).output().unwrap();
+        assert_eq!(status(&output), 0, "{command}: {}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.contains("\nExample") && text.contains(&format!("atoll {command}")),
+            "`atoll {command} --help` shows no example of itself:\n{text}"
+        );
+    }
+}

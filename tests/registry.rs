@@ -268,3 +268,109 @@ fn an_unreachable_registry_is_a_clear_error_without_a_hang() {
     let searched = work.run(&["search", &format!("localhost:{port}")]);
     assert_one_line_error(&searched, 125, &["unreachable"]);
 }
+
+#[test]
+fn a_kernel_travels_alone_and_a_project_pins_it() {
+    let Some(registry) = Registry::start("kernel", None) else {
+        return;
+    };
+    let publisher = Workspace::new("kernel-publisher");
+    let kernel = format!("{}/atoll/kernel:0.1.0", registry.address);
+    let pushed = publisher.run(&["push", "--kernel", &kernel]);
+    assert_eq!(status(&pushed), 0, "{}", stderr(&pushed));
+
+    // Another machine (another store): a project that names the kernel
+    // pulls it at build time.
+    let user = Workspace::new("kernel-user");
+    let made = user.run(&["init", "pinned", "--lang", "c"]);
+    assert_eq!(status(&made), 0, "{}", stderr(&made));
+    let manifest = user.dir.join("pinned/atoll.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let pin = |image: &str| {
+        let pinned = text.replace("[kernel]\n", &format!("[kernel]\nimage = \"{image}\"\n"));
+        assert_ne!(pinned, text);
+        std::fs::write(&manifest, pinned).unwrap();
+    };
+    pin(&kernel);
+    let built = user.atoll(&user.dir.join("pinned"), &["build"], "");
+    assert_eq!(status(&built), 0, "{}", stderr(&built));
+    let kernels = stdout(&user.run(&["kernels"]));
+    assert!(
+        kernels.contains(&format!("{kernel} (a kernel), pinned:0.1.0")),
+        "{kernels}"
+    );
+    let ran = user.run(&["run", "pinned:0.1.0"]);
+    assert_eq!(
+        stdout(&ran),
+        "Hello, world, from pinned in an isle\n",
+        "{}",
+        stderr(&ran)
+    );
+    let direct = user.run(&["run", "pinned"]);
+    assert_eq!(
+        stdout(&direct),
+        "Hello, world, from pinned in an isle\n",
+        "{}",
+        stderr(&direct)
+    );
+
+    let missing = format!("{}/atoll/kernel:9.9", registry.address);
+    pin(&missing);
+    let refused = user.atoll(&user.dir.join("pinned"), &["build"], "");
+    assert_one_line_error(&refused, 125, &["no such image or tag"]);
+}
+
+#[test]
+fn a_cut_pull_resumes_and_a_bad_partial_is_refused() {
+    let Some(registry) = Registry::start("resume", None) else {
+        return;
+    };
+    let work = Workspace::new("resume");
+    work.project("resumed", "c");
+    let remote = format!("{}/me/resumed:1", registry.address);
+    assert_eq!(status(&work.run(&["tag", "resumed:0.1.0", &remote])), 0);
+    assert_eq!(status(&work.run(&["push", "-q", &remote])), 0);
+    let inspected: serde_json::Value =
+        serde_json::from_str(&stdout(&work.run(&["inspect", &remote]))).unwrap();
+    let program = inspected["manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|layer| layer["mediaType"] == "application/vnd.atoll.program.v1+elf")
+        .unwrap()
+        .clone();
+    let hex = program["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let blob_path = work.dir.join("store/blobs/sha256").join(hex);
+    let whole = std::fs::read(&blob_path).unwrap();
+    let partial_path = blob_path.with_extension("partial");
+    let forget = || {
+        assert_eq!(status(&work.run(&["rmi", &remote, "resumed:0.1.0"])), 0);
+        assert_eq!(status(&work.run(&["prune"])), 0);
+    };
+
+    // A download cut off after a wrong first half: resumed, then refused.
+    forget();
+    let mut wrong = whole[..whole.len() / 2].to_vec();
+    wrong[0] ^= 0xff;
+    std::fs::write(&partial_path, &wrong).unwrap();
+    let refused = work.run(&["pull", &remote]);
+    assert_one_line_error(&refused, 125, &["doesn't match its digest"]);
+    assert!(!partial_path.exists(), "a bad partial download is dropped");
+    // Pulled again, whole.
+    let pulled = work.run(&["pull", "-q", &remote]);
+    assert_eq!(status(&pulled), 0, "{}", stderr(&pulled));
+    assert_eq!(std::fs::read(&blob_path).unwrap(), whole);
+
+    // A download cut off after a right first half: finished.
+    assert_eq!(status(&work.run(&["rmi", &remote])), 0);
+    assert_eq!(status(&work.run(&["prune"])), 0);
+    std::fs::write(&partial_path, &whole[..whole.len() / 2]).unwrap();
+    let resumed = work.run(&["pull", &remote]);
+    assert_eq!(status(&resumed), 0, "{}", stderr(&resumed));
+    assert_eq!(std::fs::read(&blob_path).unwrap(), whole);
+    let ran = work.run(&["run", &remote, "again"]);
+    assert_eq!(stdout(&ran), "Hello, again, from resumed in an isle\n");
+}

@@ -11,6 +11,7 @@ fn open() -> Result<Store, i32> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  atoll images\n  atoll images -q\n  atoll images -o json")]
 pub struct ImagesArgs {
     /// Output format: table (default) or json
     #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
@@ -67,10 +68,14 @@ pub fn images(args: ImagesArgs) -> i32 {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:\n  atoll rmi hello:0.1.0 && atoll prune")]
 pub struct RmiArgs {
     /// Images to forget, as NAME:TAG
     #[arg(required = true)]
     images: Vec<String>,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// `atoll rmi`: forgets names; `atoll prune` frees what nothing names.
@@ -90,12 +95,15 @@ pub fn rmi(args: RmiArgs) -> i32 {
         if let Err(message) = store.untag(&name) {
             return fail(125, message);
         }
-        println!("untagged {name}");
+        if !args.quiet {
+            println!("untagged {name}");
+        }
     }
     0
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:\n  atoll tag hello:0.1.0 localhost:5000/me/hello:0.1")]
 pub struct TagArgs {
     /// The image, as NAME[:TAG]
     source: String,
@@ -122,6 +130,7 @@ pub fn tag(args: TagArgs) -> i32 {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:\n  atoll inspect hello:0.1.0")]
 pub struct InspectArgs {
     /// The image, as NAME[:TAG]
     image: String,
@@ -155,7 +164,45 @@ pub fn inspect(args: InspectArgs) -> i32 {
     }
 }
 
-/// `atoll kernels`: the built-in kernel and those images carry.
+/// The kernel a `[kernel] image` names: a kernel artifact in the store,
+/// pulled first when it names a registry; its version must be one this
+/// atoll speaks the boot protocol of.
+pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
+    let store = Store::open()?;
+    let find = |store: &Store| -> Result<Option<Vec<u8>>, String> {
+        let Some((name, _)) = store.resolve(reference)? else {
+            return Ok(None);
+        };
+        let (_, config, layer) = store
+            .kernels()?
+            .into_iter()
+            .find(|(kernel, _, _)| *kernel == name)
+            .ok_or_else(|| format!("[kernel] image = {reference:?} is an image, not a kernel"))?;
+        if config.version != env!("CARGO_PKG_VERSION") {
+            return Err(format!(
+                "[kernel] image = {reference:?} is kernel {}, but this atoll boots kernel {} only",
+                config.version,
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        store.get(&layer).map(Some)
+    };
+    if let Some(kernel) = find(&store)? {
+        return Ok(kernel);
+    }
+    if crate::registry::looks_remote(reference) {
+        crate::registry::pull_image(reference, true)?;
+        if let Some(kernel) = find(&store)? {
+            return Ok(kernel);
+        }
+    }
+    Err(format!(
+        "[kernel] image = {reference:?}: no such kernel here (see `atoll kernels`)"
+    ))
+}
+
+/// `atoll kernels`: the built-in kernel, kernels pulled on their own, and
+/// those images carry.
 pub fn kernels() -> i32 {
     let store = match open() {
         Ok(store) => store,
@@ -170,6 +217,12 @@ pub fn kernels() -> i32 {
         crate::KERNEL_IMAGE.len().div_ceil(1024)
     );
     let mut seen = std::collections::BTreeMap::<String, (String, u64, Vec<String>)>::new();
+    for (name, config, layer) in store.kernels().unwrap_or_default() {
+        seen.entry(layer.digest.clone())
+            .or_insert((config.version, layer.size, Vec::new()))
+            .2
+            .push(format!("{name} (a kernel)"));
+    }
     for (reference, descriptor) in store.images().unwrap_or_default() {
         let Ok(manifest) = store.manifest(&descriptor) else {
             continue;
@@ -198,13 +251,16 @@ pub fn kernels() -> i32 {
 }
 
 /// `atoll prune`: deletes blobs no image names.
-pub fn prune() -> i32 {
+pub fn prune(quiet: bool) -> i32 {
     let store = match open() {
         Ok(store) => store,
         Err(status) => return status,
     };
     match store.prune() {
         Ok((count, bytes)) => {
+            if quiet {
+                return 0;
+            }
             println!("removed {count} blob(s), {} KiB", bytes.div_ceil(1024));
             0
         }

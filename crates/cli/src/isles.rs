@@ -208,6 +208,7 @@ fn uptime_text(started: u64) -> String {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  atoll ps\n  atoll ps -a -o json")]
 pub struct PsArgs {
     /// Also list detached isles that have ended
     #[arg(short = 'a', long)]
@@ -288,6 +289,7 @@ pub fn ps(args: PsArgs) -> i32 {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  atoll stop web\n  atoll stop 3 4 --timeout 2")]
 pub struct StopArgs {
     /// Isles to stop, by id or name
     #[arg(value_name = "ID|NAME", required_unless_present = "all")]
@@ -375,6 +377,7 @@ pub fn stop(args: StopArgs) -> i32 {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  atoll logs web\n  atoll logs -f 3")]
 pub struct LogsArgs {
     /// The isle, by id or name
     #[arg(value_name = "ID|NAME")]
@@ -488,6 +491,7 @@ pub fn stats_path(id: u32) -> Option<PathBuf> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:\n  atoll top")]
 pub struct TopArgs {
     /// Refresh this many times, then exit (default: until interrupted)
     #[arg(short = 'n', long, value_name = "N")]

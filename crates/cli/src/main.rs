@@ -46,10 +46,18 @@ enum Command {
     Tag(images::TagArgs),
     /// Show an image's manifest and config.
     Inspect(images::InspectArgs),
-    /// List the isle kernels: the built-in one and those in images.
+    /// List the isle kernels: the built-in one, those pulled on their own, those in images.
+    #[command(
+        after_help = "Examples:\n  atoll kernels\n  atoll push --kernel localhost:5000/atoll/kernel:0.1.0"
+    )]
     Kernels,
     /// Delete the blobs no image uses.
-    Prune,
+    #[command(after_help = "Example:\n  atoll rmi hello:0.1.0 && atoll prune")]
+    Prune {
+        /// Print nothing but errors
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Write an image as one runnable file (FILE.isle)
     Pack(pack::PackArgs),
     /// Put a .isle file's image into the local store
@@ -64,7 +72,10 @@ enum Command {
     Login(registry::LoginArgs),
     /// List a registry's repositories and their tags.
     Search(registry::SearchArgs),
-    /// Print a shell completion script: `atoll completions bash > /etc/bash_completion.d/atoll`.
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(
+        after_help = "Examples:\n  atoll completions bash > /etc/bash_completion.d/atoll\n  atoll completions zsh > \"${fpath[1]}/_atoll\"\n  atoll completions fish > ~/.config/fish/completions/atoll.fish"
+    )]
     Completions {
         /// The shell
         #[arg(value_enum)]
@@ -110,7 +121,7 @@ fn main() {
         Command::Tag(args) => images::tag(args),
         Command::Inspect(args) => images::inspect(args),
         Command::Kernels => images::kernels(),
-        Command::Prune => images::prune(),
+        Command::Prune { quiet } => images::prune(quiet),
         Command::Pack(args) => pack::pack(args),
         Command::Load(args) => pack::load(args),
         Command::Binfmt(args) => binfmt::binfmt(args),

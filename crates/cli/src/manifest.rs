@@ -24,6 +24,8 @@
 //! [kernel]
 //! version = "0.1.0"        # the kernel this atoll carries must match
 //! features = ["threads"]
+//! # or a kernel pushed on its own (`atoll push --kernel`), pulled if need be:
+//! # image = "localhost:5000/atoll/kernel:0.1.0"
 //! ```
 
 use std::collections::BTreeMap;
@@ -94,6 +96,7 @@ pub struct Run {
 #[serde(deny_unknown_fields)]
 pub struct Kernel {
     pub version: Option<String>,
+    pub image: Option<String>,
     #[serde(default)]
     pub features: Vec<String>,
 }
@@ -122,7 +125,7 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
         ));
     }
     let ours = env!("CARGO_PKG_VERSION");
-    if let Some(version) = &manifest.kernel.version {
+    if let (Some(version), None) = (&manifest.kernel.version, &manifest.kernel.image) {
         if version != ours {
             return Err(format!(
                 "[kernel] version = {version:?}, but this atoll carries kernel {ours}"

@@ -295,6 +295,9 @@ fn collect(source: &str) -> Result<Collected, String> {
 pub struct LoadArgs {
     /// The .isle file
     file: PathBuf,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// `atoll load`: a `.isle` file's image into the local store, by its name.
@@ -308,7 +311,9 @@ pub fn load(args: LoadArgs) -> i32 {
     });
     match loaded {
         Ok((name, descriptor)) => {
-            println!("loaded {name} ({})", &descriptor.digest[..19]);
+            if !args.quiet {
+                println!("loaded {name} ({})", &descriptor.digest[..19]);
+            }
             0
         }
         Err(message) => fail(125, message),

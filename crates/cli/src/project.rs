@@ -140,6 +140,9 @@ pub struct BuildArgs {
     /// The project directory (default: the current one)
     #[arg(default_value = ".")]
     dir: PathBuf,
+    /// Print nothing but errors (and what the build tool prints)
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 /// The command that builds `manifest`'s program in `dir`.
@@ -226,13 +229,15 @@ pub fn build(args: BuildArgs) -> i32 {
     if let Err(error) = atoll_vmm::loader::parse_program(&bytes) {
         return fail(126, format!("{}: {error}", program.display()));
     }
-    println!(
-        "built {} {}: {} ({} KiB, static x86_64)",
-        manifest.app.name,
-        manifest.app.version,
-        program.display(),
-        bytes.len().div_ceil(1024)
-    );
+    if !args.quiet {
+        println!(
+            "built {} {}: {} ({} KiB, static x86_64)",
+            manifest.app.name,
+            manifest.app.version,
+            program.display(),
+            bytes.len().div_ceil(1024)
+        );
+    }
     // And its image in the local store, named NAME:VERSION.
     let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
     let stored = project_parts(&manifest, dir, bytes).and_then(|owned| {
@@ -242,6 +247,7 @@ pub fn build(args: BuildArgs) -> i32 {
         Ok((descriptor, owned.size()))
     });
     match stored {
+        Ok(_) if args.quiet => 0,
         Ok((descriptor, size)) => {
             println!(
                 "image {reference} ({}, {} KiB with the kernel)",
@@ -257,6 +263,8 @@ pub fn build(args: BuildArgs) -> i32 {
 /// An image's parts, owned: what `store::Parts` borrows.
 pub struct OwnedParts {
     pub config: crate::store::Config,
+    /// None: the built-in kernel.
+    pub kernel: Option<Vec<u8>>,
     pub program: Vec<u8>,
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -265,14 +273,14 @@ impl OwnedParts {
     pub fn parts(&self) -> crate::store::Parts<'_> {
         crate::store::Parts {
             config: &self.config,
-            kernel: crate::KERNEL_IMAGE,
+            kernel: self.kernel.as_deref().unwrap_or(crate::KERNEL_IMAGE),
             program: &self.program,
             files: &self.files,
         }
     }
 
     pub fn size(&self) -> usize {
-        crate::KERNEL_IMAGE.len()
+        self.parts().kernel.len()
             + self.program.len()
             + self.files.iter().map(|(_, tar)| tar.len()).sum::<usize>()
     }
@@ -294,7 +302,12 @@ pub fn project_parts(
         }
         files.push((guest, crate::rootfs::pack_dir(&host)?));
     }
+    let kernel = match &manifest.kernel.image {
+        Some(reference) => Some(crate::images::pinned_kernel(reference)?),
+        None => None,
+    };
     Ok(OwnedParts {
+        kernel,
         config: crate::store::Config {
             name: manifest.app.name.clone(),
             version: manifest.app.version.clone(),

@@ -30,6 +30,9 @@ const DEFAULT_ENV: [(&str, &str); 2] = [
 ];
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  atoll run ./hello world                 # a static Linux program\n  atoll run -c 4 -m 1G ./solver input.dat # 4 cores of its own, 1 GiB\n  atoll run -v $PWD/data:/data:ro -p 8080 ./server\n  atoll run .                             # the project in this directory\n  atoll run hello:0.1.0                   # an image of the local store\n  atoll run localhost:5000/me/hello:0.1   # pulled first if need be\n  atoll run hello.isle                    # a packed image\n  atoll run -d --name web ./server && atoll logs web"
+)]
 pub struct RunArgs {
     /// Guest memory, e.g. 64M or 2G [default: 64M]
     #[arg(short = 'm', long = "memory", value_name = "SIZE", value_parser = parse_size)]
@@ -463,6 +466,15 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
                 program.display(),
                 target.display()
             ));
+        }
+        if let Some(reference) = &manifest.kernel.image {
+            let bytes = std::fs::read(&program)
+                .map_err(|error| format!("{}: {error}", program.display()))?;
+            args.image = Some(ImageToRun {
+                kernel: Some(crate::images::pinned_kernel(reference)?),
+                program: bytes,
+                exe_path: std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone()),
+            });
         }
         for (host, guest) in manifest.files(&target) {
             let host = std::fs::canonicalize(&host)

@@ -397,10 +397,7 @@ pub type PutBlob<'a> = dyn FnMut(&str, &[u8]) -> Result<Descriptor, String> + 'a
 
 /// Puts an image's blobs with `put` and returns its manifest's bytes and
 /// descriptor: the same parts give the same digest wherever they go.
-pub fn compose(
-    parts: &Parts,
-    put: &mut PutBlob,
-) -> Result<Descriptor, String> {
+pub fn compose(parts: &Parts, put: &mut PutBlob) -> Result<Descriptor, String> {
     let config_bytes = serde_json::to_vec(parts.config).map_err(|error| error.to_string())?;
     let config = put(CONFIG_TYPE, &config_bytes)?;
     let mut kernel = put(KERNEL_TYPE, parts.kernel)?;
