@@ -17,8 +17,18 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+# The harness's mount lives here too, so nothing it made outlives the run.
+mkdir "$scratch/tmp" "$scratch/new"
+export TMPDIR="$scratch/tmp"
 # An input that makes the server wait 10 s is a failure (libFuzzer keeps it).
-cargo fuzz run -s none offload_server "$scratch" corpus/offload_server -- \
+# (The fuzzer's status is kept apart from grep's: a crash must fail this.)
+set +e
+cargo fuzz run -s none offload_server "$scratch/new" corpus/offload_server -- \
   -max_total_time="$seconds" -timeout=10 -print_final_stats=1 2>&1 |
-  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added|INFO: +[0-9]+ files found)|panicked|ERROR|SUMMARY' || true
-test "${PIPESTATUS[0]}" -eq 0
+  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added|INFO: +[0-9]+ files found)|panicked|ERROR|SUMMARY'
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "fuzz: the target failed (status $status); the input is in fuzz/artifacts" >&2
+fi
+exit "$status"

@@ -38,7 +38,15 @@ pub struct Harness {
     outside: PathBuf,
     /// Tells the reaper thread to stop.
     done: Arc<AtomicBool>,
+    /// Inputs served so far (the mount is emptied every so often).
+    runs: u64,
 }
+
+/// No file the fuzzer makes grows past this: inputs ask for terabytes.
+const MAX_FILE_SIZE: u64 = 16 << 20;
+/// The mount is emptied after this many inputs, so that files made by
+/// thousands of inputs don't pile up on the disk.
+const RUNS_PER_CLEANUP: u64 = 256;
 
 impl Default for Harness {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Harness {
     pub fn new() -> Self {
         // As the monitor does: a closed pipe is EPIPE for the isle.
         crate::host::ignore_sigpipe();
+        crate::host::limit_file_size(MAX_FILE_SIZE).expect("RLIMIT_FSIZE");
         let scratch = std::env::temp_dir().join(format!("atoll-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(scratch.join("mount")).expect("scratch mount");
         let outside = scratch.join("outside.txt");
@@ -88,6 +97,7 @@ impl Harness {
             scratch,
             outside,
             done,
+            runs: 0,
         }
     }
 
@@ -124,6 +134,10 @@ impl Harness {
     /// four bytes as a raw submission tail, to break the ring), a request
     /// count byte, that many 64-byte requests, then guest memory at DATA.
     pub fn run(&mut self, input: &[u8]) {
+        self.runs += 1;
+        if self.runs % RUNS_PER_CLEANUP == 0 {
+            self.empty_mount();
+        }
         let Some((&control, rest)) = input.split_first() else {
             return;
         };
@@ -206,6 +220,27 @@ impl Harness {
             Some(OUTSIDE_TEXT),
             "a request reached a file outside the mount"
         );
+    }
+}
+
+impl Harness {
+    /// Removes what earlier inputs left in the mount (the mount directory
+    /// itself stays: the server holds it open).
+    fn empty_mount(&self) {
+        let mount = self.scratch.join("mount");
+        for entry in std::fs::read_dir(&mount).into_iter().flatten().flatten() {
+            let path = entry.path();
+            // Inputs chmod things: make them removable first.
+            let _ = std::fs::set_permissions(
+                &path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            );
+            if path.is_dir() && !path.is_symlink() {
+                let _ = std::fs::remove_dir_all(&path);
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 

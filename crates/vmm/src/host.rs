@@ -93,6 +93,29 @@ pub fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Caps the size of any file this process writes (RLIMIT_FSIZE): a write
+/// or fallocate past it fails with EFBIG instead of filling the disk.
+pub fn limit_file_size(bytes: u64) -> std::io::Result<()> {
+    // SAFETY: SIG_IGN for SIGXFSZ (so going past the cap is an error, not
+    // death), and setrlimit reads a valid struct; neither touches memory
+    // we own.
+    let status = unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        libc::setrlimit(
+            libc::RLIMIT_FSIZE,
+            &libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            },
+        )
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, and so in
 /// every thread it starts afterwards, and hands each one that arrives to
 /// `handler` on a thread of its own: atoll cleans up, then exits as the

@@ -56,8 +56,13 @@ fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
         .map_err(|_| EFAULT)
 }
 
+/// The address family (AF_UNSPEC for an empty address: an unnamed peer
+/// comes back from the host with length 0).
 fn family(address: &[u8]) -> u16 {
-    u16::from_le_bytes([address[0], address.get(1).copied().unwrap_or(0)])
+    u16::from_le_bytes([
+        address.first().copied().unwrap_or(0),
+        address.get(1).copied().unwrap_or(0),
+    ])
 }
 
 fn port(address: &[u8]) -> Option<u16> {
@@ -547,6 +552,21 @@ mod tests {
             ),
         );
         made.unwrap().unwrap() as u64
+    }
+
+    #[test]
+    fn an_address_of_length_zero_goes_back_as_length_zero() {
+        // recvfrom on a stream socket, or a peer without a name: the host
+        // says length 0 (the fuzzer found this one panicking the monitor).
+        let ram = GuestRam::new(RAM).unwrap();
+        let (address, len_pointer) = (0x1000u64, 0x2000u64);
+        ram.memory()
+            .write_obj(16u32, GuestAddress(len_pointer))
+            .unwrap();
+        let policy = NetPolicy::default();
+        return_address(&ram, &policy, vec![0; 16], 0, address, len_pointer).unwrap();
+        let shown: u32 = ram.memory().read_obj(GuestAddress(len_pointer)).unwrap();
+        assert_eq!(shown, 0);
     }
 
     #[test]
