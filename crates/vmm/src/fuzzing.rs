@@ -135,7 +135,7 @@ impl Harness {
     /// count byte, that many 64-byte requests, then guest memory at DATA.
     pub fn run(&mut self, input: &[u8]) {
         self.runs += 1;
-        if self.runs % RUNS_PER_CLEANUP == 0 {
+        if self.runs.is_multiple_of(RUNS_PER_CLEANUP) {
             self.empty_mount();
         }
         let Some((&control, rest)) = input.split_first() else {
