@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(musl-tools gcc g++ make busybox-static util-linux docker-registry)
+packages=(musl-tools gcc g++ make busybox-static util-linux docker-registry curl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -15,6 +15,10 @@ mod store;
 
 use clap::{Parser, Subcommand};
 
+/// Large buffers (programs, layers in flight) on huge pages.
+#[global_allocator]
+static ALLOCATOR: atoll_vmm::alloc::LargeOnHugePages = atoll_vmm::alloc::LargeOnHugePages;
+
 /// The built-in isle kernel.
 pub static KERNEL_IMAGE: &[u8] = include_bytes!(env!("ATOLL_KERNEL_ELF"));
 

@@ -297,24 +297,27 @@ fn push_image(source: &str, target: &str, quiet: bool) -> Result<String, String>
     let registry = reference.resolve_registry().to_string();
     let client = client(&registry);
     let auth = auth_for(&registry);
-    let blobs: Vec<&store::Descriptor> = manifest
+    let mut blobs = Vec::new();
+    for blob in manifest
         .layers
         .iter()
         .chain(std::iter::once(&manifest.config))
-        .collect();
-    let bar = progress(blobs.iter().map(|blob| blob.size).sum(), quiet);
+    {
+        blobs.push((blob, store.get(blob)?));
+    }
+    let bar = progress(blobs.iter().map(|(blob, _)| blob.size).sum(), quiet);
     bar.set_message("pushing");
     let outcome = transfer(&registry, async {
         client.store_auth_if_needed(&registry, &auth).await;
-        for blob in &blobs {
+        // All blobs at once: the small ones ride along with the big one.
+        let uploads = blobs.iter().map(|(blob, bytes)| async {
             if !registry_has(&registry, &reference, &auth, &blob.digest).await {
-                let bytes = store.get(blob).map_err(|message| {
-                    oci_client::errors::OciDistributionError::GenericError(Some(message))
-                })?;
-                client.push_blob(&reference, &bytes, &blob.digest).await?;
+                client.push_blob(&reference, bytes, &blob.digest).await?;
             }
             bar.inc(blob.size);
-        }
+            Ok::<(), oci_client::errors::OciDistributionError>(())
+        });
+        futures_util::future::try_join_all(uploads).await?;
         // The manifest goes as the store has it, so its digest is kept.
         let content_type = reqwest::header::HeaderValue::from_static(store::MANIFEST_TYPE);
         client
@@ -383,93 +386,148 @@ pub fn pull_image(text: &str, quiet: bool) -> Result<String, String> {
         .collect();
     let bar = progress(missing.iter().map(|blob| blob.size).sum(), quiet);
     bar.set_message("pulling");
-    for blob in &missing {
-        let fetched = fetch_blob(&store, &client, &registry, &reference, blob, &bar);
-        if let Err(message) = fetched {
-            bar.abandon();
-            return Err(format!("{text}: {message}"));
-        }
+    // All blobs at once, over one connection pool.
+    let fetched = transfer(&registry, async {
+        let fetches = missing
+            .iter()
+            .map(|blob| fetch_blob(&store, &client, &reference, blob, &bar));
+        futures_util::future::try_join_all(fetches).await
+    });
+    let finished = fetched.and_then(|downloads| {
+        downloads
+            .into_iter()
+            .flatten()
+            .try_for_each(Download::finish)
+    });
+    if let Err(message) = finished {
+        bar.abandon();
+        return Err(format!("{text}: {message}"));
     }
     bar.finish_and_clear();
     let descriptor = store.tag_manifest(text, &manifest_bytes)?;
     Ok(descriptor.digest)
 }
 
-/// Downloads one blob into the store, resuming a partial download.
-fn fetch_blob(
+/// A blob downloaded into its `.partial` file, being written and hashed.
+struct Download {
+    writer: std::thread::JoinHandle<std::io::Result<(String, std::fs::File)>>,
+    partial_path: PathBuf,
+    path: PathBuf,
+    blob: store::Descriptor,
+}
+
+impl Download {
+    /// Waits for the writer; puts the blob in place if its digest matches.
+    fn finish(self) -> Result<(), String> {
+        let written = self
+            .writer
+            .join()
+            .map_err(|_| "the download's writer failed".to_string())?;
+        let (digest, _locked) =
+            written.map_err(|error| format!("{}: {error}", self.partial_path.display()))?;
+        let size = std::fs::metadata(&self.partial_path).map_or(0, |meta| meta.len());
+        if size != self.blob.size || digest != self.blob.digest {
+            let _ = std::fs::remove_file(&self.partial_path);
+            return Err(format!(
+                "blob {} doesn't match its digest: refused (pull again)",
+                self.blob.digest
+            ));
+        }
+        std::fs::rename(&self.partial_path, &self.path)
+            .map_err(|error| format!("{}: {error}", self.path.display()))
+    }
+}
+
+/// Downloads one blob into its `.partial` file, resuming what an earlier
+/// pull left there; None if another pull finished it meanwhile.
+async fn fetch_blob(
     store: &Store,
     client: &Client,
-    registry: &str,
     reference: &Reference,
     blob: &store::Descriptor,
     bar: &indicatif::ProgressBar,
-) -> Result<(), String> {
+) -> Result<Option<Download>, oci_client::errors::OciDistributionError> {
     use futures_util::StreamExt;
+    use oci_client::client::BlobResponse;
+    use oci_client::errors::OciDistributionError;
     use std::io::{Seek, Write};
-    let path = store.path_of(blob)?;
+    let path = store
+        .path_of(blob)
+        .map_err(|message| OciDistributionError::GenericError(Some(message)))?;
     let partial_path = path.with_extension("partial");
     let mut partial = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&partial_path)
-        .map_err(|error| format!("{}: {error}", partial_path.display()))?;
+        .open(&partial_path)?;
     // One puller per blob; another atoll pulling it waits here.
-    partial
-        .lock()
-        .map_err(|error| format!("{}: {error}", partial_path.display()))?;
+    partial.lock()?;
     if store.has(blob) {
         bar.inc(blob.size);
-        return Ok(());
+        return Ok(None);
     }
-    let mut offset = partial
-        .seek(std::io::SeekFrom::End(0))
-        .map_err(|error| error.to_string())?;
+    let mut offset = partial.seek(std::io::SeekFrom::End(0))?;
     if offset > blob.size {
         offset = 0;
     }
-    bar.inc(offset);
     let layer = oci_client::client::LayerDescriptor {
         digest: &blob.digest,
         urls: &None,
     };
-    transfer(registry, async {
-        use oci_client::client::BlobResponse;
-        let mut stream = if offset == 0 {
-            client.pull_blob_stream(reference, &layer).await?
-        } else {
-            match client
-                .pull_blob_stream_partial(reference, &layer, offset, None)
-                .await?
-            {
-                BlobResponse::Partial(stream) => stream,
-                // The registry sent it all again: start over.
-                BlobResponse::Full(stream) => {
-                    bar.set_position(bar.position() - offset);
-                    partial.set_len(0)?;
-                    partial.seek(std::io::SeekFrom::Start(0))?;
-                    stream
-                }
+    // Always a range request: the digest is checked here, once, over the
+    // whole file, as it is written (on a thread of its own, beside the
+    // download).
+    let (stream, offset) = match client
+        .pull_blob_stream_partial(reference, &layer, offset, None)
+        .await?
+    {
+        BlobResponse::Partial(stream) => (stream, offset),
+        // The whole blob came: start over.
+        BlobResponse::Full(stream) => (stream, 0),
+    };
+    partial.set_len(offset)?;
+    partial.seek(std::io::SeekFrom::Start(0))?;
+    bar.inc(offset);
+    // Chunks go to the writer in batches of about 1 MiB: one wake-up each.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<bytes::Bytes>>(64);
+    let writer = std::thread::spawn(move || -> std::io::Result<(String, std::fs::File)> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut prefix = std::io::Read::take(&mut partial, offset);
+        std::io::copy(&mut prefix, &mut hasher)?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, partial);
+        for batch in receiver {
+            for chunk in batch {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
             }
-        };
-        while let Some(chunk) = stream.stream.next().await {
-            let chunk = chunk?;
-            partial.write_all(&chunk)?;
-            bar.inc(chunk.len() as u64);
         }
-        Ok(())
-    })?;
-    // Checked whole (a resumed download was never seen in one piece).
-    let got = std::fs::read(&partial_path).map_err(|error| error.to_string())?;
-    if got.len() as u64 != blob.size || store::sha256(&got) != blob.digest {
-        let _ = std::fs::remove_file(&partial_path);
-        return Err(format!(
-            "blob {} doesn't match its digest: refused (pull again)",
-            blob.digest
-        ));
+        let file = file.into_inner().map_err(|error| error.into_error())?;
+        // The file (and its lock) stays open until the blob is in place.
+        Ok((format!("sha256:{:x}", hasher.finalize()), file))
+    });
+    let mut stream = stream.stream;
+    let (mut batch, mut batched) = (Vec::new(), 0);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        bar.inc(chunk.len() as u64);
+        batched += chunk.len();
+        batch.push(chunk);
+        if batched >= 1 << 20 {
+            batched = 0;
+            if sender.send(std::mem::take(&mut batch)).is_err() {
+                break;
+            }
+        }
     }
-    std::fs::rename(&partial_path, &path).map_err(|error| format!("{}: {error}", path.display()))
+    let _ = sender.send(batch);
+    Ok(Some(Download {
+        writer,
+        partial_path,
+        path,
+        blob: blob.clone(),
+    }))
 }
 
 /// Whether `text` names an image in a registry (REGISTRY/NAME[:TAG]).

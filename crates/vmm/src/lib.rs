@@ -8,9 +8,11 @@
 //! - [`rewrite`]: syscall sites turned into jumps to the kernel, at load time.
 //! - [`vdso`]: the program's vDSO (clocks without entering the kernel).
 //! - [`isle`]: puts them together: [`isle::run`].
+//! - [`alloc`]: the `atoll` process's allocator (large buffers on huge pages).
 //! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod file_ops;
 pub mod files;
 #[cfg(feature = "fuzzing")]
