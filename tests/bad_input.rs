@@ -140,8 +140,11 @@ fn memory_sizes_are_checked() {
 #[test]
 fn a_missing_kvm_device_says_what_to_do() {
     let hello = program(Flavor::Musl, "hello");
+    // Asked for KVM by name: no falling back to QEMU.
     let output = run(&[
         "run",
+        "--backend",
+        "kvm",
         "--kvm-device",
         "/nonexistent/kvm",
         hello.to_str().unwrap(),

@@ -140,7 +140,7 @@ fn build_c_programs(src_dir: &Path, programs_out: &Path) {
         for cc in C_COMPILERS {
             let out = programs_out.join(cc.flavor).join(&name);
             let child = Command::new(cc.program)
-                .args(["-static", "-O2", "-Wall", "-pthread", "-o"])
+                .args(["-static", "-O2", "-g", "-Wall", "-pthread", "-o"])
                 .arg(&out)
                 .arg(src)
                 .stdin(Stdio::null())

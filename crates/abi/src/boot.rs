@@ -9,7 +9,7 @@ use crate::queue::QueuePair;
 /// "ATOLLBOO": identifies a [`BootInfo`].
 pub const BOOT_MAGIC: u64 = 0x4f4f_424c_4c4f_5441;
 /// Bumped on every incompatible change of the structures in this crate.
-pub const BOOT_VERSION: u32 = 3;
+pub const BOOT_VERSION: u32 = 4;
 
 /// Boot flags.
 pub mod flags {
@@ -183,6 +183,12 @@ pub struct CpuArea {
     pub user_epoch: u64,
     /// Scratch: where a full register restore jumps to.
     pub resume_rip: u64,
+    /// The last final doorbell rung on this CPU (EXIT, PANIC or FAULT), or
+    /// [`NO_DOORBELL`]: for a monitor whose doorbell writes don't exit
+    /// (QEMU), which polls this instead.
+    pub last_doorbell: u64,
+    /// The value written with `last_doorbell`.
+    pub last_doorbell_value: u64,
     /// The kernel's panic message, for [`crate::mmio::PANIC`].
     pub panic_message: [u8; 1024],
     /// The program's registers at a preemption, saved by the monitor.
@@ -200,6 +206,73 @@ pub const CPU_AREA_USER_RSP: usize = 0;
 pub const CPU_AREA_KERNEL_STACK_TOP: usize = 8;
 pub const CPU_AREA_USER_EPOCH: usize = 48;
 pub const CPU_AREA_RESUME_RIP: usize = 56;
+pub const CPU_AREA_LAST_DOORBELL: usize = 64;
+pub const CPU_AREA_LAST_DOORBELL_VALUE: usize = 72;
+/// `last_doorbell` before any final doorbell.
+pub const NO_DOORBELL: u64 = u64::MAX;
+
+/// What a vCPU that starts outside long mode (QEMU's PVH entry: 32-bit
+/// protected mode, paging off) loads to reach the state the KVM monitor
+/// sets directly. The monitor writes it at the kernel's
+/// `atoll_long_mode_start`; the kernel's `atoll_pvh_entry` reads it.
+/// Offsets are fixed for the assembly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LongModeStart {
+    /// GDT pseudo-descriptor: limit in bits 0-15, base from bit 16 (a
+    /// 32-bit `lgdt` reads 6 bytes, a 64-bit one 10).
+    pub gdt: [u64; 2],
+    /// IDT pseudo-descriptor, the same way.
+    pub idt: [u64; 2],
+    /// Must be below 4 GiB (loaded before long mode).
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub xcr0: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub syscall_mask: u64,
+    /// GS base, and KERNEL_GS_BASE: the CPU's area.
+    pub gs_base: u64,
+    pub tss_selector: u64,
+    /// Ring-3 entry: rip, rsp and rdi.
+    pub entry: u64,
+    pub stack_top: u64,
+    pub boot_info: u64,
+    /// Clock handshake (QEMU's TSC starts at 0, not at the host's): the
+    /// entry writes its TSC here (never 0), then waits for `tsc_ack`, which
+    /// the monitor sets once it has moved the boot clock onto this TSC.
+    pub guest_tsc: u64,
+    pub tsc_ack: u64,
+}
+
+/// Offsets of `LongModeStart` fields used from assembly.
+pub mod long_mode_start {
+    pub const GDT: usize = 0;
+    pub const IDT: usize = 16;
+    pub const CR3: usize = 32;
+    pub const CR4: usize = 40;
+    pub const EFER: usize = 48;
+    pub const XCR0: usize = 56;
+    pub const STAR: usize = 64;
+    pub const LSTAR: usize = 72;
+    pub const SYSCALL_MASK: usize = 80;
+    pub const GS_BASE: usize = 88;
+    pub const TSS_SELECTOR: usize = 96;
+    pub const ENTRY: usize = 104;
+    pub const STACK_TOP: usize = 112;
+    pub const BOOT_INFO: usize = 120;
+    pub const GUEST_TSC: usize = 128;
+    pub const TSC_ACK: usize = 136;
+    pub const SIZE: usize = 144;
+}
+
+impl LongModeStart {
+    /// A pseudo-descriptor for `lgdt`/`lidt`.
+    pub const fn descriptor_pointer(base: u64, limit: u16) -> [u64; 2] {
+        [(base << 16) | limit as u64, base >> 48]
+    }
+}
 
 /// All of a program's general registers, for preemption.
 #[repr(C)]
@@ -253,9 +326,47 @@ mod tests {
         );
         assert_eq!(offset_of!(CpuArea, user_epoch), CPU_AREA_USER_EPOCH);
         assert_eq!(offset_of!(CpuArea, resume_rip), CPU_AREA_RESUME_RIP);
+        assert_eq!(offset_of!(CpuArea, last_doorbell), CPU_AREA_LAST_DOORBELL);
+        assert_eq!(
+            offset_of!(CpuArea, last_doorbell_value),
+            CPU_AREA_LAST_DOORBELL_VALUE
+        );
         assert_eq!(size_of::<PreemptFrame>(), 18 * 8);
         assert_eq!(align_of::<CpuArea>(), 4096);
         assert_eq!(size_of::<CpuArea>() % 4096, 0);
+    }
+
+    #[test]
+    fn long_mode_start_matches_the_assembly_offsets() {
+        use long_mode_start as at;
+        assert_eq!(offset_of!(LongModeStart, gdt), at::GDT);
+        assert_eq!(offset_of!(LongModeStart, idt), at::IDT);
+        assert_eq!(offset_of!(LongModeStart, cr3), at::CR3);
+        assert_eq!(offset_of!(LongModeStart, cr4), at::CR4);
+        assert_eq!(offset_of!(LongModeStart, efer), at::EFER);
+        assert_eq!(offset_of!(LongModeStart, xcr0), at::XCR0);
+        assert_eq!(offset_of!(LongModeStart, star), at::STAR);
+        assert_eq!(offset_of!(LongModeStart, lstar), at::LSTAR);
+        assert_eq!(offset_of!(LongModeStart, syscall_mask), at::SYSCALL_MASK);
+        assert_eq!(offset_of!(LongModeStart, gs_base), at::GS_BASE);
+        assert_eq!(offset_of!(LongModeStart, tss_selector), at::TSS_SELECTOR);
+        assert_eq!(offset_of!(LongModeStart, entry), at::ENTRY);
+        assert_eq!(offset_of!(LongModeStart, stack_top), at::STACK_TOP);
+        assert_eq!(offset_of!(LongModeStart, boot_info), at::BOOT_INFO);
+        assert_eq!(offset_of!(LongModeStart, guest_tsc), at::GUEST_TSC);
+        assert_eq!(offset_of!(LongModeStart, tsc_ack), at::TSC_ACK);
+        assert_eq!(size_of::<LongModeStart>(), at::SIZE);
+    }
+
+    #[test]
+    fn descriptor_pointers_put_the_limit_first_then_the_base() {
+        let pointer = LongModeStart::descriptor_pointer(0x1234_5678_9abc_def0, 0x2f);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&pointer[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&pointer[1].to_le_bytes());
+        assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), 0x2f);
+        let base = u64::from_le_bytes(bytes[2..10].try_into().unwrap());
+        assert_eq!(base, 0x1234_5678_9abc_def0);
     }
 
     #[test]

@@ -83,6 +83,14 @@ pub struct RunArgs {
     /// traps), for programs that read or checksum their own code
     #[arg(long, env = "ATOLL_NO_REWRITE", value_parser = clap::builder::FalseyValueParser::new())]
     no_rewrite: bool,
+    /// What runs the isle: kvm (our monitor), qemu (TCG: slower, full x86
+    /// semantics), or auto (kvm, else qemu with a note)
+    #[arg(long, value_name = "BACKEND", env = "ATOLL_BACKEND", default_value = "auto", value_parser = ["auto", "kvm", "qemu"])]
+    backend: String,
+    /// Wait for GDB on this loopback port before the first instruction
+    /// (QEMU backend): gdb PROGRAM -ex 'target remote :PORT'
+    #[arg(long, value_name = "PORT")]
+    gdb: Option<u16>,
     /// The KVM device to use
     #[arg(
         long,
@@ -613,6 +621,41 @@ fn apply_settings(
     Ok(args)
 }
 
+/// The backend `--backend` names; `auto` is KVM where the device exists,
+/// else QEMU, said in one line.
+fn choose_backend(
+    name: &str,
+    kvm_device: &Path,
+    gdb: Option<u16>,
+) -> Result<atoll_vmm::BackendChoice, String> {
+    let qemu = || {
+        atoll_vmm::BackendChoice::Qemu(atoll_vmm::QemuOptions {
+            gdb_port: gdb,
+            binary: None,
+        })
+    };
+    match name {
+        "qemu" => Ok(qemu()),
+        "kvm" if gdb.is_some() => {
+            Err("--gdb needs --backend qemu: the KVM backend has no GDB stub yet".into())
+        }
+        "kvm" => Ok(atoll_vmm::BackendChoice::Kvm {
+            device: kvm_device.to_path_buf(),
+        }),
+        _ if gdb.is_some() => Ok(qemu()),
+        _ if !kvm_device.exists() && atoll_vmm::backend::qemu::available() => {
+            eprintln!(
+                "atoll: {} is missing: running on QEMU (TCG) instead, which is slower",
+                kvm_device.display()
+            );
+            Ok(qemu())
+        }
+        _ => Ok(atoll_vmm::BackendChoice::Kvm {
+            device: kvm_device.to_path_buf(),
+        }),
+    }
+}
+
 /// The program at PATH (found as a shell would) and its canonical path;
 /// else the exit status and message a shell would give.
 fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
@@ -781,8 +824,12 @@ pub fn run(args: RunArgs) -> i32 {
         boot_flags |= flags::DEBUG_PANIC;
     }
     atoll_vmm::host::ignore_sigpipe();
+    let backend = match choose_backend(&args.backend, &args.kvm_device, args.gdb) {
+        Ok(backend) => backend,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
     let config = IsleConfig {
-        kvm_device: args.kvm_device,
+        backend,
         kernel_image: kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE),
         program_image: &image,
         argv: args.command.into_iter().map(OsString::into_vec).collect(),

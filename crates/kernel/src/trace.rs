@@ -58,6 +58,9 @@ static TRAP_SITE_CALLS: [AtomicU64; TRAP_SITES] = [const { AtomicU64::new(0) }; 
 static OTHER_TRAP_SITES: AtomicU64 = AtomicU64::new(0);
 static UNSUPPORTED: [AtomicU64; TABLE_SIZE.div_ceil(64)] =
     [const { AtomicU64::new(0) }; TABLE_SIZE.div_ceil(64)];
+/// Trapped calls by the privilege level the LSTAR entry ran at: 3 on
+/// kvm-pvm, 0 on hardware KVM and under QEMU.
+static TRAPPED_AT_CPL: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 /// Calls with numbers outside the table.
 static OUT_OF_TABLE: AtomicU64 = AtomicU64::new(0);
 
@@ -81,8 +84,10 @@ pub fn count(nr: u64, result: i64, rewritten: bool) {
     }
 }
 
-/// Counts a call that trapped at the `syscall` instruction at `site`.
-pub fn count_trap_site(site: u64) {
+/// Counts a call that trapped at the `syscall` instruction at `site`,
+/// whose entry ran at privilege level `cpl`.
+pub fn count_trap_site(site: u64, cpl: u64) {
+    TRAPPED_AT_CPL[(cpl & 3) as usize].fetch_add(1, Ordering::Relaxed);
     let start = (site as usize ^ (site >> 12) as usize) % TRAP_SITES;
     for probe in 0..TRAP_SITES {
         let index = (start + probe) % TRAP_SITES;
@@ -233,6 +238,18 @@ pub fn print_summary_if_asked() {
         total + out_of_table - rewritten
     );
     log(line.as_bytes());
+    let (ring0, ring3) = (
+        TRAPPED_AT_CPL[0].load(Ordering::Relaxed),
+        TRAPPED_AT_CPL[3].load(Ordering::Relaxed),
+    );
+    if ring0 + ring3 > 0 {
+        let mut line = LineBuffer::<128>::new();
+        let _ = writeln!(
+            line,
+            "atoll: trapped calls entered at CPL 0 (back by sysretq): {ring0}, at CPL 3: {ring3}"
+        );
+        log(line.as_bytes());
+    }
     print_trap_sites();
 }
 

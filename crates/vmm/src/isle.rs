@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use atoll_abi::boot::{
-    BootInfo, ClockInfo, CpuArea, ExceptionFrame, FixedStr, ProgramInfo, BOOT_MAGIC, BOOT_VERSION,
+    vdso_data, BootInfo, ClockInfo, CpuArea, ExceptionFrame, FixedStr, ProgramInfo, BOOT_MAGIC,
+    BOOT_VERSION,
 };
 use atoll_abi::layout::{align_down, align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, PAGE_SIZE};
 use atoll_abi::linux::auxv::*;
@@ -12,16 +13,16 @@ use atoll_abi::linux::signal::*;
 use atoll_abi::mmio;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::backend::{self, BackendChoice, BootPlan, ClockSlots, Running};
 use crate::files::{Files, FilesError, MountSpec};
 use crate::host;
 use crate::loader::{self, LoadError, Program};
 use crate::memory::{GuestRam, MemoryError};
 use crate::net::NetPolicy;
 use crate::offload::Offload;
-use crate::preempt::Preemption;
 use crate::rewrite;
 use crate::setup::{self, Layout, SetupError, StackSpec};
-use crate::vcpu::{self, KvmError, VcpuEvent, VcpuStart};
+use crate::vcpu::KvmError;
 use crate::vdso;
 
 pub use crate::host::monotonic_ns;
@@ -31,7 +32,8 @@ const POPULATE_DELAY: std::time::Duration = std::time::Duration::from_millis(20)
 
 /// What to run and how.
 pub struct IsleConfig<'a> {
-    pub kvm_device: PathBuf,
+    /// What runs the vCPUs.
+    pub backend: BackendChoice,
     /// The kernel ELF (embedded in the atoll binary).
     pub kernel_image: &'a [u8],
     /// The program ELF.
@@ -88,6 +90,8 @@ pub enum IsleError {
     Memory(#[from] MemoryError),
     #[error("{0}")]
     Kvm(#[from] KvmError),
+    #[error("{0}")]
+    Qemu(#[from] crate::backend::qemu::QemuError),
     #[error("{0}")]
     Files(#[from] FilesError),
 }
@@ -214,13 +218,13 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let heap_start = align_up(vdso_base + vdso_size, PAGE_SIZE);
     layout.check_program(program.image_start, heap_start)?;
     let files = Files::new(&config.mounts, &config.cwd)?;
-    let kvm = vcpu::open_kvm(&config.kvm_device)?;
-    tracing::debug!(elapsed = ?started.elapsed(), "program parsed, KVM open");
+    let mut backend = backend::open(&config.backend, cpu_count, config.memory_size)?;
+    tracing::debug!(elapsed = ?started.elapsed(), backend = backend.name(), "program parsed, backend open");
 
     // Boot needs the program image, the top of the stack, the kernel and the
     // system area: the monitor's own writes below fault those huge pages in.
     // The rest is populated in the background once the program runs.
-    let ram = Arc::new(GuestRam::new(config.memory_size)?);
+    let ram = Arc::new(backend.guest_ram(config.memory_size)?);
     if let Some(node) = config.numa_node {
         let bound = ram.bind_to_node(node);
         tracing::debug!(node, bound, "guest memory bound to the isle's node");
@@ -244,8 +248,12 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     }
 
     tracing::debug!(elapsed = ?started.elapsed(), "guest memory written");
-    let vm = vcpu::create_vm(&kvm, &ram)?;
-    let cpuid = vcpu::guest_cpuid(&kvm)?;
+    let cpu = backend.prepare(&BootPlan {
+        ram: &ram,
+        layout: &layout,
+        kernel: &kernel,
+        cpu_count,
+    })?;
     let identity = host::identity();
     let auxv = vec![
         (AT_PHDR, program.phdr_address),
@@ -260,7 +268,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         (AT_GID, u64::from(identity.gid)),
         (AT_EGID, u64::from(identity.egid)),
         (AT_SECURE, 0),
-        (AT_HWCAP, vcpu::hwcap(&cpuid)),
+        (AT_HWCAP, cpu.hwcap),
         // No HWCAP2_FSGSBASE: GS holds the kernel's per-CPU pointer, so
         // programs must not be invited to move it (FS is theirs via arch_prctl).
         (AT_HWCAP2, 0),
@@ -280,26 +288,12 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         },
     )?;
 
-    let mut vcpus = Vec::with_capacity(cpu_count as usize);
-    for index in 0..cpu_count {
-        vcpus.push(vcpu::create_vcpu(
-            &vm,
-            &vcpu::cpuid_for(&cpuid, index),
-            &layout,
-            &VcpuStart {
-                index,
-                entry: kernel.entry,
-                stack_top: layout.kernel_stack_top(index),
-                boot_info: layout.boot_info,
-                syscall_entry: kernel.syscall_entry,
-            },
-        )?);
-    }
-
-    tracing::debug!(elapsed = ?started.elapsed(), "vCPUs created");
-    let clock = clock_info(&vcpus[0]);
+    tracing::debug!(elapsed = ?started.elapsed(), "vCPUs ready");
     ram.memory()
-        .write_slice(&vdso::image(&kernel.vdso, &clock), GuestAddress(vdso_base))
+        .write_slice(
+            &vdso::image(&kernel.vdso, &cpu.clock),
+            GuestAddress(vdso_base),
+        )
         .map_err(|error| SetupError::Memory(error.to_string()))?;
     let boot_info = BootInfo {
         magic: BOOT_MAGIC,
@@ -315,7 +309,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         system_end: config.memory_size,
         cpu_areas: layout.cpu_areas,
         cpu_area_stride: layout.cpu_area_stride,
-        xsave_size: vcpu::xsave_size(&cpuid),
+        xsave_size: cpu.xsave_size,
         page_table_root: layout.cr3(),
         spare_page_tables: layout.spare_page_tables,
         spare_page_table_count: setup::SPARE_PAGE_TABLES,
@@ -327,7 +321,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
             stack_bottom: layout.stack_bottom,
             stack_top: layout.stack_top,
         },
-        clock,
+        clock: cpu.clock,
         identity,
         uname: host::uname(),
         exe_path: FixedStr::new(&config.exe_path),
@@ -346,6 +340,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
         .collect();
     let offload = Offload::new(Arc::clone(&ram), queues, files, config.net.clone());
+    backend.configure_offload(&offload);
     offload.spawn(config.service_core);
     if let Some(path) = config.stats_path.clone() {
         publish_stats(Arc::clone(&offload), path);
@@ -356,159 +351,53 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         size = ram.size(),
         "entering the isle"
     );
-    let preemption = Preemption::new(cpu_count as usize);
-    preemption.spawn_ticker(Arc::clone(&ram), layout.clone(), config.service_core);
-    let shared = Arc::new(Shared {
+    let clock_in_boot_info = layout.boot_info + std::mem::offset_of!(BootInfo, clock) as u64;
+    let clock_in_vdso = vdso_base + vdso::clock_offset(&kernel.vdso) as u64;
+    let clock_slots = vec![
+        ClockSlots {
+            tsc_at_boot: clock_in_boot_info + std::mem::offset_of!(ClockInfo, tsc_at_boot) as u64,
+            monotonic_ns: clock_in_boot_info + std::mem::offset_of!(ClockInfo, monotonic_ns) as u64,
+            realtime_ns: clock_in_boot_info + std::mem::offset_of!(ClockInfo, realtime_ns) as u64,
+        },
+        ClockSlots {
+            tsc_at_boot: clock_in_vdso + vdso_data::TSC_AT_BOOT as u64,
+            monotonic_ns: clock_in_vdso + vdso_data::MONOTONIC_NS as u64,
+            realtime_ns: clock_in_vdso + vdso_data::REALTIME_NS as u64,
+        },
+    ];
+    let outcome = backend.run(Running {
+        clock_slots,
         ram,
         layout,
         offload,
-        preemption,
         preempt_entry: kernel.preempt_entry,
+        vcpu_cores: config.vcpu_cores,
+        service_core: config.service_core,
         started,
     });
-    let (outcomes, outcome) = std::sync::mpsc::channel();
-    for (index, vcpu) in vcpus.into_iter().enumerate() {
-        let shared = Arc::clone(&shared);
-        let outcomes = outcomes.clone();
-        let core = config.vcpu_cores.get(index).copied();
-        std::thread::Builder::new()
-            .name(format!("atoll-vcpu{index}"))
-            .spawn(move || {
-                if let Some(core) = core {
-                    host::pin_current_thread(core);
-                }
-                shared.preemption.register_current_thread(index);
-                let outcome = run_vcpu(&shared, vcpu, index);
-                let _ = outcomes.send(outcome);
-            })
-            .expect("spawning a thread only fails when the host is out of resources");
-    }
-    let outcome = outcome
-        .recv()
-        .unwrap_or_else(|_| Outcome::Crashed("every vCPU thread died".into()));
     if config.flags & atoll_abi::boot::flags::SYSCALL_SUMMARY != 0 {
         report_rewriting(config.rewrite, &plan.census);
     }
-    // The process exits next. Closing the VM here would unmap its state,
-    // which waits for any populate still in flight.
-    std::mem::forget(vm);
     Ok(outcome)
 }
 
-/// What every vCPU thread shares.
-struct Shared {
-    ram: Arc<GuestRam>,
-    layout: Layout,
-    offload: Arc<Offload>,
-    preemption: Arc<Preemption>,
-    preempt_entry: u64,
-    started: std::time::Instant,
-}
-
-/// Runs vCPU `index` until the isle ends; returns how it ended.
-fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outcome {
-    let Shared {
-        ram,
-        layout,
-        offload,
-        preemption,
-        preempt_entry,
-        started,
-    } = shared;
-    let (mut exits, mut preemptions) = (0u64, 0u64);
-    loop {
-        exits += 1;
-        let event = match vcpu::run(&mut vcpu) {
-            Ok(event) => event,
-            Err(error) => return Outcome::Crashed(error.to_string()),
-        };
-        tracing::debug!(elapsed = ?started.elapsed(), cpu = index, ?event, "vCPU exit");
-        let outcome = match event {
-            VcpuEvent::Interrupted => {
-                if preemption.preempt_if_requested(&vcpu, index, ram, layout, *preempt_entry) {
-                    preemptions += 1;
-                }
-                continue;
-            }
-            VcpuEvent::Doorbell {
-                offset: mmio::EXIT,
-                value,
-            } => Outcome::Exited(value as u8),
-            VcpuEvent::Doorbell {
-                offset: mmio::WAKE_HOST,
-                ..
-            } => {
-                offload.wake_server();
-                continue;
-            }
-            VcpuEvent::Doorbell {
-                offset: mmio::KICK,
-                value,
-            } => {
-                offload.kick_vcpu(value as usize);
-                continue;
-            }
-            VcpuEvent::Doorbell {
-                offset: mmio::PARK, ..
-            } => {
-                // The vCPU's own index, not what the guest wrote.
-                let area = layout.cpu_area(index as u64);
-                let deadline = ram
-                    .memory()
-                    .read_obj::<u64>(GuestAddress(
-                        area + std::mem::offset_of!(CpuArea, park_deadline_ns) as u64,
-                    ))
-                    .unwrap_or(0);
-                offload.park_vcpu(index, deadline);
-                match offload.failure() {
-                    Some(failure) => Outcome::Crashed(failure.to_string()),
-                    None => continue,
-                }
-            }
-            VcpuEvent::Doorbell {
-                offset: mmio::PANIC,
-                ..
-            } => Outcome::Crashed(format!(
-                "kernel panic: {}",
-                panic_message(ram, layout, index as u64)
-            )),
-            VcpuEvent::Doorbell {
-                offset: mmio::FAULT,
-                value,
-            } => fault_outcome(ram, &vcpu, value),
-            VcpuEvent::Doorbell { offset, value } => {
-                Outcome::Crashed(format!("unknown doorbell {offset:#x} rung with {value:#x}"))
-            }
-            VcpuEvent::Shutdown => {
-                Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(&vcpu)))
-            }
-            VcpuEvent::InternalError => Outcome::Crashed(format!(
-                "KVM could not emulate the instruction at rip {:#x}",
-                vcpu::rip(&vcpu)
-            )),
-            VcpuEvent::Unexpected(what) => {
-                Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu)))
-            }
-        };
-        tracing::debug!(cpu = index, exits, preemptions, "vCPU done");
-        // Closing the vCPU would unmap its run area, which waits for any
-        // populate in flight; the process is about to exit anyway.
-        std::mem::forget(vcpu);
-        return outcome;
-    }
-}
-
-/// Samples the guest TSC and the host clocks together.
-fn clock_info(vcpu: &kvm_ioctls::VcpuFd) -> ClockInfo {
-    let tsc_khz = vcpu::tsc_khz(vcpu).unwrap_or_else(host::measure_tsc_khz);
-    let before = host::monotonic_ns();
-    let tsc_at_boot = vcpu::guest_tsc(vcpu).unwrap_or_else(host::rdtsc);
-    let after = host::monotonic_ns();
-    ClockInfo {
-        tsc_khz,
-        tsc_at_boot,
-        realtime_ns: host::realtime_ns() - (host::monotonic_ns() - (before + after) / 2),
-        monotonic_ns: (before + after) / 2,
+/// How an isle ended, from a final doorbell rung on CPU `cpu` (`cr2`: the
+/// faulting address of a page fault, where the backend knows it).
+pub(crate) fn doorbell_outcome(
+    ram: &GuestRam,
+    layout: &Layout,
+    cpu: u64,
+    offset: u64,
+    value: u64,
+    cr2: Option<u64>,
+) -> Outcome {
+    match offset {
+        mmio::EXIT => Outcome::Exited(value as u8),
+        mmio::PANIC => {
+            Outcome::Crashed(format!("kernel panic: {}", panic_message(ram, layout, cpu)))
+        }
+        mmio::FAULT => fault_outcome(ram, cr2, value),
+        offset => Outcome::Crashed(format!("unknown doorbell {offset:#x} rung with {value:#x}")),
     }
 }
 
@@ -550,7 +439,7 @@ fn read_frame(ram: &GuestRam, address: u64) -> Option<ExceptionFrame> {
 }
 
 /// Turns an exception report into the signal Linux would have sent.
-fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) -> Outcome {
+fn fault_outcome(ram: &GuestRam, cr2: Option<u64>, frame_address: u64) -> Outcome {
     let Some(frame) = read_frame(ram, frame_address) else {
         return Outcome::Crashed(format!(
             "exception report with a bad frame address {frame_address:#x}"
@@ -564,7 +453,7 @@ fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) 
         16 | 19 => (SIGFPE, "SIGFPE", "floating-point exception".to_string()),
         13 => (SIGSEGV, "SIGSEGV", "general protection fault".to_string()),
         14 => {
-            let address = vcpu::cr2(vcpu);
+            let address = cr2.map_or_else(|| "unknown".to_string(), |cr2| format!("{cr2:#x}"));
             let access = if frame.error_code & 0x10 != 0 {
                 "instruction fetch"
             } else if frame.error_code & 0x2 != 0 {
@@ -580,7 +469,7 @@ fn fault_outcome(ram: &GuestRam, vcpu: &kvm_ioctls::VcpuFd, frame_address: u64) 
             (
                 SIGSEGV,
                 "SIGSEGV",
-                format!("page fault at address {address:#x} ({access}, {cause})"),
+                format!("page fault at address {address} ({access}, {cause})"),
             )
         }
         vector => (SIGSEGV, "SIGSEGV", format!("CPU exception {vector}")),

@@ -7,12 +7,14 @@
 //! - [`offload`]: the host side of the offload queue.
 //! - [`rewrite`]: syscall sites turned into jumps to the kernel, at load time.
 //! - [`vdso`]: the program's vDSO (clocks without entering the kernel).
+//! - [`backend`]: what runs the vCPUs: our KVM monitor, or QEMU.
 //! - [`isle`]: puts them together: [`isle::run`].
 //! - [`alloc`]: the `atoll` process's allocator (large buffers on huge pages).
 //! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
 
 pub mod alloc;
+pub mod backend;
 pub mod file_ops;
 pub mod files;
 #[cfg(feature = "fuzzing")]
@@ -29,6 +31,8 @@ pub mod setup;
 pub mod vcpu;
 pub mod vdso;
 
+pub use backend::qemu::QemuOptions;
+pub use backend::BackendChoice;
 pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};
 pub use net::NetPolicy;

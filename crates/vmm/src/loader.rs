@@ -293,6 +293,10 @@ pub struct Kernel {
     pub rewritten_entry: u64,
     /// The vDSO's code (see `vdso`).
     pub vdso: crate::vdso::VdsoCode,
+    /// The 32-bit entry for a boot CPU started outside long mode (QEMU's
+    /// PVH boot), and where it reads its `LongModeStart`.
+    pub pvh_entry: u64,
+    pub long_mode_start: u64,
 }
 
 /// The bytes between the kernel's `atoll_vdso_start` and `atoll_vdso_end`,
@@ -370,6 +374,8 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
         preempt_entry: symbol("atoll_preempt_entry")?,
         rewritten_entry: symbol("atoll_rewritten_entry")?,
         vdso: vdso_code(&elf, bytes, &symbol)?,
+        pvh_entry: symbol("atoll_pvh_entry")?,
+        long_mode_start: symbol("atoll_long_mode_start")?,
     })
 }
 

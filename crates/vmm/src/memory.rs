@@ -1,4 +1,5 @@
-//! Guest RAM: one private anonymous mapping on transparent huge pages.
+//! Guest RAM: one private anonymous mapping on transparent huge pages (or,
+//! for the QEMU backend, a memfd both processes map).
 //!
 //! On kvm-pvm a guest's first touch of a 4 KiB page costs ~26,500 cycles,
 //! but ~71 once the host has populated huge pages. So RAM is a private
@@ -24,6 +25,8 @@ pub enum MemoryError {
         size: u64,
         source: vm_memory::mmap::MmapRegionError,
     },
+    #[error("cannot make shared guest memory: {0}")]
+    Shared(String),
     #[error("cannot set up guest memory regions: {0}")]
     Regions(String),
     #[error("cannot populate guest memory at {offset:#x}+{len:#x}: {source}")]
@@ -58,6 +61,35 @@ impl GuestRam {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
         )
         .map_err(|source| MemoryError::Map { size, source })?;
+        Self::from_region(region, size)
+    }
+
+    /// `size` bytes shared with another process through a memfd (which
+    /// holds `size + extra` bytes: room beyond the isle's RAM for that
+    /// process's own use). Shared memory gets 4 KiB pages here, so this is
+    /// only for backends that need it (QEMU).
+    pub fn new_shared(size: u64, extra: u64) -> Result<(Self, std::fs::File), MemoryError> {
+        use std::os::fd::FromRawFd;
+        let map_error = |error: std::io::Error| MemoryError::Shared(error.to_string());
+        // SAFETY: memfd_create reads a NUL-terminated name; the fd it
+        // returns is new and ours.
+        let fd = unsafe { libc::memfd_create(c"atoll-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(map_error(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just made and nothing else owns it.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.set_len(size + extra).map_err(map_error)?;
+        let region = MmapRegion::<()>::from_file(
+            vm_memory::FileOffset::new(file.try_clone().map_err(map_error)?, 0),
+            size as usize,
+        )
+        .map_err(|source| MemoryError::Map { size, source })?;
+        Ok((Self::from_region(region, size)?, file))
+    }
+
+    /// Guest-physical `0..size` backed by `region`.
+    fn from_region(region: MmapRegion<()>, size: u64) -> Result<Self, MemoryError> {
         let host_base = region.as_ptr();
         let region = GuestRegionMmap::new(region, GuestAddress(0))
             .ok_or_else(|| MemoryError::Regions("guest region overflows".into()))?;

@@ -100,6 +100,8 @@ pub struct Offload {
     refuse_blocking: bool,
     /// Requests completed, for `atoll top`.
     completed: std::sync::atomic::AtomicU64,
+    /// How long the parked server sleeps before it looks again, in ns.
+    park_recheck_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Offload {
@@ -122,7 +124,15 @@ impl Offload {
             failure: Mutex::new(None),
             refuse_blocking: false,
             completed: std::sync::atomic::AtomicU64::new(0),
+            park_recheck_ns: std::sync::atomic::AtomicU64::new(PARKED_RECHECK.as_nanos() as u64),
         })
+    }
+
+    /// For a backend whose WAKE_HOST doorbell never arrives (QEMU): the
+    /// parked server looks at the rings again this often on its own.
+    pub fn set_park_recheck(&self, every: Duration) {
+        self.park_recheck_ns
+            .store(every.as_nanos() as u64, Ordering::Relaxed);
     }
 
     #[cfg(feature = "fuzzing")]
@@ -301,7 +311,8 @@ impl Offload {
                     .any(|s| self.load(s.base + offset::SQ_TAIL as u64) != s.sq_head)
             };
             tracing::trace!(at = crate::host::monotonic_ns(), "parking");
-            self.server.wait(PARKED_RECHECK, pending);
+            let recheck = Duration::from_nanos(self.park_recheck_ns.load(Ordering::Relaxed));
+            self.server.wait(recheck, pending);
             tracing::trace!(at = crate::host::monotonic_ns(), "unparked");
             for state in &states {
                 self.store(state.base + offset::HOST_STATE as u64, HOST_POLLING);

@@ -434,6 +434,11 @@ pub fn write_cpu_area(
         area + std::mem::offset_of!(CpuArea, cpu_index) as u64,
         cpu,
     )?;
+    write_u64(
+        memory,
+        area + atoll_abi::boot::CPU_AREA_LAST_DOORBELL as u64,
+        atoll_abi::boot::NO_DOORBELL,
+    )?;
     Ok(())
 }
 

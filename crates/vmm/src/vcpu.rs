@@ -40,8 +40,11 @@ const EFER_SCE: u64 = 1 << 0;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
+/// The guest's CR4 and EFER (LMA comes with paging on).
+pub const GUEST_CR4: u64 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE | CR4_OSXSAVE;
+pub const GUEST_EFER: u64 = EFER_SCE | EFER_LME | EFER_NXE;
 /// Flags cleared on syscall entry (at CPL 0): TF, IF, DF, NT, AC.
-const SYSCALL_FLAG_MASK: u64 = 0x100 | 0x200 | 0x400 | 0x4000 | 0x4_0000;
+pub const SYSCALL_FLAG_MASK: u64 = 0x100 | 0x200 | 0x400 | 0x4000 | 0x4_0000;
 /// XCR0 components a ring-3 program may use: x87, SSE, AVX, AVX-512.
 const XCR0_USER_STATE: u64 = 0x7 | 0xe0;
 
@@ -202,8 +205,8 @@ pub fn create_vcpu(
         .map_err(ioctl_error("reading special registers"))?;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
     sregs.cr3 = layout.cr3();
-    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE | CR4_OSXSAVE;
-    sregs.efer = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE;
+    sregs.cr4 = GUEST_CR4;
+    sregs.efer = GUEST_EFER | EFER_LMA;
     sregs.cs = user_segment(selector::USER_CODE, true, 0);
     let data = user_segment(selector::USER_DATA, false, 0);
     sregs.ss = data;
@@ -240,9 +243,8 @@ pub fn create_vcpu(
     xcrs.xcrs[0].value = supported_xcr0(cpuid) & XCR0_USER_STATE;
     vcpu.set_xcrs(&xcrs).map_err(ioctl_error("setting XCR0"))?;
 
-    let star = (u64::from(selector::KERNEL_CODE) << 32) | (u64::from(selector::USER_CODE32) << 48);
     let entries = [
-        (MSR_STAR, star),
+        (MSR_STAR, guest_star()),
         (MSR_LSTAR, start.syscall_entry),
         (MSR_CSTAR, 0),
         (MSR_SYSCALL_MASK, SYSCALL_FLAG_MASK),
@@ -282,6 +284,11 @@ pub fn create_vcpu(
     vcpu.set_regs(&regs)
         .map_err(ioctl_error("setting registers"))?;
     Ok(vcpu)
+}
+
+/// STAR: `syscall` loads the kernel code segment, `sysretq` the user ones.
+pub fn guest_star() -> u64 {
+    (u64::from(selector::KERNEL_CODE) << 32) | (u64::from(selector::USER_CODE32) << 48)
 }
 
 /// The guest TSC frequency in kHz.

@@ -49,20 +49,36 @@ fn align(value: usize, to: usize) -> usize {
     value.div_ceil(to) * to
 }
 
-/// The vDSO image, to be placed at a page boundary (all addresses in it
-/// are offsets from its start).
-pub fn image(code: &VdsoCode, clock: &ClockInfo) -> Vec<u8> {
-    // Strings: "", the soname, then the function names.
+/// The vDSO's string table: "", the soname, then the function names.
+fn strings(code: &VdsoCode) -> Vec<u8> {
     let mut strings = vec![0u8];
-    let soname = strings.len();
     strings.extend_from_slice(SONAME.as_bytes());
     strings.push(0);
-    let mut names = Vec::new();
     for (name, _) in &code.functions {
-        names.push(strings.len());
         strings.extend_from_slice(name.as_bytes());
         strings.push(0);
     }
+    strings
+}
+
+/// Where the code starts in the image.
+fn text_offset(code: &VdsoCode) -> usize {
+    let symbol_count = code.functions.len() + 1;
+    let hash = EHDR_SIZE + 2 * PHDR_SIZE + 7 * DYN_SIZE;
+    let symbols = align(hash + 4 * (2 + 1 + symbol_count), 8);
+    align(symbols + symbol_count * SYM_SIZE + strings(code).len(), 64)
+}
+
+/// Where the image keeps its clock calibration (`vdso_data`): a backend
+/// whose guest TSC isn't the host's sets it again once the guest runs.
+pub fn clock_offset(code: &VdsoCode) -> usize {
+    text_offset(code) + code.data
+}
+
+/// The vDSO image, to be placed at a page boundary (all addresses in it
+/// are offsets from its start).
+pub fn image(code: &VdsoCode, clock: &ClockInfo) -> Vec<u8> {
+    let strings = strings(code);
     let symbol_count = code.functions.len() + 1;
     let dynamic_entries = 7;
 
@@ -72,7 +88,14 @@ pub fn image(code: &VdsoCode, clock: &ClockInfo) -> Vec<u8> {
     let hash_size = 4 * (2 + 1 + symbol_count);
     let symbols = align(hash + hash_size, 8);
     let strtab = symbols + symbol_count * SYM_SIZE;
-    let text = align(strtab + strings.len(), 64);
+    let text = text_offset(code);
+    let soname = 1;
+    let mut names = Vec::new();
+    let mut at = 1 + SONAME.len() + 1;
+    for (name, _) in &code.functions {
+        names.push(at);
+        at += name.len() + 1;
+    }
     let size = text + code.bytes.len();
     let mut image = vec![0u8; size];
 

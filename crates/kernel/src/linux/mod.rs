@@ -32,7 +32,7 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     let rewritten = frame.rewritten != 0;
     if !rewritten && trace::counting() {
         // rcx points just past the `syscall` that trapped.
-        trace::count_trap_site(frame.rcx.wrapping_sub(2));
+        trace::count_trap_site(frame.rcx.wrapping_sub(2), frame.cpl);
     }
     if matches!(number, nr::EXIT | nr::EXIT_GROUP) {
         // These don't return: count and trace them now, as strace does.

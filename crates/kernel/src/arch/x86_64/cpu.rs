@@ -2,6 +2,7 @@
 
 use atoll_abi::boot::{BootInfo, CpuArea, PreemptFrame};
 use atoll_abi::layout::MMIO_BASE;
+use atoll_abi::mmio;
 use atoll_abi::queue::{Completion, QueuePair, Request};
 
 /// Reads the time stamp counter (native in ring 3: no exit).
@@ -121,7 +122,20 @@ pub fn read_completion(cpu: usize, slot: usize) -> Completion {
 }
 
 /// Rings doorbell `offset` with `value`: one MMIO write, one VM exit.
+/// A final one (EXIT, PANIC) is also left in this CPU's area, for a
+/// monitor whose doorbell writes don't exit (QEMU) and which polls there.
 pub fn doorbell(offset: u64, value: u64) {
+    if matches!(offset, mmio::EXIT | mmio::PANIC) {
+        let area = cpu_area_mut();
+        // SAFETY: this CPU's own area; volatile because the monitor polls
+        // it from another thread. The value goes first: the monitor reads
+        // it once it sees the offset.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*area).last_doorbell_value, value);
+            core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+            core::ptr::write_volatile(&raw mut (*area).last_doorbell, offset);
+        }
+    }
     let address = (MMIO_BASE + offset) as *mut u64;
     // SAFETY: the doorbell page is mapped and has no memory behind it: the
     // write exits to the monitor and has no other effect.

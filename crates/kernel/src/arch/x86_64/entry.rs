@@ -245,11 +245,20 @@ atoll_breakpoint:
 atoll_exception_common:
     movabs ${fault_doorbell}, %rax
     mov %rsp, (%rax)
+    // Only reached where the doorbell didn't exit (QEMU): leave the report
+    // in this CPU's area (GS points there in every ring), for the monitor
+    // to poll.
+    mov %rsp, %gs:{last_doorbell_value}
+    movq ${fault}, %gs:{last_doorbell}
 2:
+    pause
     jmp 2b
 "#,
     flush_magic = const FLUSH_MAGIC,
     fault_doorbell = const atoll_abi::layout::MMIO_BASE + atoll_abi::mmio::FAULT,
+    fault = const atoll_abi::mmio::FAULT,
+    last_doorbell = const atoll_abi::boot::CPU_AREA_LAST_DOORBELL,
+    last_doorbell_value = const atoll_abi::boot::CPU_AREA_LAST_DOORBELL_VALUE,
     kernel_main = sym crate::kernel_main,
     dispatch = sym crate::linux::syscall_dispatch,
     user_rsp = const CPU_AREA_USER_RSP,

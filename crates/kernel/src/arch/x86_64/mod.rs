@@ -2,6 +2,7 @@
 
 pub mod cpu;
 pub mod entry;
+pub mod pvh;
 pub mod switch;
 pub mod user;
 pub mod vdso;

@@ -1,0 +1,228 @@
+//! Our KVM monitor: a VM and its vCPUs, started in ring 3 in the kernel
+//! with every privileged register set from outside (see `vcpu`); doorbells
+//! are MMIO exits handled on the vCPU's own thread.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use atoll_abi::boot::{ClockInfo, CpuArea};
+use atoll_abi::mmio;
+use kvm_bindings::CpuId;
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::{Backend, BootPlan, GuestCpu, Running};
+use crate::host;
+use crate::isle::{doorbell_outcome, IsleError, Outcome};
+use crate::memory::GuestRam;
+use crate::offload::Offload;
+use crate::preempt::Preemption;
+use crate::setup::Layout;
+use crate::vcpu::{self, VcpuEvent, VcpuStart};
+
+pub struct KvmBackend {
+    kvm: Kvm,
+    vm: Option<VmFd>,
+    vcpus: Vec<VcpuFd>,
+}
+
+impl KvmBackend {
+    pub fn open(device: &Path) -> Result<Self, IsleError> {
+        Ok(Self {
+            kvm: vcpu::open_kvm(device)?,
+            vm: None,
+            vcpus: Vec::new(),
+        })
+    }
+}
+
+impl Backend for KvmBackend {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn guest_ram(&mut self, size: u64) -> Result<GuestRam, IsleError> {
+        Ok(GuestRam::new(size)?)
+    }
+
+    fn prepare(&mut self, boot: &BootPlan) -> Result<GuestCpu, IsleError> {
+        let vm = vcpu::create_vm(&self.kvm, boot.ram)?;
+        let cpuid: CpuId = vcpu::guest_cpuid(&self.kvm)?;
+        for index in 0..boot.cpu_count {
+            self.vcpus.push(vcpu::create_vcpu(
+                &vm,
+                &vcpu::cpuid_for(&cpuid, index),
+                boot.layout,
+                &VcpuStart {
+                    index,
+                    entry: boot.kernel.entry,
+                    stack_top: boot.layout.kernel_stack_top(index),
+                    boot_info: boot.layout.boot_info,
+                    syscall_entry: boot.kernel.syscall_entry,
+                },
+            )?);
+        }
+        self.vm = Some(vm);
+        Ok(GuestCpu {
+            xsave_size: vcpu::xsave_size(&cpuid),
+            hwcap: vcpu::hwcap(&cpuid),
+            clock: clock_info(&self.vcpus[0]),
+        })
+    }
+
+    fn run(self: Box<Self>, isle: Running) -> Outcome {
+        let Running {
+            ram,
+            layout,
+            offload,
+            preempt_entry,
+            vcpu_cores,
+            service_core,
+            started,
+            ..
+        } = isle;
+        let cpu_count = self.vcpus.len();
+        let preemption = Preemption::new(cpu_count);
+        preemption.spawn_ticker(Arc::clone(&ram), layout.clone(), service_core);
+        let shared = Arc::new(Shared {
+            ram,
+            layout,
+            offload,
+            preemption,
+            preempt_entry,
+            started,
+        });
+        let (outcomes, outcome) = std::sync::mpsc::channel();
+        let KvmBackend { vm, vcpus, .. } = *self;
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            let outcomes = outcomes.clone();
+            let core = vcpu_cores.get(index).copied();
+            std::thread::Builder::new()
+                .name(format!("atoll-vcpu{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        host::pin_current_thread(core);
+                    }
+                    shared.preemption.register_current_thread(index);
+                    let outcome = run_vcpu(&shared, vcpu, index);
+                    let _ = outcomes.send(outcome);
+                })
+                .expect("spawning a thread only fails when the host is out of resources");
+        }
+        let outcome = outcome
+            .recv()
+            .unwrap_or_else(|_| Outcome::Crashed("every vCPU thread died".into()));
+        // The process exits next. Closing the VM here would unmap its state,
+        // which waits for any populate still in flight.
+        std::mem::forget(vm);
+        outcome
+    }
+}
+
+/// What every vCPU thread shares.
+struct Shared {
+    ram: Arc<GuestRam>,
+    layout: Layout,
+    offload: Arc<Offload>,
+    preemption: Arc<Preemption>,
+    preempt_entry: u64,
+    started: std::time::Instant,
+}
+
+/// Runs vCPU `index` until the isle ends; returns how it ended.
+fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outcome {
+    let Shared {
+        ram,
+        layout,
+        offload,
+        preemption,
+        preempt_entry,
+        started,
+    } = shared;
+    let (mut exits, mut preemptions) = (0u64, 0u64);
+    loop {
+        exits += 1;
+        let event = match vcpu::run(&mut vcpu) {
+            Ok(event) => event,
+            Err(error) => return Outcome::Crashed(error.to_string()),
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), cpu = index, ?event, "vCPU exit");
+        let outcome = match event {
+            VcpuEvent::Interrupted => {
+                if preemption.preempt_if_requested(&vcpu, index, ram, layout, *preempt_entry) {
+                    preemptions += 1;
+                }
+                continue;
+            }
+            VcpuEvent::Doorbell {
+                offset: mmio::WAKE_HOST,
+                ..
+            } => {
+                offload.wake_server();
+                continue;
+            }
+            VcpuEvent::Doorbell {
+                offset: mmio::KICK,
+                value,
+            } => {
+                offload.kick_vcpu(value as usize);
+                continue;
+            }
+            VcpuEvent::Doorbell {
+                offset: mmio::PARK, ..
+            } => {
+                // The vCPU's own index, not what the guest wrote.
+                let area = layout.cpu_area(index as u64);
+                let deadline = ram
+                    .memory()
+                    .read_obj::<u64>(GuestAddress(
+                        area + std::mem::offset_of!(CpuArea, park_deadline_ns) as u64,
+                    ))
+                    .unwrap_or(0);
+                offload.park_vcpu(index, deadline);
+                match offload.failure() {
+                    Some(failure) => Outcome::Crashed(failure.to_string()),
+                    None => continue,
+                }
+            }
+            VcpuEvent::Doorbell { offset, value } => doorbell_outcome(
+                ram,
+                layout,
+                index as u64,
+                offset,
+                value,
+                Some(vcpu::cr2(&vcpu)),
+            ),
+            VcpuEvent::Shutdown => {
+                Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(&vcpu)))
+            }
+            VcpuEvent::InternalError => Outcome::Crashed(format!(
+                "KVM could not emulate the instruction at rip {:#x}",
+                vcpu::rip(&vcpu)
+            )),
+            VcpuEvent::Unexpected(what) => {
+                Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu)))
+            }
+        };
+        tracing::debug!(cpu = index, exits, preemptions, "vCPU done");
+        // Closing the vCPU would unmap its run area, which waits for any
+        // populate in flight; the process is about to exit anyway.
+        std::mem::forget(vcpu);
+        return outcome;
+    }
+}
+
+/// Samples the guest TSC and the host clocks together.
+fn clock_info(vcpu: &kvm_ioctls::VcpuFd) -> ClockInfo {
+    let tsc_khz = vcpu::tsc_khz(vcpu).unwrap_or_else(host::measure_tsc_khz);
+    let before = host::monotonic_ns();
+    let tsc_at_boot = vcpu::guest_tsc(vcpu).unwrap_or_else(host::rdtsc);
+    let after = host::monotonic_ns();
+    ClockInfo {
+        tsc_khz,
+        tsc_at_boot,
+        realtime_ns: host::realtime_ns() - (host::monotonic_ns() - (before + after) / 2),
+        monotonic_ns: (before + after) / 2,
+    }
+}

@@ -1,0 +1,103 @@
+//! What runs an isle's vCPUs, behind one trait (cloud-hypervisor's
+//! `hypervisor` crate is the model):
+//!
+//! - [`kvm`]: our own monitor on /dev/kvm. vCPUs start in ring 3 with
+//!   every register set from outside; doorbells are MMIO exits.
+//! - [`qemu`]: QEMU (TCG) as a fallback and as the way to run the kernel's
+//!   hardware paths (LSTAR at CPL 0, `sysretq`) on a host whose KVM is
+//!   kvm-pvm. Guest RAM is a memfd both processes map; the boot CPU enters
+//!   through the kernel's PVH entry; final doorbells are polled.
+//!
+//! Everything else (loading, page tables, the boot info, the offload
+//! server) is the same for both: `isle::run`.
+
+pub mod kvm;
+pub mod qemu;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use atoll_abi::boot::ClockInfo;
+
+use crate::isle::{IsleError, Outcome};
+use crate::loader::Kernel;
+use crate::memory::GuestRam;
+use crate::offload::Offload;
+use crate::setup::Layout;
+
+/// Which backend runs an isle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Our KVM monitor, on this device.
+    Kvm { device: PathBuf },
+    /// QEMU.
+    Qemu(qemu::QemuOptions),
+}
+
+/// Guest memory as the boot CPUs will find it, for [`Backend::prepare`].
+pub struct BootPlan<'a> {
+    pub ram: &'a GuestRam,
+    pub layout: &'a Layout,
+    pub kernel: &'a Kernel,
+    pub cpu_count: u64,
+}
+
+/// What the boot info and the program's auxv say about the guest CPU.
+pub struct GuestCpu {
+    pub xsave_size: u64,
+    pub hwcap: u64,
+    pub clock: ClockInfo,
+}
+
+/// A booted isle, for [`Backend::run`].
+pub struct Running {
+    pub ram: Arc<GuestRam>,
+    pub layout: Layout,
+    pub offload: Arc<Offload>,
+    pub preempt_entry: u64,
+    pub vcpu_cores: Vec<usize>,
+    pub service_core: Option<usize>,
+    pub started: Instant,
+    /// Where the guest keeps its clock calibration (boot info and vDSO),
+    /// for a backend whose guest TSC isn't the host's.
+    pub clock_slots: Vec<ClockSlots>,
+}
+
+/// Guest addresses of one copy of the clock calibration: a guest TSC value
+/// and the host clocks at that instant.
+pub struct ClockSlots {
+    pub tsc_at_boot: u64,
+    pub monotonic_ns: u64,
+    pub realtime_ns: u64,
+}
+
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// Guest RAM of `size` bytes that this backend can run.
+    fn guest_ram(&mut self, size: u64) -> Result<GuestRam, IsleError>;
+    /// Makes the vCPUs, once guest memory holds the kernel and the page and
+    /// descriptor tables.
+    fn prepare(&mut self, boot: &BootPlan) -> Result<GuestCpu, IsleError>;
+    /// Adjusts the offload server to how this backend rings doorbells.
+    fn configure_offload(&self, _offload: &Arc<Offload>) {}
+    /// Runs the isle until it ends.
+    fn run(self: Box<Self>, isle: Running) -> Outcome;
+}
+
+/// Opens the backend `choice` names for an isle of `cpu_count` vCPUs and
+/// `memory_size` bytes.
+pub fn open(
+    choice: &BackendChoice,
+    cpu_count: u64,
+    memory_size: u64,
+) -> Result<Box<dyn Backend>, IsleError> {
+    Ok(match choice {
+        BackendChoice::Kvm { device } => Box::new(kvm::KvmBackend::open(device)?),
+        BackendChoice::Qemu(options) => Box::new(qemu::QemuBackend::open(
+            options.clone(),
+            cpu_count,
+            memory_size,
+        )?),
+    })
+}
