@@ -163,15 +163,10 @@ fn more_cores_than_qemu_runs_is_a_clear_error() {
     assert_one_line_error(&output, 125, &["one vCPU", "-c 1"]);
 }
 
-#[test]
-fn a_gdb_session_breaks_in_the_program_and_reads_a_variable() {
-    if !qemu_installed() {
-        return;
-    }
-    if Command::new("gdb").arg("--version").output().is_err() {
-        eprintln!("skipped: no gdb (apt-get install gdb)");
-        return;
-    }
+/// Runs gdbtarget under `--gdb`, attaches `gdb -batch` with `commands`
+/// (after connecting and loading the kernel's symbols as atoll says to),
+/// and returns what gdb printed and how the isle ended.
+fn gdb_session(commands: &[&str]) -> (String, Output) {
     let target = program(Flavor::Musl, "gdbtarget");
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -179,7 +174,7 @@ fn a_gdb_session_breaks_in_the_program_and_reads_a_variable() {
         .unwrap()
         .port();
     let _slot = isle_slot();
-    let isle = atoll()
+    let mut isle = atoll()
         .args(["run", "--gdb", &port.to_string()])
         .arg(&target)
         .stdin(Stdio::null())
@@ -187,24 +182,74 @@ fn a_gdb_session_breaks_in_the_program_and_reads_a_variable() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("atoll starts");
+    // atoll's first line says how to attach, kernel symbols included.
+    let mut hint = String::new();
+    let mut stderr_pipe = std::io::BufReader::new(isle.stderr.take().expect("piped"));
+    std::io::BufRead::read_line(&mut stderr_pipe, &mut hint).expect("atoll's hint");
+    let kernel = hint
+        .split("add-symbol-file ")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no kernel symbols in: {hint}"))
+        .to_string();
     wait_for_port(port);
-    let session = Command::new("gdb")
-        .args(["-batch", "-nx"])
+    let mut gdb = Command::new("gdb");
+    gdb.args(["-batch", "-nx"])
         .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
-        .args(["-ex", "break report"])
-        .args(["-ex", "continue"])
-        .args(["-ex", "print answer"])
-        .args(["-ex", "bt"])
-        .args(["-ex", "detach"])
-        .arg(&target)
-        .output()
-        .expect("gdb runs");
-    let said = String::from_utf8_lossy(&session.stdout).into_owned();
-    let output = isle.wait_with_output().expect("atoll ends");
+        .args(["-ex", &format!("add-symbol-file {kernel}")]);
+    for command in commands {
+        gdb.args(["-ex", command]);
+    }
+    let session = gdb.arg(&target).output().expect("gdb runs");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut rest);
+    let mut output = isle.wait_with_output().expect("atoll ends");
+    output.stderr = rest.into_bytes();
+    (
+        String::from_utf8_lossy(&session.stdout).into_owned(),
+        output,
+    )
+}
+
+fn have_gdb() -> bool {
+    let found = Command::new("gdb").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("skipped: no gdb (apt-get install gdb)");
+    }
+    found
+}
+
+#[test]
+fn a_gdb_session_breaks_in_the_program_and_reads_a_variable() {
+    if !qemu_installed() || !have_gdb() {
+        return;
+    }
+    let (said, output) = gdb_session(&["break report", "continue", "print answer", "bt", "detach"]);
     assert!(said.contains("Breakpoint 1, report"), "gdb said: {said}");
     assert!(said.contains("$1 = 42"), "gdb said: {said}");
     assert!(said.contains("in main"), "no main in the backtrace: {said}");
     // Detached, the program runs on to its end.
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), "answer 42\n");
+}
+
+#[test]
+fn a_gdb_session_breaks_in_the_kernel_with_its_symbols() {
+    if !qemu_installed() || !have_gdb() {
+        return;
+    }
+    let (said, output) = gdb_session(&[
+        "rbreak ^atoll_kernel::linux::syscall_dispatch",
+        "continue",
+        "bt 2",
+        "delete",
+        "detach",
+    ]);
+    assert!(
+        said.contains("#0  0xffffffff")
+            && said.contains("in atoll_kernel::linux::syscall_dispatch"),
+        "gdb said: {said}"
+    );
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert_eq!(stdout(&output), "answer 42\n");
 }

@@ -621,6 +621,20 @@ fn apply_settings(
     Ok(args)
 }
 
+/// The kernel ELF as a file for GDB's `add-symbol-file` (named by its
+/// digest, so it is written once per kernel).
+fn kernel_symbols_file(kernel: &[u8]) -> Option<PathBuf> {
+    let digest = crate::store::sha256(kernel);
+    let path = std::env::temp_dir().join(format!(
+        "atoll-kernel-{}.elf",
+        &digest.trim_start_matches("sha256:")[..16]
+    ));
+    if !path.is_file() {
+        std::fs::write(&path, kernel).ok()?;
+    }
+    Some(path)
+}
+
 /// The backend `--backend` names; `auto` is KVM where the device exists,
 /// else QEMU, said in one line.
 fn choose_backend(
@@ -631,7 +645,7 @@ fn choose_backend(
     let qemu = || {
         atoll_vmm::BackendChoice::Qemu(atoll_vmm::QemuOptions {
             gdb_port: gdb,
-            binary: None,
+            ..Default::default()
         })
     };
     match name {
@@ -824,10 +838,17 @@ pub fn run(args: RunArgs) -> i32 {
         boot_flags |= flags::DEBUG_PANIC;
     }
     atoll_vmm::host::ignore_sigpipe();
-    let backend = match choose_backend(&args.backend, &args.kvm_device, args.gdb) {
+    let mut backend = match choose_backend(&args.backend, &args.kvm_device, args.gdb) {
         Ok(backend) => backend,
         Err(message) => return fail(STATUS_USAGE, message),
     };
+    if let atoll_vmm::BackendChoice::Qemu(options) = &mut backend {
+        if options.gdb_port.is_some() {
+            let kernel = kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE);
+            options.program_symbols = Some(PathBuf::from(OsString::from_vec(exe_path.clone())));
+            options.kernel_symbols = kernel_symbols_file(kernel);
+        }
+    }
     let config = IsleConfig {
         backend,
         kernel_image: kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE),

@@ -59,6 +59,10 @@ pub struct QemuOptions {
     pub gdb_port: Option<u16>,
     /// The QEMU binary (default: qemu-system-x86_64 in PATH).
     pub binary: Option<PathBuf>,
+    /// For the line that says how to attach GDB: the program's ELF and the
+    /// kernel's (symbols at the addresses they run at).
+    pub program_symbols: Option<PathBuf>,
+    pub kernel_symbols: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +125,7 @@ impl QemuBackend {
         })
     }
 
-    fn command(&self, ram_fd: i32, boot_elf: &Path) -> Command {
+    fn command(&self, ram_fd: i32, boot_elf: &Path, core: Option<usize>) -> Command {
         let total = self.memory_size + FIRMWARE_ROOM;
         let mut command = Command::new(&self.binary);
         command
@@ -151,13 +155,19 @@ impl QemuBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: prctl in the child before exec only sets its parent-death
-        // signal; it touches no memory of ours. QEMU then dies with atoll,
-        // however atoll ends.
+        // SAFETY: in the child before exec, prctl only sets its parent-death
+        // signal (QEMU then dies with atoll, however atoll ends) and
+        // sched_setaffinity pins it to the isle's core; neither touches
+        // memory shared with the parent.
         unsafe {
             use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(core) = core {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(core, &mut set);
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                }
                 Ok(())
             });
         }
@@ -303,14 +313,26 @@ impl Backend for QemuBackend {
         let (Some(ram_file), Some(boot_elf)) = (&self.ram_file, &self.boot_elf) else {
             return Outcome::Crashed("the QEMU backend ran before it was prepared".into());
         };
-        let spawned = self.command(ram_file.as_raw_fd(), boot_elf).spawn();
+        let core = isle.vcpu_cores.first().copied();
+        let spawned = self.command(ram_file.as_raw_fd(), boot_elf, core).spawn();
         let mut qemu = match spawned {
             Ok(child) => child,
             Err(error) => return Outcome::Crashed(QemuError::Start(error).to_string()),
         };
         if let Some(port) = self.options.gdb_port {
+            let program = self
+                .options
+                .program_symbols
+                .as_ref()
+                .map_or_else(|| "PROGRAM".into(), |path| path.display().to_string());
+            let kernel = self
+                .options
+                .kernel_symbols
+                .as_ref()
+                .map(|path| format!(" -ex 'add-symbol-file {}'", path.display()))
+                .unwrap_or_default();
             eprintln!(
-                "atoll: QEMU waits for GDB on 127.0.0.1:{port} (e.g. gdb PROGRAM -ex 'target remote :{port}')"
+                "atoll: waiting for GDB on 127.0.0.1:{port}: gdb {program} -ex 'target remote :{port}'{kernel}"
             );
         }
         let stderr = qemu.stderr.take().map(|mut pipe| {
