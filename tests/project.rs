@@ -89,11 +89,13 @@ fn round_trip(lang: &str) {
         assert_eq!(stdout(&from_store), "Hello, store, from demo in an isle\n");
     }
     let kernels = atoll_in(&base, &["kernels"]);
-    assert!(
-        stdout(&kernels).contains("demo:0.1.0"),
-        "{}",
-        stdout(&kernels)
-    );
+    // One kernel: the built-in one, which the image uses too.
+    let text = stdout(&kernels);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.contains("built in, demo:0.1.0"), "{text}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&atoll_in(&base, &["kernels", "-o", "json"]))).unwrap();
+    assert_eq!(listed[0]["used_by"][1], "demo:0.1.0", "{listed}");
     let tagged = atoll_in(&base, &["tag", "demo:0.1.0", "demo:stable"]);
     assert_eq!(status(&tagged), 0, "{}", stderr(&tagged));
     let removed = atoll_in(&base, &["rmi", "demo:0.1.0", "demo:stable"]);

@@ -203,20 +203,21 @@ pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
 
 /// `atoll kernels`: the built-in kernel, kernels pulled on their own, and
 /// those images carry.
-pub fn kernels() -> i32 {
+pub fn kernels(args: KernelsArgs) -> i32 {
     let store = match open() {
         Ok(store) => store,
         Err(status) => return status,
     };
-    let builtin = store::sha256(crate::KERNEL_IMAGE);
-    println!("{:<8}  {:<19}  {:>7}  USED BY", "VERSION", "DIGEST", "SIZE");
-    println!(
-        "{:<8}  {:<19}  {:>4} KiB  built in",
-        env!("CARGO_PKG_VERSION"),
-        &builtin[..19],
-        crate::KERNEL_IMAGE.len().div_ceil(1024)
-    );
+    // By digest: version, size, what uses it.
     let mut seen = std::collections::BTreeMap::<String, (String, u64, Vec<String>)>::new();
+    seen.insert(
+        store::sha256(crate::KERNEL_IMAGE),
+        (
+            env!("CARGO_PKG_VERSION").into(),
+            crate::KERNEL_IMAGE.len() as u64,
+            vec!["built in".into()],
+        ),
+    );
     for (name, config, layer) in store.kernels().unwrap_or_default() {
         seen.entry(layer.digest.clone())
             .or_insert((config.version, layer.size, Vec::new()))
@@ -239,6 +240,17 @@ pub fn kernels() -> i32 {
                 .push(reference);
         }
     }
+    if args.output == "json" {
+        let list: Vec<serde_json::Value> = seen
+            .iter()
+            .map(|(digest, (version, size, users))| {
+                serde_json::json!({ "version": version, "digest": digest, "size": size, "used_by": users })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return 0;
+    }
+    println!("{:<8}  {:<19}  {:>7}  USED BY", "VERSION", "DIGEST", "SIZE");
     for (digest, (version, size, users)) in seen {
         println!(
             "{version:<8}  {:<19}  {:>4} KiB  {}",
@@ -248,6 +260,16 @@ pub fn kernels() -> i32 {
         );
     }
     0
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  atoll kernels\n  atoll kernels -o json\n  atoll push --kernel localhost:5000/atoll/kernel:0.1.0"
+)]
+pub struct KernelsArgs {
+    /// Output format: table (default) or json
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+    output: String,
 }
 
 /// `atoll prune`: deletes blobs no image names.

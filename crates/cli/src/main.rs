@@ -51,10 +51,7 @@ enum Command {
     /// Show an image's manifest and config.
     Inspect(images::InspectArgs),
     /// List the isle kernels: the built-in one, those pulled on their own, those in images.
-    #[command(
-        after_help = "Examples:\n  atoll kernels\n  atoll push --kernel localhost:5000/atoll/kernel:0.1.0"
-    )]
-    Kernels,
+    Kernels(images::KernelsArgs),
     /// Delete the blobs no image uses.
     #[command(after_help = "Example:\n  atoll rmi hello:0.1.0 && atoll prune")]
     Prune {
@@ -124,7 +121,7 @@ fn main() {
         Command::Rmi(args) => images::rmi(args),
         Command::Tag(args) => images::tag(args),
         Command::Inspect(args) => images::inspect(args),
-        Command::Kernels => images::kernels(),
+        Command::Kernels(args) => images::kernels(args),
         Command::Prune { quiet } => images::prune(quiet),
         Command::Pack(args) => pack::pack(args),
         Command::Load(args) => pack::load(args),
