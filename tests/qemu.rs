@@ -2,7 +2,7 @@
 //! kernel takes its hardware-KVM paths (LSTAR at CPL 0, `sysretq`,
 //! exceptions from ring 3 into ring 0). Programs give the same output and
 //! status as under our KVM monitor; without /dev/kvm atoll falls back to
-//! QEMU by itself; `--gdb` serves QEMU's GDB stub.
+//! QEMU by itself. (GDB on both backends: tests/gdb.rs.)
 //!
 //! The selection: the foundation programs (args, stdin, stdout, exit
 //! statuses, faults), the offload programs (files, fds, Unix sockets) and
@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::*;
 
@@ -161,113 +160,4 @@ fn more_cores_than_qemu_runs_is_a_clear_error() {
     let hello = path_of(Flavor::Musl, "hello");
     let output = run_on("qemu", &["-c", "2", "--overcommit", &hello], b"");
     assert_one_line_error(&output, 125, &["one vCPU", "-c 1"]);
-}
-
-/// Runs gdbtarget under `--gdb`, attaches `gdb -batch` with `commands`
-/// (after connecting and loading the kernel's symbols as atoll says to),
-/// and returns what gdb printed and how the isle ended.
-fn gdb_session(commands: &[&str]) -> (String, Output) {
-    let target = program(Flavor::Musl, "gdbtarget");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _slot = isle_slot();
-    let mut isle = atoll()
-        .args(["run", "--gdb", &port.to_string()])
-        .arg(&target)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("atoll starts");
-    // atoll's first line says how to attach, kernel symbols included.
-    let mut hint = String::new();
-    let mut stderr_pipe = std::io::BufReader::new(isle.stderr.take().expect("piped"));
-    std::io::BufRead::read_line(&mut stderr_pipe, &mut hint).expect("atoll's hint");
-    let kernel = hint
-        .split("add-symbol-file ")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .unwrap_or_else(|| panic!("no kernel symbols in: {hint}"))
-        .to_string();
-    wait_for_port(port);
-    let mut gdb = Command::new("gdb");
-    gdb.args(["-batch", "-nx"])
-        .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
-        .args(["-ex", &format!("add-symbol-file {kernel}")]);
-    for command in commands {
-        gdb.args(["-ex", command]);
-    }
-    let session = gdb.arg(&target).output().expect("gdb runs");
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut rest);
-    let mut output = isle.wait_with_output().expect("atoll ends");
-    output.stderr = rest.into_bytes();
-    (
-        String::from_utf8_lossy(&session.stdout).into_owned(),
-        output,
-    )
-}
-
-fn have_gdb() -> bool {
-    let found = Command::new("gdb").arg("--version").output().is_ok();
-    if !found {
-        eprintln!("skipped: no gdb (apt-get install gdb)");
-    }
-    found
-}
-
-#[test]
-fn a_gdb_session_breaks_in_the_program_and_reads_a_variable() {
-    if !qemu_installed() || !have_gdb() {
-        return;
-    }
-    let (said, output) = gdb_session(&["break report", "continue", "print answer", "bt", "detach"]);
-    assert!(said.contains("Breakpoint 1, report"), "gdb said: {said}");
-    assert!(said.contains("$1 = 42"), "gdb said: {said}");
-    assert!(said.contains("in main"), "no main in the backtrace: {said}");
-    // Detached, the program runs on to its end.
-    assert_eq!(status(&output), 0, "{}", stderr(&output));
-    assert_eq!(stdout(&output), "answer 42\n");
-}
-
-#[test]
-fn a_gdb_session_breaks_in_the_kernel_with_its_symbols() {
-    if !qemu_installed() || !have_gdb() {
-        return;
-    }
-    let (said, output) = gdb_session(&[
-        "rbreak ^atoll_kernel::linux::syscall_dispatch",
-        "continue",
-        "bt 2",
-        "delete",
-        "detach",
-    ]);
-    assert!(
-        said.contains("#0  0xffffffff")
-            && said.contains("in atoll_kernel::linux::syscall_dispatch"),
-        "gdb said: {said}"
-    );
-    assert_eq!(status(&output), 0, "{}", stderr(&output));
-    assert_eq!(stdout(&output), "answer 42\n");
-}
-
-/// Waits until something listens on 127.0.0.1:`port`, without connecting
-/// (a connection that comes and goes would count as a GDB session).
-fn wait_for_port(port: u16) {
-    let listening = format!("0100007F:{port:04X} 00000000:0000 0A");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        if table.contains(&listening) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "QEMU never listened for GDB on {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }

@@ -189,6 +189,9 @@ pub struct CpuArea {
     pub last_doorbell: u64,
     /// The value written with `last_doorbell`.
     pub last_doorbell_value: u64,
+    /// %rax when the CPU took its last exception (the fault pads need the
+    /// register): a debugger resumes the program with it.
+    pub fault_rax: u64,
     /// The kernel's panic message, for [`crate::mmio::PANIC`].
     pub panic_message: [u8; 1024],
     /// The program's registers at a preemption, saved by the monitor.
@@ -208,6 +211,7 @@ pub const CPU_AREA_USER_EPOCH: usize = 48;
 pub const CPU_AREA_RESUME_RIP: usize = 56;
 pub const CPU_AREA_LAST_DOORBELL: usize = 64;
 pub const CPU_AREA_LAST_DOORBELL_VALUE: usize = 72;
+pub const CPU_AREA_FAULT_RAX: usize = 80;
 /// `last_doorbell` before any final doorbell.
 pub const NO_DOORBELL: u64 = u64::MAX;
 
@@ -331,6 +335,7 @@ mod tests {
             offset_of!(CpuArea, last_doorbell_value),
             CPU_AREA_LAST_DOORBELL_VALUE
         );
+        assert_eq!(offset_of!(CpuArea, fault_rax), CPU_AREA_FAULT_RAX);
         assert_eq!(size_of::<PreemptFrame>(), 18 * 8);
         assert_eq!(align_of::<CpuArea>(), 4096);
         assert_eq!(size_of::<CpuArea>() % 4096, 0);

@@ -20,3 +20,8 @@ pub const PARK: u64 = 0x20;
 pub const KICK: u64 = 0x28;
 /// Size of the doorbell page.
 pub const SIZE: u64 = 0x1000;
+
+/// In %eax at the kernel's `int3` that asks the ring-0 pad for a TLB flush
+/// (the one thing the kernel needs ring 0 for). A monitor that takes
+/// breakpoints itself (a debugger attached) does the flush in its place.
+pub const TLB_FLUSH_MAGIC: u32 = 0x7f1c_5a5e;

@@ -642,21 +642,23 @@ fn choose_backend(
     kvm_device: &Path,
     gdb: Option<u16>,
 ) -> Result<atoll_vmm::BackendChoice, String> {
+    let gdb = gdb.map(|port| atoll_vmm::GdbOptions {
+        port,
+        ..Default::default()
+    });
     let qemu = || {
         atoll_vmm::BackendChoice::Qemu(atoll_vmm::QemuOptions {
-            gdb_port: gdb,
+            gdb: gdb.clone(),
             ..Default::default()
         })
     };
+    let kvm = || atoll_vmm::BackendChoice::Kvm {
+        device: kvm_device.to_path_buf(),
+        gdb: gdb.clone(),
+    };
     match name {
         "qemu" => Ok(qemu()),
-        "kvm" if gdb.is_some() => {
-            Err("--gdb needs --backend qemu: the KVM backend has no GDB stub yet".into())
-        }
-        "kvm" => Ok(atoll_vmm::BackendChoice::Kvm {
-            device: kvm_device.to_path_buf(),
-        }),
-        _ if gdb.is_some() => Ok(qemu()),
+        "kvm" => Ok(kvm()),
         _ if !kvm_device.exists() && atoll_vmm::backend::qemu::available() => {
             eprintln!(
                 "atoll: {} is missing: running on QEMU (TCG) instead, which is slower",
@@ -664,9 +666,7 @@ fn choose_backend(
             );
             Ok(qemu())
         }
-        _ => Ok(atoll_vmm::BackendChoice::Kvm {
-            device: kvm_device.to_path_buf(),
-        }),
+        _ => Ok(kvm()),
     }
 }
 
@@ -842,12 +842,14 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(backend) => backend,
         Err(message) => return fail(STATUS_USAGE, message),
     };
-    if let atoll_vmm::BackendChoice::Qemu(options) = &mut backend {
-        if options.gdb_port.is_some() {
-            let kernel = kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE);
-            options.program_symbols = Some(PathBuf::from(OsString::from_vec(exe_path.clone())));
-            options.kernel_symbols = kernel_symbols_file(kernel);
-        }
+    let gdb = match &mut backend {
+        atoll_vmm::BackendChoice::Qemu(options) => options.gdb.as_mut(),
+        atoll_vmm::BackendChoice::Kvm { gdb, .. } => gdb.as_mut(),
+    };
+    if let Some(gdb) = gdb {
+        let kernel = kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE);
+        gdb.program_symbols = Some(PathBuf::from(OsString::from_vec(exe_path.clone())));
+        gdb.kernel_symbols = kernel_symbols_file(kernel);
     }
     let config = IsleConfig {
         backend,

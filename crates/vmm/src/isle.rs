@@ -93,6 +93,8 @@ pub enum IsleError {
     #[error("{0}")]
     Qemu(#[from] crate::backend::qemu::QemuError),
     #[error("{0}")]
+    Gdb(String),
+    #[error("{0}")]
     Files(#[from] FilesError),
 }
 
@@ -371,6 +373,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         layout,
         offload,
         preempt_entry: kernel.preempt_entry,
+        exception_vectors: kernel.exception_vectors,
         vcpu_cores: config.vcpu_cores,
         service_core: config.service_core,
         started,
@@ -418,7 +421,7 @@ fn panic_message(ram: &GuestRam, layout: &Layout, cpu: u64) -> String {
     String::from_utf8_lossy(&message).replace('\n', " ")
 }
 
-fn read_frame(ram: &GuestRam, address: u64) -> Option<ExceptionFrame> {
+pub(crate) fn read_frame(ram: &GuestRam, address: u64) -> Option<ExceptionFrame> {
     let mut words = [0u64; 7];
     for (index, word) in words.iter_mut().enumerate() {
         *word = ram

@@ -32,7 +32,7 @@ pub mod vcpu;
 pub mod vdso;
 
 pub use backend::qemu::QemuOptions;
-pub use backend::BackendChoice;
+pub use backend::{BackendChoice, GdbOptions};
 pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};
 pub use net::NetPolicy;

@@ -178,6 +178,33 @@ fn user_segment(selector: u16, code: bool, base: u64) -> kvm_segment {
     }
 }
 
+/// Puts a vCPU that a ring-0 fault pad holds back in ring 3 where the
+/// exception came from (rip, rsp, rflags from its frame; rax as saved),
+/// as the pad's `iretq` would: what a debugger does to resume a program
+/// stopped at a breakpoint.
+pub fn return_to_user(
+    vcpu: &VcpuFd,
+    rip: u64,
+    rsp: u64,
+    rflags: u64,
+    rax: u64,
+) -> Result<(), KvmError> {
+    let mut regs = vcpu.get_regs().map_err(ioctl_error("reading registers"))?;
+    regs.rip = rip;
+    regs.rsp = rsp;
+    regs.rflags = rflags;
+    regs.rax = rax;
+    let mut sregs = vcpu
+        .get_sregs()
+        .map_err(ioctl_error("reading special registers"))?;
+    sregs.cs = user_segment(selector::USER_CODE, true, 0);
+    sregs.ss = user_segment(selector::USER_DATA, false, 0);
+    vcpu.set_sregs(&sregs)
+        .map_err(ioctl_error("setting special registers"))?;
+    vcpu.set_regs(&regs)
+        .map_err(ioctl_error("setting registers"))
+}
+
 /// Where one vCPU starts.
 pub struct VcpuStart {
     pub index: u64,
@@ -323,6 +350,9 @@ pub enum VcpuEvent {
     InternalError,
     /// A signal interrupted KVM_RUN (the preemption ticker's doing).
     Interrupted,
+    /// A debug exit (guest debugging on): `exception` 1 for a hardware
+    /// breakpoint or a step, 3 for an `int3`.
+    Debug { exception: u32, rip: u64 },
     /// Anything else; the text says what.
     Unexpected(String),
 }
@@ -349,6 +379,12 @@ pub fn run(vcpu: &mut VcpuFd) -> Result<VcpuEvent, KvmError> {
             Ok(VcpuExit::IoIn(_, data)) => data.fill(0),
             Ok(VcpuExit::IoOut(..)) | Ok(VcpuExit::Intr) => {}
             Ok(VcpuExit::Shutdown) => return Ok(VcpuEvent::Shutdown),
+            Ok(VcpuExit::Debug(debug)) => {
+                return Ok(VcpuEvent::Debug {
+                    exception: debug.exception,
+                    rip: debug.pc,
+                })
+            }
             Ok(VcpuExit::InternalError) => return Ok(VcpuEvent::InternalError),
             Ok(VcpuExit::Hlt) => return Ok(VcpuEvent::Unexpected("the vCPU halted".into())),
             Ok(VcpuExit::FailEntry(reason, cpu)) => {

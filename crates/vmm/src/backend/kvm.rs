@@ -11,7 +11,7 @@ use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::{Backend, BootPlan, GuestCpu, Running};
+use super::{Backend, BootPlan, GdbOptions, GuestCpu, Running};
 use crate::host;
 use crate::isle::{doorbell_outcome, IsleError, Outcome};
 use crate::memory::GuestRam;
@@ -24,14 +24,16 @@ pub struct KvmBackend {
     kvm: Kvm,
     vm: Option<VmFd>,
     vcpus: Vec<VcpuFd>,
+    gdb: Option<GdbOptions>,
 }
 
 impl KvmBackend {
-    pub fn open(device: &Path) -> Result<Self, IsleError> {
+    pub fn open(device: &Path, gdb: Option<GdbOptions>) -> Result<Self, IsleError> {
         Ok(Self {
             kvm: vcpu::open_kvm(device)?,
             vm: None,
             vcpus: Vec::new(),
+            gdb,
         })
     }
 }
@@ -76,6 +78,7 @@ impl Backend for KvmBackend {
             layout,
             offload,
             preempt_entry,
+            exception_vectors,
             vcpu_cores,
             service_core,
             started,
@@ -90,10 +93,20 @@ impl Backend for KvmBackend {
             offload,
             preemption,
             preempt_entry,
+            exception_vectors,
             started,
         });
+        let KvmBackend { vm, vcpus, gdb, .. } = *self;
+        if let Some(gdb) = gdb {
+            // One vCPU, debugged from this thread.
+            let outcome = match vcpus.into_iter().next() {
+                Some(vcpu) => super::kvm_gdb::serve(&shared, vcpu, &gdb),
+                None => Outcome::Crashed("no vCPU to debug".into()),
+            };
+            std::mem::forget(vm);
+            return outcome;
+        }
         let (outcomes, outcome) = std::sync::mpsc::channel();
-        let KvmBackend { vm, vcpus, .. } = *self;
         for (index, vcpu) in vcpus.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
             let outcomes = outcomes.clone();
@@ -121,17 +134,52 @@ impl Backend for KvmBackend {
 }
 
 /// What every vCPU thread shares.
-struct Shared {
-    ram: Arc<GuestRam>,
-    layout: Layout,
-    offload: Arc<Offload>,
-    preemption: Arc<Preemption>,
-    preempt_entry: u64,
-    started: std::time::Instant,
+pub(super) struct Shared {
+    pub ram: Arc<GuestRam>,
+    pub layout: Layout,
+    pub offload: Arc<Offload>,
+    pub preemption: Arc<Preemption>,
+    pub preempt_entry: u64,
+    pub exception_vectors: u64,
+    pub started: std::time::Instant,
 }
 
 /// Runs vCPU `index` until the isle ends; returns how it ended.
 fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outcome {
+    let outcome = loop {
+        match run_until_stop(shared, &mut vcpu, index, false) {
+            Stop::Ended(outcome) => break outcome,
+            // Guest debugging is off: a stray debug exit just goes on.
+            Stop::Debug { .. } | Stop::Trap { .. } => continue,
+        }
+    };
+    // Closing the vCPU would unmap its run area, which waits for any
+    // populate in flight; the process is about to exit anyway.
+    std::mem::forget(vcpu);
+    outcome
+}
+
+/// Why `run_until_stop` returned.
+pub(super) enum Stop {
+    /// The isle ended.
+    Ended(Outcome),
+    /// A debug exit: `exception` 1 (a hardware breakpoint, a step) or 3
+    /// (an `int3`), at `rip`.
+    Debug { exception: u32, rip: u64 },
+    /// (Debugging only.) A breakpoint (`vector` 3) or a trap-flag step
+    /// (`vector` 1) reached the kernel's fault pad, which holds the vCPU in
+    /// ring 0 with the exception frame at `frame`.
+    Trap { vector: u64, frame: u64 },
+}
+
+/// Runs vCPU `index`, serving its doorbells, until the isle ends or a
+/// debug exit (or, when `debugging`, an `int3` reaches the fault pad).
+pub(super) fn run_until_stop(
+    shared: &Shared,
+    vcpu: &mut VcpuFd,
+    index: usize,
+    debugging: bool,
+) -> Stop {
     let Shared {
         ram,
         layout,
@@ -139,18 +187,19 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
         preemption,
         preempt_entry,
         started,
+        ..
     } = shared;
     let (mut exits, mut preemptions) = (0u64, 0u64);
     loop {
         exits += 1;
-        let event = match vcpu::run(&mut vcpu) {
+        let event = match vcpu::run(vcpu) {
             Ok(event) => event,
-            Err(error) => return Outcome::Crashed(error.to_string()),
+            Err(error) => return Stop::Ended(Outcome::Crashed(error.to_string())),
         };
         tracing::debug!(elapsed = ?started.elapsed(), cpu = index, ?event, "vCPU exit");
         let outcome = match event {
             VcpuEvent::Interrupted => {
-                if preemption.preempt_if_requested(&vcpu, index, ram, layout, *preempt_entry) {
+                if preemption.preempt_if_requested(vcpu, index, ram, layout, *preempt_entry) {
                     preemptions += 1;
                 }
                 continue;
@@ -186,30 +235,47 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
                     None => continue,
                 }
             }
+            VcpuEvent::Doorbell {
+                offset: mmio::FAULT,
+                value,
+            } if debugging => match crate::isle::read_frame(ram, value) {
+                Some(frame) if frame.vector == 1 || frame.vector == 3 => {
+                    return Stop::Trap {
+                        vector: frame.vector,
+                        frame: value,
+                    }
+                }
+                _ => doorbell_outcome(
+                    ram,
+                    layout,
+                    index as u64,
+                    mmio::FAULT,
+                    value,
+                    Some(vcpu::cr2(vcpu)),
+                ),
+            },
             VcpuEvent::Doorbell { offset, value } => doorbell_outcome(
                 ram,
                 layout,
                 index as u64,
                 offset,
                 value,
-                Some(vcpu::cr2(&vcpu)),
+                Some(vcpu::cr2(vcpu)),
             ),
+            VcpuEvent::Debug { exception, rip } => return Stop::Debug { exception, rip },
             VcpuEvent::Shutdown => {
-                Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(&vcpu)))
+                Outcome::Crashed(format!("triple fault (rip {:#x})", vcpu::rip(vcpu)))
             }
             VcpuEvent::InternalError => Outcome::Crashed(format!(
                 "KVM could not emulate the instruction at rip {:#x}",
-                vcpu::rip(&vcpu)
+                vcpu::rip(vcpu)
             )),
             VcpuEvent::Unexpected(what) => {
-                Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(&vcpu)))
+                Outcome::Crashed(format!("{what} (rip {:#x})", vcpu::rip(vcpu)))
             }
         };
         tracing::debug!(cpu = index, exits, preemptions, "vCPU done");
-        // Closing the vCPU would unmap its run area, which waits for any
-        // populate in flight; the process is about to exit anyway.
-        std::mem::forget(vcpu);
-        return outcome;
+        return Stop::Ended(outcome);
     }
 }
 

@@ -12,6 +12,7 @@
 //! server) is the same for both: `isle::run`.
 
 pub mod kvm;
+mod kvm_gdb;
 pub mod qemu;
 
 use std::path::PathBuf;
@@ -30,9 +31,42 @@ use crate::setup::Layout;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
     /// Our KVM monitor, on this device.
-    Kvm { device: PathBuf },
+    Kvm {
+        device: PathBuf,
+        gdb: Option<GdbOptions>,
+    },
     /// QEMU.
     Qemu(qemu::QemuOptions),
+}
+
+/// Serve GDB before the first instruction.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GdbOptions {
+    /// The loopback port to wait for GDB on.
+    pub port: u16,
+    /// For the line that says how to attach: the program's ELF and the
+    /// kernel's (their symbols are at the addresses they run at).
+    pub program_symbols: Option<PathBuf>,
+    pub kernel_symbols: Option<PathBuf>,
+}
+
+impl GdbOptions {
+    /// The line that says how to attach GDB.
+    pub fn hint(&self) -> String {
+        let program = self
+            .program_symbols
+            .as_ref()
+            .map_or_else(|| "PROGRAM".into(), |path| path.display().to_string());
+        let kernel = self
+            .kernel_symbols
+            .as_ref()
+            .map(|path| format!(" -ex 'add-symbol-file {}'", path.display()))
+            .unwrap_or_default();
+        format!(
+            "atoll: waiting for GDB on 127.0.0.1:{}: gdb {program} -ex 'target remote :{}'{kernel}",
+            self.port, self.port
+        )
+    }
 }
 
 /// Guest memory as the boot CPUs will find it, for [`Backend::prepare`].
@@ -56,6 +90,8 @@ pub struct Running {
     pub layout: Layout,
     pub offload: Arc<Offload>,
     pub preempt_entry: u64,
+    /// The kernel's ring-0 exception pads (32 of 16 bytes).
+    pub exception_vectors: u64,
     pub vcpu_cores: Vec<usize>,
     pub service_core: Option<usize>,
     pub started: Instant,
@@ -93,7 +129,14 @@ pub fn open(
     memory_size: u64,
 ) -> Result<Box<dyn Backend>, IsleError> {
     Ok(match choice {
-        BackendChoice::Kvm { device } => Box::new(kvm::KvmBackend::open(device)?),
+        BackendChoice::Kvm { device, gdb } => {
+            if gdb.is_some() && cpu_count != 1 {
+                return Err(IsleError::Gdb(
+                    "--gdb debugs isles of one vCPU: use -c 1".into(),
+                ));
+            }
+            Box::new(kvm::KvmBackend::open(device, gdb.clone())?)
+        }
         BackendChoice::Qemu(options) => Box::new(qemu::QemuBackend::open(
             options.clone(),
             cpu_count,

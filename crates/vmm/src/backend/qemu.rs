@@ -54,15 +54,10 @@ const XSAVE_SIZE: u64 = 512 + 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct QemuOptions {
-    /// Wait for a GDB connection on this loopback port before the first
-    /// instruction.
-    pub gdb_port: Option<u16>,
+    /// Serve GDB (QEMU's own stub) before the first instruction.
+    pub gdb: Option<super::GdbOptions>,
     /// The QEMU binary (default: qemu-system-x86_64 in PATH).
     pub binary: Option<PathBuf>,
-    /// For the line that says how to attach GDB: the program's ELF and the
-    /// kernel's (symbols at the addresses they run at).
-    pub program_symbols: Option<PathBuf>,
-    pub kernel_symbols: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,10 +140,10 @@ impl QemuBackend {
             .arg(boot_elf)
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "none", "-monitor", "none", "-parallel", "none"]);
-        if let Some(port) = self.options.gdb_port {
+        if let Some(gdb) = &self.options.gdb {
             command
                 .arg("-gdb")
-                .arg(format!("tcp:127.0.0.1:{port}"))
+                .arg(format!("tcp:127.0.0.1:{}", gdb.port))
                 .arg("-S");
         }
         command
@@ -319,21 +314,8 @@ impl Backend for QemuBackend {
             Ok(child) => child,
             Err(error) => return Outcome::Crashed(QemuError::Start(error).to_string()),
         };
-        if let Some(port) = self.options.gdb_port {
-            let program = self
-                .options
-                .program_symbols
-                .as_ref()
-                .map_or_else(|| "PROGRAM".into(), |path| path.display().to_string());
-            let kernel = self
-                .options
-                .kernel_symbols
-                .as_ref()
-                .map(|path| format!(" -ex 'add-symbol-file {}'", path.display()))
-                .unwrap_or_default();
-            eprintln!(
-                "atoll: waiting for GDB on 127.0.0.1:{port}: gdb {program} -ex 'target remote :{port}'{kernel}"
-            );
+        if let Some(gdb) = &self.options.gdb {
+            eprintln!("{}", gdb.hint());
         }
         let stderr = qemu.stderr.take().map(|mut pipe| {
             std::thread::spawn(move || {

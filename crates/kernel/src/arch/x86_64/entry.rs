@@ -37,7 +37,7 @@ pub struct SyscallFrame {
 }
 
 /// In %rax at an `int3` that asks the ring-0 pad for a TLB flush.
-const FLUSH_MAGIC: u32 = 0x7f1c_5a5e;
+const FLUSH_MAGIC: u32 = atoll_abi::mmio::TLB_FLUSH_MAGIC;
 
 /// Flushes this CPU's TLB: one trip to ring 0 through the breakpoint pad
 /// (an exception, tens of µs on kvm-pvm), so callers batch their changes.
@@ -243,6 +243,8 @@ atoll_breakpoint:
     jmp atoll_exception_common
 
 atoll_exception_common:
+    // The doorbell needs %rax: keep the program's for a debugger.
+    mov %rax, %gs:{fault_rax}
     movabs ${fault_doorbell}, %rax
     mov %rsp, (%rax)
     // Only reached where the doorbell didn't exit (QEMU): leave the report
@@ -259,6 +261,7 @@ atoll_exception_common:
     fault = const atoll_abi::mmio::FAULT,
     last_doorbell = const atoll_abi::boot::CPU_AREA_LAST_DOORBELL,
     last_doorbell_value = const atoll_abi::boot::CPU_AREA_LAST_DOORBELL_VALUE,
+    fault_rax = const atoll_abi::boot::CPU_AREA_FAULT_RAX,
     kernel_main = sym crate::kernel_main,
     dispatch = sym crate::linux::syscall_dispatch,
     user_rsp = const CPU_AREA_USER_RSP,
