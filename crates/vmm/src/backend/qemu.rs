@@ -3,8 +3,8 @@
 //! (LSTAR at CPL 0 and `sysretq`, exceptions into ring 0) where our KVM is
 //! kvm-pvm.
 //!
-//! - **Memory.** Guest RAM is a memfd that atoll maps and QEMU maps again
-//!   (`memory-backend-file` on `/proc/PID/fd/N`, `share=on`), so atoll
+//! - **Memory.** Guest RAM is a memfd that atoll maps and QEMU inherits and
+//!   maps again (`memory-backend-file` on `/proc/self/fd/N`, `share=on`), so atoll
 //!   writes the whole boot image (kernel, program, page tables, boot info)
 //!   before QEMU starts, and the offload server serves the rings in it by
 //!   polling, exactly as with KVM. QEMU gets 16 MiB more than the isle:
@@ -133,8 +133,7 @@ impl QemuBackend {
             .arg(format!("{}M", total >> 20))
             .arg("-object")
             .arg(format!(
-                "memory-backend-file,id=ram,size={total},mem-path=/proc/{}/fd/{ram_fd},share=on",
-                std::process::id()
+                "memory-backend-file,id=ram,size={total},mem-path=/proc/self/fd/{ram_fd},share=on"
             ))
             .arg("-kernel")
             .arg(boot_elf)
@@ -150,13 +149,17 @@ impl QemuBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: in the child before exec, prctl only sets its parent-death
-        // signal (QEMU then dies with atoll, however atoll ends) and
-        // sched_setaffinity pins it to the isle's core; neither touches
-        // memory shared with the parent.
+        // SAFETY: in the child before exec, fcntl lets QEMU inherit the RAM
+        // memfd (its mem-path is /proc/self/fd/N), prctl sets its
+        // parent-death signal (QEMU then dies with atoll, however atoll
+        // ends) and sched_setaffinity pins it to the isle's core; none
+        // touches memory shared with the parent.
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(move || {
+                if libc::fcntl(ram_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 if let Some(core) = core {
                     let mut set: libc::cpu_set_t = std::mem::zeroed();
