@@ -1,6 +1,7 @@
 //! Builds the isle kernel for x86_64-unknown-none and hands its path to the
 //! atoll binary, which embeds it: one binary is all a user needs.
 
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -75,4 +76,9 @@ fn main() {
     std::fs::copy(&kernel, &embedded)
         .unwrap_or_else(|error| panic!("cannot copy {}: {error}", kernel.display()));
     println!("cargo:rustc-env=ATOLL_KERNEL_ELF={}", embedded.display());
+    // Its digest, so that `atoll run IMAGE` needn't hash it at every start.
+    let bytes = std::fs::read(&embedded).expect("the kernel just copied");
+    let digest = sha2::Sha256::digest(&bytes);
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    println!("cargo:rustc-env=ATOLL_KERNEL_DIGEST=sha256:{hex}");
 }

@@ -211,7 +211,7 @@ pub fn kernels(args: KernelsArgs) -> i32 {
     // By digest: version, size, what uses it.
     let mut seen = std::collections::BTreeMap::<String, (String, u64, Vec<String>)>::new();
     seen.insert(
-        store::sha256(crate::KERNEL_IMAGE),
+        crate::KERNEL_DIGEST.to_string(),
         (
             env!("CARGO_PKG_VERSION").into(),
             crate::KERNEL_IMAGE.len() as u64,

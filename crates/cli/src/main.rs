@@ -21,6 +21,8 @@ static ALLOCATOR: atoll_vmm::alloc::LargeOnHugePages = atoll_vmm::alloc::LargeOn
 
 /// The built-in isle kernel.
 pub static KERNEL_IMAGE: &[u8] = include_bytes!(env!("ATOLL_KERNEL_ELF"));
+/// Its sha256 digest, as OCI writes it (computed at build time).
+pub const KERNEL_DIGEST: &str = env!("ATOLL_KERNEL_DIGEST");
 
 #[derive(Parser)]
 #[command(
@@ -141,4 +143,15 @@ fn main() {
         Command::Top(args) => isles::top(args),
     };
     std::process::exit(status);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_build_time_kernel_digest_is_the_embedded_kernels() {
+        assert_eq!(
+            crate::KERNEL_DIGEST,
+            crate::store::sha256(crate::KERNEL_IMAGE)
+        );
+    }
 }

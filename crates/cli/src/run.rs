@@ -548,7 +548,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             read_only: true,
         });
     }
-    let kernel = if layers.kernel.digest == crate::store::sha256(crate::KERNEL_IMAGE) {
+    let kernel = if layers.kernel.digest == crate::KERNEL_DIGEST {
         None
     } else {
         Some(store.get(layers.kernel)?)
