@@ -248,7 +248,16 @@ pub struct LongModeStart {
     /// the monitor sets once it has moved the boot clock onto this TSC.
     pub guest_tsc: u64,
     pub tsc_ack: u64,
+    /// On the boot CPU: how many other CPUs to start (INIT and SIPI to the
+    /// real-mode trampoline at [`AP_TRAMPOLINE`]); 0 on the others.
+    pub start_others: u64,
+    /// Scratch stack for the far return into 64-bit code.
+    pub scratch: [u64; 3],
 }
+
+/// Where the monitor puts the other CPUs' real-mode start (a 4 KiB page
+/// below 1 MiB, in the unmapped NULL guard: no isle uses it).
+pub const AP_TRAMPOLINE: u64 = 0x9000;
 
 /// Offsets of `LongModeStart` fields used from assembly.
 pub mod long_mode_start {
@@ -268,7 +277,11 @@ pub mod long_mode_start {
     pub const BOOT_INFO: usize = 120;
     pub const GUEST_TSC: usize = 128;
     pub const TSC_ACK: usize = 136;
-    pub const SIZE: usize = 144;
+    pub const START_OTHERS: usize = 144;
+    pub const SCRATCH_END: usize = 176;
+    pub const SIZE: usize = 176;
+    /// How many CPUs the kernel keeps room for.
+    pub const MAX_CPUS: usize = 8;
 }
 
 impl LongModeStart {
@@ -360,6 +373,11 @@ mod tests {
         assert_eq!(offset_of!(LongModeStart, boot_info), at::BOOT_INFO);
         assert_eq!(offset_of!(LongModeStart, guest_tsc), at::GUEST_TSC);
         assert_eq!(offset_of!(LongModeStart, tsc_ack), at::TSC_ACK);
+        assert_eq!(offset_of!(LongModeStart, start_others), at::START_OTHERS);
+        assert_eq!(
+            offset_of!(LongModeStart, scratch) + size_of::<[u64; 3]>(),
+            at::SCRATCH_END
+        );
         assert_eq!(size_of::<LongModeStart>(), at::SIZE);
     }
 

@@ -297,6 +297,12 @@ pub struct Kernel {
     /// PVH boot), and where it reads its `LongModeStart`.
     pub pvh_entry: u64,
     pub long_mode_start: u64,
+    /// Where the other CPUs continue in 32-bit mode, and their real-mode
+    /// trampoline (copied below 1 MiB) with its two address slots.
+    pub pvh_long_mode: u64,
+    pub ap_trampoline: (u64, u64),
+    pub ap_starts: u64,
+    pub ap_long_mode: u64,
 }
 
 /// The bytes between the kernel's `atoll_vdso_start` and `atoll_vdso_end`,
@@ -376,6 +382,13 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
         vdso: vdso_code(&elf, bytes, &symbol)?,
         pvh_entry: symbol("atoll_pvh_entry")?,
         long_mode_start: symbol("atoll_long_mode_start")?,
+        pvh_long_mode: symbol("atoll_pvh_long_mode")?,
+        ap_trampoline: (
+            symbol("atoll_ap_trampoline")?,
+            symbol("atoll_ap_trampoline_end")?,
+        ),
+        ap_starts: symbol("atoll_ap_starts")?,
+        ap_long_mode: symbol("atoll_ap_long_mode")?,
     })
 }
 

@@ -17,8 +17,11 @@
 //!   so parking turns into polling, and the final doorbells (exit, panic,
 //!   fault) are read from each CPU's area, where the kernel also leaves
 //!   them.
-//! - **Limits.** One vCPU (no SMP bring-up in a ring-3 kernel), at most
-//!   2 GiB, no preemption of a thread that never enters the kernel.
+//! - **Several vCPUs.** The boot CPU's entry starts the others (INIT and
+//!   SIPI) at a real-mode trampoline atoll copies below 1 MiB; each loads
+//!   its own `LongModeStart`.
+//! - **Limits.** At most 8 vCPUs and 2 GiB, no preemption of a thread that
+//!   never enters the kernel.
 #![allow(unsafe_code)]
 
 use std::io::Read;
@@ -28,7 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atoll_abi::boot::{
-    ClockInfo, LongModeStart, CPU_AREA_LAST_DOORBELL, CPU_AREA_LAST_DOORBELL_VALUE, NO_DOORBELL,
+    long_mode_start, ClockInfo, LongModeStart, AP_TRAMPOLINE, CPU_AREA_LAST_DOORBELL,
+    CPU_AREA_LAST_DOORBELL_VALUE, NO_DOORBELL,
 };
 use atoll_abi::layout::selector;
 use vm_memory::{Bytes, GuestAddress};
@@ -64,7 +68,7 @@ pub struct QemuOptions {
 pub enum QemuError {
     #[error("QEMU isn't installed (no qemu-system-x86_64 in PATH): install it (apt-get install qemu-system-x86)")]
     Missing,
-    #[error("the QEMU backend runs one vCPU: use -c 1, or KVM for more")]
+    #[error("the QEMU backend runs at most 8 vCPUs: use -c 8 or fewer, or KVM for more")]
     Cores,
     #[error("the QEMU backend runs isles of at most 2 GiB: use -m 2G or less")]
     Memory,
@@ -78,6 +82,7 @@ pub struct QemuBackend {
     options: QemuOptions,
     binary: PathBuf,
     memory_size: u64,
+    cpu_count: u64,
     ram_file: Option<std::fs::File>,
     boot_elf: Option<PathBuf>,
     /// Guest-physical address of the kernel's `LongModeStart`.
@@ -104,7 +109,7 @@ impl QemuBackend {
             .clone()
             .or_else(find_qemu)
             .ok_or(QemuError::Missing)?;
-        if cpu_count != 1 {
+        if cpu_count as usize > long_mode_start::MAX_CPUS {
             return Err(QemuError::Cores.into());
         }
         if memory_size > MAX_MEMORY {
@@ -114,13 +119,14 @@ impl QemuBackend {
             options,
             binary,
             memory_size,
+            cpu_count,
             ram_file: None,
             boot_elf: None,
             long_mode_start: 0,
         })
     }
 
-    fn command(&self, ram_fd: i32, boot_elf: &Path, core: Option<usize>) -> Command {
+    fn command(&self, ram_fd: i32, boot_elf: &Path, cores: Vec<usize>) -> Command {
         let total = self.memory_size + FIRMWARE_ROOM;
         let mut command = Command::new(&self.binary);
         command
@@ -128,7 +134,8 @@ impl QemuBackend {
                 "-machine",
                 "microvm,memory-backend=ram,rtc=off,pit=off,pic=off,isa-serial=off",
             ])
-            .args(["-accel", "tcg", "-cpu", "max", "-smp", "1"])
+            .args(["-accel", "tcg", "-cpu", "max", "-smp"])
+            .arg(self.cpu_count.to_string())
             .arg("-m")
             .arg(format!("{}M", total >> 20))
             .arg("-object")
@@ -139,6 +146,12 @@ impl QemuBackend {
             .arg(boot_elf)
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "none", "-monitor", "none", "-parallel", "none"]);
+        // QEMU's own log of interrupts and resets, for debugging the boot.
+        if let Some(log) = std::env::var_os("ATOLL_QEMU_LOG") {
+            command
+                .args(["-d", "int,cpu_reset,guest_errors", "-D"])
+                .arg(log);
+        }
         if let Some(gdb) = &self.options.gdb {
             command
                 .arg("-gdb")
@@ -161,9 +174,11 @@ impl QemuBackend {
                     return Err(std::io::Error::last_os_error());
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if let Some(core) = core {
+                if !cores.is_empty() {
                     let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(core, &mut set);
+                    for &core in &cores {
+                        libc::CPU_SET(core, &mut set);
+                    }
                     libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
                 }
                 Ok(())
@@ -250,42 +265,72 @@ impl Backend for QemuBackend {
             return Err(QemuError::Memory.into());
         }
         let gdt_limit = (selector::gdt_entries(layout.cpu_count) * 8 - 1) as u16;
-        let start = LongModeStart {
-            gdt: LongModeStart::descriptor_pointer(layout.gdt, gdt_limit),
-            idt: LongModeStart::descriptor_pointer(layout.idt, 32 * 16 - 1),
-            cr3,
-            cr4: crate::vcpu::GUEST_CR4,
-            efer: crate::vcpu::GUEST_EFER,
-            xcr0: XCR0,
-            star: crate::vcpu::guest_star(),
-            lstar: kernel.syscall_entry,
-            syscall_mask: crate::vcpu::SYSCALL_FLAG_MASK,
-            gs_base: layout.cpu_area(0),
-            tss_selector: u64::from(selector::tss(0)),
-            entry: kernel.entry,
-            stack_top: layout.kernel_stack_top(0),
-            boot_info: layout.boot_info,
-            guest_tsc: 0,
-            tsc_ack: 0,
-        };
-        // SAFETY: LongModeStart is plain old data (u64s and arrays of them).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&start as *const LongModeStart).cast::<u8>(),
-                std::mem::size_of::<LongModeStart>(),
-            )
-        };
         self.long_mode_start = physical(kernel.long_mode_start);
-        boot.ram
-            .memory()
-            .write_slice(bytes, GuestAddress(self.long_mode_start))
-            .map_err(|error| QemuError::Boot(error.to_string()))?;
+        let memory = boot.ram.memory();
+        for cpu in 0..boot.cpu_count {
+            let start = LongModeStart {
+                gdt: LongModeStart::descriptor_pointer(layout.gdt, gdt_limit),
+                idt: LongModeStart::descriptor_pointer(layout.idt, 32 * 16 - 1),
+                cr3,
+                cr4: crate::vcpu::GUEST_CR4,
+                efer: crate::vcpu::GUEST_EFER,
+                xcr0: XCR0,
+                star: crate::vcpu::guest_star(),
+                lstar: kernel.syscall_entry,
+                syscall_mask: crate::vcpu::SYSCALL_FLAG_MASK,
+                gs_base: layout.cpu_area(cpu),
+                tss_selector: u64::from(selector::tss(cpu)),
+                entry: kernel.entry,
+                stack_top: layout.kernel_stack_top(cpu),
+                boot_info: layout.boot_info,
+                guest_tsc: 0,
+                // Only the boot CPU waits for the clock handshake.
+                tsc_ack: u64::from(cpu != 0),
+                start_others: if cpu == 0 { boot.cpu_count - 1 } else { 0 },
+                scratch: [0; 3],
+            };
+            // SAFETY: LongModeStart is plain old data (u64s and arrays of them).
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&start as *const LongModeStart).cast::<u8>(),
+                    std::mem::size_of::<LongModeStart>(),
+                )
+            };
+            let at = self.long_mode_start + cpu * long_mode_start::SIZE as u64;
+            memory
+                .write_slice(bytes, GuestAddress(at))
+                .map_err(|error| QemuError::Boot(error.to_string()))?;
+        }
+        if boot.cpu_count > 1 {
+            // The other CPUs' real-mode start, below 1 MiB, told where the
+            // LongModeStart array and the 32-bit entry are.
+            let (begin, end) = kernel.ap_trampoline;
+            let mut code = vec![0u8; (end - begin) as usize];
+            let slot = |symbol: u64| AP_TRAMPOLINE + (symbol - begin);
+            memory
+                .read_slice(&mut code, GuestAddress(physical(begin)))
+                .and_then(|()| memory.write_slice(&code, GuestAddress(AP_TRAMPOLINE)))
+                .and_then(|()| {
+                    memory.write_obj(
+                        self.long_mode_start as u32,
+                        GuestAddress(slot(kernel.ap_starts)),
+                    )
+                })
+                .and_then(|()| {
+                    memory.write_obj(
+                        physical(kernel.pvh_long_mode) as u32,
+                        GuestAddress(slot(kernel.ap_long_mode)),
+                    )
+                })
+                .map_err(|error| QemuError::Boot(error.to_string()))?;
+        }
         // The ELF's one loaded byte goes in the NULL guard: unused memory.
         let elf = pvh_boot_elf(entry as u32, 0x8000);
         let path = std::env::temp_dir().join(format!("atoll-pvh-{}.elf", std::process::id()));
         std::fs::write(&path, elf).map_err(|error| QemuError::Boot(error.to_string()))?;
         self.boot_elf = Some(path);
-        // TCG's TSC is the host's: the host's clock facts hold in the guest.
+        // TCG's TSC ticks at the host's rate but from QEMU's start: these
+        // are set again by the clock handshake (`sync_clock`).
         let before = host::monotonic_ns();
         let tsc_at_boot = host::rdtsc();
         let after = host::monotonic_ns();
@@ -311,8 +356,9 @@ impl Backend for QemuBackend {
         let (Some(ram_file), Some(boot_elf)) = (&self.ram_file, &self.boot_elf) else {
             return Outcome::Crashed("the QEMU backend ran before it was prepared".into());
         };
-        let core = isle.vcpu_cores.first().copied();
-        let spawned = self.command(ram_file.as_raw_fd(), boot_elf, core).spawn();
+        let spawned = self
+            .command(ram_file.as_raw_fd(), boot_elf, isle.vcpu_cores.clone())
+            .spawn();
         let mut qemu = match spawned {
             Ok(child) => child,
             Err(error) => return Outcome::Crashed(QemuError::Start(error).to_string()),

@@ -1,10 +1,12 @@
-//! The entry for a monitor that starts the boot CPU outside long mode:
-//! QEMU's PVH boot enters `atoll_pvh_entry` in 32-bit protected mode with
-//! paging off, at its physical address, with `ebx` pointing at a start-info
-//! block and no stack. The code loads what the monitor left in
-//! `atoll_long_mode_start` (an `atoll_abi::boot::LongModeStart`): the same
-//! page tables, descriptor tables, control registers and syscall MSRs the
-//! KVM monitor sets directly, and enters the kernel in ring 3 as that
+//! The entry for a monitor that starts CPUs outside long mode: QEMU's PVH
+//! boot enters `atoll_pvh_entry` on the boot CPU in 32-bit protected mode
+//! with paging off, at its physical address, with `ebx` pointing at a
+//! start-info block and no stack. It starts the other CPUs (INIT and SIPI
+//! to `atoll_ap_trampoline`, which the monitor copies below 1 MiB; they
+//! come up in real mode and reach 32-bit mode there), and every CPU then
+//! loads its own `LongModeStart` from the array at `atoll_long_mode_start`:
+//! the page tables, descriptor tables, control registers and syscall MSRs
+//! the KVM monitor sets directly. It enters the kernel in ring 3 as that
 //! monitor does. Under KVM none of this runs.
 
 use atoll_abi::boot::long_mode_start as at;
@@ -27,6 +29,35 @@ atoll_pvh_entry:
     pop %esi
     add $(atoll_long_mode_start - 1b), %esi
 
+    // The other CPUs: INIT, then SIPI twice, to all but this one, through
+    // the local APIC at its reset address (paging is off).
+    cmpl $0, {start_others}(%esi)
+    je 4f
+    mov $0xfee00300, %edi
+    movl $0x000c4500, (%edi)
+    call 5f
+    movl $(0x000c4600 | ({trampoline} >> 12)), (%edi)
+    call 5f
+    movl $(0x000c4600 | ({trampoline} >> 12)), (%edi)
+    call 5f
+    jmp 4f
+    // Waits until the APIC has sent the IPI.
+5:
+    pause
+    testl $0x1000, (%edi)
+    jnz 5b
+    ret
+4:
+
+    // Every CPU from here, with %esi at its own LongModeStart.
+    .global atoll_pvh_long_mode
+atoll_pvh_long_mode:
+    lea {scratch_end}(%esi), %esp
+    // Where this code runs, for the jump into 64-bit code below.
+    call 6f
+6:
+    pop %ebx
+
     // PAE and the isle's page tables, then long mode on, then paging.
     mov %cr4, %eax
     or $0x20, %eax
@@ -43,7 +74,7 @@ atoll_pvh_entry:
     or $0x80010033, %eax       // PG, WP, NE, ET, MP, PE
     mov %eax, %cr0
     // A far return into the 64-bit kernel code segment.
-    lea (2f - atoll_long_mode_start)(%esi), %eax
+    lea (2f - 6b)(%ebx), %eax
     push ${kernel_code}
     push %eax
     lret
@@ -88,7 +119,7 @@ atoll_pvh_entry:
     fninit
 
     // The clock handshake: publish this TSC, wait for the monitor to move
-    // the boot clock onto it.
+    // the boot clock onto it (the other CPUs find it acknowledged).
     rdtsc
     shl $32, %rdx
     or %rdx, %rax
@@ -119,7 +150,58 @@ atoll_pvh_entry:
     .p2align 4
     .global atoll_long_mode_start
 atoll_long_mode_start:
-    .space {size}
+    .space {size} * {max_cpus}
+
+    // The other CPUs start here in real mode, at CS:IP = trampoline >> 4 : 0,
+    // from the copy the monitor puts at the trampoline address.
+    .p2align 4
+    .code16
+    .global atoll_ap_trampoline
+atoll_ap_trampoline:
+    cli
+    cld
+    mov %cs, %ax
+    mov %ax, %ds
+    lgdtl ap_gdtr - atoll_ap_trampoline
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    ljmpl $0x08, ${trampoline} + (ap_protected - atoll_ap_trampoline)
+    .code32
+ap_protected:
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    // Take a number (1, 2, ...): this CPU's LongModeStart.
+    mov $1, %eax
+    lock xadd %eax, {trampoline} + (atoll_ap_ticket - atoll_ap_trampoline)
+    inc %eax
+    imul ${size}, %eax, %eax
+    add {trampoline} + (atoll_ap_starts - atoll_ap_trampoline), %eax
+    mov %eax, %esi
+    jmp *{trampoline} + (atoll_ap_long_mode - atoll_ap_trampoline)
+    .p2align 3
+ap_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+ap_gdtr:
+    .word 23
+    .long {trampoline} + (ap_gdt - atoll_ap_trampoline)
+    .p2align 2
+    .global atoll_ap_ticket
+atoll_ap_ticket:
+    .long 0
+    .global atoll_ap_starts
+atoll_ap_starts:
+    .long 0
+    .global atoll_ap_long_mode
+atoll_ap_long_mode:
+    .long 0
+    .global atoll_ap_trampoline_end
+atoll_ap_trampoline_end:
+    .code64
     .popsection
 "#,
     gdt = const at::GDT,
@@ -139,6 +221,10 @@ atoll_long_mode_start:
     guest_tsc = const at::GUEST_TSC,
     tsc_ack = const at::TSC_ACK,
     size = const at::SIZE,
+    max_cpus = const at::MAX_CPUS,
+    start_others = const at::START_OTHERS,
+    scratch_end = const at::SCRATCH_END,
+    trampoline = const atoll_abi::boot::AP_TRAMPOLINE,
     kernel_code = const selector::KERNEL_CODE,
     user_data = const selector::USER_DATA,
     user_code = const selector::USER_CODE,
