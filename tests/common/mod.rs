@@ -17,12 +17,24 @@ pub fn isle_slot() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `atoll` with a clean, predictable environment.
+/// The backend this machine runs isles on: atoll's KVM monitor where there
+/// is a KVM device, else QEMU's TCG (as `--backend auto` chooses).
+pub fn machine_backend() -> &'static str {
+    if std::path::Path::new("/dev/kvm").exists() {
+        "kvm"
+    } else {
+        "qemu"
+    }
+}
+
+/// `atoll` with a clean, predictable environment, on this machine's
+/// backend named outright (so `auto` doesn't announce its choice).
 pub fn atoll() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_atoll"));
     command
         .env_remove("ATOLL_LOG")
-        .env_remove("ATOLL_KVM_DEVICE");
+        .env_remove("ATOLL_KVM_DEVICE")
+        .env("ATOLL_BACKEND", machine_backend());
     command
 }
 
