@@ -13,6 +13,7 @@ pub use atoll_testprogs::{program, Flavor};
 /// (`CI=true`) the test fails: CI installs every tool the tests use
 /// (scripts/install-deps.sh), so a missing one there is a bug, not a reason
 /// to pass. Elsewhere the test is skipped, loudly, and the caller returns.
+#[track_caller]
 pub fn require<T>(found: Result<T, String>) -> Option<T> {
     match found {
         Ok(found) => Some(found),
