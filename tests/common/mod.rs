@@ -121,6 +121,40 @@ pub fn isle_slot() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Whether this machine has a KVM device, or why not (with what the kernel
+/// said about KVM at boot, where it said something).
+pub fn kvm_device() -> Result<(), String> {
+    if Path::new("/dev/kvm").exists() {
+        return Ok(());
+    }
+    let kernel_said = Command::new("dmesg")
+        .output()
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .find(|line| line.contains("kvm") && line.contains("not binding"))
+                .map(|line| format!(": the kernel said \"{}\"", line.trim()))
+        })
+        .unwrap_or_default();
+    Err(format!("this machine has no /dev/kvm{kernel_said}"))
+}
+
+/// For the tests of atoll's own KVM monitor. A KVM device is the machine's
+/// hardware and kernel, not a tool CI could install, so where there is none
+/// the test is skipped, loudly, in CI too; every other isle test then runs
+/// under QEMU ([`machine_backend`]), so the programs are still checked.
+#[track_caller]
+pub fn require_kvm() -> bool {
+    match kvm_device() {
+        Ok(()) => true,
+        Err(reason) => {
+            skip(&format!("{reason}; only the QEMU backend can run here"));
+            false
+        }
+    }
+}
+
 /// The backend this machine runs isles on: atoll's KVM monitor where there
 /// is a KVM device, else QEMU's TCG (as `--backend auto` chooses).
 pub fn machine_backend() -> &'static str {

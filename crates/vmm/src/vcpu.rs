@@ -24,6 +24,8 @@ const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_CSTAR: u32 = 0xc000_0083;
 const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// What `rdtscp` and `rdpid` return: Linux puts the CPU number there.
+const MSR_TSC_AUX: u32 = 0xc000_0103;
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;
@@ -62,6 +64,8 @@ pub enum KvmError {
     },
     #[error("this CPU can't run isles: {0}")]
     ExtendedState(atoll_abi::xstate::LayoutError),
+    #[error("this CPU can't run isles: it has no {0} (isles need an x86_64 CPU from 2012 on: Intel Ivy Bridge, AMD Zen or later)")]
+    MissingFeature(&'static str),
     #[error("KVM refused {what}: {source}")]
     Ioctl {
         what: &'static str,
@@ -160,6 +164,12 @@ fn cpuid_entry(cpuid: &CpuId, function: u32, index: u32) -> [u32; 4] {
         .unwrap_or([0; 4])
 }
 
+/// Whether the guest has `rdtscp` (CPUID 0x8000_0001 EDX bit 27), and so
+/// the TSC_AUX MSR it reads.
+fn has_rdtscp(cpuid: &CpuId) -> bool {
+    cpuid_entry(cpuid, 0x8000_0001, 0)[3] & (1 << 27) != 0
+}
+
 /// Supported XCR0 bits, from CPUID leaf 0xD.
 fn supported_xcr0(cpuid: &CpuId) -> u64 {
     let [eax, _, _, edx] = cpuid_entry(cpuid, atoll_abi::xstate::CPUID_LEAF, 0);
@@ -172,10 +182,16 @@ pub fn guest_xcr0(cpuid: &CpuId) -> u64 {
     supported_xcr0(cpuid) & crate::host::xcr0()
 }
 
-/// Checks, before boot, that the kernel can save the extended state of
-/// every XCR0 the guest may run with: the one set, and the host's (which
-/// kvm-pvm keeps in force in ring 3).
-pub fn check_extended_state(cpuid: &CpuId) -> Result<atoll_abi::xstate::Layout, KvmError> {
+/// Checks, before boot, that the guest CPU has what the kernel uses
+/// unconditionally (FSGSBASE for the program's TLS, XSAVE), and that the
+/// kernel can save the extended state of every XCR0 the guest may run
+/// with: the one set, and the host's (which kvm-pvm keeps in force in
+/// ring 3).
+pub fn check_guest_cpu(cpuid: &CpuId) -> Result<atoll_abi::xstate::Layout, KvmError> {
+    let [_, features, ..] = cpuid_entry(cpuid, 7, 0);
+    if features & 1 == 0 {
+        return Err(KvmError::MissingFeature("FSGSBASE"));
+    }
     let possible = guest_xcr0(cpuid) | crate::host::xcr0();
     atoll_abi::xstate::layout(possible, |function, index| {
         cpuid_entry(cpuid, function, index)
@@ -303,19 +319,27 @@ pub fn create_vcpu(
     xcrs.xcrs[0].value = guest_xcr0(cpuid);
     vcpu.set_xcrs(&xcrs).map_err(ioctl_error("setting XCR0"))?;
 
-    let entries = [
+    let mut entries = vec![
         (MSR_STAR, guest_star()),
         (MSR_LSTAR, start.syscall_entry),
         (MSR_CSTAR, 0),
         (MSR_SYSCALL_MASK, SYSCALL_FLAG_MASK),
         (MSR_KERNEL_GS_BASE, layout.cpu_area(start.index)),
     ];
-    let msrs = Msrs::from_entries(&entries.map(|(index, data)| kvm_msr_entry {
-        index,
-        data,
-        ..Default::default()
-    }))
-    .expect("five MSRs fit a KVM MSR list");
+    if has_rdtscp(cpuid) {
+        entries.push((MSR_TSC_AUX, start.index));
+    }
+    let msrs = Msrs::from_entries(
+        &entries
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+    )
+    .expect("six MSRs fit a KVM MSR list");
     let written = vcpu
         .set_msrs(&msrs)
         .map_err(ioctl_error("setting syscall MSRs"))?;

@@ -91,6 +91,38 @@ pub struct QemuBackend {
     long_mode_start: u64,
 }
 
+/// Where QEMU logs exceptions and resets: `ATOLL_QEMU_LOG`, else a file
+/// of this process's that is removed when QEMU has ended.
+fn qemu_log_path() -> (PathBuf, bool) {
+    match std::env::var_os("ATOLL_QEMU_LOG") {
+        Some(path) => (PathBuf::from(path), true),
+        None => (
+            std::env::temp_dir().join(format!("atoll-qemu-{}.log", std::process::id())),
+            false,
+        ),
+    }
+}
+
+/// What QEMU's log says about an end no doorbell explains: a triple
+/// fault, with the rip of the last exception taken before it.
+fn crash_report(log: &str) -> Option<String> {
+    if !log.contains("Triple fault") {
+        return None;
+    }
+    let rip = log
+        .lines()
+        .filter(|line| line.contains(" v=") && line.contains(" IP="))
+        .filter_map(|line| {
+            let address = line.split(" IP=").nth(1)?.split_whitespace().next()?;
+            u64::from_str_radix(address.split(':').nth(1)?, 16).ok()
+        })
+        .last();
+    Some(match rip {
+        Some(rip) => format!("triple fault (rip {rip:#x})"),
+        None => "triple fault".to_string(),
+    })
+}
+
 /// qemu-system-x86_64 in PATH.
 fn find_qemu() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -128,6 +160,10 @@ impl QemuBackend {
         })
     }
 
+    fn log_path(&self) -> PathBuf {
+        qemu_log_path().0
+    }
+
     fn command(&self, ram_fd: i32, boot_elf: &Path, cores: Vec<usize>) -> Command {
         let total = self.memory_size + FIRMWARE_ROOM;
         let mut command = Command::new(&self.binary);
@@ -147,13 +183,12 @@ impl QemuBackend {
             .arg("-kernel")
             .arg(boot_elf)
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "none", "-monitor", "none", "-parallel", "none"]);
-        // QEMU's own log of interrupts and resets, for debugging the boot.
-        if let Some(log) = std::env::var_os("ATOLL_QEMU_LOG") {
-            command
-                .args(["-d", "int,cpu_reset,guest_errors", "-D"])
-                .arg(log);
-        }
+            .args(["-serial", "none", "-monitor", "none", "-parallel", "none"])
+            // A triple fault ends QEMU instead of booting the isle again;
+            // its log of exceptions and resets says where (`crash_report`).
+            .arg("-no-reboot")
+            .args(["-d", "int,cpu_reset,guest_errors", "-D"])
+            .arg(self.log_path());
         if let Some(gdb) = &self.options.gdb {
             command
                 .arg("-gdb")
@@ -381,24 +416,34 @@ impl Backend for QemuBackend {
         let _ = qemu.kill();
         let status = qemu.wait();
         let _ = std::fs::remove_file(boot_elf);
-        match outcome {
-            Some(outcome) => outcome,
-            None => {
-                let said = stderr
-                    .and_then(|thread| thread.join().ok())
-                    .unwrap_or_default();
-                let said = said.lines().last().unwrap_or("").trim().to_string();
-                Outcome::Crashed(format!(
-                    "QEMU stopped ({}){}",
-                    status.map_or_else(|error| error.to_string(), |status| status.to_string()),
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {said}")
-                    }
-                ))
-            }
+        let (log_path, log_kept) = qemu_log_path();
+        // Read only when no doorbell explains the end.
+        let log = match outcome {
+            Some(_) => String::new(),
+            None => std::fs::read_to_string(&log_path).unwrap_or_default(),
+        };
+        if !log_kept {
+            let _ = std::fs::remove_file(&log_path);
         }
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+        if let Some(report) = crash_report(&log) {
+            return Outcome::Crashed(report);
+        }
+        let said = stderr
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default();
+        let said = said.lines().last().unwrap_or("").trim().to_string();
+        Outcome::Crashed(format!(
+            "QEMU stopped ({}){}",
+            status.map_or_else(|error| error.to_string(), |status| status.to_string()),
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {said}")
+            }
+        ))
     }
 }
 
