@@ -111,12 +111,12 @@ fn crash_report(log: &str) -> Option<String> {
     }
     let rip = log
         .lines()
+        .rev()
         .filter(|line| line.contains(" v=") && line.contains(" IP="))
-        .filter_map(|line| {
+        .find_map(|line| {
             let address = line.split(" IP=").nth(1)?.split_whitespace().next()?;
             u64::from_str_radix(address.split(':').nth(1)?, 16).ok()
-        })
-        .last();
+        });
     Some(match rip {
         Some(rip) => format!("triple fault (rip {rip:#x})"),
         None => "triple fault".to_string(),
@@ -529,6 +529,20 @@ fn watch(qemu: &mut Child, isle: &Running) -> Option<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_triple_fault_is_found_in_the_log_with_the_last_exception_rip() {
+        let log = "CPU Reset (CPU 0)\n\
+            check_exception old: 0xffffffff new 0xd\n\
+             1: v=0e e=0002 i=0 cpl=3 IP=0033:00000000004010ad pc=00000000004010ad SP=002b:0000000003ffff00\n\
+            check_exception old: 0xe new 0xd\n\
+            Triple fault\n";
+        assert_eq!(
+            crash_report(log).as_deref(),
+            Some("triple fault (rip 0x4010ad)")
+        );
+        assert_eq!(crash_report("CPU Reset (CPU 0)\n"), None);
+    }
 
     #[test]
     fn the_boot_elf_carries_a_pvh_note_with_the_entry() {
