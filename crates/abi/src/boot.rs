@@ -190,6 +190,9 @@ pub struct CpuArea {
     /// %rax when the CPU took its last exception (the fault pads need the
     /// register): a debugger resumes the program with it.
     pub fault_rax: u64,
+    /// CR2 at the last exception, left by the fault pad where the doorbell
+    /// doesn't exit (QEMU), since that monitor can't read the register.
+    pub fault_cr2: u64,
     /// The kernel's panic message, for [`crate::mmio::PANIC`].
     pub panic_message: [u8; 1024],
     /// The program's registers at a preemption, saved by the monitor.
@@ -210,6 +213,7 @@ pub const CPU_AREA_RESUME_RIP: usize = 56;
 pub const CPU_AREA_LAST_DOORBELL: usize = 64;
 pub const CPU_AREA_LAST_DOORBELL_VALUE: usize = 72;
 pub const CPU_AREA_FAULT_RAX: usize = 80;
+pub const CPU_AREA_FAULT_CR2: usize = 88;
 /// `last_doorbell` before any final doorbell.
 pub const NO_DOORBELL: u64 = u64::MAX;
 
@@ -348,6 +352,7 @@ mod tests {
             CPU_AREA_LAST_DOORBELL_VALUE
         );
         assert_eq!(offset_of!(CpuArea, fault_rax), CPU_AREA_FAULT_RAX);
+        assert_eq!(offset_of!(CpuArea, fault_cr2), CPU_AREA_FAULT_CR2);
         assert_eq!(size_of::<PreemptFrame>(), 18 * 8);
         assert_eq!(align_of::<CpuArea>(), 4096);
         assert_eq!(size_of::<CpuArea>() % 4096, 0);

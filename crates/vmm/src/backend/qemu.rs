@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atoll_abi::boot::{
-    long_mode_start, ClockInfo, LongModeStart, AP_TRAMPOLINE, CPU_AREA_LAST_DOORBELL,
-    CPU_AREA_LAST_DOORBELL_VALUE, NO_DOORBELL,
+    long_mode_start, ClockInfo, LongModeStart, AP_TRAMPOLINE, CPU_AREA_FAULT_CR2,
+    CPU_AREA_LAST_DOORBELL, CPU_AREA_LAST_DOORBELL_VALUE, NO_DOORBELL,
 };
 use atoll_abi::layout::selector;
 use vm_memory::{Bytes, GuestAddress};
@@ -506,13 +506,18 @@ fn watch(qemu: &mut Child, isle: &Running) -> Option<Outcome> {
                     .memory()
                     .read_obj(GuestAddress(area + CPU_AREA_LAST_DOORBELL_VALUE as u64))
                     .unwrap_or(0);
+                let cr2: Option<u64> = isle
+                    .ram
+                    .memory()
+                    .read_obj(GuestAddress(area + CPU_AREA_FAULT_CR2 as u64))
+                    .ok();
                 return Some(doorbell_outcome(
                     &isle.ram,
                     &isle.layout,
                     cpu,
                     offset,
                     value,
-                    None,
+                    cr2,
                 ));
             }
         }
