@@ -29,5 +29,5 @@ rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clip
   --target x86_64-unknown-none,x86_64-unknown-linux-musl >/dev/null
 
 if [ ! -e /dev/kvm ]; then
-  echo "warning: /dev/kvm is missing: atoll builds, but isles can't boot here" >&2
+  echo "note: /dev/kvm is missing: isles run under QEMU's TCG here (slower); the tests of atoll's KVM monitor will say they skipped" >&2
 fi
