@@ -180,6 +180,8 @@ fn no_permission_on_kvm_says_what_to_do() {
     let _slot = isle_slot();
     let output = std::process::Command::new(setpriv)
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        // nobody keeps its own registry, wherever the caller keeps root's.
+        .env_remove("ATOLL_RUNTIME_DIR")
         .arg(&atoll)
         .arg("run")
         .arg("--kvm-device")

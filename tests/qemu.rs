@@ -117,6 +117,47 @@ fn under_qemu_syscalls_enter_at_cpl_0_and_return_by_sysretq() {
     assert_eq!(counts[3], 0, "a call entered at CPL 3 under QEMU: {line}");
 }
 
+/// TCG models AVX (QEMU 7.2 on): the PVH entry enables it, and threads
+/// keep their own ymm registers across switches on one and two vCPUs.
+#[test]
+fn under_qemu_threads_keep_their_avx_registers() {
+    if !qemu_installed() {
+        return;
+    }
+    for &flavor in Flavor::C {
+        let program = path_of(flavor, "xstate_threads");
+        for cores in [&["-c", "1"][..], &["-c", "2", "--overcommit"]] {
+            let output = run_on("qemu", &[cores, &[program.as_str()]].concat(), b"");
+            assert_eq!(
+                status(&output),
+                0,
+                "{flavor} {cores:?}: {}",
+                stdout(&output)
+            );
+            assert_eq!(
+                stdout(&output),
+                "kept across switches by 4 threads: avx\n",
+                "{flavor} {cores:?}"
+            );
+        }
+    }
+}
+
+/// A fault names its address (CR2, which the pad leaves for this monitor)
+/// and a triple fault its rip, from QEMU's log.
+#[test]
+fn under_qemu_faults_name_their_address_and_a_triple_fault_its_rip() {
+    if !qemu_installed() {
+        return;
+    }
+    let segfault = path_of(Flavor::Musl, "segfault");
+    let output = run_on("qemu", &[&segfault], b"");
+    assert_one_line_error(&output, 139, &["page fault at address 0x0", "rip 0x"]);
+    let idt_smash = path_of(Flavor::Musl, "idt_smash");
+    let output = run_on("qemu", &[&idt_smash], b"");
+    assert_one_line_error(&output, 125, &["isle crashed", "triple fault (rip 0x"]);
+}
+
 #[test]
 fn under_qemu_faults_from_ring_3_reach_the_ring_0_pads() {
     if !qemu_installed() {
