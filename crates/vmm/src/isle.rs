@@ -330,6 +330,8 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         reserved: [0; 2],
     };
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
+    // Files can show only in the heap, where mmap places them.
+    ram.file_mappings().set_window(heap_start, layout.heap_end);
 
     ram.populate_in_background(
         POPULATE_DELAY,

@@ -1,0 +1,451 @@
+//! MAP_SHARED file mappings. The host maps the file's pages over the
+//! guest's range of guest RAM's own host mapping (MAP_FIXED); KVM follows
+//! host mapping changes through its MMU notifiers, so the guest then reads
+//! and writes the file's page cache, as every other opener of the file does.
+//! munmap puts private anonymous memory back. Only the heap (the window the
+//! isle sets) can be remapped, never the image, stack or system area.
+//!
+//! Under QEMU, QEMU maps guest RAM (a memfd) on its own, so a change to
+//! atoll's mapping would never reach the guest. There, files under the
+//! isle's /dev/shm (private to it: what shm_open and sem_open make) are
+//! copied in at map time and written back at msync, munmap and mremap;
+//! other files are ENODEV.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use atoll_abi::layout::{LARGE_PAGE_SIZE, PAGE_SIZE};
+use atoll_abi::linux::errno::{EACCES, EINVAL, ENODEV, ENOMEM, EOVERFLOW};
+use atoll_abi::queue::{opcode, Request};
+
+use crate::files::Files;
+use crate::memory::GuestRam;
+
+/// Most file mappings at once: each is a host VMA (and the host allows
+/// 65,530 per process).
+const MAX_MAPPINGS: usize = 4096;
+const MS_FLAGS: i32 = libc::MS_ASYNC | libc::MS_SYNC | libc::MS_INVALIDATE;
+
+/// How a guest range shows its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum View {
+    /// The file's pages, MAP_SHARED.
+    Shared,
+    /// The file's pages, MAP_PRIVATE: for fds that may not be written. It
+    /// still shows other openers' writes, as long as the guest doesn't
+    /// write (which Linux would refuse).
+    ReadOnly,
+    /// A copy in guest RAM, written back at msync and munmap (QEMU).
+    Copy,
+}
+
+/// One guest range showing a file.
+struct Mapping {
+    start: u64,
+    end: u64,
+    /// Kept for mremap and write-back (the guest may close its fd).
+    fd: Arc<OwnedFd>,
+    /// File offset of `start`.
+    offset: u64,
+    view: View,
+}
+
+#[derive(Default)]
+struct State {
+    /// Guest addresses that may be remapped: the heap.
+    window: (u64, u64),
+    mappings: Vec<Mapping>,
+}
+
+/// The file-backed ranges of one guest RAM.
+pub struct FileMappings {
+    remappable: bool,
+    state: Mutex<State>,
+}
+
+impl FileMappings {
+    /// `remappable`: the guest runs on the host mapping we change (KVM).
+    pub fn new(remappable: bool) -> Self {
+        Self {
+            remappable,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets guest `[start, end)` be remapped; nothing can be until this is set.
+    pub fn set_window(&self, start: u64, end: u64) {
+        self.lock().window = (start, end);
+    }
+
+    /// Runs `f` (and returns its result) unless a file shows somewhere in
+    /// `[start, start + len)`; 0 then. No mapping changes meanwhile.
+    pub fn unless_mapped(&self, start: u64, len: u64, f: impl FnOnce() -> i32) -> i32 {
+        let state = self.lock();
+        let end = start.saturating_add(len);
+        if state
+            .mappings
+            .iter()
+            .any(|m| m.view != View::Copy && m.start < end && start < m.end)
+        {
+            return 0;
+        }
+        f()
+    }
+
+    /// How many ranges show files.
+    pub fn count(&self) -> usize {
+        self.lock().mappings.len()
+    }
+}
+
+/// Performs a MAP_FILE, UNMAP_FILE, MSYNC or REMAP_FILE request.
+pub fn handle(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+    let a = request.args;
+    match request.opcode {
+        opcode::MAP_FILE => map(ram, files, a),
+        opcode::UNMAP_FILE => {
+            let range = checked_range(ram, a[0], a[1])?;
+            let mut state = ram.file_mappings().lock();
+            forget(ram, &mut state, range)
+        }
+        opcode::MSYNC => msync(ram, a),
+        opcode::REMAP_FILE => remap(ram, a),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `[address, address + len)`, page-aligned, non-empty, inside the window.
+fn checked_range(ram: &GuestRam, address: u64, len: u64) -> Result<(u64, u64), i64> {
+    let end = address.checked_add(len).ok_or(EINVAL)?;
+    let (low, high) = ram.file_mappings().lock().window;
+    let aligned = address.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE);
+    if !aligned || len == 0 || address < low || end > high || end > ram.size() {
+        return Err(EINVAL);
+    }
+    Ok((address, end))
+}
+
+fn host_errno() -> i64 {
+    i64::from(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+/// Shows `fd` from `offset` at guest `[start, end)`. On failure the range
+/// holds private memory (a failed MAP_FIXED may leave a hole, which the
+/// guest must never find).
+fn show(
+    ram: &GuestRam,
+    (start, end): (u64, u64),
+    fd: &OwnedFd,
+    offset: u64,
+    view: View,
+) -> Result<(), i64> {
+    let len = end - start;
+    let host = ram.host_range(start, len).ok_or(EINVAL)?;
+    let kind = match view {
+        View::Shared => libc::MAP_SHARED,
+        View::ReadOnly => libc::MAP_PRIVATE,
+        View::Copy => return copy_in(host, len, fd, offset),
+    };
+    // Always readable and writable: the guest's protections live in its
+    // own page tables, and the monitor may write here for the guest (a
+    // read into a mapped buffer) without faulting.
+    // SAFETY: replaces pages of guest RAM's own mapping, inside it
+    // (checked above); nothing in the monitor holds references into
+    // guest RAM, only raw pointers used for I/O.
+    let mapped = unsafe {
+        libc::mmap(
+            host.cast(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            kind | libc::MAP_FIXED,
+            fd.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        let errno = host_errno();
+        let _ = restore_private(ram, (start, end));
+        return Err(errno);
+    }
+    Ok(())
+}
+
+/// Reads the file into guest RAM at `host`, zeros past its end.
+fn copy_in(host: *mut u8, len: u64, fd: &OwnedFd, offset: u64) -> Result<(), i64> {
+    let mut done = 0u64;
+    while done < len {
+        // SAFETY: `host..host + len` lies inside guest RAM (checked by
+        // the caller); pread writes at most `len - done` bytes there.
+        let read = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                host.add(done as usize).cast(),
+                (len - done) as usize,
+                (offset + done) as libc::off_t,
+            )
+        };
+        match read {
+            0 => break,
+            read if read < 0 => return Err(host_errno()),
+            read => done += read as u64,
+        }
+    }
+    // SAFETY: as above, the rest of the same range.
+    unsafe { std::ptr::write_bytes(host.add(done as usize), 0, (len - done) as usize) };
+    Ok(())
+}
+
+/// Writes a copied range back to its file, up to the file's end (a
+/// mapping may reach past it; writing there would grow the file).
+fn write_back(ram: &GuestRam, mapping: &Mapping) -> Result<(), i64> {
+    let fd = mapping.fd.as_raw_fd();
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills our buffer.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return Err(host_errno());
+    }
+    // SAFETY: zeroed, then filled by fstat.
+    let size = unsafe { stat.assume_init() }.st_size.max(0) as u64;
+    let len = (mapping.end - mapping.start).min(size.saturating_sub(mapping.offset));
+    let host = ram.host_range(mapping.start, len).ok_or(EINVAL)?;
+    let mut done = 0u64;
+    while done < len {
+        // SAFETY: pwrite reads `host..host + len`, inside guest RAM.
+        let written = unsafe {
+            libc::pwrite(
+                fd,
+                host.add(done as usize).cast(),
+                (len - done) as usize,
+                (mapping.offset + done) as libc::off_t,
+            )
+        };
+        if written <= 0 {
+            return Err(host_errno());
+        }
+        done += written as u64;
+    }
+    Ok(())
+}
+
+/// Puts private anonymous (zero) memory back over guest `[start, end)`,
+/// on huge pages where whole ones fit, as guest RAM is made.
+fn restore_private(ram: &GuestRam, (start, end): (u64, u64)) -> Result<(), i64> {
+    let host = ram.host_range(start, end - start).ok_or(EINVAL)?;
+    // SAFETY: as in `show`: our own mapping, inside guest RAM.
+    let mapped = unsafe {
+        libc::mmap(
+            host.cast(),
+            (end - start) as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        let errno = host_errno();
+        tracing::error!("guest RAM at {start:#x}..{end:#x} lost its memory: errno {errno}");
+        return Err(errno);
+    }
+    let huge_start = start.next_multiple_of(LARGE_PAGE_SIZE);
+    let huge_end = end & !(LARGE_PAGE_SIZE - 1);
+    if huge_start < huge_end {
+        ram.advise_huge_pages(huge_start, huge_end - huge_start);
+    }
+    Ok(())
+}
+
+/// mmap(MAP_SHARED) of guest fd `a[0]` over guest `[a[1], a[1] + a[2])`
+/// with protection `a[3]`, from file offset `a[4]`.
+fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
+    let [fd, address, len, prot, offset, _] = a;
+    let range = checked_range(ram, address, len)?;
+    if !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    if offset
+        .checked_add(len)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        return Err(EOVERFLOW);
+    }
+    let (held, writable) = files.mappable_fd(fd)?;
+    if prot & libc::PROT_WRITE as u64 != 0 && !writable {
+        return Err(EACCES);
+    }
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills our buffer.
+    if unsafe { libc::fstat(held.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+        return Err(host_errno());
+    }
+    // SAFETY: zeroed, then filled by fstat.
+    if unsafe { stat.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // Pipes, sockets, directories, devices: Linux can't map most, and
+        // what it can (/dev/zero) needs no file here.
+        return Err(ENODEV);
+    }
+    let view = match (ram.file_mappings().remappable, writable) {
+        (true, true) => View::Shared,
+        (true, false) => View::ReadOnly,
+        // Only the isle itself can see its /dev/shm, so a copy written
+        // back keeps what shm_open and sem_open users rely on.
+        (false, _) if files.in_dev_shm(fd) => View::Copy,
+        (false, _) => return Err(ENODEV),
+    };
+    let mut state = ram.file_mappings().lock();
+    if state.mappings.len() >= MAX_MAPPINGS {
+        return Err(ENOMEM);
+    }
+    // MAP_FIXED replaces: what showed there before is gone (the kernel
+    // has already unmapped it; this only keeps the table true).
+    forget_entries(&mut state, range);
+    show(ram, range, &held, offset, view)?;
+    insert(
+        &mut state,
+        Mapping {
+            start: range.0,
+            end: range.1,
+            fd: held,
+            offset,
+            view,
+        },
+    );
+    Ok(i64::from(writable))
+}
+
+fn insert(state: &mut State, mapping: Mapping) {
+    let at = state.mappings.partition_point(|m| m.start < mapping.start);
+    state.mappings.insert(at, mapping);
+}
+
+/// Takes `range` out of the table, keeping what lies beside it; returns
+/// the pieces taken out.
+fn forget_entries(state: &mut State, (start, end): (u64, u64)) -> Vec<Mapping> {
+    let mut dropped = Vec::new();
+    let mut kept = Vec::with_capacity(state.mappings.len() + 1);
+    for mapping in state.mappings.drain(..) {
+        if mapping.end <= start || end <= mapping.start {
+            kept.push(mapping);
+            continue;
+        }
+        let piece = |from: u64, to: u64| Mapping {
+            start: from,
+            end: to,
+            fd: Arc::clone(&mapping.fd),
+            offset: mapping.offset + (from - mapping.start),
+            view: mapping.view,
+        };
+        dropped.push(piece(mapping.start.max(start), mapping.end.min(end)));
+        if mapping.start < start {
+            kept.push(piece(mapping.start, start));
+        }
+        if end < mapping.end {
+            kept.push(piece(end, mapping.end));
+        }
+    }
+    kept.sort_by_key(|m| m.start);
+    state.mappings = kept;
+    dropped
+}
+
+/// Takes the files shown in `range` away: copies are written back, the
+/// file's pages give way to private memory.
+fn forget(ram: &GuestRam, state: &mut State, range: (u64, u64)) -> Result<i64, i64> {
+    let mut result = Ok(0);
+    for piece in forget_entries(state, range) {
+        let done = match piece.view {
+            View::Copy => write_back(ram, &piece),
+            View::Shared | View::ReadOnly => restore_private(ram, (piece.start, piece.end)),
+        };
+        if let Err(errno) = done {
+            result = Err(errno);
+        }
+    }
+    result
+}
+
+fn msync(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
+    let [address, len, flags, ..] = a;
+    let flags = i32::try_from(flags).map_err(|_| EINVAL)?;
+    if flags & !MS_FLAGS != 0 || flags & libc::MS_ASYNC != 0 && flags & libc::MS_SYNC != 0 {
+        return Err(EINVAL);
+    }
+    let (start, end) = checked_range(ram, address, len)?;
+    let state = ram.file_mappings().lock();
+    for mapping in &state.mappings {
+        let (from, to) = (mapping.start.max(start), mapping.end.min(end));
+        if from >= to {
+            continue;
+        }
+        match mapping.view {
+            View::Shared => {
+                let host = ram.host_range(from, to - from).ok_or(EINVAL)?;
+                // SAFETY: msync reads page state of our own mapping only.
+                if unsafe { libc::msync(host.cast(), (to - from) as usize, flags) } != 0 {
+                    return Err(host_errno());
+                }
+            }
+            View::Copy => {
+                let piece = Mapping {
+                    start: from,
+                    end: to,
+                    fd: Arc::clone(&mapping.fd),
+                    offset: mapping.offset + (from - mapping.start),
+                    view: View::Copy,
+                };
+                write_back(ram, &piece)?;
+            }
+            View::ReadOnly => {}
+        }
+    }
+    Ok(0)
+}
+
+/// mremap: the file that showed at `old` shows at `[new, new + new_len)`.
+fn remap(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
+    let [old, old_len, new, new_len, ..] = a;
+    let old_range = checked_range(ram, old, old_len)?;
+    let new_range = checked_range(ram, new, new_len)?;
+    let mut state = ram.file_mappings().lock();
+    let (fd, offset, view) = state
+        .mappings
+        .iter()
+        .find(|m| m.start <= old_range.0 && old_range.1 <= m.end)
+        .map(|m| (Arc::clone(&m.fd), m.offset + (old - m.start), m.view))
+        .ok_or(EINVAL)?;
+    if offset
+        .checked_add(new_len)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        return Err(EOVERFLOW);
+    }
+    if view == View::Copy {
+        // The copy moves through the file: written back, read in again.
+        forget(ram, &mut state, old_range)?;
+    }
+    forget_entries(&mut state, new_range);
+    show(ram, new_range, &fd, offset, view)?;
+    // What is left of the old range (outside the new one) becomes
+    // private memory.
+    forget(ram, &mut state, old_range)?;
+    insert(
+        &mut state,
+        Mapping {
+            start: new_range.0,
+            end: new_range.1,
+            fd,
+            offset,
+            view,
+        },
+    );
+    Ok(0)
+}
