@@ -94,8 +94,12 @@ static int readonly_mode(const char *path) {
 
 /* mremap grows a shared mapping (moving it) and still shows the file. */
 static int mremap_mode(const char *path) {
-    int fd = open(path, O_RDWR);
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
     if (fd < 0) die("open");
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size == 0) {
+        if (pwrite(fd, "created", 7, 0) != 7 || ftruncate(fd, 2 * PAGE) != 0) die("grow");
+    }
     char *a = map(fd, PAGE, PROT_READ | PROT_WRITE);
     /* Something right after it, so growing must move. */
     char *block = mmap(a + PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -111,6 +115,9 @@ static int mremap_mode(const char *path) {
     printf("msync bad flags: %s\n",
            msync(c, PAGE, MS_SYNC | MS_ASYNC) ? strerror(errno) : "ok");
     munmap(c, PAGE);
+    char buf[5];
+    if (pread(fd, buf, 5, PAGE) != 5) die("pread");
+    printf("page 1 in the file: %.5s\n", buf);
     return 0;
 }
 
