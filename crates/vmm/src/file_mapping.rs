@@ -449,3 +449,237 @@ fn remap(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
     );
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_abi::linux::errno::{EBADF, EROFS};
+    use std::os::unix::fs::FileExt;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const RAM: u64 = 8 << 20;
+    const WINDOW: (u64, u64) = (2 << 20, 6 << 20);
+    const AT_FDCWD: i64 = -100;
+    const PROT_RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+
+    struct Isle {
+        ram: GuestRam,
+        files: Files,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Isle {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Guest RAM with the window set, a writable mount /data and a
+    /// read-only one /ro, each holding `file` ("initial" and two pages).
+    fn isle(remappable: bool, label: &str) -> Isle {
+        let dir =
+            std::env::temp_dir().join(format!("atoll-file-mapping-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut contents = vec![b'.'; 2 * PAGE_SIZE as usize];
+        contents[..7].copy_from_slice(b"initial");
+        for sub in ["rw", "ro", "shm"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::write(dir.join(sub).join("file"), &contents).unwrap();
+        }
+        let spec = |sub: &str, guest: &str, read_only| crate::files::MountSpec {
+            host: dir.join(sub),
+            guest: guest.into(),
+            read_only,
+        };
+        let files = Files::new(
+            &[
+                spec("rw", "/data", false),
+                spec("ro", "/ro", true),
+                spec("shm", "/dev/shm", false),
+            ],
+            "/data",
+        )
+        .unwrap();
+        let ram = if remappable {
+            GuestRam::new(RAM).unwrap()
+        } else {
+            GuestRam::new_shared(RAM, 0).unwrap().0
+        };
+        ram.file_mappings().set_window(WINDOW.0, WINDOW.1);
+        Isle { ram, files, dir }
+    }
+
+    impl Isle {
+        fn open(&self, path: &str, flags: i32) -> u64 {
+            self.files.open(AT_FDCWD, path, flags, 0).unwrap() as u64
+        }
+
+        fn call(&self, op: u32, args: [u64; 6]) -> Result<i64, i64> {
+            let request = Request {
+                opcode: op,
+                flags: 0,
+                tag: 1,
+                args,
+            };
+            handle(&self.ram, &self.files, &request)
+        }
+
+        fn read(&self, address: u64, len: usize) -> Vec<u8> {
+            let mut bytes = vec![0; len];
+            self.ram
+                .memory()
+                .read_slice(&mut bytes, GuestAddress(address))
+                .unwrap();
+            bytes
+        }
+    }
+
+    #[test]
+    fn writes_go_both_ways_and_munmap_brings_private_memory_back() {
+        let isle = isle(true, "both-ways");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let at = WINDOW.0 + PAGE_SIZE;
+        let map = [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.read(at, 7), b"initial");
+        // Guest RAM's host mapping is the file's page cache now.
+        isle.ram
+            .memory()
+            .write_slice(b"guest", GuestAddress(at + PAGE_SIZE))
+            .unwrap();
+        let host = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(isle.dir.join("rw/file"))
+            .unwrap();
+        let mut seen = [0u8; 5];
+        host.read_exact_at(&mut seen, PAGE_SIZE).unwrap();
+        assert_eq!(&seen, b"guest");
+        host.write_all_at(b"host!", 0).unwrap();
+        assert_eq!(isle.read(at, 5), b"host!");
+        let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
+        assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
+        // Half of it goes; that half is zeroed private memory again.
+        assert_eq!(
+            isle.call(opcode::UNMAP_FILE, [at, PAGE_SIZE, 0, 0, 0, 0]),
+            Ok(0)
+        );
+        assert_eq!(isle.read(at, 5), [0; 5]);
+        isle.ram
+            .memory()
+            .write_slice(b"private", GuestAddress(at))
+            .unwrap();
+        host.read_exact_at(&mut seen, 0).unwrap();
+        assert_eq!(&seen, b"host!");
+        assert_eq!(isle.ram.file_mappings().count(), 1);
+        assert_eq!(isle.read(at + PAGE_SIZE, 5), b"guest");
+    }
+
+    #[test]
+    fn mremap_moves_the_file_and_frees_the_old_range() {
+        let isle = isle(true, "mremap");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let (old, new) = (WINDOW.0, WINDOW.0 + (1 << 20));
+        let map = [fd, old, PAGE_SIZE, PROT_RW, PAGE_SIZE, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        let remap = [old, PAGE_SIZE, new, 2 * PAGE_SIZE, 0, 0];
+        assert_eq!(isle.call(opcode::REMAP_FILE, remap), Ok(0));
+        assert_eq!(isle.read(old, 1), [0]);
+        assert_eq!(isle.read(new, 1), b".");
+        assert_eq!(isle.ram.file_mappings().count(), 1);
+    }
+
+    #[test]
+    fn linux_refusals_and_bad_ranges() {
+        let isle = isle(true, "refusals");
+        let read_only = isle.open("/data/file", libc::O_RDONLY);
+        let write_only = isle.open("/data/file", libc::O_WRONLY);
+        let on_ro_mount = isle.open("/ro/file", libc::O_RDONLY);
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let dir = isle.open("/data", libc::O_RDONLY | libc::O_DIRECTORY);
+        let at = WINDOW.0;
+        let map = |fd, address, len, prot, offset| {
+            isle.call(opcode::MAP_FILE, [fd, address, len, prot, offset, 0])
+        };
+        let page = PAGE_SIZE;
+        assert_eq!(map(read_only, at, page, PROT_RW, 0), Err(EACCES));
+        assert_eq!(map(write_only, at, page, 1, 0), Err(EACCES));
+        assert_eq!(map(on_ro_mount, at, page, PROT_RW, 0), Err(EACCES));
+        assert_eq!(map(99, at, page, 1, 0), Err(EBADF));
+        assert_eq!(map(dir, at, page, 1, 0), Err(ENODEV));
+        // Outside the window (the image, the system area, beyond RAM),
+        // unaligned, empty, wrapping: nothing is touched.
+        for (address, len) in [
+            (WINDOW.0 - page, 2 * page),
+            (WINDOW.1 - page, 2 * page),
+            (RAM, page),
+            (at + 1, page),
+            (at, page + 1),
+            (at, 0),
+            (u64::MAX - page + 1, page),
+        ] {
+            assert_eq!(
+                map(fd, address, len, 1, 0),
+                Err(EINVAL),
+                "{address:#x}+{len:#x}"
+            );
+            assert_eq!(
+                isle.call(opcode::UNMAP_FILE, [address, len, 0, 0, 0, 0]),
+                Err(EINVAL)
+            );
+            assert_eq!(
+                isle.call(opcode::MSYNC, [address, len, 0, 0, 0, 0]),
+                Err(EINVAL)
+            );
+        }
+        assert_eq!(map(fd, at, page, 1, 1), Err(EINVAL));
+        assert_eq!(map(fd, at, page, 1, u64::MAX & !(page - 1)), Err(EOVERFLOW));
+        assert_eq!(isle.ram.file_mappings().count(), 0);
+        // A read-only fd maps read-only (and may never be made writable).
+        assert_eq!(map(read_only, at, page, 1, 0), Ok(0));
+        assert_eq!(map(on_ro_mount, at + page, page, 1, 0), Ok(0));
+        let both = (libc::MS_SYNC | libc::MS_ASYNC) as u64;
+        assert_eq!(
+            isle.call(opcode::MSYNC, [at, page, both, 0, 0, 0]),
+            Err(EINVAL)
+        );
+        // The mount stays as it was.
+        assert_eq!(
+            isle.files.open(AT_FDCWD, "/ro/file", libc::O_RDWR, 0),
+            Err(EROFS)
+        );
+        let remap = [at + 3 * page, page, at, page, 0, 0];
+        assert_eq!(isle.call(opcode::REMAP_FILE, remap), Err(EINVAL));
+    }
+
+    #[test]
+    fn without_kvm_only_dev_shm_maps_as_a_copy_written_back() {
+        let isle = isle(false, "copy");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let at = WINDOW.0;
+        let map = |fd| isle.call(opcode::MAP_FILE, [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0]);
+        assert_eq!(map(fd), Err(ENODEV));
+        let shm = isle.open("/dev/shm/file", libc::O_RDWR);
+        assert_eq!(map(shm), Ok(1));
+        assert_eq!(isle.read(at, 7), b"initial");
+        isle.ram
+            .memory()
+            .write_slice(b"copied", GuestAddress(at + PAGE_SIZE))
+            .unwrap();
+        let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
+        assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
+        let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
+        assert_eq!(&file[PAGE_SIZE as usize..][..6], b"copied");
+        // Past the file's end nothing is written back: the file keeps its size.
+        std::fs::File::options()
+            .write(true)
+            .open(isle.dir.join("shm/file"))
+            .unwrap()
+            .set_len(PAGE_SIZE)
+            .unwrap();
+        let unmap = [at, 2 * PAGE_SIZE, 0, 0, 0, 0];
+        assert_eq!(isle.call(opcode::UNMAP_FILE, unmap), Ok(0));
+        let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
+        assert_eq!(file.len(), PAGE_SIZE as usize);
+    }
+}
