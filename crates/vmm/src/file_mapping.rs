@@ -633,7 +633,7 @@ mod tests {
             );
         }
         assert_eq!(map(fd, at, page, 1, 1), Err(EINVAL));
-        assert_eq!(map(fd, at, page, 1, u64::MAX & !(page - 1)), Err(EOVERFLOW));
+        assert_eq!(map(fd, at, page, 1, !(page - 1)), Err(EOVERFLOW));
         assert_eq!(isle.ram.file_mappings().count(), 0);
         // A read-only fd maps read-only (and may never be made writable).
         assert_eq!(map(read_only, at, page, 1, 0), Ok(0));
