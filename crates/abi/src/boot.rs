@@ -9,7 +9,7 @@ use crate::queue::QueuePair;
 /// "ATOLLBOO": identifies a [`BootInfo`].
 pub const BOOT_MAGIC: u64 = 0x4f4f_424c_4c4f_5441;
 /// Bumped on every incompatible change of the structures in this crate.
-pub const BOOT_VERSION: u32 = 4;
+pub const BOOT_VERSION: u32 = 5;
 
 /// Boot flags.
 pub mod flags {
@@ -140,8 +140,6 @@ pub struct BootInfo {
     /// `cpu_count` [`CpuArea`]s, `cpu_area_stride` bytes apart.
     pub cpu_areas: u64,
     pub cpu_area_stride: u64,
-    /// Bytes xsave needs for the features enabled in XCR0 (CPUID 0xD).
-    pub xsave_size: u64,
     /// The PML4 (CR3). Identity-mapped like all RAM: the kernel edits the
     /// tables to enforce mprotect (see `crate::layout`).
     pub page_table_root: u64,
@@ -232,6 +230,7 @@ pub struct LongModeStart {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
+    /// The XCR0 components wanted; the entry keeps those the CPU offers.
     pub xcr0: u64,
     pub star: u64,
     pub lstar: u64,
@@ -402,7 +401,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            16 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            15 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

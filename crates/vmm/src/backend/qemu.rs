@@ -51,10 +51,12 @@ const FIRMWARE_ROOM: u64 = 16 << 20;
 pub const MAX_MEMORY: u64 = 2 << 30;
 /// How often atoll looks at the final doorbells and at QEMU.
 const POLL: Duration = Duration::from_micros(200);
-/// XCR0 under QEMU: x87 and SSE state (what every x86_64 program may use).
-const XCR0: u64 = 0x3;
-/// The XSAVE area for XCR0 = x87 | SSE: legacy area and header.
-const XSAVE_SIZE: u64 = 512 + 64;
+/// The XCR0 components wanted under QEMU: x87, SSE, AVX and AVX-512; the
+/// PVH entry keeps those the emulated CPU offers (TCG has AVX, not AVX-512).
+const XCR0_WANTED: u64 = atoll_abi::xstate::X87
+    | atoll_abi::xstate::SSE
+    | atoll_abi::xstate::AVX
+    | atoll_abi::xstate::AVX512;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct QemuOptions {
@@ -274,7 +276,7 @@ impl Backend for QemuBackend {
                 cr3,
                 cr4: crate::vcpu::GUEST_CR4,
                 efer: crate::vcpu::GUEST_EFER,
-                xcr0: XCR0,
+                xcr0: XCR0_WANTED,
                 star: crate::vcpu::guest_star(),
                 lstar: kernel.syscall_entry,
                 syscall_mask: crate::vcpu::SYSCALL_FLAG_MASK,
@@ -335,7 +337,6 @@ impl Backend for QemuBackend {
         let tsc_at_boot = host::rdtsc();
         let after = host::monotonic_ns();
         Ok(GuestCpu {
-            xsave_size: XSAVE_SIZE,
             hwcap: host_hwcap(),
             clock: ClockInfo {
                 tsc_khz: host::measure_tsc_khz(),
