@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use atoll_abi::layout::{LARGE_PAGE_SIZE, PAGE_SIZE};
@@ -62,6 +63,92 @@ struct State {
 pub struct FileMappings {
     remappable: bool,
     state: Mutex<State>,
+    /// The host address of guest RAM, once it is guarded against SIGBUS.
+    guarded: AtomicU64,
+}
+
+impl Drop for FileMappings {
+    fn drop(&mut self) {
+        let base = *self.guarded.get_mut();
+        for (start, end) in &SIGBUS_GUARDED {
+            if base != 0 && start.load(Ordering::SeqCst) == base {
+                end.store(0, Ordering::SeqCst);
+                start.store(0, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Host ranges of guest RAM that show files: a page there past its file's
+/// end raises SIGBUS when the monitor touches it (a guest string or
+/// buffer), which [`on_sigbus`] answers with a zero page instead, so the
+/// guest can't kill its monitor that way.
+static SIGBUS_GUARDED: [(AtomicU64, AtomicU64); 16] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 16];
+
+/// Guards guest RAM against SIGBUS from its file pages (see [`SIGBUS_GUARDED`]).
+fn guard_against_sigbus(ram: &GuestRam) {
+    let mappings = ram.file_mappings();
+    let base = ram.host_base();
+    if mappings.guarded.load(Ordering::SeqCst) != 0 {
+        return;
+    }
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: installs a handler that only reads atomics and maps a
+        // page (async-signal-safe), for a signal that would otherwise end
+        // the process.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
+    });
+    for (start, end) in &SIGBUS_GUARDED {
+        if start
+            .compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            end.store(base + ram.size(), Ordering::SeqCst);
+            mappings.guarded.store(base, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+/// SIGBUS inside guarded guest RAM: the page lies past its file's end.
+/// Linux would kill the guest program; here the monitor was touching it
+/// for the guest, so the page becomes a zero page and the access goes on.
+/// Anywhere else the default action ends the process, as before.
+extern "C" fn on_sigbus(_signal: i32, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers;
+    // si_addr is the faulting address for SIGBUS.
+    let address = unsafe { (*info).si_addr() } as u64;
+    let guarded = SIGBUS_GUARDED.iter().any(|(start, end)| {
+        let start = start.load(Ordering::SeqCst);
+        start != 0 && (start..end.load(Ordering::SeqCst)).contains(&address)
+    });
+    let page = address & !(PAGE_SIZE - 1);
+    // SAFETY: errno is this thread's; mmap over a guarded page of guest
+    // RAM replaces what can't be read with zeros; signal() resets SIGBUS.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if guarded {
+            libc::mmap(
+                page as *mut libc::c_void,
+                PAGE_SIZE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            );
+        } else {
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        }
+        *libc::__errno_location() = errno;
+    }
 }
 
 impl FileMappings {
@@ -70,6 +157,7 @@ impl FileMappings {
         Self {
             remappable,
             state: Mutex::new(State::default()),
+            guarded: AtomicU64::new(0),
         }
     }
 
@@ -308,6 +396,9 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     // MAP_FIXED replaces: what showed there before is gone (the kernel
     // has already unmapped it; this only keeps the table true).
     forget_entries(&mut state, range);
+    if view != View::Copy {
+        guard_against_sigbus(ram);
+    }
     show(ram, range, &held, offset, view)?;
     insert(
         &mut state,
@@ -573,6 +664,19 @@ mod tests {
         assert_eq!(&seen, b"host!");
         assert_eq!(isle.ram.file_mappings().count(), 1);
         assert_eq!(isle.read(at + PAGE_SIZE, 5), b"guest");
+    }
+
+    /// A page past the file's end would SIGBUS the monitor reading a guest
+    /// string there: it reads zeros instead.
+    #[test]
+    fn pages_past_the_end_of_the_file_read_as_zeros() {
+        let isle = isle(true, "sigbus");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let at = WINDOW.0;
+        let map = [fd, at, 4 * PAGE_SIZE, PROT_RW, 0, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.read(at + 3 * PAGE_SIZE, 4), [0; 4]);
+        assert_eq!(isle.read(at, 7), b"initial");
     }
 
     #[test]
