@@ -177,8 +177,16 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
         // isle doesn't have, so it is private memory here.
         return mm::map_anonymous_with(address, len, placement, accessible);
     }
+    let request = FileMap {
+        address,
+        len,
+        prot,
+        placement,
+        fd,
+        offset,
+    };
     if kind != MAP_PRIVATE {
-        match map_shared_file(address, len, prot, placement, fd, offset) {
+        match map_shared_file(request) {
             // Where the host can't share the file (QEMU, /dev/zero), a
             // read-only mapping can still be a copy: nothing writes
             // through it, so it can't diverge from the file by itself.
@@ -186,87 +194,94 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
             result => return result,
         }
     }
-    map_private_file(address, len, prot, placement, fd, offset)
+    map_private_file(request)
 }
 
-/// MAP_PRIVATE of a file: a private copy read in now.
-fn map_private_file(
+/// A file mmap's arguments.
+#[derive(Clone, Copy)]
+struct FileMap {
     address: u64,
     len: u64,
     prot: u64,
     placement: Placement,
     fd: u64,
     offset: u64,
-) -> SysResult {
-    let start = mm::map_anonymous(address, len, placement)?;
-    let mut done = 0;
-    while done < len {
-        let chunk = (len - done).min(1 << 30);
-        match super::io::pread64(fd, start + done, chunk, offset + done) {
-            Ok(0) => break,
-            Ok(read) => done += read,
-            Err(errno) => {
-                let _ = mm::unmap(start, len);
-                // Directories and other unreadables can't be mapped.
-                return Err(if errno == EISDIR { ENODEV } else { errno });
-            }
-        }
+}
+
+/// Reserves the range a file mmap gets, lets `show` put the file there
+/// (undone if it fails) and applies PROT_NONE.
+fn map_file(request: FileMap, show: impl FnOnce(u64, u64) -> Result<(), i64>) -> SysResult {
+    let start = mm::map_anonymous(request.address, request.len, request.placement)?;
+    let end = start + page_len(request.len).ok_or(ENOMEM)?;
+    if let Err(errno) = show(start, end) {
+        let _ = mm::unmap(start, request.len);
+        return Err(errno);
     }
-    if prot & 0x7 == 0 {
-        mm::protect(start, len, false)?;
+    if request.prot & 0x7 == 0 {
+        mm::protect(start, request.len, false)?;
     }
     Ok(start)
 }
 
+/// MAP_PRIVATE of a file: a private copy read in now.
+fn map_private_file(request: FileMap) -> SysResult {
+    map_file(request, |start, _| {
+        let len = request.len;
+        let mut done = 0;
+        while done < len {
+            let chunk = (len - done).min(1 << 30);
+            match super::io::pread64(request.fd, start + done, chunk, request.offset + done) {
+                Ok(0) => break,
+                Ok(read) => done += read,
+                // Directories and other unreadables can't be mapped.
+                Err(EISDIR) => return Err(ENODEV),
+                Err(errno) => return Err(errno),
+            }
+        }
+        Ok(())
+    })
+}
+
 /// MAP_SHARED of a file: the kernel reserves the range, the host shows
 /// the file's pages there.
-fn map_shared_file(
-    address: u64,
-    len: u64,
-    prot: u64,
-    placement: Placement,
-    fd: u64,
-    offset: u64,
-) -> SysResult {
+fn map_shared_file(request: FileMap) -> SysResult {
     // An fd is an int; the host checks it against the isle's table.
-    let fd = fd as i32;
+    let fd = request.fd as i32;
     if fd < 0 {
         return Err(atoll_abi::linux::errno::EBADF);
     }
-    let start = mm::map_anonymous(address, len, placement)?;
-    let end = start + page_len(len).ok_or(ENOMEM)?;
-    let range = FileRange {
-        start,
-        end,
-        may_write: false,
-    };
-    if let Err(errno) = FILE_RANGES.lock().insert(range) {
-        let _ = mm::unmap(start, len);
-        return Err(errno);
-    }
-    let result = offload::call(
-        opcode::MAP_FILE,
-        [fd as u64, start, end - start, prot, offset, 0],
-    );
-    if result < 0 {
-        let _ = FILE_RANGES.lock().remove(start, end);
-        let _ = mm::unmap(start, len);
-        return Err(-result);
-    }
-    if result == 1 {
+    map_file(request, |start, end| {
+        let range = FileRange {
+            start,
+            end,
+            may_write: false,
+        };
+        FILE_RANGES.lock().insert(range)?;
+        let result = offload::call(
+            opcode::MAP_FILE,
+            [
+                fd as u64,
+                start,
+                end - start,
+                request.prot,
+                request.offset,
+                0,
+            ],
+        );
         let mut ranges = FILE_RANGES.lock();
+        if result < 0 {
+            let _ = ranges.remove(start, end);
+            return Err(-result);
+        }
         let count = ranges.count;
         if let Some(mine) = ranges.ranges[..count]
             .iter_mut()
             .find(|r| r.start == start && r.end == end)
         {
-            mine.may_write = true;
+            mine.may_write = result == 1;
         }
-    }
-    if prot & 0x7 == 0 {
-        mm::protect(start, len, false)?;
-    }
-    Ok(start)
+        Ok(())
+    })
 }
 
 pub fn munmap(address: u64, len: u64) -> SysResult {
