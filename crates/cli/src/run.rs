@@ -815,6 +815,11 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(mounts) => mounts,
         Err(message) => return fail(STATUS_USAGE, message),
     };
+    let private_dirs = mounts
+        .iter()
+        .filter(|mount| mount.host.starts_with(&tmp.0) && !mount.read_only)
+        .map(|mount| mount.guest.clone())
+        .collect();
     let envp = match environment(&args.env) {
         Ok(env) => env,
         Err(message) => return fail(STATUS_USAGE, message),
@@ -869,6 +874,7 @@ pub fn run(args: RunArgs) -> i32 {
         cpu_count: vcpu_cores.len() as u64,
         vcpu_cores,
         service_core,
+        private_dirs,
         mounts,
         cwd,
         net: NetPolicy {

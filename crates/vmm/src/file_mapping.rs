@@ -6,10 +6,10 @@
 //! isle sets) can be remapped, never the image, stack or system area.
 //!
 //! Under QEMU, QEMU maps guest RAM (a memfd) on its own, so a change to
-//! atoll's mapping would never reach the guest. There, files under the
-//! isle's /dev/shm (private to it: what shm_open and sem_open make) are
-//! copied in at map time and written back at msync, munmap and mremap;
-//! other files are ENODEV.
+//! atoll's mapping would never reach the guest. There, files of the
+//! isle's private /dev/shm and /tmp (which nothing else can open; /dev/shm
+//! holds what shm_open and sem_open make) are copied in at map time and
+//! written back at msync, munmap and mremap; other files are ENODEV.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -384,9 +384,9 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     let view = match (ram.file_mappings().remappable, writable) {
         (true, true) => View::Shared,
         (true, false) => View::ReadOnly,
-        // Only the isle itself can see its /dev/shm, so a copy written
-        // back keeps what shm_open and sem_open users rely on.
-        (false, _) if files.in_dev_shm(fd) => View::Copy,
+        // Only the isle itself can see its private /dev/shm and /tmp, so
+        // a copy written back keeps what shm_open and sem_open users rely on.
+        (false, _) if files.in_private_dir(fd) => View::Copy,
         (false, _) => return Err(ENODEV),
     };
     let mut state = ram.file_mappings().lock();
@@ -582,7 +582,7 @@ mod tests {
             guest: guest.into(),
             read_only,
         };
-        let files = Files::new(
+        let mut files = Files::new(
             &[
                 spec("rw", "/data", false),
                 spec("ro", "/ro", true),
@@ -591,6 +591,7 @@ mod tests {
             "/data",
         )
         .unwrap();
+        files.set_private_dirs(&["/dev/shm".into()]);
         let ram = if remappable {
             GuestRam::new(RAM).unwrap()
         } else {
@@ -757,7 +758,7 @@ mod tests {
     }
 
     #[test]
-    fn without_kvm_only_dev_shm_maps_as_a_copy_written_back() {
+    fn without_kvm_only_private_files_map_as_copies_written_back() {
         let isle = isle(false, "copy");
         let fd = isle.open("/data/file", libc::O_RDWR);
         let at = WINDOW.0;

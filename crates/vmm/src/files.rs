@@ -130,6 +130,8 @@ struct Resolved {
 pub struct Files {
     mounts: Vec<Mount>,
     state: Mutex<State>,
+    /// Guest paths of directories only this isle can see.
+    private_dirs: Vec<String>,
 }
 
 fn errno() -> i64 {
@@ -228,6 +230,7 @@ impl Files {
         // SAFETY: umask has no memory effects.
         unsafe { libc::umask(0) };
         Ok(Self {
+            private_dirs: Vec::new(),
             mounts,
             state: Mutex::new(State {
                 fds,
@@ -285,14 +288,23 @@ impl Files {
         Ok((Arc::clone(&file.fd), writable))
     }
 
-    /// Whether guest fd `fd` was opened under the isle's /dev/shm.
-    pub fn in_dev_shm(&self, fd: u64) -> bool {
+    /// Names the directories (guest paths) only this isle can see.
+    pub fn set_private_dirs(&mut self, dirs: &[String]) {
+        self.private_dirs = dirs.iter().map(|dir| normalize(dir)).collect();
+    }
+
+    /// Whether guest fd `fd` was opened under a directory only this isle
+    /// can see (so no one else can open the file).
+    pub fn in_private_dir(&self, fd: u64) -> bool {
         let state = self.lock();
-        i32::try_from(fd)
+        let path = i32::try_from(fd)
             .ok()
             .and_then(|fd| state.fds.get(&fd))
-            .and_then(|file| file.guest_path.as_deref())
-            .is_some_and(|path| path.starts_with("/dev/shm/"))
+            .and_then(|file| file.guest_path.clone());
+        // The mount that shows the file must be the private one itself
+        // (a mount inside /tmp, say, is not).
+        path.and_then(|path| self.locate(&path).ok())
+            .is_some_and(|(mount, _)| self.private_dirs.contains(&self.mounts[mount].guest))
     }
 
     /// Runs `f` with the host fd behind guest fd `fd`, without holding the
