@@ -114,7 +114,7 @@ fn shared_writes_reach_the_file_and_a_second_mapping() {
 #[test]
 fn host_writes_reach_the_isles_mapping() {
     if !on_kvm() {
-        eprintln!("skipped: needs /dev/kvm (QEMU can't show a host file's pages)");
+        skip("needs KVM: under QEMU a host file's pages can't be shared");
         return;
     }
     for &flavor in Flavor::C {
