@@ -9,7 +9,8 @@
 //! atoll's mapping would never reach the guest. There, files of the
 //! isle's private /dev/shm and /tmp (which nothing else can open; /dev/shm
 //! holds what shm_open and sem_open make) are copied in at map time and
-//! written back at msync, munmap and mremap; other files are ENODEV.
+//! written back at msync, munmap, mremap and before the file is mapped
+//! again; other files are ENODEV.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -292,17 +293,21 @@ fn copy_in(host: *mut u8, len: u64, fd: &OwnedFd, offset: u64) -> Result<(), i64
     Ok(())
 }
 
+fn file_stat(fd: &OwnedFd) -> Result<libc::stat, i64> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills our buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+        return Err(host_errno());
+    }
+    // SAFETY: zeroed, then filled by fstat.
+    Ok(unsafe { stat.assume_init() })
+}
+
 /// Writes a copied range back to its file, up to the file's end (a
 /// mapping may reach past it; writing there would grow the file).
 fn write_back(ram: &GuestRam, mapping: &Mapping) -> Result<(), i64> {
     let fd = mapping.fd.as_raw_fd();
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills our buffer.
-    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return Err(host_errno());
-    }
-    // SAFETY: zeroed, then filled by fstat.
-    let size = unsafe { stat.assume_init() }.st_size.max(0) as u64;
+    let size = file_stat(&mapping.fd)?.st_size.max(0) as u64;
     let len = (mapping.end - mapping.start).min(size.saturating_sub(mapping.offset));
     let host = ram.host_range(mapping.start, len).ok_or(EINVAL)?;
     let mut done = 0u64;
@@ -370,13 +375,8 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     if prot & libc::PROT_WRITE as u64 != 0 && !writable {
         return Err(EACCES);
     }
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills our buffer.
-    if unsafe { libc::fstat(held.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-        return Err(host_errno());
-    }
-    // SAFETY: zeroed, then filled by fstat.
-    if unsafe { stat.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFREG {
+    let stat = file_stat(&held)?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
         // Pipes, sockets, directories, devices: Linux can't map most, and
         // what it can (/dev/zero) needs no file here.
         return Err(ENODEV);
@@ -396,7 +396,17 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     // MAP_FIXED replaces: what showed there before is gone (the kernel
     // has already unmapped it; this only keeps the table true).
     forget_entries(&mut state, range);
-    if view != View::Copy {
+    if view == View::Copy {
+        // Other copies of the file go back first, so this one starts
+        // with what they wrote.
+        for other in state.mappings.iter().filter(|m| m.view == View::Copy) {
+            let same = file_stat(&other.fd)
+                .is_ok_and(|it| (it.st_dev, it.st_ino) == (stat.st_dev, stat.st_ino));
+            if same {
+                write_back(ram, other)?;
+            }
+        }
+    } else {
         guard_against_sigbus(ram);
     }
     show(ram, range, &held, offset, view)?;
@@ -771,6 +781,11 @@ mod tests {
             .memory()
             .write_slice(b"copied", GuestAddress(at + PAGE_SIZE))
             .unwrap();
+        // A second copy starts with what the first wrote.
+        let again = isle.open("/dev/shm/file", libc::O_RDONLY);
+        let second = [again, at + (1 << 20), PAGE_SIZE, 1, PAGE_SIZE, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, second), Ok(0));
+        assert_eq!(isle.read(at + (1 << 20), 6), b"copied");
         let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
         assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
         let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
