@@ -17,6 +17,7 @@ FTRUNCATE, PIPE, PREAD, PWRITE, CHMOD, UTIMENSAT, STATFS, LINKAT = 26, 28, 29, 3
 SOCKET, SOCKETPAIR, BIND, LISTEN, ACCEPT, CONNECT, GETSOCKNAME = 36, 37, 38, 39, 40, 41, 42
 SENDTO, RECVFROM, EPOLL_CREATE, EPOLL_CTL, EPOLL_WAIT, EVENTFD = 47, 48, 49, 50, 51, 52
 STATX, FLOCK, FALLOCATE, SENDMSG, RECVMSG, CLOSE_RANGE = 56, 57, 58, 60, 61, 62
+MAP_FILE, UNMAP_FILE, MSYNC, REMAP_FILE = 63, 64, 65, 66
 
 AT_FDCWD = (1 << 64) - 100
 DATA = 0x1000
@@ -154,6 +155,24 @@ def fd_passing():
     ], m)
 
 
+def shared_mappings():
+    """Inside the harness's mappable window (fuzzing::MAPPABLE), up to its end."""
+    m = Memory()
+    name, text = m.string("mapped"), m.put(b"through the file")
+    window, page = 0x100000, 4096
+    return seed([
+        request(OPENAT, AT_FDCWD, name, O_RDWR | O_CREAT, 0o644),
+        request(FTRUNCATE, 3, page),
+        request(MAP_FILE, 3, window, 2 * page, 3, 0),
+        request(WRITE, 3, text, 16),
+        request(MSYNC, window, 2 * page, 4),
+        request(OPENAT, AT_FDCWD, window + page, O_RDONLY, 0),
+        request(REMAP_FILE, window, page, window + 4 * page, 3 * page),
+        request(UNMAP_FILE, window, 8 * page),
+        request(CLOSE, 3),
+    ], m)
+
+
 def broken_ring():
     return seed([request(0)], Memory(), raw_tail=1000)
 
@@ -162,7 +181,8 @@ def main():
     directory = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "corpus", "offload_server")
     os.makedirs(directory, exist_ok=True)
-    for make in (files, directories, pipes_and_polling, unix_sockets, fd_passing, broken_ring):
+    for make in (files, directories, pipes_and_polling, unix_sockets, fd_passing, shared_mappings,
+                 broken_ring):
         with open(os.path.join(directory, "seed-" + make.__name__.replace("_", "-")), "wb") as out:
             out.write(make())
 

@@ -34,6 +34,7 @@ pub mod errno {
     pub const EMFILE: i64 = 24;
     pub const ELOOP: i64 = 40;
     pub const ETIMEDOUT: i64 = 110;
+    pub const EOVERFLOW: i64 = 75;
 }
 
 /// Terminal ioctls answered for stdio.

@@ -170,8 +170,24 @@ pub mod opcode {
     pub const RECVMSG: u32 = 61;
     /// close_range(first, last, flags): CLOSE_RANGE_CLOEXEC marks instead.
     pub const CLOSE_RANGE: u32 = 62;
+    /// Shares a file's pages into guest RAM: (fd, address, len, prot,
+    /// offset). The page-aligned `[address, address + len)` of the heap
+    /// then shows the file from `offset` on, as mmap(MAP_SHARED) would.
+    /// Returns 1 when the mapping may be made writable (the fd was opened
+    /// for reading and writing on a writable mount), else 0. ENODEV where
+    /// the backend can't (QEMU) or the fd is no regular file.
+    pub const MAP_FILE: u32 = 63;
+    /// Puts private zeroed memory back over `[address, address + len)`
+    /// (munmap of a [`MAP_FILE`] range): (address, len).
+    pub const UNMAP_FILE: u32 = 64;
+    /// msync(address, len, flags) over [`MAP_FILE`] ranges.
+    pub const MSYNC: u32 = 65;
+    /// mremap of a [`MAP_FILE`] range: (old, old_len, new, new_len). The
+    /// file shows at `[new, new + new_len)` from where `old` showed it;
+    /// `[old, old + old_len)` outside the new range gets private memory.
+    pub const REMAP_FILE: u32 = 66;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 63;
+    pub const COUNT: u32 = 67;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

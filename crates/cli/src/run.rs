@@ -262,7 +262,8 @@ fn parse_port(text: &str) -> Result<(u16, u16), String> {
     }
 }
 
-/// A private /tmp (and the skeleton root) for one isle, removed when atoll exits.
+/// A private /tmp and /dev/shm (and the skeleton root) for one isle,
+/// removed when atoll exits.
 struct PrivateTmp(PathBuf);
 
 /// Where private /tmps go: on tmpfs when there is one (creating and removing
@@ -297,12 +298,14 @@ impl PrivateTmp {
             let path = base.join(format!("atoll-tmp-{}-{attempt}", std::process::id()));
             match std::fs::create_dir(&path) {
                 Ok(()) => {
-                    let tmp = path.join("tmp");
-                    std::fs::create_dir(&tmp)?;
-                    std::fs::set_permissions(
-                        &tmp,
-                        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-                    )?;
+                    for private in ["tmp", "shm"] {
+                        let dir = path.join(private);
+                        std::fs::create_dir(&dir)?;
+                        std::fs::set_permissions(
+                            &dir,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+                        )?;
+                    }
                     return Ok(Self(path));
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -345,7 +348,7 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
 }
 
 /// The isle's mounts (the current directory by default, plus a private
-/// /tmp unless /tmp is mounted) and its working directory.
+/// /tmp and /dev/shm unless they are mounted) and its working directory.
 fn mounts(
     volumes: &[String],
     files: &[MountSpec],
@@ -366,12 +369,15 @@ fn mounts(
             .collect::<Result<Vec<_>, _>>()?
     };
     mounts.extend(files.iter().cloned());
-    if !mounts.iter().any(|mount| mount.guest == "/tmp") {
-        mounts.push(MountSpec {
-            host: tmp.0.join("tmp"),
-            guest: "/tmp".into(),
-            read_only: false,
-        });
+    // /dev/shm is where shm_open and sem_open make their files.
+    for (private, guest) in [("tmp", "/tmp"), ("shm", "/dev/shm")] {
+        if !mounts.iter().any(|mount| mount.guest == guest) {
+            mounts.push(MountSpec {
+                host: tmp.0.join(private),
+                guest: guest.into(),
+                read_only: false,
+            });
+        }
     }
     // Start where the user is, if a mount shows that directory: at its
     // path inside the isle. Otherwise at the root.
@@ -809,6 +815,11 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(mounts) => mounts,
         Err(message) => return fail(STATUS_USAGE, message),
     };
+    let private_dirs = mounts
+        .iter()
+        .filter(|mount| mount.host.starts_with(&tmp.0) && !mount.read_only)
+        .map(|mount| mount.guest.clone())
+        .collect();
     let envp = match environment(&args.env) {
         Ok(env) => env,
         Err(message) => return fail(STATUS_USAGE, message),
@@ -863,6 +874,7 @@ pub fn run(args: RunArgs) -> i32 {
         cpu_count: vcpu_cores.len() as u64,
         vcpu_cores,
         service_core,
+        private_dirs,
         mounts,
         cwd,
         net: NetPolicy {

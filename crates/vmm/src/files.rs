@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use atoll_abi::linux::errno::{
-    EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
+    EACCES, EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
 };
 
 /// Most fds an isle can have open (its RLIMIT_NOFILE).
@@ -130,6 +130,8 @@ struct Resolved {
 pub struct Files {
     mounts: Vec<Mount>,
     state: Mutex<State>,
+    /// Guest paths of directories only this isle can see.
+    private_dirs: Vec<String>,
 }
 
 fn errno() -> i64 {
@@ -228,6 +230,7 @@ impl Files {
         // SAFETY: umask has no memory effects.
         unsafe { libc::umask(0) };
         Ok(Self {
+            private_dirs: Vec::new(),
             mounts,
             state: Mutex::new(State {
                 fds,
@@ -259,6 +262,49 @@ impl Files {
             .ok()
             .and_then(|fd| self.lock().fds.get(&fd).map(|file| file.fd.clone()))
             .ok_or(EBADF)
+    }
+
+    /// The host fd behind guest fd `fd` for mmap(MAP_SHARED), and whether
+    /// the mapping may be writable. As on Linux the fd must be open for
+    /// reading (else EACCES; O_PATH: EBADF), and for a writable mapping
+    /// for writing too; files of read-only mounts never are.
+    pub fn mappable_fd(&self, fd: u64) -> Result<(Arc<OwnedFd>, bool), i64> {
+        let state = self.lock();
+        let file = i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get(&fd))
+            .ok_or(EBADF)?;
+        // SAFETY: F_GETFL on an isle-owned fd has no memory effects.
+        let flags = check(unsafe { libc::fcntl(file.fd.as_raw_fd(), libc::F_GETFL) }.into())?;
+        let flags = flags as i32;
+        if flags & libc::O_PATH != 0 {
+            return Err(EBADF);
+        }
+        let writable = match flags & libc::O_ACCMODE {
+            libc::O_RDONLY => false,
+            libc::O_RDWR => !file.read_only,
+            _ => return Err(EACCES),
+        };
+        Ok((Arc::clone(&file.fd), writable))
+    }
+
+    /// Names the directories (guest paths) only this isle can see.
+    pub fn set_private_dirs(&mut self, dirs: &[String]) {
+        self.private_dirs = dirs.iter().map(|dir| normalize(dir)).collect();
+    }
+
+    /// Whether guest fd `fd` was opened under a directory only this isle
+    /// can see (so no one else can open the file).
+    pub fn in_private_dir(&self, fd: u64) -> bool {
+        let state = self.lock();
+        let path = i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get(&fd))
+            .and_then(|file| file.guest_path.clone());
+        // The mount that shows the file must be the private one itself
+        // (a mount inside /tmp, say, is not).
+        path.and_then(|path| self.locate(&path).ok())
+            .is_some_and(|(mount, _)| self.private_dirs.contains(&self.mounts[mount].guest))
     }
 
     /// Runs `f` with the host fd behind guest fd `fd`, without holding the

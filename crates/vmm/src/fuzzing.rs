@@ -27,6 +27,9 @@ const QUEUE: u64 = RAM - 0x10000;
 /// Where the input's memory part lands (requests' addresses aim there).
 const DATA: u64 = 0x1000;
 const REQUEST_SIZE: usize = 64;
+/// Where files may be mapped (MAP_FILE): apart from the input's memory
+/// and the queue, as the heap is apart from the system area in an isle.
+const MAPPABLE: (u64, u64) = (0x10_0000, QUEUE);
 const OUTSIDE_TEXT: &[u8] = b"outside the mount\n";
 
 /// One fuzzed isle, kept across inputs (libFuzzer runs in one process).
@@ -66,6 +69,7 @@ impl Harness {
         let outside = scratch.join("outside.txt");
         std::fs::write(&outside, OUTSIDE_TEXT).expect("outside file");
         let ram = Arc::new(GuestRam::new(RAM).expect("guest RAM"));
+        ram.file_mappings().set_window(MAPPABLE.0, MAPPABLE.1);
         // The guest reaps completions on its own, as a real one does, so
         // a request that writes over the ring's head can't stall the server.
         let done = Arc::new(AtomicBool::new(false));
@@ -248,5 +252,22 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
         let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kept corpus (fuzz/corpus) runs through the harness cleanly.
+    #[test]
+    fn the_kept_corpus_runs_clean() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/offload_server");
+        let mut harness = super::Harness::new();
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            harness.run(&std::fs::read(entry.unwrap().path()).unwrap());
+            inputs += 1;
+        }
+        assert!(inputs > 0);
     }
 }

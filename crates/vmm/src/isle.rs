@@ -54,6 +54,9 @@ pub struct IsleConfig<'a> {
     pub service_core: Option<usize>,
     /// What of the host's files the isle sees.
     pub mounts: Vec<MountSpec>,
+    /// Guest paths of mounts nothing but this isle can see (its private
+    /// /tmp and /dev/shm).
+    pub private_dirs: Vec<String>,
     /// The isle's initial working directory (a guest path).
     pub cwd: String,
     /// What the isle may do on the network.
@@ -219,7 +222,8 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let vdso_size = vdso::image(&kernel.vdso, &ClockInfo::default()).len() as u64;
     let heap_start = align_up(vdso_base + vdso_size, PAGE_SIZE);
     layout.check_program(program.image_start, heap_start)?;
-    let files = Files::new(&config.mounts, &config.cwd)?;
+    let mut files = Files::new(&config.mounts, &config.cwd)?;
+    files.set_private_dirs(&config.private_dirs);
     let mut backend = backend::open(&config.backend, cpu_count, config.memory_size)?;
     tracing::debug!(elapsed = ?started.elapsed(), backend = backend.name(), "program parsed, backend open");
 
@@ -329,6 +333,8 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         reserved: [0; 2],
     };
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
+    // Files can show only in the heap, where mmap places them.
+    ram.file_mappings().set_window(heap_start, layout.heap_end);
 
     ram.populate_in_background(
         POPULATE_DELAY,

@@ -15,6 +15,7 @@
 
 pub mod alloc;
 pub mod backend;
+pub mod file_mapping;
 pub mod file_ops;
 pub mod files;
 #[cfg(feature = "fuzzing")]

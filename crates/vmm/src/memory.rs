@@ -42,6 +42,8 @@ pub struct GuestRam {
     memory: GuestMemoryMmap,
     host_base: *mut u8,
     size: u64,
+    /// Ranges showing a file's pages (mmap MAP_SHARED).
+    file_mappings: crate::file_mapping::FileMappings,
 }
 
 // SAFETY: `host_base` points into the mapping owned by `memory`, which lives
@@ -61,7 +63,7 @@ impl GuestRam {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
         )
         .map_err(|source| MemoryError::Map { size, source })?;
-        Self::from_region(region, size)
+        Self::from_region(region, size, true)
     }
 
     /// `size` bytes shared with another process through a memfd (which
@@ -85,11 +87,18 @@ impl GuestRam {
             size as usize,
         )
         .map_err(|source| MemoryError::Map { size, source })?;
-        Ok((Self::from_region(region, size)?, file))
+        // The other process maps the memfd on its own: file pages mapped
+        // over ours would never reach the guest.
+        Ok((Self::from_region(region, size, false)?, file))
     }
 
-    /// Guest-physical `0..size` backed by `region`.
-    fn from_region(region: MmapRegion<()>, size: u64) -> Result<Self, MemoryError> {
+    /// Guest-physical `0..size` backed by `region`; `remappable`: the guest
+    /// runs on this very mapping, so host mapping changes reach it.
+    fn from_region(
+        region: MmapRegion<()>,
+        size: u64,
+        remappable: bool,
+    ) -> Result<Self, MemoryError> {
         let host_base = region.as_ptr();
         let region = GuestRegionMmap::new(region, GuestAddress(0))
             .ok_or_else(|| MemoryError::Regions("guest region overflows".into()))?;
@@ -99,6 +108,7 @@ impl GuestRam {
             memory,
             host_base,
             size,
+            file_mappings: crate::file_mapping::FileMappings::new(remappable),
         })
     }
 
@@ -113,6 +123,10 @@ impl GuestRam {
     /// Host address of guest-physical 0, for the KVM memory slot.
     pub fn host_base(&self) -> u64 {
         self.host_base as u64
+    }
+
+    pub fn file_mappings(&self) -> &crate::file_mapping::FileMappings {
+        &self.file_mappings
     }
 
     /// Host pointer to `[address, address + len)`, if that lies inside RAM.
@@ -177,15 +191,19 @@ impl GuestRam {
         let mut start = offset;
         while start < end {
             let chunk = (end - start).min(POPULATE_CHUNK);
-            // SAFETY: the range is inside our mapping; populating has no
-            // effect on contents (they are zero or already written).
-            let result = unsafe {
-                libc::madvise(
-                    self.host_base.add(start as usize).cast(),
-                    chunk as usize,
-                    libc::MADV_POPULATE_WRITE,
-                )
-            };
+            // Never over a file's pages: that would dirty them, or copy
+            // them (a private view) and lose sight of the file.
+            let result = self.file_mappings.unless_mapped(start, chunk, || {
+                // SAFETY: the range is inside our mapping; populating has no
+                // effect on contents (they are zero or already written).
+                unsafe {
+                    libc::madvise(
+                        self.host_base.add(start as usize).cast(),
+                        chunk as usize,
+                        libc::MADV_POPULATE_WRITE,
+                    )
+                }
+            });
             if result != 0 {
                 return Err(MemoryError::Populate {
                     offset: start,

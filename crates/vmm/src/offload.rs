@@ -541,6 +541,9 @@ pub fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request)
         opcode::GETRANDOM => getrandom(ram, request),
         opcode::LOG => log(ram, request),
         opcode::TRANSFER => transfer(ram, files, request),
+        opcode::MAP_FILE | opcode::UNMAP_FILE | opcode::MSYNC | opcode::REMAP_FILE => {
+            crate::file_mapping::handle(ram, files, request)
+        }
         opcode => crate::file_ops::handle(ram, files, opcode, request),
     };
     result.unwrap_or_else(|errno| -errno)

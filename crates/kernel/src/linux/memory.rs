@@ -1,11 +1,19 @@
-//! Memory syscalls: brk, anonymous mmap and friends (see `crate::mm`).
+//! Memory syscalls: brk, anonymous mmap and friends (see `crate::mm`), and
+//! MAP_SHARED file mappings, which the host makes by mapping the file's
+//! pages over the range of guest RAM the kernel reserved for them (see
+//! `atoll_vmm::file_mapping`); [`FILE_RANGES`] remembers which those are.
 
-use atoll_abi::linux::errno::{EINVAL, EISDIR, ENODEV, ENOMEM};
+use atoll_abi::linux::errno::{EACCES, EFAULT, EINVAL, EISDIR, ENODEV, ENOMEM};
+use atoll_abi::queue::opcode;
+use spin::Mutex;
 
+use super::io::host_result;
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::mm::{self, Placement};
+use crate::offload;
 
+const PAGE_SIZE: u64 = 4096;
 const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
 const PROT_WRITE: u64 = 0x2;
 const MAP_SHARED: u64 = 0x01;
@@ -17,6 +25,121 @@ const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MADV_DONTNEED: u64 = 4;
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// Most file-shared ranges at once.
+const MAX_FILE_RANGES: usize = 256;
+
+/// A range of guest memory showing a file (MAP_SHARED).
+#[derive(Clone, Copy, Default)]
+struct FileRange {
+    start: u64,
+    end: u64,
+    /// The fd allowed a writable mapping (for mprotect's EACCES).
+    may_write: bool,
+}
+
+struct FileRanges {
+    ranges: [FileRange; MAX_FILE_RANGES],
+    count: usize,
+}
+
+static FILE_RANGES: Mutex<FileRanges> = Mutex::new(FileRanges {
+    ranges: [FileRange {
+        start: 0,
+        end: 0,
+        may_write: false,
+    }; MAX_FILE_RANGES],
+    count: 0,
+});
+
+impl FileRanges {
+    fn live(&self) -> &[FileRange] {
+        &self.ranges[..self.count]
+    }
+
+    fn insert(&mut self, range: FileRange) -> Result<(), i64> {
+        if self.count == MAX_FILE_RANGES {
+            return Err(ENOMEM);
+        }
+        self.ranges[self.count] = range;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The first range overlapping `[start, end)`, clipped to it.
+    fn first_overlap(&self, start: u64, end: u64) -> Option<(u64, u64)> {
+        self.live()
+            .iter()
+            .filter(|r| r.start < end && start < r.end)
+            .map(|r| (r.start.max(start), r.end.min(end)))
+            .min()
+    }
+
+    /// The range holding all of `[start, end)`, if one does.
+    fn containing(&self, start: u64, end: u64) -> Option<FileRange> {
+        self.live()
+            .iter()
+            .copied()
+            .find(|r| r.start <= start && end <= r.end)
+    }
+
+    /// Takes `[start, end)` out, keeping what lies beside it.
+    fn remove(&mut self, start: u64, end: u64) -> Result<(), i64> {
+        let mut index = 0;
+        while index < self.count {
+            let range = self.ranges[index];
+            if range.end <= start || end <= range.start {
+                index += 1;
+                continue;
+            }
+            let below = FileRange {
+                end: start,
+                ..range
+            };
+            let above = FileRange {
+                start: end,
+                ..range
+            };
+            self.ranges[index] = self.ranges[self.count - 1];
+            self.count -= 1;
+            for part in [below, above] {
+                if part.start < part.end {
+                    self.insert(part)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rounds a length up to whole pages; None when that would overflow.
+fn page_len(len: u64) -> Option<u64> {
+    len.checked_add(PAGE_SIZE - 1)
+        .map(|end| end & !(PAGE_SIZE - 1))
+}
+
+/// Gives every file-shared part of `[start, end)` private memory again
+/// (munmap, or a MAP_FIXED mapping over it).
+fn release_files(start: u64, end: u64) -> Result<(), i64> {
+    // One piece at a time: the table's lock is never held across a host call.
+    loop {
+        let piece = {
+            let mut ranges = FILE_RANGES.lock();
+            let Some(piece) = ranges.first_overlap(start, end) else {
+                return Ok(());
+            };
+            ranges.remove(piece.0, piece.1)?;
+            piece
+        };
+        host_result(offload::call(
+            opcode::UNMAP_FILE,
+            [piece.0, piece.1 - piece.0, 0, 0, 0, 0],
+        ))?;
+    }
+}
 
 pub fn brk(requested: u64) -> SysResult {
     Ok(mm::brk(requested))
@@ -31,7 +154,7 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
         MAP_SHARED | MAP_PRIVATE | MAP_SHARED_VALIDATE => {}
         _ => return Err(EINVAL),
     }
-    if !offset.is_multiple_of(4096) {
+    if !offset.is_multiple_of(PAGE_SIZE) {
         return Err(EINVAL);
     }
     let placement = if flags & MAP_FIXED_NOREPLACE != 0 {
@@ -41,39 +164,134 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
     } else {
         Placement::Anywhere
     };
+    if placement == Placement::Fixed && address.is_multiple_of(PAGE_SIZE) {
+        // MAP_FIXED replaces: a file shown there goes first.
+        let end = page_len(len)
+            .and_then(|len| address.checked_add(len))
+            .ok_or(ENOMEM)?;
+        release_files(address, end)?;
+    }
     let accessible = prot & 0x7 != 0;
     if flags & MAP_ANONYMOUS != 0 {
         // Anonymous MAP_SHARED memory is only shared with forks, which an
         // isle doesn't have, so it is private memory here.
         return mm::map_anonymous_with(address, len, placement, accessible);
     }
-    // A file mapping is a private copy read in now. That is honest for
-    // MAP_PRIVATE and for read-only shared mappings; a writable shared one
-    // would promise writes reach the file, which a copy can't keep.
-    if kind != MAP_PRIVATE && prot & PROT_WRITE != 0 {
-        return Err(ENODEV);
-    }
-    let start = mm::map_anonymous(address, len, placement)?;
-    let mut done = 0;
-    while done < len {
-        let chunk = (len - done).min(1 << 30);
-        match super::io::pread64(fd, start + done, chunk, offset + done) {
-            Ok(0) => break,
-            Ok(read) => done += read,
-            Err(errno) => {
-                let _ = mm::unmap(start, len);
-                // Directories and other unreadables can't be mapped.
-                return Err(if errno == EISDIR { ENODEV } else { errno });
-            }
+    let request = FileMap {
+        address,
+        len,
+        prot,
+        placement,
+        fd,
+        offset,
+    };
+    if kind != MAP_PRIVATE {
+        match map_shared_file(request) {
+            // Where the host can't share the file (QEMU, /dev/zero), a
+            // read-only mapping can still be a copy: nothing writes
+            // through it, so it can't diverge from the file by itself.
+            Err(ENODEV) if prot & PROT_WRITE == 0 => {}
+            result => return result,
         }
     }
-    if !accessible {
-        mm::protect(start, len, false)?;
+    map_private_file(request)
+}
+
+/// A file mmap's arguments.
+#[derive(Clone, Copy)]
+struct FileMap {
+    address: u64,
+    len: u64,
+    prot: u64,
+    placement: Placement,
+    fd: u64,
+    offset: u64,
+}
+
+/// Reserves the range a file mmap gets, lets `show` put the file there
+/// (undone if it fails) and applies PROT_NONE.
+fn map_file(request: FileMap, show: impl FnOnce(u64, u64) -> Result<(), i64>) -> SysResult {
+    let start = mm::map_anonymous(request.address, request.len, request.placement)?;
+    let end = start + page_len(request.len).ok_or(ENOMEM)?;
+    if let Err(errno) = show(start, end) {
+        let _ = mm::unmap(start, request.len);
+        return Err(errno);
+    }
+    if request.prot & 0x7 == 0 {
+        mm::protect(start, request.len, false)?;
     }
     Ok(start)
 }
 
+/// MAP_PRIVATE of a file: a private copy read in now.
+fn map_private_file(request: FileMap) -> SysResult {
+    map_file(request, |start, _| {
+        let len = request.len;
+        let mut done = 0;
+        while done < len {
+            let chunk = (len - done).min(1 << 30);
+            match super::io::pread64(request.fd, start + done, chunk, request.offset + done) {
+                Ok(0) => break,
+                Ok(read) => done += read,
+                // Directories and other unreadables can't be mapped.
+                Err(EISDIR) => return Err(ENODEV),
+                Err(errno) => return Err(errno),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// MAP_SHARED of a file: the kernel reserves the range, the host shows
+/// the file's pages there.
+fn map_shared_file(request: FileMap) -> SysResult {
+    // An fd is an int; the host checks it against the isle's table.
+    let fd = request.fd as i32;
+    if fd < 0 {
+        return Err(atoll_abi::linux::errno::EBADF);
+    }
+    map_file(request, |start, end| {
+        let range = FileRange {
+            start,
+            end,
+            may_write: false,
+        };
+        FILE_RANGES.lock().insert(range)?;
+        let result = offload::call(
+            opcode::MAP_FILE,
+            [
+                fd as u64,
+                start,
+                end - start,
+                request.prot,
+                request.offset,
+                0,
+            ],
+        );
+        let mut ranges = FILE_RANGES.lock();
+        if result < 0 {
+            let _ = ranges.remove(start, end);
+            return Err(-result);
+        }
+        let count = ranges.count;
+        if let Some(mine) = ranges.ranges[..count]
+            .iter_mut()
+            .find(|r| r.start == start && r.end == end)
+        {
+            mine.may_write = result == 1;
+        }
+        Ok(())
+    })
+}
+
 pub fn munmap(address: u64, len: u64) -> SysResult {
+    if !address.is_multiple_of(PAGE_SIZE) || len == 0 {
+        return Err(EINVAL);
+    }
+    let end = page_len(len)
+        .and_then(|len| address.checked_add(len))
+        .ok_or(EINVAL)?;
+    release_files(address, end)?;
     mm::unmap(address, len).map(|()| 0)
 }
 
@@ -82,12 +300,79 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_address: u6
         // MREMAP_FIXED and MREMAP_DONTUNMAP need remapping, which an isle can't do.
         return Err(EINVAL);
     }
-    mm::remap(old, old_len, new_len, flags & MREMAP_MAYMOVE != 0)
+    let may_move = flags & MREMAP_MAYMOVE != 0;
+    let old_end = page_len(old_len).and_then(|len| old.checked_add(len));
+    let file = match old_end {
+        Some(old_end) if old.is_multiple_of(PAGE_SIZE) && old_len != 0 => {
+            let ranges = FILE_RANGES.lock();
+            ranges
+                .first_overlap(old, old_end)
+                .map(|_| ranges.containing(old, old_end))
+        }
+        _ => None,
+    };
+    match file {
+        None => mm::remap(old, old_len, new_len, may_move),
+        // Linux refuses a remap across several mappings.
+        Some(None) => Err(EFAULT),
+        Some(Some(range)) => remap_file(range, old, old_len, new_len, may_move),
+    }
+}
+
+/// mremap of (part of) a file-shared range: the host shows the file at
+/// the new place, from where it showed at `old`.
+fn remap_file(range: FileRange, old: u64, old_len: u64, new_len: u64, may_move: bool) -> SysResult {
+    let old_len = page_len(old_len).ok_or(EINVAL)?;
+    let new_len = page_len(new_len).ok_or(EINVAL)?;
+    if new_len == 0 {
+        return Err(EINVAL);
+    }
+    if new_len <= old_len {
+        release_files(old + new_len, old + old_len)?;
+        return mm::remap(old, old_len, new_len, false);
+    }
+    let new = match mm::remap(old, old_len, new_len, false) {
+        Ok(same) => same,
+        Err(ENOMEM) if may_move => mm::map_anonymous(0, new_len, Placement::Anywhere)?,
+        Err(errno) => return Err(errno),
+    };
+    let moved = FileRange {
+        start: new,
+        end: new + new_len,
+        ..range
+    };
+    {
+        let mut ranges = FILE_RANGES.lock();
+        ranges.remove(old, old + old_len)?;
+        ranges.insert(moved)?;
+    }
+    let result = offload::call(opcode::REMAP_FILE, [old, old_len, new, new_len, 0, 0]);
+    if result < 0 {
+        let _ = FILE_RANGES.lock().remove(new, new + new_len);
+        return Err(-result);
+    }
+    if new != old {
+        mm::unmap(old, old_len)?;
+    }
+    Ok(new)
 }
 
 pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
     if !address.is_multiple_of(4096) || prot & !PROT_ALL != 0 {
         return Err(EINVAL);
+    }
+    if prot & PROT_WRITE != 0 {
+        // As Linux: a shared file mapping can't become writable unless its
+        // fd was opened for writing.
+        let end = address.saturating_add(page_len(len).unwrap_or(u64::MAX));
+        let ranges = FILE_RANGES.lock();
+        let read_only = ranges
+            .live()
+            .iter()
+            .any(|r| r.start < end && address < r.end && !r.may_write);
+        if read_only {
+            return Err(EACCES);
+        }
     }
     // PROT_NONE pages fault, like guard pages on Linux; other protections
     // leave pages readable and writable.
@@ -104,8 +389,48 @@ pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
     }
     // Memory is never given back while the isle runs, but MADV_DONTNEED
     // promises zeros on the next touch of private memory: keep that promise.
+    // A file's pages come back from the file, so they stay as they are.
     if advice == MADV_DONTNEED {
-        user::fill_accessible(address, len, 0)?;
+        let end = address + len;
+        let mut at = address;
+        while at < end {
+            let next_file = FILE_RANGES.lock().first_overlap(at, end);
+            let (gap_end, skip_to) = next_file.unwrap_or((end, end));
+            if at < gap_end {
+                user::fill_accessible(at, gap_end - at, 0)?;
+            }
+            at = skip_to.max(gap_end);
+        }
+    }
+    Ok(0)
+}
+
+pub fn msync(address: u64, len: u64, flags: u64) -> SysResult {
+    if !address.is_multiple_of(PAGE_SIZE)
+        || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || flags & (MS_ASYNC | MS_SYNC) == MS_ASYNC | MS_SYNC
+    {
+        return Err(EINVAL);
+    }
+    let len = page_len(len).ok_or(ENOMEM)?;
+    let end = address.checked_add(len).ok_or(ENOMEM)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    if !mm::is_mapped(address, len) {
+        return Err(ENOMEM);
+    }
+    let mut at = address;
+    loop {
+        let next_file = FILE_RANGES.lock().first_overlap(at, end);
+        let Some((start, stop)) = next_file else {
+            break;
+        };
+        host_result(offload::call(
+            opcode::MSYNC,
+            [start, stop - start, flags, 0, 0, 0],
+        ))?;
+        at = stop;
     }
     Ok(0)
 }

@@ -85,6 +85,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::MREMAP => memory::mremap(a[0], a[1], a[2], a[3], a[4]),
         nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
         nr::MADVISE => memory::madvise(a[0], a[1], a[2]),
+        nr::MSYNC => memory::msync(a[0], a[1], a[2]),
 
         nr::EXIT_GROUP => process::exit_group(a[0]),
         nr::EXIT => thread::exit(a[0]),

@@ -1,0 +1,805 @@
+//! MAP_SHARED file mappings. The host maps the file's pages over the
+//! guest's range of guest RAM's own host mapping (MAP_FIXED); KVM follows
+//! host mapping changes through its MMU notifiers, so the guest then reads
+//! and writes the file's page cache, as every other opener of the file does.
+//! munmap puts private anonymous memory back. Only the heap (the window the
+//! isle sets) can be remapped, never the image, stack or system area.
+//!
+//! Under QEMU, QEMU maps guest RAM (a memfd) on its own, so a change to
+//! atoll's mapping would never reach the guest. There, files of the
+//! isle's private /dev/shm and /tmp (which nothing else can open; /dev/shm
+//! holds what shm_open and sem_open make) are copied in at map time and
+//! written back at msync, munmap, mremap and before the file is mapped
+//! again; other files are ENODEV.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use atoll_abi::layout::{LARGE_PAGE_SIZE, PAGE_SIZE};
+use atoll_abi::linux::errno::{EACCES, EINVAL, ENODEV, ENOMEM, EOVERFLOW};
+use atoll_abi::queue::{opcode, Request};
+
+use crate::files::Files;
+use crate::memory::GuestRam;
+
+/// Most file mappings at once: each is a host VMA (and the host allows
+/// 65,530 per process).
+const MAX_MAPPINGS: usize = 4096;
+const MS_FLAGS: i32 = libc::MS_ASYNC | libc::MS_SYNC | libc::MS_INVALIDATE;
+
+/// How a guest range shows its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum View {
+    /// The file's pages, MAP_SHARED.
+    Shared,
+    /// The file's pages, MAP_PRIVATE: for fds that may not be written. It
+    /// still shows other openers' writes, as long as the guest doesn't
+    /// write (which Linux would refuse).
+    ReadOnly,
+    /// A copy in guest RAM, written back at msync and munmap (QEMU).
+    Copy,
+}
+
+/// One guest range showing a file.
+struct Mapping {
+    start: u64,
+    end: u64,
+    /// Kept for mremap and write-back (the guest may close its fd).
+    fd: Arc<OwnedFd>,
+    /// File offset of `start`.
+    offset: u64,
+    view: View,
+}
+
+#[derive(Default)]
+struct State {
+    /// Guest addresses that may be remapped: the heap.
+    window: (u64, u64),
+    mappings: Vec<Mapping>,
+}
+
+/// The file-backed ranges of one guest RAM.
+pub struct FileMappings {
+    remappable: bool,
+    state: Mutex<State>,
+    /// The host address of guest RAM, once it is guarded against SIGBUS.
+    guarded: AtomicU64,
+}
+
+impl Drop for FileMappings {
+    fn drop(&mut self) {
+        let base = *self.guarded.get_mut();
+        for (start, end) in &SIGBUS_GUARDED {
+            if base != 0 && start.load(Ordering::SeqCst) == base {
+                end.store(0, Ordering::SeqCst);
+                start.store(0, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Host ranges of guest RAM that show files: a page there past its file's
+/// end raises SIGBUS when the monitor touches it (a guest string or
+/// buffer), which [`on_sigbus`] answers with a zero page instead, so the
+/// guest can't kill its monitor that way.
+static SIGBUS_GUARDED: [(AtomicU64, AtomicU64); 16] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 16];
+
+/// Guards guest RAM against SIGBUS from its file pages (see [`SIGBUS_GUARDED`]).
+fn guard_against_sigbus(ram: &GuestRam) {
+    let mappings = ram.file_mappings();
+    let base = ram.host_base();
+    if mappings.guarded.load(Ordering::SeqCst) != 0 {
+        return;
+    }
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: installs a handler that only reads atomics and maps a
+        // page (async-signal-safe), for a signal that would otherwise end
+        // the process.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
+    });
+    for (start, end) in &SIGBUS_GUARDED {
+        if start
+            .compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            end.store(base + ram.size(), Ordering::SeqCst);
+            mappings.guarded.store(base, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+/// SIGBUS inside guarded guest RAM: the page lies past its file's end.
+/// Linux would kill the guest program; here the monitor was touching it
+/// for the guest, so the page becomes a zero page and the access goes on.
+/// Anywhere else the default action ends the process, as before.
+extern "C" fn on_sigbus(_signal: i32, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers;
+    // si_addr is the faulting address for SIGBUS.
+    let address = unsafe { (*info).si_addr() } as u64;
+    let guarded = SIGBUS_GUARDED.iter().any(|(start, end)| {
+        let start = start.load(Ordering::SeqCst);
+        start != 0 && (start..end.load(Ordering::SeqCst)).contains(&address)
+    });
+    let page = address & !(PAGE_SIZE - 1);
+    // SAFETY: errno is this thread's; mmap over a guarded page of guest
+    // RAM replaces what can't be read with zeros; signal() resets SIGBUS.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if guarded {
+            libc::mmap(
+                page as *mut libc::c_void,
+                PAGE_SIZE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            );
+        } else {
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+impl FileMappings {
+    /// `remappable`: the guest runs on the host mapping we change (KVM).
+    pub fn new(remappable: bool) -> Self {
+        Self {
+            remappable,
+            state: Mutex::new(State::default()),
+            guarded: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets guest `[start, end)` be remapped; nothing can be until this is set.
+    pub fn set_window(&self, start: u64, end: u64) {
+        self.lock().window = (start, end);
+    }
+
+    /// Runs `f` (and returns its result) unless a file shows somewhere in
+    /// `[start, start + len)`; 0 then. No mapping changes meanwhile.
+    pub fn unless_mapped(&self, start: u64, len: u64, f: impl FnOnce() -> i32) -> i32 {
+        let state = self.lock();
+        let end = start.saturating_add(len);
+        if state
+            .mappings
+            .iter()
+            .any(|m| m.view != View::Copy && m.start < end && start < m.end)
+        {
+            return 0;
+        }
+        f()
+    }
+
+    /// How many ranges show files.
+    pub fn count(&self) -> usize {
+        self.lock().mappings.len()
+    }
+}
+
+/// Performs a MAP_FILE, UNMAP_FILE, MSYNC or REMAP_FILE request.
+pub fn handle(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+    let a = request.args;
+    match request.opcode {
+        opcode::MAP_FILE => map(ram, files, a),
+        opcode::UNMAP_FILE => {
+            let range = checked_range(ram, a[0], a[1])?;
+            let mut state = ram.file_mappings().lock();
+            forget(ram, &mut state, range)
+        }
+        opcode::MSYNC => msync(ram, a),
+        opcode::REMAP_FILE => remap(ram, a),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `[address, address + len)`, page-aligned, non-empty, inside the window.
+fn checked_range(ram: &GuestRam, address: u64, len: u64) -> Result<(u64, u64), i64> {
+    let end = address.checked_add(len).ok_or(EINVAL)?;
+    let (low, high) = ram.file_mappings().lock().window;
+    let aligned = address.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE);
+    if !aligned || len == 0 || address < low || end > high || end > ram.size() {
+        return Err(EINVAL);
+    }
+    Ok((address, end))
+}
+
+fn host_errno() -> i64 {
+    i64::from(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+/// Shows `fd` from `offset` at guest `[start, end)`. On failure the range
+/// holds private memory (a failed MAP_FIXED may leave a hole, which the
+/// guest must never find).
+fn show(
+    ram: &GuestRam,
+    (start, end): (u64, u64),
+    fd: &OwnedFd,
+    offset: u64,
+    view: View,
+) -> Result<(), i64> {
+    let len = end - start;
+    let host = ram.host_range(start, len).ok_or(EINVAL)?;
+    let kind = match view {
+        View::Shared => libc::MAP_SHARED,
+        View::ReadOnly => libc::MAP_PRIVATE,
+        View::Copy => return copy_in(host, len, fd, offset),
+    };
+    // Always readable and writable: the guest's protections live in its
+    // own page tables, and the monitor may write here for the guest (a
+    // read into a mapped buffer) without faulting.
+    // SAFETY: replaces pages of guest RAM's own mapping, inside it
+    // (checked above); nothing in the monitor holds references into
+    // guest RAM, only raw pointers used for I/O.
+    let mapped = unsafe {
+        libc::mmap(
+            host.cast(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            kind | libc::MAP_FIXED,
+            fd.as_raw_fd(),
+            offset as libc::off_t,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        let errno = host_errno();
+        let _ = restore_private(ram, (start, end));
+        return Err(errno);
+    }
+    Ok(())
+}
+
+/// Reads the file into guest RAM at `host`, zeros past its end.
+fn copy_in(host: *mut u8, len: u64, fd: &OwnedFd, offset: u64) -> Result<(), i64> {
+    let mut done = 0u64;
+    while done < len {
+        // SAFETY: `host..host + len` lies inside guest RAM (checked by
+        // the caller); pread writes at most `len - done` bytes there.
+        let read = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                host.add(done as usize).cast(),
+                (len - done) as usize,
+                (offset + done) as libc::off_t,
+            )
+        };
+        match read {
+            0 => break,
+            read if read < 0 => return Err(host_errno()),
+            read => done += read as u64,
+        }
+    }
+    // SAFETY: as above, the rest of the same range.
+    unsafe { std::ptr::write_bytes(host.add(done as usize), 0, (len - done) as usize) };
+    Ok(())
+}
+
+fn file_stat(fd: &OwnedFd) -> Result<libc::stat, i64> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat fills our buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+        return Err(host_errno());
+    }
+    // SAFETY: zeroed, then filled by fstat.
+    Ok(unsafe { stat.assume_init() })
+}
+
+/// Writes a copied range back to its file, up to the file's end (a
+/// mapping may reach past it; writing there would grow the file).
+fn write_back(ram: &GuestRam, mapping: &Mapping) -> Result<(), i64> {
+    let fd = mapping.fd.as_raw_fd();
+    let size = file_stat(&mapping.fd)?.st_size.max(0) as u64;
+    let len = (mapping.end - mapping.start).min(size.saturating_sub(mapping.offset));
+    let host = ram.host_range(mapping.start, len).ok_or(EINVAL)?;
+    let mut done = 0u64;
+    while done < len {
+        // SAFETY: pwrite reads `host..host + len`, inside guest RAM.
+        let written = unsafe {
+            libc::pwrite(
+                fd,
+                host.add(done as usize).cast(),
+                (len - done) as usize,
+                (mapping.offset + done) as libc::off_t,
+            )
+        };
+        if written <= 0 {
+            return Err(host_errno());
+        }
+        done += written as u64;
+    }
+    Ok(())
+}
+
+/// Puts private anonymous (zero) memory back over guest `[start, end)`,
+/// on huge pages where whole ones fit, as guest RAM is made.
+fn restore_private(ram: &GuestRam, (start, end): (u64, u64)) -> Result<(), i64> {
+    let host = ram.host_range(start, end - start).ok_or(EINVAL)?;
+    // SAFETY: as in `show`: our own mapping, inside guest RAM.
+    let mapped = unsafe {
+        libc::mmap(
+            host.cast(),
+            (end - start) as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        let errno = host_errno();
+        tracing::error!("guest RAM at {start:#x}..{end:#x} lost its memory: errno {errno}");
+        return Err(errno);
+    }
+    let huge_start = start.next_multiple_of(LARGE_PAGE_SIZE);
+    let huge_end = end & !(LARGE_PAGE_SIZE - 1);
+    if huge_start < huge_end {
+        ram.advise_huge_pages(huge_start, huge_end - huge_start);
+    }
+    Ok(())
+}
+
+/// mmap(MAP_SHARED) of guest fd `a[0]` over guest `[a[1], a[1] + a[2])`
+/// with protection `a[3]`, from file offset `a[4]`.
+fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
+    let [fd, address, len, prot, offset, _] = a;
+    let range = checked_range(ram, address, len)?;
+    if !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    if offset
+        .checked_add(len)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        return Err(EOVERFLOW);
+    }
+    let (held, writable) = files.mappable_fd(fd)?;
+    if prot & libc::PROT_WRITE as u64 != 0 && !writable {
+        return Err(EACCES);
+    }
+    let stat = file_stat(&held)?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // Pipes, sockets, directories, devices: Linux can't map most, and
+        // what it can (/dev/zero) needs no file here.
+        return Err(ENODEV);
+    }
+    let view = match (ram.file_mappings().remappable, writable) {
+        (true, true) => View::Shared,
+        (true, false) => View::ReadOnly,
+        // Only the isle itself can see its private /dev/shm and /tmp, so
+        // a copy written back keeps what shm_open and sem_open users rely on.
+        (false, _) if files.in_private_dir(fd) => View::Copy,
+        (false, _) => return Err(ENODEV),
+    };
+    let mut state = ram.file_mappings().lock();
+    if state.mappings.len() >= MAX_MAPPINGS {
+        return Err(ENOMEM);
+    }
+    // MAP_FIXED replaces: what showed there before is gone (the kernel
+    // has already unmapped it; this only keeps the table true).
+    forget_entries(&mut state, range);
+    if view == View::Copy {
+        // Other copies of the file go back first, so this one starts
+        // with what they wrote.
+        for other in state.mappings.iter().filter(|m| m.view == View::Copy) {
+            let same = file_stat(&other.fd)
+                .is_ok_and(|it| (it.st_dev, it.st_ino) == (stat.st_dev, stat.st_ino));
+            if same {
+                write_back(ram, other)?;
+            }
+        }
+    } else {
+        guard_against_sigbus(ram);
+    }
+    show(ram, range, &held, offset, view)?;
+    insert(
+        &mut state,
+        Mapping {
+            start: range.0,
+            end: range.1,
+            fd: held,
+            offset,
+            view,
+        },
+    );
+    Ok(i64::from(writable))
+}
+
+fn insert(state: &mut State, mapping: Mapping) {
+    let at = state.mappings.partition_point(|m| m.start < mapping.start);
+    state.mappings.insert(at, mapping);
+}
+
+/// Takes `range` out of the table, keeping what lies beside it; returns
+/// the pieces taken out.
+fn forget_entries(state: &mut State, (start, end): (u64, u64)) -> Vec<Mapping> {
+    let mut dropped = Vec::new();
+    let mut kept = Vec::with_capacity(state.mappings.len() + 1);
+    for mapping in state.mappings.drain(..) {
+        if mapping.end <= start || end <= mapping.start {
+            kept.push(mapping);
+            continue;
+        }
+        let piece = |from: u64, to: u64| Mapping {
+            start: from,
+            end: to,
+            fd: Arc::clone(&mapping.fd),
+            offset: mapping.offset + (from - mapping.start),
+            view: mapping.view,
+        };
+        dropped.push(piece(mapping.start.max(start), mapping.end.min(end)));
+        if mapping.start < start {
+            kept.push(piece(mapping.start, start));
+        }
+        if end < mapping.end {
+            kept.push(piece(end, mapping.end));
+        }
+    }
+    kept.sort_by_key(|m| m.start);
+    state.mappings = kept;
+    dropped
+}
+
+/// Takes the files shown in `range` away: copies are written back, the
+/// file's pages give way to private memory.
+fn forget(ram: &GuestRam, state: &mut State, range: (u64, u64)) -> Result<i64, i64> {
+    let mut result = Ok(0);
+    for piece in forget_entries(state, range) {
+        let done = match piece.view {
+            View::Copy => write_back(ram, &piece),
+            View::Shared | View::ReadOnly => restore_private(ram, (piece.start, piece.end)),
+        };
+        if let Err(errno) = done {
+            result = Err(errno);
+        }
+    }
+    result
+}
+
+fn msync(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
+    let [address, len, flags, ..] = a;
+    let flags = i32::try_from(flags).map_err(|_| EINVAL)?;
+    if flags & !MS_FLAGS != 0 || flags & libc::MS_ASYNC != 0 && flags & libc::MS_SYNC != 0 {
+        return Err(EINVAL);
+    }
+    let (start, end) = checked_range(ram, address, len)?;
+    let state = ram.file_mappings().lock();
+    for mapping in &state.mappings {
+        let (from, to) = (mapping.start.max(start), mapping.end.min(end));
+        if from >= to {
+            continue;
+        }
+        match mapping.view {
+            View::Shared => {
+                let host = ram.host_range(from, to - from).ok_or(EINVAL)?;
+                // SAFETY: msync reads page state of our own mapping only.
+                if unsafe { libc::msync(host.cast(), (to - from) as usize, flags) } != 0 {
+                    return Err(host_errno());
+                }
+            }
+            View::Copy => {
+                let piece = Mapping {
+                    start: from,
+                    end: to,
+                    fd: Arc::clone(&mapping.fd),
+                    offset: mapping.offset + (from - mapping.start),
+                    view: View::Copy,
+                };
+                write_back(ram, &piece)?;
+            }
+            View::ReadOnly => {}
+        }
+    }
+    Ok(0)
+}
+
+/// mremap: the file that showed at `old` shows at `[new, new + new_len)`.
+fn remap(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
+    let [old, old_len, new, new_len, ..] = a;
+    let old_range = checked_range(ram, old, old_len)?;
+    let new_range = checked_range(ram, new, new_len)?;
+    let mut state = ram.file_mappings().lock();
+    let (fd, offset, view) = state
+        .mappings
+        .iter()
+        .find(|m| m.start <= old_range.0 && old_range.1 <= m.end)
+        .map(|m| (Arc::clone(&m.fd), m.offset + (old - m.start), m.view))
+        .ok_or(EINVAL)?;
+    if offset
+        .checked_add(new_len)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
+        return Err(EOVERFLOW);
+    }
+    if view == View::Copy {
+        // The copy moves through the file: written back, read in again.
+        forget(ram, &mut state, old_range)?;
+    }
+    forget_entries(&mut state, new_range);
+    show(ram, new_range, &fd, offset, view)?;
+    // What is left of the old range (outside the new one) becomes
+    // private memory.
+    forget(ram, &mut state, old_range)?;
+    insert(
+        &mut state,
+        Mapping {
+            start: new_range.0,
+            end: new_range.1,
+            fd,
+            offset,
+            view,
+        },
+    );
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_abi::linux::errno::{EBADF, EROFS};
+    use std::os::unix::fs::FileExt;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const RAM: u64 = 8 << 20;
+    const WINDOW: (u64, u64) = (2 << 20, 6 << 20);
+    const AT_FDCWD: i64 = -100;
+    const PROT_RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+
+    struct Isle {
+        ram: GuestRam,
+        files: Files,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Isle {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Guest RAM with the window set, a writable mount /data and a
+    /// read-only one /ro, each holding `file` ("initial" and two pages).
+    fn isle(remappable: bool, label: &str) -> Isle {
+        let dir =
+            std::env::temp_dir().join(format!("atoll-file-mapping-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut contents = vec![b'.'; 2 * PAGE_SIZE as usize];
+        contents[..7].copy_from_slice(b"initial");
+        for sub in ["rw", "ro", "shm"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::write(dir.join(sub).join("file"), &contents).unwrap();
+        }
+        let spec = |sub: &str, guest: &str, read_only| crate::files::MountSpec {
+            host: dir.join(sub),
+            guest: guest.into(),
+            read_only,
+        };
+        let mut files = Files::new(
+            &[
+                spec("rw", "/data", false),
+                spec("ro", "/ro", true),
+                spec("shm", "/dev/shm", false),
+            ],
+            "/data",
+        )
+        .unwrap();
+        files.set_private_dirs(&["/dev/shm".into()]);
+        let ram = if remappable {
+            GuestRam::new(RAM).unwrap()
+        } else {
+            GuestRam::new_shared(RAM, 0).unwrap().0
+        };
+        ram.file_mappings().set_window(WINDOW.0, WINDOW.1);
+        Isle { ram, files, dir }
+    }
+
+    impl Isle {
+        fn open(&self, path: &str, flags: i32) -> u64 {
+            self.files.open(AT_FDCWD, path, flags, 0).unwrap() as u64
+        }
+
+        fn call(&self, op: u32, args: [u64; 6]) -> Result<i64, i64> {
+            let request = Request {
+                opcode: op,
+                flags: 0,
+                tag: 1,
+                args,
+            };
+            handle(&self.ram, &self.files, &request)
+        }
+
+        fn read(&self, address: u64, len: usize) -> Vec<u8> {
+            let mut bytes = vec![0; len];
+            self.ram
+                .memory()
+                .read_slice(&mut bytes, GuestAddress(address))
+                .unwrap();
+            bytes
+        }
+    }
+
+    #[test]
+    fn writes_go_both_ways_and_munmap_brings_private_memory_back() {
+        let isle = isle(true, "both-ways");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let at = WINDOW.0 + PAGE_SIZE;
+        let map = [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.read(at, 7), b"initial");
+        // Guest RAM's host mapping is the file's page cache now.
+        isle.ram
+            .memory()
+            .write_slice(b"guest", GuestAddress(at + PAGE_SIZE))
+            .unwrap();
+        let host = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(isle.dir.join("rw/file"))
+            .unwrap();
+        let mut seen = [0u8; 5];
+        host.read_exact_at(&mut seen, PAGE_SIZE).unwrap();
+        assert_eq!(&seen, b"guest");
+        host.write_all_at(b"host!", 0).unwrap();
+        assert_eq!(isle.read(at, 5), b"host!");
+        let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
+        assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
+        // Half of it goes; that half is zeroed private memory again.
+        assert_eq!(
+            isle.call(opcode::UNMAP_FILE, [at, PAGE_SIZE, 0, 0, 0, 0]),
+            Ok(0)
+        );
+        assert_eq!(isle.read(at, 5), [0; 5]);
+        isle.ram
+            .memory()
+            .write_slice(b"private", GuestAddress(at))
+            .unwrap();
+        host.read_exact_at(&mut seen, 0).unwrap();
+        assert_eq!(&seen, b"host!");
+        assert_eq!(isle.ram.file_mappings().count(), 1);
+        assert_eq!(isle.read(at + PAGE_SIZE, 5), b"guest");
+    }
+
+    /// A page past the file's end would SIGBUS the monitor reading a guest
+    /// string there: it reads zeros instead.
+    #[test]
+    fn pages_past_the_end_of_the_file_read_as_zeros() {
+        let isle = isle(true, "sigbus");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let at = WINDOW.0;
+        let map = [fd, at, 4 * PAGE_SIZE, PROT_RW, 0, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.read(at + 3 * PAGE_SIZE, 4), [0; 4]);
+        assert_eq!(isle.read(at, 7), b"initial");
+    }
+
+    #[test]
+    fn mremap_moves_the_file_and_frees_the_old_range() {
+        let isle = isle(true, "mremap");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let (old, new) = (WINDOW.0, WINDOW.0 + (1 << 20));
+        let map = [fd, old, PAGE_SIZE, PROT_RW, PAGE_SIZE, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        let remap = [old, PAGE_SIZE, new, 2 * PAGE_SIZE, 0, 0];
+        assert_eq!(isle.call(opcode::REMAP_FILE, remap), Ok(0));
+        assert_eq!(isle.read(old, 1), [0]);
+        assert_eq!(isle.read(new, 1), b".");
+        assert_eq!(isle.ram.file_mappings().count(), 1);
+    }
+
+    #[test]
+    fn linux_refusals_and_bad_ranges() {
+        let isle = isle(true, "refusals");
+        let read_only = isle.open("/data/file", libc::O_RDONLY);
+        let write_only = isle.open("/data/file", libc::O_WRONLY);
+        let on_ro_mount = isle.open("/ro/file", libc::O_RDONLY);
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let dir = isle.open("/data", libc::O_RDONLY | libc::O_DIRECTORY);
+        let at = WINDOW.0;
+        let map = |fd, address, len, prot, offset| {
+            isle.call(opcode::MAP_FILE, [fd, address, len, prot, offset, 0])
+        };
+        let page = PAGE_SIZE;
+        assert_eq!(map(read_only, at, page, PROT_RW, 0), Err(EACCES));
+        assert_eq!(map(write_only, at, page, 1, 0), Err(EACCES));
+        assert_eq!(map(on_ro_mount, at, page, PROT_RW, 0), Err(EACCES));
+        assert_eq!(map(99, at, page, 1, 0), Err(EBADF));
+        assert_eq!(map(dir, at, page, 1, 0), Err(ENODEV));
+        // Outside the window (the image, the system area, beyond RAM),
+        // unaligned, empty, wrapping: nothing is touched.
+        for (address, len) in [
+            (WINDOW.0 - page, 2 * page),
+            (WINDOW.1 - page, 2 * page),
+            (RAM, page),
+            (at + 1, page),
+            (at, page + 1),
+            (at, 0),
+            (u64::MAX - page + 1, page),
+        ] {
+            assert_eq!(
+                map(fd, address, len, 1, 0),
+                Err(EINVAL),
+                "{address:#x}+{len:#x}"
+            );
+            assert_eq!(
+                isle.call(opcode::UNMAP_FILE, [address, len, 0, 0, 0, 0]),
+                Err(EINVAL)
+            );
+            assert_eq!(
+                isle.call(opcode::MSYNC, [address, len, 0, 0, 0, 0]),
+                Err(EINVAL)
+            );
+        }
+        assert_eq!(map(fd, at, page, 1, 1), Err(EINVAL));
+        assert_eq!(map(fd, at, page, 1, !(page - 1)), Err(EOVERFLOW));
+        assert_eq!(isle.ram.file_mappings().count(), 0);
+        // A read-only fd maps read-only (and may never be made writable).
+        assert_eq!(map(read_only, at, page, 1, 0), Ok(0));
+        assert_eq!(map(on_ro_mount, at + page, page, 1, 0), Ok(0));
+        let both = (libc::MS_SYNC | libc::MS_ASYNC) as u64;
+        assert_eq!(
+            isle.call(opcode::MSYNC, [at, page, both, 0, 0, 0]),
+            Err(EINVAL)
+        );
+        // The mount stays as it was.
+        assert_eq!(
+            isle.files.open(AT_FDCWD, "/ro/file", libc::O_RDWR, 0),
+            Err(EROFS)
+        );
+        let remap = [at + 3 * page, page, at, page, 0, 0];
+        assert_eq!(isle.call(opcode::REMAP_FILE, remap), Err(EINVAL));
+    }
+
+    #[test]
+    fn without_kvm_only_private_files_map_as_copies_written_back() {
+        let isle = isle(false, "copy");
+        let fd = isle.open("/data/file", libc::O_RDWR);
+        let at = WINDOW.0;
+        let map = |fd| isle.call(opcode::MAP_FILE, [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0]);
+        assert_eq!(map(fd), Err(ENODEV));
+        let shm = isle.open("/dev/shm/file", libc::O_RDWR);
+        assert_eq!(map(shm), Ok(1));
+        assert_eq!(isle.read(at, 7), b"initial");
+        isle.ram
+            .memory()
+            .write_slice(b"copied", GuestAddress(at + PAGE_SIZE))
+            .unwrap();
+        // A second copy starts with what the first wrote.
+        let again = isle.open("/dev/shm/file", libc::O_RDONLY);
+        let second = [again, at + (1 << 20), PAGE_SIZE, 1, PAGE_SIZE, 0];
+        assert_eq!(isle.call(opcode::MAP_FILE, second), Ok(0));
+        assert_eq!(isle.read(at + (1 << 20), 6), b"copied");
+        let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
+        assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
+        let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
+        assert_eq!(&file[PAGE_SIZE as usize..][..6], b"copied");
+        // Past the file's end nothing is written back: the file keeps its size.
+        std::fs::File::options()
+            .write(true)
+            .open(isle.dir.join("shm/file"))
+            .unwrap()
+            .set_len(PAGE_SIZE)
+            .unwrap();
+        let unmap = [at, 2 * PAGE_SIZE, 0, 0, 0, 0];
+        assert_eq!(isle.call(opcode::UNMAP_FILE, unmap), Ok(0));
+        let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
+        assert_eq!(file.len(), PAGE_SIZE as usize);
+    }
+}
