@@ -170,8 +170,20 @@ pub mod opcode {
     pub const RECVMSG: u32 = 61;
     /// close_range(first, last, flags): CLOSE_RANGE_CLOEXEC marks instead.
     pub const CLOSE_RANGE: u32 = 62;
+    /// memory(kind, address, len): a [`memory`] request on guest RAM.
+    pub const MEMORY: u32 = 63;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 63;
+    pub const COUNT: u32 = 64;
+}
+
+/// Kinds of [`opcode::MEMORY`]; address and len are page-aligned.
+pub mod memory {
+    /// Back the range with host memory now (MADV_POPULATE_WRITE), contents
+    /// unchanged. Sent ahead of use, completion ignored.
+    pub const POPULATE: u64 = 0;
+    /// Give the range back to the host: it reads as zeros afterwards
+    /// (MADV_DONTNEED, or MADV_REMOVE for a memfd).
+    pub const RELEASE: u64 = 1;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

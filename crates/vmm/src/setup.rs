@@ -194,6 +194,8 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
     let mmio_pd = page(7 + pd_count);
 
     write_u64(memory, pml4, identity_pdpt | PTE_TABLE)?;
+    // A large isle has hundreds of directories: each is written whole.
+    let mut directory = vec![0u8; PAGE_SIZE as usize];
     for gib in 0..pd_count {
         write_u64(
             memory,
@@ -201,6 +203,7 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
             identity_pd(gib) | PTE_TABLE,
         )?;
         let pages_in_gib = ((layout.ram_size - gib * GIB).min(GIB)).div_ceil(LARGE_PAGE_SIZE);
+        directory.fill(0);
         for index in 0..pages_in_gib {
             let address = gib * GIB + index * LARGE_PAGE_SIZE;
             let entry = if address == 0 {
@@ -208,8 +211,12 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
             } else {
                 address | PTE_TABLE | PTE_LARGE
             };
-            write_u64(memory, identity_pd(gib) + index * 8, entry)?;
+            let at = index as usize * 8;
+            directory[at..at + 8].copy_from_slice(&entry.to_le_bytes());
         }
+        memory
+            .write_slice(&directory, GuestAddress(identity_pd(gib)))
+            .map_err(memory_error)?;
     }
     for index in NULL_GUARD_END / PAGE_SIZE..LARGE_PAGE_SIZE / PAGE_SIZE {
         write_u64(memory, low_pt + index * 8, (index * PAGE_SIZE) | PTE_TABLE)?;

@@ -3,11 +3,12 @@
 use atoll_abi::linux::errno::{EINVAL, EISDIR, ENODEV, ENOMEM};
 
 use super::SysResult;
-use crate::arch::x86_64::user;
-use crate::mm::{self, Placement};
+use crate::mm::{self, Access, Placement};
 
 const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
+const PROT_READ: u64 = 0x1;
 const PROT_WRITE: u64 = 0x2;
+const PROT_EXEC: u64 = 0x4;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
@@ -17,6 +18,17 @@ const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MADV_DONTNEED: u64 = 4;
+
+/// What `prot` lets the program do (PROT_EXEC implies reading on x86).
+fn access(prot: u64) -> Access {
+    if prot & PROT_WRITE != 0 {
+        Access::ReadWrite
+    } else if prot & (PROT_READ | PROT_EXEC) != 0 {
+        Access::Read
+    } else {
+        Access::None
+    }
+}
 
 pub fn brk(requested: u64) -> SysResult {
     Ok(mm::brk(requested))
@@ -41,11 +53,11 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
     } else {
         Placement::Anywhere
     };
-    let accessible = prot & 0x7 != 0;
+    let access = access(prot);
     if flags & MAP_ANONYMOUS != 0 {
         // Anonymous MAP_SHARED memory is only shared with forks, which an
         // isle doesn't have, so it is private memory here.
-        return mm::map_anonymous_with(address, len, placement, accessible);
+        return mm::map_anonymous(address, len, placement, access);
     }
     // A file mapping is a private copy read in now. That is honest for
     // MAP_PRIVATE and for read-only shared mappings; a writable shared one
@@ -53,7 +65,7 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
     if kind != MAP_PRIVATE && prot & PROT_WRITE != 0 {
         return Err(ENODEV);
     }
-    let start = mm::map_anonymous(address, len, placement)?;
+    let start = mm::map_anonymous(address, len, placement, Access::ReadWrite)?;
     let mut done = 0;
     while done < len {
         let chunk = (len - done).min(1 << 30);
@@ -67,8 +79,8 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
             }
         }
     }
-    if !accessible {
-        mm::protect(start, len, false)?;
+    if access != Access::ReadWrite {
+        mm::protect(start, len, access)?;
     }
     Ok(start)
 }
@@ -89,9 +101,7 @@ pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
     if !address.is_multiple_of(4096) || prot & !PROT_ALL != 0 {
         return Err(EINVAL);
     }
-    // PROT_NONE pages fault, like guard pages on Linux; other protections
-    // leave pages readable and writable.
-    mm::protect(address, len, prot & 0x7 != 0).map(|()| 0)
+    mm::protect(address, len, access(prot)).map(|()| 0)
 }
 
 pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
@@ -102,10 +112,10 @@ pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
     if len != 0 && !mm::is_mapped(address, len) {
         return Err(ENOMEM);
     }
-    // Memory is never given back while the isle runs, but MADV_DONTNEED
-    // promises zeros on the next touch of private memory: keep that promise.
-    if advice == MADV_DONTNEED {
-        user::fill_accessible(address, len, 0)?;
+    // MADV_DONTNEED promises zeros on the next touch of private memory;
+    // the memory goes back to the host.
+    if advice == MADV_DONTNEED && len != 0 {
+        mm::discard(address, len)?;
     }
     Ok(0)
 }
