@@ -231,6 +231,10 @@ fn main() {
         qemu_section();
         return;
     }
+    if std::env::args().any(|arg| arg == "--memory") {
+        memory_section();
+        return;
+    }
     let hello = program(Flavor::Musl, "hello");
     println!("atoll bench: isle vs native, one run ({RUNS} runs per wall-time median)\n");
 
@@ -322,6 +326,7 @@ fn main() {
     );
 
     threads_section();
+    memory_section();
     offload_section();
     rewrite_section();
     isles_section();
@@ -535,6 +540,81 @@ fn threads_section() {
             );
         }
     }
+}
+
+/// Median wall time of `make()`'s command over three runs, in ms (for
+/// commands too slow for [`wall_ms`]'s 200).
+fn wall_ms_of_three(make: impl Fn() -> Command) -> f64 {
+    let samples = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let status = make()
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("runs");
+            assert!(status.success(), "benchmark command failed");
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    median(samples)
+}
+
+/// Issue 13's table: memory without -m, backed on demand
+/// (`cargo bench -p atoll-cli --bench isle_vs_native -- --memory`).
+fn memory_section() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last_core = cores.checked_sub(1);
+    println!("\n| memory (no -m) | isle | native | isle/native | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    let hello = program(Flavor::Musl, "hello");
+    row(
+        "`atoll run hello` wall time (median), ms",
+        wall_ms(|| isle(&hello)),
+        wall_ms(|| Command::new(&hello)),
+        "",
+        "no slower than before",
+    );
+    let touch = program(Flavor::Glibc, "touch");
+    row(
+        "first write to each page of a fresh 256 MiB mapping after 300 ms, cycles per page",
+        median_figure(
+            || isle_with(&[], &touch, &["256", "300"]),
+            "touch_cycles",
+            false,
+        ),
+        median_figure(
+            || native_on(last_core, &touch, &["256"]),
+            "touch_cycles",
+            false,
+        ),
+        "",
+        "at most 0.05x",
+    );
+    let alloc = program(Flavor::Glibc, "alloc");
+    row(
+        "malloc 1 GiB, touch every page, free, twice: wall time, ms",
+        wall_ms_of_three(|| isle_with(&[], &alloc, &["malloc", "1024"])),
+        wall_ms_of_three(|| native_on(last_core, &alloc, &["malloc", "1024"])),
+        "",
+        "report",
+    );
+    let many_threads = program(Flavor::Glibc, "many_threads");
+    row(
+        "64 glibc threads (8 MiB stacks) created and joined, ms",
+        median_figure(
+            || isle_with(&[], &many_threads, &["64"]),
+            "threads_ms",
+            true,
+        ),
+        median_figure(
+            || native_on(last_core, &many_threads, &["64"]),
+            "threads_ms",
+            true,
+        ),
+        "",
+        "report",
+    );
 }
 
 /// Issue 4's table: files and sockets through the offload queue.

@@ -76,6 +76,8 @@ struct AddressSpace {
     backed: [u64; CHUNK_WORDS],
     backed_chunks: u64,
     limit_chunks: u64,
+    /// Where CPU c's populated reserve ends below its slice's allocations.
+    reserve_floor: [u64; MAX_CPUS],
     /// CPU c's mmap slice ends `c * slice_size` below the heap end.
     cpu_count: u64,
     slice_size: u64,
@@ -102,6 +104,7 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     backed: [0; CHUNK_WORDS],
     backed_chunks: 0,
     limit_chunks: 0,
+    reserve_floor: [0; MAX_CPUS],
     cpu_count: 1,
     slice_size: 0,
     page_table_root: 0,
@@ -162,7 +165,37 @@ pub fn init(boot: &BootInfo) {
         end: boot.program.stack_top,
     };
     space.limit_chunks = boot.memory_limit / LARGE_PAGE_SIZE;
+    for cpu in 0..space.cpu_count {
+        space.reserve_floor[cpu as usize] = space.slice_top(cpu);
+    }
 }
+
+/// Populated memory kept ahead of each CPU's allocations (at most half the
+/// limit), so the program's first touches find it backed: a first touch of
+/// unpopulated memory costs a host fault and zeroing 2 MiB.
+const RESERVE: u64 = 256 << 20;
+
+/// Asks the host to populate every CPU's first reserve (it waits until the
+/// isle has run 20 ms, so short isles never pay for it).
+pub fn populate_reserves() {
+    let mut space = SPACE.lock();
+    for cpu in 0..space.cpu_count {
+        let top = space.slice_top(cpu);
+        space.extend_reserve(cpu, top);
+    }
+    // brk's first growth, for small allocations.
+    let brk_start = align_up(space.brk_start, LARGE_PAGE_SIZE);
+    let brk_end = (brk_start + BRK_RESERVE).min(space.slice_top(space.cpu_count));
+    if brk_start < brk_end {
+        populate_ahead(Range {
+            start: brk_start,
+            end: brk_end,
+        });
+    }
+}
+
+/// Populated ahead of brk at boot.
+const BRK_RESERVE: u64 = 16 << 20;
 
 /// Asks the host to back `range` now, ahead of the program's touches. A
 /// request that arrives after the range was given back again leaves it
@@ -397,7 +430,36 @@ impl AddressSpace {
         if let Some(done) = run {
             populate_ahead(done);
         }
+        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        if cpu < self.cpu_count && range.start < self.reserve_floor[cpu as usize] + RESERVE {
+            self.extend_reserve(cpu, range.start);
+        }
         Ok(())
+    }
+
+    /// Where CPU `cpu`'s mmap slice ends.
+    fn slice_top(&self, cpu: u64) -> u64 {
+        align_down(self.heap_end - cpu * self.slice_size, LARGE_PAGE_SIZE)
+    }
+
+    /// Populates CPU `cpu`'s reserve down to [`RESERVE`] below `frontier`
+    /// (its lowest allocation), where not asked already.
+    fn extend_reserve(&mut self, cpu: u64, frontier: u64) {
+        let Some(&floor) = self.reserve_floor.get(cpu as usize) else {
+            return;
+        };
+        let room = self.limit_chunks.saturating_sub(self.backed_chunks) * LARGE_PAGE_SIZE;
+        let depth = RESERVE.min(self.limit_chunks * LARGE_PAGE_SIZE / 2).min(room);
+        let slice_bottom = self.slice_top(cpu).saturating_sub(self.slice_size);
+        let wanted = align_down(frontier.saturating_sub(depth), LARGE_PAGE_SIZE).max(slice_bottom);
+        let top = floor.min(align_down(frontier, LARGE_PAGE_SIZE));
+        if wanted < top {
+            populate_ahead(Range {
+                start: wanted,
+                end: top,
+            });
+            self.reserve_floor[cpu as usize] = wanted;
+        }
     }
 
     /// Whether nothing in `chunk` is handed out: no mapping, no brk memory.
