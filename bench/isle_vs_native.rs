@@ -22,7 +22,12 @@ fn wall_ms(mut make: impl FnMut() -> Command) -> f64 {
     for _ in 0..10 {
         make().stdout(Stdio::null()).status().expect("runs");
     }
-    let samples = (0..RUNS)
+    median_wall_ms(RUNS, make)
+}
+
+/// Median wall time of `runs` runs of `make()`'s command, in ms.
+fn median_wall_ms(runs: usize, mut make: impl FnMut() -> Command) -> f64 {
+    let samples = (0..runs)
         .map(|_| {
             let start = Instant::now();
             let status = make()
@@ -542,24 +547,6 @@ fn threads_section() {
     }
 }
 
-/// Median wall time of `make()`'s command over three runs, in ms (for
-/// commands too slow for [`wall_ms`]'s 200).
-fn wall_ms_of_three(make: impl Fn() -> Command) -> f64 {
-    let samples = (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            let status = make()
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("runs");
-            assert!(status.success(), "benchmark command failed");
-            start.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    median(samples)
-}
-
 /// Issue 13's table: memory without -m, backed on demand
 /// (`cargo bench -p atoll-cli --bench isle_vs_native -- --memory`).
 fn memory_section() {
@@ -594,8 +581,8 @@ fn memory_section() {
     let alloc = program(Flavor::Glibc, "alloc");
     row(
         "malloc 1 GiB, touch every page, free, twice: wall time, ms",
-        wall_ms_of_three(|| isle_with(&[], &alloc, &["malloc", "1024"])),
-        wall_ms_of_three(|| native_on(last_core, &alloc, &["malloc", "1024"])),
+        median_wall_ms(3, || isle_with(&[], &alloc, &["malloc", "1024"])),
+        median_wall_ms(3, || native_on(last_core, &alloc, &["malloc", "1024"])),
         "",
         "report",
     );

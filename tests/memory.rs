@@ -113,8 +113,8 @@ fn resident_mib(pid: u32) -> u64 {
             })
             .unwrap_or(0)
     };
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     (rss(&pid.to_string()) + children.split_whitespace().map(rss).sum::<u64>()) >> 10
 }
 

@@ -203,7 +203,14 @@ const BRK_RESERVE: u64 = 16 << 20;
 fn populate_ahead(range: Range) {
     crate::offload::send(
         opcode::MEMORY,
-        [memory::POPULATE, range.start, range.end - range.start, 0, 0, 0],
+        [
+            memory::POPULATE,
+            range.start,
+            range.end - range.start,
+            0,
+            0,
+            0,
+        ],
     );
 }
 
@@ -212,7 +219,14 @@ fn populate_ahead(range: Range) {
 fn release(range: Range) -> Result<(), i64> {
     let result = crate::offload::call_without_yielding(
         opcode::MEMORY,
-        [memory::RELEASE, range.start, range.end - range.start, 0, 0, 0],
+        [
+            memory::RELEASE,
+            range.start,
+            range.end - range.start,
+            0,
+            0,
+            0,
+        ],
     );
     if result < 0 {
         Err(-result)
@@ -379,7 +393,10 @@ impl AddressSpace {
         let start = align_down(range.start, LARGE_PAGE_SIZE).max(low);
         let end = align_up(range.end, LARGE_PAGE_SIZE).min(high);
         let count = (CHUNK_WORDS * 64) as u64;
-        ((start / LARGE_PAGE_SIZE).min(count), (end.max(start) / LARGE_PAGE_SIZE).min(count))
+        (
+            (start / LARGE_PAGE_SIZE).min(count),
+            (end.max(start) / LARGE_PAGE_SIZE).min(count),
+        )
     }
 
     fn is_backed(&self, chunk: u64) -> bool {
@@ -399,7 +416,9 @@ impl AddressSpace {
     /// past it, with nothing changed) and asks the host to populate them.
     fn back(&mut self, range: Range) -> Result<(), i64> {
         let (first, last) = self.heap_chunks(range);
-        let new = (first..last).filter(|&chunk| !self.is_backed(chunk)).count() as u64;
+        let new = (first..last)
+            .filter(|&chunk| !self.is_backed(chunk))
+            .count() as u64;
         if self.backed_chunks + new > self.limit_chunks {
             return Err(ENOMEM);
         }
@@ -449,7 +468,9 @@ impl AddressSpace {
             return;
         };
         let room = self.limit_chunks.saturating_sub(self.backed_chunks) * LARGE_PAGE_SIZE;
-        let depth = RESERVE.min(self.limit_chunks * LARGE_PAGE_SIZE / 2).min(room);
+        let depth = RESERVE
+            .min(self.limit_chunks * LARGE_PAGE_SIZE / 2)
+            .min(room);
         let slice_bottom = self.slice_top(cpu).saturating_sub(self.slice_size);
         let wanted = align_down(frontier.saturating_sub(depth), LARGE_PAGE_SIZE).max(slice_bottom);
         let top = floor.min(align_down(frontier, LARGE_PAGE_SIZE));
@@ -821,7 +842,12 @@ pub enum Placement {
 }
 
 /// Anonymous mmap: PROT_NONE reserves, anything else hands memory out.
-pub fn map_anonymous(hint: u64, len: u64, placement: Placement, access: Access) -> Result<u64, i64> {
+pub fn map_anonymous(
+    hint: u64,
+    len: u64,
+    placement: Placement,
+    access: Access,
+) -> Result<u64, i64> {
     SPACE.lock().map_anonymous(hint, len, placement, access)
 }
 

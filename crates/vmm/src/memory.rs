@@ -222,7 +222,9 @@ impl GuestRam {
         len: u64,
         delay: std::time::Duration,
     ) -> Result<(), i64> {
-        let (offset, end) = self.checked_pages(offset, len).ok_or(i64::from(libc::EINVAL))?;
+        let (offset, end) = self
+            .checked_pages(offset, len)
+            .ok_or(i64::from(libc::EINVAL))?;
         if let Some(wait) = delay.checked_sub(self.created.elapsed()) {
             std::thread::sleep(wait);
         }
@@ -233,7 +235,9 @@ impl GuestRam {
     /// The guest's RELEASE: gives a range's memory back to the host; it
     /// reads as zeros afterwards.
     pub fn release(&self, offset: u64, len: u64) -> Result<(), i64> {
-        let (offset, end) = self.checked_pages(offset, len).ok_or(i64::from(libc::EINVAL))?;
+        let (offset, end) = self
+            .checked_pages(offset, len)
+            .ok_or(i64::from(libc::EINVAL))?;
         // A memfd keeps its pages through MADV_DONTNEED (QEMU maps them
         // too); MADV_REMOVE punches them out of the file.
         let advice = if self.shared {
@@ -298,10 +302,19 @@ mod tests {
             .write_obj(0xdead_beef_u64, GuestAddress(0x2000))
             .unwrap();
         ram.release(0x2000, 0x1000).unwrap();
-        assert_eq!(ram.memory().read_obj::<u64>(GuestAddress(0x2000)).unwrap(), 0);
+        assert_eq!(
+            ram.memory().read_obj::<u64>(GuestAddress(0x2000)).unwrap(),
+            0
+        );
         assert_eq!(ram.release(0x2001, 0x1000), Err(i64::from(libc::EINVAL)));
         assert_eq!(ram.release(4 << 20, 0x1000), Err(i64::from(libc::EINVAL)));
-        assert_eq!(ram.release(u64::MAX & !0xfff, 0x2000), Err(i64::from(libc::EINVAL)));
-        assert_eq!(ram.populate_ahead(0, 0, delay), Err(i64::from(libc::EINVAL)));
+        assert_eq!(
+            ram.release(u64::MAX & !0xfff, 0x2000),
+            Err(i64::from(libc::EINVAL))
+        );
+        assert_eq!(
+            ram.populate_ahead(0, 0, delay),
+            Err(i64::from(libc::EINVAL))
+        );
     }
 }
