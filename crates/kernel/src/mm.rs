@@ -165,6 +165,9 @@ pub fn init(boot: &BootInfo) {
         end: boot.program.stack_top,
     };
     space.limit_chunks = boot.memory_limit / LARGE_PAGE_SIZE;
+    // The monitor left the heap unmapped: regions get mapped as they are
+    // handed out, so user pointers are checked against the tables.
+    user::note_region_protected();
     for cpu in 0..space.cpu_count {
         space.reserve_floor[cpu as usize] = space.slice_top(cpu);
     }
@@ -253,8 +256,9 @@ impl AddressSpace {
         Ok((pdpte & PTE_ADDRESS) + ((address >> 21) & 511) * 8)
     }
 
-    /// Gives every page of `range` `access`. Whole 2 MiB regions change in
-    /// their directory entry; partial ones are split into 4 KiB pages.
+    /// Gives every page of `range` `access`, mapping it first where the
+    /// heap was never mapped. Whole 2 MiB regions change in their directory
+    /// entry; partial ones are split into 4 KiB pages.
     /// Returns whether an entry the TLB may cache changed (a present one).
     fn set_access(&mut self, range: Range, access: Access) -> Result<bool, i64> {
         let wanted = access.flags();
@@ -265,6 +269,12 @@ impl AddressSpace {
             let pd_entry = self.pd_entry(region)?;
             let mut directory: u64 = user::read(pd_entry)?;
             let whole = range.start <= region && region_end <= range.end;
+            if directory == 0 {
+                // Heap the monitor left unmapped: mapped whole, as free heap
+                // memory always was (absent until now, so no flush).
+                directory = region | PTE_LARGE | PTE_NORMAL;
+                user::write(pd_entry, directory)?;
+            }
             if directory & PTE_LARGE != 0 {
                 let flags = directory & (PTE_PRESENT | PTE_WRITABLE | PTE_USER);
                 if flags == wanted {

@@ -242,7 +242,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     })?;
     rewrite_sites(&ram, &plan, stub_area, kernel.rewritten_entry)?;
     tracing::debug!(census = ?plan.census, "syscall sites rewritten");
-    setup::write_page_tables(ram.memory(), &layout)?;
+    setup::write_page_tables(ram.memory(), &layout, heap_start)?;
     setup::write_descriptor_tables(ram.memory(), &layout, kernel.exception_vectors)?;
     for cpu in 0..cpu_count {
         setup::write_cpu_area(ram.memory(), &layout, cpu)?;

@@ -179,8 +179,17 @@ fn write_u64(memory: &GuestMemoryMmap, address: u64, value: u64) -> Result<(), S
 }
 
 /// Writes the page tables: identity map of RAM (minus the NULL guard), the
-/// kernel at KERNEL_VIRT_BASE, and the doorbell page at MMIO_BASE.
-pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<(), SetupError> {
+/// kernel at KERNEL_VIRT_BASE, and the doorbell page at MMIO_BASE. The heap
+/// from `heap_start` to the layout's heap end is left to the kernel, which
+/// maps each 2 MiB region as it hands it out: a large isle's directories
+/// (4 KiB per GiB) are then written only where memory is used, not at boot.
+pub fn write_page_tables(
+    memory: &GuestMemoryMmap,
+    layout: &Layout,
+    heap_start: u64,
+) -> Result<(), SetupError> {
+    let lazy_start = align_up(heap_start, LARGE_PAGE_SIZE);
+    let lazy_end = align_down(layout.heap_end, LARGE_PAGE_SIZE).max(lazy_start);
     let page = |index: u64| layout.page_tables + index * PAGE_SIZE;
     let pml4 = page(0);
     let identity_pdpt = page(1);
@@ -194,8 +203,6 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
     let mmio_pd = page(7 + pd_count);
 
     write_u64(memory, pml4, identity_pdpt | PTE_TABLE)?;
-    // A large isle has hundreds of directories: each is written whole.
-    let mut directory = vec![0u8; PAGE_SIZE as usize];
     for gib in 0..pd_count {
         write_u64(
             memory,
@@ -203,20 +210,18 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
             identity_pd(gib) | PTE_TABLE,
         )?;
         let pages_in_gib = ((layout.ram_size - gib * GIB).min(GIB)).div_ceil(LARGE_PAGE_SIZE);
-        directory.fill(0);
         for index in 0..pages_in_gib {
             let address = gib * GIB + index * LARGE_PAGE_SIZE;
             let entry = if address == 0 {
                 low_pt | PTE_TABLE
+            } else if (lazy_start..lazy_end).contains(&address) {
+                // Left zero (not present) for the kernel.
+                continue;
             } else {
                 address | PTE_TABLE | PTE_LARGE
             };
-            let at = index as usize * 8;
-            directory[at..at + 8].copy_from_slice(&entry.to_le_bytes());
+            write_u64(memory, identity_pd(gib) + index * 8, entry)?;
         }
-        memory
-            .write_slice(&directory, GuestAddress(identity_pd(gib)))
-            .map_err(memory_error)?;
     }
     for index in NULL_GUARD_END / PAGE_SIZE..LARGE_PAGE_SIZE / PAGE_SIZE {
         write_u64(memory, low_pt + index * 8, (index * PAGE_SIZE) | PTE_TABLE)?;

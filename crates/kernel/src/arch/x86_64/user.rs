@@ -17,8 +17,9 @@ static PAGE_TABLE_ROOT: AtomicU64 = AtomicU64::new(0);
 /// 2 MiB regions split into 4 KiB pages (beyond the first, which holds the
 /// NULL guard).
 static SPLIT_REGIONS: AtomicU64 = AtomicU64::new(0);
-/// Set once a whole 2 MiB region was made read-only or inaccessible: until
-/// then (and while nothing is split) every page of RAM is accessible.
+/// Set once some whole 2 MiB region is absent or read-only (from boot:
+/// the heap is mapped as it is handed out); until then, and while nothing
+/// is split, every page of RAM is accessible.
 static REGIONS_PROTECTED: AtomicBool = AtomicBool::new(false);
 
 const PTE_PRESENT: u64 = 1;
@@ -44,7 +45,7 @@ pub fn note_split(delta: i64) {
     }
 }
 
-/// `mm` changed a whole 2 MiB region's protection.
+/// Some whole 2 MiB region is absent or read-only from now on.
 pub fn note_region_protected() {
     REGIONS_PROTECTED.store(true, Ordering::Release);
 }
@@ -66,7 +67,8 @@ fn region_entry(region: u64) -> (u64, bool) {
     let pml4e = read_table(root + ((region >> 39) & 511) * 8);
     let pdpte = read_table((pml4e & PTE_ADDRESS) + ((region >> 30) & 511) * 8);
     let pde = read_table((pdpte & PTE_ADDRESS) + ((region >> 21) & 511) * 8);
-    (pde, pde & PTE_LARGE == 0)
+    // Absent entries (the heap not handed out yet) carry no table.
+    (pde, pde & PTE_PRESENT != 0 && pde & PTE_LARGE == 0)
 }
 
 /// Calls `each(start, end, entry)` for the runs of `[address, end)` mapped
