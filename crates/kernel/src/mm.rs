@@ -269,9 +269,10 @@ impl AddressSpace {
             let pd_entry = self.pd_entry(region)?;
             let mut directory: u64 = user::read(pd_entry)?;
             let whole = range.start <= region && region_end <= range.end;
-            if directory == 0 {
-                // Heap the monitor left unmapped: mapped whole, as free heap
-                // memory always was (absent until now, so no flush).
+            // Heap the monitor left unmapped is mapped whole, as free heap
+            // memory always was; absent until now, no TLB holds it.
+            let fresh = directory == 0;
+            if fresh {
                 directory = region | PTE_LARGE | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
             }
@@ -284,7 +285,7 @@ impl AddressSpace {
                 if whole {
                     user::write(pd_entry, region | PTE_LARGE | wanted)?;
                     user::note_region_protected();
-                    stale |= flags & PTE_PRESENT != 0;
+                    stale |= flags & PTE_PRESENT != 0 && !fresh;
                     region = region_end;
                     continue;
                 }
@@ -295,7 +296,7 @@ impl AddressSpace {
                 directory = table | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
                 user::note_split(1);
-                stale |= flags & PTE_PRESENT != 0;
+                stale |= flags & PTE_PRESENT != 0 && !fresh;
             }
             let mut page = region.max(range.start);
             while page < region_end.min(range.end) {
@@ -304,7 +305,7 @@ impl AddressSpace {
                 let flags = value & (PTE_PRESENT | PTE_WRITABLE | PTE_USER);
                 if flags != wanted {
                     user::write(entry, (page & PTE_ADDRESS) | wanted)?;
-                    stale |= flags & PTE_PRESENT != 0;
+                    stale |= flags & PTE_PRESENT != 0 && !fresh;
                 }
                 page += PAGE_SIZE;
             }

@@ -207,15 +207,15 @@ impl GuestRam {
 
     /// Page-aligned `[offset, offset + len)` if it lies inside RAM: the
     /// guest names these ranges, so nothing else is trusted.
-    fn checked_pages(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+    pub(crate) fn checked_pages(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
         let aligned = offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE);
         let end = offset.checked_add(len)?;
         (aligned && len > 0 && end <= self.size).then_some((offset, end))
     }
 
-    /// The guest's POPULATE: backs a range ahead of use. Requests come from
-    /// the first allocations, so it waits until the isle has run
-    /// `delay`: a short-lived isle never pays for memory it won't touch.
+    /// The guest's POPULATE: backs a range ahead of use. The first requests
+    /// come at boot, so it waits until the isle has run `delay`: a
+    /// short-lived isle never pays for memory it won't touch.
     pub fn populate_ahead(
         &self,
         offset: u64,
