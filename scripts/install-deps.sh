@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(musl-tools gcc g++ make busybox-static util-linux docker-registry curl qemu-system-x86 gdb)
+# Every tool a test needs is here (tests/common's `require` fails a CI run
+# that lacks one). libc6-dev: static glibc for gcc, which only recommends it.
+packages=(musl-tools gcc libc6-dev g++ make busybox-static util-linux docker-registry curl qemu-system-x86 gdb)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -27,5 +29,5 @@ rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clip
   --target x86_64-unknown-none,x86_64-unknown-linux-musl >/dev/null
 
 if [ ! -e /dev/kvm ]; then
-  echo "warning: /dev/kvm is missing: atoll builds, but isles can't boot here" >&2
+  echo "note: /dev/kvm is missing: isles run under QEMU's TCG here (slower); the tests of atoll's KVM monitor will say they skipped" >&2
 fi

@@ -25,59 +25,6 @@ const ISLE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 /// listings that show times match.
 const FIXED_TIME: i64 = 1_686_830_400;
 
-/// Static busybox from Debian's busybox-static: a real program nobody built for us.
-fn busybox() -> Option<&'static str> {
-    let path = "/bin/busybox";
-    let bytes = fs::read(path).ok()?;
-    // Only a static build can run in an isle.
-    is_static_elf(&bytes).then_some(path)
-}
-
-/// An x86_64 ELF without a program interpreter (PT_INTERP). (Static glibc
-/// binaries contain the string "ld-linux-x86-64.so.2", so looking for it
-/// misjudges them.)
-fn is_static_elf(bytes: &[u8]) -> bool {
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    };
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    };
-    const PT_INTERP: u32 = 3;
-    if !bytes.starts_with(b"\x7fELF\x02\x01") || u16_at(0x12) != Some(62) {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
-        return false;
-    };
-    (0..usize::from(phnum)).all(|index| {
-        let at = phoff as usize + index * usize::from(phentsize);
-        u32_at(at).is_some_and(|kind| kind != PT_INTERP)
-    })
-}
-
-macro_rules! busybox_or_skip {
-    () => {
-        match busybox() {
-            Some(path) => path,
-            None => {
-                eprintln!("skipped: no static /bin/busybox (apt-get install busybox-static)");
-                return;
-            }
-        }
-    };
-}
-
 /// Guest files get modes from the isle's umask (022); make native runs use
 /// the same.
 fn fixed_umask() {
@@ -541,7 +488,9 @@ impl Pair {
 
 #[test]
 fn busybox_reads_and_transforms_files_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "read");
     pair.exact(&["cat", "words.txt", "notes with space.txt", "empty.txt"]);
     pair.exact(&["cat", "latest.log"]);
@@ -638,7 +587,9 @@ fn busybox_reads_and_transforms_files_as_natively() {
 
 #[test]
 fn busybox_lists_directories_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "list");
     pair.sorted(&["find", "."]);
     pair.sorted(&["find", ".", "-name", "*.log"]);
@@ -678,7 +629,9 @@ fn busybox_lists_directories_as_natively() {
 /// realpath prints absolute paths: each copy's own.
 #[test]
 fn busybox_realpath_and_pwd_name_the_cwd() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     fixed_umask();
     let dir = Scratch::new("pwd");
     populate(dir.path());
@@ -712,7 +665,9 @@ fn busybox_realpath_and_pwd_name_the_cwd() {
 
 #[test]
 fn busybox_changes_trees_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "mutate");
     pair.exact(&["mkdir", "-p", "new/deep/er/est"]);
     pair.exact(&["mkdir", "new"]);
@@ -805,7 +760,9 @@ fn busybox_changes_trees_as_natively() {
 /// are the clock's).
 #[test]
 fn busybox_touch_creates_and_updates_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "touch");
     pair.exact(&["touch", "fresh.txt", "words.txt", "src/lib/new.rs"]);
     pair.exact(&["touch", "-c", "not-created.txt"]);
@@ -829,7 +786,9 @@ fn busybox_touch_creates_and_updates_as_natively() {
 /// cp -p and cp -a preserve modes, times and ownership, quietly.
 #[test]
 fn busybox_cp_preserving_attributes_is_quiet_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "cp-p");
     pair.exact(&["cp", "-p", "src/run.sh", "kept.sh"]);
     pair.exact(&["cp", "-a", "src", "src-archive"]);
@@ -849,7 +808,9 @@ fn busybox_cp_preserving_attributes_is_quiet_as_natively() {
 
 #[test]
 fn busybox_tar_round_trips_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "tar").tolerating(&[WAIT4_WARNING]);
     pair.exact(&[
         "tar",
@@ -927,7 +888,9 @@ fn busybox_tar_round_trips_as_natively() {
 
 #[test]
 fn busybox_gzip_round_trips_as_natively() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "gzip");
     pair.exact(&["gzip", "-k", "words.txt"]);
     pair.exact(&["gzip", "-9", "data.csv", "logs/app.log"]);
@@ -1090,7 +1053,9 @@ impl Escape {
 
 #[test]
 fn reads_cannot_leave_the_mounts() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let escape = Escape::new();
     let base = escape.base.path().display().to_string();
     let mut problems = Vec::new();
@@ -1188,7 +1153,9 @@ fn reads_cannot_leave_the_mounts() {
 /// reach the host file it names.
 #[test]
 fn metadata_changes_cannot_leave_the_mounts() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let escape = Escape::new();
     let volume = format!("{}:/data", escape.mnt().display());
     let mut problems = Vec::new();
@@ -1315,7 +1282,9 @@ impl ReadOnly {
 
 #[test]
 fn read_only_mounts_refuse_every_change() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let setup = ReadOnly::new();
     let before = setup.ro_state();
     let attempts: &[&[&str]] = &[
@@ -1464,7 +1433,9 @@ fn read_only_mounts_refuse_changes_through_fds() {
 /// names it, resolves as it does natively (where the same path works).
 #[test]
 fn absolute_symlinks_inside_a_mount_resolve_in_the_isles_namespace() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     fixed_umask();
     let dir = Scratch::new("abs-links");
     fs::create_dir_all(dir.join("data/sub")).unwrap();
@@ -1510,7 +1481,9 @@ fn absolute_symlinks_inside_a_mount_resolve_in_the_isles_namespace() {
 /// With -v, a host cwd that no mount shows is not the isle's: it starts at /.
 #[test]
 fn an_unmounted_host_cwd_is_not_the_isles() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let dir = Scratch::new("cwd");
     fs::create_dir_all(dir.join("data")).unwrap();
     let volume = format!("{}:/data", dir.join("data").display());
@@ -1594,7 +1567,9 @@ fn c_programs_of_every_flavor_open_files() {
 
 #[test]
 fn each_isle_has_a_private_tmp() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let probe = format!("atoll-private-probe-{}", std::process::id());
     let host_file = format!("atoll-host-only-{}", std::process::id());
     let host_tmp = Path::new("/tmp");
@@ -1680,7 +1655,9 @@ fn each_isle_has_a_private_tmp() {
 /// (which busybox starts with mkdir("/"), expecting EEXIST) works.
 #[test]
 fn the_root_directory_exists_above_the_mounts() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     fixed_umask();
     let dir = Scratch::new("root");
     fs::write(dir.join("file.txt"), b"x\n").unwrap();
@@ -1728,7 +1705,9 @@ fn the_root_directory_exists_above_the_mounts() {
 /// /dev/null is there, as every Linux program expects: gzip -t writes to it.
 #[test]
 fn dev_null_is_there_as_on_linux() {
-    let busybox = busybox_or_skip!();
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
     let mut pair = Pair::new(busybox, "dev-null");
     pair.exact(&["gzip", "-k", "words.txt"]);
     pair.exact(&["gzip", "-t", "words.txt.gz"]);

@@ -17,13 +17,7 @@ use std::process::Output;
 use common::*;
 
 fn qemu_installed() -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("qemu-system-x86_64").is_file())
-    });
-    if !found {
-        eprintln!("skipped: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
-    }
-    found
+    require(qemu_system()).is_some()
 }
 
 /// `atoll run --backend BACKEND ARGS` with `stdin`, one isle at a time.
@@ -39,7 +33,7 @@ fn path_of(flavor: Flavor, name: &str) -> String {
 
 #[test]
 fn programs_behave_the_same_under_qemu_as_under_kvm() {
-    if !qemu_installed() {
+    if !qemu_installed() || !require_kvm() {
         return;
     }
     let scratch = std::env::temp_dir().join(format!("atoll-qemu-{}", std::process::id()));

@@ -227,3 +227,63 @@ fn glibc_thread_stack_guard_page_faults_on_one_core() {
 fn glibc_thread_stack_guard_page_faults_on_two_cores() {
     guard_page_is_enforced(Flavor::Glibc, TWO_CORES);
 }
+
+/// Vector (and, where offered, AVX-512 and AMX tile) registers stay each
+/// thread's own across switches: the save area is sized from the XCR0 the
+/// CPU really runs with. Under KVM the isle sees the host's CPU, so the
+/// sets checked match a native run; QEMU's CPU offers fewer (AVX, no
+/// AVX-512), never more.
+fn xstate_kept_across_switches(flavor: Flavor, cores: &[&str]) {
+    let native = native(flavor, "xstate_threads", &[]);
+    assert!(native.status.success(), "natively: {}", stdout(&native));
+    let isle = isle(flavor, "xstate_threads", cores, &[]);
+    assert_eq!(
+        status(&isle),
+        0,
+        "{flavor} with {cores:?}: {}{}",
+        stdout(&isle),
+        stderr(&isle)
+    );
+    assert_eq!(stderr(&isle), "", "{flavor} with {cores:?}");
+    if machine_backend() == "kvm" {
+        assert_eq!(stdout(&isle), stdout(&native), "{flavor} with {cores:?}");
+    } else {
+        let checked = |output: &Output| -> Vec<String> {
+            let line = stdout(output);
+            let sets = line
+                .trim_end()
+                .strip_prefix("kept across switches by 4 threads:")
+                .unwrap_or_else(|| panic!("unexpected output: {line}"))
+                .to_owned();
+            sets.split_whitespace().map(str::to_owned).collect()
+        };
+        let in_isle = checked(&isle);
+        let natively = checked(&native);
+        assert!(
+            in_isle.iter().all(|set| natively.contains(set)),
+            "{in_isle:?} vs {natively:?}"
+        );
+        // QEMU 7.2's TCG models AVX and AVX2 (`-cpu max`).
+        assert!(in_isle.contains(&"avx".to_owned()), "{in_isle:?}");
+    }
+}
+
+#[test]
+fn musl_xstate_kept_across_switches_on_one_core() {
+    xstate_kept_across_switches(Flavor::Musl, ONE_CORE);
+}
+
+#[test]
+fn musl_xstate_kept_across_switches_on_two_cores() {
+    xstate_kept_across_switches(Flavor::Musl, TWO_CORES);
+}
+
+#[test]
+fn glibc_xstate_kept_across_switches_on_one_core() {
+    xstate_kept_across_switches(Flavor::Glibc, ONE_CORE);
+}
+
+#[test]
+fn glibc_xstate_kept_across_switches_on_two_cores() {
+    xstate_kept_across_switches(Flavor::Glibc, TWO_CORES);
+}

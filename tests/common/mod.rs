@@ -2,10 +2,114 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 pub use atoll_testprogs::{program, Flavor};
+
+/// What a test needs from the host, if `found`. Otherwise, in CI
+/// (`CI=true`) the test fails: CI installs every tool the tests use
+/// (scripts/install-deps.sh), so a missing one there is a bug, not a reason
+/// to pass. Elsewhere the test is skipped, loudly, and the caller returns.
+#[track_caller]
+pub fn require<T>(found: Result<T, String>) -> Option<T> {
+    match found {
+        Ok(found) => Some(found),
+        Err(reason) if std::env::var_os("CI").is_some_and(|ci| ci == "true") => {
+            panic!("{}: {reason}", test_name())
+        }
+        Err(reason) => {
+            skip(&reason);
+            None
+        }
+    }
+}
+
+/// Says that the current test skips (part of) its work, and why.
+pub fn skip(reason: &str) {
+    eprintln!("SKIPPED {}: {reason}", test_name());
+}
+
+/// libtest runs each test on a thread named after it.
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string()
+}
+
+/// The executable `tool` (a path, or a name looked up in PATH), or why it's
+/// missing, naming the Debian `package` that provides it.
+pub fn tool(tool: &str, package: &str) -> Result<PathBuf, String> {
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    let found = if tool.contains('/') {
+        Some(PathBuf::from(tool)).filter(|path| executable(path))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(tool))
+                .find(|path| executable(path))
+        })
+    };
+    found.ok_or_else(|| format!("{tool} is missing (apt-get install {package})"))
+}
+
+pub fn qemu_system() -> Result<PathBuf, String> {
+    tool("qemu-system-x86_64", "qemu-system-x86")
+}
+
+/// /bin/busybox if it is a static build (only those run in an isle; the
+/// `busybox` package's is dynamic).
+pub fn static_busybox() -> Result<&'static str, String> {
+    const BUSYBOX: &str = "/bin/busybox";
+    match std::fs::read(BUSYBOX) {
+        Ok(bytes) if is_static_elf(&bytes) => Ok(BUSYBOX),
+        Ok(_) => Err(format!(
+            "{BUSYBOX} is not a static build (apt-get install busybox-static)"
+        )),
+        Err(_) => Err(format!(
+            "{BUSYBOX} is missing (apt-get install busybox-static)"
+        )),
+    }
+}
+
+/// An x86_64 ELF without a program interpreter (PT_INTERP). (Static glibc
+/// binaries contain the string "ld-linux-x86-64.so.2", so looking for it
+/// misjudges them.)
+fn is_static_elf(bytes: &[u8]) -> bool {
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
+    const PT_INTERP: u32 = 3;
+    if !bytes.starts_with(b"\x7fELF\x02\x01") || u16_at(0x12) != Some(62) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..usize::from(phnum)).all(|index| {
+        let at = phoff as usize + index * usize::from(phentsize);
+        u32_at(at).is_some_and(|kind| kind != PT_INTERP)
+    })
+}
 
 /// Every isle pins a core and polls: on a 2-core machine, one at a time.
 static ISLE_SLOT: Mutex<()> = Mutex::new(());
@@ -17,12 +121,58 @@ pub fn isle_slot() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `atoll` with a clean, predictable environment.
+/// Whether this machine has a KVM device, or why not (with what the kernel
+/// said about KVM at boot, where it said something).
+pub fn kvm_device() -> Result<(), String> {
+    if Path::new("/dev/kvm").exists() {
+        return Ok(());
+    }
+    let kernel_said = Command::new("dmesg")
+        .output()
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .find(|line| line.contains("kvm") && line.contains("not binding"))
+                .map(|line| format!(": the kernel said \"{}\"", line.trim()))
+        })
+        .unwrap_or_default();
+    Err(format!("this machine has no /dev/kvm{kernel_said}"))
+}
+
+/// For the tests of atoll's own KVM monitor. A KVM device is the machine's
+/// hardware and kernel, not a tool CI could install, so where there is none
+/// the test is skipped, loudly, in CI too; every other isle test then runs
+/// under QEMU ([`machine_backend`]), so the programs are still checked.
+#[track_caller]
+pub fn require_kvm() -> bool {
+    match kvm_device() {
+        Ok(()) => true,
+        Err(reason) => {
+            skip(&format!("{reason}; only the QEMU backend can run here"));
+            false
+        }
+    }
+}
+
+/// The backend this machine runs isles on: atoll's KVM monitor where there
+/// is a KVM device, else QEMU's TCG (as `--backend auto` chooses).
+pub fn machine_backend() -> &'static str {
+    if std::path::Path::new("/dev/kvm").exists() {
+        "kvm"
+    } else {
+        "qemu"
+    }
+}
+
+/// `atoll` with a clean, predictable environment, on this machine's
+/// backend named outright (so `auto` doesn't announce its choice).
 pub fn atoll() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_atoll"));
     command
         .env_remove("ATOLL_LOG")
-        .env_remove("ATOLL_KVM_DEVICE");
+        .env_remove("ATOLL_KVM_DEVICE")
+        .env("ATOLL_BACKEND", machine_backend());
     command
 }
 

@@ -144,8 +144,6 @@ pub struct BootInfo {
     /// `cpu_count` [`CpuArea`]s, `cpu_area_stride` bytes apart.
     pub cpu_areas: u64,
     pub cpu_area_stride: u64,
-    /// Bytes xsave needs for the features enabled in XCR0 (CPUID 0xD).
-    pub xsave_size: u64,
     /// The PML4 (CR3). Identity-mapped like all RAM: the kernel edits the
     /// tables to enforce mprotect (see `crate::layout`).
     pub page_table_root: u64,
@@ -196,6 +194,9 @@ pub struct CpuArea {
     /// %rax when the CPU took its last exception (the fault pads need the
     /// register): a debugger resumes the program with it.
     pub fault_rax: u64,
+    /// CR2 at the last exception, left by the fault pad where the doorbell
+    /// doesn't exit (QEMU), since that monitor can't read the register.
+    pub fault_cr2: u64,
     /// The kernel's panic message, for [`crate::mmio::PANIC`].
     pub panic_message: [u8; 1024],
     /// The program's registers at a preemption, saved by the monitor.
@@ -216,6 +217,7 @@ pub const CPU_AREA_RESUME_RIP: usize = 56;
 pub const CPU_AREA_LAST_DOORBELL: usize = 64;
 pub const CPU_AREA_LAST_DOORBELL_VALUE: usize = 72;
 pub const CPU_AREA_FAULT_RAX: usize = 80;
+pub const CPU_AREA_FAULT_CR2: usize = 88;
 /// `last_doorbell` before any final doorbell.
 pub const NO_DOORBELL: u64 = u64::MAX;
 
@@ -236,6 +238,7 @@ pub struct LongModeStart {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
+    /// The XCR0 components wanted; the entry keeps those the CPU offers.
     pub xcr0: u64,
     pub star: u64,
     pub lstar: u64,
@@ -353,6 +356,7 @@ mod tests {
             CPU_AREA_LAST_DOORBELL_VALUE
         );
         assert_eq!(offset_of!(CpuArea, fault_rax), CPU_AREA_FAULT_RAX);
+        assert_eq!(offset_of!(CpuArea, fault_cr2), CPU_AREA_FAULT_CR2);
         assert_eq!(size_of::<PreemptFrame>(), 18 * 8);
         assert_eq!(align_of::<CpuArea>(), 4096);
         assert_eq!(size_of::<CpuArea>() % 4096, 0);
@@ -406,7 +410,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            16 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            15 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

@@ -14,3 +14,4 @@ pub mod linux;
 pub mod mmio;
 pub mod queue;
 pub mod syscalls;
+pub mod xstate;

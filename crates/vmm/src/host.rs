@@ -72,6 +72,17 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// This host's XCR0: the extended-state components Linux enabled. Zero on
+/// a CPU without XSAVE (isles need it; the kernel then refuses to boot).
+pub fn xcr0() -> u64 {
+    if !std::arch::is_x86_feature_detected!("xsave") {
+        return 0;
+    }
+    // SAFETY: xgetbv(0) only reads XCR0, and the CPU has XSAVE with the OS
+    // having enabled it (the feature check above includes OSXSAVE).
+    unsafe { std::arch::x86_64::_xgetbv(0) }
+}
+
 /// Bytes from the host's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

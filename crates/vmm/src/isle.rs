@@ -311,7 +311,6 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         system_end: config.memory_size,
         cpu_areas: layout.cpu_areas,
         cpu_area_stride: layout.cpu_area_stride,
-        xsave_size: cpu.xsave_size,
         page_table_root: layout.cr3(),
         spare_page_tables: layout.spare_page_tables,
         spare_page_table_count: setup::SPARE_PAGE_TABLES,

@@ -24,6 +24,8 @@ const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_CSTAR: u32 = 0xc000_0083;
 const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// What `rdtscp` and `rdpid` return: Linux puts the CPU number there.
+const MSR_TSC_AUX: u32 = 0xc000_0103;
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;
@@ -45,8 +47,9 @@ pub const GUEST_CR4: u64 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE 
 pub const GUEST_EFER: u64 = EFER_SCE | EFER_LME | EFER_NXE;
 /// Flags cleared on syscall entry (at CPL 0): TF, IF, DF, NT, AC.
 pub const SYSCALL_FLAG_MASK: u64 = 0x100 | 0x200 | 0x400 | 0x4000 | 0x4_0000;
-/// XCR0 components a ring-3 program may use: x87, SSE, AVX, AVX-512.
-const XCR0_USER_STATE: u64 = 0x7 | 0xe0;
+/// `arch_prctl` asking that this process's VMs may use a dynamic XSAVE
+/// component (AMX tile data): without it KVM hides AMX from the guest.
+const ARCH_REQ_XCOMP_GUEST_PERM: libc::c_int = 0x1025;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
@@ -59,6 +62,10 @@ pub enum KvmError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("this CPU can't run isles: {0}")]
+    ExtendedState(atoll_abi::xstate::LayoutError),
+    #[error("this CPU can't run isles: it has no {0} (isles need an x86_64 CPU from 2012 on: Intel Ivy Bridge, AMD Zen or later)")]
+    MissingFeature(&'static str),
     #[error("KVM refused {what}: {source}")]
     Ioctl {
         what: &'static str,
@@ -103,6 +110,7 @@ pub fn create_vm(kvm: &Kvm, ram: &GuestRam) -> Result<VmFd, KvmError> {
 /// What the guest CPU is told it has: KVM's supported set, with the bits
 /// that depend on our setup made true.
 pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
+    request_dynamic_xstate();
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(ioctl_error("reading CPUID"))?;
@@ -129,25 +137,66 @@ pub fn cpuid_for(cpuid: &CpuId, index: u64) -> CpuId {
     own
 }
 
-/// Supported XCR0 bits, from CPUID leaf 0xD.
-fn supported_xcr0(cpuid: &CpuId) -> u64 {
-    cpuid
-        .as_slice()
-        .iter()
-        .find(|entry| entry.function == 0xd && entry.index == 0)
-        .map(|entry| u64::from(entry.eax) | (u64::from(entry.edx) << 32))
-        .unwrap_or(0x3)
+/// Asks Linux to let this process's guests use AMX tile data, so KVM
+/// offers it (CPUID and XCR0) and saves it with the vCPU. The isle's ring 3
+/// runs with the host's XCR0 on kvm-pvm, AMX included wherever the host has
+/// it, so offering it keeps what CPUID says and what the CPU does the same.
+/// Hosts without AMX refuse, and their guests simply don't have it.
+fn request_dynamic_xstate() {
+    // SAFETY: arch_prctl with a plain integer argument changes only this
+    // process's permissions.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_GUEST_PERM,
+            atoll_abi::xstate::XFEATURE_TILE_DATA,
+        )
+    };
 }
 
-/// Bytes an xsave of every supported feature needs (CPUID 0xD.0 ECX).
-pub fn xsave_size(cpuid: &CpuId) -> u64 {
+/// CPUID `function`.`index` as the guest is told, `[eax, ebx, ecx, edx]`.
+fn cpuid_entry(cpuid: &CpuId, function: u32, index: u32) -> [u32; 4] {
     cpuid
         .as_slice()
         .iter()
-        .find(|entry| entry.function == 0xd && entry.index == 0)
-        .map(|entry| u64::from(entry.ecx))
-        .filter(|&size| size >= 576)
-        .unwrap_or(4096)
+        .find(|entry| entry.function == function && entry.index == index)
+        .map(|entry| [entry.eax, entry.ebx, entry.ecx, entry.edx])
+        .unwrap_or([0; 4])
+}
+
+/// Whether the guest has `rdtscp` (CPUID 0x8000_0001 EDX bit 27), and so
+/// the TSC_AUX MSR it reads.
+fn has_rdtscp(cpuid: &CpuId) -> bool {
+    cpuid_entry(cpuid, 0x8000_0001, 0)[3] & (1 << 27) != 0
+}
+
+/// Supported XCR0 bits, from CPUID leaf 0xD.
+fn supported_xcr0(cpuid: &CpuId) -> u64 {
+    let [eax, _, _, edx] = cpuid_entry(cpuid, atoll_abi::xstate::CPUID_LEAF, 0);
+    u64::from(eax) | (u64::from(edx) << 32)
+}
+
+/// The XCR0 the monitor sets: what the guest is offered and the host has
+/// enabled (on kvm-pvm, ring 3 runs with the host's anyway).
+pub fn guest_xcr0(cpuid: &CpuId) -> u64 {
+    supported_xcr0(cpuid) & crate::host::xcr0()
+}
+
+/// Checks, before boot, that the guest CPU has what the kernel uses
+/// unconditionally (FSGSBASE for the program's TLS, XSAVE), and that the
+/// kernel can save the extended state of every XCR0 the guest may run
+/// with: the one set, and the host's (which kvm-pvm keeps in force in
+/// ring 3).
+pub fn check_guest_cpu(cpuid: &CpuId) -> Result<atoll_abi::xstate::Layout, KvmError> {
+    let [_, features, ..] = cpuid_entry(cpuid, 7, 0);
+    if features & 1 == 0 {
+        return Err(KvmError::MissingFeature("FSGSBASE"));
+    }
+    let possible = guest_xcr0(cpuid) | crate::host::xcr0();
+    atoll_abi::xstate::layout(possible, |function, index| {
+        cpuid_entry(cpuid, function, index)
+    })
+    .map_err(KvmError::ExtendedState)
 }
 
 /// EDX of CPUID leaf 1, which Linux reports as AT_HWCAP.
@@ -267,22 +316,30 @@ pub fn create_vcpu(
         ..Default::default()
     };
     xcrs.xcrs[0].xcr = 0;
-    xcrs.xcrs[0].value = supported_xcr0(cpuid) & XCR0_USER_STATE;
+    xcrs.xcrs[0].value = guest_xcr0(cpuid);
     vcpu.set_xcrs(&xcrs).map_err(ioctl_error("setting XCR0"))?;
 
-    let entries = [
+    let mut entries = vec![
         (MSR_STAR, guest_star()),
         (MSR_LSTAR, start.syscall_entry),
         (MSR_CSTAR, 0),
         (MSR_SYSCALL_MASK, SYSCALL_FLAG_MASK),
         (MSR_KERNEL_GS_BASE, layout.cpu_area(start.index)),
     ];
-    let msrs = Msrs::from_entries(&entries.map(|(index, data)| kvm_msr_entry {
-        index,
-        data,
-        ..Default::default()
-    }))
-    .expect("five MSRs fit a KVM MSR list");
+    if has_rdtscp(cpuid) {
+        entries.push((MSR_TSC_AUX, start.index));
+    }
+    let msrs = Msrs::from_entries(
+        &entries
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+    )
+    .expect("six MSRs fit a KVM MSR list");
     let written = vcpu
         .set_msrs(&msrs)
         .map_err(ioctl_error("setting syscall MSRs"))?;

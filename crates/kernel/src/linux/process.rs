@@ -1,6 +1,7 @@
 //! Process identity and lifetime: exit, ids, TLS, limits, uname.
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL, EPERM, ESRCH};
+use atoll_abi::linux::errno::{EFAULT, EINVAL, EOPNOTSUPP, EPERM, ESRCH};
+use atoll_abi::xstate;
 use spin::Mutex;
 
 use super::SysResult;
@@ -45,6 +46,11 @@ const ARCH_GET_FS: u64 = 0x1003;
 const ARCH_GET_GS: u64 = 0x1004;
 const ARCH_GET_CPUID: u64 = 0x1011;
 const ARCH_SET_CPUID: u64 = 0x1012;
+const ARCH_GET_XCOMP_SUPP: u64 = 0x1021;
+const ARCH_GET_XCOMP_PERM: u64 = 0x1022;
+const ARCH_REQ_XCOMP_PERM: u64 = 0x1023;
+/// XSAVE component numbers stop below this (the mask is 64 bits).
+const XFEATURE_COUNT: u64 = 64;
 /// First address past the user half of the address space.
 const USER_ADDRESS_END: u64 = 0x0000_8000_0000_0000;
 
@@ -63,6 +69,28 @@ pub fn arch_prctl(code: u64, address: u64) -> SysResult {
         ARCH_GET_GS => user::write(address, 0u64).map(|()| 0),
         ARCH_GET_CPUID => Ok(1),
         ARCH_SET_CPUID => Err(EINVAL),
+        ARCH_GET_XCOMP_SUPP => {
+            user::write(address, crate::sched::xstate_layout().components).map(|()| 0)
+        }
+        ARCH_GET_XCOMP_PERM => user::write(address, crate::sched::permitted_xstate()).map(|()| 0),
+        // `address` is a component number here: the highest one the
+        // facility needs (18 for AMX, which also needs 17).
+        ARCH_REQ_XCOMP_PERM => {
+            if address >= XFEATURE_COUNT {
+                return Err(EINVAL);
+            }
+            let requested = (1u64 << address)
+                | if address == xstate::XFEATURE_TILE_DATA {
+                    xstate::TILE_CONFIG
+                } else {
+                    0
+                };
+            if crate::sched::permit_dynamic_xstate(requested) {
+                Ok(0)
+            } else {
+                Err(EOPNOTSUPP)
+            }
+        }
         _ => Err(EINVAL),
     }
 }

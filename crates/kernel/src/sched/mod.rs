@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering}
 use atoll_abi::boot::BootInfo;
 use atoll_abi::layout::{align_up, MAX_CPUS, PAGE_SIZE};
 use atoll_abi::linux::errno::EAGAIN;
-use atoll_abi::mmio;
+use atoll_abi::{mmio, xstate};
 use spin::{Mutex, MutexGuard};
 
 use crate::arch::x86_64::entry::SyscallFrame;
@@ -139,7 +139,12 @@ fn publish_hints() {
         NEXT_DEADLINE.load(Ordering::Relaxed),
     );
 }
-static XSAVE_SIZE: AtomicU64 = AtomicU64::new(4096);
+/// Each thread's save area, sized at boot from the XCR0 in force.
+static XSTATE: spin::Once<xstate::Layout> = spin::Once::new();
+/// Whether the program asked for the dynamic components (AMX tile data)
+/// with `arch_prctl(ARCH_REQ_XCOMP_PERM)`: from then on every thread's
+/// switches save them. Process-wide, as on Linux, and never taken back.
+static DYNAMIC_XSTATE_PERMITTED: AtomicBool = AtomicBool::new(false);
 
 pub fn idle_context(cpu: usize) -> usize {
     MAX_THREADS + cpu
@@ -257,8 +262,51 @@ impl Scheduler {
     }
 }
 
+/// The save area's layout; the kernel sizes it in `init`, before any thread.
+pub fn xstate_layout() -> xstate::Layout {
+    *XSTATE.get().expect("the xsave layout is set up at boot")
+}
+
 fn xsave_size() -> u64 {
-    XSAVE_SIZE.load(Ordering::Relaxed)
+    xstate_layout().size
+}
+
+/// What `xsave`/`xrstor` move at a switch.
+fn xsave_mask() -> u64 {
+    xstate_layout().save_mask(DYNAMIC_XSTATE_PERMITTED.load(Ordering::Acquire))
+}
+
+/// Lets the program use the dynamic components in `requested`
+/// (ARCH_REQ_XCOMP_PERM); false when the CPU doesn't offer them all.
+pub fn permit_dynamic_xstate(requested: u64) -> bool {
+    let layout = xstate_layout();
+    if layout.components & requested != requested {
+        return false;
+    }
+    if requested & xstate::DYNAMIC != 0 {
+        DYNAMIC_XSTATE_PERMITTED.store(true, Ordering::Release);
+    }
+    true
+}
+
+/// The components the program has permission for (ARCH_GET_XCOMP_PERM).
+pub fn permitted_xstate() -> u64 {
+    xsave_mask()
+}
+
+/// Sizes the save area from the XCR0 really in force and CPUID leaf 0xD;
+/// a CPU whose state can't be saved safely stops the isle here, before any
+/// thread could overrun its area.
+fn size_extended_state() {
+    let xcr0 = switch::xcr0();
+    match xstate::layout(xcr0, cpu::cpuid) {
+        Ok(layout) => {
+            XSTATE.call_once(|| layout);
+        }
+        // The monitor refuses such a CPU before boot; this is the backstop
+        // for an XCR0 it didn't predict.
+        Err(error) => panic!("this CPU's extended state can't be saved (XCR0 {xcr0:#x}): {error}"),
+    }
 }
 
 /// Kernel stacks of exited threads, kept for the next threads: a new
@@ -312,7 +360,7 @@ pub fn init(boot: &BootInfo) {
         (boot.cpu_count as usize).clamp(1, MAX_CPUS),
         Ordering::Relaxed,
     );
-    XSAVE_SIZE.store(boot.xsave_size.max(512), Ordering::Relaxed);
+    size_extended_state();
     let (stack_base, stack_top, xsave_area) =
         allocate_stack().expect("memory for the main thread's kernel stack");
     let frame = SyscallFrame {
@@ -412,7 +460,7 @@ fn switch_to(sched: MutexGuard<Scheduler>, cpu: usize, prev: usize, next: usize)
     CURRENT[cpu].store(next, Ordering::Relaxed);
     if prev < MAX_THREADS {
         let area = SCHED.lock().threads[prev].xsave_area;
-        switch::save_extended_state(area);
+        switch::save_extended_state(area, xsave_mask());
     }
     switch::switch(&SAVED_RSP[prev], SAVED_RSP[next].load(Ordering::Relaxed));
     after_switch();
@@ -432,7 +480,7 @@ pub extern "C" fn after_switch() {
             sched.threads[current].state = State::Running;
             sched.threads[current]
         };
-        switch::restore_extended_state(thread.xsave_area);
+        switch::restore_extended_state(thread.xsave_area, xsave_mask());
         cpu::set_fs_base(thread.fs_base);
         switch::set_kernel_stack_top(thread.stack_top);
     }
@@ -544,7 +592,7 @@ pub fn spawn_with(
 ) -> Result<(usize, u32), i64> {
     let (stack_base, stack_top, xsave_area) = allocate_stack()?;
     // The child starts with the parent's x87/SSE/AVX state.
-    switch::save_extended_state(xsave_area);
+    switch::save_extended_state(xsave_area, xsave_mask());
     let saved_rsp = switch::prepare_new_thread(stack_top, frame);
     let mut sched = SCHED.lock();
     sched.reap();

@@ -50,6 +50,7 @@ impl Backend for KvmBackend {
     fn prepare(&mut self, boot: &BootPlan) -> Result<GuestCpu, IsleError> {
         let vm = vcpu::create_vm(&self.kvm, boot.ram)?;
         let cpuid: CpuId = vcpu::guest_cpuid(&self.kvm)?;
+        vcpu::check_guest_cpu(&cpuid)?;
         for index in 0..boot.cpu_count {
             self.vcpus.push(vcpu::create_vcpu(
                 &vm,
@@ -66,7 +67,6 @@ impl Backend for KvmBackend {
         }
         self.vm = Some(vm);
         Ok(GuestCpu {
-            xsave_size: vcpu::xsave_size(&cpuid),
             hwcap: vcpu::hwcap(&cpuid),
             clock: clock_info(&self.vcpus[0]),
         })

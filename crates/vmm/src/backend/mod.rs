@@ -79,7 +79,6 @@ pub struct BootPlan<'a> {
 
 /// What the boot info and the program's auxv say about the guest CPU.
 pub struct GuestCpu {
-    pub xsave_size: u64,
     pub hwcap: u64,
     pub clock: ClockInfo,
 }

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atoll_abi::boot::{
-    long_mode_start, ClockInfo, LongModeStart, AP_TRAMPOLINE, CPU_AREA_LAST_DOORBELL,
-    CPU_AREA_LAST_DOORBELL_VALUE, NO_DOORBELL,
+    long_mode_start, ClockInfo, LongModeStart, AP_TRAMPOLINE, CPU_AREA_FAULT_CR2,
+    CPU_AREA_LAST_DOORBELL, CPU_AREA_LAST_DOORBELL_VALUE, NO_DOORBELL,
 };
 use atoll_abi::layout::selector;
 use vm_memory::{Bytes, GuestAddress};
@@ -51,10 +51,12 @@ const FIRMWARE_ROOM: u64 = 16 << 20;
 pub const MAX_MEMORY: u64 = 2 << 30;
 /// How often atoll looks at the final doorbells and at QEMU.
 const POLL: Duration = Duration::from_micros(200);
-/// XCR0 under QEMU: x87 and SSE state (what every x86_64 program may use).
-const XCR0: u64 = 0x3;
-/// The XSAVE area for XCR0 = x87 | SSE: legacy area and header.
-const XSAVE_SIZE: u64 = 512 + 64;
+/// The XCR0 components wanted under QEMU: x87, SSE, AVX and AVX-512; the
+/// PVH entry keeps those the emulated CPU offers (TCG has AVX, not AVX-512).
+const XCR0_WANTED: u64 = atoll_abi::xstate::X87
+    | atoll_abi::xstate::SSE
+    | atoll_abi::xstate::AVX
+    | atoll_abi::xstate::AVX512;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct QemuOptions {
@@ -87,6 +89,38 @@ pub struct QemuBackend {
     boot_elf: Option<PathBuf>,
     /// Guest-physical address of the kernel's `LongModeStart`.
     long_mode_start: u64,
+}
+
+/// Where QEMU logs exceptions and resets: `ATOLL_QEMU_LOG`, else a file
+/// of this process's that is removed when QEMU has ended.
+fn qemu_log_path() -> (PathBuf, bool) {
+    match std::env::var_os("ATOLL_QEMU_LOG") {
+        Some(path) => (PathBuf::from(path), true),
+        None => (
+            std::env::temp_dir().join(format!("atoll-qemu-{}.log", std::process::id())),
+            false,
+        ),
+    }
+}
+
+/// What QEMU's log says about an end no doorbell explains: a triple
+/// fault, with the rip of the last exception taken before it.
+fn crash_report(log: &str) -> Option<String> {
+    if !log.contains("Triple fault") {
+        return None;
+    }
+    let rip = log
+        .lines()
+        .rev()
+        .filter(|line| line.contains(" v=") && line.contains(" IP="))
+        .find_map(|line| {
+            let address = line.split(" IP=").nth(1)?.split_whitespace().next()?;
+            u64::from_str_radix(address.split(':').nth(1)?, 16).ok()
+        });
+    Some(match rip {
+        Some(rip) => format!("triple fault (rip {rip:#x})"),
+        None => "triple fault".to_string(),
+    })
 }
 
 /// qemu-system-x86_64 in PATH.
@@ -126,6 +160,10 @@ impl QemuBackend {
         })
     }
 
+    fn log_path(&self) -> PathBuf {
+        qemu_log_path().0
+    }
+
     fn command(&self, ram_fd: i32, boot_elf: &Path, cores: Vec<usize>) -> Command {
         let total = self.memory_size + FIRMWARE_ROOM;
         let mut command = Command::new(&self.binary);
@@ -145,13 +183,12 @@ impl QemuBackend {
             .arg("-kernel")
             .arg(boot_elf)
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "none", "-monitor", "none", "-parallel", "none"]);
-        // QEMU's own log of interrupts and resets, for debugging the boot.
-        if let Some(log) = std::env::var_os("ATOLL_QEMU_LOG") {
-            command
-                .args(["-d", "int,cpu_reset,guest_errors", "-D"])
-                .arg(log);
-        }
+            .args(["-serial", "none", "-monitor", "none", "-parallel", "none"])
+            // A triple fault ends QEMU instead of booting the isle again;
+            // its log of exceptions and resets says where (`crash_report`).
+            .arg("-no-reboot")
+            .args(["-d", "int,cpu_reset,guest_errors", "-D"])
+            .arg(self.log_path());
         if let Some(gdb) = &self.options.gdb {
             command
                 .arg("-gdb")
@@ -274,7 +311,7 @@ impl Backend for QemuBackend {
                 cr3,
                 cr4: crate::vcpu::GUEST_CR4,
                 efer: crate::vcpu::GUEST_EFER,
-                xcr0: XCR0,
+                xcr0: XCR0_WANTED,
                 star: crate::vcpu::guest_star(),
                 lstar: kernel.syscall_entry,
                 syscall_mask: crate::vcpu::SYSCALL_FLAG_MASK,
@@ -335,7 +372,6 @@ impl Backend for QemuBackend {
         let tsc_at_boot = host::rdtsc();
         let after = host::monotonic_ns();
         Ok(GuestCpu {
-            xsave_size: XSAVE_SIZE,
             hwcap: host_hwcap(),
             clock: ClockInfo {
                 tsc_khz: host::measure_tsc_khz(),
@@ -380,24 +416,34 @@ impl Backend for QemuBackend {
         let _ = qemu.kill();
         let status = qemu.wait();
         let _ = std::fs::remove_file(boot_elf);
-        match outcome {
-            Some(outcome) => outcome,
-            None => {
-                let said = stderr
-                    .and_then(|thread| thread.join().ok())
-                    .unwrap_or_default();
-                let said = said.lines().last().unwrap_or("").trim().to_string();
-                Outcome::Crashed(format!(
-                    "QEMU stopped ({}){}",
-                    status.map_or_else(|error| error.to_string(), |status| status.to_string()),
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {said}")
-                    }
-                ))
-            }
+        let (log_path, log_kept) = qemu_log_path();
+        // Read only when no doorbell explains the end.
+        let log = match outcome {
+            Some(_) => String::new(),
+            None => std::fs::read_to_string(&log_path).unwrap_or_default(),
+        };
+        if !log_kept {
+            let _ = std::fs::remove_file(&log_path);
         }
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+        if let Some(report) = crash_report(&log) {
+            return Outcome::Crashed(report);
+        }
+        let said = stderr
+            .and_then(|thread| thread.join().ok())
+            .unwrap_or_default();
+        let said = said.lines().last().unwrap_or("").trim().to_string();
+        Outcome::Crashed(format!(
+            "QEMU stopped ({}){}",
+            status.map_or_else(|error| error.to_string(), |status| status.to_string()),
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {said}")
+            }
+        ))
     }
 }
 
@@ -460,13 +506,18 @@ fn watch(qemu: &mut Child, isle: &Running) -> Option<Outcome> {
                     .memory()
                     .read_obj(GuestAddress(area + CPU_AREA_LAST_DOORBELL_VALUE as u64))
                     .unwrap_or(0);
+                let cr2: Option<u64> = isle
+                    .ram
+                    .memory()
+                    .read_obj(GuestAddress(area + CPU_AREA_FAULT_CR2 as u64))
+                    .ok();
                 return Some(doorbell_outcome(
                     &isle.ram,
                     &isle.layout,
                     cpu,
                     offset,
                     value,
-                    None,
+                    cr2,
                 ));
             }
         }
@@ -483,6 +534,20 @@ fn watch(qemu: &mut Child, isle: &Running) -> Option<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_triple_fault_is_found_in_the_log_with_the_last_exception_rip() {
+        let log = "CPU Reset (CPU 0)\n\
+            check_exception old: 0xffffffff new 0xd\n\
+             1: v=0e e=0002 i=0 cpl=3 IP=0033:00000000004010ad pc=00000000004010ad SP=002b:0000000003ffff00\n\
+            check_exception old: 0xe new 0xd\n\
+            Triple fault\n";
+        assert_eq!(
+            crash_report(log).as_deref(),
+            Some("triple fault (rip 0x4010ad)")
+        );
+        assert_eq!(crash_report("CPU Reset (CPU 0)\n"), None);
+    }
 
     #[test]
     fn the_boot_elf_carries_a_pvh_note_with_the_entry() {

@@ -12,6 +12,15 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// CPUID `leaf`.`subleaf` as `[eax, ebx, ecx, edx]`: what the hypervisor
+/// tells this vCPU (an exit under KVM, so only for boot-time questions).
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    // SAFETY: cpuid has no memory effects and exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    let result = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
+    [result.eax, result.ebx, result.ecx, result.edx]
+}
+
 /// Tells the CPU we are spinning.
 #[inline]
 pub fn pause() {

@@ -249,7 +249,9 @@ atoll_exception_common:
     mov %rsp, (%rax)
     // Only reached where the doorbell didn't exit (QEMU): leave the report
     // in this CPU's area (GS points there in every ring), for the monitor
-    // to poll.
+    // to poll, with CR2, which that monitor can't read.
+    mov %cr2, %rax
+    mov %rax, %gs:{fault_cr2}
     mov %rsp, %gs:{last_doorbell_value}
     movq ${fault}, %gs:{last_doorbell}
 2:
@@ -262,6 +264,7 @@ atoll_exception_common:
     last_doorbell = const atoll_abi::boot::CPU_AREA_LAST_DOORBELL,
     last_doorbell_value = const atoll_abi::boot::CPU_AREA_LAST_DOORBELL_VALUE,
     fault_rax = const atoll_abi::boot::CPU_AREA_FAULT_RAX,
+    fault_cr2 = const atoll_abi::boot::CPU_AREA_FAULT_CR2,
     kernel_main = sym crate::kernel_main,
     dispatch = sym crate::linux::syscall_dispatch,
     user_rsp = const CPU_AREA_USER_RSP,

@@ -93,9 +93,13 @@ atoll_pvh_long_mode:
     ltr %ax
     mov {cr4}(%rsi), %rax
     mov %rax, %cr4
+    // XCR0: the components wanted that the CPU offers (CPUID 0xD.0).
+    mov $0xd, %eax
     xor %ecx, %ecx
-    mov {xcr0}(%rsi), %eax
-    mov ({xcr0} + 4)(%rsi), %edx
+    cpuid
+    and {xcr0}(%rsi), %eax
+    and ({xcr0} + 4)(%rsi), %edx
+    xor %ecx, %ecx
     xsetbv
     // After the segment loads: loading %gs resets its base.
     mov $0xc0000081, %ecx

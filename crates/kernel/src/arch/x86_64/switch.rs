@@ -84,33 +84,55 @@ pub fn prepare_new_thread(stack_top: u64, frame: &SyscallFrame) -> u64 {
     saved_rsp
 }
 
-/// Saves the x87/SSE/AVX state to `area` (64-byte aligned, xsave-sized).
-pub fn save_extended_state(area: u64) {
-    // SAFETY: `area` is this thread's xsave buffer; xsave is native in ring 3.
+/// Saves the extended-state components in `mask` to `area` (64-byte
+/// aligned, sized for every component of `mask`).
+pub fn save_extended_state(area: u64, mask: u64) {
+    // SAFETY: `area` is this thread's xsave buffer, large enough for the
+    // components in `mask` (the caller sized it from CPUID 0xD for them);
+    // xsave is native in ring 3.
     unsafe {
         core::arch::asm!(
             "xsave64 [{area}]",
             area = in(reg) area,
-            in("eax") u32::MAX,
-            in("edx") u32::MAX,
+            in("eax") mask as u32,
+            in("edx") (mask >> 32) as u32,
             options(nostack, preserves_flags)
         )
     }
 }
 
-/// Restores the x87/SSE/AVX state from `area`.
-pub fn restore_extended_state(area: u64) {
-    // SAFETY: `area` holds a state saved by xsave (or all zeros: every
-    // component in its initial state), 64-byte aligned.
+/// Restores the extended-state components in `mask` from `area`.
+pub fn restore_extended_state(area: u64, mask: u64) {
+    // SAFETY: `area` holds a state saved by xsave with the same or a
+    // smaller mask (or all zeros: every component in its initial state),
+    // 64-byte aligned and sized for `mask`.
     unsafe {
         core::arch::asm!(
             "xrstor64 [{area}]",
             area = in(reg) area,
-            in("eax") u32::MAX,
-            in("edx") u32::MAX,
+            in("eax") mask as u32,
+            in("edx") (mask >> 32) as u32,
             options(nostack, preserves_flags)
         )
     }
+}
+
+/// The XCR0 in force: which state components the CPU really manages for
+/// ring 3 (on kvm-pvm the host's, whatever the monitor asked for).
+pub fn xcr0() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: xgetbv(0) only reads XCR0; CR4.OSXSAVE is set by the monitor,
+    // so it is allowed at any privilege level.
+    unsafe {
+        core::arch::asm!(
+            "xgetbv",
+            in("ecx") 0u32,
+            out("eax") low,
+            out("edx") high,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    u64::from(low) | (u64::from(high) << 32)
 }
 
 /// The privilege level we run at (3 on kvm-pvm; 0 in a syscall on hardware KVM).
