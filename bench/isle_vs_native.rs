@@ -71,7 +71,7 @@ fn median_figure(make: impl Fn() -> Command, key: &str, from_stderr: bool) -> f6
 
 /// RSS of the atoll process beyond the guest RAM it holds, and the guest
 /// RAM resident, in MiB, while an isle is alive (its program blocks reading
-/// stdin) and after its memory has been populated in the background.
+/// stdin) and after its reserves have been populated in the background.
 fn vmm_overhead_mib(memory: &str) -> (f64, f64) {
     let mut child = Command::new(ATOLL)
         .args(["run", "-m", memory])
@@ -320,7 +320,7 @@ fn main() {
         touch_now / native_touch
     );
     println!(
-        "| the same after 300 ms (heap populated in the background) | {touch_later:.0} | {native_touch:.0} | {:.2}x | report |",
+        "| the same after 300 ms (reserves populated in the background) | {touch_later:.0} | {native_touch:.0} | {:.2}x | report |",
         touch_later / native_touch
     );
     println!(
