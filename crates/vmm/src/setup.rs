@@ -492,6 +492,26 @@ mod tests {
     }
 
     #[test]
+    fn the_heap_is_left_unmapped_for_the_kernel() {
+        let layout = Layout::plan(4 << 30, 1, 0x10000).unwrap();
+        let ram = crate::memory::GuestRam::new(4 << 30).unwrap();
+        let heap_start = 0x60_0000;
+        write_page_tables(ram.memory(), &layout, heap_start).unwrap();
+        let entry = |address: u64| -> u64 {
+            let pd_page = 2 + address / GIB;
+            let at = layout.page_tables + pd_page * PAGE_SIZE + ((address >> 21) & 511) * 8;
+            ram.memory().read_obj(GuestAddress(at)).unwrap()
+        };
+        // The image's region and the top (stack, kernel, system area) are mapped.
+        assert_eq!(entry(0x40_0000), 0x40_0000 | PTE_TABLE | PTE_LARGE);
+        let top = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
+        assert_eq!(entry(top), top | PTE_TABLE | PTE_LARGE);
+        // The heap in between, across directories, is not.
+        assert_eq!(entry(heap_start), 0);
+        assert_eq!(entry(3 << 30), 0);
+    }
+
+    #[test]
     fn programs_must_fit_below_the_heap_end() {
         let layout = Layout::plan(64 << 20, 1, 0x10000).unwrap();
         assert!(layout.check_program(0x40_0000, 0x50_0000).is_ok());
