@@ -31,6 +31,9 @@ fn page_len(len: u64) -> Option<u64> {
 
 /// Most distinct mmap ranges at once (adjacent ones merge).
 const MAX_MAPPINGS: usize = 1024;
+/// Most thread stacks tracked at once (the kernel has 256 thread slots);
+/// beyond, a stack counts whole like any mapping.
+const MAX_STACKS: usize = 256;
 /// Words of the backed-chunk bitmap: one bit per 2 MiB of the largest RAM.
 const CHUNK_WORDS: usize = (MAX_RAM_SIZE / LARGE_PAGE_SIZE / 64) as usize;
 
@@ -78,6 +81,10 @@ struct AddressSpace {
     limit_chunks: u64,
     /// Where CPU c's populated reserve ends below its slice's allocations.
     reserve_floor: [u64; MAX_CPUS],
+    /// Thread stacks (MAP_STACK mappings): only their top chunk is counted
+    /// and populated, as a thread touches little more natively.
+    stacks: [Range; MAX_STACKS],
+    stack_count: usize,
     /// CPU c's mmap slice ends `c * slice_size` below the heap end.
     cpu_count: u64,
     slice_size: u64,
@@ -105,6 +112,8 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     backed_chunks: 0,
     limit_chunks: 0,
     reserve_floor: [0; MAX_CPUS],
+    stacks: [Range { start: 0, end: 0 }; MAX_STACKS],
+    stack_count: 0,
     cpu_count: 1,
     slice_size: 0,
     page_table_root: 0,
@@ -428,7 +437,7 @@ impl AddressSpace {
     fn back(&mut self, range: Range) -> Result<(), i64> {
         let (first, last) = self.heap_chunks(range);
         let new = (first..last)
-            .filter(|&chunk| !self.is_backed(chunk))
+            .filter(|&chunk| !self.is_backed(chunk) && !self.in_stack_depths(chunk))
             .count() as u64;
         if self.backed_chunks + new > self.limit_chunks {
             return Err(ENOMEM);
@@ -436,7 +445,7 @@ impl AddressSpace {
         self.backed_chunks += new;
         let mut run: Option<Range> = None;
         for chunk in first..last {
-            if self.is_backed(chunk) {
+            if self.is_backed(chunk) || self.in_stack_depths(chunk) {
                 continue;
             }
             self.set_backed(chunk, true);
@@ -465,6 +474,30 @@ impl AddressSpace {
             self.extend_reserve(cpu, range.start);
         }
         Ok(())
+    }
+
+    /// Whether `chunk` lies wholly inside a thread stack, below its top
+    /// chunk: left to the host to back when touched, and not counted.
+    fn in_stack_depths(&self, chunk: u64) -> bool {
+        let start = chunk * LARGE_PAGE_SIZE;
+        let end = start + LARGE_PAGE_SIZE;
+        self.stacks[..self.stack_count]
+            .iter()
+            .any(|stack| stack.start <= start && end <= align_down(stack.end - 1, LARGE_PAGE_SIZE))
+    }
+
+    /// Forgets the thread stacks `range` unmaps.
+    fn forget_stacks(&mut self, range: Range) {
+        let mut index = 0;
+        while index < self.stack_count {
+            let stack = self.stacks[index];
+            if stack.start < range.end && range.start < stack.end {
+                self.stack_count -= 1;
+                self.stacks[index] = self.stacks[self.stack_count];
+            } else {
+                index += 1;
+            }
+        }
     }
 
     /// Where CPU `cpu`'s mmap slice ends.
@@ -716,6 +749,7 @@ impl AddressSpace {
         len: u64,
         placement: Placement,
         access: Access,
+        stack: bool,
     ) -> Result<u64, i64> {
         if len == 0 {
             return Err(EINVAL);
@@ -750,9 +784,14 @@ impl AddressSpace {
             if placement == Placement::Fixed && self.overlaps_mapping(mapped) {
                 // MAP_FIXED replaces what was there with fresh zeros.
                 self.remove(mapped)?;
+                self.forget_stacks(mapped);
                 self.give_back(mapped)?;
             }
             self.insert(mapped)?;
+            if stack && self.stack_count < MAX_STACKS {
+                self.stacks[self.stack_count] = mapped;
+                self.stack_count += 1;
+            }
             let handed_out = match access {
                 Access::None => Ok(()),
                 _ => self.back(mapped),
@@ -828,7 +867,8 @@ impl AddressSpace {
         if !may_move {
             return Err(ENOMEM);
         }
-        let new = self.map_anonymous(0, new_len, Placement::Anywhere, Access::ReadWrite)?;
+        let new = self.map_anonymous(0, new_len, Placement::Anywhere, Access::ReadWrite, false)?;
+        self.forget_stacks(old_range);
         user::copy_within(old, new, old_len)?;
         self.remove(old_range)?;
         self.give_back(old_range)?;
@@ -859,7 +899,17 @@ pub fn map_anonymous(
     placement: Placement,
     access: Access,
 ) -> Result<u64, i64> {
-    SPACE.lock().map_anonymous(hint, len, placement, access)
+    SPACE
+        .lock()
+        .map_anonymous(hint, len, placement, access, false)
+}
+
+/// [`map_anonymous`] of a thread stack (MAP_STACK): of its memory only the
+/// top 2 MiB chunk counts and is populated ahead.
+pub fn map_stack(hint: u64, len: u64, placement: Placement, access: Access) -> Result<u64, i64> {
+    SPACE
+        .lock()
+        .map_anonymous(hint, len, placement, access, true)
 }
 
 /// munmap(2) of anonymous memory: what it covered goes back to the host.
@@ -876,6 +926,7 @@ pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
     };
     let mut space = SPACE.lock();
     space.remove(range)?;
+    space.forget_stacks(range);
     let freed = space.unmappable(range);
     space.give_back(freed)
 }

@@ -15,6 +15,7 @@ const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_STACK: u64 = 0x2_0000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MADV_DONTNEED: u64 = 4;
@@ -57,6 +58,9 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
     if flags & MAP_ANONYMOUS != 0 {
         // Anonymous MAP_SHARED memory is only shared with forks, which an
         // isle doesn't have, so it is private memory here.
+        if flags & MAP_STACK != 0 {
+            return mm::map_stack(address, len, placement, access);
+        }
         return mm::map_anonymous(address, len, placement, access);
     }
     // A file mapping is a private copy read in now. That is honest for
