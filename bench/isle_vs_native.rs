@@ -22,7 +22,12 @@ fn wall_ms(mut make: impl FnMut() -> Command) -> f64 {
     for _ in 0..10 {
         make().stdout(Stdio::null()).status().expect("runs");
     }
-    let samples = (0..RUNS)
+    median_wall_ms(RUNS, make)
+}
+
+/// Median wall time of `runs` runs of `make()`'s command, in ms.
+fn median_wall_ms(runs: usize, mut make: impl FnMut() -> Command) -> f64 {
+    let samples = (0..runs)
         .map(|_| {
             let start = Instant::now();
             let status = make()
@@ -66,7 +71,7 @@ fn median_figure(make: impl Fn() -> Command, key: &str, from_stderr: bool) -> f6
 
 /// RSS of the atoll process beyond the guest RAM it holds, and the guest
 /// RAM resident, in MiB, while an isle is alive (its program blocks reading
-/// stdin) and after its memory has been populated in the background.
+/// stdin) and after its reserves have been populated in the background.
 fn vmm_overhead_mib(memory: &str) -> (f64, f64) {
     let mut child = Command::new(ATOLL)
         .args(["run", "-m", memory])
@@ -231,6 +236,10 @@ fn main() {
         qemu_section();
         return;
     }
+    if std::env::args().any(|arg| arg == "--memory") {
+        memory_section();
+        return;
+    }
     let hello = program(Flavor::Musl, "hello");
     let kvm = Path::new("/dev/kvm").exists();
     println!(
@@ -324,7 +333,7 @@ fn main() {
         touch_now / native_touch
     );
     println!(
-        "| the same after 300 ms (heap populated in the background) | {touch_later:.0} | {native_touch:.0} | {:.2}x | report |",
+        "| the same after 300 ms (reserves populated in the background) | {touch_later:.0} | {native_touch:.0} | {:.2}x | report |",
         touch_later / native_touch
     );
     println!(
@@ -335,6 +344,7 @@ fn main() {
     );
 
     threads_section();
+    memory_section();
     offload_section();
     rewrite_section();
     isles_section();
@@ -440,20 +450,11 @@ fn threads_section() {
         );
     }
     let touch = program_path("touch");
-    row(
+    first_touch_row(
         "first write to each page of a fresh 256 MiB mapping, cycles per page",
-        median_figure(
-            || isle_with(&["-m", "512M"], &touch, &["256", "600"]),
-            "touch_cycles",
-            false,
-        ),
-        median_figure(
-            || native_on(last_core, &touch, &["256"]),
-            "touch_cycles",
-            false,
-        ),
-        "",
-        "at most 0.05x",
+        &touch,
+        &["-m", "512M"],
+        "600",
     );
     let compute = program_path("compute");
     let isle_one = median_figure(
@@ -548,6 +549,75 @@ fn threads_section() {
             );
         }
     }
+}
+
+/// A row for `touch 256` (256 MiB mapped after `delay_ms`, one write per
+/// page) in an isle with `flags` against natively on the last core.
+fn first_touch_row(what: &str, touch: &Path, flags: &[&str], delay_ms: &str) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    row(
+        what,
+        median_figure(
+            || isle_with(flags, touch, &["256", delay_ms]),
+            "touch_cycles",
+            false,
+        ),
+        median_figure(
+            || native_on(cores.checked_sub(1), touch, &["256"]),
+            "touch_cycles",
+            false,
+        ),
+        "",
+        "at most 0.05x",
+    );
+}
+
+/// Issue 13's table: memory without -m, backed on demand
+/// (`cargo bench -p atoll-cli --bench isle_vs_native -- --memory`).
+fn memory_section() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last_core = cores.checked_sub(1);
+    println!("\n| memory (no -m) | isle | native | isle/native | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    let hello = program(Flavor::Musl, "hello");
+    row(
+        "`atoll run hello` wall time (median), ms",
+        wall_ms(|| isle(&hello)),
+        wall_ms(|| Command::new(&hello)),
+        "",
+        "no slower than before",
+    );
+    let touch = program(Flavor::Glibc, "touch");
+    first_touch_row(
+        "first write to each page of a fresh 256 MiB mapping after 300 ms, cycles per page",
+        &touch,
+        &[],
+        "300",
+    );
+    let alloc = program(Flavor::Glibc, "alloc");
+    row(
+        "malloc 1 GiB, touch every page, free, twice: wall time, ms",
+        median_wall_ms(3, || isle_with(&[], &alloc, &["malloc", "1024"])),
+        median_wall_ms(3, || native_on(last_core, &alloc, &["malloc", "1024"])),
+        "",
+        "report",
+    );
+    let many_threads = program(Flavor::Glibc, "many_threads");
+    row(
+        "64 glibc threads (8 MiB stacks) created and joined, ms",
+        median_figure(
+            || isle_with(&[], &many_threads, &["64"]),
+            "threads_ms",
+            true,
+        ),
+        median_figure(
+            || native_on(last_core, &many_threads, &["64"]),
+            "threads_ms",
+            true,
+        ),
+        "",
+        "report",
+    );
 }
 
 /// Issue 4's table: files and sockets through the offload queue.

@@ -126,8 +126,12 @@ pub struct BootInfo {
     pub version: u32,
     pub cpu_count: u32,
     pub flags: u64,
-    /// Guest RAM is `0..ram_size`.
+    /// Guest RAM is `0..ram_size`: address space, backed by the host only
+    /// where the kernel asks (see `queue::opcode::MEMORY`).
     pub ram_size: u64,
+    /// Most heap memory the program may have backed at once (`-m`): past
+    /// it brk, mmap and mprotect fail with ENOMEM.
+    pub memory_limit: u64,
     /// Free memory for brk (growing up) and mmap (growing down).
     pub heap_start: u64,
     pub heap_end: u64,

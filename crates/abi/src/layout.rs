@@ -4,8 +4,10 @@
 //! physical) with user-accessible pages, because kernel and program share one
 //! ring-3 address space. The kernel image is linked in the top 2 GiB of the
 //! address space and mapped onto physical memory at the top of RAM. Everything
-//! is mapped before the first instruction: the isle never takes a page fault on
-//! purpose, and can't change mappings (no invlpg in ring 3).
+//! but the heap is mapped before the first instruction; the kernel maps heap
+//! regions as it hands them out, before the program can touch them, so the
+//! isle never takes a page fault on purpose. RAM is address space: the host
+//! backs it only where the kernel hands memory out.
 //!
 //! ```text
 //! 0 .. NULL_GUARD_END          not mapped: NULL and small-offset dereferences fault
@@ -30,7 +32,7 @@ pub const PIE_LOAD_BASE: u64 = 0x40_0000;
 pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 /// Guest-physical address of the doorbell page; above any RAM an isle may have.
 pub const MMIO_BASE: u64 = 0x80_0000_0000;
-/// Largest guest RAM, so RAM never reaches MMIO_BASE.
+/// Largest guest RAM (address space), so RAM never reaches MMIO_BASE.
 pub const MAX_RAM_SIZE: u64 = 256 << 30;
 /// Smallest guest RAM that leaves the program room to run.
 pub const MIN_RAM_SIZE: u64 = 8 << 20;

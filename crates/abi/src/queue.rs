@@ -186,8 +186,20 @@ pub mod opcode {
     /// file shows at `[new, new + new_len)` from where `old` showed it;
     /// `[old, old + old_len)` outside the new range gets private memory.
     pub const REMAP_FILE: u32 = 66;
+    /// memory(kind, address, len): a [`memory`] request on guest RAM.
+    pub const MEMORY: u32 = 67;
     /// One past the highest opcode.
-    pub const COUNT: u32 = 67;
+    pub const COUNT: u32 = 68;
+}
+
+/// Kinds of [`opcode::MEMORY`]; address and len are page-aligned.
+pub mod memory {
+    /// Back the range with host memory now (MADV_POPULATE_WRITE), contents
+    /// unchanged. Sent ahead of use, completion ignored.
+    pub const POPULATE: u64 = 0;
+    /// Give the range back to the host: it reads as zeros afterwards
+    /// (MADV_DONTNEED, or MADV_REMOVE for a memfd).
+    pub const RELEASE: u64 = 1;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

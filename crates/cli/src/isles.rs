@@ -187,6 +187,15 @@ fn live_isles() -> Result<Vec<Record>, String> {
     Ok(locked.state.isles.clone())
 }
 
+/// The memory an isle holds in the registry: none ("-") without -m.
+fn held_memory_text(bytes: u64) -> String {
+    if bytes == 0 {
+        "-".to_string()
+    } else {
+        memory_text(bytes)
+    }
+}
+
 fn memory_text(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1}G", bytes as f64 / f64::from(1u32 << 30))
@@ -247,7 +256,7 @@ pub fn ps(args: PsArgs) -> i32 {
                     if isle.shared { " (shared)" } else { "" }
                 ),
                 isle.node.map_or("-".into(), |node| node.to_string()),
-                memory_text(isle.memory),
+                held_memory_text(isle.memory),
                 uptime_text(isle.started),
                 match &isle.ended {
                     None => "running".into(),
@@ -598,7 +607,7 @@ pub fn top(args: TopArgs) -> i32 {
                     cpu,
                     calls,
                     memory_text(resident_bytes(isle.pid)),
-                    memory_text(isle.memory),
+                    held_memory_text(isle.memory),
                     isle.command
                 );
             }

@@ -34,7 +34,7 @@ const DEFAULT_ENV: [(&str, &str); 2] = [
     after_help = "Examples:\n  atoll run ./hello world                 # a static Linux program\n  atoll run -c 4 -m 1G ./solver input.dat # 4 cores of its own, 1 GiB\n  atoll run -v $PWD/data:/data:ro -p 8080 ./server\n  atoll run .                             # the project in this directory\n  atoll run hello:0.1.0                   # an image of the local store\n  atoll run localhost:5000/me/hello:0.1   # pulled first if need be\n  atoll run hello.isle                    # a packed image\n  atoll run -d --name web ./server && atoll logs web"
 )]
 pub struct RunArgs {
-    /// Guest memory, e.g. 64M or 2G [default: 64M]
+    /// Memory limit, e.g. 64M or 2G: past it allocations get ENOMEM [default: what the host has available]
     #[arg(short = 'm', long = "memory", value_name = "SIZE", value_parser = parse_size)]
     memory: Option<u64>,
     /// Set an environment variable (KEY alone copies it from atoll's environment); repeatable
@@ -461,8 +461,30 @@ fn on_termination(signal: i32) {
     std::process::exit(128 + signal);
 }
 
-/// Guest memory when neither -m nor the manifest says.
-const DEFAULT_MEMORY: u64 = 64 << 20;
+/// Guest-physical address space of a KVM isle. Reservations (PROT_NONE)
+/// take only address space, and the host backs only what the kernel
+/// hands out, so it is far larger than memory: page tables for it cost
+/// 4 KiB per GiB.
+const KVM_ADDRESS_SPACE: u64 = 64 << 30;
+
+/// The memory limit when neither -m nor the manifest says: what the host
+/// has available, as for a native process.
+fn default_memory_limit() -> u64 {
+    let available = available_memory().unwrap_or(MAX_RAM_SIZE);
+    (available & !(LARGE_PAGE_SIZE - 1)).clamp(MIN_RAM_SIZE, MAX_RAM_SIZE / 2)
+}
+
+/// Guest RAM for an isle limited to `limit` bytes: QEMU's most under QEMU
+/// (which refuses a larger limit with its own message), else a range twice the limit
+/// and at least [`KVM_ADDRESS_SPACE`].
+fn address_space(backend: &atoll_vmm::BackendChoice, limit: u64) -> u64 {
+    match backend {
+        atoll_vmm::BackendChoice::Qemu(_) => limit.max(atoll_vmm::backend::qemu::MAX_MEMORY),
+        atoll_vmm::BackendChoice::Kvm { .. } => limit
+            .saturating_mul(2)
+            .clamp(KVM_ADDRESS_SPACE, MAX_RAM_SIZE),
+    }
+}
 
 /// `atoll run DIR`: the project's manifest fills in what the flags don't
 /// say (flags win; arguments after DIR replace the manifest's args).
@@ -745,7 +767,7 @@ pub fn run(args: RunArgs) -> i32 {
     };
     let memory_arg = match partition.as_ref().and_then(|p| p.memory.as_deref()) {
         Some(text) => match parse_size(text) {
-            Ok(size) => size,
+            Ok(size) => Some(size),
             Err(message) => {
                 return fail(
                     STATUS_USAGE,
@@ -753,12 +775,16 @@ pub fn run(args: RunArgs) -> i32 {
                 )
             }
         },
-        None => args.memory.unwrap_or(DEFAULT_MEMORY),
+        None => args.memory,
     };
-    let memory_size = match check_memory(memory_arg) {
-        Ok(size) => size,
-        Err(message) => return fail(STATUS_USAGE, message),
+    let memory_limit = match memory_arg.map(check_memory) {
+        Some(Ok(size)) => size,
+        Some(Err(message)) => return fail(STATUS_USAGE, message),
+        None => default_memory_limit(),
     };
+    // Without -m the isle holds no memory in the registry, so it blocks no
+    // other isle; it may still use what the host has, as a process may.
+    let memory_held = memory_arg.map_or(0, |_| memory_limit);
     if args.detach && std::env::var_os(crate::isles::LOG_ENV).is_none() {
         return detach();
     }
@@ -769,7 +795,7 @@ pub fn run(args: RunArgs) -> i32 {
         ),
         None => (args.cores.unwrap_or(1), args.cpus.clone()),
     };
-    let request = match crate::isles::request(cores, cpus.as_deref(), memory_size, args.overcommit)
+    let request = match crate::isles::request(cores, cpus.as_deref(), memory_held, args.overcommit)
     {
         Ok(request) => request,
         Err(message) => return fail(STATUS_USAGE, message),
@@ -785,7 +811,7 @@ pub fn run(args: RunArgs) -> i32 {
         &request,
         args.name.clone(),
         command_text,
-        memory_size,
+        memory_held,
         args.wait,
     ) {
         Ok(registration) => registration,
@@ -862,6 +888,11 @@ pub fn run(args: RunArgs) -> i32 {
         gdb.program_symbols = Some(PathBuf::from(OsString::from_vec(exe_path.clone())));
         gdb.kernel_symbols = kernel_symbols_file(kernel);
     }
+    let mut memory_limit = memory_limit;
+    if memory_arg.is_none() && matches!(backend, atoll_vmm::BackendChoice::Qemu(_)) {
+        memory_limit = memory_limit.min(atoll_vmm::backend::qemu::MAX_MEMORY);
+    }
+    let memory_size = address_space(&backend, memory_limit);
     let config = IsleConfig {
         backend,
         kernel_image: kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE),
@@ -870,6 +901,7 @@ pub fn run(args: RunArgs) -> i32 {
         envp,
         exe_path,
         memory_size,
+        memory_limit,
         flags: boot_flags,
         cpu_count: vcpu_cores.len() as u64,
         vcpu_cores,

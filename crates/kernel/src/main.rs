@@ -64,6 +64,7 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
         panic!("panic requested at boot (--debug-panic)");
     }
     sched::init(boot);
+    mm::populate_reserves();
     BOOTED.store(true, Ordering::Release);
     sched::run_cpu()
 }

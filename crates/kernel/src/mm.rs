@@ -1,18 +1,24 @@
 //! Memory: brk and anonymous mmap over memory that is already mapped.
 //!
-//! All guest RAM is identity-mapped before boot and ring 3 can't flush the
-//! TLB, so the kernel never edits page tables. It only decides which free
-//! range of the heap a request gets: brk grows up from the end of the program
-//! image, mmap grows down from the stack guard. Memory comes back zeroed:
-//! never-used memory is zero already (the "pristine" range), reused memory is
-//! cleared on allocation. Protections are recorded by the program's wishes
-//! only: mprotect can't be enforced without changing mappings.
+//! All guest RAM is identity-mapped before boot (address space far larger
+//! than the program may use). The kernel decides which free range of the
+//! heap a request gets: brk grows up from the end of the program image,
+//! mmap grows down from the stack guard. The host backs RAM only where it
+//! is used: handing memory out counts its 2 MiB chunks against the memory
+//! limit (-m) and asks the host to populate them ahead of the program's
+//! first touch; memory that becomes free (munmap, brk shrinking, MADV_
+//! DONTNEED, MAP_FIXED over a mapping) is given back to the host, so free
+//! memory is always zero and nothing is cleared on allocation. PROT_NONE
+//! and read-only protections are enforced in the page tables.
 
 use atoll_abi::boot::BootInfo;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use atoll_abi::layout::{align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, PAGE_SIZE};
+use atoll_abi::layout::{
+    align_down, align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, MAX_RAM_SIZE, PAGE_SIZE,
+};
 use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
+use atoll_abi::queue::{memory, opcode};
 use spin::Mutex;
 
 use crate::arch::x86_64::user;
@@ -25,6 +31,33 @@ fn page_len(len: u64) -> Option<u64> {
 
 /// Most distinct mmap ranges at once (adjacent ones merge).
 const MAX_MAPPINGS: usize = 1024;
+/// Most thread stacks tracked at once (the kernel has 256 thread slots);
+/// beyond, a stack counts whole like any mapping.
+const MAX_STACKS: usize = 256;
+/// Words of the backed-chunk bitmap: one bit per 2 MiB of the largest RAM.
+const CHUNK_WORDS: usize = (MAX_RAM_SIZE / LARGE_PAGE_SIZE / 64) as usize;
+
+/// What a program may do with a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// PROT_NONE: every access faults.
+    None,
+    /// PROT_READ (with or without PROT_EXEC): writes fault.
+    Read,
+    /// Anything with PROT_WRITE.
+    ReadWrite,
+}
+
+impl Access {
+    /// The page-table flags for it.
+    fn flags(self) -> u64 {
+        match self {
+            Access::None => PTE_USER,
+            Access::Read => PTE_PRESENT | PTE_USER,
+            Access::ReadWrite => PTE_NORMAL,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Range {
@@ -41,8 +74,17 @@ struct AddressSpace {
     /// Live mmap ranges, sorted and non-overlapping.
     mappings: [Range; MAX_MAPPINGS],
     mapping_count: usize,
-    /// Memory here has never been handed out, so it is still zero.
-    pristine: Range,
+    /// Bit n set: heap chunk n (2 MiB at n * 2 MiB) is handed out, at least
+    /// in part, and counts against the limit.
+    backed: [u64; CHUNK_WORDS],
+    backed_chunks: u64,
+    limit_chunks: u64,
+    /// Where CPU c's populated reserve ends below its slice's allocations.
+    reserve_floor: [u64; MAX_CPUS],
+    /// Thread stacks (MAP_STACK mappings): only their top chunk is counted
+    /// and populated, as a thread touches little more natively.
+    stacks: [Range; MAX_STACKS],
+    stack_count: usize,
     /// CPU c's mmap slice ends `c * slice_size` below the heap end.
     cpu_count: u64,
     slice_size: u64,
@@ -66,7 +108,12 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     stack_top: 0,
     mappings: [Range { start: 0, end: 0 }; MAX_MAPPINGS],
     mapping_count: 0,
-    pristine: Range { start: 0, end: 0 },
+    backed: [0; CHUNK_WORDS],
+    backed_chunks: 0,
+    limit_chunks: 0,
+    reserve_floor: [0; MAX_CPUS],
+    stacks: [Range { start: 0, end: 0 }; MAX_STACKS],
+    stack_count: 0,
     cpu_count: 1,
     slice_size: 0,
     page_table_root: 0,
@@ -126,10 +173,78 @@ pub fn init(boot: &BootInfo) {
         start: boot.program.image_start,
         end: boot.program.stack_top,
     };
-    space.pristine = Range {
-        start: boot.heap_start,
-        end: boot.heap_end,
-    };
+    space.limit_chunks = boot.memory_limit / LARGE_PAGE_SIZE;
+    // The monitor left the heap unmapped: regions get mapped as they are
+    // handed out, so user pointers are checked against the tables.
+    user::note_region_protected();
+    for cpu in 0..space.cpu_count {
+        space.reserve_floor[cpu as usize] = space.slice_top(cpu);
+    }
+}
+
+/// Populated memory kept ahead of each CPU's allocations (at most half the
+/// limit), so the program's first touches find it backed: a first touch of
+/// unpopulated memory costs a host fault and zeroing 2 MiB.
+const RESERVE: u64 = 256 << 20;
+
+/// Asks the host to populate every CPU's first reserve (it waits until the
+/// isle has run 20 ms, so short isles never pay for it).
+pub fn populate_reserves() {
+    let mut space = SPACE.lock();
+    for cpu in 0..space.cpu_count {
+        let top = space.slice_top(cpu);
+        space.extend_reserve(cpu, top);
+    }
+    // brk's first growth, for small allocations.
+    let brk_start = align_up(space.brk_start, LARGE_PAGE_SIZE);
+    let brk_end = (brk_start + BRK_RESERVE).min(space.slice_top(space.cpu_count));
+    if brk_start < brk_end {
+        populate_ahead(Range {
+            start: brk_start,
+            end: brk_end,
+        });
+    }
+}
+
+/// Populated ahead of brk at boot.
+const BRK_RESERVE: u64 = 16 << 20;
+
+/// Asks the host to back `range` now, ahead of the program's touches. A
+/// request that arrives after the range was given back again leaves it
+/// populated but uncounted until it is given back next time.
+fn populate_ahead(range: Range) {
+    crate::offload::send(
+        opcode::MEMORY,
+        [
+            memory::POPULATE,
+            range.start,
+            range.end - range.start,
+            0,
+            0,
+            0,
+        ],
+    );
+}
+
+/// Gives `range` back to the host, which zeroes it. Callers hold the
+/// address-space lock, so nobody can be handed the range meanwhile.
+fn release(range: Range) -> Result<(), i64> {
+    let result = crate::offload::call_without_yielding(
+        opcode::MEMORY,
+        [
+            memory::RELEASE,
+            range.start,
+            range.end - range.start,
+            0,
+            0,
+            0,
+        ],
+    );
+    if result < 0 {
+        Err(-result)
+    } else {
+        Ok(())
+    }
 }
 
 /// Guest-physical address of a kernel pointer: kernel statics live at the
@@ -150,37 +265,62 @@ impl AddressSpace {
         Ok((pdpte & PTE_ADDRESS) + ((address >> 21) & 511) * 8)
     }
 
-    /// Makes every page of `range` inaccessible (PROT_NONE), splitting
-    /// 2 MiB mappings into 4 KiB ones where needed. Returns whether a
-    /// page table changed.
-    fn make_inaccessible(&mut self, range: Range) -> Result<bool, i64> {
-        let mut changed = false;
-        let mut page = range.start;
-        while page < range.end {
-            let pd_entry = self.pd_entry(page)?;
+    /// Gives every page of `range` `access`, mapping it first where the
+    /// heap was never mapped. Whole 2 MiB regions change in their directory
+    /// entry; partial ones are split into 4 KiB pages.
+    /// Returns whether an entry the TLB may cache changed (a present one).
+    fn set_access(&mut self, range: Range, access: Access) -> Result<bool, i64> {
+        let wanted = access.flags();
+        let mut stale = false;
+        let mut region = range.start & !(LARGE_PAGE_SIZE - 1);
+        while region < range.end {
+            let region_end = region + LARGE_PAGE_SIZE;
+            let pd_entry = self.pd_entry(region)?;
             let mut directory: u64 = user::read(pd_entry)?;
+            let whole = range.start <= region && region_end <= range.end;
+            // Heap the monitor left unmapped is mapped whole, as free heap
+            // memory always was; absent until now, no TLB holds it.
+            let fresh = directory == 0;
+            if fresh {
+                directory = region | PTE_LARGE | PTE_NORMAL;
+                user::write(pd_entry, directory)?;
+            }
             if directory & PTE_LARGE != 0 {
-                let table = self
-                    .take_page_table(page & !(LARGE_PAGE_SIZE - 1))
-                    .ok_or(ENOMEM)?;
-                let base = directory & PTE_ADDRESS & !(LARGE_PAGE_SIZE - 1);
+                let flags = directory & (PTE_PRESENT | PTE_WRITABLE | PTE_USER);
+                if flags == wanted {
+                    region = region_end;
+                    continue;
+                }
+                if whole {
+                    user::write(pd_entry, region | PTE_LARGE | wanted)?;
+                    user::note_region_protected();
+                    stale |= flags & PTE_PRESENT != 0 && !fresh;
+                    region = region_end;
+                    continue;
+                }
+                let table = self.take_page_table(region).ok_or(ENOMEM)?;
                 for index in 0..512 {
-                    user::write(table + index * 8, (base + index * PAGE_SIZE) | PTE_NORMAL)?;
+                    user::write(table + index * 8, (region + index * PAGE_SIZE) | flags)?;
                 }
                 directory = table | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
                 user::note_split(1);
-                changed = true;
+                stale |= flags & PTE_PRESENT != 0 && !fresh;
             }
-            let entry = (directory & PTE_ADDRESS) + ((page >> 12) & 511) * 8;
-            let value: u64 = user::read(entry)?;
-            if value & PTE_PRESENT != 0 {
-                user::write(entry, (page & PTE_ADDRESS) | PTE_USER)?;
-                changed = true;
+            let mut page = region.max(range.start);
+            while page < region_end.min(range.end) {
+                let entry = (directory & PTE_ADDRESS) + ((page >> 12) & 511) * 8;
+                let value: u64 = user::read(entry)?;
+                let flags = value & (PTE_PRESENT | PTE_WRITABLE | PTE_USER);
+                if flags != wanted {
+                    user::write(entry, (page & PTE_ADDRESS) | wanted)?;
+                    stale |= flags & PTE_PRESENT != 0 && !fresh;
+                }
+                page += PAGE_SIZE;
             }
-            page += PAGE_SIZE;
+            region = region_end;
         }
-        Ok(changed)
+        Ok(stale)
     }
 
     fn free_page_table_index(&self) -> Option<usize> {
@@ -243,45 +383,194 @@ impl AddressSpace {
         Ok(true)
     }
 
-    /// Makes inaccessible pages in `range` normal again. A TLB never caches
-    /// an absent page, so this needs no flush (merging back does, later).
+    /// Makes every page of `range` readable and writable.
     fn restore_access(&mut self, range: Range) -> Result<(), i64> {
-        let mut region = range.start & !(LARGE_PAGE_SIZE - 1);
-        while region < range.end {
-            let directory: u64 = user::read(self.pd_entry(region)?)?;
-            // Only split regions can hold inaccessible pages.
-            if directory & (PTE_LARGE | PTE_PRESENT) == PTE_PRESENT {
-                let table = directory & PTE_ADDRESS;
-                let mut page = region.max(range.start);
-                while page < (region + LARGE_PAGE_SIZE).min(range.end) {
-                    let entry = table + ((page >> 12) & 511) * 8;
-                    let value: u64 = user::read(entry)?;
-                    if value & PTE_PRESENT == 0 {
-                        user::write(entry, (page & PTE_ADDRESS) | PTE_NORMAL)?;
-                    }
-                    page += PAGE_SIZE;
-                }
-            }
-            region += LARGE_PAGE_SIZE;
-        }
-        Ok(())
+        self.protect(range, Access::ReadWrite)
     }
 
-    /// mprotect: PROT_NONE makes pages fault; anything else makes them
-    /// normal again (read-only is not enforced).
-    fn protect(&mut self, range: Range, accessible: bool) -> Result<(), i64> {
+    /// mprotect: page tables say what the program may do; a TLB entry
+    /// that allowed more than the new entry is flushed (an absent page is
+    /// never cached, so making pages accessible only flushes what was
+    /// read-only).
+    fn protect(&mut self, range: Range, access: Access) -> Result<(), i64> {
         if range.start < self.protectable.start || range.end > self.protectable.end {
             // Kernel, system area: refused as Linux refuses unmapped memory.
             return Err(ENOMEM);
         }
-        if accessible {
-            return self.restore_access(range);
-        }
-        if self.make_inaccessible(range)? {
+        if self.set_access(range, access)? {
             TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
             sync_tlb();
         }
         Ok(())
+    }
+
+    /// The heap chunks `[first, last)` that lie within `range`'s 2 MiB
+    /// bounds and inside the heap (chunks shared with the image or the
+    /// stack are never counted).
+    fn heap_chunks(&self, range: Range) -> (u64, u64) {
+        let low = align_up(self.brk_start, LARGE_PAGE_SIZE);
+        let high = align_down(self.heap_end, LARGE_PAGE_SIZE);
+        let start = align_down(range.start, LARGE_PAGE_SIZE).max(low);
+        let end = align_up(range.end, LARGE_PAGE_SIZE).min(high);
+        let count = (CHUNK_WORDS * 64) as u64;
+        (
+            (start / LARGE_PAGE_SIZE).min(count),
+            (end.max(start) / LARGE_PAGE_SIZE).min(count),
+        )
+    }
+
+    fn is_backed(&self, chunk: u64) -> bool {
+        self.backed[(chunk / 64) as usize] & (1 << (chunk % 64)) != 0
+    }
+
+    fn set_backed(&mut self, chunk: u64, backed: bool) {
+        let word = &mut self.backed[(chunk / 64) as usize];
+        if backed {
+            *word |= 1 << (chunk % 64);
+        } else {
+            *word &= !(1 << (chunk % 64));
+        }
+    }
+
+    /// Counts the chunks of `range` not yet backed against the limit (ENOMEM
+    /// past it, with nothing changed) and asks the host to populate them.
+    fn back(&mut self, range: Range) -> Result<(), i64> {
+        let (first, last) = self.heap_chunks(range);
+        let new = (first..last)
+            .filter(|&chunk| !self.is_backed(chunk) && !self.in_stack_depths(chunk))
+            .count() as u64;
+        if self.backed_chunks + new > self.limit_chunks {
+            return Err(ENOMEM);
+        }
+        self.backed_chunks += new;
+        let mut run: Option<Range> = None;
+        for chunk in first..last {
+            if self.is_backed(chunk) || self.in_stack_depths(chunk) {
+                continue;
+            }
+            self.set_backed(chunk, true);
+            let start = chunk * LARGE_PAGE_SIZE;
+            run = match run {
+                Some(open) if open.end == start => Some(Range {
+                    start: open.start,
+                    end: start + LARGE_PAGE_SIZE,
+                }),
+                other => {
+                    if let Some(done) = other {
+                        populate_ahead(done);
+                    }
+                    Some(Range {
+                        start,
+                        end: start + LARGE_PAGE_SIZE,
+                    })
+                }
+            };
+        }
+        if let Some(done) = run {
+            populate_ahead(done);
+        }
+        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        if cpu < self.cpu_count && range.start < self.reserve_floor[cpu as usize] + RESERVE {
+            self.extend_reserve(cpu, range.start);
+        }
+        Ok(())
+    }
+
+    /// Whether `chunk` lies wholly inside a thread stack, below its top
+    /// chunk: left to the host to back when touched, and not counted.
+    fn in_stack_depths(&self, chunk: u64) -> bool {
+        let start = chunk * LARGE_PAGE_SIZE;
+        let end = start + LARGE_PAGE_SIZE;
+        self.stacks[..self.stack_count]
+            .iter()
+            .any(|stack| stack.start <= start && end <= align_down(stack.end - 1, LARGE_PAGE_SIZE))
+    }
+
+    /// Forgets the thread stacks `range` unmaps.
+    fn forget_stacks(&mut self, range: Range) {
+        let mut index = 0;
+        while index < self.stack_count {
+            let stack = self.stacks[index];
+            if stack.start < range.end && range.start < stack.end {
+                self.stack_count -= 1;
+                self.stacks[index] = self.stacks[self.stack_count];
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Where CPU `cpu`'s mmap slice ends.
+    fn slice_top(&self, cpu: u64) -> u64 {
+        align_down(self.heap_end - cpu * self.slice_size, LARGE_PAGE_SIZE)
+    }
+
+    /// Populates CPU `cpu`'s reserve down to [`RESERVE`] below `frontier`
+    /// (its lowest allocation), where not asked already.
+    fn extend_reserve(&mut self, cpu: u64, frontier: u64) {
+        let Some(&floor) = self.reserve_floor.get(cpu as usize) else {
+            return;
+        };
+        let room = self.limit_chunks.saturating_sub(self.backed_chunks) * LARGE_PAGE_SIZE;
+        let depth = RESERVE
+            .min(self.limit_chunks * LARGE_PAGE_SIZE / 2)
+            .min(room);
+        let slice_bottom = self.slice_top(cpu).saturating_sub(self.slice_size);
+        let wanted = align_down(frontier.saturating_sub(depth), LARGE_PAGE_SIZE).max(slice_bottom);
+        let top = floor.min(align_down(frontier, LARGE_PAGE_SIZE));
+        if wanted < top {
+            populate_ahead(Range {
+                start: wanted,
+                end: top,
+            });
+            self.reserve_floor[cpu as usize] = wanted;
+        }
+    }
+
+    /// Whether nothing in `chunk` is handed out: no mapping, no brk memory.
+    fn chunk_is_free(&self, chunk: u64) -> bool {
+        let range = Range {
+            start: chunk * LARGE_PAGE_SIZE,
+            end: (chunk + 1) * LARGE_PAGE_SIZE,
+        };
+        range.start >= self.brk_limit() && !self.overlaps_mapping(range)
+    }
+
+    /// Gives the free `range` back to the host, so it reads as zeros when
+    /// handed out again, and stops counting the chunks it leaves empty
+    /// (giving those back whole).
+    fn give_back(&mut self, range: Range) -> Result<(), i64> {
+        if range.start >= range.end {
+            return Ok(());
+        }
+        if release(range).is_err() {
+            // The host kept the pages: zeros must come from us.
+            self.restore_access(range)?;
+            user::fill(range.start, range.end - range.start, 0)?;
+        }
+        let (first, last) = self.heap_chunks(range);
+        for chunk in first..last {
+            if self.is_backed(chunk) && self.chunk_is_free(chunk) {
+                let whole = Range {
+                    start: chunk * LARGE_PAGE_SIZE,
+                    end: (chunk + 1) * LARGE_PAGE_SIZE,
+                };
+                if whole.start < range.start || range.end < whole.end {
+                    let _ = release(whole);
+                }
+                self.set_backed(chunk, false);
+                self.backed_chunks -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The part of `range` munmap may give back: heap above brk's memory.
+    fn unmappable(&self, range: Range) -> Range {
+        Range {
+            start: range.start.max(self.brk_limit()),
+            end: range.end.min(self.heap_end),
+        }
     }
 
     fn brk_limit(&self) -> u64 {
@@ -293,28 +582,11 @@ impl AddressSpace {
         self.brk_limit()
     }
 
-    /// Clears `range` where it isn't pristine, then takes it out of the pristine range.
+    /// Hands out free `range` readable and writable: backed and counted
+    /// (free memory is zero already).
     fn claim(&mut self, range: Range) -> Result<(), i64> {
-        self.restore_access(range)?;
-        let overlap_start = range.start.max(self.pristine.start);
-        let overlap_end = range.end.min(self.pristine.end);
-        if overlap_start >= overlap_end {
-            user::fill(range.start, range.end - range.start, 0)?;
-            return Ok(());
-        }
-        if overlap_start > range.start {
-            user::fill(range.start, overlap_start - range.start, 0)?;
-        }
-        if range.end > overlap_end {
-            user::fill(overlap_end, range.end - overlap_end, 0)?;
-        }
-        // Claims come from the bottom (brk) or the top (mmap): trim that side.
-        if overlap_start - self.pristine.start <= self.pristine.end - overlap_end {
-            self.pristine.start = overlap_end;
-        } else {
-            self.pristine.end = overlap_start;
-        }
-        Ok(())
+        self.back(range)?;
+        self.restore_access(range)
     }
 
     fn overlaps_mapping(&self, range: Range) -> bool {
@@ -342,6 +614,13 @@ impl AddressSpace {
             }
         }
         self.brk = requested;
+        if new_limit < old_limit {
+            // Shrunk: the memory goes back, and comes back zero if regrown.
+            let _ = self.give_back(Range {
+                start: new_limit,
+                end: old_limit,
+            });
+        }
         self.brk
     }
 
@@ -462,83 +741,87 @@ impl AddressSpace {
             .find(|m| m.start <= range.start && range.end <= m.end)
     }
 
-    fn map_anonymous(&mut self, hint: u64, len: u64, placement: Placement) -> Result<u64, i64> {
-        self.map_anonymous_with(hint, len, placement, true)
-    }
-
-    fn map_anonymous_with(
+    /// Anonymous memory with `access` (PROT_NONE reserves address space
+    /// only: nothing is backed or counted until mprotect makes it usable).
+    fn map_anonymous(
         &mut self,
         hint: u64,
         len: u64,
         placement: Placement,
-        accessible: bool,
-    ) -> Result<u64, i64> {
-        let start = self.map_anonymous_accessible(hint, len, placement)?;
-        if !accessible {
-            let end = start + page_len(len).unwrap_or(0);
-            if let Err(errno) = self.protect(Range { start, end }, false) {
-                let _ = self.remove(Range { start, end });
-                return Err(errno);
-            }
-        }
-        Ok(start)
-    }
-
-    fn map_anonymous_accessible(
-        &mut self,
-        hint: u64,
-        len: u64,
-        placement: Placement,
+        access: Access,
+        stack: bool,
     ) -> Result<u64, i64> {
         if len == 0 {
             return Err(EINVAL);
         }
         let len = page_len(len).ok_or(ENOMEM)?;
-        let start = if placement != Placement::Anywhere {
-            if !hint.is_multiple_of(PAGE_SIZE) {
-                return Err(EINVAL);
-            }
-            let end = hint.checked_add(len).ok_or(ENOMEM)?;
-            // Only heap memory can be replaced; the image and stack stay.
-            if hint < self.brk_start || end > self.heap_end {
-                return Err(ENOMEM);
-            }
-            let wanted = Range { start: hint, end };
-            if placement == Placement::FixedNoReplace
-                && (hint < self.brk_limit() || self.overlaps_mapping(wanted))
-            {
-                return Err(EEXIST);
-            }
-            // Over the brk area (musl puts guard pages there) the memory
-            // stays brk's; only the part above it becomes a mapping.
-            let brk_limit = self.brk_limit();
-            if hint < brk_limit {
-                user::fill(hint, end.min(brk_limit) - hint, 0)?;
-                if end <= brk_limit {
-                    return Ok(hint);
-                }
-                let above = Range {
-                    start: brk_limit,
-                    end,
-                };
-                self.insert(above)?;
-                self.claim(above)?;
-                return Ok(hint);
-            }
-            hint
-        } else {
+        let start = if placement == Placement::Anywhere {
             self.find_gap(len).ok_or(ENOMEM)?
+        } else {
+            self.check_fixed(hint, len, placement)?;
+            hint
         };
         let range = Range {
             start,
             end: start + len,
         };
-        self.insert(range)?;
-        if let Err(errno) = self.claim(range) {
-            let _ = self.remove(range);
-            return Err(errno);
+        // Over the brk area (musl puts guard pages there) the memory stays
+        // brk's; only the part above it becomes a mapping.
+        let brk_limit = self.brk_limit();
+        let mapped = Range {
+            start: start.max(brk_limit),
+            end: range.end,
+        };
+        if range.start < brk_limit {
+            let brk_part = Range {
+                start,
+                end: range.end.min(brk_limit),
+            };
+            self.restore_access(brk_part)?;
+            user::fill(brk_part.start, brk_part.end - brk_part.start, 0)?;
         }
+        if mapped.start < mapped.end {
+            if placement == Placement::Fixed && self.overlaps_mapping(mapped) {
+                // MAP_FIXED replaces what was there with fresh zeros.
+                self.remove(mapped)?;
+                self.forget_stacks(mapped);
+                self.give_back(mapped)?;
+            }
+            self.insert(mapped)?;
+            if stack && self.stack_count < MAX_STACKS {
+                self.stacks[self.stack_count] = mapped;
+                self.stack_count += 1;
+            }
+            let handed_out = match access {
+                Access::None => Ok(()),
+                _ => self.back(mapped),
+            };
+            if let Err(errno) = handed_out {
+                let _ = self.remove(mapped);
+                return Err(errno);
+            }
+        }
+        self.protect(range, access)?;
         Ok(start)
+    }
+
+    /// Checks a MAP_FIXED or MAP_FIXED_NOREPLACE request for `len` bytes at `hint`.
+    fn check_fixed(&self, hint: u64, len: u64, placement: Placement) -> Result<(), i64> {
+        if !hint.is_multiple_of(PAGE_SIZE) {
+            return Err(EINVAL);
+        }
+        let end = hint.checked_add(len).ok_or(ENOMEM)?;
+        // Only heap memory can be replaced; the image and stack stay.
+        if hint < self.brk_start || end > self.heap_end {
+            return Err(ENOMEM);
+        }
+        let wanted = Range { start: hint, end };
+        if placement == Placement::FixedNoReplace
+            && (hint < self.brk_limit() || self.overlaps_mapping(wanted))
+        {
+            return Err(EEXIST);
+        }
+        Ok(())
     }
 
     fn in_stack(&self, address: u64) -> bool {
@@ -564,10 +847,12 @@ impl AddressSpace {
             return Err(if self.in_stack(old) { ENOMEM } else { EFAULT });
         }
         if new_len <= old_len {
-            self.remove(Range {
+            let tail = Range {
                 start: old + new_len,
                 end: old_end,
-            })?;
+            };
+            self.remove(tail)?;
+            self.give_back(tail)?;
             return Ok(old);
         }
         let growth = Range {
@@ -582,9 +867,11 @@ impl AddressSpace {
         if !may_move {
             return Err(ENOMEM);
         }
-        let new = self.map_anonymous(0, new_len, Placement::Anywhere)?;
+        let new = self.map_anonymous(0, new_len, Placement::Anywhere, Access::ReadWrite, false)?;
+        self.forget_stacks(old_range);
         user::copy_within(old, new, old_len)?;
         self.remove(old_range)?;
+        self.give_back(old_range)?;
         Ok(new)
     }
 }
@@ -605,24 +892,27 @@ pub enum Placement {
     FixedNoReplace,
 }
 
-/// Anonymous mmap of accessible memory.
-pub fn map_anonymous(hint: u64, len: u64, placement: Placement) -> Result<u64, i64> {
-    SPACE.lock().map_anonymous(hint, len, placement)
-}
-
-/// Anonymous mmap honouring PROT_NONE (`accessible == false`).
-pub fn map_anonymous_with(
+/// Anonymous mmap: PROT_NONE reserves, anything else hands memory out.
+pub fn map_anonymous(
     hint: u64,
     len: u64,
     placement: Placement,
-    accessible: bool,
+    access: Access,
 ) -> Result<u64, i64> {
     SPACE
         .lock()
-        .map_anonymous_with(hint, len, placement, accessible)
+        .map_anonymous(hint, len, placement, access, false)
 }
 
-/// munmap(2) of anonymous memory.
+/// [`map_anonymous`] of a thread stack (MAP_STACK): of its memory only the
+/// top 2 MiB chunk counts and is populated ahead.
+pub fn map_stack(hint: u64, len: u64, placement: Placement, access: Access) -> Result<u64, i64> {
+    SPACE
+        .lock()
+        .map_anonymous(hint, len, placement, access, true)
+}
+
+/// munmap(2) of anonymous memory: what it covered goes back to the host.
 pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
     if !address.is_multiple_of(PAGE_SIZE) || len == 0 {
         return Err(EINVAL);
@@ -630,10 +920,32 @@ pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
     let end = page_len(len)
         .and_then(|len| address.checked_add(len))
         .ok_or(EINVAL)?;
-    SPACE.lock().remove(Range {
+    let range = Range {
         start: address,
         end,
-    })
+    };
+    let mut space = SPACE.lock();
+    space.remove(range)?;
+    space.forget_stacks(range);
+    let freed = space.unmappable(range);
+    space.give_back(freed)
+}
+
+/// MADV_DONTNEED: the range reads as zeros afterwards. Heap and stack
+/// memory goes back to the host; the program image is cleared in place.
+pub fn discard(address: u64, len: u64) -> Result<(), i64> {
+    let space = SPACE.lock();
+    let given_back = Range {
+        start: address.max(space.brk_start),
+        end: (address + len).min(space.stack_top),
+    };
+    if given_back.start < given_back.end && release(given_back).is_ok() {
+        if address < given_back.start {
+            user::fill_accessible(address, given_back.start - address, 0)?;
+        }
+        return Ok(());
+    }
+    user::fill_accessible(address, len, 0)
 }
 
 /// mremap(2) without MREMAP_FIXED.
@@ -647,8 +959,9 @@ pub fn is_mapped(address: u64, len: u64) -> bool {
     user::range_ok(address, len)
 }
 
-/// mprotect(2): only PROT_NONE versus accessible is enforced.
-pub fn protect(address: u64, len: u64, accessible: bool) -> Result<(), i64> {
+/// mprotect(2). Making heap memory usable hands it out (counted against
+/// the limit: ENOMEM past it, as Linux's overcommit accounting says).
+pub fn protect(address: u64, len: u64, access: Access) -> Result<(), i64> {
     if !address.is_multiple_of(PAGE_SIZE) {
         return Err(EINVAL);
     }
@@ -658,21 +971,19 @@ pub fn protect(address: u64, len: u64, accessible: bool) -> Result<(), i64> {
     if end == address {
         return Ok(());
     }
-    SPACE.lock().protect(
-        Range {
-            start: address,
-            end,
-        },
-        accessible,
-    )
+    let range = Range {
+        start: address,
+        end,
+    };
+    let mut space = SPACE.lock();
+    if access != Access::None {
+        space.back(range)?;
+    }
+    space.protect(range, access)
 }
 
-/// Heap memory not in use (for sysinfo's freeram).
+/// Memory the program may still have handed out (for sysinfo's freeram).
 pub fn free_bytes() -> u64 {
     let space = SPACE.lock();
-    let mapped: u64 = space.mappings[..space.mapping_count]
-        .iter()
-        .map(|m| m.end - m.start)
-        .sum();
-    (space.heap_end - space.brk_limit()).saturating_sub(mapped)
+    space.limit_chunks.saturating_sub(space.backed_chunks) * LARGE_PAGE_SIZE
 }

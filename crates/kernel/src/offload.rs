@@ -43,26 +43,39 @@ pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
 
 /// [`call`] with `Request::flags` set.
 pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
+    wait_for(opcode, flags, args, true)
+}
+
+/// [`call`] for a caller holding a lock another thread on this CPU may
+/// want: it never gives the CPU away (it parks the vCPU instead).
+pub fn call_without_yielding(opcode: u32, args: [u64; 6]) -> i64 {
+    wait_for(opcode, 0, args, false)
+}
+
+/// Tag of a request nobody waits for (above every context).
+const UNWAITED: u64 = u64::MAX;
+
+/// Sends `opcode` and returns at once; its result is dropped.
+pub fn send(opcode: u32, args: [u64; 6]) {
+    submit(Request {
+        opcode,
+        flags: 0,
+        tag: UNWAITED,
+        args,
+    });
+}
+
+/// Puts `request` into this CPU's ring and wakes the host if it sleeps.
+fn submit(request: Request) {
     let cpu = sched::cpu_index();
-    let me = sched::current_context();
     let queue = queue_of(cpu);
-    DONE[me].store(false, Ordering::Relaxed);
     // Only this CPU produces into its ring, so the tail is ours to move.
     let tail = queue.sq_tail.value.load(Ordering::Relaxed);
     while tail.wrapping_sub(queue.sq_head.value.load(Ordering::Acquire)) >= DEPTH {
         poll_completions();
         cpu::pause();
     }
-    cpu::write_request(
-        cpu,
-        slot(tail),
-        Request {
-            opcode,
-            flags,
-            tag: me as u64,
-            args,
-        },
-    );
+    cpu::write_request(cpu, slot(tail), request);
     queue
         .sq_tail
         .value
@@ -71,6 +84,18 @@ pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
     if queue.host_state.value.load(Ordering::SeqCst) == HOST_PARKED {
         cpu::doorbell(mmio::WAKE_HOST, cpu as u64);
     }
+}
+
+fn wait_for(opcode: u32, flags: u32, args: [u64; 6], may_yield: bool) -> i64 {
+    let cpu = sched::cpu_index();
+    let me = sched::current_context();
+    DONE[me].store(false, Ordering::Relaxed);
+    submit(Request {
+        opcode,
+        flags,
+        tag: me as u64,
+        args,
+    });
 
     let started = time::monotonic_ns();
     let mut spins: u32 = 0;
@@ -86,7 +111,8 @@ pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
         }
         let waited = time::monotonic_ns() - started;
         // Give the core away if a thread wants it now or a sleeper will.
-        if me < MAX_THREADS
+        if may_yield
+            && me < MAX_THREADS
             && waited > SPIN_BEFORE_BLOCK_NS
             && (sched::others_waiting() || sched::timers_pending())
         {

@@ -27,9 +27,6 @@ use crate::vdso;
 
 pub use crate::host::monotonic_ns;
 
-/// How long an isle runs before the rest of its memory is populated.
-const POPULATE_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
-
 /// What to run and how.
 pub struct IsleConfig<'a> {
     /// What runs the vCPUs.
@@ -42,8 +39,10 @@ pub struct IsleConfig<'a> {
     pub envp: Vec<Vec<u8>>,
     /// What /proc/self/exe resolves to.
     pub exe_path: Vec<u8>,
-    /// Guest RAM in bytes.
+    /// Guest RAM in bytes: address space, backed only where used.
     pub memory_size: u64,
+    /// Most heap memory the program may use (`-m`), at most `memory_size`.
+    pub memory_limit: u64,
     /// `atoll_abi::boot::flags`.
     pub flags: u64,
     /// Number of vCPUs.
@@ -247,7 +246,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     })?;
     rewrite_sites(&ram, &plan, stub_area, kernel.rewritten_entry)?;
     tracing::debug!(census = ?plan.census, "syscall sites rewritten");
-    setup::write_page_tables(ram.memory(), &layout)?;
+    setup::write_page_tables(ram.memory(), &layout, heap_start)?;
     setup::write_descriptor_tables(ram.memory(), &layout, kernel.exception_vectors)?;
     for cpu in 0..cpu_count {
         setup::write_cpu_area(ram.memory(), &layout, cpu)?;
@@ -307,6 +306,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         cpu_count: cpu_count as u32,
         flags: config.flags,
         ram_size: config.memory_size,
+        memory_limit: config.memory_limit.min(config.memory_size),
         heap_start,
         heap_end: layout.heap_end,
         kernel_phys_start: layout.kernel_phys_start,
@@ -335,11 +335,6 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
     // Files can show only in the heap, where mmap places them.
     ram.file_mappings().set_window(heap_start, layout.heap_end);
-
-    ram.populate_in_background(
-        POPULATE_DELAY,
-        vec![(heap_start, layout.stack_top - heap_start)],
-    );
 
     // Start serving just before the vCPUs run: the first request then finds
     // the server polling, and it doesn't compete with the setup above.

@@ -3,13 +3,11 @@
 //!
 //! On kvm-pvm a guest's first touch of a 4 KiB page costs ~26,500 cycles,
 //! but ~71 once the host has populated huge pages. So RAM is a private
-//! mapping with MADV_HUGEPAGE (shared memory gets no THP here), and
-//! MADV_POPULATE_WRITE fills what boot needs at once and the rest from a
-//! background thread while the program already runs.
+//! mapping with MADV_HUGEPAGE (shared memory gets no THP here), reserved
+//! with MAP_NORESERVE far larger than the program may use: only what the
+//! kernel asks to populate (MADV_POPULATE_WRITE, ahead of use, from a pool
+//! worker) or touches costs host memory, and what it releases goes back.
 #![allow(unsafe_code)]
-
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use vm_memory::mmap::MmapRegion;
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
@@ -17,6 +15,10 @@ use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 /// Populate in chunks this big: each call holds the mmap lock, which
 /// anything unmapping memory in the atoll process waits for.
 const POPULATE_CHUNK: u64 = 2 << 20;
+const PAGE: u64 = 4096;
+/// How long an isle runs before its requests to populate memory ahead are
+/// served.
+pub const POPULATE_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -44,6 +46,9 @@ pub struct GuestRam {
     size: u64,
     /// Ranges showing a file's pages (mmap MAP_SHARED).
     file_mappings: crate::file_mapping::FileMappings,
+    /// A memfd another process maps too: pages go back with MADV_REMOVE.
+    shared: bool,
+    created: std::time::Instant,
 }
 
 // SAFETY: `host_base` points into the mapping owned by `memory`, which lives
@@ -63,7 +68,7 @@ impl GuestRam {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
         )
         .map_err(|source| MemoryError::Map { size, source })?;
-        Self::from_region(region, size, true)
+        Self::from_region(region, size, false)
     }
 
     /// `size` bytes shared with another process through a memfd (which
@@ -87,18 +92,13 @@ impl GuestRam {
             size as usize,
         )
         .map_err(|source| MemoryError::Map { size, source })?;
-        // The other process maps the memfd on its own: file pages mapped
-        // over ours would never reach the guest.
-        Ok((Self::from_region(region, size, false)?, file))
+        Ok((Self::from_region(region, size, true)?, file))
     }
 
-    /// Guest-physical `0..size` backed by `region`; `remappable`: the guest
-    /// runs on this very mapping, so host mapping changes reach it.
-    fn from_region(
-        region: MmapRegion<()>,
-        size: u64,
-        remappable: bool,
-    ) -> Result<Self, MemoryError> {
+    /// Guest-physical `0..size` backed by `region`; `shared`: a memfd the
+    /// other process (QEMU) maps on its own, so file pages mapped over ours
+    /// would never reach the guest.
+    fn from_region(region: MmapRegion<()>, size: u64, shared: bool) -> Result<Self, MemoryError> {
         let host_base = region.as_ptr();
         let region = GuestRegionMmap::new(region, GuestAddress(0))
             .ok_or_else(|| MemoryError::Regions("guest region overflows".into()))?;
@@ -108,7 +108,9 @@ impl GuestRam {
             memory,
             host_base,
             size,
-            file_mappings: crate::file_mapping::FileMappings::new(remappable),
+            file_mappings: crate::file_mapping::FileMappings::new(!shared),
+            shared,
+            created: std::time::Instant::now(),
         })
     }
 
@@ -216,30 +218,68 @@ impl GuestRam {
         Ok(())
     }
 
-    /// Populates `ranges` from a background thread. Errors there only cost
-    /// speed (the guest then faults pages in), so they are logged, not fatal.
-    /// It starts after `delay`, so short-lived isles never pay for memory
-    /// they don't use.
-    pub fn populate_in_background(
-        self: &Arc<Self>,
+    /// Page-aligned `[offset, offset + len)` if it lies inside RAM: the
+    /// guest names these ranges, so nothing else is trusted.
+    pub(crate) fn checked_pages(&self, offset: u64, len: u64) -> Option<(u64, u64)> {
+        let aligned = offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE);
+        let end = offset.checked_add(len)?;
+        (aligned && len > 0 && end <= self.size).then_some((offset, end))
+    }
+
+    /// The guest's POPULATE: backs a range ahead of use. The first requests
+    /// come at boot, so it waits until the isle has run `delay`: a
+    /// short-lived isle never pays for memory it won't touch.
+    pub fn populate_ahead(
+        &self,
+        offset: u64,
+        len: u64,
         delay: std::time::Duration,
-        ranges: Vec<(u64, u64)>,
-    ) -> JoinHandle<()> {
-        let ram = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("atoll-populate".into())
-            .spawn(move || {
-                // Not SCHED_IDLE: preempted while holding the mmap lock, it
-                // would stall every mmap, munmap and KVM fault behind it.
-                std::thread::sleep(delay);
-                for (offset, len) in ranges {
-                    if let Err(error) = ram.populate(offset, len) {
-                        tracing::debug!("background populate stopped: {error}");
-                        return;
-                    }
-                }
-            })
-            .expect("spawning a thread only fails when the host is out of resources")
+    ) -> Result<(), i64> {
+        let (offset, end) = self
+            .checked_pages(offset, len)
+            .ok_or(i64::from(libc::EINVAL))?;
+        if let Some(wait) = delay.checked_sub(self.created.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        self.populate(offset, end - offset)
+            .map_err(|_| i64::from(libc::ENOMEM))
+    }
+
+    /// The guest's RELEASE: gives a range's memory back to the host; it
+    /// reads as zeros afterwards.
+    pub fn release(&self, offset: u64, len: u64) -> Result<(), i64> {
+        let (offset, end) = self
+            .checked_pages(offset, len)
+            .ok_or(i64::from(libc::EINVAL))?;
+        // A memfd keeps its pages through MADV_DONTNEED (QEMU maps them
+        // too); MADV_REMOVE punches them out of the file.
+        let advice = if self.shared {
+            libc::MADV_REMOVE
+        } else {
+            libc::MADV_DONTNEED
+        };
+        // A file's pages are the file's: only UNMAP_FILE puts memory back
+        // there.
+        let result = self.file_mappings.unless_mapped(offset, end - offset, || {
+            // SAFETY: the range lies inside our mapping (checked above); the
+            // guest asked for its contents to become zero.
+            unsafe {
+                libc::madvise(
+                    self.host_base.add(offset as usize).cast(),
+                    (end - offset) as usize,
+                    advice,
+                )
+            }
+        });
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(i64::from(
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO),
+            ))
+        }
     }
 }
 
@@ -268,5 +308,27 @@ mod tests {
             .memory()
             .read_obj::<u64>(GuestAddress((4 << 20) - 4))
             .is_err());
+    }
+
+    #[test]
+    fn released_memory_reads_zero_and_bad_ranges_are_refused() {
+        let ram = GuestRam::new(4 << 20).unwrap();
+        let delay = std::time::Duration::ZERO;
+        ram.populate_ahead(0, 4 << 20, delay).unwrap();
+        ram.memory()
+            .write_obj(0xdead_beef_u64, GuestAddress(0x2000))
+            .unwrap();
+        ram.release(0x2000, 0x1000).unwrap();
+        assert_eq!(
+            ram.memory().read_obj::<u64>(GuestAddress(0x2000)).unwrap(),
+            0
+        );
+        assert_eq!(ram.release(0x2001, 0x1000), Err(i64::from(libc::EINVAL)));
+        assert_eq!(ram.release(4 << 20, 0x1000), Err(i64::from(libc::EINVAL)));
+        assert_eq!(ram.release(!0xfff, 0x2000), Err(i64::from(libc::EINVAL)));
+        assert_eq!(
+            ram.populate_ahead(0, 0, delay),
+            Err(i64::from(libc::EINVAL))
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use atoll_abi::linux::errno::{EAGAIN, EFAULT, EINVAL, ENOTTY};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
-use atoll_abi::queue::{offset, opcode, slot, transfer, Request, DEPTH, HOST_PARKED, HOST_POLLING};
+use atoll_abi::queue::{
+    memory, offset, opcode, slot, transfer, Request, DEPTH, HOST_PARKED, HOST_POLLING,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::files::Files;
@@ -102,6 +104,10 @@ pub struct Offload {
     completed: std::sync::atomic::AtomicU64,
     /// How long the parked server sleeps before it looks again, in ns.
     park_recheck_ns: std::sync::atomic::AtomicU64,
+    /// Ranges to populate ahead of use, served in order by one thread
+    /// (started at the first): populating zeroes host pages, milliseconds
+    /// per 2 MiB here, and nobody waits for it.
+    populator: Mutex<Option<std::sync::mpsc::Sender<(u64, u64)>>>,
 }
 
 impl Offload {
@@ -125,7 +131,37 @@ impl Offload {
             refuse_blocking: false,
             completed: std::sync::atomic::AtomicU64::new(0),
             park_recheck_ns: std::sync::atomic::AtomicU64::new(PARKED_RECHECK.as_nanos() as u64),
+            populator: Mutex::new(None),
         })
+    }
+
+    /// A MEMORY POPULATE request: checked now, served by the populating
+    /// thread (which waits until the isle has run POPULATE_DELAY).
+    fn populate_later(&self, address: u64, len: u64) -> i64 {
+        if self.ram.checked_pages(address, len).is_none() {
+            return -EINVAL;
+        }
+        let mut populator = self.populator.lock().unwrap_or_else(|e| e.into_inner());
+        if populator.is_none() {
+            let (sender, ranges) = std::sync::mpsc::channel::<(u64, u64)>();
+            let ram = Arc::clone(&self.ram);
+            let spawned = std::thread::Builder::new()
+                .name("atoll-populate".into())
+                .spawn(move || {
+                    for (address, len) in ranges {
+                        // Failing only costs speed: the guest faults pages in.
+                        let _ = ram.populate_ahead(address, len, crate::memory::POPULATE_DELAY);
+                    }
+                });
+            if spawned.is_err() {
+                return 0;
+            }
+            *populator = Some(sender);
+        }
+        if let Some(sender) = populator.as_ref() {
+            let _ = sender.send((address, len));
+        }
+        0
     }
 
     /// For a backend whose WAKE_HOST doorbell never arrives (QEMU): the
@@ -470,6 +506,11 @@ impl Offload {
                 self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
+            if request.opcode == opcode::MEMORY && request.args[0] == memory::POPULATE {
+                let result = self.populate_later(request.args[1], request.args[2]);
+                self.complete(state.index, request.tag, result);
+                continue;
+            }
             // Blocking calls block only the calling guest thread: a pool
             // worker waits for this one while the server goes on.
             if self.would_block(&request) {
@@ -544,6 +585,7 @@ pub fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request)
         opcode::MAP_FILE | opcode::UNMAP_FILE | opcode::MSYNC | opcode::REMAP_FILE => {
             crate::file_mapping::handle(ram, files, request)
         }
+        opcode::MEMORY => memory_request(ram, request),
         opcode => crate::file_ops::handle(ram, files, opcode, request),
     };
     result.unwrap_or_else(|errno| -errno)
@@ -795,6 +837,18 @@ fn transfer(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64
     write_offset(ram, off_in_address, off_in)?;
     write_offset(ram, off_out_address, off_out)?;
     Ok(result)
+}
+
+/// memory(kind, address, len) on guest RAM, at once (the server sends
+/// POPULATE to its populating thread instead); the range is checked there.
+fn memory_request(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [kind, address, len, ..] = request.args;
+    match kind {
+        memory::POPULATE => ram.populate_ahead(address, len, Duration::ZERO)?,
+        memory::RELEASE => ram.release(address, len)?,
+        _ => return Err(EINVAL),
+    }
+    Ok(0)
 }
 
 fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {

@@ -179,8 +179,17 @@ fn write_u64(memory: &GuestMemoryMmap, address: u64, value: u64) -> Result<(), S
 }
 
 /// Writes the page tables: identity map of RAM (minus the NULL guard), the
-/// kernel at KERNEL_VIRT_BASE, and the doorbell page at MMIO_BASE.
-pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<(), SetupError> {
+/// kernel at KERNEL_VIRT_BASE, and the doorbell page at MMIO_BASE. The heap
+/// from `heap_start` to the layout's heap end is left to the kernel, which
+/// maps each 2 MiB region as it hands it out: a large isle's directories
+/// (4 KiB per GiB) are then written only where memory is used, not at boot.
+pub fn write_page_tables(
+    memory: &GuestMemoryMmap,
+    layout: &Layout,
+    heap_start: u64,
+) -> Result<(), SetupError> {
+    let lazy_start = align_up(heap_start, LARGE_PAGE_SIZE);
+    let lazy_end = align_down(layout.heap_end, LARGE_PAGE_SIZE).max(lazy_start);
     let page = |index: u64| layout.page_tables + index * PAGE_SIZE;
     let pml4 = page(0);
     let identity_pdpt = page(1);
@@ -205,6 +214,9 @@ pub fn write_page_tables(memory: &GuestMemoryMmap, layout: &Layout) -> Result<()
             let address = gib * GIB + index * LARGE_PAGE_SIZE;
             let entry = if address == 0 {
                 low_pt | PTE_TABLE
+            } else if (lazy_start..lazy_end).contains(&address) {
+                // Left zero (not present) for the kernel.
+                continue;
             } else {
                 address | PTE_TABLE | PTE_LARGE
             };
@@ -477,6 +489,26 @@ mod tests {
         assert_eq!(layout.stack_top - layout.stack_bottom, 4 << 20);
         assert!(layout.exception_stack_top(0) <= layout.ram_size);
         assert_eq!(layout.kernel_stack_top(0) % 16, 0);
+    }
+
+    #[test]
+    fn the_heap_is_left_unmapped_for_the_kernel() {
+        let layout = Layout::plan(4 << 30, 1, 0x10000).unwrap();
+        let ram = crate::memory::GuestRam::new(4 << 30).unwrap();
+        let heap_start = 0x60_0000;
+        write_page_tables(ram.memory(), &layout, heap_start).unwrap();
+        let entry = |address: u64| -> u64 {
+            let pd_page = 2 + address / GIB;
+            let at = layout.page_tables + pd_page * PAGE_SIZE + ((address >> 21) & 511) * 8;
+            ram.memory().read_obj(GuestAddress(at)).unwrap()
+        };
+        // The image's region and the top (stack, kernel, system area) are mapped.
+        assert_eq!(entry(0x40_0000), 0x40_0000 | PTE_TABLE | PTE_LARGE);
+        let top = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
+        assert_eq!(entry(top), top | PTE_TABLE | PTE_LARGE);
+        // The heap in between, across directories, is not.
+        assert_eq!(entry(heap_start), 0);
+        assert_eq!(entry(3 << 30), 0);
     }
 
     #[test]

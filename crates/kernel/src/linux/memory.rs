@@ -9,19 +9,21 @@ use spin::Mutex;
 
 use super::io::host_result;
 use super::SysResult;
-use crate::arch::x86_64::user;
-use crate::mm::{self, Placement};
+use crate::mm::{self, Access, Placement};
 use crate::offload;
 
 const PAGE_SIZE: u64 = 4096;
 const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
+const PROT_READ: u64 = 0x1;
 const PROT_WRITE: u64 = 0x2;
+const PROT_EXEC: u64 = 0x4;
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
 const MAP_SHARED_VALIDATE: u64 = 0x03;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_STACK: u64 = 0x2_0000;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 const MREMAP_MAYMOVE: u64 = 1;
 const MADV_DONTNEED: u64 = 4;
@@ -141,6 +143,17 @@ fn release_files(start: u64, end: u64) -> Result<(), i64> {
     }
 }
 
+/// What `prot` lets the program do (PROT_EXEC implies reading on x86).
+fn access(prot: u64) -> Access {
+    if prot & PROT_WRITE != 0 {
+        Access::ReadWrite
+    } else if prot & (PROT_READ | PROT_EXEC) != 0 {
+        Access::Read
+    } else {
+        Access::None
+    }
+}
+
 pub fn brk(requested: u64) -> SysResult {
     Ok(mm::brk(requested))
 }
@@ -171,11 +184,14 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
             .ok_or(ENOMEM)?;
         release_files(address, end)?;
     }
-    let accessible = prot & 0x7 != 0;
+    let access = access(prot);
     if flags & MAP_ANONYMOUS != 0 {
         // Anonymous MAP_SHARED memory is only shared with forks, which an
         // isle doesn't have, so it is private memory here.
-        return mm::map_anonymous_with(address, len, placement, accessible);
+        if flags & MAP_STACK != 0 {
+            return mm::map_stack(address, len, placement, access);
+        }
+        return mm::map_anonymous(address, len, placement, access);
     }
     let request = FileMap {
         address,
@@ -211,14 +227,20 @@ struct FileMap {
 /// Reserves the range a file mmap gets, lets `show` put the file there
 /// (undone if it fails) and applies PROT_NONE.
 fn map_file(request: FileMap, show: impl FnOnce(u64, u64) -> Result<(), i64>) -> SysResult {
-    let start = mm::map_anonymous(request.address, request.len, request.placement)?;
+    let start = mm::map_anonymous(
+        request.address,
+        request.len,
+        request.placement,
+        Access::ReadWrite,
+    )?;
     let end = start + page_len(request.len).ok_or(ENOMEM)?;
     if let Err(errno) = show(start, end) {
         let _ = mm::unmap(start, request.len);
         return Err(errno);
     }
-    if request.prot & 0x7 == 0 {
-        mm::protect(start, request.len, false)?;
+    let access = access(request.prot);
+    if access != Access::ReadWrite {
+        mm::protect(start, request.len, access)?;
     }
     Ok(start)
 }
@@ -333,7 +355,9 @@ fn remap_file(range: FileRange, old: u64, old_len: u64, new_len: u64, may_move: 
     }
     let new = match mm::remap(old, old_len, new_len, false) {
         Ok(same) => same,
-        Err(ENOMEM) if may_move => mm::map_anonymous(0, new_len, Placement::Anywhere)?,
+        Err(ENOMEM) if may_move => {
+            mm::map_anonymous(0, new_len, Placement::Anywhere, Access::ReadWrite)?
+        }
         Err(errno) => return Err(errno),
     };
     let moved = FileRange {
@@ -374,9 +398,7 @@ pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
             return Err(EACCES);
         }
     }
-    // PROT_NONE pages fault, like guard pages on Linux; other protections
-    // leave pages readable and writable.
-    mm::protect(address, len, prot & 0x7 != 0).map(|()| 0)
+    mm::protect(address, len, access(prot)).map(|()| 0)
 }
 
 pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
@@ -387,17 +409,17 @@ pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {
     if len != 0 && !mm::is_mapped(address, len) {
         return Err(ENOMEM);
     }
-    // Memory is never given back while the isle runs, but MADV_DONTNEED
-    // promises zeros on the next touch of private memory: keep that promise.
-    // A file's pages come back from the file, so they stay as they are.
-    if advice == MADV_DONTNEED {
+    // MADV_DONTNEED promises zeros on the next touch of private memory,
+    // which goes back to the host. A file's pages come back from the file,
+    // so they stay as they are.
+    if advice == MADV_DONTNEED && len != 0 {
         let end = address + len;
         let mut at = address;
         while at < end {
             let next_file = FILE_RANGES.lock().first_overlap(at, end);
             let (gap_end, skip_to) = next_file.unwrap_or((end, end));
             if at < gap_end {
-                user::fill_accessible(at, gap_end - at, 0)?;
+                mm::discard(at, gap_end - at)?;
             }
             at = skip_to.max(gap_end);
         }

@@ -256,7 +256,7 @@ pub fn sysinfo(buffer: u64) -> SysResult {
     let mut info = [0u8; 112];
     let uptime = crate::time::boottime_ns() / 1_000_000_000;
     info[0..8].copy_from_slice(&uptime.to_le_bytes());
-    info[32..40].copy_from_slice(&boot.ram_size.to_le_bytes());
+    info[32..40].copy_from_slice(&boot.memory_limit.to_le_bytes());
     info[40..48].copy_from_slice(&crate::mm::free_bytes().to_le_bytes());
     let threads = crate::sched::thread_count() as u16;
     info[80..82].copy_from_slice(&threads.to_le_bytes());

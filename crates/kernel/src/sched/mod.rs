@@ -331,7 +331,12 @@ fn allocate_stack() -> Result<(u64, u64, u64), i64> {
     };
     let base = match spare {
         Some(base) => base,
-        None => mm::map_anonymous(0, stack_allocation_size(), mm::Placement::Anywhere)?,
+        None => mm::map_anonymous(
+            0,
+            stack_allocation_size(),
+            mm::Placement::Anywhere,
+            mm::Access::ReadWrite,
+        )?,
     };
     let top = base + KERNEL_STACK_SIZE;
     Ok((base, top, top))

@@ -5,7 +5,7 @@
 //! guard). Every access checks that first: a bad pointer gives EFAULT, never
 //! a kernel fault.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use atoll_abi::layout::NULL_GUARD_END;
 use atoll_abi::linux::errno::EFAULT;
@@ -15,10 +15,15 @@ static RAM_END: AtomicU64 = AtomicU64::new(0);
 /// The PML4, for checking pages the program made inaccessible.
 static PAGE_TABLE_ROOT: AtomicU64 = AtomicU64::new(0);
 /// 2 MiB regions split into 4 KiB pages (beyond the first, which holds the
-/// NULL guard): while there are none, every page of RAM is accessible.
+/// NULL guard).
 static SPLIT_REGIONS: AtomicU64 = AtomicU64::new(0);
+/// Set once some whole 2 MiB region is absent or read-only (from boot:
+/// the heap is mapped as it is handed out); until then, and while nothing
+/// is split, every page of RAM is accessible.
+static REGIONS_PROTECTED: AtomicBool = AtomicBool::new(false);
 
 const PTE_PRESENT: u64 = 1;
+const PTE_WRITABLE: u64 = 1 << 1;
 const PTE_LARGE: u64 = 1 << 7;
 const PTE_ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 const LARGE: u64 = 2 << 20;
@@ -40,6 +45,16 @@ pub fn note_split(delta: i64) {
     }
 }
 
+/// Some whole 2 MiB region is absent or read-only from now on.
+pub fn note_region_protected() {
+    REGIONS_PROTECTED.store(true, Ordering::Release);
+}
+
+/// Whether every page is known to be readable and writable.
+fn all_accessible() -> bool {
+    SPLIT_REGIONS.load(Ordering::Acquire) == 0 && !REGIONS_PROTECTED.load(Ordering::Acquire)
+}
+
 fn read_table(address: u64) -> u64 {
     // SAFETY: page tables live in the system area, identity-mapped RAM the
     // monitor built and only the kernel edits; reads are plain words.
@@ -52,38 +67,42 @@ fn region_entry(region: u64) -> (u64, bool) {
     let pml4e = read_table(root + ((region >> 39) & 511) * 8);
     let pdpte = read_table((pml4e & PTE_ADDRESS) + ((region >> 30) & 511) * 8);
     let pde = read_table((pdpte & PTE_ADDRESS) + ((region >> 21) & 511) * 8);
-    (pde, pde & PTE_LARGE == 0)
+    // Absent entries (the heap not handed out yet) carry no table.
+    (pde, pde & PTE_PRESENT != 0 && pde & PTE_LARGE == 0)
 }
 
-/// Calls `each(start, end, present)` for the runs of `[address, end)` that
-/// are all present or all absent.
-fn for_each_run(address: u64, end: u64, mut each: impl FnMut(u64, u64, bool)) {
+/// Calls `each(start, end, entry)` for the runs of `[address, end)` mapped
+/// by one page-table entry (its flags say present and writable).
+fn for_each_run(address: u64, end: u64, mut each: impl FnMut(u64, u64, u64)) {
     let mut start = address;
     while start < end {
         let region = start & !(LARGE - 1);
         let region_end = (region + LARGE).min(end);
         let (pde, split) = region_entry(region);
-        if !split || SPLIT_REGIONS.load(Ordering::Acquire) == 0 && region != 0 {
-            each(start, region_end, pde & PTE_PRESENT != 0);
+        if !split || all_accessible() && region != 0 {
+            each(start, region_end, pde);
             start = region_end;
             continue;
         }
         while start < region_end {
             let pte = read_table((pde & PTE_ADDRESS) + ((start >> 12) & 511) * 8);
             let page_end = ((start & !(PAGE - 1)) + PAGE).min(region_end);
-            each(start, page_end, pte & PTE_PRESENT != 0);
+            each(start, page_end, pte);
             start = page_end;
         }
     }
 }
 
-/// Whether every page of the range is mapped (not PROT_NONE).
-fn present(address: u64, len: u64) -> bool {
-    if len == 0 || SPLIT_REGIONS.load(Ordering::Acquire) == 0 {
+/// Whether every page of the range has all of `flags` (present, and
+/// writable for a write).
+fn has_flags(address: u64, len: u64, flags: u64) -> bool {
+    if len == 0 || all_accessible() {
         return true;
     }
     let mut all = true;
-    for_each_run(address, address + len, |_, _, present| all &= present);
+    for_each_run(address, address + len, |_, _, entry| {
+        all &= entry & flags == flags;
+    });
     all
 }
 
@@ -97,7 +116,17 @@ pub fn range_ok(address: u64, len: u64) -> bool {
 }
 
 fn check(address: u64, len: u64) -> Result<(), i64> {
-    if range_ok(address, len) && present(address, len) {
+    if range_ok(address, len) && has_flags(address, len, PTE_PRESENT) {
+        Ok(())
+    } else {
+        Err(EFAULT)
+    }
+}
+
+/// [`check`] for a write: read-only pages are EFAULT too, as on Linux
+/// (and the kernel, in ring 3, would fault on them).
+fn check_write(address: u64, len: u64) -> Result<(), i64> {
+    if range_ok(address, len) && has_flags(address, len, PTE_PRESENT | PTE_WRITABLE) {
         Ok(())
     } else {
         Err(EFAULT)
@@ -114,7 +143,7 @@ pub fn read<T: Copy>(address: u64) -> Result<T, i64> {
 
 /// Writes a `T` to user memory.
 pub fn write<T: Copy>(address: u64, value: T) -> Result<(), i64> {
-    check(address, core::mem::size_of::<T>() as u64)?;
+    check_write(address, core::mem::size_of::<T>() as u64)?;
     // SAFETY: as in `read`; the kernel holds no Rust reference into user memory.
     unsafe { core::ptr::write_unaligned(address as *mut T, value) };
     Ok(())
@@ -122,7 +151,7 @@ pub fn write<T: Copy>(address: u64, value: T) -> Result<(), i64> {
 
 /// Copies `bytes` to user memory at `address`.
 pub fn copy_to(address: u64, bytes: &[u8]) -> Result<(), i64> {
-    check(address, bytes.len() as u64)?;
+    check_write(address, bytes.len() as u64)?;
     // SAFETY: destination checked above; the source is kernel memory, which
     // lives outside guest RAM's identity map, so the two never overlap.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len()) };
@@ -131,21 +160,22 @@ pub fn copy_to(address: u64, bytes: &[u8]) -> Result<(), i64> {
 
 /// Fills `len` bytes of user memory with `byte`.
 pub fn fill(address: u64, len: u64, byte: u8) -> Result<(), i64> {
-    check(address, len)?;
+    check_write(address, len)?;
     // SAFETY: range checked above.
     unsafe { core::ptr::write_bytes(address as *mut u8, byte, len as usize) };
     Ok(())
 }
 
-/// Fills the accessible pages of a range with `byte`, skipping PROT_NONE
-/// ones (as MADV_DONTNEED leaves absent pages alone).
+/// Fills the writable pages of a range with `byte`, skipping PROT_NONE
+/// and read-only ones.
 pub fn fill_accessible(address: u64, len: u64, byte: u8) -> Result<(), i64> {
     if !range_ok(address, len) {
         return Err(EFAULT);
     }
-    for_each_run(address, address + len, |start, end, present| {
-        if present {
-            // SAFETY: inside RAM (checked above) and mapped (this run is present).
+    let writable = PTE_PRESENT | PTE_WRITABLE;
+    for_each_run(address, address + len, |start, end, entry| {
+        if all_accessible() || entry & writable == writable {
+            // SAFETY: inside RAM (checked above) and mapped writable (this run is).
             unsafe { core::ptr::write_bytes(start as *mut u8, byte, (end - start) as usize) };
         }
     });
@@ -155,7 +185,7 @@ pub fn fill_accessible(address: u64, len: u64, byte: u8) -> Result<(), i64> {
 /// Moves `len` bytes inside user memory (ranges may overlap).
 pub fn copy_within(from: u64, to: u64, len: u64) -> Result<(), i64> {
     check(from, len)?;
-    check(to, len)?;
+    check_write(to, len)?;
     // SAFETY: both ranges checked above; `copy` handles overlap.
     unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len as usize) };
     Ok(())
