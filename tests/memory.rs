@@ -78,7 +78,7 @@ fn sixty_four_glibc_threads_with_default_stacks_are_created_and_joined() {
 #[test]
 fn a_multi_gib_reservation_is_made_usable_and_read_only_is_enforced() {
     // QEMU's microvm keeps RAM below 3 GiB, so its isles have 2 GiB.
-    let gib = if machine_backend() == "kvm" { "8" } else { "1" };
+    let gib = if machine_backend() == "kvm" { "4" } else { "1" };
     for flavor in [Flavor::Musl, Flavor::Glibc] {
         assert_like_native(flavor, "reserve", &[], &[gib]);
         assert_like_native(flavor, "reserve", &["-m", "64M"], &[gib]);

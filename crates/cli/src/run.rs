@@ -461,11 +461,12 @@ fn on_termination(signal: i32) {
     std::process::exit(128 + signal);
 }
 
-/// Guest-physical address space of a KVM isle. Reservations (PROT_NONE)
-/// take only address space, and the host backs only what the kernel
-/// hands out, so it is far larger than memory: page tables for it cost
-/// 4 KiB per GiB.
-const KVM_ADDRESS_SPACE: u64 = 64 << 30;
+/// Address space a KVM isle has beyond its limit, for reservations
+/// (mmap(PROT_NONE): Go's arenas, Java's and V8's heaps). Reservations cost
+/// no memory and the heap's page tables are written as it is used, but KVM
+/// keeps per-page metadata for a memory slot's whole size (with shadow
+/// paging, as on kvm-pvm: about 2.5 MiB per GiB), so it is not unbounded.
+const KVM_RESERVATION_ROOM: u64 = 16 << 30;
 
 /// The memory limit when neither -m nor the manifest says: what the host
 /// has available, as for a native process.
@@ -475,14 +476,14 @@ fn default_memory_limit() -> u64 {
 }
 
 /// Guest RAM for an isle limited to `limit` bytes: QEMU's most under QEMU
-/// (which refuses a larger limit with its own message), else a range twice the limit
-/// and at least [`KVM_ADDRESS_SPACE`].
+/// (which refuses a larger limit with its own message), else the limit
+/// plus [`KVM_RESERVATION_ROOM`].
 fn address_space(backend: &atoll_vmm::BackendChoice, limit: u64) -> u64 {
     match backend {
         atoll_vmm::BackendChoice::Qemu(_) => limit.max(atoll_vmm::backend::qemu::MAX_MEMORY),
-        atoll_vmm::BackendChoice::Kvm { .. } => limit
-            .saturating_mul(2)
-            .clamp(KVM_ADDRESS_SPACE, MAX_RAM_SIZE),
+        atoll_vmm::BackendChoice::Kvm { .. } => {
+            (align_up(limit, 1 << 30) + KVM_RESERVATION_ROOM).min(MAX_RAM_SIZE)
+        }
     }
 }
 
