@@ -113,8 +113,8 @@ fn shared_writes_reach_the_file_and_a_second_mapping() {
 
 #[test]
 fn host_writes_reach_the_isles_mapping() {
-    if !on_kvm() {
-        skip("needs KVM: under QEMU a host file's pages can't be shared");
+    // Under QEMU a host file's pages can't be shared: only KVM shows them.
+    if !require_kvm() {
         return;
     }
     for &flavor in Flavor::C {
