@@ -45,6 +45,10 @@ static void detect(void) {
 
 // One syscall with the registers live: the switch happens inside it.
 #define YIELD "mov $24, %%eax\n\tsyscall\n\t"
+#define SYSCALL_CLOBBERS "rax", "rcx", "r11", "memory"
+#define XMM0_15                                                                              \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
 
 static int ymm_round(const uint8_t in[16 * 32], uint8_t out[16 * 32]) {
     __asm__ volatile(
@@ -68,9 +72,7 @@ static int ymm_round(const uint8_t in[16 * 32], uint8_t out[16 * 32]) {
         "vzeroupper\n\t"
         :
         : "r"(in), "r"(out)
-        : "rax", "rcx", "r11", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
-          "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
-          "xmm15");
+        : SYSCALL_CLOBBERS, XMM0_15);
     return memcmp(in, out, 16 * 32);
 }
 
@@ -99,9 +101,7 @@ __attribute__((target("avx512f"))) static int zmm_round(const uint8_t in[32 * 64
         "vzeroupper\n\t"
         :
         : "r"(in), "r"(out)
-        : "rax", "rcx", "r11", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5",
-          "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
-          "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",
+        : SYSCALL_CLOBBERS, XMM0_15, "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",
           "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "k1", "k2",
           "k3", "k4", "k5", "k6", "k7");
     return memcmp(in + 0, out + 0, 32 * 64) || memcmp(in + 2048 + 8, out + 2048 + 8, 56);

@@ -141,10 +141,11 @@ fn publish_hints() {
 }
 /// Each thread's save area, sized at boot from the XCR0 in force.
 static XSTATE: spin::Once<xstate::Layout> = spin::Once::new();
-/// Whether the program asked for the dynamic components (AMX tile data)
-/// with `arch_prctl(ARCH_REQ_XCOMP_PERM)`: from then on every thread's
-/// switches save them. Process-wide, as on Linux, and never taken back.
-static DYNAMIC_XSTATE_PERMITTED: AtomicBool = AtomicBool::new(false);
+/// What `xsave`/`xrstor` move at a switch: the layout's components, the
+/// dynamic ones (AMX tile data) only once the program asked for them with
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM)`. Process-wide, as on Linux, and never
+/// taken back.
+static XSAVE_MASK: AtomicU64 = AtomicU64::new(0);
 
 pub fn idle_context(cpu: usize) -> usize {
     MAX_THREADS + cpu
@@ -273,7 +274,7 @@ fn xsave_size() -> u64 {
 
 /// What `xsave`/`xrstor` move at a switch.
 fn xsave_mask() -> u64 {
-    xstate_layout().save_mask(DYNAMIC_XSTATE_PERMITTED.load(Ordering::Acquire))
+    XSAVE_MASK.load(Ordering::Acquire)
 }
 
 /// Lets the program use the dynamic components in `requested`
@@ -284,7 +285,7 @@ pub fn permit_dynamic_xstate(requested: u64) -> bool {
         return false;
     }
     if requested & xstate::DYNAMIC != 0 {
-        DYNAMIC_XSTATE_PERMITTED.store(true, Ordering::Release);
+        XSAVE_MASK.store(layout.save_mask(true), Ordering::Release);
     }
     true
 }
@@ -302,6 +303,7 @@ fn size_extended_state() {
     match xstate::layout(xcr0, cpu::cpuid) {
         Ok(layout) => {
             XSTATE.call_once(|| layout);
+            XSAVE_MASK.store(layout.save_mask(false), Ordering::Release);
         }
         // The monitor refuses such a CPU before boot; this is the backstop
         // for an XCR0 it didn't predict.
