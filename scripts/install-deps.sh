@@ -29,5 +29,5 @@ rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clip
   --target x86_64-unknown-none,x86_64-unknown-linux-musl >/dev/null
 
 if [ ! -e /dev/kvm ]; then
-  echo "note: /dev/kvm is missing: isles run under QEMU's TCG here (slower); the tests of atoll's KVM monitor will say they skipped" >&2
+  echo "note: /dev/kvm is missing: isles run under QEMU's TCG here (slower); the tests of atoll's own KVM monitor need it (they fail under CI=true)" >&2
 fi
