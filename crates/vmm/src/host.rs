@@ -83,6 +83,15 @@ pub fn xcr0() -> u64 {
     unsafe { std::arch::x86_64::_xgetbv(0) }
 }
 
+/// Whether ring 3 here may use `rdfsbase`/`wrfsbase`: the CPU has
+/// FSGSBASE and Linux enabled it (AT_HWCAP2's HWCAP2_FSGSBASE).
+pub fn fsgsbase() -> bool {
+    const HWCAP2_FSGSBASE: u64 = 1 << 1;
+    // SAFETY: getauxval only reads this process's auxiliary vector.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    hwcap2 & HWCAP2_FSGSBASE != 0
+}
+
 /// Bytes from the host's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

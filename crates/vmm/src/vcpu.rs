@@ -108,7 +108,9 @@ pub fn create_vm(kvm: &Kvm, ram: &GuestRam) -> Result<VmFd, KvmError> {
 }
 
 /// What the guest CPU is told it has: KVM's supported set, with the bits
-/// that depend on our setup made true.
+/// that depend on our setup made true. kvm-pvm leaves out what its ring-0
+/// emulator lacks (XSAVE, FSGSBASE), though ring 3, where the isle runs,
+/// has them natively; the host's own CPU says whether they are there.
 pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
     request_dynamic_xstate();
     let mut cpuid = kvm
@@ -119,6 +121,12 @@ pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, KvmError> {
             entry.ecx |= 1 << 31; // running under a hypervisor
             entry.ecx |= 1 << 27; // OSXSAVE: the monitor sets CR4.OSXSAVE
             entry.ebx &= 0x00ff_ffff; // initial APIC id 0
+            if crate::host::xcr0() != 0 {
+                entry.ecx |= 1 << 26; // XSAVE
+            }
+        }
+        if entry.function == 7 && entry.index == 0 && crate::host::fsgsbase() {
+            entry.ebx |= 1; // FSGSBASE: the monitor sets CR4.FSGSBASE
         }
     }
     Ok(cpuid)
