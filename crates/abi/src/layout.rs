@@ -34,6 +34,12 @@ pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 pub const MMIO_BASE: u64 = 0x80_0000_0000;
 /// Largest guest RAM (address space), so RAM never reaches MMIO_BASE.
 pub const MAX_RAM_SIZE: u64 = 256 << 30;
+/// Guest RAM reaches the vCPUs in slots this big (see
+/// [`memory::ATTACH`](crate::queue::memory::ATTACH)): slot n is
+/// `n * RAM_SLOT_SIZE..(n + 1) * RAM_SLOT_SIZE`.
+pub const RAM_SLOT_SIZE: u64 = 1 << 30;
+/// Most RAM slots an isle can have.
+pub const MAX_RAM_SLOTS: u64 = MAX_RAM_SIZE / RAM_SLOT_SIZE;
 /// Smallest guest RAM that leaves the program room to run.
 pub const MIN_RAM_SIZE: u64 = 8 << 20;
 /// Unmapped-in-spirit gap between the heap and the stack; writes there are not caught

@@ -200,6 +200,13 @@ pub mod memory {
     /// Give the range back to the host: it reads as zeros afterwards
     /// (MADV_DONTNEED, or MADV_REMOVE for a memfd).
     pub const RELEASE: u64 = 1;
+    /// Make the range reachable by the vCPUs before the kernel first maps
+    /// it. KVM keeps metadata in proportion to a memory slot's size (on
+    /// shadow paging, 8 bytes per 4 KiB page, zeroed at registration), so
+    /// the KVM monitor registers the address space a
+    /// [`RAM_SLOT_SIZE`](crate::layout::RAM_SLOT_SIZE) slot at a time, as it
+    /// is first handed out. Synchronous: usable once it completes.
+    pub const ATTACH: u64 = 2;
 }
 
 /// Kinds of [`opcode::TRANSFER`].

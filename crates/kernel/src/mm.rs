@@ -15,7 +15,8 @@ use atoll_abi::boot::BootInfo;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use atoll_abi::layout::{
-    align_down, align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, MAX_RAM_SIZE, PAGE_SIZE,
+    align_down, align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, MAX_RAM_SIZE, MAX_RAM_SLOTS,
+    PAGE_SIZE, RAM_SLOT_SIZE,
 };
 use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
 use atoll_abi::queue::{memory, opcode};
@@ -98,7 +99,11 @@ struct AddressSpace {
     page_table_region: [u64; 128],
     /// Where PROT_NONE is allowed: the program image, heap and stack.
     protectable: Range,
+    /// Bit n set: RAM slot n is known to reach the vCPUs.
+    attached_slots: [u64; SLOT_WORDS],
 }
+
+const SLOT_WORDS: usize = MAX_RAM_SLOTS.div_ceil(64) as usize;
 
 static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     heap_end: 0,
@@ -122,6 +127,7 @@ static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
     spare_page_tables_used: [0; 2],
     page_table_region: [0; 128],
     protectable: Range { start: 0, end: 0 },
+    attached_slots: [0; SLOT_WORDS],
 });
 
 /// Bumped at every page-table change; a CPU that has flushed its TLB less
@@ -282,6 +288,7 @@ impl AddressSpace {
             // memory always was; absent until now, no TLB holds it.
             let fresh = directory == 0;
             if fresh {
+                self.attach(region)?;
                 directory = region | PTE_LARGE | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
             }
@@ -321,6 +328,34 @@ impl AddressSpace {
             region = region_end;
         }
         Ok(stale)
+    }
+
+    /// Makes sure the RAM slot holding `address` reaches the vCPUs before
+    /// anything there is mapped (the host attaches a slot once; later
+    /// calls for it stay here).
+    fn attach(&mut self, address: u64) -> Result<(), i64> {
+        let slot = address / RAM_SLOT_SIZE;
+        let (word, bit) = ((slot / 64) as usize, 1u64 << (slot % 64));
+        let attached = self.attached_slots.get_mut(word).ok_or(ENOMEM)?;
+        if *attached & bit != 0 {
+            return Ok(());
+        }
+        let result = crate::offload::call_without_yielding(
+            opcode::MEMORY,
+            [
+                memory::ATTACH,
+                align_down(address, PAGE_SIZE),
+                PAGE_SIZE,
+                0,
+                0,
+                0,
+            ],
+        );
+        if result < 0 {
+            return Err(ENOMEM);
+        }
+        *attached |= bit;
+        Ok(())
     }
 
     fn free_page_table_index(&self) -> Option<usize> {

@@ -256,6 +256,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let cpu = backend.prepare(&BootPlan {
         ram: &ram,
         layout: &layout,
+        heap: heap_start..layout.heap_end,
         kernel: &kernel,
         cpu_count,
     })?;

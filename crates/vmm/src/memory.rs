@@ -39,6 +39,12 @@ pub enum MemoryError {
     },
 }
 
+/// How a backend makes RAM slot n reachable by its vCPUs (see
+/// [`atoll_abi::queue::memory::ATTACH`]); attaching one twice is harmless.
+pub trait RamSlots: Send + Sync {
+    fn attach(&self, slot: u64) -> Result<(), String>;
+}
+
 /// The isle's RAM, guest-physical `0..size`.
 pub struct GuestRam {
     memory: GuestMemoryMmap,
@@ -49,6 +55,9 @@ pub struct GuestRam {
     /// A memfd another process maps too: pages go back with MADV_REMOVE.
     shared: bool,
     created: std::time::Instant,
+    /// Set by a backend whose vCPUs reach RAM a slot at a time (KVM);
+    /// unset, all of RAM is reachable from the start.
+    slots: std::sync::OnceLock<Box<dyn RamSlots>>,
 }
 
 // SAFETY: `host_base` points into the mapping owned by `memory`, which lives
@@ -111,6 +120,7 @@ impl GuestRam {
             file_mappings: crate::file_mapping::FileMappings::new(!shared),
             shared,
             created: std::time::Instant::now(),
+            slots: std::sync::OnceLock::new(),
         })
     }
 
@@ -125,6 +135,33 @@ impl GuestRam {
     /// Host address of guest-physical 0, for the KVM memory slot.
     pub fn host_base(&self) -> u64 {
         self.host_base as u64
+    }
+
+    /// Lets `slots` decide which parts of RAM the vCPUs reach.
+    pub fn set_slots(&self, slots: Box<dyn RamSlots>) {
+        let _ = self.slots.set(slots);
+    }
+
+    /// Makes `[address, address + len)` reachable by the vCPUs: the slots
+    /// it touches are attached. EINVAL outside RAM, ENOMEM when the backend
+    /// can't attach one.
+    pub fn attach(&self, address: u64, len: u64) -> Result<(), i64> {
+        use atoll_abi::layout::RAM_SLOT_SIZE;
+        let einval = i64::from(libc::EINVAL);
+        let end = address.checked_add(len).ok_or(einval)?;
+        if end > self.size || len == 0 {
+            return Err(einval);
+        }
+        let Some(slots) = self.slots.get() else {
+            return Ok(());
+        };
+        for slot in address / RAM_SLOT_SIZE..end.div_ceil(RAM_SLOT_SIZE) {
+            slots.attach(slot).map_err(|error| {
+                tracing::warn!(slot, %error, "cannot attach guest memory");
+                i64::from(libc::ENOMEM)
+            })?;
+        }
+        Ok(())
     }
 
     pub fn file_mappings(&self) -> &crate::file_mapping::FileMappings {

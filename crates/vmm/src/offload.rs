@@ -846,6 +846,7 @@ fn memory_request(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     match kind {
         memory::POPULATE => ram.populate_ahead(address, len, Duration::ZERO)?,
         memory::RELEASE => ram.release(address, len)?,
+        memory::ATTACH => ram.attach(address, len)?,
         _ => return Err(EINVAL),
     }
     Ok(0)

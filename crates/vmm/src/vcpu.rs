@@ -66,6 +66,8 @@ pub enum KvmError {
     ExtendedState(atoll_abi::xstate::LayoutError),
     #[error("this CPU can't run isles: it has no {0} (isles need an x86_64 CPU from 2012 on: Intel Ivy Bridge, AMD Zen or later)")]
     MissingFeature(&'static str),
+    #[error("KVM refused guest memory: {0}")]
+    Slots(String),
     #[error("KVM refused {what}: {source}")]
     Ioctl {
         what: &'static str,
@@ -92,19 +94,63 @@ pub fn open_kvm(path: &Path) -> Result<Kvm, KvmError> {
 }
 
 /// Creates a VM with `ram` as its only memory slot, at guest-physical 0.
-pub fn create_vm(kvm: &Kvm, ram: &GuestRam) -> Result<VmFd, KvmError> {
-    let vm = kvm.create_vm().map_err(ioctl_error("creating a VM"))?;
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: 0,
-        memory_size: ram.size(),
-        userspace_addr: ram.host_base(),
-    };
-    // SAFETY: the region is our own live mapping of exactly `size` bytes,
-    // which outlives the VM (the isle holds both and drops the VM first).
-    unsafe { vm.set_user_memory_region(region) }.map_err(ioctl_error("the guest memory slot"))?;
-    Ok(vm)
+pub fn create_vm(kvm: &Kvm) -> Result<VmFd, KvmError> {
+    kvm.create_vm().map_err(ioctl_error("creating a VM"))
+}
+
+/// Guest RAM as KVM memory slots, one per
+/// [`RAM_SLOT_SIZE`](atoll_abi::layout::RAM_SLOT_SIZE) of address space,
+/// registered when first attached: KVM's cost for a slot grows with its
+/// size, and most of the address space is never used.
+pub struct KvmSlots {
+    vm: std::sync::Arc<VmFd>,
+    host_base: u64,
+    ram_size: u64,
+    attached: std::sync::Mutex<Vec<bool>>,
+}
+
+impl KvmSlots {
+    pub fn new(vm: std::sync::Arc<VmFd>, ram: &GuestRam) -> Self {
+        let count = ram.size().div_ceil(atoll_abi::layout::RAM_SLOT_SIZE) as usize;
+        Self {
+            vm,
+            host_base: ram.host_base(),
+            ram_size: ram.size(),
+            attached: std::sync::Mutex::new(vec![false; count]),
+        }
+    }
+}
+
+impl crate::memory::RamSlots for KvmSlots {
+    fn attach(&self, slot: u64) -> Result<(), String> {
+        use atoll_abi::layout::RAM_SLOT_SIZE;
+        let mut attached = self
+            .attached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(done) = attached.get_mut(slot as usize) else {
+            return Err(format!("slot {slot} lies beyond guest RAM"));
+        };
+        if *done {
+            return Ok(());
+        }
+        let start = slot * RAM_SLOT_SIZE;
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: start,
+            memory_size: RAM_SLOT_SIZE.min(self.ram_size - start),
+            userspace_addr: self.host_base + start,
+        };
+        // SAFETY: the region is part of guest RAM's live mapping, which
+        // outlives the VM (the isle holds both; the VM is never closed
+        // before the process exits). Slots never overlap: each covers its
+        // own stretch of guest-physical addresses.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(|error| format!("registering guest memory slot {slot}: {error}"))?;
+        *done = true;
+        Ok(())
+    }
 }
 
 /// What the guest CPU is told it has: KVM's supported set, with the bits

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use atoll_abi::boot::{ClockInfo, CpuArea};
+use atoll_abi::layout::RAM_SLOT_SIZE;
 use atoll_abi::mmio;
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -14,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::{Backend, BootPlan, GdbOptions, GuestCpu, Running};
 use crate::host;
 use crate::isle::{doorbell_outcome, IsleError, Outcome};
-use crate::memory::GuestRam;
+use crate::memory::{GuestRam, RamSlots};
 use crate::offload::Offload;
 use crate::preempt::Preemption;
 use crate::setup::Layout;
@@ -22,7 +23,7 @@ use crate::vcpu::{self, VcpuEvent, VcpuStart};
 
 pub struct KvmBackend {
     kvm: Kvm,
-    vm: Option<VmFd>,
+    vm: Option<Arc<VmFd>>,
     vcpus: Vec<VcpuFd>,
     gdb: Option<GdbOptions>,
 }
@@ -48,7 +49,16 @@ impl Backend for KvmBackend {
     }
 
     fn prepare(&mut self, boot: &BootPlan) -> Result<GuestCpu, IsleError> {
-        let vm = vcpu::create_vm(&self.kvm, boot.ram)?;
+        let vm = Arc::new(vcpu::create_vm(&self.kvm)?);
+        let slots = vcpu::KvmSlots::new(Arc::clone(&vm), boot.ram);
+        // What the kernel reaches before it maps anything itself: all but
+        // the heap, which it attaches as it hands it out.
+        for range in [0..boot.heap.start, boot.heap.end..boot.ram.size()] {
+            for slot in range.start / RAM_SLOT_SIZE..range.end.div_ceil(RAM_SLOT_SIZE) {
+                slots.attach(slot).map_err(vcpu::KvmError::Slots)?;
+            }
+        }
+        boot.ram.set_slots(Box::new(slots));
         let cpuid: CpuId = vcpu::guest_cpuid(&self.kvm)?;
         vcpu::check_guest_cpu(&cpuid)?;
         for index in 0..boot.cpu_count {

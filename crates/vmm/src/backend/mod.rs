@@ -73,6 +73,8 @@ impl GdbOptions {
 pub struct BootPlan<'a> {
     pub ram: &'a GuestRam,
     pub layout: &'a Layout,
+    /// Guest-physical memory the kernel maps only as it hands it out.
+    pub heap: std::ops::Range<u64>,
     pub kernel: &'a Kernel,
     pub cpu_count: u64,
 }
