@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -51,7 +51,7 @@ const OPEN_FLAGS: i32 = libc::O_ACCMODE
     | 0o20000000; // __O_TMPFILE (with O_DIRECTORY)
 
 /// Devices every isle has, as on Linux: the host's own, opened by name.
-const DEVICES: [&str; 5] = [
+pub const DEVICES: [&str; 5] = [
     "/dev/null",
     "/dev/zero",
     "/dev/full",
@@ -171,6 +171,15 @@ pub fn normalize(path: &str) -> String {
 }
 
 impl Files {
+    /// The mounts' host directories: every path the isle names resolves
+    /// beneath one of them.
+    pub fn reachable(&self) -> impl Iterator<Item = crate::sandbox::Reachable<'_>> {
+        self.mounts.iter().map(|mount| crate::sandbox::Reachable {
+            root: mount.root.as_fd(),
+            read_only: mount.read_only,
+        })
+    }
+
     /// Opens the mounts and gives the isle fds 0, 1 and 2 (duplicates of
     /// atoll's own, so the isle closing them leaves atoll's alone).
     pub fn new(specs: &[MountSpec], cwd: &str) -> Result<Self, FilesError> {

@@ -14,7 +14,7 @@ use atoll_abi::mmio;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::backend::{self, BackendChoice, BootPlan, ClockSlots, Running};
-use crate::files::{Files, FilesError, MountSpec};
+use crate::files::{Files, FilesError, MountSpec, DEVICES};
 use crate::host;
 use crate::loader::{self, LoadError, Program};
 use crate::memory::{GuestRam, MemoryError};
@@ -98,6 +98,8 @@ pub enum IsleError {
     Gdb(String),
     #[error("{0}")]
     Files(#[from] FilesError),
+    #[error("{0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// Parses the program only: lets callers report bad input before any KVM work.
@@ -342,9 +344,11 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let queues = (0..cpu_count)
         .map(|cpu| layout.cpu_area(cpu) + std::mem::offset_of!(CpuArea, queue) as u64)
         .collect();
+    let confinement =
+        crate::sandbox::Confinement::prepare(files.reachable(), &DEVICES, &config.net)?;
     let offload = Offload::new(Arc::clone(&ram), queues, files, config.net.clone());
     backend.configure_offload(&offload);
-    offload.spawn(config.service_core);
+    offload.spawn(config.service_core, confinement);
     if let Some(path) = config.stats_path.clone() {
         publish_stats(Arc::clone(&offload), path);
     }

@@ -28,6 +28,7 @@ pub mod net;
 pub mod offload;
 pub mod preempt;
 pub mod rewrite;
+pub mod sandbox;
 pub mod setup;
 pub mod vcpu;
 pub mod vdso;

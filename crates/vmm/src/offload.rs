@@ -33,6 +33,8 @@ const MAX_WORKERS: usize = 256;
 pub enum OffloadError {
     #[error("the isle broke the queue protocol: {0}")]
     Protocol(String),
+    #[error("{0}")]
+    Confinement(String),
 }
 
 /// A flag plus condition variable, for parking and waking a thread.
@@ -196,14 +198,23 @@ impl Offload {
         self.completed.load(Ordering::Relaxed)
     }
 
-    /// Starts the server thread.
-    pub fn spawn(self: &Arc<Self>, core: Option<usize>) -> std::thread::JoinHandle<()> {
+    /// Starts the server thread, confined before it serves anything (the
+    /// threads it starts inherit that).
+    pub fn spawn(
+        self: &Arc<Self>,
+        core: Option<usize>,
+        confinement: crate::sandbox::Confinement,
+    ) -> std::thread::JoinHandle<()> {
         let offload = Arc::clone(self);
         std::thread::Builder::new()
             .name("atoll-offload".into())
             .spawn(move || {
                 if let Some(core) = core {
                     crate::host::pin_current_thread(core);
+                }
+                if let Err(error) = confinement.apply() {
+                    offload.fail(OffloadError::Confinement(error.to_string()));
+                    return;
                 }
                 offload.serve()
             })
@@ -1137,6 +1148,7 @@ mod tests {
                         sq_head: 0,
                     };
                 }
+                Err(other) => panic!("draining fails only on the protocol: {other}"),
             }
             // Random bytes anywhere below the queues (rings get random tails above).
             let address = next() % 0xf000;
