@@ -348,6 +348,8 @@ fn escapes_expected() -> String {
         "connect_v6 s: refused ECONNREFUSED",
         "udp_sendto_v4 s: open",
         "udp_sendto_v6 s: refused ECONNREFUSED",
+        "udp_autobind_v4 s: bound to 127.0.0.1",
+        "udp_autobind_mapped s: bound to ::ffff:127.0.0.1",
         "connect_after_close_v4 s: refused ECONNREFUSED",
         "udp_sendto_after_close_v4 s: refused ECONNREFUSED",
     ] {

@@ -282,6 +282,24 @@ static void host_server(const char *label, int port)
 	try_reach("udp_connect_v6", label, UDP_CONNECT, AF_INET6, "::1", port);
 }
 
+/* Where an unbound datagram socket sending to the isle's own server is
+ * bound: on loopback, not on every address where other hosts reach it. */
+static void show_autobind(const char *what, int family, const char *text, int port)
+{
+	struct sockaddr_storage name, local;
+	socklen_t len = address(&name, family, text, port), local_len = sizeof local;
+	char shown[INET6_ADDRSTRLEN] = "?";
+	int fd = socket(family, SOCK_DGRAM, 0);
+	sendto(fd, "x", 1, 0, (struct sockaddr *)&name, len);
+	getsockname(fd, (struct sockaddr *)&local, &local_len);
+	if (family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&local)->sin_addr, shown, sizeof shown);
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&local)->sin6_addr, shown, sizeof shown);
+	printf("%s s: bound to %s\n", what, shown);
+	close(fd);
+}
+
 /* The isle's own servers on S, on 127.0.0.1 only: a host server has ::1. */
 static void own_server(int port)
 {
@@ -298,6 +316,8 @@ static void own_server(int port)
 	try_reach("connect_v6", "s", CONNECT, AF_INET6, "::1", port);
 	try_reach("udp_sendto_v4", "s", SENDTO, AF_INET, "127.0.0.1", port);
 	try_reach("udp_sendto_v6", "s", SENDTO, AF_INET6, "::1", port);
+	show_autobind("udp_autobind_v4", AF_INET, "127.0.0.1", port);
+	show_autobind("udp_autobind_mapped", AF_INET6, "::ffff:127.0.0.1", port);
 	close(server);
 	close(datagrams);
 	try_reach("connect_after_close_v4", "s", CONNECT, AF_INET, "127.0.0.1", port);

@@ -162,6 +162,38 @@ fn serves(candidate: RawFd, kind: i32, destination: Ip, port: u16) -> bool {
     }
 }
 
+/// Binds an unbound datagram socket to a port of loopback, the kind of
+/// loopback `destination` is. Sending would bind it to a port on every
+/// address instead, where other hosts' datagrams reach it: a way in for an
+/// isle that may not listen.
+pub fn bind_datagrams_to_loopback(socket: RawFd, destination: Ip) -> Result<(), i64> {
+    if int_option(socket, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_DGRAM {
+        return Ok(());
+    }
+    let local = local_address(socket)?;
+    if port(&local) != Some(0) {
+        return Ok(());
+    }
+    let mut address = local;
+    match (i32::from(family(&address)), destination) {
+        (libc::AF_INET, _) => address[V4_AT..V4_AT + 4].copy_from_slice(&V4_LOOPBACK),
+        (_, Ip::V4(_)) => {
+            address[V6_AT..V6_AT + 12].copy_from_slice(&V4_MAPPED);
+            address[V6_AT + 12..V6_AT + 16].copy_from_slice(&V4_LOOPBACK);
+        }
+        (_, Ip::V6(_)) => address[V6_AT..V6_AT + 16].copy_from_slice(&V6_LOOPBACK),
+    }
+    // SAFETY: the address is our own buffer of its length.
+    let done = unsafe {
+        libc::bind(
+            socket,
+            address.as_ptr().cast(),
+            address.len() as libc::socklen_t,
+        )
+    };
+    check(done.into()).map(|_| ())
+}
+
 /// The isle's own socket that a `socket` reaching `destination` (a
 /// loopback address) on host port `port` would arrive at, held open so it
 /// stays there while the caller's call goes on.

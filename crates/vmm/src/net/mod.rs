@@ -106,6 +106,7 @@ fn checked_address(
                 // server is the isle's to reach.
                 let server = inet::own_server(files, socket, destination, host)?;
                 keep_open = Some(server.ok_or(ECONNREFUSED)?);
+                inet::bind_datagrams_to_loopback(socket, destination)?;
             }
         }
         _ if policy.outbound => {}
