@@ -128,6 +128,8 @@ static void try_int_option(const char *what, int domain, int type, int level, in
 static void options(void)
 {
 	struct ip_mreq group = { .imr_multiaddr.s_addr = htonl(0xe0000001) };
+	struct ipv6_mreq group6 = { .ipv6mr_interface = 1 };
+	inet_pton(AF_INET6, "ff02::1", &group6.ipv6mr_multiaddr);
 	struct sock_filter_like { unsigned short code; unsigned char jt, jf; unsigned value; } accept_all =
 		{ 0x06, 0, 0, 0xffff };
 	struct { unsigned short len; void *filter; } program = { 1, &accept_all };
@@ -145,10 +147,8 @@ static void options(void)
 	try_int_option("ip_freebind_v4", AF_INET, SOCK_STREAM, IPPROTO_IP, IP_FREEBIND, 1);
 	try_int_option("tcp_repair_v4", AF_INET, SOCK_STREAM, IPPROTO_TCP, TCP_REPAIR, 1);
 	try_int_option("tcp_fastopen_connect_v6", AF_INET6, SOCK_STREAM, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1);
-	try_int_option("so_broadcast_v4", AF_INET, SOCK_DGRAM, SOL_SOCKET, SO_BROADCAST, 1);
-	try_int_option("ip_multicast_loop_v4", AF_INET, SOCK_DGRAM, IPPROTO_IP, IP_MULTICAST_LOOP, 1);
 	try_option("ip_add_membership_v4", AF_INET, SOCK_DGRAM, IPPROTO_IP, IP_ADD_MEMBERSHIP, &group, sizeof group);
-	try_int_option("ipv6_multicast_hops_v6", AF_INET6, SOCK_DGRAM, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 1);
+	try_option("ipv6_add_membership_v6", AF_INET6, SOCK_DGRAM, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &group6, sizeof group6);
 	try_option("so_attach_filter_v4", AF_INET, SOCK_DGRAM, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program);
 	/* What ordinary programs set. */
 	try_int_option("so_reuseaddr_v4", AF_INET, SOCK_STREAM, SOL_SOCKET, SO_REUSEADDR, 1);
@@ -157,6 +157,10 @@ static void options(void)
 	try_int_option("so_priority_6_v4", AF_INET, SOCK_STREAM, SOL_SOCKET, SO_PRIORITY, 6);
 	try_int_option("ipv6_v6only_v6", AF_INET6, SOCK_STREAM, IPPROTO_IPV6, IPV6_V6ONLY, 1);
 	try_int_option("tcp_fastopen_v4", AF_INET, SOCK_STREAM, IPPROTO_TCP, TCP_FASTOPEN, 5);
+	/* Sending to groups and broadcast: set, but nowhere to send to. */
+	try_int_option("ip_multicast_loop_v4", AF_INET, SOCK_DGRAM, IPPROTO_IP, IP_MULTICAST_LOOP, 1);
+	try_int_option("ipv6_multicast_hops_v6", AF_INET6, SOCK_DGRAM, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 1);
+	try_int_option("so_broadcast_v4", AF_INET, SOCK_DGRAM, SOL_SOCKET, SO_BROADCAST, 1);
 }
 
 /* An address of `family` (AF_INET, AF_INET6) from text and a port. */
@@ -220,7 +224,7 @@ static void listening(void)
 	close(fd);
 }
 
-enum way { CONNECT, FASTOPEN, FASTOPEN_SENDMSG, SENDTO, SENDMSG, UDP_CONNECT, SENDMMSG };
+enum way { CONNECT, FASTOPEN, FASTOPEN_SENDMSG, SENDTO, SENDMSG, UDP_CONNECT, SENDMMSG, BROADCAST };
 
 /* Reaches `text` port `port` in the way named, from a fresh socket. */
 static void try_reach(const char *what, const char *label, enum way way, int family,
@@ -247,6 +251,9 @@ static void try_reach(const char *what, const char *label, enum way way, int fam
 	case FASTOPEN_SENDMSG:
 		done = sendmsg(fd, &message, MSG_FASTOPEN);
 		break;
+	case BROADCAST:
+		setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &(int){ 1 }, sizeof(int));
+		/* fall through */
 	case SENDTO:
 		done = sendto(fd, &byte, 1, 0, (struct sockaddr *)&name, len);
 		break;
@@ -280,6 +287,9 @@ static void host_server(const char *label, int port)
 	try_reach("udp_sendmsg_mapped", label, SENDMSG, AF_INET6, "::ffff:127.0.0.1", port);
 	try_reach("udp_sendmmsg_any_v4", label, SENDMMSG, AF_INET, "0.0.0.0", port);
 	try_reach("udp_connect_v6", label, UDP_CONNECT, AF_INET6, "::1", port);
+	try_reach("udp_broadcast_v4", label, BROADCAST, AF_INET, "255.255.255.255", port);
+	try_reach("udp_multicast_v4", label, SENDTO, AF_INET, "224.0.0.1", port);
+	try_reach("udp_multicast_v6", label, SENDTO, AF_INET6, "ff02::1", port);
 }
 
 /* Where an unbound datagram socket sending to the isle's own server is

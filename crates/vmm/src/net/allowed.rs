@@ -3,7 +3,7 @@
 //! The monitor may hold privileges the isle must not borrow: raw and
 //! packet sockets would let it sniff and forge traffic, options like
 //! SO_MARK, SO_BINDTODEVICE or IP_TRANSPARENT would steer its packets past
-//! the host's rules. Only what ordinary programs use is let through; the
+//! the host's rules, joining a multicast group would take traffic in. Only what ordinary programs use is let through; the
 //! rest is refused with the errno Linux gives an unprivileged user, or
 //! ENOPROTOOPT where that user could set it but no ordinary program needs
 //! it.
@@ -134,9 +134,12 @@ fn verdict(level: i32, name: i32) -> Verdict {
             | libc::SO_OOBINLINE
             | libc::SO_PASSCRED
             | libc::SO_RCVLOWAT
-            | libc::SO_SNDLOWAT,
+            | libc::SO_SNDLOWAT
+            // Go sets it on every UDP socket; a broadcast address is
+            // unreachable without --net all the same (the destination
+            // policy is not on loopback).
+            | libc::SO_BROADCAST,
         ) => Allowed,
-        (libc::SOL_SOCKET, libc::SO_BROADCAST) => WithNet,
         (libc::SOL_SOCKET, libc::SO_PRIORITY) => Priority,
         (
             libc::SOL_SOCKET,
@@ -168,18 +171,21 @@ fn verdict(level: i32, name: i32) -> Verdict {
         (libc::IPPROTO_IP, libc::IP_TOS | libc::IP_TTL | libc::IP_RECVERR | libc::IP_PKTINFO) => {
             Allowed
         }
+        // How to send to groups, which without --net are unreachable all
+        // the same (the JDK sets these on every UDP socket).
         (
             libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF
-            | libc::IP_MULTICAST_TTL
-            | libc::IP_MULTICAST_LOOP
-            | libc::IP_ADD_MEMBERSHIP
+            libc::IP_MULTICAST_IF | libc::IP_MULTICAST_TTL | libc::IP_MULTICAST_LOOP | IP_MULTICAST_ALL,
+        ) => Allowed,
+        // Joining a group takes traffic in and tells the network so.
+        (
+            libc::IPPROTO_IP,
+            libc::IP_ADD_MEMBERSHIP
             | libc::IP_DROP_MEMBERSHIP
             | libc::IP_UNBLOCK_SOURCE
             | libc::IP_BLOCK_SOURCE
             | libc::IP_ADD_SOURCE_MEMBERSHIP
             | libc::IP_DROP_SOURCE_MEMBERSHIP
-            | IP_MULTICAST_ALL
             | MCAST_JOIN_GROUP..=MCAST_LEAVE_SOURCE_GROUP,
         ) => WithNet,
         (libc::IPPROTO_IP, libc::IP_TRANSPARENT) => Privileged,
@@ -193,10 +199,11 @@ fn verdict(level: i32, name: i32) -> Verdict {
         ) => Allowed,
         (
             libc::IPPROTO_IPV6,
-            libc::IPV6_MULTICAST_IF
-            | libc::IPV6_MULTICAST_HOPS
-            | libc::IPV6_MULTICAST_LOOP
-            | libc::IPV6_ADD_MEMBERSHIP
+            libc::IPV6_MULTICAST_IF | libc::IPV6_MULTICAST_HOPS | libc::IPV6_MULTICAST_LOOP,
+        ) => Allowed,
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_ADD_MEMBERSHIP
             | libc::IPV6_DROP_MEMBERSHIP
             | MCAST_JOIN_GROUP..=MCAST_LEAVE_SOURCE_GROUP,
         ) => WithNet,
@@ -334,15 +341,17 @@ mod tests {
             (libc::IPPROTO_TCP, libc::TCP_NODELAY),
             (libc::IPPROTO_IP, libc::IP_TOS),
             (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY),
+            (libc::SOL_SOCKET, libc::SO_BROADCAST),
+            (libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP),
+            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS),
         ];
         for (level, name) in everywhere {
             assert_eq!(setsockopt(&closed, level, name, &one), Ok(()));
         }
         let only_with_flags = [
-            (libc::SOL_SOCKET, libc::SO_BROADCAST),
             (libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP),
-            (libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP),
-            (libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS),
+            (libc::IPPROTO_IP, MCAST_JOIN_GROUP),
+            (libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP),
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN),
             (libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT),
         ];
