@@ -240,3 +240,196 @@ fn a_host_client_reaches_a_unix_socket_an_isle_bound_in_a_mount() {
     assert_eq!(stdout(&output), "served: hello from the host\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A port free for TCP and UDP on both 127.0.0.1 and ::1.
+fn free_port_everywhere() -> u16 {
+    loop {
+        let port = free_port();
+        let free = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("::1", port)).is_ok()
+            && TcpListener::bind(("::1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+}
+
+/// What `net_escapes` must be told, attempt by attempt: every way out
+/// refused, and what ordinary programs do (the lines saying "open") let
+/// through. The list is exact, so an attempt that starts to succeed, or a
+/// new one, fails the test.
+fn escapes_expected() -> String {
+    let mut lines = vec![
+        "raw_tcp_v4: refused EPERM",
+        "raw_icmp_v4: refused EPERM",
+        "raw_nonblock_v4: refused EPERM",
+        "raw_tcp_v6: refused EPERM",
+        "raw_icmpv6_v6: refused EPERM",
+        "packet_v4: refused EPERM",
+        "packet_v6: refused EINVAL",
+        "packet_family: refused EAFNOSUPPORT",
+        "netlink: refused EAFNOSUPPORT",
+        "ping_v4: refused EACCES",
+        "ping_v6: refused EACCES",
+        "seqpacket_v4: refused ESOCKTNOSUPPORT",
+        "sctp_v6: refused EPROTONOSUPPORT",
+        "udplite_v4: refused EPROTONOSUPPORT",
+        "bad_type_v4: refused EINVAL",
+        "unix_raw: refused ESOCKTNOSUPPORT",
+        "socketpair_unix_raw: refused ESOCKTNOSUPPORT",
+        "socketpair_unix_rdm: refused ESOCKTNOSUPPORT",
+        "socketpair_inet: refused EOPNOTSUPP",
+        "tcp_v4: open",
+        "udp_v6: open",
+        "socketpair_unix_seqpacket: open",
+        "so_mark_v4: refused EPERM",
+        "so_mark_v6: refused EPERM",
+        "so_bindtodevice_v4: refused EPERM",
+        "so_bindtodevice_v6: refused EPERM",
+        "so_rcvbufforce_v4: refused EPERM",
+        "so_priority_7_v4: refused EPERM",
+        "ip_transparent_v4: refused EPERM",
+        "ipv6_transparent_v6: refused EPERM",
+        "ip_hdrincl_v4: refused ENOPROTOOPT",
+        "ip_freebind_v4: refused ENOPROTOOPT",
+        "tcp_repair_v4: refused EPERM",
+        "tcp_fastopen_connect_v6: refused EPERM",
+        "ip_add_membership_v4: refused EPERM",
+        "ipv6_add_membership_v6: refused EPERM",
+        "so_attach_filter_v4: refused ENOPROTOOPT",
+        "so_reuseaddr_v4: open",
+        "tcp_nodelay_v6: open",
+        "so_rcvtimeo_v4: open",
+        "so_priority_6_v4: open",
+        "ipv6_v6only_v6: open",
+        "tcp_fastopen_v4: open",
+        "ip_multicast_loop_v4: open",
+        "ipv6_multicast_hops_v6: open",
+        "so_broadcast_v4: open",
+        "listen_unbound_v4: refused EACCES, port 0",
+        "listen_unbound_v6: refused EACCES, port 0",
+        "bind_ephemeral_v4: refused EACCES",
+        "bind_ephemeral_v6: refused EACCES",
+        "bind_unpublished_v4: refused EACCES",
+        "bind_unpublished_v6: refused EACCES",
+        "listen_unix: open",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect::<Vec<_>>();
+    let to_host_servers = [
+        "connect_v4",
+        "connect_v6",
+        "connect_mapped",
+        "connect_any_v4",
+        "connect_any_v6",
+        "connect_mapped_any",
+        "connect_127_0_0_2",
+        "fastopen_v4",
+        "fastopen_v6",
+        "fastopen_sendmsg_mapped",
+        "udp_sendto_v4",
+        "udp_sendto_v6",
+        "udp_sendmsg_mapped",
+        "udp_sendmmsg_any_v4",
+        "udp_connect_v6",
+    ];
+    let off_loopback = ["udp_broadcast_v4", "udp_multicast_v4", "udp_multicast_v6"];
+    for label in ["p", "q"] {
+        for attempt in to_host_servers {
+            lines.push(format!("{attempt} {label}: refused ECONNREFUSED"));
+        }
+        for attempt in off_loopback {
+            lines.push(format!("{attempt} {label}: refused ENETUNREACH"));
+        }
+    }
+    for line in [
+        "own_bind: open",
+        "own_listen: open",
+        "own_udp_bind: open",
+        "connect_v4 s: open",
+        "connect_mapped s: open",
+        "connect_any_v4 s: open",
+        "connect_v6 s: refused ECONNREFUSED",
+        "udp_sendto_v4 s: open",
+        "udp_sendto_v6 s: refused ECONNREFUSED",
+        "udp_autobind_v4 s: bound to 127.0.0.1",
+        "udp_autobind_mapped s: bound to ::ffff:127.0.0.1",
+        "connect_after_close_v4 s: refused ECONNREFUSED",
+        "udp_sendto_after_close_v4 s: refused ECONNREFUSED",
+    ] {
+        lines.push(line.to_string());
+    }
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+#[test]
+fn no_way_out_of_the_network_sandbox() {
+    use std::net::UdpSocket;
+    // Host servers on published ports: P (TCP and UDP, both families), Q
+    // (TCP, published as guest port G) and S (::1 only; the isle serves
+    // 127.0.0.1 itself).
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < 4 {
+        let port = free_port_everywhere();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    let [p, q, s, g] = ports[..] else {
+        unreachable!()
+    };
+    let tcp = [
+        TcpListener::bind(("127.0.0.1", p)).unwrap(),
+        TcpListener::bind(("::1", p)).unwrap(),
+        TcpListener::bind(("127.0.0.1", q)).unwrap(),
+        TcpListener::bind(("::1", q)).unwrap(),
+        TcpListener::bind(("::1", s)).unwrap(),
+    ];
+    let udp = [
+        UdpSocket::bind(("127.0.0.1", p)).unwrap(),
+        UdpSocket::bind(("::1", p)).unwrap(),
+        UdpSocket::bind(("::1", s)).unwrap(),
+    ];
+    for flavor in Flavor::C {
+        let path = program(*flavor, "net_escapes");
+        let output = run(&[
+            "run",
+            "-p",
+            &p.to_string(),
+            "-p",
+            &format!("{q}:{g}"),
+            "-p",
+            &s.to_string(),
+            path.to_str().unwrap(),
+            &p.to_string(),
+            &g.to_string(),
+            &s.to_string(),
+        ]);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        let expected = escapes_expected();
+        let got = stdout(&output);
+        let differing: Vec<_> = got
+            .lines()
+            .zip(expected.lines())
+            .filter(|(got, expected)| got != expected)
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{flavor}: (got, expected) {differing:#?}"
+        );
+        assert_eq!(got, expected, "{flavor}");
+    }
+    // Nothing reached the host's servers.
+    for listener in &tcp {
+        listener.set_nonblocking(true).unwrap();
+        let accepted = listener.accept();
+        assert!(accepted.is_err(), "{:?} reached", listener.local_addr());
+    }
+    for socket in &udp {
+        socket.set_nonblocking(true).unwrap();
+        let mut buffer = [0u8; 16];
+        let received = socket.recv_from(&mut buffer);
+        assert!(received.is_err(), "{:?} reached", socket.local_addr());
+    }
+}

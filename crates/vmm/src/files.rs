@@ -623,6 +623,17 @@ impl Files {
         Ok(())
     }
 
+    /// The host fds behind every open guest fd, held open for as long as
+    /// the caller keeps them (the network policy looks for the isle's own
+    /// sockets among them).
+    pub fn all_host_fds(&self) -> Vec<Arc<OwnedFd>> {
+        self.lock()
+            .fds
+            .values()
+            .map(|file| Arc::clone(&file.fd))
+            .collect()
+    }
+
     /// Where binding a Unix socket to `path` makes its file: the parent
     /// directory (O_PATH, confined) and the new name, on a writable mount.
     pub fn socket_bind_target(&self, path: &str) -> Result<(OwnedFd, CString), i64> {

@@ -3,23 +3,34 @@
 //! Without flags an isle has no network: it may make sockets and socket
 //! pairs, but binding a port needs `-p PORT[:GUESTPORT]` (the isle binds
 //! GUESTPORT, the host binds PORT) and connecting or sending anywhere needs
-//! `--net`, except to the isle's own published ports on loopback. Unix
-//! socket names are confined like files ([`unix`]).
+//! `--net`, except to the isle's own published ports on loopback where the
+//! isle itself serves them ([`inet`]). Listening needs a published port
+//! too. Only TCP, UDP and Unix sockets are made, and only common options
+//! set on them ([`allowed`]). Unix socket names are confined like files
+//! ([`unix`]).
 #![allow(unsafe_code)]
 
+mod allowed;
+mod inet;
 mod unix;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH, ENOBUFS};
+use atoll_abi::linux::errno::{
+    EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH, ENOBUFS, EOPNOTSUPP,
+};
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::file_ops::read_guest;
 use crate::files::{check, Files};
 use crate::memory::GuestRam;
+use inet::{family, port, set_port, Ip};
 use unix::HostAddress;
+
+/// What connecting to a port nobody listens on gives.
+const ECONNREFUSED: i64 = libc::ECONNREFUSED as i64;
 
 /// What the isle may do on the network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,73 +67,68 @@ fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
         .map_err(|_| EFAULT)
 }
 
-/// The address family (AF_UNSPEC for an empty address: an unnamed peer
-/// comes back from the host with length 0).
-fn family(address: &[u8]) -> u16 {
-    u16::from_le_bytes([
-        address.first().copied().unwrap_or(0),
-        address.get(1).copied().unwrap_or(0),
-    ])
-}
-
-fn port(address: &[u8]) -> Option<u16> {
-    match i32::from(family(address)) {
-        libc::AF_INET | libc::AF_INET6 if address.len() >= 4 => {
-            Some(u16::from_be_bytes([address[2], address[3]]))
-        }
-        _ => None,
-    }
-}
-
-fn set_port(address: &mut [u8], port: u16) {
-    address[2..4].copy_from_slice(&port.to_be_bytes());
-}
-
-fn is_loopback(address: &[u8]) -> bool {
-    match i32::from(family(address)) {
-        libc::AF_INET => address.len() >= 8 && address[4] == 127,
-        libc::AF_INET6 => {
-            address.len() >= 24 && address[8..23].iter().all(|&b| b == 0) && address[23] == 1
-        }
-        _ => false,
-    }
-}
-
-/// Reads a guest sockaddr, applies the policy for binding (`bind`) or
-/// reaching it, and makes it the host's.
+/// Reads a guest sockaddr, applies the policy for binding it (`socket`
+/// None) or for `socket` reaching it, and makes it the host's.
 fn checked_address(
     ram: &GuestRam,
     files: &Files,
     policy: &NetPolicy,
     address: u64,
     len: u64,
-    bind: bool,
+    socket: Option<RawFd>,
 ) -> Result<HostAddress, i64> {
     if len < 2 || len as usize > MAX_ADDRESS {
         return Err(EINVAL);
     }
     let mut bytes = read_guest(ram, address, len as usize)?;
     if i32::from(family(&bytes)) == libc::AF_UNIX {
-        return unix::host_address(files, &bytes, bind);
+        return unix::host_address(files, &bytes, socket.is_none());
     }
     let Some(guest_port) = port(&bytes) else {
         return Err(EAFNOSUPPORT);
     };
-    if bind {
+    let Some(socket) = socket else {
         match policy.host_port(guest_port) {
             Some(host) => set_port(&mut bytes, host),
             None if guest_port == 0 && policy.outbound => {}
             None => return Err(EACCES),
         }
-    } else if is_loopback(&bytes) && policy.host_port(guest_port).is_some() {
-        set_port(
-            &mut bytes,
-            policy.host_port(guest_port).unwrap_or(guest_port),
-        );
-    } else if !policy.outbound {
-        return Err(ENETUNREACH);
+        return Ok(HostAddress::plain(bytes));
+    };
+    inet::unspecified_as_loopback(&mut bytes);
+    let loopback = Ip::of(&bytes).filter(|ip| ip.is_loopback());
+    let mut keep_open = None;
+    match (loopback, policy.host_port(guest_port)) {
+        (Some(destination), Some(host)) => {
+            set_port(&mut bytes, host);
+            if !policy.outbound {
+                // A host process may listen there: only the isle's own
+                // server is the isle's to reach.
+                let server = inet::own_server(files, socket, destination, host)?;
+                keep_open = Some(server.ok_or(ECONNREFUSED)?);
+                inet::bind_datagrams_to_loopback(socket, destination)?;
+            }
+        }
+        _ if policy.outbound => {}
+        _ => return Err(ENETUNREACH),
     }
-    Ok(HostAddress::plain(bytes))
+    let mut address = HostAddress::plain(bytes);
+    address._keep_open = keep_open;
+    Ok(address)
+}
+
+/// Whether the socket may listen: an IP socket only on a published port
+/// (else listen would bind an ephemeral port on every address), a Unix
+/// socket on whatever name it was allowed.
+fn may_listen(policy: &NetPolicy, socket: RawFd) -> Result<(), i64> {
+    let local = inet::local_address(socket)?;
+    match i32::from(family(&local)) {
+        libc::AF_UNIX => Ok(()),
+        _ => match port(&local) {
+            Some(host) if host != 0 && policy.guest_port(host).is_some() => Ok(()),
+            _ => Err(EACCES),
+        },
+    }
 }
 
 /// Writes a host sockaddr back to the guest, with published ports shown as
@@ -188,14 +194,21 @@ pub fn handle(
             if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&domain) {
                 return Some(Err(EAFNOSUPPORT));
             }
+            if let Err(errno) = allowed::socket(domain, a[1] as i32, a[2] as i32) {
+                return Some(Err(errno));
+            }
             // SAFETY: socket makes a new fd, checked below.
             let fd = unsafe { libc::socket(domain, a[1] as i32 | libc::SOCK_CLOEXEC, a[2] as i32) };
             check(fd as libc::c_long).and_then(|fd| adopt(files, fd))
         }
         opcode::SOCKETPAIR => (|| {
-            if a[0] as i32 != libc::AF_UNIX {
-                return Err(EAFNOSUPPORT);
+            match a[0] as i32 {
+                libc::AF_UNIX => {}
+                // As Linux answers: TCP and UDP make no pairs.
+                libc::AF_INET | libc::AF_INET6 => return Err(EOPNOTSUPP),
+                _ => return Err(EAFNOSUPPORT),
             }
+            allowed::socketpair(a[1] as i32, a[2] as i32)?;
             if ram.host_range(a[3], 8).is_none() {
                 return Err(EFAULT);
             }
@@ -219,9 +232,10 @@ pub fn handle(
         })(),
         opcode::BIND | opcode::CONNECT => (|| {
             let bind = request.opcode == opcode::BIND;
-            let address = checked_address(ram, files, policy, a[1], a[2], bind)?;
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
+            let reaching = (!bind).then_some(fd);
+            let address = checked_address(ram, files, policy, a[1], a[2], reaching)?;
             let pointer = address.bytes.as_ptr().cast::<libc::sockaddr>();
             let len = address.bytes.len() as libc::socklen_t;
             // SAFETY: the address is our own copy of `len` bytes.
@@ -245,6 +259,7 @@ pub fn handle(
         })(),
         opcode::LISTEN => files
             .with_fd(a[0], |fd| {
+                may_listen(policy, fd)?;
                 // SAFETY: listen on an isle-owned socket.
                 check(unsafe { libc::listen(fd, a[1] as i32) } as libc::c_long)
             })
@@ -302,6 +317,7 @@ pub fn handle(
                 return Err(EINVAL);
             }
             let value = read_guest(ram, a[3], a[4] as usize)?;
+            allowed::setsockopt(policy, a[1] as i32, a[2] as i32, &value)?;
             // SAFETY: the option value is our own copy.
             check(unsafe {
                 libc::setsockopt(
@@ -349,7 +365,7 @@ pub fn handle(
             let address = if a[4] == 0 {
                 HostAddress::plain(Vec::new())
             } else {
-                checked_address(ram, files, policy, a[4], a[5], false)?
+                checked_address(ram, files, policy, a[4], a[5], Some(fd))?
             };
             let (pointer, len) = if address.bytes.is_empty() {
                 (std::ptr::null(), 0)
@@ -440,7 +456,7 @@ fn message(
         });
     }
     let mut address = if sending && name != 0 {
-        checked_address(ram, files, policy, name, name_len, false)?
+        checked_address(ram, files, policy, name, name_len, Some(fd))?
     } else {
         HostAddress::plain(vec![0u8; MAX_ADDRESS])
     };
@@ -541,17 +557,303 @@ mod tests {
         address
     }
 
+    /// A port published and outbound connects allowed.
+    fn open_policy() -> NetPolicy {
+        NetPolicy {
+            published: vec![(18099, 8080)],
+            outbound: true,
+        }
+    }
+
     fn socket(ram: &GuestRam, files: &Files, policy: &NetPolicy) -> u64 {
+        socket_of(ram, files, policy, libc::AF_INET, libc::SOCK_STREAM)
+    }
+
+    fn socket_of(ram: &GuestRam, files: &Files, policy: &NetPolicy, domain: i32, kind: i32) -> u64 {
         let made = handle(
             ram,
             files,
             policy,
-            &request(
-                opcode::SOCKET,
-                [libc::AF_INET as u64, libc::SOCK_STREAM as u64, 0, 0, 0, 0],
-            ),
+            &request(opcode::SOCKET, [domain as u64, kind as u64, 0, 0, 0, 0]),
         );
         made.unwrap().unwrap() as u64
+    }
+
+    fn inet6(port: u16, address: [u8; 16]) -> [u8; 28] {
+        let mut bytes = [0u8; 28];
+        bytes[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_le_bytes());
+        bytes[2..4].copy_from_slice(&port.to_be_bytes());
+        bytes[8..24].copy_from_slice(&address);
+        bytes
+    }
+
+    fn mapped(v4: [u8; 4]) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[10..12].copy_from_slice(&[0xff, 0xff]);
+        bytes[12..].copy_from_slice(&v4);
+        bytes
+    }
+
+    const LOOPBACK6: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+    /// `op` (BIND, CONNECT or SENDTO of one byte) on `fd` with `address`.
+    fn call(
+        ram: &GuestRam,
+        files: &Files,
+        policy: &NetPolicy,
+        op: u32,
+        fd: u64,
+        address: &[u8],
+    ) -> Result<i64, i64> {
+        ram.memory()
+            .write_slice(address, GuestAddress(0x1000))
+            .unwrap();
+        let len = address.len() as u64;
+        let args = if op == opcode::SENDTO {
+            [fd, 0x3000, 1, 0, 0x1000, len]
+        } else {
+            [fd, 0x1000, len, 0, 0, 0]
+        };
+        handle(ram, files, policy, &request(op, args)).unwrap()
+    }
+
+    fn listen(ram: &GuestRam, files: &Files, policy: &NetPolicy, fd: u64) -> Result<i64, i64> {
+        handle(
+            ram,
+            files,
+            policy,
+            &request(opcode::LISTEN, [fd, 8, 0, 0, 0, 0]),
+        )
+        .unwrap()
+    }
+
+    fn free_port() -> u16 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        // Free for UDP too, on both families, or try another.
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("::1", port)).is_ok()
+        {
+            port
+        } else {
+            free_port()
+        }
+    }
+
+    #[test]
+    fn listening_needs_a_bind_to_a_published_port() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let files = Files::new(&[], "/").unwrap();
+        let host = free_port();
+        let policy = NetPolicy {
+            published: vec![(host, 8080)],
+            outbound: true,
+        };
+        for domain in [libc::AF_INET, libc::AF_INET6] {
+            // Unbound, listen would take an ephemeral port on every address.
+            let unbound = socket_of(&ram, &files, &policy, domain, libc::SOCK_STREAM);
+            assert_eq!(listen(&ram, &files, &policy, unbound), Err(EACCES));
+            // Bound to port 0 (allowed with --net), the same.
+            let ephemeral = socket_of(&ram, &files, &policy, domain, libc::SOCK_STREAM);
+            let any = if domain == libc::AF_INET {
+                inet(0, true).to_vec()
+            } else {
+                inet6(0, LOOPBACK6).to_vec()
+            };
+            assert_eq!(
+                call(&ram, &files, &policy, opcode::BIND, ephemeral, &any),
+                Ok(0)
+            );
+            assert_eq!(listen(&ram, &files, &policy, ephemeral), Err(EACCES));
+        }
+        let published = socket(&ram, &files, &policy);
+        assert_eq!(
+            call(
+                &ram,
+                &files,
+                &policy,
+                opcode::BIND,
+                published,
+                &inet(8080, true)
+            ),
+            Ok(0)
+        );
+        assert_eq!(listen(&ram, &files, &policy, published), Ok(0));
+        let unix_socket = socket_of(&ram, &files, &policy, libc::AF_UNIX, libc::SOCK_STREAM);
+        let name = [&(libc::AF_UNIX as u16).to_le_bytes()[..], b"\0listener"].concat();
+        assert_eq!(
+            call(&ram, &files, &policy, opcode::BIND, unix_socket, &name),
+            Ok(0)
+        );
+        assert_eq!(listen(&ram, &files, &policy, unix_socket), Ok(0));
+    }
+
+    #[test]
+    fn a_published_port_on_loopback_reaches_only_the_isles_own_server() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let files = Files::new(&[], "/").unwrap();
+        // A host server on `taken` (both families); the isle serves `own`
+        // on 127.0.0.1 only, and a host server has [::1] of it.
+        let taken = free_port();
+        let own = free_port();
+        let _host_servers = (
+            std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap(),
+            std::net::TcpListener::bind(("::1", taken)).unwrap(),
+            std::net::UdpSocket::bind(("127.0.0.1", taken)).unwrap(),
+            std::net::TcpListener::bind(("::1", own)).unwrap(),
+        );
+        let closed = NetPolicy {
+            published: vec![(taken, 8080), (own, 8081)],
+            outbound: false,
+        };
+        let server = socket(&ram, &files, &closed);
+        assert_eq!(
+            call(
+                &ram,
+                &files,
+                &closed,
+                opcode::BIND,
+                server,
+                &inet(8081, true)
+            ),
+            Ok(0)
+        );
+        let v4 = |port| inet(port, true).to_vec();
+        let any4 = |port| inet(port, false).to_vec();
+        let v6 = |port| inet6(port, LOOPBACK6).to_vec();
+        let any6 = |port| inet6(port, [0; 16]).to_vec();
+        let mapped4 = |port| inet6(port, mapped([127, 0, 0, 1])).to_vec();
+        let mapped_any = |port| inet6(port, mapped([0; 4])).to_vec();
+        let refused: [(i32, Vec<u8>); 8] = [
+            (libc::AF_INET, v4(8080)),
+            (libc::AF_INET, any4(8080)),
+            (libc::AF_INET6, v6(8080)),
+            (libc::AF_INET6, any6(8080)),
+            (libc::AF_INET6, mapped4(8080)),
+            (libc::AF_INET6, mapped_any(8080)),
+            // Bound, but not yet listening.
+            (libc::AF_INET, v4(8081)),
+            (libc::AF_INET6, v6(8081)),
+        ];
+        for (domain, address) in &refused {
+            let client = socket_of(&ram, &files, &closed, *domain, libc::SOCK_STREAM);
+            let connect = call(&ram, &files, &closed, opcode::CONNECT, client, address);
+            assert_eq!(connect, Err(ECONNREFUSED), "{address:?}");
+            // TCP Fast Open carries the destination in sendto.
+            let fastopen = request(
+                opcode::SENDTO,
+                [
+                    client,
+                    0x3000,
+                    1,
+                    libc::MSG_FASTOPEN as u64,
+                    0x1000,
+                    address.len() as u64,
+                ],
+            );
+            assert_eq!(
+                handle(&ram, &files, &closed, &fastopen),
+                Some(Err(ECONNREFUSED))
+            );
+        }
+        let datagrams = socket_of(&ram, &files, &closed, libc::AF_INET, libc::SOCK_DGRAM);
+        assert_eq!(
+            call(&ram, &files, &closed, opcode::SENDTO, datagrams, &v4(8080)),
+            Err(ECONNREFUSED)
+        );
+        assert_eq!(listen(&ram, &files, &closed, server), Ok(0));
+        // The isle's own server takes IPv4, mapped or not, and 0.0.0.0.
+        for (domain, address) in [
+            (libc::AF_INET, v4(8081)),
+            (libc::AF_INET, any4(8081)),
+            (libc::AF_INET6, mapped4(8081)),
+        ] {
+            let client = socket_of(&ram, &files, &closed, domain, libc::SOCK_STREAM);
+            assert_eq!(
+                call(&ram, &files, &closed, opcode::CONNECT, client, &address),
+                Ok(0),
+                "{address:?}"
+            );
+        }
+        // Not [::1], where the host serves; nor UDP, which it doesn't.
+        let client = socket_of(&ram, &files, &closed, libc::AF_INET6, libc::SOCK_STREAM);
+        assert_eq!(
+            call(&ram, &files, &closed, opcode::CONNECT, client, &v6(8081)),
+            Err(ECONNREFUSED)
+        );
+        assert_eq!(
+            call(&ram, &files, &closed, opcode::SENDTO, datagrams, &v4(8081)),
+            Err(ECONNREFUSED)
+        );
+        // Closed, the server serves no more.
+        let close = files.close(server as i64);
+        assert_eq!(close, Ok(0));
+        let client = socket(&ram, &files, &closed);
+        assert_eq!(
+            call(&ram, &files, &closed, opcode::CONNECT, client, &v4(8081)),
+            Err(ECONNREFUSED)
+        );
+        // With --net the host's servers are for the isle to reach.
+        let open = NetPolicy {
+            outbound: true,
+            ..closed
+        };
+        let client = socket(&ram, &files, &open);
+        assert_eq!(
+            call(&ram, &files, &open, opcode::CONNECT, client, &v4(8080)),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn raw_sockets_and_privileged_options_are_refused() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let files = Files::new(&[], "/").unwrap();
+        let open = open_policy();
+        let raw = request(
+            opcode::SOCKET,
+            [
+                libc::AF_INET as u64,
+                libc::SOCK_RAW as u64,
+                libc::IPPROTO_TCP as u64,
+                0,
+                0,
+                0,
+            ],
+        );
+        assert_eq!(
+            handle(&ram, &files, &open, &raw),
+            Some(Err(libc::EPERM as i64))
+        );
+        let fd = socket(&ram, &files, &open);
+        ram.memory().write_obj(1i32, GuestAddress(0x1000)).unwrap();
+        let mark = request(
+            opcode::SETSOCKOPT,
+            [
+                fd,
+                libc::SOL_SOCKET as u64,
+                libc::SO_MARK as u64,
+                0x1000,
+                4,
+                0,
+            ],
+        );
+        assert_eq!(
+            handle(&ram, &files, &open, &mark),
+            Some(Err(libc::EPERM as i64))
+        );
+        let nodelay = request(
+            opcode::SETSOCKOPT,
+            [
+                fd,
+                libc::IPPROTO_TCP as u64,
+                libc::TCP_NODELAY as u64,
+                0x1000,
+                4,
+                0,
+            ],
+        );
+        assert_eq!(handle(&ram, &files, &open, &nodelay), Some(Ok(0)));
     }
 
     #[test]
@@ -594,10 +896,7 @@ mod tests {
     fn bad_addresses_lengths_and_families_are_refused() {
         let ram = GuestRam::new(RAM).unwrap();
         let files = Files::new(&[], "/").unwrap();
-        let open = NetPolicy {
-            published: vec![(18099, 8080)],
-            outbound: true,
-        };
+        let open = open_policy();
         let fd = socket(&ram, &files, &open);
         let cases = [
             (request(opcode::BIND, [fd, RAM - 4, 16, 0, 0, 0]), EFAULT),
@@ -621,7 +920,7 @@ mod tests {
                     opcode::SOCKETPAIR,
                     [libc::AF_INET as u64, 1, 0, 0x1000, 0, 0],
                 ),
-                EAFNOSUPPORT,
+                EOPNOTSUPP,
             ),
             (
                 request(opcode::LISTEN, [777, 1, 0, 0, 0, 0]),

@@ -21,11 +21,12 @@ const SUN_PATH_MAX: usize = 108;
 const FAMILY: [u8; 2] = (libc::AF_UNIX as u16).to_le_bytes();
 const AT_FDCWD: i64 = -100;
 
-/// A guest socket address made into the host's. `held` keeps open the fd
-/// a /proc/self/fd name refers to until the call is done.
+/// A guest socket address made into the host's. `_keep_open` keeps open,
+/// until the call is done, the fd a /proc/self/fd name refers to, or the
+/// isle's own socket a loopback destination is allowed for.
 pub struct HostAddress {
     pub bytes: Vec<u8>,
-    pub _keep_open: Option<OwnedFd>,
+    pub _keep_open: Option<Arc<OwnedFd>>,
     /// A path name as the guest gave it, which the host's doesn't show.
     pub guest_name: Option<Vec<u8>>,
 }
@@ -91,7 +92,7 @@ pub fn host_address(files: &Files, guest: &[u8], bind: bool) -> Result<HostAddre
             bytes.push(0);
             Ok(HostAddress {
                 bytes,
-                _keep_open: Some(held),
+                _keep_open: Some(Arc::new(held)),
                 guest_name: Some(guest.to_vec()),
             })
         }
