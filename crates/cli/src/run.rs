@@ -64,8 +64,8 @@ pub struct RunArgs {
     /// Run detached: print the isle's id and return; its output goes to `atoll logs ID`
     #[arg(short = 'd', long)]
     detach: bool,
-    /// Show host directory HOST at GUEST in the isle (`:ro` for read-only); repeatable. Default: the current directory at its own path
-    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+    /// Show host directory HOST at GUEST in the isle; repeatable. OPTIONS, comma-separated: ro (read-only), owners (let the isle chown its files to anyone and make set-id programs). Default: the current directory at its own path
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:OPTIONS]")]
     volumes: Vec<String>,
     /// Let the isle listen on host port PORT, as GUESTPORT inside (default: the same); repeatable
     #[arg(short = 'p', long = "publish", value_name = "PORT[:GUESTPORT]", value_parser = parse_port)]
@@ -322,18 +322,46 @@ impl Drop for PrivateTmp {
     }
 }
 
-/// Parses `HOST:GUEST[:ro]`.
+/// Parses `HOST:GUEST[:OPTIONS]`, OPTIONS a comma-separated list of `ro`
+/// or `rw` and `owners`; unknown or repeated options are refused.
 fn parse_volume(text: &str) -> Result<MountSpec, String> {
     let invalid = || {
-        format!("invalid -v '{text}': use HOST:GUEST or HOST:GUEST:ro, with GUEST an absolute path")
+        format!(
+            "invalid -v '{text}': use HOST:GUEST[:OPTIONS], with GUEST an absolute path \
+             and OPTIONS among ro, rw, owners (comma-separated)"
+        )
     };
-    let (spec, read_only) = match text.strip_suffix(":ro") {
-        Some(spec) => (spec, true),
-        None => (text.strip_suffix(":rw").unwrap_or(text), false),
+    let mut parts = text.split(':');
+    let (Some(host), Some(guest), options, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
     };
-    let (host, guest) = spec.split_once(':').ok_or_else(invalid)?;
     if host.is_empty() || !guest.starts_with('/') {
         return Err(invalid());
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for option in options
+        .map(|options| options.split(','))
+        .into_iter()
+        .flatten()
+    {
+        if !["ro", "rw", "owners"].contains(&option) {
+            return Err(format!(
+                "invalid -v '{text}': unknown option '{option}' (use ro, rw or owners)"
+            ));
+        }
+        if seen.contains(&option) {
+            return Err(format!(
+                "invalid -v '{text}': option '{option}' given twice"
+            ));
+        }
+        if seen.contains(&"ro") && option == "rw" || seen.contains(&"rw") && option == "ro" {
+            return Err(format!(
+                "invalid -v '{text}': ro and rw contradict each other"
+            ));
+        }
+        seen.push(option);
     }
     let host =
         std::fs::canonicalize(host).map_err(|error| format!("-v {text}: {host}: {error}"))?;
@@ -343,7 +371,8 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
     Ok(MountSpec {
         host,
         guest: atoll_vmm::files::normalize(guest),
-        read_only,
+        read_only: seen.contains(&"ro"),
+        keep_owners: seen.contains(&"owners"),
     })
 }
 
@@ -361,6 +390,7 @@ fn mounts(
             host: host_cwd.clone(),
             guest: host_cwd.to_string_lossy().into_owned(),
             read_only: false,
+            keep_owners: false,
         }]
     } else {
         volumes
@@ -376,6 +406,7 @@ fn mounts(
                 host: tmp.0.join(private),
                 guest: guest.into(),
                 read_only: false,
+                keep_owners: false,
             });
         }
     }
@@ -405,6 +436,7 @@ fn mounts(
             host: root,
             guest: "/".into(),
             read_only: true,
+            keep_owners: false,
         });
     }
     Ok((mounts, cwd))
@@ -520,6 +552,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
                 host,
                 guest,
                 read_only: true,
+                keep_owners: false,
             });
         }
         return apply_settings(args, &manifest.run, program.into_os_string(), Some(&target));
@@ -534,6 +567,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
                 host,
                 guest: atoll_vmm::files::normalize(guest),
                 read_only: true,
+                keep_owners: false,
             });
         }
         let kernel = packed.blob(layers.kernel)?;
@@ -575,6 +609,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             host,
             guest: atoll_vmm::files::normalize(guest),
             read_only: true,
+            keep_owners: false,
         });
     }
     let kernel = if layers.kernel.digest == crate::KERNEL_DIGEST {
