@@ -1929,3 +1929,51 @@ fn volume_options_are_checked() {
         assert_one_line_error(&output, 2, &[needle]);
     }
 }
+
+/// atoll's own files keep atoll's umask whatever the isle's: the registry
+/// it rewrites as the isle ends is not world-writable.
+#[test]
+fn atolls_own_files_keep_its_umask() {
+    fixed_umask();
+    let runtime = Scratch::new("runtime");
+    let dir = Scratch::new("own-umask");
+    let probe = program(Flavor::Musl, "file_modes");
+    let output = {
+        let _slot = isle_slot();
+        atoll()
+            .current_dir(dir.path())
+            .env("ATOLL_RUNTIME_DIR", runtime.path())
+            .arg("run")
+            .arg(&probe)
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    let mut pending = vec![runtime.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(path) = pending.pop() {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            meta.mode() & 0o002,
+            0,
+            "{} is world-writable",
+            path.display()
+        );
+        if meta.is_dir() {
+            pending.extend(
+                fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|entry| entry.path()),
+            );
+        } else {
+            files += 1;
+        }
+    }
+    assert!(
+        files > 0,
+        "atoll wrote nothing to {}",
+        runtime.path().display()
+    );
+}

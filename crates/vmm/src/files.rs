@@ -1590,8 +1590,17 @@ mod tests {
         }
     }
 
+    /// This thread's umask, as /proc shows it (reading it with umask(2)
+    /// would set it).
+    fn thread_umask() -> String {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status.lines().find(|line| line.starts_with("Umask:"));
+        line.unwrap().to_string()
+    }
+
     #[test]
     fn new_files_get_exactly_the_isles_umask() {
+        let before = thread_umask();
         let dir = scratch();
         let files = files(&dir, false);
         let cwd = i64::from(AT_FDCWD);
@@ -1618,6 +1627,7 @@ mod tests {
                 "umask {mask:o}"
             );
         }
+        assert_eq!(thread_umask(), before, "atoll's own umask is left alone");
     }
 
     #[test]
