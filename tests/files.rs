@@ -1686,6 +1686,15 @@ fn the_private_tmp_is_bounded() {
         );
         assert_eq!(code(&output), 1, "{atoll_args:?}");
     }
+    // A tmpfs of size 0 would have no bound at all.
+    let output = isle_program(
+        dir.path(),
+        &["--tmp-size", "0"],
+        tmpfill,
+        &["/tmp/f", "1"],
+        None,
+    );
+    assert_eq!(code(&output), 2, "{}", text(&output.stderr));
 }
 
 /// While the isle runs, its /tmp lives on a tmpfs of mode 0700 that no

@@ -68,7 +68,7 @@ pub struct RunArgs {
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:OPTIONS]")]
     volumes: Vec<String>,
     /// Most the isle's /tmp and /dev/shm hold together, e.g. 256M; past it writes get ENOSPC [default: the memory limit]
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_tmp_size)]
     tmp_size: Option<u64>,
     /// Let the isle listen on host port PORT, as GUESTPORT inside (default: the same); repeatable
     #[arg(short = 'p', long = "publish", value_name = "PORT[:GUESTPORT]", value_parser = parse_port)]
@@ -262,6 +262,14 @@ fn parse_port(text: &str) -> Result<(u16, u16), String> {
     match text.split_once(':') {
         Some((host, guest)) => Ok((number(host)?, number(guest)?)),
         None => number(text).map(|port| (port, port)),
+    }
+}
+
+/// Parses `--tmp-size`: a size, not 0 (which to tmpfs means unbounded).
+fn parse_tmp_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("the private /tmp needs room: give at least 4K".to_string()),
+        size => Ok(size),
     }
 }
 
