@@ -1330,9 +1330,12 @@ impl Files {
         } else {
             without_set_id(mode, fstat(target.as_raw_fd())?.st_mode & libc::S_IFMT)
         };
+        if path.is_none() {
+            // SAFETY: fchmod on an isle-owned fd (EBADF for O_PATH, as on Linux).
+            return check(unsafe { libc::fchmod(target.as_raw_fd(), mode) } as libc::c_long);
+        }
         let name = Self::fd_path(&target)?;
-        // SAFETY: chmod of the file we hold, by its fd's name (which an
-        // O_PATH fd, unlike fchmod, allows).
+        // SAFETY: chmod of the file we opened (O_PATH), by its fd's name.
         check(unsafe { libc::chmod(name.as_ptr(), mode) } as libc::c_long)
     }
 
@@ -1350,6 +1353,7 @@ impl Files {
         if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
             return Err(EINVAL);
         }
+        let fchown = path.is_none();
         let path = path.filter(|path| !path.is_empty() || flags & libc::AT_EMPTY_PATH == 0);
         let state = self.lock();
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
@@ -1359,6 +1363,10 @@ impl Files {
             if !chown_permitted(owner, group, (stat.st_uid, stat.st_gid)) {
                 return Err(EPERM);
             }
+        }
+        if fchown {
+            // SAFETY: fchown on an isle-owned fd (EBADF for O_PATH, as on Linux).
+            return check(unsafe { libc::fchown(target.as_raw_fd(), owner, group) } as libc::c_long);
         }
         let empty = c_string("")?;
         // SAFETY: fchownat on a file we hold, with an empty path.
