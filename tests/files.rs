@@ -1648,6 +1648,99 @@ fn each_isle_has_a_private_tmp() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Entries atoll process `pid` has in the places private /tmps went.
+fn private_tmps_of(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("atoll-tmp-{pid}-");
+    [Path::new("/dev/shm").to_path_buf(), std::env::temp_dir()]
+        .iter()
+        .filter_map(|base| fs::read_dir(base).ok())
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// An isle's /tmp and /dev/shm hold at most --tmp-size, or the memory limit
+/// (-m), together: past it writes get ENOSPC, as on a full tmpfs.
+#[test]
+fn the_private_tmp_is_bounded() {
+    let dir = Scratch::new("tmp-bound");
+    let tmpfill = program(Flavor::Musl, "tmpfill");
+    let tmpfill = tmpfill.to_str().unwrap();
+    for (atoll_args, path, bound) in [
+        (&["--tmp-size", "8M"][..], "/tmp/fill", 8),
+        (&["-m", "64M"][..], "/dev/shm/fill", 64),
+    ] {
+        let output = isle_program(dir.path(), atoll_args, tmpfill, &[path, "100"], None);
+        let said = text(&output.stdout);
+        let written: u64 = said
+            .strip_prefix("wrote ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|mib| mib.parse().ok())
+            .unwrap_or(u64::MAX);
+        assert!(
+            said.ends_with(": No space left on device\n") && written <= bound,
+            "{atoll_args:?} writing 100 MiB to {path}: {said:?}, stderr {}",
+            text(&output.stderr)
+        );
+        assert_eq!(code(&output), 1, "{atoll_args:?}");
+    }
+    // A tmpfs of size 0 would have no bound at all.
+    let output = isle_program(
+        dir.path(),
+        &["--tmp-size", "0"],
+        tmpfill,
+        &["/tmp/f", "1"],
+        None,
+    );
+    assert_eq!(code(&output), 2, "{}", text(&output.stderr));
+}
+
+/// While the isle runs, its /tmp lives on a tmpfs of mode 0700 that no
+/// host path names; once atoll is killed (SIGKILL: no clean-up) nothing of
+/// it is left.
+#[test]
+fn a_killed_isles_tmp_leaves_nothing_behind() {
+    let dir = Scratch::new("tmp-kill");
+    let _slot = isle_slot();
+    let mut child = atoll()
+        .current_dir(dir.path())
+        .args(["run", program(Flavor::Musl, "tmpfill").to_str().unwrap()])
+        .args(["/tmp/fill", "4", "wait"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("atoll starts");
+    let pid = child.id();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let said: Vec<String> = lines.by_ref().take(2).map_while(Result::ok).collect();
+    assert_eq!(said, ["wrote 4 MiB: done", "waiting"]);
+    // atoll reaches it through an fd of its own: find that directory.
+    let roots: Vec<(PathBuf, u32)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|fd| fd.path().join("tmp/fill").is_file())
+        .map(|fd| {
+            let mode = fs::metadata(fd.path()).unwrap().permissions().mode();
+            (fd.path(), mode & 0o7777)
+        })
+        .collect();
+    assert!(!roots.is_empty(), "no fd of atoll leads to the isle's /tmp");
+    for (root, mode) in &roots {
+        assert_eq!(*mode, 0o700, "{} is open to other users", root.display());
+    }
+    assert_eq!(
+        private_tmps_of(pid),
+        Vec::<PathBuf>::new(),
+        "a host path names it"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(private_tmps_of(pid), Vec::<PathBuf>::new());
+}
+
 // ------------------------------------------------- the isle's file system
 
 /// The mount points hang off a root directory, as on Linux: `/` is a
@@ -1723,4 +1816,173 @@ fn dev_null_is_there_as_on_linux() {
 #[test]
 fn positioned_vectored_io_close_range_and_record_locks_behave_as_natively() {
     assert_c_program_matches_native("fdcalls");
+}
+
+// ------------------------------------------- owners, set-id bits, umask
+
+/// What `file_escapes` must print on a mount without `:owners`: no set-id
+/// bit sticks (but S_ISGID on a directory), no file goes to another user.
+const ESCAPES_REFUSED: &str = "\
+open O_CREAT 06755: ok, mode 0755
+chmod 04755: ok, mode 0755
+fchmod 02755: ok, mode 0755
+fchmodat 06711: ok, mode 0711
+chown OTHER -1: Operation not permitted, mode 0711
+chown -1 OTHER: Operation not permitted, mode 0711
+fchown OTHER OTHER: Operation not permitted, mode 0711
+fchownat OTHER AT_EMPTY_PATH: Operation not permitted, mode 0711
+lchown link OTHER: Operation not permitted, mode 0711
+fchownat link OTHER AT_SYMLINK_NOFOLLOW: Operation not permitted, mode 0711
+chown link OTHER: Operation not permitted, mode 0711
+chown -1 -1: ok, mode 0711
+chown OWN OWN: ok, mode 0711
+chmod 04755 after chown: ok, mode 0755
+mkdir 07777: ok, mode 1777
+chmod dir 02775: ok, mode 2775
+chmod dir 04775: ok, mode 0775
+chown dir OTHER: Operation not permitted, mode 0775
+";
+
+/// Through a writable mount an isle can't leave the host holding a
+/// setuid or setgid program, nor files of another user; `:owners` lets
+/// it, as natively.
+#[test]
+fn isles_cannot_make_set_id_programs_or_give_files_away() {
+    // SAFETY: geteuid and getegid only read our credentials.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let other = if uid == 1234 { 4321 } else { 1234 };
+    let ids = [other.to_string(), uid.to_string(), gid.to_string()];
+    for &flavor in Flavor::C {
+        let probe = program(flavor, "file_escapes");
+        let probe = probe.to_str().unwrap();
+        let dir = Scratch::new("escapes");
+        let mut args = vec![dir.path().to_str().unwrap()];
+        args.extend(ids.iter().map(String::as_str));
+        let output = isle_program(dir.path(), &[], probe, &args, None);
+        assert_eq!(code(&output), 0, "{flavor}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), ESCAPES_REFUSED, "{flavor}");
+        for name in ["setid", "dir", "link"] {
+            let meta = fs::symlink_metadata(dir.join(name)).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o4000),
+                (uid, gid, 0),
+                "{flavor}: {name} on the host"
+            );
+        }
+        assert_eq!(fs::metadata(dir.join("setid")).unwrap().mode() & 0o6000, 0);
+
+        // `:owners` keeps what the isle asks for, as a native run does.
+        let native = Scratch::new("escapes-native");
+        let mut native_args = vec![native.path().to_str().unwrap()];
+        native_args.extend(ids.iter().map(String::as_str));
+        let expected = {
+            let _slot = isle_slot();
+            Command::new(probe).args(&native_args).output().unwrap()
+        };
+        let owners = Scratch::new("escapes-owners");
+        let volume = format!("{}:/data:owners", owners.path().display());
+        let mut isle_args = vec!["/data"];
+        isle_args.extend(ids.iter().map(String::as_str));
+        let output = isle_program(dir.path(), &["-v", &volume], probe, &isle_args, None);
+        assert_eq!(
+            text(&output.stdout),
+            text(&expected.stdout),
+            "{flavor} :owners"
+        );
+    }
+}
+
+/// New files, directories and Unix sockets get exactly the modes Linux
+/// gives under the isle's umask (whatever atoll's own); open(O_PATH) and
+/// linkat(AT_SYMLINK_FOLLOW) behave as natively, in musl as in glibc.
+#[test]
+fn new_files_get_the_isles_umask_and_path_calls_behave_as_natively() {
+    for &flavor in Flavor::C {
+        let probe = program(flavor, "file_modes");
+        let dir = Scratch::new("modes");
+        let native = {
+            let _slot = isle_slot();
+            Command::new(&probe).arg(dir.path()).output().unwrap()
+        };
+        assert!(
+            native.status.success(),
+            "{flavor}: {}",
+            text(&native.stderr)
+        );
+        let output = isle_program(
+            dir.path(),
+            &[],
+            probe.to_str().unwrap(),
+            &[dir.path().to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code(&output), 0, "{flavor}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), text(&native.stdout), "{flavor}");
+    }
+}
+
+/// `-v` options are ro, rw and owners, comma-separated, each at most once;
+/// anything else is a one-line error, not a mount at a strange path.
+#[test]
+fn volume_options_are_checked() {
+    let dir = Scratch::new("volume-options");
+    let host = dir.path().display().to_string();
+    for (spec, needle) in [
+        (format!("{host}:/x:ro:ro"), "use HOST:GUEST[:OPTIONS]"),
+        (format!("{host}:/x:ro,ro"), "'ro' given twice"),
+        (format!("{host}:/x:ro,rw"), "contradict"),
+        (format!("{host}:/x:rox"), "unknown option 'rox'"),
+        (format!("{host}:/x:"), "unknown option ''"),
+    ] {
+        let output = run(&["run", "-v", &spec, "/bin/true"]);
+        assert_one_line_error(&output, 2, &[needle]);
+    }
+}
+
+/// atoll's own files keep atoll's umask whatever the isle's: the registry
+/// it rewrites as the isle ends is not world-writable.
+#[test]
+fn atolls_own_files_keep_its_umask() {
+    fixed_umask();
+    let runtime = Scratch::new("runtime");
+    let dir = Scratch::new("own-umask");
+    let probe = program(Flavor::Musl, "file_modes");
+    let output = {
+        let _slot = isle_slot();
+        atoll()
+            .current_dir(dir.path())
+            .env("ATOLL_RUNTIME_DIR", runtime.path())
+            .arg("run")
+            .arg(&probe)
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+    let mut pending = vec![runtime.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(path) = pending.pop() {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            meta.mode() & 0o002,
+            0,
+            "{} is world-writable",
+            path.display()
+        );
+        if meta.is_dir() {
+            pending.extend(
+                fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|entry| entry.path()),
+            );
+        } else {
+            files += 1;
+        }
+    }
+    assert!(
+        files > 0,
+        "atoll wrote nothing to {}",
+        runtime.path().display()
+    );
 }

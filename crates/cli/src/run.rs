@@ -64,9 +64,12 @@ pub struct RunArgs {
     /// Run detached: print the isle's id and return; its output goes to `atoll logs ID`
     #[arg(short = 'd', long)]
     detach: bool,
-    /// Show host directory HOST at GUEST in the isle (`:ro` for read-only); repeatable. Default: the current directory at its own path
-    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+    /// Show host directory HOST at GUEST in the isle; repeatable. OPTIONS, comma-separated: ro (read-only), owners (let the isle chown its files to anyone and make set-id programs). Default: the current directory at its own path
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:OPTIONS]")]
     volumes: Vec<String>,
+    /// Most the isle's /tmp and /dev/shm hold together, e.g. 256M; past it writes get ENOSPC [default: the memory limit]
+    #[arg(long, value_name = "SIZE", value_parser = parse_tmp_size)]
+    tmp_size: Option<u64>,
     /// Let the isle listen on host port PORT, as GUESTPORT inside (default: the same); repeatable
     #[arg(short = 'p', long = "publish", value_name = "PORT[:GUESTPORT]", value_parser = parse_port)]
     publish: Vec<(u16, u16)>,
@@ -262,9 +265,26 @@ fn parse_port(text: &str) -> Result<(u16, u16), String> {
     }
 }
 
-/// A private /tmp and /dev/shm (and the skeleton root) for one isle,
-/// removed when atoll exits.
-struct PrivateTmp(PathBuf);
+/// Parses `--tmp-size`: a size, not 0 (which to tmpfs means unbounded).
+fn parse_tmp_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("the private /tmp needs room: give at least 4K".to_string()),
+        size => Ok(size),
+    }
+}
+
+/// A private /tmp and /dev/shm (and the skeleton root) for one isle: on a
+/// tmpfs of its own, bounded, mounted nowhere (see
+/// [`atoll_vmm::host::detached_tmpfs`]), which goes with atoll however it
+/// ends. Where atoll can't make one (not root), a directory of mode 0700
+/// in /dev/shm, unbounded, removed when atoll exits (or by the next atoll
+/// command after a kill -9).
+struct PrivateTmp {
+    /// Where it is: /proc/self/fd/N for the tmpfs.
+    path: PathBuf,
+    /// The tmpfs, if it is one.
+    mount: Option<std::os::fd::OwnedFd>,
+}
 
 /// Where private /tmps go: on tmpfs when there is one (creating and removing
 /// these costs ~0.2 ms there against ~1.4 ms on this disk, on every run).
@@ -292,48 +312,98 @@ pub(crate) fn remove_private_tmps(pid: u32) {
 }
 
 impl PrivateTmp {
-    fn create() -> std::io::Result<Self> {
+    /// One holding at most `size` bytes (when it is a tmpfs).
+    fn create(size: u64) -> std::io::Result<Self> {
+        let tmp = match atoll_vmm::host::detached_tmpfs(size) {
+            Ok(mount) => {
+                use std::os::fd::AsRawFd;
+                Self {
+                    path: PathBuf::from(format!("/proc/self/fd/{}", mount.as_raw_fd())),
+                    mount: Some(mount),
+                }
+            }
+            Err(_) => Self {
+                path: Self::create_directory()?,
+                mount: None,
+            },
+        };
+        for private in ["tmp", "shm"] {
+            let dir = tmp.path.join(private);
+            std::fs::create_dir(&dir)?;
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+        }
+        Ok(tmp)
+    }
+
+    /// A fresh directory of mode 0700 in [`private_tmp_base`].
+    fn create_directory() -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
         let base = private_tmp_base();
         for attempt in 0..100u32 {
             let path = base.join(format!("atoll-tmp-{}-{attempt}", std::process::id()));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    for private in ["tmp", "shm"] {
-                        let dir = path.join(private);
-                        std::fs::create_dir(&dir)?;
-                        std::fs::set_permissions(
-                            &dir,
-                            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-                        )?;
-                    }
-                    return Ok(Self(path));
-                }
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(path),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(error) => return Err(error),
             }
         }
         Err(std::io::Error::other("no free name for a private /tmp"))
     }
+
+    /// The directory to remove when atoll exits (a tmpfs goes by itself).
+    fn directory(&self) -> Option<&Path> {
+        self.mount.is_none().then_some(self.path.as_path())
+    }
 }
 
 impl Drop for PrivateTmp {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(directory) = self.directory() {
+            let _ = std::fs::remove_dir_all(directory);
+        }
     }
 }
 
-/// Parses `HOST:GUEST[:ro]`.
+/// Parses `HOST:GUEST[:OPTIONS]`, OPTIONS a comma-separated list of `ro`
+/// or `rw` and `owners`; unknown or repeated options are refused.
 fn parse_volume(text: &str) -> Result<MountSpec, String> {
     let invalid = || {
-        format!("invalid -v '{text}': use HOST:GUEST or HOST:GUEST:ro, with GUEST an absolute path")
+        format!(
+            "invalid -v '{text}': use HOST:GUEST[:OPTIONS], with GUEST an absolute path \
+             and OPTIONS among ro, rw, owners (comma-separated)"
+        )
     };
-    let (spec, read_only) = match text.strip_suffix(":ro") {
-        Some(spec) => (spec, true),
-        None => (text.strip_suffix(":rw").unwrap_or(text), false),
+    let mut parts = text.split(':');
+    let (Some(host), Some(guest), options, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
     };
-    let (host, guest) = spec.split_once(':').ok_or_else(invalid)?;
     if host.is_empty() || !guest.starts_with('/') {
         return Err(invalid());
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for option in options
+        .map(|options| options.split(','))
+        .into_iter()
+        .flatten()
+    {
+        if !["ro", "rw", "owners"].contains(&option) {
+            return Err(format!(
+                "invalid -v '{text}': unknown option '{option}' (use ro, rw or owners)"
+            ));
+        }
+        if seen.contains(&option) {
+            return Err(format!(
+                "invalid -v '{text}': option '{option}' given twice"
+            ));
+        }
+        if seen.contains(&"ro") && option == "rw" || seen.contains(&"rw") && option == "ro" {
+            return Err(format!(
+                "invalid -v '{text}': ro and rw contradict each other"
+            ));
+        }
+        seen.push(option);
     }
     let host =
         std::fs::canonicalize(host).map_err(|error| format!("-v {text}: {host}: {error}"))?;
@@ -343,7 +413,8 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
     Ok(MountSpec {
         host,
         guest: atoll_vmm::files::normalize(guest),
-        read_only,
+        read_only: seen.contains(&"ro"),
+        keep_owners: seen.contains(&"owners"),
     })
 }
 
@@ -361,6 +432,7 @@ fn mounts(
             host: host_cwd.clone(),
             guest: host_cwd.to_string_lossy().into_owned(),
             read_only: false,
+            keep_owners: false,
         }]
     } else {
         volumes
@@ -373,9 +445,10 @@ fn mounts(
     for (private, guest) in [("tmp", "/tmp"), ("shm", "/dev/shm")] {
         if !mounts.iter().any(|mount| mount.guest == guest) {
             mounts.push(MountSpec {
-                host: tmp.0.join(private),
+                host: tmp.path.join(private),
                 guest: guest.into(),
                 read_only: false,
+                keep_owners: false,
             });
         }
     }
@@ -395,7 +468,7 @@ fn mounts(
         .map_or_else(|| "/".to_string(), |(_, guest)| guest);
     // A read-only root holding just the mount points (and /dev), so that
     // `/`, `..` above a mount and `mkdir -p` of absolute paths behave.
-    let root = tmp.0.join("root");
+    let root = tmp.path.join("root");
     for mount in &mounts {
         let _ = std::fs::create_dir_all(root.join(mount.guest.trim_start_matches('/')));
     }
@@ -405,6 +478,7 @@ fn mounts(
             host: root,
             guest: "/".into(),
             read_only: true,
+            keep_owners: false,
         });
     }
     Ok((mounts, cwd))
@@ -520,6 +594,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
                 host,
                 guest,
                 read_only: true,
+                keep_owners: false,
             });
         }
         return apply_settings(args, &manifest.run, program.into_os_string(), Some(&target));
@@ -534,6 +609,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
                 host,
                 guest: atoll_vmm::files::normalize(guest),
                 read_only: true,
+                keep_owners: false,
             });
         }
         let kernel = packed.blob(layers.kernel)?;
@@ -575,6 +651,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             host,
             guest: atoll_vmm::files::normalize(guest),
             read_only: true,
+            keep_owners: false,
         });
     }
     let kernel = if layers.kernel.digest == crate::KERNEL_DIGEST {
@@ -827,7 +904,7 @@ pub fn run(args: RunArgs) -> i32 {
         .map(|&cpu| cpu as usize)
         .collect();
     let service_core = registration.grant.service_cpu.map(|cpu| cpu as usize);
-    let tmp = match PrivateTmp::create() {
+    let tmp = match PrivateTmp::create(args.tmp_size.unwrap_or(memory_limit)) {
         Ok(tmp) => tmp,
         Err(error) => {
             return fail(
@@ -836,15 +913,17 @@ pub fn run(args: RunArgs) -> i32 {
             )
         }
     };
-    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) =
-        (Some(tmp.0.clone()), Some(registration.id));
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (
+        tmp.directory().map(Path::to_path_buf),
+        Some(registration.id),
+    );
     let (mounts, cwd) = match mounts(&args.volumes, &args.files, &tmp) {
         Ok(mounts) => mounts,
         Err(message) => return fail(STATUS_USAGE, message),
     };
     let private_dirs = mounts
         .iter()
-        .filter(|mount| mount.host.starts_with(&tmp.0) && !mount.read_only)
+        .filter(|mount| mount.host.starts_with(&tmp.path) && !mount.read_only)
         .map(|mount| mount.guest.clone())
         .collect();
     let envp = match environment(&args.env) {

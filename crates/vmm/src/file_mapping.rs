@@ -591,6 +591,7 @@ mod tests {
             host: dir.join(sub),
             guest: guest.into(),
             read_only,
+            keep_owners: false,
         };
         let mut files = Files::new(
             &[

@@ -54,6 +54,11 @@ fn struct_bytes<T>(value: &T, len: u64) -> &[u8] {
     }
 }
 
+/// The two paths of renameat and linkat (`a[1]` and `a[3]`).
+fn path_pair(ram: &GuestRam, a: [u64; 6]) -> Result<(String, String), i64> {
+    Ok((guest_string(ram, a[1])?, guest_string(ram, a[3])?))
+}
+
 fn optional_path(ram: &GuestRam, address: u64) -> Result<Option<String>, i64> {
     if address == 0 {
         Ok(None)
@@ -140,19 +145,10 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
         }
         opcode::MKDIRAT => files.mkdir(dirfd, &guest_string(ram, a[1])?, a[2] as u32),
         opcode::UNLINKAT => files.unlink(dirfd, &guest_string(ram, a[1])?, a[2] as i32),
-        opcode::RENAMEAT => files.rename(
-            dirfd,
-            &guest_string(ram, a[1])?,
-            a[2] as i64,
-            &guest_string(ram, a[3])?,
-            a[4] as u32,
-        ),
-        opcode::LINKAT => files.link(
-            dirfd,
-            &guest_string(ram, a[1])?,
-            a[2] as i64,
-            &guest_string(ram, a[3])?,
-        ),
+        opcode::RENAMEAT => {
+            let (old, new) = path_pair(ram, a)?;
+            files.rename(dirfd, &old, a[2] as i64, &new, a[4] as u32)
+        }
         opcode::READLINKAT => {
             let path = guest_string(ram, a[1])?;
             let size = a[3].min(PATH_MAX) as usize;
@@ -428,24 +424,16 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
                     as libc::c_long,
             )
         })?,
-        opcode::CHOWN => {
-            let (owner, group) = (a[2] as u32, a[3] as u32);
-            let path = optional_path(ram, a[1])?;
-            let run = |fd: i32| {
-                let empty = CString::default();
-                // SAFETY: fchownat on an isle-owned fd with an empty path.
-                check(unsafe {
-                    libc::fchownat(fd, empty.as_ptr(), owner, group, libc::AT_EMPTY_PATH)
-                } as libc::c_long)
-            };
-            match path {
-                None => run(files.writable_fd(a[0])?),
-                Some(path) => {
-                    let follow = a[4] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
-                    let fd = files.open_path(dirfd, &path, follow, true)?;
-                    run(std::os::fd::AsRawFd::as_raw_fd(&fd))
-                }
-            }
+        opcode::CHOWN => files.chown(
+            dirfd,
+            optional_path(ram, a[1])?.as_deref(),
+            a[2] as u32,
+            a[3] as u32,
+            a[4] as i32,
+        ),
+        opcode::LINKAT => {
+            let (old, new) = path_pair(ram, a)?;
+            files.link(dirfd, &old, a[2] as i64, &new, a[4] as i32)
         }
         _ => Err(ENOSYS),
     }
@@ -518,6 +506,7 @@ mod tests {
                 host: dir.clone(),
                 guest: "/m".into(),
                 read_only,
+                keep_owners: false,
             }],
             "/m",
         )

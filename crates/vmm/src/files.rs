@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use atoll_abi::linux::errno::{
-    EACCES, EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, ERANGE, EROFS, EXDEV,
+    EACCES, EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, EMFILE, ENOENT, ENOTDIR, EPERM, ERANGE,
+    EROFS, EXDEV,
 };
 
 /// Most fds an isle can have open (its RLIMIT_NOFILE).
@@ -48,7 +49,9 @@ const OPEN_FLAGS: i32 = libc::O_ACCMODE
     | libc::O_LARGEFILE
     | libc::O_DIRECT
     | 0o100000 // O_LARGEFILE as musl passes it (the libc crate says 0)
-    | 0o20000000; // __O_TMPFILE (with O_DIRECTORY)
+    | O_TMPFILE;
+/// __O_TMPFILE (O_TMPFILE without its O_DIRECTORY).
+const O_TMPFILE: i32 = 0o20000000;
 
 /// Devices every isle has, as on Linux: the host's own, opened by name.
 pub const DEVICES: [&str; 5] = [
@@ -65,12 +68,16 @@ fn device(absolute: &str) -> Option<CString> {
         .then(|| CString::new(absolute).unwrap_or_default())
 }
 
-/// One `-v HOST:GUEST[:ro]`.
+/// One `-v HOST:GUEST[:OPTIONS]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountSpec {
     pub host: PathBuf,
     pub guest: String,
     pub read_only: bool,
+    /// Let the isle give its files any owner and set-id bits (`:owners`).
+    /// Without it, as rootless podman, files can only belong to the user
+    /// atoll runs as and never become setuid or setgid programs.
+    pub keep_owners: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,7 @@ struct Mount {
     guest: String,
     root: OwnedFd,
     read_only: bool,
+    keep_owners: bool,
 }
 
 struct OpenFile {
@@ -100,6 +108,8 @@ struct OpenFile {
     close_on_exec: bool,
     /// Opened from a read-only mount: no attribute changes through it.
     read_only: bool,
+    /// Opened from a mount whose files may get any owner and set-id bits.
+    keep_owners: bool,
     /// A Unix socket's guest addresses (local, peer) as the isle named
     /// them; the host knows them by names of its own.
     socket_names: Option<Arc<SocketNames>>,
@@ -170,6 +180,70 @@ pub fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// The user and group atoll runs as: without `:owners`, the only ids an
+/// isle may give a file.
+fn monitor_ids() -> (u32, u32) {
+    // SAFETY: geteuid and getegid only read the caller's credentials.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// What an isle may set of `mode` on a file of type `file_type` (S_IFMT
+/// bits) without `:owners`: never S_ISUID, so the host never holds a
+/// setuid program an isle made, and S_ISGID on directories only, where it
+/// just makes new entries take the directory's group (which the isle
+/// could give them anyway), as shared group directories want.
+fn without_set_id(mode: u32, file_type: u32) -> u32 {
+    let mode = mode & 0o7777 & !libc::S_ISUID;
+    if file_type == libc::S_IFDIR {
+        mode
+    } else {
+        mode & !libc::S_ISGID
+    }
+}
+
+/// Whether an isle may chown a file now owned by `current` (uid, gid) to
+/// `owner` and `group` without `:owners`: each must be -1 (unchanged),
+/// atoll's own id, or the file's id now (changing nothing), as for an
+/// unprivileged owner on Linux.
+fn chown_permitted(owner: u32, group: u32, current: (u32, u32)) -> bool {
+    let (uid, gid) = monitor_ids();
+    let unchanged = u32::MAX;
+    [unchanged, uid, current.0].contains(&owner) && [unchanged, gid, current.1].contains(&group)
+}
+
+fn fstat(fd: RawFd) -> Result<libc::stat, i64> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat into our buffer.
+    check(unsafe { libc::fstat(fd, stat.as_mut_ptr()) }.into())?;
+    // SAFETY: zeroed, then filled by fstat.
+    Ok(unsafe { stat.assume_init() })
+}
+
+thread_local! {
+    /// Whether this thread has an fs_struct (root, cwd, umask) of its own.
+    static OWN_UMASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `create` (a call making a file, directory or socket) under the
+/// isle's umask `mask`, so the host kernel gives the new file exactly the
+/// mode Linux would (default ACLs included). The umask belongs to an
+/// fs_struct, which a thread can make its own (unshare(CLONE_FS)): setting
+/// it there races with no other thread, and atoll's own files keep
+/// atoll's umask.
+fn with_umask<R>(mask: u32, create: impl FnOnce() -> Result<R, i64>) -> Result<R, i64> {
+    if !OWN_UMASK.get() {
+        // SAFETY: unshare(CLONE_FS) only gives this thread a copy of its fs_struct.
+        check(unsafe { libc::unshare(libc::CLONE_FS) }.into())?;
+        OWN_UMASK.set(true);
+    }
+    // SAFETY: umask has no memory effects; this thread's fs_struct is its own.
+    let previous = unsafe { libc::umask(mask) };
+    let result = create();
+    // SAFETY: as above.
+    unsafe { libc::umask(previous) };
+    result
+}
+
 impl Files {
     /// The mounts' host directories: every path the isle names resolves
     /// beneath one of them.
@@ -213,6 +287,7 @@ impl Files {
                 guest: normalize(&spec.guest),
                 root,
                 read_only: spec.read_only,
+                keep_owners: spec.keep_owners,
             });
         }
         let mut fds = BTreeMap::new();
@@ -229,15 +304,13 @@ impl Files {
                         guest_path: None,
                         close_on_exec: false,
                         read_only: false,
+                        keep_owners: false,
                         socket_names: None,
                         regular: None,
                     },
                 );
             }
         }
-        // Guest modes get the guest's umask, not atoll's.
-        // SAFETY: umask has no memory effects.
-        unsafe { libc::umask(0) };
         Ok(Self {
             private_dirs: Vec::new(),
             mounts,
@@ -484,7 +557,7 @@ impl Files {
         }
         let how = OpenHow {
             flags: (flags | libc::O_CLOEXEC) as u32 as u64,
-            mode: if flags & (libc::O_CREAT | 0o20000000) != 0 {
+            mode: if flags & (libc::O_CREAT | O_TMPFILE) != 0 {
                 u64::from(mode)
             } else {
                 0
@@ -558,6 +631,7 @@ impl Files {
                 guest_path: None,
                 close_on_exec: false,
                 read_only: false,
+                keep_owners: false,
                 socket_names: None,
                 regular: None,
             },
@@ -576,6 +650,7 @@ impl Files {
             guest_path: None,
             close_on_exec,
             read_only: true,
+            keep_owners: false,
             socket_names: None,
             regular: None,
         };
@@ -648,6 +723,13 @@ impl Files {
         if flags & !OPEN_FLAGS != 0 {
             return Err(EINVAL);
         }
+        // As open(2) says, O_PATH ignores other flags; openat2 would refuse
+        // them (musl passes O_LARGEFILE, say).
+        let flags = if flags & libc::O_PATH != 0 {
+            flags & (libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        } else {
+            flags
+        };
         let mut state = self.lock();
         let resolved = self.resolve_follow(&state, dirfd, path, flags & libc::O_NOFOLLOW == 0)?;
         if let Some(name) = device(&resolved.absolute) {
@@ -662,6 +744,7 @@ impl Files {
                 guest_path: Some(resolved.absolute),
                 close_on_exec: false,
                 read_only: false,
+                keep_owners: false,
                 socket_names: None,
                 regular: None,
             };
@@ -672,12 +755,22 @@ impl Files {
         if writes && flags & libc::O_PATH == 0 {
             self.writable(&resolved)?;
         }
-        let fd = self.open_inside(&resolved, flags, mode & 0o7777 & !state.umask)?;
+        let fd = if flags & (libc::O_CREAT | O_TMPFILE) != 0 {
+            let mode = if self.mounts[resolved.mount].keep_owners {
+                mode & 0o7777
+            } else {
+                without_set_id(mode, libc::S_IFREG)
+            };
+            with_umask(state.umask, || self.open_inside(&resolved, flags, mode))?
+        } else {
+            self.open_inside(&resolved, flags, 0)?
+        };
         let file = OpenFile {
             fd: Arc::new(fd),
             guest_path: Some(resolved.absolute),
             close_on_exec: flags & libc::O_CLOEXEC != 0,
             read_only: self.mounts[resolved.mount].read_only,
+            keep_owners: self.mounts[resolved.mount].keep_owners,
             socket_names: None,
             regular: None,
         };
@@ -727,6 +820,7 @@ impl Files {
                     guest_path: None,
                     close_on_exec: false,
                     read_only: false,
+                    keep_owners: false,
                     socket_names: None,
                     regular: None,
                 },
@@ -817,14 +911,15 @@ impl Files {
             return Err(EEXIST);
         }
         self.writable(&resolved)?;
-        // SAFETY: mkdirat on our parent fd and name.
-        check(unsafe {
-            libc::mkdirat(
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                mode & 0o7777 & !state.umask,
+        // Set-id bits in mkdir's mode mean nothing on Linux (a new
+        // directory takes S_ISGID from its parent).
+        with_umask(state.umask, || {
+            // SAFETY: mkdirat on our parent fd and name.
+            check(
+                unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), mode & 0o1777) }
+                    as libc::c_long,
             )
-        } as libc::c_long)
+        })
     }
 
     pub fn unlink(&self, dirfd: i64, path: &str, flags: i32) -> Result<i64, i64> {
@@ -872,16 +967,69 @@ impl Files {
         })
     }
 
-    pub fn link(&self, old_dirfd: i64, old: &str, new_dirfd: i64, new: &str) -> Result<i64, i64> {
+    /// linkat. With AT_SYMLINK_FOLLOW a final symlink of `old` is followed
+    /// (inside the mount, as every name); with AT_EMPTY_PATH and an empty
+    /// `old`, guest fd `old_dirfd`'s file is linked (an O_TMPFILE, say).
+    pub fn link(
+        &self,
+        old_dirfd: i64,
+        old: &str,
+        new_dirfd: i64,
+        new: &str,
+        flags: i32,
+    ) -> Result<i64, i64> {
+        if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(EINVAL);
+        }
         let state = self.lock();
-        let from = self.resolve(&state, old_dirfd, old)?;
+        let by_fd = old.is_empty() && flags & libc::AT_EMPTY_PATH != 0;
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        enum Source {
+            /// The file itself, held.
+            Held(Arc<OwnedFd>),
+            /// A name, linked as it is (a symlink itself).
+            Name(Resolved),
+        }
+        let (from_mount, source) = if by_fd {
+            let file = i32::try_from(old_dirfd)
+                .ok()
+                .and_then(|fd| state.fds.get(&fd))
+                .ok_or(EBADF)?;
+            let path = file.guest_path.as_deref().ok_or(ENOENT)?;
+            (self.locate(path)?.0, Source::Held(Arc::clone(&file.fd)))
+        } else {
+            let from = self.resolve_follow(&state, old_dirfd, old, follow)?;
+            if follow {
+                let source = Arc::new(self.open_inside(&from, libc::O_PATH, 0)?);
+                (from.mount, Source::Held(source))
+            } else {
+                (from.mount, Source::Name(from))
+            }
+        };
         let to = self.resolve(&state, new_dirfd, new)?;
-        if from.mount != to.mount {
+        if from_mount != to.mount {
             return Err(EXDEV);
         }
         self.writable(&to)?;
-        let (from_parent, from_name) = self.parent_of(&from)?;
         let (to_parent, to_name) = self.parent_of(&to)?;
+        let from = match source {
+            Source::Name(from) => from,
+            Source::Held(source) => {
+                let name = Self::fd_path(&source)?;
+                // SAFETY: linkat of the file we hold, by its fd's name (the
+                // magic link is followed, to that file).
+                return check(unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        name.as_ptr(),
+                        to_parent.as_raw_fd(),
+                        to_name.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                } as libc::c_long);
+            }
+        };
+        let (from_parent, from_name) = self.parent_of(&from)?;
         // SAFETY: linkat on our parent fds and names (never following symlinks).
         check(unsafe {
             libc::linkat(
@@ -1012,12 +1160,14 @@ impl Files {
         let original = state.fds.get(&(old as i32));
         let guest_path = original.and_then(|file| file.guest_path.clone());
         let read_only = original.is_some_and(|file| file.read_only);
+        let keep_owners = original.is_some_and(|file| file.keep_owners);
         let socket_names = original.and_then(|file| file.socket_names.clone());
         let file = OpenFile {
             fd: Arc::new(fd),
             guest_path,
             close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
             read_only,
+            keep_owners,
             socket_names,
             regular: None,
         };
@@ -1086,6 +1236,7 @@ impl Files {
                 guest_path: None,
                 close_on_exec: cloexec,
                 read_only: false,
+                keep_owners: false,
                 socket_names: None,
                 regular: None,
             },
@@ -1098,6 +1249,7 @@ impl Files {
                 guest_path: None,
                 close_on_exec: cloexec,
                 read_only: false,
+                keep_owners: false,
                 socket_names: None,
                 regular: None,
             },
@@ -1112,6 +1264,12 @@ impl Files {
         Ok([read, write])
     }
 
+    /// Runs `create` (a bind that makes a socket file) under the isle's umask.
+    pub fn with_isle_umask<R>(&self, create: impl FnOnce() -> Result<R, i64>) -> Result<R, i64> {
+        let mask = self.lock().umask;
+        with_umask(mask, create)
+    }
+
     pub fn umask(&self, mask: u32) -> i64 {
         let mut state = self.lock();
         let previous = state.umask;
@@ -1122,6 +1280,11 @@ impl Files {
     /// The host fd behind guest fd `fd`, refusing files of read-only mounts
     /// (for attribute changes through an fd).
     fn raw_writable(state: &State, fd: i64) -> Result<RawFd, i64> {
+        Self::file_writable(state, fd).map(|file| file.fd.as_raw_fd())
+    }
+
+    /// [`Self::raw_writable`]'s file.
+    fn file_writable(state: &State, fd: i64) -> Result<&OpenFile, i64> {
         let file = i32::try_from(fd)
             .ok()
             .and_then(|fd| state.fds.get(&fd))
@@ -1129,22 +1292,45 @@ impl Files {
         if file.read_only {
             return Err(EROFS);
         }
-        Ok(file.fd.as_raw_fd())
+        Ok(file)
+    }
+
+    /// The file an attribute change acts on: guest fd `dirfd` itself when
+    /// `path` is None, else the target of `path` (see
+    /// [`Self::target_for_change`]); and whether its mount keeps owners.
+    fn changed_file(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: Option<&str>,
+        follow: bool,
+    ) -> Result<(Arc<OwnedFd>, bool), i64> {
+        match path {
+            None => {
+                let file = Self::file_writable(state, dirfd)?;
+                Ok((Arc::clone(&file.fd), file.keep_owners))
+            }
+            Some(path) => {
+                let (fd, keep_owners) = self.target_for_change(state, dirfd, path, follow)?;
+                Ok((Arc::new(fd), keep_owners))
+            }
+        }
     }
 
     /// Opens the final target of a path (O_PATH, confined) for an attribute
-    /// change, on a writable mount.
+    /// change, on a writable mount; and whether that mount keeps owners.
     fn target_for_change(
         &self,
         state: &State,
         dirfd: i64,
         path: &str,
         follow: bool,
-    ) -> Result<OwnedFd, i64> {
+    ) -> Result<(OwnedFd, bool), i64> {
         let resolved = self.resolve_follow(state, dirfd, path, follow)?;
         self.writable(&resolved)?;
         let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-        self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
+        let fd = self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?;
+        Ok((fd, self.mounts[resolved.mount].keep_owners))
     }
 
     /// The host's own name for an fd it holds, to act on exactly that file.
@@ -1152,24 +1338,67 @@ impl Files {
         c_string(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
     }
 
-    /// fchmodat(dirfd, path, mode), or fchmod(dirfd) when `path` is None.
+    /// fchmodat(dirfd, path, mode), or fchmod(dirfd) when `path` is None;
+    /// set-id bits only as [`without_set_id`] allows, but on `:owners` mounts.
     pub fn chmod(&self, dirfd: i64, path: Option<&str>, mode: u32) -> Result<i64, i64> {
         let state = self.lock();
-        match path {
-            None => {
-                let raw = Self::raw_writable(&state, dirfd)?;
-                // SAFETY: fchmod on an isle-owned fd.
-                check(unsafe { libc::fchmod(raw, mode & 0o7777) } as libc::c_long)
-            }
-            Some(path) => {
-                // The target is resolved inside the mount first: a symlink
-                // pointing out of it can't be followed to the host.
-                let target = self.target_for_change(&state, dirfd, path, true)?;
-                let name = Self::fd_path(&target)?;
-                // SAFETY: chmod of the file we just opened, by its fd's name.
-                check(unsafe { libc::chmod(name.as_ptr(), mode & 0o7777) } as libc::c_long)
+        // The target is resolved inside the mount first: a symlink
+        // pointing out of it can't be followed to the host.
+        let (target, keep_owners) = self.changed_file(&state, dirfd, path, true)?;
+        let mode = if keep_owners {
+            mode & 0o7777
+        } else {
+            without_set_id(mode, fstat(target.as_raw_fd())?.st_mode & libc::S_IFMT)
+        };
+        if path.is_none() {
+            // SAFETY: fchmod on an isle-owned fd (EBADF for O_PATH, as on Linux).
+            return check(unsafe { libc::fchmod(target.as_raw_fd(), mode) } as libc::c_long);
+        }
+        let name = Self::fd_path(&target)?;
+        // SAFETY: chmod of the file we opened (O_PATH), by its fd's name.
+        check(unsafe { libc::chmod(name.as_ptr(), mode) } as libc::c_long)
+    }
+
+    /// fchownat(dirfd, path, owner, group, flags), or fchown(dirfd) when
+    /// `path` is None. Without `:owners` only to the ids
+    /// [`chown_permitted`] allows, else EPERM.
+    pub fn chown(
+        &self,
+        dirfd: i64,
+        path: Option<&str>,
+        owner: u32,
+        group: u32,
+        flags: i32,
+    ) -> Result<i64, i64> {
+        if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(EINVAL);
+        }
+        let fchown = path.is_none();
+        let path = path.filter(|path| !path.is_empty() || flags & libc::AT_EMPTY_PATH == 0);
+        let state = self.lock();
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let (target, keep_owners) = self.changed_file(&state, dirfd, path, follow)?;
+        if !keep_owners {
+            let stat = fstat(target.as_raw_fd())?;
+            if !chown_permitted(owner, group, (stat.st_uid, stat.st_gid)) {
+                return Err(EPERM);
             }
         }
+        if fchown {
+            // SAFETY: fchown on an isle-owned fd (EBADF for O_PATH, as on Linux).
+            return check(unsafe { libc::fchown(target.as_raw_fd(), owner, group) } as libc::c_long);
+        }
+        let empty = c_string("")?;
+        // SAFETY: fchownat on a file we hold, with an empty path.
+        check(unsafe {
+            libc::fchownat(
+                target.as_raw_fd(),
+                empty.as_ptr(),
+                owner,
+                group,
+                libc::AT_EMPTY_PATH,
+            )
+        } as libc::c_long)
     }
 
     /// utimensat(dirfd, path, times, flags); None path: futimens(dirfd).
@@ -1190,7 +1419,7 @@ impl Files {
             }
             Some(path) => {
                 let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-                let target = self.target_for_change(&state, dirfd, path, follow)?;
+                let (target, _) = self.target_for_change(&state, dirfd, path, follow)?;
                 let name = Self::fd_path(&target)?;
                 // SAFETY: utimensat of the file we just opened, by its fd's
                 // name (a symlink opened with O_NOFOLLOW is changed itself).
@@ -1200,11 +1429,6 @@ impl Files {
                 )
             }
         }
-    }
-
-    /// Whether guest fd `fd` may have its attributes changed (for fchown).
-    pub fn writable_fd(&self, fd: u64) -> Result<RawFd, i64> {
-        Self::raw_writable(&self.lock(), fd as i64)
     }
 
     /// statfs(path) or, with None, fstatfs(fd).
@@ -1244,10 +1468,15 @@ mod tests {
     }
 
     fn files(dir: &std::path::Path, read_only: bool) -> Files {
+        mounted(dir, read_only, false)
+    }
+
+    fn mounted(dir: &std::path::Path, read_only: bool, keep_owners: bool) -> Files {
         let spec = MountSpec {
             host: dir.join("inside"),
             guest: "/data".into(),
             read_only,
+            keep_owners,
         };
         Files::new(&[spec], "/data").unwrap()
     }
@@ -1326,5 +1555,136 @@ mod tests {
         assert_eq!(files.unlink(cwd, "file", 0), Err(EROFS));
         assert_eq!(files.rename(cwd, "file", cwd, "moved", 0), Err(EROFS));
         assert!(files.open(cwd, "file", libc::O_RDONLY, 0).is_ok());
+    }
+
+    fn mode_of(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn files_never_get_other_owners_or_set_id_bits() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch();
+        let files = files(&dir, false);
+        let cwd = i64::from(AT_FDCWD);
+        let (uid, gid) = monitor_ids();
+        let other = uid.wrapping_add(1234);
+        assert_eq!(
+            files.chown(cwd, Some("file"), other, u32::MAX, 0),
+            Err(EPERM)
+        );
+        assert_eq!(
+            files.chown(cwd, Some("file"), u32::MAX, other, 0),
+            Err(EPERM)
+        );
+        assert_eq!(files.chown(cwd, Some("file"), uid, gid, 0), Ok(0));
+        assert_eq!(files.chown(cwd, Some("file"), u32::MAX, u32::MAX, 0), Ok(0));
+        let fd = files.open(cwd, "file", libc::O_RDONLY, 0).unwrap();
+        assert_eq!(files.chown(fd, None, other, other, 0), Err(EPERM));
+        assert_eq!(
+            files.chown(fd, Some(""), other, other, libc::AT_EMPTY_PATH),
+            Err(EPERM)
+        );
+        let meta = std::fs::metadata(dir.join("inside/file")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+
+        assert_eq!(files.chmod(cwd, Some("file"), 0o6755), Ok(0));
+        assert_eq!(mode_of(&dir.join("inside/file")), 0o755);
+        assert_eq!(files.chmod(fd, None, 0o4711), Ok(0));
+        assert_eq!(mode_of(&dir.join("inside/file")), 0o711);
+        files.umask(0);
+        let created = files
+            .open(cwd, "made", libc::O_CREAT | libc::O_WRONLY, 0o6777)
+            .unwrap();
+        assert!(created >= 3);
+        assert_eq!(mode_of(&dir.join("inside/made")), 0o777);
+        // A directory keeps S_ISGID (its new entries take its group).
+        assert_eq!(files.chmod(cwd, Some("sub"), 0o7755), Ok(0));
+        assert_eq!(mode_of(&dir.join("inside/sub")), 0o3755);
+
+        // `:owners` lets them through.
+        let files = mounted(&dir, false, true);
+        assert_eq!(files.chmod(cwd, Some("file"), 0o4755), Ok(0));
+        assert_eq!(mode_of(&dir.join("inside/file")), 0o4755);
+        if uid == 0 {
+            assert_eq!(files.chown(cwd, Some("file"), other, other, 0), Ok(0));
+            let meta = std::fs::metadata(dir.join("inside/file")).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (other, other));
+        }
+    }
+
+    /// This thread's umask, as /proc shows it (reading it with umask(2)
+    /// would set it).
+    fn thread_umask() -> String {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status.lines().find(|line| line.starts_with("Umask:"));
+        line.unwrap().to_string()
+    }
+
+    #[test]
+    fn new_files_get_exactly_the_isles_umask() {
+        let before = thread_umask();
+        let dir = scratch();
+        let files = files(&dir, false);
+        let cwd = i64::from(AT_FDCWD);
+        for (mask, file, directory) in [
+            (0, 0o666, 0o777),
+            (0o022, 0o644, 0o755),
+            (0o077, 0o600, 0o700),
+        ] {
+            files.umask(mask);
+            let name = format!("file-{mask:o}");
+            files
+                .open(cwd, &name, libc::O_CREAT | libc::O_WRONLY, 0o666)
+                .unwrap();
+            assert_eq!(
+                mode_of(&dir.join("inside").join(&name)),
+                file,
+                "umask {mask:o}"
+            );
+            let name = format!("dir-{mask:o}");
+            files.mkdir(cwd, &name, 0o777).unwrap();
+            assert_eq!(
+                mode_of(&dir.join("inside").join(&name)),
+                directory,
+                "umask {mask:o}"
+            );
+        }
+        assert_eq!(thread_umask(), before, "atoll's own umask is left alone");
+    }
+
+    #[test]
+    fn o_path_ignores_other_flags_and_linkat_follows_when_told() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = scratch();
+        let files = files(&dir, false);
+        let cwd = i64::from(AT_FDCWD);
+        // musl's O_LARGEFILE, which openat2 refuses with O_PATH.
+        let fd = files.open(cwd, "file", libc::O_PATH | 0o100000, 0);
+        assert!(fd.is_ok(), "{fd:?}");
+        std::os::unix::fs::symlink("file", dir.join("inside/relative")).unwrap();
+        assert_eq!(
+            files.link(cwd, "relative", cwd, "hard", libc::AT_SYMLINK_FOLLOW),
+            Ok(0)
+        );
+        let target = std::fs::metadata(dir.join("inside/file")).unwrap();
+        let hard = std::fs::symlink_metadata(dir.join("inside/hard")).unwrap();
+        assert_eq!(hard.ino(), target.ino(), "links the symlink's target");
+        assert_eq!(files.link(cwd, "relative", cwd, "soft", 0), Ok(0));
+        assert!(std::fs::symlink_metadata(dir.join("inside/soft"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // Following stays inside the mount.
+        assert_eq!(
+            files.link(cwd, "up", cwd, "escaped", libc::AT_SYMLINK_FOLLOW),
+            Err(ENOENT)
+        );
+        assert_eq!(files.link(cwd, "file", cwd, "x", 0x8000), Err(EINVAL));
     }
 }

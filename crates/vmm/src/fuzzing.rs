@@ -112,6 +112,7 @@ impl Harness {
                 host: scratch.join("mount"),
                 guest: "/data".into(),
                 read_only: false,
+                keep_owners: false,
             }],
             "/data",
         )

@@ -136,6 +136,70 @@ pub fn limit_file_size(bytes: u64) -> std::io::Result<()> {
     }
 }
 
+/// A tmpfs of at most `size` bytes, mode 0700, nosuid and nodev, mounted
+/// nowhere: reachable only through the returned fd (as
+/// `/proc/self/fd/N/...`), so no other host user can even name it, and it
+/// is gone with the last fd of it, however this process ends (kill -9
+/// included). Making one needs CAP_SYS_ADMIN (atoll as root).
+pub fn detached_tmpfs(size: u64) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const FSOPEN_CLOEXEC: u32 = 1;
+    const FSCONFIG_SET_STRING: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    const FSMOUNT_CLOEXEC: u32 = 1;
+    const MOUNT_ATTR_NOSUID: u32 = 2;
+    const MOUNT_ATTR_NODEV: u32 = 4;
+    let checked = |result: libc::c_long| {
+        if result < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(result as i32)
+        }
+    };
+    let name = c"tmpfs";
+    // SAFETY: fsopen reads a NUL-terminated name; the fd is checked.
+    let context =
+        checked(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: a fresh fd we own.
+    let context = unsafe { std::os::fd::OwnedFd::from_raw_fd(context) };
+    let size = std::ffi::CString::new(size.to_string()).unwrap_or_default();
+    for (key, value) in [(c"size", size.as_c_str()), (c"mode", c"0700")] {
+        // SAFETY: fsconfig reads two NUL-terminated strings of ours.
+        checked(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                context.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                key.as_ptr(),
+                value.as_ptr(),
+                0,
+            )
+        })?;
+    }
+    // SAFETY: fsconfig with no strings: creates the superblock.
+    checked(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })?;
+    // SAFETY: fsmount on our context; the fd is checked.
+    let mount = checked(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            context.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+    })?;
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(mount) })
+}
+
 /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, and so in
 /// every thread it starts afterwards, and hands each one that arrives to
 /// `handler` on a thread of its own: atoll cleans up, then exits as the
@@ -218,4 +282,34 @@ pub fn current_thread_id() -> u64 {
 pub fn signal_thread(thread: u64, signal: i32) {
     // SAFETY: callers pass ids of threads that live as long as the process.
     unsafe { libc::pthread_kill(thread as libc::pthread_t, signal) };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_detached_tmpfs_is_bounded_and_private() {
+        let mount = match super::detached_tmpfs(1 << 20) {
+            Ok(mount) => mount,
+            Err(error) if error.raw_os_error() == Some(libc::EPERM) => {
+                eprintln!("SKIPPED: making a tmpfs needs CAP_SYS_ADMIN");
+                return;
+            }
+            Err(error) => panic!("{error}"),
+        };
+        let root = std::path::PathBuf::from(format!("/proc/self/fd/{}", mount.as_raw_fd()));
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o700);
+        let mut file = std::fs::File::create(root.join("big")).unwrap();
+        let chunk = vec![7u8; 64 << 10];
+        let full = (0..64).find_map(|_| file.write_all(&chunk).err());
+        assert_eq!(
+            full.and_then(|error| error.raw_os_error()),
+            Some(libc::ENOSPC),
+            "2 MiB don't fit in 1 MiB"
+        );
+    }
 }

@@ -103,10 +103,10 @@ pub fn renameat2(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64)
     )
 }
 
-pub fn linkat(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, _flags: u64) -> SysResult {
+pub fn linkat(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64) -> SysResult {
     call(
         opcode::LINKAT,
-        [old_dirfd, path_arg(old)?, new_dirfd, path_arg(new)?, 0, 0],
+        [old_dirfd, path_arg(old)?, new_dirfd, path_arg(new)?, flags, 0],
     )
 }
 

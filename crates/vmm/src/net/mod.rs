@@ -238,15 +238,16 @@ pub fn handle(
             let address = checked_address(ram, files, policy, a[1], a[2], reaching)?;
             let pointer = address.bytes.as_ptr().cast::<libc::sockaddr>();
             let len = address.bytes.len() as libc::socklen_t;
-            // SAFETY: the address is our own copy of `len` bytes.
-            let done = unsafe {
-                if bind {
-                    libc::bind(fd, pointer, len)
-                } else {
-                    libc::connect(fd, pointer, len)
-                }
+            let done = if bind {
+                // A path name makes a socket file, with the isle's umask.
+                files.with_isle_umask(|| {
+                    // SAFETY: the address is our own copy of `len` bytes.
+                    check(unsafe { libc::bind(fd, pointer, len) } as libc::c_long)
+                })?
+            } else {
+                // SAFETY: the address is our own copy of `len` bytes.
+                check(unsafe { libc::connect(fd, pointer, len) } as libc::c_long)?
             };
-            let done = check(done as libc::c_long)?;
             if let Some(name) = &address.guest_name {
                 // The host knows this socket by another name: keep the guest's.
                 if bind {

@@ -271,6 +271,7 @@ mod tests {
                 host: base.join(name),
                 guest: format!("/{name}"),
                 read_only,
+                keep_owners: false,
             });
         }
         Files::new(&specs, "/tmp").unwrap()
