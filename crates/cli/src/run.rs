@@ -199,7 +199,7 @@ fn detach() -> i32 {
         Ok(path) => path,
         Err(message) => return fail(STATUS_ATOLL_FAILED, message),
     };
-    let log = match std::fs::File::create(&log_path) {
+    let log = match atoll_manager::state::private_file(&log_path, true) {
         Ok(file) => file,
         Err(error) => {
             return fail(
@@ -284,8 +284,12 @@ pub(crate) fn remove_private_tmps(pid: u32) {
     let Ok(entries) = std::fs::read_dir(private_tmp_base()) else {
         return;
     };
+    let uid = atoll_manager::state::effective_uid();
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        // Only ours: /dev/shm is everyone's.
+        let ours = std::fs::symlink_metadata(entry.path())
+            .is_ok_and(|meta| meta.is_dir() && std::os::unix::fs::MetadataExt::uid(&meta) == uid);
+        if ours && entry.file_name().to_string_lossy().starts_with(&prefix) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
