@@ -703,9 +703,53 @@ fn choose_backend(
     }
 }
 
+/// The largest program atoll reads: far past any real static binary, and
+/// a bound on what a mistaken PROGRAM (a disk image, say) makes it read.
+const MAX_PROGRAM_SIZE: u64 = 1 << 30;
+
+/// What a shell would say of a program it can't open: status and reason.
+fn open_refusal(error: &std::io::Error) -> (i32, String) {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => (STATUS_NOT_FOUND, "no such file".to_string()),
+        std::io::ErrorKind::PermissionDenied => {
+            (STATUS_NOT_EXECUTABLE, "permission denied".to_string())
+        }
+        _ => (STATUS_NOT_EXECUTABLE, error.to_string()),
+    }
+}
+
+/// Refuses anything but a regular file: a FIFO would block the read, a
+/// device (/dev/zero) never end it.
+fn check_regular_file(metadata: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        return Err("is a directory: give a program file".to_string());
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(format!(
+        "is not a regular file ({what}): give a program file"
+    ))
+}
+
 /// The program at PATH (found as a shell would) and its canonical path;
-/// else the exit status and message a shell would give.
+/// else the exit status and message a shell would give. It must be a
+/// regular file of at most [`MAX_PROGRAM_SIZE`] that starts as an x86_64
+/// ELF; all that is checked before the file is read whole.
 fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = program.display();
     let Some(path) = resolve_program(program) else {
         return Err((
@@ -713,22 +757,49 @@ fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
             format!("{shown}: no such file (nor in PATH)"),
         ));
     };
-    match std::fs::read(&path) {
-        Ok(image) => Ok((image, std::fs::canonicalize(&path).unwrap_or(path))),
-        Err(error) => {
-            let status = match error.kind() {
-                std::io::ErrorKind::NotFound => STATUS_NOT_FOUND,
-                _ => STATUS_NOT_EXECUTABLE,
-            };
-            let reason = match error.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
-                _ => error.to_string(),
-            };
-            Err((status, format!("{shown}: {reason}")))
-        }
+    let refused = |(status, reason): (i32, String)| (status, format!("{shown}: {reason}"));
+    let not_executable = |reason: String| refused((STATUS_NOT_EXECUTABLE, reason));
+    // Looked at before it is opened: opening a device can have effects.
+    let metadata = std::fs::metadata(&path).map_err(|error| refused(open_refusal(&error)))?;
+    check_regular_file(&metadata).map_err(not_executable)?;
+    // O_NONBLOCK: should it have become a FIFO since, opening it doesn't
+    // wait for a writer; fstat then tells.
+    let mut file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|error| refused(open_refusal(&error)))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| not_executable(error.to_string()))?;
+    check_regular_file(&metadata).map_err(not_executable)?;
+    let read_error = |error: std::io::Error| not_executable(format!("cannot read it: {error}"));
+    let mut image = Vec::new();
+    (&mut file)
+        .take(atoll_vmm::isle::PROGRAM_START_SIZE as u64)
+        .read_to_end(&mut image)
+        .map_err(read_error)?;
+    atoll_vmm::isle::check_program_start(&image)
+        .map_err(|error| not_executable(error.to_string()))?;
+    let too_large = |size: u64| {
+        not_executable(format!(
+            "is {}, more than the {} atoll takes as a program",
+            format_size(size),
+            format_size(MAX_PROGRAM_SIZE)
+        ))
+    };
+    if metadata.len() > MAX_PROGRAM_SIZE {
+        return Err(too_large(metadata.len()));
     }
+    // One byte past the limit tells a file that grew since fstat.
+    (&mut file)
+        .take(MAX_PROGRAM_SIZE + 1 - image.len() as u64)
+        .read_to_end(&mut image)
+        .map_err(read_error)?;
+    if image.len() as u64 > MAX_PROGRAM_SIZE {
+        return Err(too_large(image.len() as u64));
+    }
+    Ok((image, std::fs::canonicalize(&path).unwrap_or(path)))
 }
 
 pub fn run(args: RunArgs) -> i32 {
@@ -793,6 +864,24 @@ pub fn run(args: RunArgs) -> i32 {
     if args.detach && std::env::var_os(crate::isles::LOG_ENV).is_none() {
         return detach();
     }
+    // The program and the environment are checked before anything is
+    // claimed: a bad one holds no core, however it fails.
+    let envp = match environment(&args.env) {
+        Ok(env) => env,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
+    let shown = program_arg.display();
+    let image_to_run = args.image.take();
+    let (kernel_image, image, exe_path) = match image_to_run {
+        Some(image) => (image.kernel, image.program, image.exe_path),
+        None => match read_program(&program_arg) {
+            Ok((image, path)) => (None, image, path),
+            Err((status, message)) => return fail(status, message),
+        },
+    };
+    if let Err(error) = atoll_vmm::isle::check_program(&image) {
+        return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
+    }
     let (cores, cpus) = match &partition {
         Some(partition) => (
             u64::from(partition.cores.unwrap_or(1)),
@@ -851,22 +940,6 @@ pub fn run(args: RunArgs) -> i32 {
         .filter(|mount| mount.host.starts_with(&tmp.0) && !mount.read_only)
         .map(|mount| mount.guest.clone())
         .collect();
-    let envp = match environment(&args.env) {
-        Ok(env) => env,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
-    let shown = program_arg.display();
-    let image_to_run = args.image.take();
-    let (kernel_image, image, exe_path) = match image_to_run {
-        Some(image) => (image.kernel, image.program, image.exe_path),
-        None => match read_program(&program_arg) {
-            Ok((image, path)) => (None, image, path),
-            Err((status, message)) => return fail(status, message),
-        },
-    };
-    if let Err(error) = atoll_vmm::isle::check_program(&image) {
-        return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
-    }
     let exe_path = exe_path.into_os_string().into_vec();
 
     let mut boot_flags = 0;

@@ -105,6 +105,17 @@ pub fn check_program(image: &[u8]) -> Result<Program, LoadError> {
     loader::parse_program(image)
 }
 
+/// How much of a program [`check_program_start`] wants: its ELF header,
+/// or a script's first line.
+pub const PROGRAM_START_SIZE: usize = 128;
+
+/// Checks the first [`PROGRAM_START_SIZE`] bytes of a program (all of it
+/// if it is shorter): an x86_64 ELF, not a script or other file. Lets a
+/// caller refuse a file before reading it whole.
+pub fn check_program_start(start: &[u8]) -> Result<(), LoadError> {
+    loader::parse_header(start).map(|_| ())
+}
+
 fn copy_segments(
     ram: &GuestRam,
     image: &[u8],
