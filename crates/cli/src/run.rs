@@ -165,21 +165,27 @@ fn available_memory() -> Option<u64> {
 }
 
 fn check_memory(requested: u64) -> Result<u64, String> {
-    let size = align_up(requested, LARGE_PAGE_SIZE);
-    if size < MIN_RAM_SIZE {
+    // As the user likely wrote it: 7M, 1.5G, or a byte count.
+    let shown = if requested.is_multiple_of(1 << 10) {
+        format_size(requested)
+    } else {
+        requested.to_string()
+    };
+    // The bounds hold for the size asked for, before it is rounded up to
+    // whole large pages (which could wrap, or lift 7M to 8M).
+    if requested < MIN_RAM_SIZE {
         return Err(format!(
-            "-m {} is too small: an isle needs at least {}",
-            format_size(requested),
+            "-m {shown} is too small: an isle needs at least {}",
             format_size(MIN_RAM_SIZE)
         ));
     }
-    if size > MAX_RAM_SIZE {
+    if requested > MAX_RAM_SIZE {
         return Err(format!(
-            "-m {} is too large: an isle can have at most {}",
-            format_size(requested),
+            "-m {shown} is too large: an isle can have at most {}",
             format_size(MAX_RAM_SIZE)
         ));
     }
+    let size = align_up(requested, LARGE_PAGE_SIZE);
     if let Some(available) = available_memory() {
         if size > available {
             return Err(format!(
@@ -367,10 +373,23 @@ fn mounts(
             read_only: false,
         }]
     } else {
-        volumes
+        let parsed = volumes
             .iter()
             .map(|volume| parse_volume(volume))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        // Two at one guest path: one would silently hide the other.
+        for (later, mount) in parsed.iter().enumerate() {
+            if let Some(earlier) = parsed[..later]
+                .iter()
+                .position(|other| other.guest == mount.guest)
+            {
+                return Err(format!(
+                    "-v {} and -v {} both mount at {}: give each guest path once",
+                    volumes[earlier], volumes[later], mount.guest
+                ));
+            }
+        }
+        parsed
     };
     mounts.extend(files.iter().cloned());
     // /dev/shm is where shm_open and sem_open make their files.
@@ -422,7 +441,19 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
     for item in requested {
         let bytes = item.as_bytes();
         let (key, value) = match bytes.iter().position(|&b| b == b'=') {
+            Some(0) => {
+                return Err(format!(
+                    "invalid -e '{}': an empty variable name: use KEY=VALUE",
+                    item.to_string_lossy()
+                ))
+            }
             Some(split) => (bytes[..split].to_vec(), bytes[split + 1..].to_vec()),
+            None if bytes.is_empty() => {
+                return Err(
+                    "invalid -e '': an empty variable name: use KEY=VALUE, or KEY to copy it"
+                        .to_string(),
+                )
+            }
             None => match std::env::var_os(item) {
                 Some(value) => (bytes.to_vec(), value.into_vec()),
                 None => continue,
