@@ -175,13 +175,19 @@ pub fn private_dir(dir: &Path) -> Result<(), StateError> {
     let directory = match opened {
         Ok(directory) => directory,
         Err(error) => {
-            // With O_DIRECTORY, a symlink fails as ENOTDIR: lstat tells.
-            let linked = std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_symlink());
-            return Err(match error.raw_os_error() {
-                Some(libc::ELOOP | libc::ENOTDIR) if linked => StateError::Symlink {
+            // Why not (with O_DIRECTORY a symlink fails as ENOTDIR, and
+            // another user's 0700 directory as EACCES): lstat tells.
+            let uid = effective_uid();
+            return Err(match std::fs::symlink_metadata(dir) {
+                Ok(meta) if meta.is_symlink() => StateError::Symlink {
                     path: dir.to_path_buf(),
                 },
-                Some(libc::ENOTDIR) => StateError::NotDirectory {
+                Ok(meta) if meta.uid() != uid => StateError::NotOwned {
+                    path: dir.to_path_buf(),
+                    owner: meta.uid(),
+                    uid,
+                },
+                Ok(meta) if !meta.is_dir() => StateError::NotDirectory {
                     path: dir.to_path_buf(),
                 },
                 _ => directory_error(error),
@@ -198,13 +204,13 @@ pub fn private_dir(dir: &Path) -> Result<(), StateError> {
         });
     }
     let mode = metadata.mode() & 0o7777;
-    if mode & 0o077 != 0 || mode & 0o700 != 0o700 {
-        if !created {
-            return Err(StateError::OpenToOthers {
-                path: dir.to_path_buf(),
-                mode,
-            });
-        }
+    if mode & 0o077 != 0 && !created {
+        return Err(StateError::OpenToOthers {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    if mode != 0o700 && created {
         directory
             .set_permissions(std::fs::Permissions::from_mode(0o700))
             .map_err(directory_error)?;
