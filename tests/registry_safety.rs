@@ -223,6 +223,19 @@ fn no_stats_file_outlives_its_isle() {
     let _slot = isle_slot();
     let dir = registry_dir("stats");
     let hello = program(Flavor::Musl, "hello");
+    // Busy host cores delay the stats writer, as a loaded machine does:
+    // that is when it used to write the file again after it was removed.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let busy = std::sync::Arc::clone(&busy);
+            std::thread::spawn(move || {
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
     for run in 0..30 {
         let output = atoll_in(&dir, &["run", hello.to_str().unwrap()]);
         assert_eq!(status(&output), 0, "run {run}: {}", stderr(&output));
@@ -230,6 +243,42 @@ fn no_stats_file_outlives_its_isle() {
             .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "run {run} left {left:?}");
+    }
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    // Stopped by SIGTERM (as `atoll stop` does) at points spread over the
+    // writer's half-second cycle: release runs on the signal thread then.
+    let sleeper = program(Flavor::Musl, "sleeper");
+    for run in 0..10u64 {
+        let mut child = atoll()
+            .args(["run", sleeper.to_str().unwrap(), "30"])
+            .env("ATOLL_RUNTIME_DIR", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::read_dir(dir.join("stats"))
+            .map_or(true, |mut entries| entries.next().is_none())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run}: no stats file"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(run * 50));
+        // SAFETY: kill has no memory effects; the pid is our child's.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.join("stats"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "stopped run {run} left {left:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
