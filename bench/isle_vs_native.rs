@@ -960,6 +960,12 @@ fn isles_section() {
     let registry = std::env::temp_dir().join(format!("atoll-bench-isles-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&registry);
     std::fs::create_dir_all(&registry).expect("registry");
+    // atoll refuses a registry others could write.
+    std::fs::set_permissions(
+        &registry,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("registry mode");
     let hello = program(Flavor::Musl, "hello");
     let me = std::process::id();
     let my_start: u64 = {

@@ -178,11 +178,20 @@ fn no_permission_on_kvm_says_what_to_do() {
     std::fs::set_permissions(&device, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_atoll"), &atoll).unwrap();
     std::fs::copy(program(Flavor::Musl, "hello"), &hello).unwrap();
+    // nobody keeps a registry of its own, wherever the caller keeps root's
+    // (and whatever another run left in /tmp/atoll-65534).
+    let registry = copies.join("registry");
+    std::fs::create_dir(&registry).unwrap();
+    std::os::unix::fs::chown(&registry, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(
+        &registry,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let _slot = isle_slot();
     let output = std::process::Command::new(setpriv)
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        // nobody keeps its own registry, wherever the caller keeps root's.
-        .env_remove("ATOLL_RUNTIME_DIR")
+        .env("ATOLL_RUNTIME_DIR", &registry)
         .arg(&atoll)
         .arg("run")
         .arg("--kvm-device")
@@ -240,4 +249,173 @@ fn no_program_is_a_usage_error() {
     let output = run(&["run"]);
     assert_eq!(status(&output), 2);
     assert!(stderr(&output).contains("PROGRAM"), "{}", stderr(&output));
+}
+
+/// Runs `atoll ARGS` in a registry of its own, killing it if it takes more
+/// than `seconds`: a hang is a failure, not a stuck test. Returns what it
+/// printed, and the registry's directory to look at.
+fn run_bounded(name: &str, args: &[&str], seconds: u64) -> (std::process::Output, PathBuf) {
+    let registry = std::env::temp_dir().join(format!(
+        "atoll-bad-input-registry-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&registry);
+    let _slot = isle_slot();
+    let mut child = atoll()
+        .args(args)
+        .env("ATOLL_RUNTIME_DIR", &registry)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("atoll starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("atoll {args:?} still runs after {seconds}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    (child.wait_with_output().unwrap(), registry)
+}
+
+/// Asserts that `program` is refused with a one-line error holding
+/// `needles`, quickly, and before any core was claimed (the registry was
+/// never even written).
+fn assert_program_refused(name: &str, program: &std::path::Path, needles: &[&str]) {
+    let (output, registry) = run_bounded(name, &["run", program.to_str().unwrap()], 10);
+    assert_one_line_error(&output, 126, needles);
+    assert!(
+        !registry.join("isles.json").exists(),
+        "{name}: a core was claimed for it"
+    );
+    let _ = std::fs::remove_dir_all(&registry);
+}
+
+#[test]
+fn a_fifo_is_refused_without_hanging() {
+    let dir = scratch("placeholder", b"").parent().unwrap().to_path_buf();
+    let fifo = dir.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_program_refused(
+        "fifo",
+        &fifo,
+        &[
+            "fifo: is not a regular file (a FIFO)",
+            "give a program file",
+        ],
+    );
+}
+
+#[test]
+fn devices_and_directories_are_refused_before_they_are_read() {
+    assert_program_refused(
+        "zero",
+        std::path::Path::new("/dev/zero"),
+        &[
+            "/dev/zero: is not a regular file (a character device)",
+            "give a program file",
+        ],
+    );
+    assert_program_refused(
+        "directory",
+        std::path::Path::new("/tmp/"),
+        &["/tmp/: is a directory", "give a program file"],
+    );
+}
+
+#[test]
+fn huge_files_are_refused_before_they_are_read() {
+    // 4 GiB, sparse: reading it whole would take seconds and 4 GiB.
+    let huge = scratch("huge", b"not an ELF at all");
+    std::fs::File::options()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    assert_program_refused("huge", &huge, &["not an ELF executable", "6e 6f 74 20"]);
+    // With an ELF header: refused by its size.
+    let huge_elf = scratch("huge-elf", &hello_bytes()[..64]);
+    std::fs::File::options()
+        .write(true)
+        .open(&huge_elf)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    assert_program_refused(
+        "huge-elf",
+        &huge_elf,
+        &["is 4G, more than the 1G atoll takes as a program"],
+    );
+    let _ = std::fs::remove_file(&huge);
+    let _ = std::fs::remove_file(&huge_elf);
+}
+
+#[test]
+fn a_non_elf_file_is_refused_before_any_core_is_claimed() {
+    let text = scratch("claimed.txt", b"just some text\n");
+    assert_program_refused(
+        "text",
+        &text,
+        &["claimed.txt: is not an ELF executable", "6a 75 73 74"],
+    );
+}
+
+#[test]
+fn a_guest_path_given_twice_is_refused_naming_both() {
+    let hello = program(Flavor::Musl, "hello");
+    let output = run(&[
+        "run",
+        "-v",
+        "/tmp:/data",
+        "-v",
+        "/etc:/data/",
+        hello.to_str().unwrap(),
+    ]);
+    assert_one_line_error(
+        &output,
+        2,
+        &["-v /tmp:/data and -v /etc:/data/ both mount at /data"],
+    );
+}
+
+#[test]
+fn memory_sizes_are_bounded_as_written() {
+    let hello = program(Flavor::Musl, "hello");
+    let hello = hello.to_str().unwrap();
+    let most = u64::MAX.to_string();
+    assert_one_line_error(
+        &run(&["run", "-m", &most, hello]),
+        2,
+        &[&format!("-m {most} is too large"), "at most 256G"],
+    );
+    // Rounded up to whole 2M pages it would be 8M: the README says 8M.
+    assert_one_line_error(
+        &run(&["run", "-m", "7M", hello]),
+        2,
+        &["-m 7M is too small", "at least 8M"],
+    );
+    let output = run(&["run", "-m", "8M", hello]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+}
+
+#[test]
+fn empty_environment_names_are_refused() {
+    let hello = program(Flavor::Musl, "hello");
+    let output = run(&["run", "-e", "", hello.to_str().unwrap()]);
+    assert_one_line_error(&output, 2, &["invalid -e ''", "an empty variable name"]);
+    let output = run(&["run", "-e", "=x", hello.to_str().unwrap()]);
+    assert_one_line_error(
+        &output,
+        2,
+        &["invalid -e '=x'", "an empty variable name", "KEY=VALUE"],
+    );
 }

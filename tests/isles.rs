@@ -251,7 +251,13 @@ fn twenty_concurrent_runs_all_finish_and_leave_the_registry_empty() {
 fn a_preset_partition_of_the_host_config_sets_cores_and_memory() {
     let _slot = isle_slot();
     let registry = Registry::new("preset");
+    // The registry's directory, which atoll refuses unless it is private.
     std::fs::create_dir_all(&registry.dir).unwrap();
+    std::fs::set_permissions(
+        &registry.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let config = registry.dir.join("host.toml");
     std::fs::write(
         &config,

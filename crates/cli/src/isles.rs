@@ -42,7 +42,10 @@ fn holding(record: &Record) -> Holding {
 fn locked_state() -> Result<(state::Locked, Vec<Record>), state::StateError> {
     let (locked, stale) = state::lock()?;
     for record in &stale {
-        crate::run::remove_private_tmps(record.pid);
+        // A pid now reused names another process's private /tmps.
+        if !Path::new(&format!("/proc/{}", record.pid)).exists() {
+            crate::run::remove_private_tmps(record.pid);
+        }
         if let Some(path) = stats_path(record.id) {
             let _ = std::fs::remove_file(path);
         }
@@ -121,7 +124,10 @@ impl Registration {
                         started: SystemTime::now()
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |since| since.as_secs()),
-                        log: std::env::var_os(LOG_ENV).map(PathBuf::from),
+                        // Only a log of this registry: atoll deletes it later.
+                        log: std::env::var_os(LOG_ENV)
+                            .map(PathBuf::from)
+                            .filter(|log| state::is_log_path(locked.dir(), log)),
                         ended: None,
                     });
                     locked
@@ -164,7 +170,10 @@ impl Drop for Registration {
 /// Gives isle `id`'s cores and memory back: its record goes, or, for a
 /// detached isle, stays as ended (with `status`) so its log can be read.
 pub fn release(id: u32, status: Option<i32>) {
+    // Its writer stops first, or it could write the file again after.
+    atoll_vmm::isle::stop_publishing_stats();
     if let Some(path) = stats_path(id) {
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
         let _ = std::fs::remove_file(path);
     }
     if let Ok((mut locked, _)) = locked_state() {
@@ -354,23 +363,24 @@ pub fn stop(args: StopArgs) -> i32 {
             }
             Err(error) => return crate::run::fail(125, error),
         }
+        let dir = state::runtime_dir();
         for isle in &ended {
             if let Some(log) = &isle.log {
-                let _ = std::fs::remove_file(log);
+                state::remove_log(&dir, log);
             }
             println!("removed ended isle {}", isle.id);
         }
     }
     let boot = state::boot_id();
     for isle in &chosen {
-        state::signal(isle.pid, libc::SIGTERM);
+        state::signal_isle(isle, libc::SIGTERM, &boot);
     }
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     while chosen.iter().any(|isle| state::alive(isle, &boot)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for isle in chosen.iter().filter(|isle| state::alive(isle, &boot)) {
-        state::signal(isle.pid, libc::SIGKILL);
+    for isle in &chosen {
+        state::signal_isle(isle, libc::SIGKILL, &boot);
     }
     while chosen.iter().any(|isle| state::alive(isle, &boot)) {
         std::thread::sleep(Duration::from_millis(10));
@@ -445,8 +455,7 @@ pub fn logs(args: LogsArgs) -> i32 {
 /// Where a detached isle's output goes: a new file under the runtime
 /// directory.
 pub fn new_log_path() -> Result<PathBuf, String> {
-    let dir = state::runtime_dir().join("logs");
-    std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let dir = state::private_subdir("logs").map_err(|error| error.to_string())?;
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
@@ -494,8 +503,7 @@ pub fn request(
 
 /// Where isle `id`'s live figures go (see `atoll top`).
 pub fn stats_path(id: u32) -> Option<PathBuf> {
-    let dir = state::runtime_dir().join("stats");
-    std::fs::create_dir_all(&dir).ok()?;
+    let dir = state::private_subdir("stats").ok()?;
     Some(dir.join(format!("{id}.json")))
 }
 

@@ -168,21 +168,27 @@ fn available_memory() -> Option<u64> {
 }
 
 fn check_memory(requested: u64) -> Result<u64, String> {
-    let size = align_up(requested, LARGE_PAGE_SIZE);
-    if size < MIN_RAM_SIZE {
+    // As the user likely wrote it: 7M, 1.5G, or a byte count.
+    let shown = if requested.is_multiple_of(1 << 10) {
+        format_size(requested)
+    } else {
+        requested.to_string()
+    };
+    // The bounds hold for the size asked for, before it is rounded up to
+    // whole large pages (which could wrap, or lift 7M to 8M).
+    if requested < MIN_RAM_SIZE {
         return Err(format!(
-            "-m {} is too small: an isle needs at least {}",
-            format_size(requested),
+            "-m {shown} is too small: an isle needs at least {}",
             format_size(MIN_RAM_SIZE)
         ));
     }
-    if size > MAX_RAM_SIZE {
+    if requested > MAX_RAM_SIZE {
         return Err(format!(
-            "-m {} is too large: an isle can have at most {}",
-            format_size(requested),
+            "-m {shown} is too large: an isle can have at most {}",
             format_size(MAX_RAM_SIZE)
         ));
     }
+    let size = align_up(requested, LARGE_PAGE_SIZE);
     if let Some(available) = available_memory() {
         if size > available {
             return Err(format!(
@@ -202,7 +208,7 @@ fn detach() -> i32 {
         Ok(path) => path,
         Err(message) => return fail(STATUS_ATOLL_FAILED, message),
     };
-    let log = match std::fs::File::create(&log_path) {
+    let log = match atoll_manager::state::private_file(&log_path, true) {
         Ok(file) => file,
         Err(error) => {
             return fail(
@@ -304,8 +310,12 @@ pub(crate) fn remove_private_tmps(pid: u32) {
     let Ok(entries) = std::fs::read_dir(private_tmp_base()) else {
         return;
     };
+    let uid = atoll_manager::state::effective_uid();
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        // Only ours: /dev/shm is everyone's.
+        let ours = std::fs::symlink_metadata(entry.path())
+            .is_ok_and(|meta| meta.is_dir() && std::os::unix::fs::MetadataExt::uid(&meta) == uid);
+        if ours && entry.file_name().to_string_lossy().starts_with(&prefix) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -435,10 +445,23 @@ fn mounts(
             keep_owners: false,
         }]
     } else {
-        volumes
+        let parsed = volumes
             .iter()
             .map(|volume| parse_volume(volume))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        // Two at one guest path: one would silently hide the other.
+        for (later, mount) in parsed.iter().enumerate() {
+            if let Some(earlier) = parsed[..later]
+                .iter()
+                .position(|other| other.guest == mount.guest)
+            {
+                return Err(format!(
+                    "-v {} and -v {} both mount at {}: give each guest path once",
+                    volumes[earlier], volumes[later], mount.guest
+                ));
+            }
+        }
+        parsed
     };
     mounts.extend(files.iter().cloned());
     // /dev/shm is where shm_open and sem_open make their files.
@@ -492,7 +515,19 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
     for item in requested {
         let bytes = item.as_bytes();
         let (key, value) = match bytes.iter().position(|&b| b == b'=') {
+            Some(0) => {
+                return Err(format!(
+                    "invalid -e '{}': an empty variable name: use KEY=VALUE",
+                    item.to_string_lossy()
+                ))
+            }
             Some(split) => (bytes[..split].to_vec(), bytes[split + 1..].to_vec()),
+            None if bytes.is_empty() => {
+                return Err(
+                    "invalid -e '': an empty variable name: use KEY=VALUE, or KEY to copy it"
+                        .to_string(),
+                )
+            }
             None => match std::env::var_os(item) {
                 Some(value) => (bytes.to_vec(), value.into_vec()),
                 None => continue,
@@ -776,9 +811,53 @@ fn choose_backend(
     }
 }
 
+/// The largest program atoll reads: far past any real static binary, and
+/// a bound on what a mistaken PROGRAM (a disk image, say) makes it read.
+const MAX_PROGRAM_SIZE: u64 = 1 << 30;
+
+/// What a shell would say of a program it can't open: status and reason.
+fn open_refusal(error: &std::io::Error) -> (i32, String) {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => (STATUS_NOT_FOUND, "no such file".to_string()),
+        std::io::ErrorKind::PermissionDenied => {
+            (STATUS_NOT_EXECUTABLE, "permission denied".to_string())
+        }
+        _ => (STATUS_NOT_EXECUTABLE, error.to_string()),
+    }
+}
+
+/// Refuses anything but a regular file: a FIFO would block the read, a
+/// device (/dev/zero) never end it.
+fn check_regular_file(metadata: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_dir() {
+        return Err("is a directory: give a program file".to_string());
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(format!(
+        "is not a regular file ({what}): give a program file"
+    ))
+}
+
 /// The program at PATH (found as a shell would) and its canonical path;
-/// else the exit status and message a shell would give.
+/// else the exit status and message a shell would give. It must be a
+/// regular file of at most [`MAX_PROGRAM_SIZE`] that starts as an x86_64
+/// ELF; all that is checked before the file is read whole.
 fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = program.display();
     let Some(path) = resolve_program(program) else {
         return Err((
@@ -786,22 +865,49 @@ fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
             format!("{shown}: no such file (nor in PATH)"),
         ));
     };
-    match std::fs::read(&path) {
-        Ok(image) => Ok((image, std::fs::canonicalize(&path).unwrap_or(path))),
-        Err(error) => {
-            let status = match error.kind() {
-                std::io::ErrorKind::NotFound => STATUS_NOT_FOUND,
-                _ => STATUS_NOT_EXECUTABLE,
-            };
-            let reason = match error.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
-                _ => error.to_string(),
-            };
-            Err((status, format!("{shown}: {reason}")))
-        }
+    let refused = |(status, reason): (i32, String)| (status, format!("{shown}: {reason}"));
+    let not_executable = |reason: String| refused((STATUS_NOT_EXECUTABLE, reason));
+    // Looked at before it is opened: opening a device can have effects.
+    let metadata = std::fs::metadata(&path).map_err(|error| refused(open_refusal(&error)))?;
+    check_regular_file(&metadata).map_err(not_executable)?;
+    // O_NONBLOCK: should it have become a FIFO since, opening it doesn't
+    // wait for a writer; fstat then tells.
+    let mut file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|error| refused(open_refusal(&error)))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| not_executable(error.to_string()))?;
+    check_regular_file(&metadata).map_err(not_executable)?;
+    let read_error = |error: std::io::Error| not_executable(format!("cannot read it: {error}"));
+    let mut image = Vec::new();
+    (&mut file)
+        .take(atoll_vmm::isle::PROGRAM_START_SIZE as u64)
+        .read_to_end(&mut image)
+        .map_err(read_error)?;
+    atoll_vmm::isle::check_program_start(&image)
+        .map_err(|error| not_executable(error.to_string()))?;
+    let too_large = |size: u64| {
+        not_executable(format!(
+            "is {}, more than the {} atoll takes as a program",
+            format_size(size),
+            format_size(MAX_PROGRAM_SIZE)
+        ))
+    };
+    if metadata.len() > MAX_PROGRAM_SIZE {
+        return Err(too_large(metadata.len()));
     }
+    // One byte past the limit tells a file that grew since fstat.
+    (&mut file)
+        .take(MAX_PROGRAM_SIZE + 1 - image.len() as u64)
+        .read_to_end(&mut image)
+        .map_err(read_error)?;
+    if image.len() as u64 > MAX_PROGRAM_SIZE {
+        return Err(too_large(image.len() as u64));
+    }
+    Ok((image, std::fs::canonicalize(&path).unwrap_or(path)))
 }
 
 pub fn run(args: RunArgs) -> i32 {
@@ -866,6 +972,24 @@ pub fn run(args: RunArgs) -> i32 {
     if args.detach && std::env::var_os(crate::isles::LOG_ENV).is_none() {
         return detach();
     }
+    // The program and the environment are checked before anything is
+    // claimed: a bad one holds no core, however it fails.
+    let envp = match environment(&args.env) {
+        Ok(env) => env,
+        Err(message) => return fail(STATUS_USAGE, message),
+    };
+    let shown = program_arg.display();
+    let image_to_run = args.image.take();
+    let (kernel_image, image, exe_path) = match image_to_run {
+        Some(image) => (image.kernel, image.program, image.exe_path),
+        None => match read_program(&program_arg) {
+            Ok((image, path)) => (None, image, path),
+            Err((status, message)) => return fail(status, message),
+        },
+    };
+    if let Err(error) = atoll_vmm::isle::check_program(&image) {
+        return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
+    }
     let (cores, cpus) = match &partition {
         Some(partition) => (
             u64::from(partition.cores.unwrap_or(1)),
@@ -926,22 +1050,6 @@ pub fn run(args: RunArgs) -> i32 {
         .filter(|mount| mount.host.starts_with(&tmp.path) && !mount.read_only)
         .map(|mount| mount.guest.clone())
         .collect();
-    let envp = match environment(&args.env) {
-        Ok(env) => env,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
-    let shown = program_arg.display();
-    let image_to_run = args.image.take();
-    let (kernel_image, image, exe_path) = match image_to_run {
-        Some(image) => (image.kernel, image.program, image.exe_path),
-        None => match read_program(&program_arg) {
-            Ok((image, path)) => (None, image, path),
-            Err((status, message)) => return fail(status, message),
-        },
-    };
-    if let Err(error) = atoll_vmm::isle::check_program(&image) {
-        return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
-    }
     let exe_path = exe_path.into_os_string().into_vec();
 
     let mut boot_flags = 0;

@@ -4,14 +4,20 @@
 //! only under an exclusive flock on `lock`, so concurrent `atoll` commands
 //! never hand one core out twice.
 //!
+//! The registry decides which processes atoll signals and which files it
+//! deletes, so only its owner may write it: the directory must be the
+//! caller's own (not a symlink, mode 0700), every file in it is made 0600
+//! whatever the umask, and a record naming a path outside it is dropped.
+//!
 //! A record whose atoll process is gone (its pid dead or reused, or the
 //! host rebooted since) is stale: the next command that takes the lock
 //! drops it, which gives its cores and memory back.
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,18 +89,36 @@ pub struct State {
     pub isles: Vec<Record>,
 }
 
+/// What a user who can't use the registry directory should do.
+const USE_YOUR_OWN: &str = "set ATOLL_RUNTIME_DIR to a directory of your own";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot use the runtime directory {path}: {source} (set ATOLL_RUNTIME_DIR to a writable one)")]
+    #[error("cannot use the runtime directory {path}: {source} ({USE_YOUR_OWN})")]
     Directory {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} belongs to uid {owner}, not to you (uid {uid}): atoll keeps its registry only in a directory of yours; remove it, or {USE_YOUR_OWN}")]
+    NotOwned { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{path} is a symbolic link: atoll keeps its registry only in a real directory; remove it, or {USE_YOUR_OWN}")]
+    Symlink { path: PathBuf },
+    #[error("{path} is not a directory: remove it, or {USE_YOUR_OWN}")]
+    NotDirectory { path: PathBuf },
+    #[error("{path} is open to other users (mode {mode:04o}), who could then make atoll signal or delete what they like: run `chmod 700 {path}`, or {USE_YOUR_OWN}")]
+    OpenToOthers { path: PathBuf, mode: u32 },
     #[error("cannot lock {path}: {source}")]
     Lock {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is corrupt ({reason}): remove it if no isles are running")]
+    Corrupt { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -102,10 +126,15 @@ pub enum StateError {
     },
 }
 
-/// The runtime directory in use.
+/// The runtime directory in use (absolute, so that the paths recorded in
+/// it compare equal from any working directory).
 pub fn runtime_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("ATOLL_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
-        return PathBuf::from(dir);
+        let dir = PathBuf::from(dir);
+        return match std::env::current_dir() {
+            Ok(cwd) if dir.is_relative() => cwd.join(dir),
+            _ => dir,
+        };
     }
     let uid = effective_uid();
     if uid == 0 {
@@ -117,8 +146,111 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
+/// Makes sure `dir` is a directory only we can use: created mode 0700 if
+/// missing (its parents as usual), else it must be ours, no symlink, and
+/// closed to group and others. One we just made is fixed up with chmod
+/// (the umask can't widen it, but a racing creator could have made it).
+pub fn private_dir(dir: &Path) -> Result<(), StateError> {
+    let directory_error = |source| StateError::Directory {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut created = false;
+    if std::fs::symlink_metadata(dir).is_err() {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(directory_error)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => created = true,
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(directory_error(error)),
+        }
+    }
+    // O_NOFOLLOW: the checks below are of the directory itself, never of
+    // what a symlink planted in its place points at.
+    let opened = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir);
+    let directory = match opened {
+        Ok(directory) => directory,
+        Err(error) => {
+            // Why not (with O_DIRECTORY a symlink fails as ENOTDIR, and
+            // another user's 0700 directory as EACCES): lstat tells.
+            let uid = effective_uid();
+            return Err(match std::fs::symlink_metadata(dir) {
+                Ok(meta) if meta.is_symlink() => StateError::Symlink {
+                    path: dir.to_path_buf(),
+                },
+                Ok(meta) if meta.uid() != uid => StateError::NotOwned {
+                    path: dir.to_path_buf(),
+                    owner: meta.uid(),
+                    uid,
+                },
+                Ok(meta) if !meta.is_dir() => StateError::NotDirectory {
+                    path: dir.to_path_buf(),
+                },
+                _ => directory_error(error),
+            });
+        }
+    };
+    let metadata = directory.metadata().map_err(directory_error)?;
+    let uid = effective_uid();
+    if metadata.uid() != uid {
+        return Err(StateError::NotOwned {
+            path: dir.to_path_buf(),
+            owner: metadata.uid(),
+            uid,
+        });
+    }
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o077 != 0 && !created {
+        return Err(StateError::OpenToOthers {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    if mode != 0o700 && created {
+        directory
+            .set_permissions(std::fs::Permissions::from_mode(0o700))
+            .map_err(directory_error)?;
+    }
+    Ok(())
+}
+
+/// Opens (creating) a file of the registry, mode 0600 whatever the umask
+/// or the mode it had; never through a symlink. `truncate` empties it.
+pub fn private_file(path: &Path, truncate: bool) -> std::io::Result<File> {
+    let file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// A subdirectory of the runtime directory (`logs`, `stats`), both private.
+pub fn private_subdir(name: &str) -> Result<PathBuf, StateError> {
+    let runtime = runtime_dir();
+    private_dir(&runtime)?;
+    let dir = runtime.join(name);
+    private_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Whether `path` is a log of the registry in `dir`: a plain file name
+/// right under `dir/logs` (no `..`, no other directory).
+pub fn is_log_path(dir: &Path, path: &Path) -> bool {
+    path.parent() == Some(dir.join("logs").as_path())
+        && matches!(path.components().next_back(), Some(Component::Normal(_)))
+}
+
+/// The uid atoll runs as, which must own the registry.
 #[allow(unsafe_code)]
-fn effective_uid() -> u32 {
+pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and touches no memory.
     unsafe { libc::geteuid() }
 }
@@ -143,27 +275,71 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-/// Sends `signal` to process `pid` (errors ignored: it may be gone).
-#[allow(unsafe_code)]
-pub fn signal(pid: u32, signal: i32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pid > 0 {
-        // SAFETY: kill has no memory effects; pid is a positive process id.
-        unsafe { libc::kill(pid, signal) };
-    }
+/// The effective uid of process `pid` (the second figure of the Uid line
+/// of /proc/PID/status), if there is such a process.
+fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Whether the atoll process behind `record` still runs.
+/// Whether the atoll process behind `record` still runs: the same pid,
+/// started at the recorded time in this boot, and running as us. A pid
+/// reused by another process is not it.
 pub fn alive(record: &Record, current_boot: &str) -> bool {
-    record.boot_id == current_boot && start_ticks(record.pid) == Some(record.start_ticks)
+    record.boot_id == current_boot
+        && start_ticks(record.pid) == Some(record.start_ticks)
+        && process_uid(record.pid) == Some(effective_uid())
+}
+
+/// Sends `signal` to the atoll process behind `record` if it still runs
+/// (see [`alive`]); returns whether it was sent. The process is pinned with
+/// a pidfd before it is checked, so the signal can't reach a process that
+/// took the pid over in between.
+#[allow(unsafe_code)]
+pub fn signal_isle(record: &Record, signal: i32, current_boot: &str) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(record.pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: pidfd_open takes a pid and flags and only returns an fd.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return false;
+        }
+        // A kernel before 5.3: check, then kill (a narrow race remains).
+        if !alive(record, current_boot) {
+            return false;
+        }
+        // SAFETY: kill has no memory effects; pid is a positive process id.
+        return unsafe { libc::kill(pid, signal) } == 0;
+    }
+    // SAFETY: pidfd_open returned a new fd, owned by nothing else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    if !alive(record, current_boot) {
+        return false;
+    }
+    // SAFETY: the fd is a live pidfd; a null siginfo means "as kill does".
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    sent == 0
 }
 
 /// The state, locked: changes are saved with [`Locked::save`], and the
 /// lock goes when this does.
 pub struct Locked {
     _lock: File,
+    dir: PathBuf,
     path: PathBuf,
     pub state: State,
 }
@@ -174,35 +350,36 @@ pub fn lock() -> Result<(Locked, Vec<Record>), StateError> {
 }
 
 pub fn lock_in(dir: &Path) -> Result<(Locked, Vec<Record>), StateError> {
-    std::fs::create_dir_all(dir).map_err(|source| StateError::Directory {
-        path: dir.to_path_buf(),
+    private_dir(dir)?;
+    let lock_path = dir.join("lock");
+    let lock = private_file(&lock_path, false).map_err(|source| StateError::Lock {
+        path: lock_path.clone(),
         source,
     })?;
-    let lock_path = dir.join("lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| StateError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
     flock(&lock).map_err(|source| StateError::Lock {
         path: lock_path,
         source,
     })?;
     let path = dir.join("isles.json");
-    // A state file nobody can read (a crash mid-write can't leave one: it
-    // is replaced by rename) starts over empty.
-    let mut state: State = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let mut state = read_state(&path)?;
+    // Only records naming paths of this registry are believed: atoll
+    // deletes a record's log, which must not be any file at all.
+    let (mut valid, foreign): (Vec<Record>, Vec<Record>) = std::mem::take(&mut state.isles)
+        .into_iter()
+        .partition(|record| record.log.as_ref().is_none_or(|log| is_log_path(dir, log)));
+    for record in &foreign {
+        eprintln!(
+            "atoll: warning: {}: isle {}'s log {} is outside {}: its record is dropped, the file left alone",
+            path.display(),
+            record.id,
+            record.log.as_deref().unwrap_or(Path::new("")).display(),
+            dir.join("logs").display()
+        );
+    }
     let current_boot = boot_id();
     let mut stale = Vec::new();
     let mut kept = Vec::new();
-    for mut record in state.isles.drain(..) {
+    for mut record in valid.drain(..) {
         if !record.running() || alive(&record, &current_boot) {
             kept.push(record);
         } else if record.log.is_some() {
@@ -231,7 +408,7 @@ pub fn lock_in(dir: &Path) -> Result<(Locked, Vec<Record>), StateError> {
             let drop = dropped.contains(&record.id);
             if drop {
                 if let Some(log) = &record.log {
-                    let _ = std::fs::remove_file(log);
+                    remove_log(dir, log);
                 }
             }
             !drop
@@ -240,13 +417,50 @@ pub fn lock_in(dir: &Path) -> Result<(Locked, Vec<Record>), StateError> {
     state.isles = kept;
     let mut locked = Locked {
         _lock: lock,
+        dir: dir.to_path_buf(),
         path,
         state,
     };
-    if !stale.is_empty() || pruned {
+    if !stale.is_empty() || pruned || !foreign.is_empty() {
         locked.save()?;
     }
     Ok((locked, stale))
+}
+
+/// The registry in `path`: empty if there is none yet; an error naming
+/// it if it can't be read or parsed (a crash mid-write can't garble it, as
+/// it is replaced by rename, so someone else did: starting over would
+/// forget live isles and hand their cores out again).
+fn read_state(path: &Path) -> Result<State, StateError> {
+    let read = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut file| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+        });
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|error| StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })
+}
+
+/// Deletes log `path` of the registry in `dir`, and nothing else.
+pub fn remove_log(dir: &Path, path: &Path) {
+    if is_log_path(dir, path) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[allow(unsafe_code)]
@@ -261,6 +475,11 @@ fn flock(file: &File) -> std::io::Result<()> {
 }
 
 impl Locked {
+    /// The registry's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The isles still running.
     pub fn running(&self) -> impl Iterator<Item = &Record> {
         self.state.isles.iter().filter(|record| record.running())
@@ -270,7 +489,7 @@ impl Locked {
     pub fn save(&mut self) -> Result<(), StateError> {
         let temporary = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
-            let mut file = File::create(&temporary)?;
+            let mut file = private_file(&temporary, true)?;
             file.write_all(
                 &serde_json::to_vec_pretty(&self.state).map_err(std::io::Error::other)?,
             )?;
@@ -368,7 +587,7 @@ mod tests {
             let (mut locked, _) = lock_in(&dir).unwrap();
             let id = locked.next_id();
             let mut detached = record(id, std::process::id(), 0);
-            detached.log = Some(dir.join("log"));
+            detached.log = Some(dir.join("logs/1.log"));
             locked.state.isles.push(detached);
             locked.save().unwrap();
         }
@@ -382,12 +601,107 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_state_file_starts_over() {
+    fn a_damaged_state_file_is_an_error_naming_it() {
         let dir = scratch("damaged");
-        std::fs::create_dir_all(&dir).unwrap();
+        drop(lock_in(&dir).unwrap());
         std::fs::write(dir.join("isles.json"), b"{not json").unwrap();
+        let error = lock_in(&dir).err().expect("a garbled registry is refused");
+        let message = error.to_string();
+        assert!(
+            message.contains(&dir.join("isles.json").display().to_string())
+                && message.contains("is corrupt")
+                && message.contains("remove it if no isles are running")
+                && !message.contains('\n'),
+            "{message}"
+        );
+        // Nothing was reset behind the user's back.
+        assert_eq!(std::fs::read(dir.join("isles.json")).unwrap(), b"{not json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_registry_is_private_whatever_the_umask() {
+        let dir = scratch("private");
+        #[allow(unsafe_code)]
+        // SAFETY: umask only swaps the process's mask.
+        let before = unsafe { libc::umask(0) };
+        let made = lock_in(&dir).map(|(mut locked, _)| locked.save());
+        #[allow(unsafe_code)]
+        // SAFETY: as above, putting the mask back.
+        unsafe {
+            libc::umask(before)
+        };
+        made.unwrap().unwrap();
+        let mode = |name: &str| std::fs::symlink_metadata(dir.join(name)).unwrap().mode() & 0o777;
+        assert_eq!(mode(""), 0o700);
+        assert_eq!(mode("lock"), 0o600);
+        assert_eq!(mode("isles.json"), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_open_or_linked_directory_is_refused() {
+        let dir = scratch("open");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let message = lock_in(&dir).err().unwrap().to_string();
+        assert!(
+            message.contains("is open to other users (mode 0777)")
+                && message.contains(&format!("chmod 700 {}", dir.display())),
+            "{message}"
+        );
+        let link = scratch("link");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let message = lock_in(&link).err().unwrap().to_string();
+        assert!(message.contains("is a symbolic link"), "{message}");
+        let _ = std::fs::remove_file(&link);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_naming_files_outside_the_registry_are_dropped_not_deleted() {
+        let dir = scratch("foreign");
+        let outside =
+            std::env::temp_dir().join(format!("atoll-state-outside-{}", std::process::id()));
+        std::fs::write(&outside, b"precious").unwrap();
+        {
+            let (mut locked, _) = lock_in(&dir).unwrap();
+            for _ in 0..MAX_ENDED + 2 {
+                let id = locked.next_id();
+                let mut planted = record(id, std::process::id(), 0);
+                planted.log = Some(outside.clone());
+                planted.end(Some(0));
+                locked.state.isles.push(planted);
+            }
+            locked.save().unwrap();
+        }
         let (locked, _) = lock_in(&dir).unwrap();
         assert!(locked.state.isles.is_empty());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        assert!(is_log_path(&dir, &dir.join("logs/1-2.log")));
+        assert!(!is_log_path(&dir, &dir.join("logs/../isles.json")));
+        assert!(!is_log_path(&dir, &dir.join("logs/sub/x.log")));
+        let _ = std::fs::remove_file(&outside);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reused_pid_is_never_signalled() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id();
+        let ticks = start_ticks(pid).unwrap();
+        let boot = boot_id();
+        let reused = record(1, pid, ticks + 1);
+        assert!(!alive(&reused, &boot));
+        assert!(!signal_isle(&reused, libc::SIGKILL, &boot));
+        assert!(matches!(sleeper.try_wait(), Ok(None)));
+        let genuine = record(2, pid, ticks);
+        assert!(alive(&genuine, &boot));
+        assert!(signal_isle(&genuine, libc::SIGKILL, &boot));
+        sleeper.wait().unwrap();
     }
 }

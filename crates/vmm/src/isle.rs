@@ -107,6 +107,17 @@ pub fn check_program(image: &[u8]) -> Result<Program, LoadError> {
     loader::parse_program(image)
 }
 
+/// How much of a program [`check_program_start`] wants: its ELF header,
+/// or a script's first line.
+pub const PROGRAM_START_SIZE: usize = 128;
+
+/// Checks the first [`PROGRAM_START_SIZE`] bytes of a program (all of it
+/// if it is shorter): an x86_64 ELF, not a script or other file. Lets a
+/// caller refuse a file before reading it whole.
+pub fn check_program_start(start: &[u8]) -> Result<(), LoadError> {
+    loader::parse_header(start).map(|_| ())
+}
+
 fn copy_segments(
     ram: &GuestRam,
     image: &[u8],
@@ -151,27 +162,77 @@ fn rewrite_sites(
     Ok(())
 }
 
+/// The thread writing this process's stats file, while it runs.
+struct StatsPublisher {
+    /// Dropped to stop it.
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// One isle per atoll process: its stats publisher, if it has one.
+static STATS_PUBLISHER: std::sync::Mutex<Option<StatsPublisher>> = std::sync::Mutex::new(None);
+
 /// Writes the isle's offload figures to `path` twice a second, replacing
 /// the file whole (write, then rename) so readers never see half of one.
+/// The file is private (0600): it sits in atoll's registry.
 fn publish_stats(offload: Arc<Offload>, path: PathBuf) {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("atoll-stats".into())
         .spawn(move || {
             let temporary = path.with_extension("tmp");
             loop {
                 let text = format!("{{\"offload_calls\": {}}}\n", offload.completed());
-                if std::fs::write(&temporary, text)
+                if write_private(&temporary, text.as_bytes())
                     .and_then(|()| std::fs::rename(&temporary, &path))
                     .is_err()
                 {
                     return;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                match stopped.recv_timeout(std::time::Duration::from_millis(500)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return,
+                }
             }
         });
-    if let Err(error) = spawned {
-        tracing::debug!(%error, "no stats thread");
+    match spawned {
+        Ok(thread) => {
+            *STATS_PUBLISHER
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some(StatsPublisher { stop, thread })
+        }
+        Err(error) => tracing::debug!(%error, "no stats thread"),
     }
+}
+
+/// Stops the stats publisher and waits for it: after this it writes no
+/// more, so the stats file can be removed for good. Idempotent.
+pub fn stop_publishing_stats() {
+    let publisher = STATS_PUBLISHER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(StatsPublisher { stop, thread }) = publisher {
+        drop(stop);
+        let _ = thread.join();
+    }
+}
+
+/// Writes `bytes` to `path` as a file only its owner may read or write,
+/// whatever the umask; never through a symlink.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 /// The monitor's part of `--syscall-summary`: what load-time rewriting did.
@@ -383,6 +444,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         service_core: config.service_core,
         started,
     });
+    stop_publishing_stats();
     if config.flags & atoll_abi::boot::flags::SYSCALL_SUMMARY != 0 {
         report_rewriting(config.rewrite, &plan.census);
     }

@@ -79,7 +79,7 @@ fn machine_name(machine: u16) -> String {
     }
 }
 
-fn parse_header(bytes: &[u8]) -> Result<Header, LoadError> {
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, LoadError> {
     if bytes.starts_with(b"#!") {
         let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
