@@ -156,51 +156,25 @@ fn a_missing_kvm_device_says_what_to_do() {
 #[test]
 fn no_permission_on_kvm_says_what_to_do() {
     // Root may open anything: drop to nobody to see the error users get.
-    // SAFETY: getuid has no preconditions.
-    let root = unsafe { libc::getuid() } == 0;
-    let needs = tool("/usr/bin/setpriv", "util-linux").and_then(|setpriv| {
-        root.then_some(setpriv)
-            .ok_or_else(|| "it must run as root, to drop to nobody".to_string())
-    });
-    let Some(setpriv) = require(needs) else {
+    let Some(nobody) = AsNobody::new("kvm-permission") else {
         return;
     };
-    // Copies nobody can run, wherever the build tree is (it may be private).
-    let copies = std::env::temp_dir().join(format!("atoll-as-nobody-{}", std::process::id()));
-    std::fs::create_dir_all(&copies).unwrap();
-    std::fs::set_permissions(&copies, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let atoll = copies.join("atoll");
-    let hello = copies.join("hello");
+    let hello = nobody.copy(&program(Flavor::Musl, "hello"));
     // A root-only device node stands in for /dev/kvm: the machine may have
     // none, and opening is all that is tested.
-    let device = copies.join("kvm");
+    let device = nobody.path().join("kvm");
     std::fs::write(&device, b"").unwrap();
     std::fs::set_permissions(&device, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_atoll"), &atoll).unwrap();
-    std::fs::copy(program(Flavor::Musl, "hello"), &hello).unwrap();
-    // nobody keeps a registry of its own, wherever the caller keeps root's
-    // (and whatever another run left in /tmp/atoll-65534).
-    let registry = copies.join("registry");
-    std::fs::create_dir(&registry).unwrap();
-    std::os::unix::fs::chown(&registry, Some(65534), Some(65534)).unwrap();
-    std::fs::set_permissions(
-        &registry,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
     let _slot = isle_slot();
-    let output = std::process::Command::new(setpriv)
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .env("ATOLL_RUNTIME_DIR", &registry)
-        .arg(&atoll)
+    let output = nobody
+        .atoll()
+        .env("ATOLL_BACKEND", "kvm")
         .arg("run")
         .arg("--kvm-device")
         .arg(&device)
         .arg(&hello)
-        .current_dir(&copies)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&copies);
     assert_one_line_error(
         &output,
         125,

@@ -1890,6 +1890,35 @@ fn isles_cannot_make_set_id_programs_or_give_files_away() {
             "{flavor} :owners"
         );
     }
+    // As an unprivileged user (under QEMU), the same refusals, and the
+    // files are that user's.
+    let Some(nobody) = AsNobody::new("file-escapes") else {
+        return;
+    };
+    let probe = nobody.copy(&program(Flavor::Musl, "file_escapes"));
+    let dir = nobody.owned_dir("escapes");
+    let own = NOBODY.to_string();
+    let output = {
+        let _slot = isle_slot();
+        nobody
+            .atoll()
+            .current_dir(&dir)
+            .arg("run")
+            .arg(&probe)
+            .args([dir.to_str().unwrap(), &other.to_string(), &own, &own])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&output), 0, "as nobody: {}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), ESCAPES_REFUSED, "as nobody");
+    for name in ["setid", "dir", "link"] {
+        let meta = fs::symlink_metadata(dir.join(name)).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o4000),
+            (NOBODY, NOBODY, 0),
+            "as nobody: {name} on the host"
+        );
+    }
 }
 
 /// New files, directories and Unix sockets get exactly the modes Linux
@@ -1934,7 +1963,8 @@ fn volume_options_are_checked() {
         (format!("{host}:/x:rox"), "unknown option 'rox'"),
         (format!("{host}:/x:"), "unknown option ''"),
     ] {
-        let output = run(&["run", "-v", &spec, "/bin/true"]);
+        let hello = program(Flavor::Musl, "hello");
+        let output = run(&["run", "-v", &spec, hello.to_str().unwrap()]);
         assert_one_line_error(&output, 2, &[needle]);
     }
 }
@@ -1944,14 +1974,16 @@ fn volume_options_are_checked() {
 #[test]
 fn atolls_own_files_keep_its_umask() {
     fixed_umask();
-    let runtime = Scratch::new("runtime");
+    let scratch = Scratch::new("runtime");
+    // One atoll makes itself, as on a fresh machine.
+    let runtime = scratch.path().join("registry");
     let dir = Scratch::new("own-umask");
     let probe = program(Flavor::Musl, "file_modes");
     let output = {
         let _slot = isle_slot();
         atoll()
             .current_dir(dir.path())
-            .env("ATOLL_RUNTIME_DIR", runtime.path())
+            .env("ATOLL_RUNTIME_DIR", &runtime)
             .arg("run")
             .arg(&probe)
             .arg(dir.path())
@@ -1959,7 +1991,7 @@ fn atolls_own_files_keep_its_umask() {
             .unwrap()
     };
     assert_eq!(code(&output), 0, "{}", text(&output.stderr));
-    let mut pending = vec![runtime.path().to_path_buf()];
+    let mut pending = vec![runtime.clone()];
     let mut files = 0;
     while let Some(path) = pending.pop() {
         let meta = fs::symlink_metadata(&path).unwrap();
@@ -1980,9 +2012,5 @@ fn atolls_own_files_keep_its_umask() {
             files += 1;
         }
     }
-    assert!(
-        files > 0,
-        "atoll wrote nothing to {}",
-        runtime.path().display()
-    );
+    assert!(files > 0, "atoll wrote nothing to {}", runtime.display());
 }

@@ -391,21 +391,48 @@ fn no_way_out_of_the_network_sandbox() {
         UdpSocket::bind(("::1", p)).unwrap(),
         UdpSocket::bind(("::1", s)).unwrap(),
     ];
-    for flavor in Flavor::C {
-        let path = program(*flavor, "net_escapes");
-        let output = run(&[
-            "run",
-            "-p",
-            &p.to_string(),
-            "-p",
-            &format!("{q}:{g}"),
-            "-p",
-            &s.to_string(),
-            path.to_str().unwrap(),
-            &p.to_string(),
-            &g.to_string(),
-            &s.to_string(),
-        ]);
+    // As root on this machine's backend, and as nobody under QEMU.
+    let nobody = AsNobody::new("net-escapes");
+    let runs = Flavor::C
+        .iter()
+        .map(|flavor| (*flavor, false))
+        .chain(nobody.iter().map(|_| (Flavor::Musl, true)));
+    for (flavor, as_nobody) in runs {
+        let path = program(flavor, "net_escapes");
+        let published = [
+            "-p".to_string(),
+            p.to_string(),
+            "-p".to_string(),
+            format!("{q}:{g}"),
+            "-p".to_string(),
+            s.to_string(),
+        ];
+        let probe_args = [p.to_string(), g.to_string(), s.to_string()];
+        let output = match &nobody {
+            Some(nobody) if as_nobody => {
+                let _slot = isle_slot();
+                nobody
+                    .atoll()
+                    .arg("run")
+                    .args(&published)
+                    .arg(nobody.copy(&path))
+                    .args(&probe_args)
+                    .output()
+                    .unwrap()
+            }
+            _ => {
+                let mut args: Vec<&str> = vec!["run"];
+                args.extend(published.iter().map(String::as_str));
+                args.push(path.to_str().unwrap());
+                args.extend(probe_args.iter().map(String::as_str));
+                run(&args)
+            }
+        };
+        let flavor = if as_nobody {
+            format!("{flavor} as nobody")
+        } else {
+            flavor.to_string()
+        };
         assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
         let expected = escapes_expected();
         let got = stdout(&output);

@@ -273,3 +273,76 @@ pub fn assert_c_program_matches_native(name: &str) {
         assert_eq!(stderr(&isle), "", "{flavor}");
     }
 }
+
+/// A place to run isles as an unprivileged user (nobody), under QEMU's TCG
+/// (/dev/kvm is root's): atoll and programs copied where nobody can run
+/// them, scratch directories nobody owns, and a registry of nobody's own.
+/// Removed when dropped.
+pub struct AsNobody {
+    dir: PathBuf,
+    setpriv: PathBuf,
+}
+
+pub const NOBODY: u32 = 65534;
+
+impl AsNobody {
+    /// None (said loudly, or failing in CI) where the test can't drop to
+    /// nobody: it must run as root, with setpriv.
+    pub fn new(name: &str) -> Option<Self> {
+        // SAFETY: getuid has no preconditions.
+        let root = unsafe { libc::getuid() } == 0;
+        let needs = tool("/usr/bin/setpriv", "util-linux").and_then(|setpriv| {
+            root.then_some(setpriv)
+                .ok_or_else(|| "it must run as root, to drop to nobody".to_string())
+        });
+        let setpriv = require(needs)?;
+        let dir = std::env::temp_dir().join(format!("atoll-nobody-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755)).unwrap();
+        let nobody = Self { dir, setpriv };
+        std::fs::copy(env!("CARGO_BIN_EXE_atoll"), nobody.dir.join("atoll")).unwrap();
+        let registry = nobody.owned_dir("registry");
+        std::fs::set_permissions(&registry, PermissionsExt::from_mode(0o700)).unwrap();
+        Some(nobody)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A copy of `program` nobody can run.
+    pub fn copy(&self, program: &Path) -> PathBuf {
+        let copy = self.dir.join(program.file_name().unwrap());
+        std::fs::copy(program, &copy).unwrap();
+        copy
+    }
+
+    /// A fresh directory nobody owns.
+    pub fn owned_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+        dir
+    }
+
+    /// `atoll` run as nobody, with nobody's registry, under QEMU.
+    pub fn atoll(&self) -> Command {
+        let mut command = Command::new(&self.setpriv);
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(self.dir.join("atoll"))
+            .env_remove("ATOLL_LOG")
+            .env_remove("ATOLL_KVM_DEVICE")
+            .env("ATOLL_RUNTIME_DIR", self.dir.join("registry"))
+            .env("ATOLL_BACKEND", "qemu")
+            .current_dir(&self.dir);
+        command
+    }
+}
+
+impl Drop for AsNobody {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

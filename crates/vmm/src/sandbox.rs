@@ -184,6 +184,29 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_ppoll,
     libc::SYS_select,
     libc::SYS_pselect6,
+    // Their older forms, which the C library still makes for some calls.
+    libc::SYS_chmod,
+    libc::SYS_chown,
+    libc::SYS_lchown,
+    libc::SYS_stat,
+    libc::SYS_lstat,
+    libc::SYS_access,
+    libc::SYS_readlink,
+    libc::SYS_mkdir,
+    libc::SYS_rmdir,
+    libc::SYS_unlink,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_link,
+    libc::SYS_symlink,
+    libc::SYS_truncate,
+    libc::SYS_utimes,
+    libc::SYS_getdents,
+    libc::SYS_pipe,
+    libc::SYS_dup2,
+    libc::SYS_eventfd,
+    libc::SYS_epoll_create,
+    libc::SYS_fadvise64,
     // Sockets.
     libc::SYS_socket,
     libc::SYS_socketpair,
@@ -308,6 +331,8 @@ fn seccomp_filters() -> Result<[BpfProgram; 2], SandboxError> {
     rules.insert(libc::SYS_ioctl, one_of(1, ALLOWED_IOCTLS)?);
     rules.insert(libc::SYS_prctl, one_of(0, ALLOWED_PRCTLS)?);
     rules.insert(libc::SYS_seccomp, one_of(0, &[SECCOMP_SET_MODE_FILTER])?);
+    // A thread's own fs_struct, for the isle's umask per call (files).
+    rules.insert(libc::SYS_unshare, one_of(0, &[libc::CLONE_FS as u64])?);
     // Threads, never processes.
     let thread = SeccompCondition::new(
         0,
