@@ -254,6 +254,72 @@ fn free_port_everywhere() -> u16 {
     }
 }
 
+/// A host server's socket on `address` port `port` that shares the port
+/// with its user's (SO_REUSEADDR and SO_REUSEPORT): listening if a stream.
+fn shared_socket(address: &str, port: u16, kind: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let address: std::net::IpAddr = address.parse().unwrap();
+    let socket_address = std::net::SocketAddr::new(address, port);
+    let family = if address.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: socket makes a new fd, which we own from here on.
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: fd is the socket just made.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let one: i32 = 1;
+    for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        // SAFETY: an int option from our own int.
+        let done = unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, option, (&one as *const i32).cast(), 4)
+        };
+        assert_eq!(done, 0);
+    }
+    let (storage, len) = sockaddr(&socket_address);
+    // SAFETY: the address is our own, of its length.
+    assert_eq!(
+        unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) },
+        0
+    );
+    if kind == libc::SOCK_STREAM {
+        // SAFETY: listen on our socket.
+        assert_eq!(unsafe { libc::listen(fd, 8) }, 0);
+    }
+    socket
+}
+
+/// `address` as a C socket address.
+fn sockaddr(address: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all zeros is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match address {
+        std::net::SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in.
+            let sin = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in6.
+            let sin6 = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            sin6.sin6_family = libc::AF_INET6 as u16;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
 /// What `net_escapes` must be told, attempt by attempt: every way out
 /// refused, and what ordinary programs do (the lines saying "open") let
 /// through. The list is exact, so an attempt that starts to succeed, or a
@@ -313,6 +379,10 @@ fn escapes_expected() -> String {
         "bind_unpublished_v4: refused EACCES",
         "bind_unpublished_v6: refused EACCES",
         "listen_unix: open",
+        "reuseport_tcp_v4 p: refused EADDRINUSE",
+        "reuseport_tcp_v6 p: refused EADDRINUSE",
+        "reuseport_udp_v4 p: refused EADDRINUSE",
+        "reuseaddr_udp_v6 p: refused EADDRINUSE",
     ]
     .into_iter()
     .map(str::to_string)
@@ -357,6 +427,8 @@ fn escapes_expected() -> String {
         "udp_autobind_mapped s: bound to ::ffff:127.0.0.1",
         "connect_after_close_v4 s: refused ECONNREFUSED",
         "udp_sendto_after_close_v4 s: refused ECONNREFUSED",
+        "own_reuseport_first: open",
+        "own_reuseport_second: open",
     ] {
         lines.push(line.to_string());
     }
@@ -380,15 +452,15 @@ fn no_way_out_of_the_network_sandbox() {
         unreachable!()
     };
     let tcp = [
-        TcpListener::bind(("127.0.0.1", p)).unwrap(),
-        TcpListener::bind(("::1", p)).unwrap(),
+        TcpListener::from(shared_socket("127.0.0.1", p, libc::SOCK_STREAM)),
+        TcpListener::from(shared_socket("::1", p, libc::SOCK_STREAM)),
         TcpListener::bind(("127.0.0.1", q)).unwrap(),
         TcpListener::bind(("::1", q)).unwrap(),
         TcpListener::bind(("::1", s)).unwrap(),
     ];
     let udp = [
-        UdpSocket::bind(("127.0.0.1", p)).unwrap(),
-        UdpSocket::bind(("::1", p)).unwrap(),
+        UdpSocket::from(shared_socket("127.0.0.1", p, libc::SOCK_DGRAM)),
+        UdpSocket::from(shared_socket("::1", p, libc::SOCK_DGRAM)),
         UdpSocket::bind(("::1", s)).unwrap(),
     ];
     // As root on this machine's backend, and as nobody under QEMU.

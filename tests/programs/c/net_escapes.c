@@ -52,6 +52,7 @@ static const char *errno_name(int e)
 	case ECONNREFUSED: return "ECONNREFUSED";
 	case ENETUNREACH: return "ENETUNREACH";
 	case EINPROGRESS: return "EINPROGRESS";
+	case EADDRINUSE: return "EADDRINUSE";
 	default:
 		snprintf(other, sizeof other, "errno %d", e);
 		return other;
@@ -207,6 +208,42 @@ static void try_bind(const char *what, int family, const char *text, int port)
 	close(fd);
 }
 
+/* Binds a port with a sharing option set: SO_REUSEPORT joins whoever
+ * holds the port as the same user, SO_REUSEADDR does for datagrams. */
+static void try_share(const char *what, int family, int type, int option, const char *text,
+		      int port)
+{
+	struct sockaddr_storage name;
+	socklen_t len = address(&name, family, text, port);
+	int fd = socket(family, type, 0), one = 1;
+	setsockopt(fd, SOL_SOCKET, option, &one, sizeof one);
+	report(what, bind(fd, (struct sockaddr *)&name, len));
+	close(fd);
+}
+
+/* The host's servers on P share their port with their own user. */
+static void share_host_port(int port)
+{
+	try_share("reuseport_tcp_v4 p", AF_INET, SOCK_STREAM, SO_REUSEPORT, "0.0.0.0", port);
+	try_share("reuseport_tcp_v6 p", AF_INET6, SOCK_STREAM, SO_REUSEPORT, "::1", port);
+	try_share("reuseport_udp_v4 p", AF_INET, SOCK_DGRAM, SO_REUSEPORT, "127.0.0.1", port);
+	try_share("reuseaddr_udp_v6 p", AF_INET6, SOCK_DGRAM, SO_REUSEADDR, "::1", port);
+}
+
+/* Two of the isle's own sockets may share its port. */
+static void share_own_port(int port)
+{
+	struct sockaddr_storage name;
+	socklen_t len = address(&name, AF_INET, "127.0.0.1", port);
+	int one = 1, first = socket(AF_INET, SOCK_STREAM, 0), second = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(first, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	setsockopt(second, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	report("own_reuseport_first", bind(first, (struct sockaddr *)&name, len));
+	report("own_reuseport_second", bind(second, (struct sockaddr *)&name, len));
+	close(first);
+	close(second);
+}
+
 static void listening(void)
 {
 	try_listen_unbound("listen_unbound_v4", AF_INET);
@@ -344,8 +381,10 @@ int main(int argc, char **argv)
 	sockets();
 	options();
 	listening();
+	share_host_port(atoi(argv[1]));
 	host_server("p", atoi(argv[1]));
 	host_server("q", atoi(argv[2]));
 	own_server(atoi(argv[3]));
+	share_own_port(atoi(argv[3]));
 	return 0;
 }

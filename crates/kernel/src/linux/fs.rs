@@ -106,7 +106,14 @@ pub fn renameat2(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64)
 pub fn linkat(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64) -> SysResult {
     call(
         opcode::LINKAT,
-        [old_dirfd, path_arg(old)?, new_dirfd, path_arg(new)?, flags, 0],
+        [
+            old_dirfd,
+            path_arg(old)?,
+            new_dirfd,
+            path_arg(new)?,
+            flags,
+            0,
+        ],
     )
 }
 

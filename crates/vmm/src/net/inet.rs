@@ -9,8 +9,10 @@
 //! or family, serves nothing.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+
+use atoll_abi::linux::errno::EADDRINUSE;
 
 use crate::files::{check, Files};
 
@@ -116,6 +118,20 @@ pub fn int_option(fd: RawFd, level: i32, name: i32) -> Result<i32, i64> {
     check(done.into()).map(|_| value)
 }
 
+/// Sets an int socket option; a failure shows in what the socket does next.
+fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) {
+    // SAFETY: setsockopt reads one int from ours.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+}
+
 /// The host's name for the socket (its bound address), or the errno.
 pub fn local_address(fd: RawFd) -> Result<Vec<u8>, i64> {
     let mut address = vec![0u8; 128];
@@ -208,4 +224,64 @@ pub fn own_server(
         .all_host_fds()
         .into_iter()
         .find(|candidate| serves(candidate.as_raw_fd(), kind, destination, port)))
+}
+
+/// Refuses (EADDRINUSE) a bind of `socket` to host `address` that would
+/// share the port with a socket outside the isle. With SO_REUSEPORT (and,
+/// for datagrams, SO_REUSEADDR) a bind joins whoever holds the port as the
+/// same user, and atoll's user is often the host servers' too: the isle
+/// would take a share of a host server's traffic on a published port. The
+/// isle may share a port with its own sockets only.
+pub fn may_share_port(files: &Files, socket: RawFd, address: &[u8]) -> Result<(), i64> {
+    let Some(port) = port(address).filter(|&port| port != 0) else {
+        return Ok(());
+    };
+    let kind = int_option(socket, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let shares = int_option(socket, libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0
+        || (kind == libc::SOCK_DGRAM
+            && int_option(socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0);
+    if !shares {
+        return Ok(());
+    }
+    let own_holds_it = files.all_host_fds().iter().any(|own| {
+        own.as_raw_fd() != socket
+            && int_option(own.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE) == Ok(kind)
+            && local_address(own.as_raw_fd()).is_ok_and(|local| self::port(&local) == Some(port))
+    });
+    if own_holds_it {
+        return Ok(());
+    }
+    // A socket that shares nothing binds wherever nobody holds the port.
+    // SAFETY: socket makes a new fd, owned below.
+    let probe = unsafe { libc::socket(i32::from(family(address)), kind | libc::SOCK_CLOEXEC, 0) };
+    let Ok(probe) = check(probe.into()) else {
+        return Ok(());
+    };
+    // SAFETY: probe is the socket just made, ours alone.
+    let probe = unsafe { OwnedFd::from_raw_fd(probe as RawFd) };
+    if kind == libc::SOCK_STREAM {
+        // TIME_WAIT connections hold no port a server could share.
+        set_int_option(probe.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+    }
+    if let Ok(v6_only) = int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) {
+        set_int_option(
+            probe.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            v6_only,
+        );
+    }
+    // SAFETY: the address is the caller's buffer of its length.
+    let bound = unsafe {
+        libc::bind(
+            probe.as_raw_fd(),
+            address.as_ptr().cast(),
+            address.len() as libc::socklen_t,
+        )
+    };
+    match check(bound.into()) {
+        Err(EADDRINUSE) => Err(EADDRINUSE),
+        // Anything else is the real bind's to report.
+        _ => Ok(()),
+    }
 }

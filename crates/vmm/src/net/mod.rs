@@ -239,6 +239,7 @@ pub fn handle(
             let pointer = address.bytes.as_ptr().cast::<libc::sockaddr>();
             let len = address.bytes.len() as libc::socklen_t;
             let done = if bind {
+                inet::may_share_port(files, fd, &address.bytes)?;
                 // A path name makes a socket file, with the isle's umask.
                 files.with_isle_umask(|| {
                     // SAFETY: the address is our own copy of `len` bytes.
