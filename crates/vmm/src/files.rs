@@ -1207,10 +1207,13 @@ impl Files {
                 file.close_on_exec = argument & 1 != 0;
                 Ok(0)
             }
-            libc::F_GETFL | libc::F_SETFL => {
+            // Pipes are host pipes: the host kernel sizes them (rounding to
+            // a power-of-two page count, capping unprivileged users at
+            // pipe-max-size) and refuses other files with EBADF.
+            libc::F_GETFL | libc::F_SETFL | libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => {
                 let state = self.lock();
                 let raw = Self::raw(&state, fd)?;
-                // SAFETY: F_GETFL/F_SETFL on an isle-owned fd with an integer argument.
+                // SAFETY: a command taking an integer argument on an isle-owned fd.
                 check(unsafe { libc::fcntl(raw, command, argument as libc::c_int) } as libc::c_long)
             }
             _ => Err(EINVAL),
