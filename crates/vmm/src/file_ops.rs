@@ -186,9 +186,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             check(unsafe { libc::ftruncate(fd, a[1] as i64) } as libc::c_long)
         })?,
         opcode::FSYNC if a[1] == 2 => {
-            // sync(2): everything the host has buffered.
-            // SAFETY: sync has no arguments and can't fail.
-            unsafe { libc::sync() };
+            files.sync_mounts();
             Ok(0)
         }
         opcode::FSYNC => files.with_fd(a[0], |fd| {
@@ -533,6 +531,29 @@ mod tests {
 
     fn run(ram: &GuestRam, files: &Files, op: u32, args: [u64; 6]) -> Result<i64, i64> {
         handle(ram, files, op, &request(args))
+    }
+
+    #[test]
+    fn sync_flushes_each_filesystem_of_the_mounts_once() {
+        let (ram, files, dir) = setup(false);
+        assert_eq!(run(&ram, &files, opcode::FSYNC, [0, 2, 0, 0, 0, 0]), Ok(0));
+        assert_eq!(files.sync_mounts(), 1);
+        // Two mounts of one filesystem are synced once; another
+        // filesystem (the proc of /proc, if it is mounted) once more.
+        let mount = |host: &std::path::Path, guest: &str| MountSpec {
+            host: host.to_path_buf(),
+            guest: guest.into(),
+            read_only: true,
+            keep_owners: false,
+        };
+        let two_of_one = Files::new(&[mount(&dir, "/a"), mount(&dir, "/b")], "/a").unwrap();
+        assert_eq!(two_of_one.sync_mounts(), 1);
+        let proc = std::path::Path::new("/proc");
+        if proc.join("self").exists() {
+            let two = Files::new(&[mount(&dir, "/a"), mount(proc, "/p")], "/a").unwrap();
+            assert_eq!(two.sync_mounts(), 2);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
