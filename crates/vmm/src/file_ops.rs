@@ -134,7 +134,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(0)
         }
         opcode::GETDENTS => {
-            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let buffer = ram.io_buffer(a[1], a[2])?;
             files.with_fd(a[0], |fd| {
                 #[allow(unsafe_code)]
                 // SAFETY: the buffer lies inside guest RAM (checked above).
@@ -212,7 +212,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(0)
         }
         opcode::PREAD | opcode::PWRITE => {
-            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let buffer = ram.io_buffer(a[1], a[2])?;
             let offset = a[3] as i64;
             if offset < 0 {
                 return Err(EINVAL);
