@@ -67,14 +67,6 @@ fn optional_path(ram: &GuestRam, address: u64) -> Result<Option<String>, i64> {
     }
 }
 
-/// Whether `opcode` may wait on something outside the isle (it then runs
-/// on a worker thread, so only the calling guest thread waits). File
-/// operations finish on their own (opening a FIFO is the exception, and
-/// still runs on the server).
-pub fn may_block(_opcode: u32) -> bool {
-    false
-}
-
 /// fcntl's record locks: the guest's `struct flock` is copied in, checked by
 /// the host kernel, and copied back for the GETLK forms. Runs on a worker
 /// when it may wait, holding only the fd, so the holder can unlock meanwhile.

@@ -475,7 +475,9 @@ impl Offload {
             opcode::EPOLL_WAIT if a[3] == 0 => return false,
             opcode::EPOLL_WAIT => (libc::POLLIN, true),
             opcode::POLL => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
-            opcode => return crate::file_ops::may_block(opcode),
+            // Other file operations finish on their own (opening a FIFO is
+            // the exception, and still runs on the server).
+            _ => return false,
         };
         // Regular files never wait on anyone.
         if self.is_regular_file(a[0]) {
