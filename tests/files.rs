@@ -1818,6 +1818,13 @@ fn positioned_vectored_io_close_range_and_record_locks_behave_as_natively() {
     assert_c_program_matches_native("fdcalls");
 }
 
+/// Host pipes keep their sizes as on Linux, sync(2) works (on the isle's
+/// mounts only), and zero-length I/O never checks its buffer.
+#[test]
+fn pipe_sizes_sync_and_zero_length_io_behave_as_natively() {
+    assert_c_program_matches_native("io_edges");
+}
+
 // ------------------------------------------- owners, set-id bits, umask
 
 /// What `file_escapes` must print on a mount without `:owners`: no set-id

@@ -98,7 +98,8 @@ pub mod opcode {
     pub const FCNTL: u32 = 25;
     /// ftruncate(fd, length).
     pub const FTRUNCATE: u32 = 26;
-    /// fsync(fd) or, with args[1] = 1, fdatasync(fd).
+    /// fsync(fd) or, with args[1] = 1, fdatasync(fd); with args[1] = 2,
+    /// sync(2), which syncs the filesystems of the isle's mounts only.
     pub const FSYNC: u32 = 27;
     /// pipe2(fds, flags): writes two guest fds (int[2]).
     pub const PIPE: u32 = 28;

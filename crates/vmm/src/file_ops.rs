@@ -67,14 +67,6 @@ fn optional_path(ram: &GuestRam, address: u64) -> Result<Option<String>, i64> {
     }
 }
 
-/// Whether `opcode` may wait on something outside the isle (it then runs
-/// on a worker thread, so only the calling guest thread waits). File
-/// operations finish on their own (opening a FIFO is the exception, and
-/// still runs on the server).
-pub fn may_block(_opcode: u32) -> bool {
-    false
-}
-
 /// fcntl's record locks: the guest's `struct flock` is copied in, checked by
 /// the host kernel, and copied back for the GETLK forms. Runs on a worker
 /// when it may wait, holding only the fd, so the holder can unlock meanwhile.
@@ -134,7 +126,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(0)
         }
         opcode::GETDENTS => {
-            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let buffer = ram.io_buffer(a[1], a[2])?;
             files.with_fd(a[0], |fd| {
                 #[allow(unsafe_code)]
                 // SAFETY: the buffer lies inside guest RAM (checked above).
@@ -186,9 +178,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             check(unsafe { libc::ftruncate(fd, a[1] as i64) } as libc::c_long)
         })?,
         opcode::FSYNC if a[1] == 2 => {
-            // sync(2): everything the host has buffered.
-            // SAFETY: sync has no arguments and can't fail.
-            unsafe { libc::sync() };
+            files.sync_mounts();
             Ok(0)
         }
         opcode::FSYNC => files.with_fd(a[0], |fd| {
@@ -214,7 +204,7 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             Ok(0)
         }
         opcode::PREAD | opcode::PWRITE => {
-            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let buffer = ram.io_buffer(a[1], a[2])?;
             let offset = a[3] as i64;
             if offset < 0 {
                 return Err(EINVAL);
@@ -533,6 +523,29 @@ mod tests {
 
     fn run(ram: &GuestRam, files: &Files, op: u32, args: [u64; 6]) -> Result<i64, i64> {
         handle(ram, files, op, &request(args))
+    }
+
+    #[test]
+    fn sync_flushes_each_filesystem_of_the_mounts_once() {
+        let (ram, files, dir) = setup(false);
+        assert_eq!(run(&ram, &files, opcode::FSYNC, [0, 2, 0, 0, 0, 0]), Ok(0));
+        assert_eq!(files.sync_mounts(), 1);
+        // Two mounts of one filesystem are synced once; another
+        // filesystem (the proc of /proc, if it is mounted) once more.
+        let mount = |host: &std::path::Path, guest: &str| MountSpec {
+            host: host.to_path_buf(),
+            guest: guest.into(),
+            read_only: true,
+            keep_owners: false,
+        };
+        let two_of_one = Files::new(&[mount(&dir, "/a"), mount(&dir, "/b")], "/a").unwrap();
+        assert_eq!(two_of_one.sync_mounts(), 1);
+        let proc = std::path::Path::new("/proc");
+        if proc.join("self").exists() {
+            let two = Files::new(&[mount(&dir, "/a"), mount(proc, "/p")], "/a").unwrap();
+            assert_eq!(two.sync_mounts(), 2);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -1179,6 +1179,40 @@ impl Files {
         }
     }
 
+    /// sync(2) for the isle: syncfs on each filesystem its mounts are on,
+    /// so it flushes its own files without making the whole host write
+    /// back. Returns how many filesystems it synced; like sync(2), it
+    /// can't fail (a mount root it can't open as a directory is skipped).
+    pub fn sync_mounts(&self) -> usize {
+        let mut synced = Vec::new();
+        for mount in &self.mounts {
+            let Ok(stat) = fstat(mount.root.as_raw_fd()) else {
+                continue;
+            };
+            if synced.contains(&stat.st_dev) {
+                continue;
+            }
+            // syncfs refuses O_PATH fds, which the roots are.
+            // SAFETY: opens "." beneath a mount root we own; the fd is checked.
+            let dir = unsafe {
+                libc::openat(
+                    mount.root.as_raw_fd(),
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if dir < 0 {
+                continue;
+            }
+            // SAFETY: a fresh fd we own.
+            let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+            // SAFETY: syncfs on our own directory fd; sync(2) ignores errors too.
+            unsafe { libc::syncfs(dir.as_raw_fd()) };
+            synced.push(stat.st_dev);
+        }
+        synced.len()
+    }
+
     pub fn fcntl(&self, fd: i64, command: i32, argument: u64) -> Result<i64, i64> {
         match command {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
@@ -1207,10 +1241,13 @@ impl Files {
                 file.close_on_exec = argument & 1 != 0;
                 Ok(0)
             }
-            libc::F_GETFL | libc::F_SETFL => {
+            // Pipes are host pipes: the host kernel sizes them (rounding to
+            // a power-of-two page count, capping unprivileged users at
+            // pipe-max-size) and refuses other files with EBADF.
+            libc::F_GETFL | libc::F_SETFL | libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => {
                 let state = self.lock();
                 let raw = Self::raw(&state, fd)?;
-                // SAFETY: F_GETFL/F_SETFL on an isle-owned fd with an integer argument.
+                // SAFETY: a command taking an integer argument on an isle-owned fd.
                 check(unsafe { libc::fcntl(raw, command, argument as libc::c_int) } as libc::c_long)
             }
             _ => Err(EINVAL),

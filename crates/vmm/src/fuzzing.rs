@@ -175,7 +175,7 @@ impl Harness {
             let mut request = request.to_vec();
             let op = u32::from_le_bytes(request[..4].try_into().unwrap_or_default());
             // Not the fuzzer's business: stderr noise, and flushing the
-            // whole host's disks.
+            // disks under the mounts (fsync, sync(2) as syncfs).
             if matches!(op, opcode::LOG | opcode::FSYNC) {
                 request[..4].copy_from_slice(&opcode::NOP.to_le_bytes());
             }

@@ -180,6 +180,17 @@ impl GuestRam {
         Some(unsafe { self.host_base.add(address as usize) })
     }
 
+    /// [`Self::host_range`] for a buffer the host kernel reads or writes:
+    /// EFAULT if it leaves RAM, but a zero-length one is never checked, as
+    /// Linux never touches it (its pointer then is RAM's base).
+    pub fn io_buffer(&self, address: u64, len: u64) -> Result<*mut u8, i64> {
+        if len == 0 {
+            return Ok(self.host_base);
+        }
+        self.host_range(address, len)
+            .ok_or(atoll_abi::linux::errno::EFAULT)
+    }
+
     /// Backs `[offset, offset + len)` (2 MiB-aligned) with huge pages.
     ///
     /// Only where the guest will touch much: on this host a huge page's first

@@ -475,7 +475,9 @@ impl Offload {
             opcode::EPOLL_WAIT if a[3] == 0 => return false,
             opcode::EPOLL_WAIT => (libc::POLLIN, true),
             opcode::POLL => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
-            opcode => return crate::file_ops::may_block(opcode),
+            // Other file operations finish on their own (opening a FIFO is
+            // the exception, and still runs on the server).
+            _ => return false,
         };
         // Regular files never wait on anyone.
         if self.is_regular_file(a[0]) {
@@ -573,10 +575,6 @@ fn errno_result(value: isize) -> i64 {
     }
 }
 
-fn guest_buffer(ram: &GuestRam, address: u64, len: u64) -> Result<*mut u8, i64> {
-    ram.host_range(address, len).ok_or(EFAULT)
-}
-
 /// Performs one request; returns its Linux-style result.
 pub fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request) -> i64 {
     if let Some(result) = crate::net::handle(ram, files, net, request) {
@@ -606,7 +604,7 @@ fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i
     let [fd, address, len, ..] = request.args;
     let fd_held = files.host_fd(fd)?;
     let fd = fd_held.as_raw_fd();
-    let buffer = guest_buffer(ram, address, len)?;
+    let buffer = ram.io_buffer(address, len)?;
     // SAFETY: `buffer..buffer+len` lies inside guest RAM, which stays mapped;
     // the kernel only reads or writes those bytes, whatever the guest does.
     let done = unsafe {
@@ -627,9 +625,12 @@ fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64
         return Err(EINVAL);
     }
     let mut raw = vec![0u8; (count * IOVEC_SIZE) as usize];
-    ram.memory()
-        .read_slice(&mut raw, GuestAddress(iov_address))
-        .map_err(|_| EFAULT)?;
+    // No iovecs: Linux reads none, wherever the array would be.
+    if count > 0 {
+        ram.memory()
+            .read_slice(&mut raw, GuestAddress(iov_address))
+            .map_err(|_| EFAULT)?;
+    }
     let mut iovecs = Vec::with_capacity(count as usize);
     for chunk in raw.chunks_exact(IOVEC_SIZE as usize) {
         let base = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
@@ -637,7 +638,7 @@ fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64
         if len == 0 {
             continue;
         }
-        let pointer = guest_buffer(ram, base, len)?;
+        let pointer = ram.io_buffer(base, len)?;
         iovecs.push(libc::iovec {
             iov_base: pointer.cast(),
             iov_len: len as usize,
@@ -778,7 +779,7 @@ fn lseek(files: &Files, request: &Request) -> Result<i64, i64> {
 
 fn getrandom(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     let [address, len, flags, ..] = request.args;
-    let buffer = guest_buffer(ram, address, len)?;
+    let buffer = ram.io_buffer(address, len)?;
     // SAFETY: the buffer lies inside guest RAM (checked above).
     let done = unsafe { libc::getrandom(buffer.cast(), len as usize, flags as u32) };
     Ok(errno_result(done))
@@ -956,6 +957,29 @@ mod tests {
         }
         assert_eq!(
             serve(&ram, opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0]),
+            -EFAULT
+        );
+    }
+
+    #[test]
+    fn zero_length_io_never_checks_its_buffer() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let outside = 1 << 40;
+        for op in [opcode::READ, opcode::WRITE, opcode::READV, opcode::WRITEV] {
+            assert_eq!(serve(&ram, op, [1, outside, 0, 0, 0, 0]), 0, "opcode {op}");
+        }
+        // Empty iovecs anywhere are skipped; a non-empty one is still checked.
+        let iov = [outside, 0, 0x2000, 0];
+        for (index, word) in iov.iter().enumerate() {
+            ram.memory()
+                .write_obj(*word, GuestAddress(0x1000 + index as u64 * 8))
+                .unwrap();
+        }
+        let at_file_position = u64::MAX;
+        let writev = [1, 0x1000, 2, at_file_position, 0, 0];
+        assert_eq!(serve(&ram, opcode::WRITEV, writev), 0);
+        assert_eq!(
+            serve(&ram, opcode::WRITE, [1, outside, 1, 0, 0, 0]),
             -EFAULT
         );
     }

@@ -162,7 +162,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_fallocate,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
-    libc::SYS_sync,
     libc::SYS_syncfs,
     libc::SYS_flock,
     libc::SYS_faccessat,

@@ -12,32 +12,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "report.h"
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC 4
 #endif
 
 static char path[64];
-
-static const char *errno_name(int e)
-{
-	switch (e) {
-	case EBADF: return "EBADF";
-	case EINVAL: return "EINVAL";
-	case EFAULT: return "EFAULT";
-	case EAGAIN: return "EAGAIN";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	case ENOSYS: return "ENOSYS";
-	default: return "other";
-	}
-}
-
-static void report(const char *what, long result)
-{
-	if (result < 0)
-		printf("%s: -1 %s\n", what, errno_name(errno));
-	else
-		printf("%s: %ld\n", what, result);
-}
 
 static void vectored(void)
 {

@@ -1,10 +1,10 @@
 //! Sockets, offloaded to the host under the isle's network policy (see the
 //! monitor's `net` module).
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL};
+use atoll_abi::linux::errno::EINVAL;
 use atoll_abi::queue::opcode;
 
-use super::io::host_result;
+use super::io::{check_buffer, host_result};
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::offload;
@@ -24,21 +24,13 @@ fn fd_arg(fd: u64) -> Result<u64, i64> {
     }
 }
 
-fn buffer(address: u64, len: u64) -> Result<(), i64> {
-    if len == 0 || user::range_ok(address, len) {
-        Ok(())
-    } else {
-        Err(EFAULT)
-    }
-}
-
 /// An optional (address, length pointer) pair the host fills in.
 fn address_out(address: u64, len_pointer: u64) -> Result<(), i64> {
     if address == 0 {
         return Ok(());
     }
     let room: u32 = user::read(len_pointer)?;
-    buffer(address, u64::from(room).min(MAX_ADDRESS))
+    check_buffer(address, u64::from(room).min(MAX_ADDRESS))
 }
 
 pub fn socket(domain: u64, kind: u64, protocol: u64) -> SysResult {
@@ -46,7 +38,7 @@ pub fn socket(domain: u64, kind: u64, protocol: u64) -> SysResult {
 }
 
 pub fn socketpair(domain: u64, kind: u64, protocol: u64, pair: u64) -> SysResult {
-    buffer(pair, 8)?;
+    check_buffer(pair, 8)?;
     call(opcode::SOCKETPAIR, [domain, kind, protocol, pair, 0, 0])
 }
 
@@ -54,7 +46,7 @@ pub fn bind(fd: u64, address: u64, len: u64) -> SysResult {
     if len > MAX_ADDRESS {
         return Err(EINVAL);
     }
-    buffer(address, len)?;
+    check_buffer(address, len)?;
     call(opcode::BIND, [fd_arg(fd)?, address, len, 0, 0, 0])
 }
 
@@ -62,7 +54,7 @@ pub fn connect(fd: u64, address: u64, len: u64) -> SysResult {
     if len > MAX_ADDRESS {
         return Err(EINVAL);
     }
-    buffer(address, len)?;
+    check_buffer(address, len)?;
     call(opcode::CONNECT, [fd_arg(fd)?, address, len, 0, 0, 0])
 }
 
@@ -95,7 +87,7 @@ pub fn getpeername(fd: u64, address: u64, len_pointer: u64) -> SysResult {
 }
 
 pub fn setsockopt(fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysResult {
-    buffer(value, len.min(512))?;
+    check_buffer(value, len.min(512))?;
     call(
         opcode::SETSOCKOPT,
         [fd_arg(fd)?, level, name, value, len, 0],
@@ -104,7 +96,7 @@ pub fn setsockopt(fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysRe
 
 pub fn getsockopt(fd: u64, level: u64, name: u64, value: u64, len_pointer: u64) -> SysResult {
     let room: u32 = user::read(len_pointer)?;
-    buffer(value, u64::from(room).min(512))?;
+    check_buffer(value, u64::from(room).min(512))?;
     call(
         opcode::GETSOCKOPT,
         [fd_arg(fd)?, level, name, value, len_pointer, 0],
@@ -123,9 +115,9 @@ pub fn sendto(
     address: u64,
     address_len: u64,
 ) -> SysResult {
-    buffer(data, len)?;
+    check_buffer(data, len)?;
     if address != 0 {
-        buffer(address, address_len.min(MAX_ADDRESS))?;
+        check_buffer(address, address_len.min(MAX_ADDRESS))?;
     }
     call(
         opcode::SENDTO,
@@ -141,7 +133,7 @@ pub fn recvfrom(
     address: u64,
     len_pointer: u64,
 ) -> SysResult {
-    buffer(data, len)?;
+    check_buffer(data, len)?;
     if address != 0 {
         address_out(address, len_pointer)?;
     }
@@ -154,16 +146,16 @@ pub fn recvfrom(
 /// Checks a `struct msghdr` (56 bytes) and the name and iovec buffers it
 /// points at.
 fn check_message(header: u64) -> Result<(), i64> {
-    buffer(header, 56)?;
+    check_buffer(header, 56)?;
     let name: u64 = user::read(header)?;
     let name_len: u32 = user::read(header + 8)?;
     if name != 0 {
-        buffer(name, u64::from(name_len))?;
+        check_buffer(name, u64::from(name_len))?;
     }
     let control: u64 = user::read(header + 32)?;
     let control_len: u64 = user::read(header + 40)?;
     if control_len != 0 {
-        buffer(control, control_len)?;
+        check_buffer(control, control_len)?;
     }
     let iov: u64 = user::read(header + 16)?;
     let count: u64 = user::read(header + 24)?;

@@ -363,7 +363,7 @@ pub fn handle(
         opcode::SENDTO => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
-            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let buffer = ram.io_buffer(a[1], a[2])?;
             let address = if a[4] == 0 {
                 HostAddress::plain(Vec::new())
             } else {
@@ -387,7 +387,7 @@ pub fn handle(
         opcode::RECVFROM => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
-            let buffer = ram.host_range(a[1], a[2]).ok_or(EFAULT)?;
+            let buffer = ram.io_buffer(a[1], a[2])?;
             let mut address = vec![0u8; MAX_ADDRESS];
             let mut len = MAX_ADDRESS as libc::socklen_t;
             // SAFETY: the buffer lies inside guest RAM; the address buffer is ours.

@@ -1,0 +1,28 @@
+/* What a probe prints for each call, so a run in an isle can be compared
+ * line by line with a native one: the result, or -1 and the errno's name. */
+#include <errno.h>
+#include <stdio.h>
+
+static const char *errno_name(int e)
+{
+	switch (e) {
+	case EPERM: return "EPERM";
+	case EBADF: return "EBADF";
+	case EAGAIN: return "EAGAIN";
+	case EFAULT: return "EFAULT";
+	case EBUSY: return "EBUSY";
+	case EISDIR: return "EISDIR";
+	case EINVAL: return "EINVAL";
+	case ENOSYS: return "ENOSYS";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	default: return "other";
+	}
+}
+
+static void report(const char *what, long result)
+{
+	if (result < 0)
+		printf("%s: -1 %s\n", what, errno_name(errno));
+	else
+		printf("%s: %ld\n", what, result);
+}
