@@ -417,9 +417,8 @@ pub fn write_boot_info(
     layout: &Layout,
     boot_info: &BootInfo,
 ) -> Result<(), SetupError> {
-    let bytes = atoll_abi_bytes::boot_info(boot_info);
     memory
-        .write_slice(bytes, GuestAddress(layout.boot_info))
+        .write_obj(BootInfoBytes(*boot_info), GuestAddress(layout.boot_info))
         .map_err(memory_error)
 }
 
@@ -454,22 +453,17 @@ pub fn write_cpu_area(
     Ok(())
 }
 
-/// Byte views of abi structs (plain `repr(C)` data).
-mod atoll_abi_bytes {
-    #![allow(unsafe_code)]
-    use atoll_abi::boot::BootInfo;
+/// The boot info as vm-memory plain data (the orphan rule keeps
+/// `ByteValued` off the abi type itself).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct BootInfoBytes(BootInfo);
 
-    pub fn boot_info(value: &BootInfo) -> &[u8] {
-        // SAFETY: BootInfo is repr(C) plain data built from a zeroed value
-        // (see `isle`), so every byte, padding included, is initialized.
-        unsafe {
-            std::slice::from_raw_parts(
-                (value as *const BootInfo).cast(),
-                std::mem::size_of::<BootInfo>(),
-            )
-        }
-    }
-}
+// SAFETY: BootInfo is `repr(C)` of integers and byte arrays only, so any
+// bytes make a valid value, and it has no padding (atoll-abi's
+// `boot_info_has_no_padding` test), so every byte of a value is initialized.
+#[allow(unsafe_code)]
+unsafe impl vm_memory::ByteValued for BootInfoBytes {}
 
 #[cfg(test)]
 mod tests {
