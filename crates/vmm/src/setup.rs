@@ -4,7 +4,7 @@
 
 use std::mem::size_of;
 
-use atoll_abi::boot::{BootInfo, CpuArea};
+use atoll_abi::boot::{BootInfo, CpuArea, LongModeStart};
 use atoll_abi::layout::{
     align_down, align_up, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE,
     KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_BASE, NULL_GUARD_END, PAGE_SIZE, STACK_GUARD,
@@ -418,7 +418,7 @@ pub fn write_boot_info(
     boot_info: &BootInfo,
 ) -> Result<(), SetupError> {
     memory
-        .write_obj(BootInfoBytes(*boot_info), GuestAddress(layout.boot_info))
+        .write_obj(AbiPlainData(*boot_info), GuestAddress(layout.boot_info))
         .map_err(memory_error)
 }
 
@@ -453,17 +453,22 @@ pub fn write_cpu_area(
     Ok(())
 }
 
-/// The boot info as vm-memory plain data (the orphan rule keeps
-/// `ByteValued` off the abi type itself).
+/// An abi struct as vm-memory plain data, so `write_obj` can put it in guest
+/// memory (the orphan rule keeps `ByteValued` off the abi types themselves).
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-struct BootInfoBytes(BootInfo);
+pub struct AbiPlainData<T>(pub T);
 
 // SAFETY: BootInfo is `repr(C)` of integers and byte arrays only, so any
 // bytes make a valid value, and it has no padding (atoll-abi's
 // `boot_info_has_no_padding` test), so every byte of a value is initialized.
 #[allow(unsafe_code)]
-unsafe impl vm_memory::ByteValued for BootInfoBytes {}
+unsafe impl vm_memory::ByteValued for AbiPlainData<BootInfo> {}
+
+// SAFETY: LongModeStart is `repr(C)` of u64s and arrays of u64s only: any
+// bytes make a valid value, and there is no padding between or after them.
+#[allow(unsafe_code)]
+unsafe impl vm_memory::ByteValued for AbiPlainData<LongModeStart> {}
 
 #[cfg(test)]
 mod tests {
