@@ -279,11 +279,9 @@ fn shared_socket(address: &str, port: u16, kind: i32) -> std::os::fd::OwnedFd {
         assert_eq!(done, 0);
     }
     let (storage, len) = sockaddr(&socket_address);
-    // SAFETY: the address is our own, of its length.
-    assert_eq!(
-        unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) },
-        0
-    );
+    // SAFETY: bind reads `len` bytes of `storage`, which holds that many.
+    let bound = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+    assert_eq!(bound, 0);
     if kind == libc::SOCK_STREAM {
         // SAFETY: listen on our socket.
         assert_eq!(unsafe { libc::listen(fd, 8) }, 0);

@@ -43,15 +43,19 @@ fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
         .map_err(|_| EFAULT)
 }
 
-/// Byte view of a plain libc struct the host kernel filled in.
-fn struct_bytes<T>(value: &T, len: u64) -> &[u8] {
+/// The first `len` bytes (at most all) of a libc struct the host kernel
+/// filled in.
+///
+/// # Safety
+///
+/// Every byte of `value` must be initialized. libc types its structs'
+/// padding as possibly uninitialized, so `value` must have started zeroed
+/// and been written since only by the host kernel.
+unsafe fn struct_bytes<T>(value: &T, len: u64) -> &[u8] {
     let len = (len as usize).min(std::mem::size_of::<T>());
-    #[allow(unsafe_code)]
-    // SAFETY: T is a zero-initialized libc struct (no padding left
-    // uninitialized), borrowed for the slice's lifetime.
-    unsafe {
-        std::slice::from_raw_parts((value as *const T).cast::<u8>(), len)
-    }
+    // SAFETY: `len` bytes from the start of `value`, borrowed for the
+    // slice's lifetime, initialized as the caller promises.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), len) }
 }
 
 /// The two paths of renameat and linkat (`a[1]` and `a[3]`).
@@ -122,7 +126,9 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             }
             let mut stat: libc::stat = zeroed_stat();
             files.stat_at(dirfd, &path, a[3] as i32, &mut stat)?;
-            write_guest(ram, a[2], struct_bytes(&stat, STAT_SIZE))?;
+            // SAFETY: `stat` started zeroed; only the host kernel's stat wrote it.
+            let bytes = unsafe { struct_bytes(&stat, STAT_SIZE) };
+            write_guest(ram, a[2], bytes)?;
             Ok(0)
         }
         opcode::GETDENTS => {
@@ -257,7 +263,9 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             let path = optional_path(ram, a[0])?;
             let mut out: libc::statfs = zeroed_statfs();
             files.statfs(path.as_deref(), a[2] as i64, &mut out)?;
-            write_guest(ram, a[1], struct_bytes(&out, 120))?;
+            // SAFETY: `out` started zeroed; only the host kernel's statfs wrote it.
+            let bytes = unsafe { struct_bytes(&out, 120) };
+            write_guest(ram, a[1], bytes)?;
             Ok(0)
         }
         opcode::EPOLL_CREATE => {

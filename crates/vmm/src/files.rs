@@ -1112,10 +1112,10 @@ impl Files {
                     .and_then(|fd| state.fds.get(&fd))
                     .ok_or(EBADF)?;
                 let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-                // SAFETY: fstat into our buffer.
-                check(
-                    unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) } as libc::c_long,
-                )?;
+                // SAFETY: `file.fd` is an open descriptor this table owns, and
+                // fstat writes at most one `libc::stat` into our buffer.
+                let rc = unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) };
+                check(rc as libc::c_long)?;
                 // SAFETY: zeroed, then filled by fstat.
                 let stat = unsafe { stat.assume_init() };
                 if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {

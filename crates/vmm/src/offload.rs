@@ -691,8 +691,9 @@ fn fstat(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     if done < 0 {
         return Ok(errno_result(done as isize));
     }
-    // SAFETY: zero-initialized and filled by fstat; libc::stat on x86_64
-    // Linux is the kernel's struct stat, STAT_SIZE bytes without padding.
+    // SAFETY: zeroed, then written only by fstat, so every byte is
+    // initialized (libc types `__pad0` as maybe-uninit, but it was zeroed);
+    // libc::stat on x86_64 Linux is the kernel's struct stat, STAT_SIZE bytes.
     let bytes =
         unsafe { std::slice::from_raw_parts(stat.as_ptr().cast::<u8>(), STAT_SIZE as usize) };
     ram.memory()

@@ -4,7 +4,7 @@
 
 use std::mem::size_of;
 
-use atoll_abi::boot::{BootInfo, CpuArea};
+use atoll_abi::boot::{BootInfo, CpuArea, LongModeStart};
 use atoll_abi::layout::{
     align_down, align_up, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE,
     KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_BASE, NULL_GUARD_END, PAGE_SIZE, STACK_GUARD,
@@ -417,9 +417,8 @@ pub fn write_boot_info(
     layout: &Layout,
     boot_info: &BootInfo,
 ) -> Result<(), SetupError> {
-    let bytes = atoll_abi_bytes::boot_info(boot_info);
     memory
-        .write_slice(bytes, GuestAddress(layout.boot_info))
+        .write_obj(AbiPlainData(*boot_info), GuestAddress(layout.boot_info))
         .map_err(memory_error)
 }
 
@@ -454,22 +453,22 @@ pub fn write_cpu_area(
     Ok(())
 }
 
-/// Byte views of abi structs (plain `repr(C)` data).
-mod atoll_abi_bytes {
-    #![allow(unsafe_code)]
-    use atoll_abi::boot::BootInfo;
+/// An abi struct as vm-memory plain data, so `write_obj` can put it in guest
+/// memory (the orphan rule keeps `ByteValued` off the abi types themselves).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct AbiPlainData<T>(pub T);
 
-    pub fn boot_info(value: &BootInfo) -> &[u8] {
-        // SAFETY: BootInfo is repr(C) plain data built from a zeroed value
-        // (see `isle`), so every byte, padding included, is initialized.
-        unsafe {
-            std::slice::from_raw_parts(
-                (value as *const BootInfo).cast(),
-                std::mem::size_of::<BootInfo>(),
-            )
-        }
-    }
-}
+// SAFETY: BootInfo is `repr(C)` of integers and byte arrays only, so any
+// bytes make a valid value, and it has no padding (atoll-abi's
+// `boot_info_has_no_padding` test), so every byte of a value is initialized.
+#[allow(unsafe_code)]
+unsafe impl vm_memory::ByteValued for AbiPlainData<BootInfo> {}
+
+// SAFETY: LongModeStart is `repr(C)` of u64s and arrays of u64s only: any
+// bytes make a valid value, and there is no padding between or after them.
+#[allow(unsafe_code)]
+unsafe impl vm_memory::ByteValued for AbiPlainData<LongModeStart> {}
 
 #[cfg(test)]
 mod tests {

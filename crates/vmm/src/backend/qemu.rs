@@ -42,6 +42,7 @@ use crate::host;
 use crate::isle::{doorbell_outcome, IsleError, Outcome};
 use crate::memory::GuestRam;
 use crate::offload::Offload;
+use crate::setup::AbiPlainData;
 
 /// Room above the isle's RAM for QEMU's firmware tables.
 const FIRMWARE_ROOM: u64 = 16 << 20;
@@ -326,16 +327,9 @@ impl Backend for QemuBackend {
                 start_others: if cpu == 0 { boot.cpu_count - 1 } else { 0 },
                 scratch: [0; 3],
             };
-            // SAFETY: LongModeStart is plain old data (u64s and arrays of them).
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    (&start as *const LongModeStart).cast::<u8>(),
-                    std::mem::size_of::<LongModeStart>(),
-                )
-            };
             let at = self.long_mode_start + cpu * long_mode_start::SIZE as u64;
             memory
-                .write_slice(bytes, GuestAddress(at))
+                .write_obj(AbiPlainData(start), GuestAddress(at))
                 .map_err(|error| QemuError::Boot(error.to_string()))?;
         }
         if boot.cpu_count > 1 {
