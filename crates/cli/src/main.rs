@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 mod binfmt;
+mod error;
 mod images;
 mod isles;
 mod manifest;
@@ -14,6 +15,8 @@ mod size;
 mod store;
 
 use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
 
 /// Large buffers (programs, layers in flight) on huge pages.
 #[global_allocator]
@@ -115,7 +118,19 @@ fn main() {
             .init();
     }
     let cli = Cli::parse_from(binfmt_arguments().unwrap_or_else(|| std::env::args_os().collect()));
-    let status = match cli.command {
+    let status = match execute(cli.command) {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("atoll: {error}");
+            error.status()
+        }
+    };
+    std::process::exit(status);
+}
+
+/// Runs one command; its exit status, or the error to print.
+fn execute(command: Command) -> Result<i32, CliError> {
+    match command {
         Command::Run(args) => run::run(*args),
         Command::Init(args) => project::init(args),
         Command::Build(args) => project::build(args),
@@ -135,14 +150,13 @@ fn main() {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "atoll", &mut std::io::stdout());
-            0
+            Ok(0)
         }
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),
         Command::Top(args) => isles::top(args),
-    };
-    std::process::exit(status);
+    }
 }
 
 #[cfg(test)]

@@ -9,16 +9,8 @@ use atoll_abi::layout::{align_up, LARGE_PAGE_SIZE, MAX_RAM_SIZE, MIN_RAM_SIZE};
 use atoll_vmm::{IsleConfig, IsleError, MountSpec, NetPolicy, Outcome};
 use clap::Args;
 
+use crate::error::{CliError, STATUS_ATOLL_FAILED};
 use crate::size::{format_size, parse_size};
-
-/// Exit status when atoll itself fails (as docker run does).
-const STATUS_ATOLL_FAILED: i32 = 125;
-/// Exit status for a program that can't be executed (as a shell does).
-const STATUS_NOT_EXECUTABLE: i32 = 126;
-/// Exit status for a program that doesn't exist (as a shell does).
-const STATUS_NOT_FOUND: i32 = 127;
-/// Exit status for bad command-line use (as clap does).
-const STATUS_USAGE: i32 = 2;
 
 /// The environment an isle starts with, before `-e`: minimal and the same everywhere.
 const DEFAULT_ENV: [(&str, &str); 2] = [
@@ -140,11 +132,6 @@ impl std::fmt::Debug for ImageToRun {
     }
 }
 
-pub(crate) fn fail(status: i32, message: impl std::fmt::Display) -> i32 {
-    eprintln!("atoll: {message}");
-    status
-}
-
 /// Finds PROGRAM as a shell would: a path if it has a slash, else in PATH
 /// (or, friendlier than a shell, in the current directory).
 fn resolve_program(program: &Path) -> Option<PathBuf> {
@@ -167,7 +154,7 @@ fn available_memory() -> Option<u64> {
     Some(kib << 10)
 }
 
-fn check_memory(requested: u64) -> Result<u64, String> {
+fn check_memory(requested: u64) -> Result<u64, CliError> {
     // As the user likely wrote it: 7M, 1.5G, or a byte count.
     let shown = if requested.is_multiple_of(1 << 10) {
         format_size(requested)
@@ -177,25 +164,25 @@ fn check_memory(requested: u64) -> Result<u64, String> {
     // The bounds hold for the size asked for, before it is rounded up to
     // whole large pages (which could wrap, or lift 7M to 8M).
     if requested < MIN_RAM_SIZE {
-        return Err(format!(
+        return Err(CliError::usage(format!(
             "-m {shown} is too small: an isle needs at least {}",
             format_size(MIN_RAM_SIZE)
-        ));
+        )));
     }
     if requested > MAX_RAM_SIZE {
-        return Err(format!(
+        return Err(CliError::usage(format!(
             "-m {shown} is too large: an isle can have at most {}",
             format_size(MAX_RAM_SIZE)
-        ));
+        )));
     }
     let size = align_up(requested, LARGE_PAGE_SIZE);
     if let Some(available) = available_memory() {
         if size > available {
-            return Err(format!(
+            return Err(CliError::usage(format!(
                 "-m {} is more than this host has available ({})",
                 format_size(requested),
                 format_size(available)
-            ));
+            )));
         }
     }
     Ok(size)
@@ -203,20 +190,10 @@ fn check_memory(requested: u64) -> Result<u64, String> {
 
 /// `atoll run -d`: the same command again as a child in its own process
 /// group with its output in a log; prints the isle's id once it has one.
-fn detach() -> i32 {
-    let log_path = match crate::isles::new_log_path() {
-        Ok(path) => path,
-        Err(message) => return fail(STATUS_ATOLL_FAILED, message),
-    };
-    let log = match atoll_manager::state::private_file(&log_path, true) {
-        Ok(file) => file,
-        Err(error) => {
-            return fail(
-                STATUS_ATOLL_FAILED,
-                format!("{}: {error}", log_path.display()),
-            )
-        }
-    };
+fn detach() -> Result<i32, CliError> {
+    let log_path = crate::isles::new_log_path()?;
+    let log = atoll_manager::state::private_file(&log_path, true)
+        .map_err(|error| CliError::failed(format!("{}: {error}", log_path.display())))?;
     let spawned = std::env::current_exe().and_then(|exe| {
         use std::os::unix::process::CommandExt;
         std::process::Command::new(exe)
@@ -228,16 +205,9 @@ fn detach() -> i32 {
             .process_group(0)
             .spawn()
     });
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(error) => {
-            return fail(
-                STATUS_ATOLL_FAILED,
-                format!("cannot start the isle: {error}"),
-            )
-        }
-    };
-    match crate::isles::wait_for_registration(&mut child) {
+    let mut child =
+        spawned.map_err(|error| CliError::failed(format!("cannot start the isle: {error}")))?;
+    Ok(match crate::isles::wait_for_registration(&mut child) {
         Some(id) => {
             println!("isle {id}");
             0
@@ -253,7 +223,7 @@ fn detach() -> i32 {
                 .and_then(|status| status.code())
                 .unwrap_or(STATUS_ATOLL_FAILED)
         }
-    }
+    })
 }
 
 /// Parses `PORT[:GUESTPORT]`.
@@ -434,9 +404,9 @@ fn mounts(
     volumes: &[String],
     files: &[MountSpec],
     tmp: &PrivateTmp,
-) -> Result<(Vec<MountSpec>, String), String> {
+) -> Result<(Vec<MountSpec>, String), CliError> {
     let host_cwd = std::env::current_dir()
-        .map_err(|error| format!("cannot read the current directory: {error}"))?;
+        .map_err(|error| CliError::usage(format!("cannot read the current directory: {error}")))?;
     let mut mounts = if volumes.is_empty() {
         vec![MountSpec {
             host: host_cwd.clone(),
@@ -448,17 +418,18 @@ fn mounts(
         let parsed = volumes
             .iter()
             .map(|volume| parse_volume(volume))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CliError::usage)?;
         // Two at one guest path: one would silently hide the other.
         for (later, mount) in parsed.iter().enumerate() {
             if let Some(earlier) = parsed[..later]
                 .iter()
                 .position(|other| other.guest == mount.guest)
             {
-                return Err(format!(
+                return Err(CliError::usage(format!(
                     "-v {} and -v {} both mount at {}: give each guest path once",
                     volumes[earlier], volumes[later], mount.guest
-                ));
+                )));
             }
         }
         parsed
@@ -507,7 +478,7 @@ fn mounts(
     Ok((mounts, cwd))
 }
 
-fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
+fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, CliError> {
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = DEFAULT_ENV
         .iter()
         .map(|(key, value)| (key.as_bytes().to_vec(), value.as_bytes().to_vec()))
@@ -516,17 +487,16 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
         let bytes = item.as_bytes();
         let (key, value) = match bytes.iter().position(|&b| b == b'=') {
             Some(0) => {
-                return Err(format!(
+                return Err(CliError::usage(format!(
                     "invalid -e '{}': an empty variable name: use KEY=VALUE",
                     item.to_string_lossy()
-                ))
+                )))
             }
             Some(split) => (bytes[..split].to_vec(), bytes[split + 1..].to_vec()),
             None if bytes.is_empty() => {
-                return Err(
-                    "invalid -e '': an empty variable name: use KEY=VALUE, or KEY to copy it"
-                        .to_string(),
-                )
+                return Err(CliError::usage(
+                    "invalid -e '': an empty variable name: use KEY=VALUE, or KEY to copy it",
+                ))
             }
             None => match std::env::var_os(item) {
                 Some(value) => (bytes.to_vec(), value.into_vec()),
@@ -534,10 +504,10 @@ fn environment(requested: &[OsString]) -> Result<Vec<Vec<u8>>, String> {
             },
         };
         if key.is_empty() || key.contains(&0) || value.contains(&0) {
-            return Err(format!(
+            return Err(CliError::usage(format!(
                 "invalid -e '{}': use KEY=VALUE",
                 item.to_string_lossy()
-            ));
+            )));
         }
         env.retain(|(existing, _)| *existing != key);
         env.push((key, value));
@@ -778,11 +748,7 @@ fn kernel_symbols_file(kernel: &[u8]) -> Option<PathBuf> {
 
 /// The backend `--backend` names; `auto` is KVM where the device exists,
 /// else QEMU, said in one line.
-fn choose_backend(
-    name: &str,
-    kvm_device: &Path,
-    gdb: Option<u16>,
-) -> Result<atoll_vmm::BackendChoice, String> {
+fn choose_backend(name: &str, kvm_device: &Path, gdb: Option<u16>) -> atoll_vmm::BackendChoice {
     let gdb = gdb.map(|port| atoll_vmm::GdbOptions {
         port,
         ..Default::default()
@@ -798,16 +764,16 @@ fn choose_backend(
         gdb: gdb.clone(),
     };
     match name {
-        "qemu" => Ok(qemu()),
-        "kvm" => Ok(kvm()),
+        "qemu" => qemu(),
+        "kvm" => kvm(),
         _ if !kvm_device.exists() && atoll_vmm::backend::qemu::available() => {
             eprintln!(
                 "atoll: {} is missing: running on QEMU (TCG) instead, which is slower",
                 kvm_device.display()
             );
-            Ok(qemu())
+            qemu()
         }
-        _ => Ok(kvm()),
+        _ => kvm(),
     }
 }
 
@@ -815,14 +781,14 @@ fn choose_backend(
 /// a bound on what a mistaken PROGRAM (a disk image, say) makes it read.
 const MAX_PROGRAM_SIZE: u64 = 1 << 30;
 
-/// What a shell would say of a program it can't open: status and reason.
-fn open_refusal(error: &std::io::Error) -> (i32, String) {
+/// What a shell would say of PROGRAM when it can't open it: status and reason.
+fn open_refusal(shown: impl std::fmt::Display, error: &std::io::Error) -> CliError {
     match error.kind() {
-        std::io::ErrorKind::NotFound => (STATUS_NOT_FOUND, "no such file".to_string()),
+        std::io::ErrorKind::NotFound => CliError::not_found(format!("{shown}: no such file")),
         std::io::ErrorKind::PermissionDenied => {
-            (STATUS_NOT_EXECUTABLE, "permission denied".to_string())
+            CliError::not_executable(format!("{shown}: permission denied"))
         }
-        _ => (STATUS_NOT_EXECUTABLE, error.to_string()),
+        _ => CliError::not_executable(format!("{shown}: {error}")),
     }
 }
 
@@ -855,20 +821,18 @@ fn check_regular_file(metadata: &std::fs::Metadata) -> Result<(), String> {
 /// else the exit status and message a shell would give. It must be a
 /// regular file of at most [`MAX_PROGRAM_SIZE`] that starts as an x86_64
 /// ELF; all that is checked before the file is read whole.
-fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
+fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), CliError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let shown = program.display();
     let Some(path) = resolve_program(program) else {
-        return Err((
-            STATUS_NOT_FOUND,
-            format!("{shown}: no such file (nor in PATH)"),
-        ));
+        return Err(CliError::not_found(format!(
+            "{shown}: no such file (nor in PATH)"
+        )));
     };
-    let refused = |(status, reason): (i32, String)| (status, format!("{shown}: {reason}"));
-    let not_executable = |reason: String| refused((STATUS_NOT_EXECUTABLE, reason));
+    let not_executable = |reason: String| CliError::not_executable(format!("{shown}: {reason}"));
     // Looked at before it is opened: opening a device can have effects.
-    let metadata = std::fs::metadata(&path).map_err(|error| refused(open_refusal(&error)))?;
+    let metadata = std::fs::metadata(&path).map_err(|error| open_refusal(&shown, &error))?;
     check_regular_file(&metadata).map_err(not_executable)?;
     // O_NONBLOCK: should it have become a FIFO since, opening it doesn't
     // wait for a writer; fstat then tells.
@@ -876,7 +840,7 @@ fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(&path)
-        .map_err(|error| refused(open_refusal(&error)))?;
+        .map_err(|error| open_refusal(&shown, &error))?;
     let metadata = file
         .metadata()
         .map_err(|error| not_executable(error.to_string()))?;
@@ -910,60 +874,44 @@ fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), (i32, String)> {
     Ok((image, std::fs::canonicalize(&path).unwrap_or(path)))
 }
 
-pub fn run(args: RunArgs) -> i32 {
+pub fn run(args: RunArgs) -> Result<i32, CliError> {
     atoll_vmm::host::handle_termination(on_termination);
-    let mut args = match apply_manifest(args) {
-        Ok(applied) => applied,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
+    let mut args = apply_manifest(args).map_err(CliError::usage)?;
     let program_arg = PathBuf::from(&args.command[0]);
     let config_path = atoll_manager::config::path();
-    let (mut host_config, partitions) = match atoll_manager::config::load(&config_path) {
-        Ok(loaded) => loaded,
-        Err(error) => return fail(STATUS_USAGE, error),
-    };
+    let (mut host_config, partitions) =
+        atoll_manager::config::load(&config_path).map_err(CliError::usage)?;
     if let Some(list) = &args.host_cores {
-        match atoll_manager::topology::parse_list(list).filter(|cpus| !cpus.is_empty()) {
-            Some(cpus) => host_config.host_cpus = Some(cpus),
-            None => {
-                return fail(
-                    STATUS_USAGE,
-                    format!("--host-cores {list}: use a CPU list such as 0 or 0,36"),
-                )
-            }
-        }
+        let cpus = atoll_manager::topology::parse_list(list)
+            .filter(|cpus| !cpus.is_empty())
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "--host-cores {list}: use a CPU list such as 0 or 0,36"
+                ))
+            })?;
+        host_config.host_cpus = Some(cpus);
     }
     let partition = match args.index {
-        Some(index) => match partitions.get(index) {
-            Some(partition) => Some(partition.clone()),
-            None => {
-                return fail(
-                    STATUS_USAGE,
-                    format!(
-                        "-i {index}: {} has {} partition(s); add [[partition]] entries to it",
-                        config_path.display(),
-                        partitions.len()
-                    ),
-                )
-            }
-        },
+        Some(index) => Some(partitions.get(index).cloned().ok_or_else(|| {
+            CliError::usage(format!(
+                "-i {index}: {} has {} partition(s); add [[partition]] entries to it",
+                config_path.display(),
+                partitions.len()
+            ))
+        })?),
         None => None,
     };
     let memory_arg = match partition.as_ref().and_then(|p| p.memory.as_deref()) {
-        Some(text) => match parse_size(text) {
-            Ok(size) => Some(size),
-            Err(message) => {
-                return fail(
-                    STATUS_USAGE,
-                    format!("{}: partition memory: {message}", config_path.display()),
-                )
-            }
-        },
+        Some(text) => Some(parse_size(text).map_err(|message| {
+            CliError::usage(format!(
+                "{}: partition memory: {message}",
+                config_path.display()
+            ))
+        })?),
         None => args.memory,
     };
-    let memory_limit = match memory_arg.map(check_memory) {
-        Some(Ok(size)) => size,
-        Some(Err(message)) => return fail(STATUS_USAGE, message),
+    let memory_limit = match memory_arg {
+        Some(requested) => check_memory(requested)?,
         None => default_memory_limit(),
     };
     // Without -m the isle holds no memory in the registry, so it blocks no
@@ -974,21 +922,18 @@ pub fn run(args: RunArgs) -> i32 {
     }
     // The program and the environment are checked before anything is
     // claimed: a bad one holds no core, however it fails.
-    let envp = match environment(&args.env) {
-        Ok(env) => env,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
+    let envp = environment(&args.env)?;
     let shown = program_arg.display();
     let image_to_run = args.image.take();
     let (kernel_image, image, exe_path) = match image_to_run {
         Some(image) => (image.kernel, image.program, image.exe_path),
-        None => match read_program(&program_arg) {
-            Ok((image, path)) => (None, image, path),
-            Err((status, message)) => return fail(status, message),
-        },
+        None => {
+            let (image, path) = read_program(&program_arg)?;
+            (None, image, path)
+        }
     };
     if let Err(error) = atoll_vmm::isle::check_program(&image) {
-        return fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}"));
+        return Err(CliError::not_executable(format!("{shown}: {error}")));
     }
     let (cores, cpus) = match &partition {
         Some(partition) => (
@@ -997,30 +942,21 @@ pub fn run(args: RunArgs) -> i32 {
         ),
         None => (args.cores.unwrap_or(1), args.cpus.clone()),
     };
-    let request = match crate::isles::request(cores, cpus.as_deref(), memory_held, args.overcommit)
-    {
-        Ok(request) => request,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
+    let request = crate::isles::request(cores, cpus.as_deref(), memory_held, args.overcommit)?;
     let command_text = args
         .command
         .iter()
         .map(|part| part.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
-    let registration = match crate::isles::Registration::claim(
+    let registration = crate::isles::Registration::claim(
         &host_config,
         &request,
         args.name.clone(),
         command_text,
         memory_held,
         args.wait,
-    ) {
-        Ok(registration) => registration,
-        Err(crate::isles::Refused::Usage(message)) => return fail(STATUS_USAGE, message),
-        Err(crate::isles::Refused::Busy(message)) => return fail(STATUS_ATOLL_FAILED, message),
-        Err(crate::isles::Refused::State(message)) => return fail(STATUS_ATOLL_FAILED, message),
-    };
+    )?;
     let vcpu_cores: Vec<usize> = registration
         .grant
         .cpus
@@ -1028,23 +964,13 @@ pub fn run(args: RunArgs) -> i32 {
         .map(|&cpu| cpu as usize)
         .collect();
     let service_core = registration.grant.service_cpu.map(|cpu| cpu as usize);
-    let tmp = match PrivateTmp::create(args.tmp_size.unwrap_or(memory_limit)) {
-        Ok(tmp) => tmp,
-        Err(error) => {
-            return fail(
-                STATUS_ATOLL_FAILED,
-                format!("cannot create a private /tmp: {error}"),
-            )
-        }
-    };
+    let tmp = PrivateTmp::create(args.tmp_size.unwrap_or(memory_limit))
+        .map_err(|error| CliError::failed(format!("cannot create a private /tmp: {error}")))?;
     *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (
         tmp.directory().map(Path::to_path_buf),
         Some(registration.id),
     );
-    let (mounts, cwd) = match mounts(&args.volumes, &args.files, &tmp) {
-        Ok(mounts) => mounts,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
+    let (mounts, cwd) = mounts(&args.volumes, &args.files, &tmp)?;
     let private_dirs = mounts
         .iter()
         .filter(|mount| mount.host.starts_with(&tmp.path) && !mount.read_only)
@@ -1063,10 +989,7 @@ pub fn run(args: RunArgs) -> i32 {
         boot_flags |= flags::DEBUG_PANIC;
     }
     atoll_vmm::host::ignore_sigpipe();
-    let mut backend = match choose_backend(&args.backend, &args.kvm_device, args.gdb) {
-        Ok(backend) => backend,
-        Err(message) => return fail(STATUS_USAGE, message),
-    };
+    let mut backend = choose_backend(&args.backend, &args.kvm_device, args.gdb);
     let gdb = match &mut backend {
         atoll_vmm::BackendChoice::Qemu(options) => options.gdb.as_mut(),
         atoll_vmm::BackendChoice::Kvm { gdb, .. } => gdb.as_mut(),
@@ -1109,16 +1032,22 @@ pub fn run(args: RunArgs) -> i32 {
     *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, None);
     drop(tmp);
     let mut registration = registration;
-    let status = match outcome {
-        Ok(Outcome::Exited(status)) => i32::from(status),
-        Ok(Outcome::Killed { signal, report }) => fail(128 + signal as i32, report),
-        Ok(Outcome::Crashed(report)) => {
-            fail(STATUS_ATOLL_FAILED, format!("isle crashed: {report}"))
+    let ended = match outcome {
+        Ok(Outcome::Exited(status)) => Ok(i32::from(status)),
+        Ok(Outcome::Killed { signal, report }) => {
+            Err(CliError::with_status(128 + signal as i32, report))
         }
-        Err(IsleError::Program(error)) => fail(STATUS_NOT_EXECUTABLE, format!("{shown}: {error}")),
-        Err(IsleError::Setup(error)) => fail(STATUS_ATOLL_FAILED, format!("{shown}: {error}")),
-        Err(error) => fail(STATUS_ATOLL_FAILED, error),
+        Ok(Outcome::Crashed(report)) => Err(CliError::failed(format!("isle crashed: {report}"))),
+        Err(IsleError::Program(error)) => {
+            Err(CliError::not_executable(format!("{shown}: {error}")))
+        }
+        Err(IsleError::Setup(error)) => Err(CliError::failed(format!("{shown}: {error}"))),
+        Err(error) => Err(CliError::failed(error)),
     };
-    registration.finish(status);
-    status
+    registration.finish(
+        ended
+            .as_ref()
+            .map_or_else(CliError::status, |status| *status),
+    );
+    ended
 }
