@@ -33,7 +33,7 @@ enum Action {
 
 /// The register line: match the magic at offset 0, run `atoll FILE ARGS`.
 fn register_line(interpreter: &Path) -> String {
-    let magic: String = crate::pack::MAGIC
+    let magic: String = crate::image::pack::MAGIC
         .iter()
         .map(|byte| format!("\\x{byte:02x}"))
         .collect();

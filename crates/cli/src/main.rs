@@ -3,20 +3,17 @@
 
 mod binfmt;
 mod error;
-mod images;
+mod image;
 mod isles;
 mod manifest;
-mod pack;
 mod project;
-mod registry;
-mod rootfs;
 mod run;
 mod size;
-mod store;
 
 use clap::{Parser, Subcommand};
 
 use crate::error::CliError;
+use crate::image::{images, pack, registry};
 
 /// Large buffers (programs, layers in flight) on huge pages.
 #[global_allocator]
@@ -165,7 +162,7 @@ mod tests {
     fn the_build_time_kernel_digest_is_the_embedded_kernels() {
         assert_eq!(
             crate::KERNEL_DIGEST,
-            crate::store::sha256(crate::KERNEL_IMAGE)
+            crate::image::store::sha256(crate::KERNEL_IMAGE)
         );
     }
 }

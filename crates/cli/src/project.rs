@@ -229,8 +229,8 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
     // And its image in the local store, named NAME:VERSION.
     let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
     let stored = project_parts(&manifest, dir, bytes).and_then(|owned| {
-        let store = crate::store::Store::open()?;
-        let descriptor = crate::store::store_image(&store, &owned.parts())?;
+        let store = crate::image::store::Store::open()?;
+        let descriptor = crate::image::store::store_image(&store, &owned.parts())?;
         store.tag(&reference, &descriptor)?;
         Ok((descriptor, owned.size()))
     });
@@ -247,7 +247,7 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
 
 /// An image's parts, owned: what `store::Parts` borrows.
 pub struct OwnedParts {
-    pub config: crate::store::Config,
+    pub config: crate::image::store::Config,
     /// None: the built-in kernel.
     pub kernel: Option<Vec<u8>>,
     pub program: Vec<u8>,
@@ -255,8 +255,8 @@ pub struct OwnedParts {
 }
 
 impl OwnedParts {
-    pub fn parts(&self) -> crate::store::Parts<'_> {
-        crate::store::Parts {
+    pub fn parts(&self) -> crate::image::store::Parts<'_> {
+        crate::image::store::Parts {
             config: &self.config,
             kernel: self.kernel.as_deref().unwrap_or(crate::KERNEL_IMAGE),
             program: &self.program,
@@ -285,15 +285,15 @@ pub fn project_parts(
                 host.display()
             ));
         }
-        files.push((guest, crate::rootfs::pack_dir(&host)?));
+        files.push((guest, crate::image::rootfs::pack_dir(&host)?));
     }
     let kernel = match &manifest.kernel.image {
-        Some(reference) => Some(crate::images::pinned_kernel(reference)?),
+        Some(reference) => Some(crate::image::images::pinned_kernel(reference)?),
         None => None,
     };
     Ok(OwnedParts {
         kernel,
-        config: crate::store::Config {
+        config: crate::image::store::Config {
             name: manifest.app.name.clone(),
             version: manifest.app.version.clone(),
             run: manifest.run.clone(),

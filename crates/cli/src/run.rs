@@ -587,7 +587,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             let bytes = std::fs::read(&program)
                 .map_err(|error| format!("{}: {error}", program.display()))?;
             args.image = Some(ImageToRun {
-                kernel: Some(crate::images::pinned_kernel(reference)?),
+                kernel: Some(crate::image::images::pinned_kernel(reference)?),
                 program: bytes,
                 exe_path: std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone()),
             });
@@ -604,12 +604,12 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
         }
         return apply_settings(args, &manifest.run, program.into_os_string(), Some(&target));
     }
-    if target.is_file() && crate::pack::is_pack(&target) {
-        let packed = crate::pack::read(&target)?;
-        let layers = crate::store::layers(&packed.manifest)?;
+    if target.is_file() && crate::image::pack::is_pack(&target) {
+        let packed = crate::image::pack::read(&target)?;
+        let layers = crate::image::store::layers(&packed.manifest)?;
         let config = packed.config()?;
         for (layer, guest) in &layers.files {
-            let host = crate::rootfs::unpacked(&layer.digest, packed.blob(layer)?)?;
+            let host = crate::image::rootfs::unpacked(&layer.digest, packed.blob(layer)?)?;
             args.files.push(MountSpec {
                 host,
                 guest: atoll_vmm::files::normalize(guest),
@@ -626,20 +626,20 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
         return apply_settings(args, &config.run, argv0(&config), None);
     }
     let reference = args.command[0].to_string_lossy().into_owned();
-    let remote = crate::registry::looks_remote(&reference);
+    let remote = crate::image::registry::looks_remote(&reference);
     // A path, or no store yet: not an image (and no store made for it).
     if target.exists() || (!remote && reference.contains('/')) {
         return Ok(args);
     }
-    if !remote && !crate::store::Store::root_dir().is_dir() {
+    if !remote && !crate::image::store::Store::root_dir().is_dir() {
         return Ok(args);
     }
-    let store = crate::store::Store::open()?;
+    let store = crate::image::store::Store::open()?;
     let descriptor = match store.resolve(&reference)? {
         Some((_, descriptor)) => descriptor,
         // REGISTRY/NAME:TAG not here yet: pulled first.
         None if remote => {
-            crate::registry::pull_image(&reference, true)?;
+            crate::image::registry::pull_image(&reference, true)?;
             store
                 .resolve(&reference)?
                 .ok_or_else(|| format!("{reference}: pulled, but not in the store"))?
@@ -649,9 +649,9 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
     };
     let image = store.manifest(&descriptor)?;
     let config = store.config(&image)?;
-    let layers = crate::store::layers(&image)?;
+    let layers = crate::image::store::layers(&image)?;
     for (layer, guest) in &layers.files {
-        let host = crate::rootfs::unpacked(&layer.digest, &store.get(layer)?)?;
+        let host = crate::image::rootfs::unpacked(&layer.digest, &store.get(layer)?)?;
         args.files.push(MountSpec {
             host,
             guest: atoll_vmm::files::normalize(guest),
@@ -674,7 +674,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
 
 /// An image's program sees its own file name as argv[0], as it would
 /// natively (busybox picks its applet by it).
-fn argv0(config: &crate::store::Config) -> OsString {
+fn argv0(config: &crate::image::store::Config) -> OsString {
     config
         .run
         .program
@@ -735,7 +735,7 @@ fn apply_settings(
 /// The kernel ELF as a file for GDB's `add-symbol-file` (named by its
 /// digest, so it is written once per kernel).
 fn kernel_symbols_file(kernel: &[u8]) -> Option<PathBuf> {
-    let digest = crate::store::sha256(kernel);
+    let digest = crate::image::store::sha256(kernel);
     let path = std::env::temp_dir().join(format!(
         "atoll-kernel-{}.elf",
         &digest.trim_start_matches("sha256:")[..16]

@@ -16,7 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::error::CliError;
-use crate::store::{self, Store};
+use crate::image::store::{self, Store};
 
 /// No network step of push, pull, login or search waits longer.
 const TIMEOUT: Duration = Duration::from_secs(20);

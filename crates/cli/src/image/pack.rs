@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::error::CliError;
-use crate::store::{self, Descriptor, Manifest, Store};
+use crate::image::store::{self, Descriptor, Manifest, Store};
 
 /// What a `.isle` file starts with (binfmt_misc matches on it).
 pub const MAGIC: [u8; 36] = *b"#!/usr/bin/env -S atoll run\n\x7fISLE01\n";

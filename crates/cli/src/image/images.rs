@@ -4,7 +4,7 @@
 use clap::Args;
 
 use crate::error::CliError;
-use crate::store::{self, Store};
+use crate::image::store::{self, Store};
 
 fn open() -> Result<Store, CliError> {
     Store::open().map_err(CliError::failed)
@@ -173,8 +173,8 @@ pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
     if let Some(kernel) = find(&store)? {
         return Ok(kernel);
     }
-    if crate::registry::looks_remote(reference) {
-        crate::registry::pull_image(reference, true)?;
+    if crate::image::registry::looks_remote(reference) {
+        crate::image::registry::pull_image(reference, true)?;
         if let Some(kernel) = find(&store)? {
             return Ok(kernel);
         }
