@@ -48,7 +48,7 @@ fn locked_state() -> Result<(state::Locked, Vec<Record>), state::StateError> {
     for record in &stale {
         // A pid now reused names another process's private /tmps.
         if !Path::new(&format!("/proc/{}", record.pid)).exists() {
-            crate::run::remove_private_tmps(record.pid);
+            crate::run::tmp::remove_private_tmps(record.pid);
         }
         if let Some(path) = stats_path(record.id) {
             let _ = std::fs::remove_file(path);
