@@ -59,3 +59,25 @@ impl Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+#[cfg(test)]
+mod tests {
+    use super::CliError;
+
+    #[test]
+    fn each_kind_of_error_exits_as_a_shell_or_clap_would() {
+        assert_eq!(CliError::usage("-").status(), 2);
+        assert_eq!(CliError::failed("-").status(), 125);
+        assert_eq!(CliError::not_executable("-").status(), 126);
+        assert_eq!(CliError::not_found("-").status(), 127);
+        assert_eq!(CliError::with_status(137, "-").status(), 137);
+    }
+
+    #[test]
+    fn the_message_is_shown_as_given() {
+        assert_eq!(
+            CliError::usage("-m 0: too small").to_string(),
+            "-m 0: too small"
+        );
+    }
+}

@@ -24,6 +24,8 @@ use self::tmp::PrivateTmp;
 use crate::error::{CliError, STATUS_ATOLL_FAILED};
 use crate::size::parse_size;
 
+/// `atoll run`: the program's exit status, or why it couldn't run (or
+/// what killed it).
 pub fn run(args: RunArgs) -> Result<i32, CliError> {
     atoll_vmm::host::handle_termination(on_termination);
     let mut args = apply_manifest(args).map_err(CliError::usage)?;
