@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::run::fail;
+use crate::error::CliError;
 
 const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 /// The registration's name under /proc/sys/fs/binfmt_misc.
@@ -33,7 +33,7 @@ enum Action {
 
 /// The register line: match the magic at offset 0, run `atoll FILE ARGS`.
 fn register_line(interpreter: &Path) -> String {
-    let magic: String = crate::pack::MAGIC
+    let magic: String = crate::image::pack::MAGIC
         .iter()
         .map(|byte| format!("\\x{byte:02x}"))
         .collect();
@@ -41,7 +41,7 @@ fn register_line(interpreter: &Path) -> String {
 }
 
 /// Mounts binfmt_misc if it isn't (as systemd would at boot).
-fn ensure_mounted() -> Result<(), String> {
+fn ensure_mounted() -> Result<(), CliError> {
     if Path::new(BINFMT_DIR).join("register").exists() {
         return Ok(());
     }
@@ -53,9 +53,9 @@ fn ensure_mounted() -> Result<(), String> {
     if mounted && Path::new(BINFMT_DIR).join("register").exists() {
         Ok(())
     } else {
-        Err(format!(
+        Err(CliError::failed(format!(
             "binfmt_misc isn't available at {BINFMT_DIR}: run as root, or load it (modprobe binfmt_misc); `atoll run FILE.isle` works without it"
-        ))
+        )))
     }
 }
 
@@ -63,18 +63,18 @@ fn entry_path() -> PathBuf {
     Path::new(BINFMT_DIR).join(ENTRY)
 }
 
-fn remove_entry() -> Result<bool, String> {
+fn remove_entry() -> Result<bool, CliError> {
     let entry = entry_path();
     if !entry.exists() {
         return Ok(false);
     }
     std::fs::write(&entry, "-1")
         .map(|()| true)
-        .map_err(|error| format!("{}: {error} (run as root)", entry.display()))
+        .map_err(|error| CliError::failed(format!("{}: {error} (run as root)", entry.display())))
 }
 
-pub fn binfmt(args: BinfmtArgs) -> i32 {
-    let outcome = match args.action {
+pub fn binfmt(args: BinfmtArgs) -> Result<i32, CliError> {
+    let message = match args.action {
         Action::Install => install(),
         Action::Uninstall => ensure_mounted()
             .and_then(|()| remove_entry())
@@ -97,26 +97,22 @@ pub fn binfmt(args: BinfmtArgs) -> i32 {
             }
             Err(_) => ".isle files aren't registered: run `atoll binfmt install`".into(),
         }),
-    };
-    match outcome {
-        Ok(message) => {
-            println!("{message}");
-            0
-        }
-        Err(message) => fail(125, message),
-    }
+    }?;
+    println!("{message}");
+    Ok(0)
 }
 
-fn install() -> Result<String, String> {
+fn install() -> Result<String, CliError> {
     ensure_mounted()?;
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
-        .map_err(|error| format!("cannot find the atoll binary: {error}"))?;
+        .map_err(|error| CliError::failed(format!("cannot find the atoll binary: {error}")))?;
     // Replacing keeps `install` idempotent, and points at this binary.
     remove_entry()?;
     let register = Path::new(BINFMT_DIR).join("register");
-    std::fs::write(&register, register_line(&exe))
-        .map_err(|error| format!("{}: {error} (run as root)", register.display()))?;
+    std::fs::write(&register, register_line(&exe)).map_err(|error| {
+        CliError::failed(format!("{}: {error} (run as root)", register.display()))
+    })?;
     Ok(format!(
         "registered .isle files: ./FILE.isle ARGS now runs `{} run FILE.isle ARGS`",
         exe.display()

@@ -11,18 +11,22 @@ use atoll_manager::state::{self, Record};
 use atoll_manager::topology::{format_list, Topology};
 use clap::Args;
 
+use crate::error::CliError;
+
 /// Set in a detached isle's atoll process: where its output goes.
 pub const LOG_ENV: &str = "ATOLL_ISLE_LOG";
 
 /// The machine as isles may use it: /sys, cut to the CPUs atoll may run on.
-fn topology() -> Result<Topology, String> {
-    let mut topology = Topology::from_sys(Path::new("/sys")).map_err(|error| error.to_string())?;
+fn topology() -> Result<Topology, CliError> {
+    let mut topology = Topology::from_sys(Path::new("/sys")).map_err(CliError::failed)?;
     let allowed = atoll_vmm::host::allowed_cores();
     topology
         .cpus
         .retain(|cpu| allowed.contains(&(cpu.id as usize)));
     if topology.cpus.is_empty() {
-        return Err("no CPU of /sys is in atoll's affinity mask".into());
+        return Err(CliError::failed(
+            "no CPU of /sys is in atoll's affinity mask",
+        ));
     }
     Ok(topology)
 }
@@ -44,7 +48,7 @@ fn locked_state() -> Result<(state::Locked, Vec<Record>), state::StateError> {
     for record in &stale {
         // A pid now reused names another process's private /tmps.
         if !Path::new(&format!("/proc/{}", record.pid)).exists() {
-            crate::run::remove_private_tmps(record.pid);
+            crate::run::tmp::remove_private_tmps(record.pid);
         }
         if let Some(path) = stats_path(record.id) {
             let _ = std::fs::remove_file(path);
@@ -62,19 +66,10 @@ pub struct Registration {
     status: Option<i32>,
 }
 
-/// Why an isle can't have what it asks for.
-pub enum Refused {
-    /// Bad input (exit status 2).
-    Usage(String),
-    /// Not now: others hold it (exit status 125, or wait).
-    Busy(String),
-    /// The state can't be read or written.
-    State(String),
-}
-
 impl Registration {
     /// Asks the resource manager for `request`; with `wait`, polls until it
-    /// can be had.
+    /// can be had. Refused: a usage error for bad input, else a failure
+    /// (others hold it, or the state can't be read or written).
     pub fn claim(
         config: &HostConfig,
         request: &Request,
@@ -82,18 +77,17 @@ impl Registration {
         command: String,
         memory: u64,
         wait: bool,
-    ) -> Result<Self, Refused> {
-        let topology = topology().map_err(Refused::State)?;
+    ) -> Result<Self, CliError> {
+        let topology = topology()?;
         let mut announced = false;
         loop {
-            let (mut locked, _stale) =
-                locked_state().map_err(|error| Refused::State(error.to_string()))?;
+            let (mut locked, _stale) = locked_state().map_err(CliError::failed)?;
             if let Some(name) = &name {
                 if locked
                     .running()
                     .any(|record| record.name.as_ref() == Some(name))
                 {
-                    return Err(Refused::Usage(format!(
+                    return Err(CliError::usage(format!(
                         "--name {name}: an isle of that name is running; stop it or pick another"
                     )));
                 }
@@ -130,17 +124,15 @@ impl Registration {
                             .filter(|log| state::is_log_path(locked.dir(), log)),
                         ended: None,
                     });
-                    locked
-                        .save()
-                        .map_err(|error| Refused::State(error.to_string()))?;
+                    locked.save().map_err(CliError::failed)?;
                     return Ok(Self {
                         id,
                         grant,
                         status: None,
                     });
                 }
-                Err(Refusal::Invalid(message)) => return Err(Refused::Usage(message)),
-                Err(Refusal::Busy(message)) if !wait => return Err(Refused::Busy(message)),
+                Err(Refusal::Invalid(message)) => return Err(CliError::usage(message)),
+                Err(Refusal::Busy(message)) if !wait => return Err(CliError::failed(message)),
                 Err(Refusal::Busy(message)) => {
                     if !announced {
                         eprintln!("atoll: waiting: {message}");
@@ -191,8 +183,8 @@ pub fn release(id: u32, status: Option<i32>) {
 }
 
 /// Live isles, stale ones dropped on the way.
-fn live_isles() -> Result<Vec<Record>, String> {
-    let (locked, _) = locked_state().map_err(|error| error.to_string())?;
+fn live_isles() -> Result<Vec<Record>, CliError> {
+    let (locked, _) = locked_state().map_err(CliError::failed)?;
     Ok(locked.state.isles.clone())
 }
 
@@ -237,20 +229,15 @@ pub struct PsArgs {
 }
 
 /// `atoll ps`: the isles running on this host.
-pub fn ps(args: PsArgs) -> i32 {
-    let isles: Vec<Record> = match live_isles() {
-        Ok(isles) => isles
-            .into_iter()
-            .filter(|isle| args.all || isle.running())
-            .collect(),
-        Err(message) => return crate::run::fail(125, message),
-    };
+pub fn ps(args: PsArgs) -> Result<i32, CliError> {
+    let isles: Vec<Record> = live_isles()?
+        .into_iter()
+        .filter(|isle| args.all || isle.running())
+        .collect();
     if args.output == "json" {
-        match serde_json::to_string_pretty(&isles) {
-            Ok(text) => println!("{text}"),
-            Err(error) => return crate::run::fail(125, error),
-        }
-        return 0;
+        let text = serde_json::to_string_pretty(&isles).map_err(CliError::failed)?;
+        println!("{text}");
+        return Ok(0);
     }
     let rows: Vec<[String; 9]> = isles
         .iter()
@@ -303,7 +290,7 @@ pub fn ps(args: PsArgs) -> i32 {
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
-    0
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -323,11 +310,8 @@ pub struct StopArgs {
 /// `atoll stop`: SIGTERM to each isle's atoll process, SIGKILL after the
 /// timeout; their cores and memory come back either way. An ended
 /// detached isle is forgotten, log and all.
-pub fn stop(args: StopArgs) -> i32 {
-    let isles = match live_isles() {
-        Ok(isles) => isles,
-        Err(message) => return crate::run::fail(125, message),
-    };
+pub fn stop(args: StopArgs) -> Result<i32, CliError> {
+    let isles = live_isles()?;
     let chosen: Vec<&Record> = if args.all {
         isles.iter().filter(|isle| isle.running()).collect()
     } else {
@@ -338,12 +322,7 @@ pub fn stop(args: StopArgs) -> i32 {
                 .find(|isle| isle.id.to_string() == *which || isle.name.as_deref() == Some(which))
             {
                 Some(isle) => chosen.push(isle),
-                None => {
-                    return crate::run::fail(
-                        2,
-                        format!("no running isle is called {which} (see `atoll ps`)"),
-                    )
-                }
+                None => return Err(no_such_isle(which)),
             }
         }
         chosen
@@ -351,18 +330,12 @@ pub fn stop(args: StopArgs) -> i32 {
     let (ended, chosen): (Vec<&Record>, Vec<&Record>) =
         chosen.into_iter().partition(|isle| !isle.running());
     if !ended.is_empty() {
-        match locked_state() {
-            Ok((mut locked, _)) => {
-                locked
-                    .state
-                    .isles
-                    .retain(|record| !ended.iter().any(|isle| isle.id == record.id));
-                if let Err(error) = locked.save() {
-                    return crate::run::fail(125, error);
-                }
-            }
-            Err(error) => return crate::run::fail(125, error),
-        }
+        let (mut locked, _) = locked_state().map_err(CliError::failed)?;
+        locked
+            .state
+            .isles
+            .retain(|record| !ended.iter().any(|isle| isle.id == record.id));
+        locked.save().map_err(CliError::failed)?;
         let dir = state::runtime_dir();
         for isle in &ended {
             if let Some(log) = &isle.log {
@@ -386,13 +359,17 @@ pub fn stop(args: StopArgs) -> i32 {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Taking the lock drops the records of the processes now gone.
-    if let Err(message) = live_isles() {
-        return crate::run::fail(125, message);
-    }
+    live_isles()?;
     for isle in chosen {
         println!("stopped isle {}", isle.id);
     }
-    0
+    Ok(0)
+}
+
+fn no_such_isle(which: &str) -> CliError {
+    CliError::usage(format!(
+        "no running isle is called {which} (see `atoll ps`)"
+    ))
 }
 
 #[derive(Args, Debug)]
@@ -407,33 +384,22 @@ pub struct LogsArgs {
 }
 
 /// `atoll logs`: what a detached isle wrote.
-pub fn logs(args: LogsArgs) -> i32 {
-    let isles = match live_isles() {
-        Ok(isles) => isles,
-        Err(message) => return crate::run::fail(125, message),
-    };
+pub fn logs(args: LogsArgs) -> Result<i32, CliError> {
+    let isles = live_isles()?;
     let Some(isle) = isles
         .iter()
         .find(|isle| isle.id.to_string() == args.isle || isle.name.as_deref() == Some(&args.isle))
     else {
-        return crate::run::fail(
-            2,
-            format!("no running isle is called {} (see `atoll ps`)", args.isle),
-        );
+        return Err(no_such_isle(&args.isle));
     };
     let Some(path) = &isle.log else {
-        return crate::run::fail(
-            2,
-            format!(
-                "isle {} writes to its terminal, not a log (only `atoll run -d` isles have logs)",
-                isle.id
-            ),
-        );
+        return Err(CliError::usage(format!(
+            "isle {} writes to its terminal, not a log (only `atoll run -d` isles have logs)",
+            isle.id
+        )));
     };
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(error) => return crate::run::fail(125, format!("{}: {error}", path.display())),
-    };
+    let mut file = std::fs::File::open(path)
+        .map_err(|error| CliError::failed(format!("{}: {error}", path.display())))?;
     let boot = state::boot_id();
     let mut stdout = std::io::stdout();
     let mut buffer = vec![0u8; 64 << 10];
@@ -445,7 +411,7 @@ pub fn logs(args: LogsArgs) -> i32 {
         }
         if !args.follow || !isle.running() || !state::alive(isle, &boot) {
             let _ = stdout.flush();
-            return 0;
+            return Ok(0);
         }
         let _ = stdout.flush();
         std::thread::sleep(Duration::from_millis(100));
@@ -454,8 +420,8 @@ pub fn logs(args: LogsArgs) -> i32 {
 
 /// Where a detached isle's output goes: a new file under the runtime
 /// directory.
-pub fn new_log_path() -> Result<PathBuf, String> {
-    let dir = state::private_subdir("logs").map_err(|error| error.to_string())?;
+pub fn new_log_path() -> Result<PathBuf, CliError> {
+    let dir = state::private_subdir("logs").map_err(CliError::failed)?;
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
@@ -485,12 +451,14 @@ pub fn request(
     cpus: Option<&str>,
     memory: u64,
     overcommit: bool,
-) -> Result<Request, String> {
+) -> Result<Request, CliError> {
     let want = match cpus {
         Some(list) => policy::Want::Cpus(
             atoll_manager::topology::parse_list(list)
                 .filter(|ids| !ids.is_empty())
-                .ok_or_else(|| format!("--cpus {list}: use a CPU list such as 2-5,8"))?,
+                .ok_or_else(|| {
+                    CliError::usage(format!("--cpus {list}: use a CPU list such as 2-5,8"))
+                })?,
         ),
         None => policy::Want::Cores(cores as u32),
     };
@@ -558,26 +526,23 @@ fn resident_bytes(pid: u32) -> u64 {
 /// `atoll top`: per isle, the cores its atoll process keeps busy (vCPUs
 /// poll, so a running isle shows one core per vCPU), offload calls per
 /// second and memory.
-pub fn top(args: TopArgs) -> i32 {
+pub fn top(args: TopArgs) -> Result<i32, CliError> {
     use std::io::IsTerminal;
     if !(args.delay.is_finite() && args.delay > 0.0) {
-        return crate::run::fail(
-            2,
-            format!("-d {}: give a positive number of seconds", args.delay),
-        );
+        return Err(CliError::usage(format!(
+            "-d {}: give a positive number of seconds",
+            args.delay
+        )));
     }
     let delay = Duration::from_secs_f64(args.delay);
     let clear = std::io::stdout().is_terminal();
     let mut previous: std::collections::HashMap<(u32, u32), Sample> = Default::default();
     let mut shown = 0;
     loop {
-        let isles = match live_isles() {
-            Ok(isles) => isles
-                .into_iter()
-                .filter(Record::running)
-                .collect::<Vec<_>>(),
-            Err(message) => return crate::run::fail(125, message),
-        };
+        let isles = live_isles()?
+            .into_iter()
+            .filter(Record::running)
+            .collect::<Vec<_>>();
         let samples: Vec<Option<Sample>> = isles.iter().map(sample).collect();
         if shown > 0 || args.iterations == Some(0) {
             let mut text = String::new();
@@ -625,7 +590,7 @@ pub fn top(args: TopArgs) -> i32 {
                 .and_then(|()| stdout.flush())
                 .is_err()
             {
-                return 0;
+                return Ok(0);
             }
         }
         previous = isles
@@ -637,7 +602,7 @@ pub fn top(args: TopArgs) -> i32 {
             .iterations
             .is_some_and(|iterations| shown >= iterations)
         {
-            return 0;
+            return Ok(0);
         }
         shown += 1;
         std::thread::sleep(delay);

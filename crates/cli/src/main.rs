@@ -2,18 +2,18 @@
 #![deny(unsafe_code)]
 
 mod binfmt;
-mod images;
+mod error;
+mod image;
 mod isles;
 mod manifest;
-mod pack;
 mod project;
-mod registry;
-mod rootfs;
 mod run;
 mod size;
-mod store;
 
 use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+use crate::image::{images, pack, registry};
 
 /// Large buffers (programs, layers in flight) on huge pages.
 #[global_allocator]
@@ -115,7 +115,19 @@ fn main() {
             .init();
     }
     let cli = Cli::parse_from(binfmt_arguments().unwrap_or_else(|| std::env::args_os().collect()));
-    let status = match cli.command {
+    let status = match execute(cli.command) {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("atoll: {error}");
+            error.status()
+        }
+    };
+    std::process::exit(status);
+}
+
+/// Runs one command; its exit status, or the error to print.
+fn execute(command: Command) -> Result<i32, CliError> {
+    match command {
         Command::Run(args) => run::run(*args),
         Command::Init(args) => project::init(args),
         Command::Build(args) => project::build(args),
@@ -135,14 +147,13 @@ fn main() {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "atoll", &mut std::io::stdout());
-            0
+            Ok(0)
         }
         Command::Ps(args) => isles::ps(args),
         Command::Stop(args) => isles::stop(args),
         Command::Logs(args) => isles::logs(args),
         Command::Top(args) => isles::top(args),
-    };
-    std::process::exit(status);
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +162,7 @@ mod tests {
     fn the_build_time_kernel_digest_is_the_embedded_kernels() {
         assert_eq!(
             crate::KERNEL_DIGEST,
-            crate::store::sha256(crate::KERNEL_IMAGE)
+            crate::image::store::sha256(crate::KERNEL_IMAGE)
         );
     }
 }

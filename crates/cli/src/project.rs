@@ -6,8 +6,8 @@ use std::process::Command;
 
 use clap::Args;
 
+use crate::error::CliError;
 use crate::manifest::{self, Lang, Manifest, RUST_TARGET};
-use crate::run::fail;
 
 #[derive(Args, Debug)]
 #[command(
@@ -95,22 +95,19 @@ fn files(name: &str, lang: Lang) -> Vec<(String, String)> {
 }
 
 /// `atoll init`: a project that builds and runs as it is.
-pub fn init(args: InitArgs) -> i32 {
+pub fn init(args: InitArgs) -> Result<i32, CliError> {
     let dir = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
     let files = files(&args.name, args.lang);
     // The manifest's own checks apply to the name.
     if let Err(message) = manifest::parse(&files[0].1) {
-        return fail(2, format!("init {}: {message}", args.name));
+        return Err(CliError::usage(format!("init {}: {message}", args.name)));
     }
     if dir.exists() && std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_some())
     {
-        return fail(
-            2,
-            format!(
-                "init: {} exists and isn't empty; pick another name or --path",
-                dir.display()
-            ),
-        );
+        return Err(CliError::usage(format!(
+            "init: {} exists and isn't empty; pick another name or --path",
+            dir.display()
+        )));
     }
     for (name, contents) in &files {
         let path = dir.join(name);
@@ -118,9 +115,7 @@ pub fn init(args: InitArgs) -> i32 {
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::write(&path, contents));
-        if let Err(error) = written {
-            return fail(125, format!("{}: {error}", path.display()));
-        }
+        written.map_err(|error| CliError::failed(format!("{}: {error}", path.display())))?;
     }
     println!(
         "created {} ({}); next: cd {} && atoll build && atoll run .",
@@ -131,7 +126,7 @@ pub fn init(args: InitArgs) -> i32 {
         },
         dir.display()
     );
-    0
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -189,45 +184,38 @@ fn build_command(manifest: &Manifest, dir: &Path) -> Command {
 
 /// `atoll build`: compiles the program statically and checks an isle can
 /// run it.
-pub fn build(args: BuildArgs) -> i32 {
+pub fn build(args: BuildArgs) -> Result<i32, CliError> {
     let dir = &args.dir;
-    let manifest = match manifest::load(dir) {
-        Ok(manifest) => manifest,
-        Err(message) => return fail(2, message),
-    };
+    let manifest = manifest::load(dir).map_err(CliError::usage)?;
     let mut command = build_command(&manifest, dir);
     let shown = format!("{command:?}");
     match command.current_dir(dir).status() {
         Ok(status) if status.success() => {}
         Ok(status) => {
-            return fail(
-                status.code().unwrap_or(125),
+            return Err(CliError::with_status(
+                status.code().unwrap_or(crate::error::STATUS_ATOLL_FAILED),
                 format!("the build failed ({shown}); see its output above"),
-            )
+            ))
         }
         Err(error) => {
-            return fail(
-                125,
-                format!("cannot run the build ({shown}): {error}; install the toolchain (scripts/install-deps.sh)"),
-            )
+            return Err(CliError::failed(format!(
+                "cannot run the build ({shown}): {error}; install the toolchain (scripts/install-deps.sh)"
+            )))
         }
     }
     let program = manifest.program(dir);
-    let bytes = match std::fs::read(&program) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            return fail(
-                125,
-                format!(
-                    "the build made no {}: {error}; set [run] program in {}",
-                    program.display(),
-                    manifest::FILE_NAME
-                ),
-            )
-        }
-    };
+    let bytes = std::fs::read(&program).map_err(|error| {
+        CliError::failed(format!(
+            "the build made no {}: {error}; set [run] program in {}",
+            program.display(),
+            manifest::FILE_NAME
+        ))
+    })?;
     if let Err(error) = atoll_vmm::loader::parse_program(&bytes) {
-        return fail(126, format!("{}: {error}", program.display()));
+        return Err(CliError::not_executable(format!(
+            "{}: {error}",
+            program.display()
+        )));
     }
     if !args.quiet {
         println!(
@@ -241,28 +229,25 @@ pub fn build(args: BuildArgs) -> i32 {
     // And its image in the local store, named NAME:VERSION.
     let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
     let stored = project_parts(&manifest, dir, bytes).and_then(|owned| {
-        let store = crate::store::Store::open()?;
-        let descriptor = crate::store::store_image(&store, &owned.parts())?;
+        let store = crate::image::store::Store::open()?;
+        let descriptor = crate::image::store::store_image(&store, &owned.parts())?;
         store.tag(&reference, &descriptor)?;
         Ok((descriptor, owned.size()))
     });
-    match stored {
-        Ok(_) if args.quiet => 0,
-        Ok((descriptor, size)) => {
-            println!(
-                "image {reference} ({}, {} KiB with the kernel)",
-                &descriptor.digest[..19],
-                size.div_ceil(1024)
-            );
-            0
-        }
-        Err(message) => fail(125, message),
+    let (descriptor, size) = stored.map_err(CliError::failed)?;
+    if !args.quiet {
+        println!(
+            "image {reference} ({}, {} KiB with the kernel)",
+            &descriptor.digest[..19],
+            size.div_ceil(1024)
+        );
     }
+    Ok(0)
 }
 
 /// An image's parts, owned: what `store::Parts` borrows.
 pub struct OwnedParts {
-    pub config: crate::store::Config,
+    pub config: crate::image::store::Config,
     /// None: the built-in kernel.
     pub kernel: Option<Vec<u8>>,
     pub program: Vec<u8>,
@@ -270,8 +255,8 @@ pub struct OwnedParts {
 }
 
 impl OwnedParts {
-    pub fn parts(&self) -> crate::store::Parts<'_> {
-        crate::store::Parts {
+    pub fn parts(&self) -> crate::image::store::Parts<'_> {
+        crate::image::store::Parts {
             config: &self.config,
             kernel: self.kernel.as_deref().unwrap_or(crate::KERNEL_IMAGE),
             program: &self.program,
@@ -300,15 +285,15 @@ pub fn project_parts(
                 host.display()
             ));
         }
-        files.push((guest, crate::rootfs::pack_dir(&host)?));
+        files.push((guest, crate::image::rootfs::pack_dir(&host)?));
     }
     let kernel = match &manifest.kernel.image {
-        Some(reference) => Some(crate::images::pinned_kernel(reference)?),
+        Some(reference) => Some(crate::image::images::pinned_kernel(reference)?),
         None => None,
     };
     Ok(OwnedParts {
         kernel,
-        config: crate::store::Config {
+        config: crate::image::store::Config {
             name: manifest.app.name.clone(),
             version: manifest.app.version.clone(),
             run: manifest.run.clone(),

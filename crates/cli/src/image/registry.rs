@@ -15,8 +15,8 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::run::fail;
-use crate::store::{self, Store};
+use crate::error::CliError;
+use crate::image::store::{self, Store};
 
 /// No network step of push, pull, login or search waits longer.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -188,25 +188,18 @@ pub struct PushArgs {
 
 /// `atoll push`: a local image to a registry. Blobs the registry already
 /// has are skipped, so running it again is cheap.
-pub fn push(args: PushArgs) -> i32 {
+pub fn push(args: PushArgs) -> Result<i32, CliError> {
     let target = args.target.as_deref().unwrap_or(&args.source);
     let source = if args.kernel {
-        match store_builtin_kernel() {
-            Ok(name) => name,
-            Err(message) => return fail(125, message),
-        }
+        store_builtin_kernel().map_err(CliError::failed)?
     } else {
         args.source.clone()
     };
-    match push_image(&source, target, args.quiet) {
-        Ok(digest) => {
-            if !args.quiet {
-                println!("pushed {target} ({})", &digest[..19.min(digest.len())]);
-            }
-            0
-        }
-        Err(message) => fail(125, message),
+    let digest = push_image(&source, target, args.quiet).map_err(CliError::failed)?;
+    if !args.quiet {
+        println!("pushed {target} ({})", &digest[..19.min(digest.len())]);
     }
+    Ok(0)
 }
 
 /// The built-in kernel as a kernel artifact in the store; returns its name.
@@ -341,16 +334,12 @@ pub struct PullArgs {
     quiet: bool,
 }
 
-pub fn pull(args: PullArgs) -> i32 {
-    match pull_image(&args.image, args.quiet) {
-        Ok(digest) => {
-            if !args.quiet {
-                println!("pulled {} ({})", args.image, &digest[..19]);
-            }
-            0
-        }
-        Err(message) => fail(125, message),
+pub fn pull(args: PullArgs) -> Result<i32, CliError> {
+    let digest = pull_image(&args.image, args.quiet).map_err(CliError::failed)?;
+    if !args.quiet {
+        println!("pulled {} ({})", args.image, &digest[..19]);
     }
+    Ok(0)
 }
 
 /// Pulls an image (or a kernel) into the local store under its full name;
@@ -555,23 +544,19 @@ pub struct LoginArgs {
 
 /// `atoll login`: checks the credentials against the registry, then keeps
 /// them (mode 0600).
-pub fn login(args: LoginArgs) -> i32 {
+pub fn login(args: LoginArgs) -> Result<i32, CliError> {
     let password = if args.password_stdin {
         let mut line = String::new();
         if std::io::stdin().read_line(&mut line).is_err() {
-            return fail(2, "cannot read the password from stdin");
+            return Err(CliError::usage("cannot read the password from stdin"));
         }
         line.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        match std::env::var("ATOLL_PASSWORD") {
-            Ok(password) => password,
-            Err(_) => {
-                return fail(
-                    2,
-                    "give the password on stdin with --password-stdin, or in ATOLL_PASSWORD",
-                )
-            }
-        }
+        std::env::var("ATOLL_PASSWORD").map_err(|_| {
+            CliError::usage(
+                "give the password on stdin with --password-stdin, or in ATOLL_PASSWORD",
+            )
+        })?
     };
     let registry = &args.registry;
     // Listing a repository's tags needs the credentials to be right: a
@@ -588,7 +573,7 @@ pub fn login(args: LoginArgs) -> i32 {
     ) {
         Ok(_) => {}
         Err(message) if message.contains("no such image") => {}
-        Err(message) => return fail(125, message),
+        Err(message) => return Err(CliError::failed(message)),
     }
     let mut all = credentials();
     all.insert(registry.clone(), (args.username, password));
@@ -604,13 +589,9 @@ pub fn login(args: LoginArgs) -> i32 {
             .open(&path)?;
         file.write_all(&serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?)
     });
-    match saved {
-        Ok(()) => {
-            println!("logged in to {registry}");
-            0
-        }
-        Err(error) => fail(125, format!("{}: {error}", path.display())),
-    }
+    saved.map_err(|error| CliError::failed(format!("{}: {error}", path.display())))?;
+    println!("logged in to {registry}");
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -626,21 +607,17 @@ pub struct SearchArgs {
 }
 
 /// `atoll search`: the registry's repositories (its catalog) and their tags.
-pub fn search(args: SearchArgs) -> i32 {
-    match search_registry(&args.registry, args.term.as_deref()) {
-        Ok(found) => {
-            if args.output == "json" {
-                println!("{}", serde_json::to_string(&found).unwrap_or_default());
-            } else {
-                println!("REPOSITORY  TAGS");
-                for (repository, tags) in &found {
-                    println!("{repository}  {}", tags.join(", "));
-                }
-            }
-            0
+pub fn search(args: SearchArgs) -> Result<i32, CliError> {
+    let found = search_registry(&args.registry, args.term.as_deref()).map_err(CliError::failed)?;
+    if args.output == "json" {
+        println!("{}", serde_json::to_string(&found).unwrap_or_default());
+    } else {
+        println!("REPOSITORY  TAGS");
+        for (repository, tags) in &found {
+            println!("{repository}  {}", tags.join(", "));
         }
-        Err(message) => fail(125, message),
     }
+    Ok(0)
 }
 
 fn search_registry(

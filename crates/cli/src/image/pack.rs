@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::run::fail;
-use crate::store::{self, Descriptor, Manifest, Store};
+use crate::error::CliError;
+use crate::image::store::{self, Descriptor, Manifest, Store};
 
 /// What a `.isle` file starts with (binfmt_misc matches on it).
 pub const MAGIC: [u8; 36] = *b"#!/usr/bin/env -S atoll run\n\x7fISLE01\n";
@@ -203,26 +203,18 @@ pub struct PackArgs {
 }
 
 /// `atoll pack`: one self-describing, runnable file.
-pub fn pack(args: PackArgs) -> i32 {
-    let collected = collect(&args.source);
-    let written = collected.and_then(|(name, manifest, blobs)| {
-        let size = write(&args.output, &name, &manifest, &blobs)?;
-        Ok((name, manifest, size))
-    });
-    match written {
-        Ok((name, manifest, size)) => {
-            if !args.quiet {
-                println!(
-                    "packed {name} into {} ({}, {} KiB)",
-                    args.output.display(),
-                    &manifest.digest[..19],
-                    size.div_ceil(1024)
-                );
-            }
-            0
-        }
-        Err(message) => fail(125, message),
+pub fn pack(args: PackArgs) -> Result<i32, CliError> {
+    let (name, manifest, blobs) = collect(&args.source).map_err(CliError::failed)?;
+    let size = write(&args.output, &name, &manifest, &blobs).map_err(CliError::failed)?;
+    if !args.quiet {
+        println!(
+            "packed {name} into {} ({}, {} KiB)",
+            args.output.display(),
+            &manifest.digest[..19],
+            size.div_ceil(1024)
+        );
     }
+    Ok(0)
 }
 
 type Collected = (String, Descriptor, BTreeMap<String, Vec<u8>>);
@@ -301,7 +293,7 @@ pub struct LoadArgs {
 }
 
 /// `atoll load`: a `.isle` file's image into the local store, by its name.
-pub fn load(args: LoadArgs) -> i32 {
+pub fn load(args: LoadArgs) -> Result<i32, CliError> {
     let loaded = read(&args.file).and_then(|packed| {
         let store = Store::open()?;
         let descriptor = store.import(&packed.name, &packed.manifest_bytes, &mut |blob| {
@@ -309,13 +301,9 @@ pub fn load(args: LoadArgs) -> i32 {
         })?;
         Ok((packed.name, descriptor))
     });
-    match loaded {
-        Ok((name, descriptor)) => {
-            if !args.quiet {
-                println!("loaded {name} ({})", &descriptor.digest[..19]);
-            }
-            0
-        }
-        Err(message) => fail(125, message),
+    let (name, descriptor) = loaded.map_err(CliError::failed)?;
+    if !args.quiet {
+        println!("loaded {name} ({})", &descriptor.digest[..19]);
     }
+    Ok(0)
 }

@@ -3,11 +3,11 @@
 
 use clap::Args;
 
-use crate::run::fail;
-use crate::store::{self, Store};
+use crate::error::CliError;
+use crate::image::store::{self, Store};
 
-fn open() -> Result<Store, i32> {
-    Store::open().map_err(|message| fail(125, message))
+fn open() -> Result<Store, CliError> {
+    Store::open().map_err(CliError::failed)
 }
 
 #[derive(Args, Debug)]
@@ -22,15 +22,9 @@ pub struct ImagesArgs {
 }
 
 /// `atoll images`: what the local store holds.
-pub fn images(args: ImagesArgs) -> i32 {
-    let store = match open() {
-        Ok(store) => store,
-        Err(status) => return status,
-    };
-    let images = match store.images() {
-        Ok(images) => images,
-        Err(message) => return fail(125, message),
-    };
+pub fn images(args: ImagesArgs) -> Result<i32, CliError> {
+    let store = open()?;
+    let images = store.images().map_err(CliError::failed)?;
     let mut rows = Vec::new();
     for (reference, descriptor) in &images {
         let size = store
@@ -64,7 +58,7 @@ pub fn images(args: ImagesArgs) -> i32 {
             );
         }
     }
-    0
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -79,27 +73,23 @@ pub struct RmiArgs {
 }
 
 /// `atoll rmi`: forgets names; `atoll prune` frees what nothing names.
-pub fn rmi(args: RmiArgs) -> i32 {
-    let store = match open() {
-        Ok(store) => store,
-        Err(status) => return status,
-    };
+pub fn rmi(args: RmiArgs) -> Result<i32, CliError> {
+    let store = open()?;
     for reference in &args.images {
-        let resolved = match store.resolve(reference) {
-            Ok(resolved) => resolved,
-            Err(message) => return fail(125, message),
-        };
+        let resolved = store.resolve(reference).map_err(CliError::failed)?;
         let Some((name, _)) = resolved else {
-            return fail(2, format!("no image {reference} (see `atoll images`)"));
+            return Err(no_such_image(reference));
         };
-        if let Err(message) = store.untag(&name) {
-            return fail(125, message);
-        }
+        store.untag(&name).map_err(CliError::failed)?;
         if !args.quiet {
             println!("untagged {name}");
         }
     }
-    0
+    Ok(0)
+}
+
+fn no_such_image(reference: &str) -> CliError {
+    CliError::usage(format!("no image {reference} (see `atoll images`)"))
 }
 
 #[derive(Args, Debug)]
@@ -111,22 +101,22 @@ pub struct TagArgs {
     target: String,
 }
 
-pub fn tag(args: TagArgs) -> i32 {
-    let store = match open() {
-        Ok(store) => store,
-        Err(status) => return status,
-    };
+pub fn tag(args: TagArgs) -> Result<i32, CliError> {
+    let store = open()?;
     let Ok(Some((_, descriptor))) = store.resolve(&args.source) else {
-        return fail(2, format!("no image {} (see `atoll images`)", args.source));
+        return Err(no_such_image(&args.source));
     };
     let valid = store::split_tag(&args.target).is_some();
     if !valid {
-        return fail(2, format!("{}: name the image NAME:TAG", args.target));
+        return Err(CliError::usage(format!(
+            "{}: name the image NAME:TAG",
+            args.target
+        )));
     }
-    match store.tag(&args.target, &descriptor) {
-        Ok(()) => 0,
-        Err(message) => fail(125, message),
-    }
+    store
+        .tag(&args.target, &descriptor)
+        .map_err(CliError::failed)?;
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -137,13 +127,10 @@ pub struct InspectArgs {
 }
 
 /// `atoll inspect`: an image's manifest and config, as JSON.
-pub fn inspect(args: InspectArgs) -> i32 {
-    let store = match open() {
-        Ok(store) => store,
-        Err(status) => return status,
-    };
+pub fn inspect(args: InspectArgs) -> Result<i32, CliError> {
+    let store = open()?;
     let Ok(Some((name, descriptor))) = store.resolve(&args.image) else {
-        return fail(2, format!("no image {} (see `atoll images`)", args.image));
+        return Err(no_such_image(&args.image));
     };
     let shown = store.manifest(&descriptor).and_then(|manifest| {
         let config = store.config(&manifest)?;
@@ -152,16 +139,12 @@ pub fn inspect(args: InspectArgs) -> i32 {
             "manifest": manifest, "config": config,
         }))
     });
-    match shown {
-        Ok(value) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
-            );
-            0
-        }
-        Err(message) => fail(125, message),
-    }
+    let value = shown.map_err(CliError::failed)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+    Ok(0)
 }
 
 /// The kernel a `[kernel] image` names: a kernel artifact in the store,
@@ -190,8 +173,8 @@ pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
     if let Some(kernel) = find(&store)? {
         return Ok(kernel);
     }
-    if crate::registry::looks_remote(reference) {
-        crate::registry::pull_image(reference, true)?;
+    if crate::image::registry::looks_remote(reference) {
+        crate::image::registry::pull_image(reference, true)?;
         if let Some(kernel) = find(&store)? {
             return Ok(kernel);
         }
@@ -203,11 +186,8 @@ pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
 
 /// `atoll kernels`: the built-in kernel, kernels pulled on their own, and
 /// those images carry.
-pub fn kernels(args: KernelsArgs) -> i32 {
-    let store = match open() {
-        Ok(store) => store,
-        Err(status) => return status,
-    };
+pub fn kernels(args: KernelsArgs) -> Result<i32, CliError> {
+    let store = open()?;
     // By digest: version, size, what uses it.
     let mut seen = std::collections::BTreeMap::<String, (String, u64, Vec<String>)>::new();
     seen.insert(
@@ -248,7 +228,7 @@ pub fn kernels(args: KernelsArgs) -> i32 {
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
-        return 0;
+        return Ok(0);
     }
     println!("{:<8}  {:<19}  {:>7}  USED BY", "VERSION", "DIGEST", "SIZE");
     for (digest, (version, size, users)) in seen {
@@ -259,7 +239,7 @@ pub fn kernels(args: KernelsArgs) -> i32 {
             users.join(", ")
         );
     }
-    0
+    Ok(0)
 }
 
 #[derive(Args, Debug)]
@@ -273,19 +253,10 @@ pub struct KernelsArgs {
 }
 
 /// `atoll prune`: deletes blobs no image names.
-pub fn prune(quiet: bool) -> i32 {
-    let store = match open() {
-        Ok(store) => store,
-        Err(status) => return status,
-    };
-    match store.prune() {
-        Ok((count, bytes)) => {
-            if quiet {
-                return 0;
-            }
-            println!("removed {count} blob(s), {} KiB", bytes.div_ceil(1024));
-            0
-        }
-        Err(message) => fail(125, message),
+pub fn prune(quiet: bool) -> Result<i32, CliError> {
+    let (count, bytes) = open()?.prune().map_err(CliError::failed)?;
+    if !quiet {
+        println!("removed {count} blob(s), {} KiB", bytes.div_ceil(1024));
     }
+    Ok(0)
 }

@@ -1,0 +1,261 @@
+//! `atoll run`: boot an isle, run a program, exit with its status.
+
+mod args;
+mod backend;
+mod mounts;
+mod program;
+mod source;
+pub(crate) mod tmp;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+use atoll_abi::boot::flags;
+use atoll_vmm::{IsleConfig, IsleError, NetPolicy, Outcome};
+
+pub use self::args::RunArgs;
+use self::args::{check_memory, default_memory_limit, environment};
+use self::backend::{address_space, choose_backend, kernel_symbols_file};
+use self::mounts::mounts;
+use self::program::read_program;
+use self::source::apply_manifest;
+use self::tmp::PrivateTmp;
+use crate::error::{CliError, STATUS_ATOLL_FAILED};
+use crate::size::parse_size;
+
+/// `atoll run`: the program's exit status, or why it couldn't run (or
+/// what killed it).
+pub fn run(args: RunArgs) -> Result<i32, CliError> {
+    atoll_vmm::host::handle_termination(on_termination);
+    let mut args = apply_manifest(args).map_err(CliError::usage)?;
+    let program_arg = PathBuf::from(&args.command[0]);
+    let config_path = atoll_manager::config::path();
+    let (mut host_config, partitions) =
+        atoll_manager::config::load(&config_path).map_err(CliError::usage)?;
+    if let Some(list) = &args.host_cores {
+        let cpus = atoll_manager::topology::parse_list(list)
+            .filter(|cpus| !cpus.is_empty())
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "--host-cores {list}: use a CPU list such as 0 or 0,36"
+                ))
+            })?;
+        host_config.host_cpus = Some(cpus);
+    }
+    let partition = match args.index {
+        Some(index) => Some(partitions.get(index).cloned().ok_or_else(|| {
+            CliError::usage(format!(
+                "-i {index}: {} has {} partition(s); add [[partition]] entries to it",
+                config_path.display(),
+                partitions.len()
+            ))
+        })?),
+        None => None,
+    };
+    let memory_arg = match partition.as_ref().and_then(|p| p.memory.as_deref()) {
+        Some(text) => Some(parse_size(text).map_err(|message| {
+            CliError::usage(format!(
+                "{}: partition memory: {message}",
+                config_path.display()
+            ))
+        })?),
+        None => args.memory,
+    };
+    let memory_limit = match memory_arg {
+        Some(requested) => check_memory(requested)?,
+        None => default_memory_limit(),
+    };
+    // Without -m the isle holds no memory in the registry, so it blocks no
+    // other isle; it may still use what the host has, as a process may.
+    let memory_held = memory_arg.map_or(0, |_| memory_limit);
+    if args.detach && std::env::var_os(crate::isles::LOG_ENV).is_none() {
+        return detach();
+    }
+    // The program and the environment are checked before anything is
+    // claimed: a bad one holds no core, however it fails.
+    let envp = environment(&args.env)?;
+    let shown = program_arg.display();
+    let image_to_run = args.image.take();
+    let (kernel_image, image, exe_path) = match image_to_run {
+        Some(image) => (image.kernel, image.program, image.exe_path),
+        None => {
+            let (image, path) = read_program(&program_arg)?;
+            (None, image, path)
+        }
+    };
+    if let Err(error) = atoll_vmm::isle::check_program(&image) {
+        return Err(CliError::not_executable(format!("{shown}: {error}")));
+    }
+    let (cores, cpus) = match &partition {
+        Some(partition) => (
+            u64::from(partition.cores.unwrap_or(1)),
+            partition.cpus.clone(),
+        ),
+        None => (args.cores.unwrap_or(1), args.cpus.clone()),
+    };
+    let request = crate::isles::request(cores, cpus.as_deref(), memory_held, args.overcommit)?;
+    let command_text = args
+        .command
+        .iter()
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let registration = crate::isles::Registration::claim(
+        &host_config,
+        &request,
+        args.name.clone(),
+        command_text,
+        memory_held,
+        args.wait,
+    )?;
+    let vcpu_cores: Vec<usize> = registration
+        .grant
+        .cpus
+        .iter()
+        .map(|&cpu| cpu as usize)
+        .collect();
+    let service_core = registration.grant.service_cpu.map(|cpu| cpu as usize);
+    let tmp = PrivateTmp::create(args.tmp_size.unwrap_or(memory_limit))
+        .map_err(|error| CliError::failed(format!("cannot create a private /tmp: {error}")))?;
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (
+        tmp.directory().map(Path::to_path_buf),
+        Some(registration.id),
+    );
+    let (mounts, cwd) = mounts(&args.volumes, &args.files, &tmp)?;
+    let private_dirs = mounts
+        .iter()
+        .filter(|mount| mount.host.starts_with(&tmp.path) && !mount.read_only)
+        .map(|mount| mount.guest.clone())
+        .collect();
+    let exe_path = exe_path.into_os_string().into_vec();
+
+    let mut boot_flags = 0;
+    if args.trace {
+        boot_flags |= flags::TRACE;
+    }
+    if args.syscall_summary {
+        boot_flags |= flags::SYSCALL_SUMMARY;
+    }
+    if args.debug_panic {
+        boot_flags |= flags::DEBUG_PANIC;
+    }
+    atoll_vmm::host::ignore_sigpipe();
+    let mut backend = choose_backend(&args.backend, &args.kvm_device, args.gdb);
+    let gdb = match &mut backend {
+        atoll_vmm::BackendChoice::Qemu(options) => options.gdb.as_mut(),
+        atoll_vmm::BackendChoice::Kvm { gdb, .. } => gdb.as_mut(),
+    };
+    if let Some(gdb) = gdb {
+        let kernel = kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE);
+        gdb.program_symbols = Some(PathBuf::from(OsString::from_vec(exe_path.clone())));
+        gdb.kernel_symbols = kernel_symbols_file(kernel);
+    }
+    let mut memory_limit = memory_limit;
+    if memory_arg.is_none() && matches!(backend, atoll_vmm::BackendChoice::Qemu(_)) {
+        memory_limit = memory_limit.min(atoll_vmm::backend::qemu::MAX_MEMORY);
+    }
+    let memory_size = address_space(&backend, memory_limit);
+    let config = IsleConfig {
+        backend,
+        kernel_image: kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE),
+        program_image: &image,
+        argv: args.command.into_iter().map(OsString::into_vec).collect(),
+        envp,
+        exe_path,
+        memory_size,
+        memory_limit,
+        flags: boot_flags,
+        cpu_count: vcpu_cores.len() as u64,
+        vcpu_cores,
+        service_core,
+        private_dirs,
+        mounts,
+        cwd,
+        net: NetPolicy {
+            published: args.publish,
+            outbound: args.net,
+        },
+        rewrite: !args.no_rewrite,
+        stats_path: crate::isles::stats_path(registration.id),
+        numa_node: registration.grant.node,
+    };
+    let outcome = atoll_vmm::run(config);
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, None);
+    drop(tmp);
+    let mut registration = registration;
+    let ended = match outcome {
+        Ok(Outcome::Exited(status)) => Ok(i32::from(status)),
+        Ok(Outcome::Killed { signal, report }) => {
+            Err(CliError::with_status(128 + signal as i32, report))
+        }
+        Ok(Outcome::Crashed(report)) => Err(CliError::failed(format!("isle crashed: {report}"))),
+        Err(IsleError::Program(error)) => {
+            Err(CliError::not_executable(format!("{shown}: {error}")))
+        }
+        Err(IsleError::Setup(error)) => Err(CliError::failed(format!("{shown}: {error}"))),
+        Err(error) => Err(CliError::failed(error)),
+    };
+    registration.finish(
+        ended
+            .as_ref()
+            .map_or_else(CliError::status, |status| *status),
+    );
+    ended
+}
+
+/// `atoll run -d`: the same command again as a child in its own process
+/// group with its output in a log; prints the isle's id once it has one.
+fn detach() -> Result<i32, CliError> {
+    let log_path = crate::isles::new_log_path()?;
+    let log = atoll_manager::state::private_file(&log_path, true)
+        .map_err(|error| CliError::failed(format!("{}: {error}", log_path.display())))?;
+    let spawned = std::env::current_exe().and_then(|exe| {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(crate::isles::LOG_ENV, &log_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+    });
+    let mut child =
+        spawned.map_err(|error| CliError::failed(format!("cannot start the isle: {error}")))?;
+    Ok(match crate::isles::wait_for_registration(&mut child) {
+        Some(id) => {
+            println!("isle {id}");
+            0
+        }
+        None => {
+            // It ended before it had an isle: show why.
+            let output = std::fs::read(&log_path).unwrap_or_default();
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &output);
+            let _ = std::fs::remove_file(&log_path);
+            child
+                .wait()
+                .ok()
+                .and_then(|status| status.code())
+                .unwrap_or(STATUS_ATOLL_FAILED)
+        }
+    })
+}
+
+/// What a terminating signal must clean up: the private /tmp and the
+/// isle's registration.
+static CLEANUP: std::sync::Mutex<(Option<PathBuf>, Option<u32>)> =
+    std::sync::Mutex::new((None, None));
+
+/// SIGTERM (`atoll stop`), SIGINT (Ctrl-C) or SIGHUP: clean up, then exit
+/// with the status the signal would have given.
+fn on_termination(signal: i32) {
+    let (tmp, isle) = std::mem::take(&mut *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(tmp) = tmp {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    if let Some(id) = isle {
+        crate::isles::release(id, Some(128 + signal));
+    }
+    std::process::exit(128 + signal);
+}

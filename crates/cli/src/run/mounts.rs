@@ -1,0 +1,141 @@
+//! What the isle sees of the host's files: `-v` volumes, files layers,
+//! its private /tmp, and the working directory.
+
+use atoll_vmm::MountSpec;
+
+use super::tmp::PrivateTmp;
+use crate::error::CliError;
+
+/// Parses `HOST:GUEST[:OPTIONS]`, OPTIONS a comma-separated list of `ro`
+/// or `rw` and `owners`; unknown or repeated options are refused.
+fn parse_volume(text: &str) -> Result<MountSpec, String> {
+    let invalid = || {
+        format!(
+            "invalid -v '{text}': use HOST:GUEST[:OPTIONS], with GUEST an absolute path \
+             and OPTIONS among ro, rw, owners (comma-separated)"
+        )
+    };
+    let mut parts = text.split(':');
+    let (Some(host), Some(guest), options, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    if host.is_empty() || !guest.starts_with('/') {
+        return Err(invalid());
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for option in options
+        .map(|options| options.split(','))
+        .into_iter()
+        .flatten()
+    {
+        if !["ro", "rw", "owners"].contains(&option) {
+            return Err(format!(
+                "invalid -v '{text}': unknown option '{option}' (use ro, rw or owners)"
+            ));
+        }
+        if seen.contains(&option) {
+            return Err(format!(
+                "invalid -v '{text}': option '{option}' given twice"
+            ));
+        }
+        if seen.contains(&"ro") && option == "rw" || seen.contains(&"rw") && option == "ro" {
+            return Err(format!(
+                "invalid -v '{text}': ro and rw contradict each other"
+            ));
+        }
+        seen.push(option);
+    }
+    let host =
+        std::fs::canonicalize(host).map_err(|error| format!("-v {text}: {host}: {error}"))?;
+    if !host.is_dir() {
+        return Err(format!("-v {text}: {} is not a directory", host.display()));
+    }
+    Ok(MountSpec {
+        host,
+        guest: atoll_vmm::files::normalize(guest),
+        read_only: seen.contains(&"ro"),
+        keep_owners: seen.contains(&"owners"),
+    })
+}
+
+/// The isle's mounts (the current directory by default, plus a private
+/// /tmp and /dev/shm unless they are mounted) and its working directory.
+pub(super) fn mounts(
+    volumes: &[String],
+    files: &[MountSpec],
+    tmp: &PrivateTmp,
+) -> Result<(Vec<MountSpec>, String), CliError> {
+    let host_cwd = std::env::current_dir()
+        .map_err(|error| CliError::usage(format!("cannot read the current directory: {error}")))?;
+    let mut mounts = if volumes.is_empty() {
+        vec![MountSpec {
+            host: host_cwd.clone(),
+            guest: host_cwd.to_string_lossy().into_owned(),
+            read_only: false,
+            keep_owners: false,
+        }]
+    } else {
+        let parsed = volumes
+            .iter()
+            .map(|volume| parse_volume(volume))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CliError::usage)?;
+        // Two at one guest path: one would silently hide the other.
+        for (later, mount) in parsed.iter().enumerate() {
+            if let Some(earlier) = parsed[..later]
+                .iter()
+                .position(|other| other.guest == mount.guest)
+            {
+                return Err(CliError::usage(format!(
+                    "-v {} and -v {} both mount at {}: give each guest path once",
+                    volumes[earlier], volumes[later], mount.guest
+                )));
+            }
+        }
+        parsed
+    };
+    mounts.extend(files.iter().cloned());
+    // /dev/shm is where shm_open and sem_open make their files.
+    for (private, guest) in [("tmp", "/tmp"), ("shm", "/dev/shm")] {
+        if !mounts.iter().any(|mount| mount.guest == guest) {
+            mounts.push(MountSpec {
+                host: tmp.path.join(private),
+                guest: guest.into(),
+                read_only: false,
+                keep_owners: false,
+            });
+        }
+    }
+    // Start where the user is, if a mount shows that directory: at its
+    // path inside the isle. Otherwise at the root.
+    let cwd = mounts
+        .iter()
+        .filter_map(|mount| {
+            let rest = host_cwd.strip_prefix(&mount.host).ok()?;
+            let guest = std::path::Path::new(&mount.guest).join(rest);
+            Some((
+                mount.host.as_os_str().len(),
+                guest.to_string_lossy().into_owned(),
+            ))
+        })
+        .max_by_key(|(depth, _)| *depth)
+        .map_or_else(|| "/".to_string(), |(_, guest)| guest);
+    // A read-only root holding just the mount points (and /dev), so that
+    // `/`, `..` above a mount and `mkdir -p` of absolute paths behave.
+    let root = tmp.path.join("root");
+    for mount in &mounts {
+        let _ = std::fs::create_dir_all(root.join(mount.guest.trim_start_matches('/')));
+    }
+    let _ = std::fs::create_dir_all(root.join("dev"));
+    if !mounts.iter().any(|mount| mount.guest == "/") {
+        mounts.push(MountSpec {
+            host: root,
+            guest: "/".into(),
+            read_only: true,
+            keep_owners: false,
+        });
+    }
+    Ok((mounts, cwd))
+}

@@ -1,0 +1,196 @@
+//! What `atoll run` runs when PROGRAM names a project, an image or a
+//! `.isle` file: its program, kernel and files, and its settings merged
+//! with the flags.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use atoll_vmm::MountSpec;
+
+use super::args::{parse_port, RunArgs};
+use crate::size::parse_size;
+
+/// The kernel and program an image (or a `.isle` file) runs.
+pub(super) struct ImageToRun {
+    /// None: the built-in kernel.
+    pub(super) kernel: Option<Vec<u8>>,
+    pub(super) program: Vec<u8>,
+    /// What the isle's /proc/self/exe names.
+    pub(super) exe_path: PathBuf,
+}
+
+impl std::fmt::Debug for ImageToRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageToRun")
+            .field("kernel", &self.kernel.as_ref().map(Vec::len))
+            .field("program", &self.program.len())
+            .field("exe_path", &self.exe_path)
+            .finish()
+    }
+}
+
+/// `atoll run DIR`: the project's manifest fills in what the flags don't
+/// say (flags win; arguments after DIR replace the manifest's args).
+/// Also `atoll run NAME[:TAG]` (an image of the local store, pulled first
+/// when it names a registry) and `atoll run FILE.isle`: run from verified
+/// blobs, with the image's kernel, files and settings.
+pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
+    let target = PathBuf::from(&args.command[0]);
+    if crate::manifest::is_project(&target) {
+        let manifest = crate::manifest::load(&target)?;
+        let program = manifest.program(&target);
+        if !program.is_file() {
+            return Err(format!(
+                "{} isn't built yet: run `atoll build {}`",
+                program.display(),
+                target.display()
+            ));
+        }
+        if let Some(reference) = &manifest.kernel.image {
+            let bytes = std::fs::read(&program)
+                .map_err(|error| format!("{}: {error}", program.display()))?;
+            args.image = Some(ImageToRun {
+                kernel: Some(crate::image::images::pinned_kernel(reference)?),
+                program: bytes,
+                exe_path: std::fs::canonicalize(&program).unwrap_or_else(|_| program.clone()),
+            });
+        }
+        for (host, guest) in manifest.files(&target) {
+            let host = std::fs::canonicalize(&host)
+                .map_err(|error| format!("[build] files: {}: {error}", host.display()))?;
+            args.files.push(MountSpec {
+                host,
+                guest,
+                read_only: true,
+                keep_owners: false,
+            });
+        }
+        return apply_settings(args, &manifest.run, program.into_os_string(), Some(&target));
+    }
+    if target.is_file() && crate::image::pack::is_pack(&target) {
+        let packed = crate::image::pack::read(&target)?;
+        let layers = crate::image::store::layers(&packed.manifest)?;
+        let config = packed.config()?;
+        for (layer, guest) in &layers.files {
+            let host = crate::image::rootfs::unpacked(&layer.digest, packed.blob(layer)?)?;
+            args.files.push(MountSpec {
+                host,
+                guest: atoll_vmm::files::normalize(guest),
+                read_only: true,
+                keep_owners: false,
+            });
+        }
+        let kernel = packed.blob(layers.kernel)?;
+        args.image = Some(ImageToRun {
+            kernel: (kernel != crate::KERNEL_IMAGE).then(|| kernel.to_vec()),
+            program: packed.blob(layers.program)?.to_vec(),
+            exe_path: std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone()),
+        });
+        return apply_settings(args, &config.run, argv0(&config), None);
+    }
+    let reference = args.command[0].to_string_lossy().into_owned();
+    let remote = crate::image::registry::looks_remote(&reference);
+    // A path, or no store yet: not an image (and no store made for it).
+    if target.exists() || (!remote && reference.contains('/')) {
+        return Ok(args);
+    }
+    if !remote && !crate::image::store::Store::root_dir().is_dir() {
+        return Ok(args);
+    }
+    let store = crate::image::store::Store::open()?;
+    let descriptor = match store.resolve(&reference)? {
+        Some((_, descriptor)) => descriptor,
+        // REGISTRY/NAME:TAG not here yet: pulled first.
+        None if remote => {
+            crate::image::registry::pull_image(&reference, true)?;
+            store
+                .resolve(&reference)?
+                .ok_or_else(|| format!("{reference}: pulled, but not in the store"))?
+                .1
+        }
+        None => return Ok(args),
+    };
+    let image = store.manifest(&descriptor)?;
+    let config = store.config(&image)?;
+    let layers = crate::image::store::layers(&image)?;
+    for (layer, guest) in &layers.files {
+        let host = crate::image::rootfs::unpacked(&layer.digest, &store.get(layer)?)?;
+        args.files.push(MountSpec {
+            host,
+            guest: atoll_vmm::files::normalize(guest),
+            read_only: true,
+            keep_owners: false,
+        });
+    }
+    let kernel = if layers.kernel.digest == crate::KERNEL_DIGEST {
+        None
+    } else {
+        Some(store.get(layers.kernel)?)
+    };
+    args.image = Some(ImageToRun {
+        kernel,
+        program: store.get(layers.program)?,
+        exe_path: store.path_of(layers.program)?,
+    });
+    apply_settings(args, &config.run, argv0(&config), None)
+}
+
+/// An image's program sees its own file name as argv[0], as it would
+/// natively (busybox picks its applet by it).
+fn argv0(config: &crate::image::store::Config) -> OsString {
+    config
+        .run
+        .program
+        .as_deref()
+        .and_then(|program| Path::new(program).file_name())
+        .map_or_else(|| OsString::from(&config.name), OsString::from)
+}
+
+/// Fills in what the flags don't say from an app's run settings.
+fn apply_settings(
+    mut args: RunArgs,
+    run: &crate::manifest::Run,
+    argv0: OsString,
+    project: Option<&Path>,
+) -> Result<RunArgs, String> {
+    let mut command = vec![argv0];
+    if args.command.len() > 1 {
+        command.extend(args.command.drain(1..));
+    } else {
+        command.extend(run.args.iter().map(OsString::from));
+    }
+    args.command = command;
+    let mut env: Vec<OsString> = run
+        .env
+        .iter()
+        .map(|(key, value)| OsString::from(format!("{key}={value}")))
+        .collect();
+    env.append(&mut args.env);
+    args.env = env;
+    args.cores = args.cores.or(run.cores);
+    if args.memory.is_none() {
+        if let Some(memory) = &run.memory {
+            args.memory =
+                Some(parse_size(memory).map_err(|message| format!("[run] memory: {message}"))?);
+        }
+    }
+    // Host paths in a manifest are relative to its project (an image's,
+    // to the current directory).
+    let base = project.unwrap_or(Path::new("."));
+    let mut volumes: Vec<String> = run
+        .volumes
+        .iter()
+        .map(|volume| match volume.starts_with('/') {
+            true => volume.clone(),
+            false => base.join(volume).to_string_lossy().into_owned(),
+        })
+        .collect();
+    volumes.append(&mut args.volumes);
+    args.volumes = volumes;
+    for port in &run.publish {
+        args.publish
+            .push(parse_port(port).map_err(|message| format!("[run] publish: {message}"))?);
+    }
+    args.net |= run.net;
+    Ok(args)
+}
