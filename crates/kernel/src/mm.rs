@@ -148,7 +148,7 @@ const PTE_NORMAL: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
 
 /// Flushes this CPU's TLB if a page table changed since it last did.
 pub fn sync_tlb() {
-    let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index as usize;
+    let cpu = crate::arch::x86_64::cpu::cpu_index();
     let generation = TLB_GENERATION.load(Ordering::Acquire);
     if let Some(mine) = CPU_TLB_GENERATION.get(cpu) {
         if mine.load(Ordering::Relaxed) != generation {
@@ -504,7 +504,7 @@ impl AddressSpace {
         if let Some(done) = run {
             populate_ahead(done);
         }
-        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        let cpu = crate::arch::x86_64::cpu::cpu_index() as u64;
         if cpu < self.cpu_count && range.start < self.reserve_floor[cpu as usize] + RESERVE {
             self.extend_reserve(cpu, range.start);
         }
@@ -663,7 +663,7 @@ impl AddressSpace {
     fn find_gap(&self, len: u64) -> Option<u64> {
         // One core, one memory: first the calling CPU's slice of the heap,
         // then anywhere.
-        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        let cpu = crate::arch::x86_64::cpu::cpu_index() as u64;
         if self.slice_size >= len && cpu < self.cpu_count {
             let upper = self.heap_end - cpu * self.slice_size;
             if let Some(start) = self.find_gap_within(len, upper - self.slice_size, upper) {

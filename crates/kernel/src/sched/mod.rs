@@ -134,7 +134,6 @@ static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
 /// Shares the run queue length and the earliest deadline with the monitor.
 fn publish_hints() {
     cpu::publish_sched_hints(
-        crate::boot_info(),
         QUEUED.load(Ordering::Relaxed) as u64,
         NEXT_DEADLINE.load(Ordering::Relaxed),
     );
@@ -152,7 +151,7 @@ pub fn idle_context(cpu: usize) -> usize {
 }
 
 pub fn cpu_index() -> usize {
-    cpu::cpu_area().cpu_index as usize
+    cpu::cpu_index()
 }
 
 pub fn cpu_count() -> usize {
