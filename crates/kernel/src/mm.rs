@@ -105,30 +105,35 @@ struct AddressSpace {
 
 const SLOT_WORDS: usize = MAX_RAM_SLOTS.div_ceil(64) as usize;
 
-static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace {
-    heap_end: 0,
-    brk_start: 0,
-    brk: 0,
-    stack_bottom: 0,
-    stack_top: 0,
-    mappings: [Range { start: 0, end: 0 }; MAX_MAPPINGS],
-    mapping_count: 0,
-    backed: [0; CHUNK_WORDS],
-    backed_chunks: 0,
-    limit_chunks: 0,
-    reserve_floor: [0; MAX_CPUS],
-    stacks: [Range { start: 0, end: 0 }; MAX_STACKS],
-    stack_count: 0,
-    cpu_count: 1,
-    slice_size: 0,
-    page_table_root: 0,
-    spare_page_tables: 0,
-    spare_page_table_count: 0,
-    spare_page_tables_used: [0; 2],
-    page_table_region: [0; 128],
-    protectable: Range { start: 0, end: 0 },
-    attached_slots: [0; SLOT_WORDS],
-});
+static SPACE: Mutex<AddressSpace> = Mutex::new(AddressSpace::EMPTY);
+
+impl AddressSpace {
+    /// Before boot: no heap, nothing mapped.
+    const EMPTY: AddressSpace = AddressSpace {
+        heap_end: 0,
+        brk_start: 0,
+        brk: 0,
+        stack_bottom: 0,
+        stack_top: 0,
+        mappings: [Range { start: 0, end: 0 }; MAX_MAPPINGS],
+        mapping_count: 0,
+        backed: [0; CHUNK_WORDS],
+        backed_chunks: 0,
+        limit_chunks: 0,
+        reserve_floor: [0; MAX_CPUS],
+        stacks: [Range { start: 0, end: 0 }; MAX_STACKS],
+        stack_count: 0,
+        cpu_count: 1,
+        slice_size: 0,
+        page_table_root: 0,
+        spare_page_tables: 0,
+        spare_page_table_count: 0,
+        spare_page_tables_used: [0; 2],
+        page_table_region: [0; 128],
+        protectable: Range { start: 0, end: 0 },
+        attached_slots: [0; SLOT_WORDS],
+    };
+}
 
 /// Bumped at every page-table change; a CPU that has flushed its TLB less
 /// recently flushes before it next runs a thread.
@@ -148,7 +153,7 @@ const PTE_NORMAL: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
 
 /// Flushes this CPU's TLB if a page table changed since it last did.
 pub fn sync_tlb() {
-    let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index as usize;
+    let cpu = crate::arch::x86_64::cpu::cpu_index();
     let generation = TLB_GENERATION.load(Ordering::Acquire);
     if let Some(mine) = CPU_TLB_GENERATION.get(cpu) {
         if mine.load(Ordering::Relaxed) != generation {
@@ -504,7 +509,7 @@ impl AddressSpace {
         if let Some(done) = run {
             populate_ahead(done);
         }
-        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        let cpu = crate::arch::x86_64::cpu::cpu_index() as u64;
         if cpu < self.cpu_count && range.start < self.reserve_floor[cpu as usize] + RESERVE {
             self.extend_reserve(cpu, range.start);
         }
@@ -600,6 +605,14 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// munmap(2) of `range`: what it covered goes back to the host.
+    fn unmap(&mut self, range: Range) -> Result<(), i64> {
+        self.remove(range)?;
+        self.forget_stacks(range);
+        let freed = self.unmappable(range);
+        self.give_back(freed)
+    }
+
     /// The part of `range` munmap may give back: heap above brk's memory.
     fn unmappable(&self, range: Range) -> Range {
         Range {
@@ -663,7 +676,7 @@ impl AddressSpace {
     fn find_gap(&self, len: u64) -> Option<u64> {
         // One core, one memory: first the calling CPU's slice of the heap,
         // then anywhere.
-        let cpu = crate::arch::x86_64::cpu::cpu_area().cpu_index;
+        let cpu = crate::arch::x86_64::cpu::cpu_index() as u64;
         if self.slice_size >= len && cpu < self.cpu_count {
             let upper = self.heap_end - cpu * self.slice_size;
             if let Some(start) = self.find_gap_within(len, upper - self.slice_size, upper) {
@@ -959,11 +972,7 @@ pub fn unmap(address: u64, len: u64) -> Result<(), i64> {
         start: address,
         end,
     };
-    let mut space = SPACE.lock();
-    space.remove(range)?;
-    space.forget_stacks(range);
-    let freed = space.unmappable(range);
-    space.give_back(freed)
+    SPACE.lock().unmap(range)
 }
 
 /// MADV_DONTNEED: the range reads as zeros afterwards. Heap and stack
@@ -1022,3 +1031,6 @@ pub fn free_bytes() -> u64 {
     let space = SPACE.lock();
     space.limit_chunks.saturating_sub(space.backed_chunks) * LARGE_PAGE_SIZE
 }
+
+#[cfg(test)]
+mod tests;

@@ -64,7 +64,24 @@ pub fn requeue(
             return Err(EAGAIN);
         }
     }
-    let woken = wake_locked(&mut sched, key, u32::MAX, count);
+    let (woken, moved) = requeue_locked(&mut sched, key, count, target, requeue);
+    drop(sched);
+    if woken > 0 {
+        kick_idle_cpu();
+    }
+    Ok(woken + moved)
+}
+
+/// Wakes `count` waiters on `key` and moves up to `requeue` more to
+/// `target`; returns (woken, moved).
+fn requeue_locked(
+    sched: &mut Scheduler,
+    key: u64,
+    count: usize,
+    target: u64,
+    requeue: usize,
+) -> (usize, usize) {
+    let woken = wake_locked(sched, key, u32::MAX, count);
     let mut moved = 0;
     for slot in 0..MAX_THREADS {
         if moved >= requeue {
@@ -84,11 +101,7 @@ pub fn requeue(
             }
         }
     }
-    drop(sched);
-    if woken > 0 {
-        kick_idle_cpu();
-    }
-    Ok(woken + moved)
+    (woken, moved)
 }
 
 /// FUTEX_WAKE_OP: atomically updates `*target` per `encoded`, wakes `count`
@@ -183,3 +196,6 @@ pub fn exit_robust_list(head: u64, tid: u32) {
         handle(pending);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -106,15 +106,7 @@ pub struct Scheduler {
     wait_seq: u64,
 }
 
-static SCHED: Mutex<Scheduler> = Mutex::new(Scheduler {
-    threads: [FREE_THREAD; MAX_THREADS],
-    queue: [0; MAX_THREADS],
-    queue_head: 0,
-    queue_len: 0,
-    next_tid: 0,
-    live: 0,
-    wait_seq: 0,
-});
+static SCHED: Mutex<Scheduler> = Mutex::new(Scheduler::EMPTY);
 
 static SAVED_RSP: [AtomicU64; CONTEXTS] = [const { AtomicU64::new(0) }; CONTEXTS];
 static ON_CPU: [AtomicBool; CONTEXTS] = [const { AtomicBool::new(false) }; CONTEXTS];
@@ -134,7 +126,6 @@ static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
 /// Shares the run queue length and the earliest deadline with the monitor.
 fn publish_hints() {
     cpu::publish_sched_hints(
-        crate::boot_info(),
         QUEUED.load(Ordering::Relaxed) as u64,
         NEXT_DEADLINE.load(Ordering::Relaxed),
     );
@@ -152,7 +143,7 @@ pub fn idle_context(cpu: usize) -> usize {
 }
 
 pub fn cpu_index() -> usize {
-    cpu::cpu_area().cpu_index as usize
+    cpu::cpu_index()
 }
 
 pub fn cpu_count() -> usize {
@@ -176,6 +167,17 @@ pub fn lock() -> MutexGuard<'static, Scheduler> {
 }
 
 impl Scheduler {
+    /// No threads, nothing queued.
+    const EMPTY: Scheduler = Scheduler {
+        threads: [FREE_THREAD; MAX_THREADS],
+        queue: [0; MAX_THREADS],
+        queue_head: 0,
+        queue_len: 0,
+        next_tid: 0,
+        live: 0,
+        wait_seq: 0,
+    };
+
     fn enqueue(&mut self, slot: usize) {
         let tail = (self.queue_head + self.queue_len) % MAX_THREADS;
         self.queue[tail] = slot as u16;
@@ -678,3 +680,6 @@ pub fn exit_current(status: u8) -> ! {
     reschedule(sched);
     unreachable!("a dead thread was scheduled again");
 }
+
+#[cfg(test)]
+mod tests;

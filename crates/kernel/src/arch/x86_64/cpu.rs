@@ -59,6 +59,11 @@ pub fn cpu_area() -> &'static CpuArea {
     unsafe { &*(address as *const CpuArea) }
 }
 
+/// Which CPU this is (0 is the boot CPU).
+pub fn cpu_index() -> usize {
+    cpu_area().cpu_index as usize
+}
+
 /// Raw pointer to this CPU's area, for the few fields the kernel writes.
 fn cpu_area_mut() -> *mut CpuArea {
     cpu_area() as *const CpuArea as *mut CpuArea
@@ -80,8 +85,8 @@ pub fn preempt_frame() -> PreemptFrame {
 
 /// Tells the monitor how many threads wait for a CPU and the earliest timed
 /// wait, so it knows when a CPU running program code must be preempted.
-pub fn publish_sched_hints(boot: &BootInfo, runnable_waiting: u64, next_deadline_ns: u64) {
-    let area = cpu_area_at(boot, 0);
+pub fn publish_sched_hints(runnable_waiting: u64, next_deadline_ns: u64) {
+    let area = cpu_area_at(crate::boot_info(), 0);
     // SAFETY: plain words in CPU 0's area that only the monitor reads;
     // volatile because it reads them concurrently.
     unsafe {

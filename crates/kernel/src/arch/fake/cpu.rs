@@ -1,0 +1,46 @@
+//! A CPU with a settable index and no monitor behind it.
+
+use std::cell::Cell;
+
+use atoll_abi::boot::PreemptFrame;
+
+thread_local! {
+    static CPU_INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling test thread run as CPU `cpu`.
+pub fn set_cpu_index(cpu: usize) {
+    CPU_INDEX.set(cpu);
+}
+
+pub fn cpu_index() -> usize {
+    CPU_INDEX.get()
+}
+
+pub fn rdtsc() -> u64 {
+    0
+}
+
+pub fn cpuid(_leaf: u32, _subleaf: u32) -> [u32; 4] {
+    [0; 4]
+}
+
+pub fn pause() {
+    core::hint::spin_loop();
+}
+
+pub fn set_fs_base(_value: u64) {}
+
+pub fn set_park_deadline(_ns: u64) {}
+
+pub fn preempt_frame() -> PreemptFrame {
+    PreemptFrame::default()
+}
+
+pub fn publish_sched_hints(_runnable_waiting: u64, _next_deadline_ns: u64) {}
+
+/// Nothing in the tests may need the monitor: parking, kicks and exits
+/// only happen in a running isle.
+pub fn doorbell(offset: u64, value: u64) {
+    panic!("doorbell {offset:#x} ({value}) rung in a host test");
+}
