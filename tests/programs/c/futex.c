@@ -47,8 +47,9 @@ int main(void)
 	long long before = monotonic_ms();
 	r = futex(&word, FUTEX_WAIT_PRIVATE, 7, &timeout, NULL, 0);
 	long long waited = monotonic_ms() - before;
+	/* Early is wrong; late is only a loaded machine. */
 	printf("wait with timeout: %ld errno=%d waited_50ms=%d\n", r, r < 0 ? errno : 0,
-	       waited >= 50 && waited < 100);
+	       waited >= 50);
 
 	r = futex(&word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	printf("wake: %ld\n", r);
