@@ -83,6 +83,23 @@ pub const fn stack_size_for(ram_size: u64) -> u64 {
 
 /// GDT selectors. The order is what syscall/sysret demand: kernel code then
 /// kernel data at STAR[47:32]; user data then user code at STAR[63:48] + 8/16.
+/// x86_64 page-table entry bits, as the monitor writes the boot tables and
+/// the kernel the heap's.
+pub mod pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const WRITABLE: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    pub const NO_CACHE: u64 = 1 << 4;
+    /// Set by the CPU on use; they say nothing about the mapping.
+    pub const ACCESSED: u64 = 1 << 5;
+    pub const DIRTY: u64 = 1 << 6;
+    /// In a directory entry: a 2 MiB page, not a table.
+    pub const LARGE: u64 = 1 << 7;
+    /// The physical address an entry points at.
+    pub const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
+}
+
 pub mod selector {
     pub const KERNEL_CODE: u16 = 0x08;
     pub const KERNEL_DATA: u16 = 0x10;

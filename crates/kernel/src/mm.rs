@@ -15,8 +15,8 @@ use atoll_abi::boot::BootInfo;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use atoll_abi::layout::{
-    align_down, align_up, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, MAX_RAM_SIZE, MAX_RAM_SLOTS,
-    PAGE_SIZE, RAM_SLOT_SIZE,
+    align_down, align_up, pte, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MAX_CPUS, MAX_RAM_SIZE,
+    MAX_RAM_SLOTS, PAGE_SIZE, RAM_SLOT_SIZE,
 };
 use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
 use atoll_abi::queue::{memory, opcode};
@@ -53,8 +53,8 @@ impl Access {
     /// The page-table flags for it.
     fn flags(self) -> u64 {
         match self {
-            Access::None => PTE_USER,
-            Access::Read => PTE_PRESENT | PTE_USER,
+            Access::None => pte::USER,
+            Access::Read => pte::PRESENT | pte::USER,
             Access::ReadWrite => PTE_NORMAL,
         }
     }
@@ -140,16 +140,8 @@ impl AddressSpace {
 static TLB_GENERATION: AtomicU64 = AtomicU64::new(0);
 static CPU_TLB_GENERATION: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-const PTE_PRESENT: u64 = 1 << 0;
-const PTE_WRITABLE: u64 = 1 << 1;
-const PTE_USER: u64 = 1 << 2;
-const PTE_LARGE: u64 = 1 << 7;
-/// Set by the CPU on use; they say nothing about the mapping.
-const PTE_ACCESSED: u64 = 1 << 5;
-const PTE_DIRTY: u64 = 1 << 6;
-const PTE_ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 /// A normal mapping: kernel and program share ring 3, so it is user-accessible.
-const PTE_NORMAL: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
+const PTE_NORMAL: u64 = pte::PRESENT | pte::WRITABLE | pte::USER;
 
 /// Flushes this CPU's TLB if a page table changed since it last did.
 pub fn sync_tlb() {
@@ -272,8 +264,8 @@ impl AddressSpace {
     /// Where the page-directory entry mapping `address` lives.
     fn pd_entry(&self, address: u64) -> Result<u64, i64> {
         let pml4e: u64 = user::read(self.page_table_root + ((address >> 39) & 511) * 8)?;
-        let pdpte: u64 = user::read((pml4e & PTE_ADDRESS) + ((address >> 30) & 511) * 8)?;
-        Ok((pdpte & PTE_ADDRESS) + ((address >> 21) & 511) * 8)
+        let pdpte: u64 = user::read((pml4e & pte::ADDRESS) + ((address >> 30) & 511) * 8)?;
+        Ok((pdpte & pte::ADDRESS) + ((address >> 21) & 511) * 8)
     }
 
     /// Gives every page of `range` `access`, mapping it first where the
@@ -294,19 +286,19 @@ impl AddressSpace {
             let fresh = directory == 0;
             if fresh {
                 self.attach(region)?;
-                directory = region | PTE_LARGE | PTE_NORMAL;
+                directory = region | pte::LARGE | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
             }
-            if directory & PTE_LARGE != 0 {
-                let flags = directory & (PTE_PRESENT | PTE_WRITABLE | PTE_USER);
+            if directory & pte::LARGE != 0 {
+                let flags = directory & (pte::PRESENT | pte::WRITABLE | pte::USER);
                 if flags == wanted {
                     region = region_end;
                     continue;
                 }
                 if whole {
-                    user::write(pd_entry, region | PTE_LARGE | wanted)?;
+                    user::write(pd_entry, region | pte::LARGE | wanted)?;
                     user::note_region_protected();
-                    stale |= flags & PTE_PRESENT != 0 && !fresh;
+                    stale |= flags & pte::PRESENT != 0 && !fresh;
                     region = region_end;
                     continue;
                 }
@@ -317,16 +309,16 @@ impl AddressSpace {
                 directory = table | PTE_NORMAL;
                 user::write(pd_entry, directory)?;
                 user::note_split(1);
-                stale |= flags & PTE_PRESENT != 0 && !fresh;
+                stale |= flags & pte::PRESENT != 0 && !fresh;
             }
             let mut page = region.max(range.start);
             while page < region_end.min(range.end) {
-                let entry = (directory & PTE_ADDRESS) + ((page >> 12) & 511) * 8;
+                let entry = (directory & pte::ADDRESS) + ((page >> 12) & 511) * 8;
                 let value: u64 = user::read(entry)?;
-                let flags = value & (PTE_PRESENT | PTE_WRITABLE | PTE_USER);
+                let flags = value & (pte::PRESENT | pte::WRITABLE | pte::USER);
                 if flags != wanted {
-                    user::write(entry, (page & PTE_ADDRESS) | wanted)?;
-                    stale |= flags & PTE_PRESENT != 0 && !fresh;
+                    user::write(entry, (page & pte::ADDRESS) | wanted)?;
+                    stale |= flags & pte::PRESENT != 0 && !fresh;
                 }
                 page += PAGE_SIZE;
             }
@@ -412,11 +404,11 @@ impl AddressSpace {
         }
         for index in 0..512 {
             let value: u64 = user::read(table + index * 8)?;
-            if value & !(PTE_ACCESSED | PTE_DIRTY) != (region + index * PAGE_SIZE) | PTE_NORMAL {
+            if value & !(pte::ACCESSED | pte::DIRTY) != (region + index * PAGE_SIZE) | PTE_NORMAL {
                 return Ok(false);
             }
         }
-        user::write(pd_entry, region | PTE_NORMAL | PTE_LARGE)?;
+        user::write(pd_entry, region | PTE_NORMAL | pte::LARGE)?;
         user::note_split(-1);
         let index = ((table - self.spare_page_tables) / PAGE_SIZE) as usize;
         self.spare_page_tables_used[index / 64] &= !(1 << (index % 64));

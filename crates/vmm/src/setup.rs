@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use atoll_abi::boot::{BootInfo, CpuArea, LongModeStart};
 use atoll_abi::layout::{
-    align_down, align_up, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE,
+    align_down, align_up, pte, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE,
     KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_BASE, NULL_GUARD_END, PAGE_SIZE, STACK_GUARD,
 };
 use atoll_abi::linux::auxv::*;
@@ -16,14 +16,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 const MIN_HEAP: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-const PTE_PRESENT: u64 = 1 << 0;
-const PTE_WRITABLE: u64 = 1 << 1;
-const PTE_USER: u64 = 1 << 2;
-const PTE_WRITE_THROUGH: u64 = 1 << 3;
-const PTE_NO_CACHE: u64 = 1 << 4;
-const PTE_LARGE: u64 = 1 << 7;
 /// Kernel and program share ring 3: every mapping is user-accessible.
-const PTE_TABLE: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
+const PTE_TABLE: u64 = pte::PRESENT | pte::WRITABLE | pte::USER;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SetupError {
@@ -218,7 +212,7 @@ pub fn write_page_tables(
                 // Left zero (not present) for the kernel.
                 continue;
             } else {
-                address | PTE_TABLE | PTE_LARGE
+                address | PTE_TABLE | pte::LARGE
             };
             write_u64(memory, identity_pd(gib) + index * 8, entry)?;
         }
@@ -248,11 +242,11 @@ pub fn write_page_tables(
         mmio_pdpt + ((MMIO_BASE >> 30) & 511) * 8,
         mmio_pd | PTE_TABLE,
     )?;
-    let uncached = PTE_NO_CACHE | PTE_WRITE_THROUGH;
+    let uncached = pte::NO_CACHE | pte::WRITE_THROUGH;
     write_u64(
         memory,
         mmio_pd + ((MMIO_BASE >> 21) & 511) * 8,
-        MMIO_BASE | PTE_TABLE | PTE_LARGE | uncached,
+        MMIO_BASE | PTE_TABLE | pte::LARGE | uncached,
     )?;
     Ok(())
 }
@@ -502,9 +496,9 @@ mod tests {
             ram.memory().read_obj(GuestAddress(at)).unwrap()
         };
         // The image's region and the top (stack, kernel, system area) are mapped.
-        assert_eq!(entry(0x40_0000), 0x40_0000 | PTE_TABLE | PTE_LARGE);
+        assert_eq!(entry(0x40_0000), 0x40_0000 | PTE_TABLE | pte::LARGE);
         let top = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
-        assert_eq!(entry(top), top | PTE_TABLE | PTE_LARGE);
+        assert_eq!(entry(top), top | PTE_TABLE | pte::LARGE);
         // The heap in between, across directories, is not.
         assert_eq!(entry(heap_start), 0);
         assert_eq!(entry(3 << 30), 0);

@@ -73,11 +73,11 @@ fn directory_entry(space: &AddressSpace, address: u64) -> u64 {
 /// The 4 KiB entry for `address` in a split region.
 fn page_entry(space: &AddressSpace, address: u64) -> u64 {
     let directory = directory_entry(space, address);
-    assert_eq!(directory & PTE_LARGE, 0, "{address:#x} is not split");
-    user::read((directory & PTE_ADDRESS) + ((address >> 12) & 511) * 8).unwrap()
+    assert_eq!(directory & pte::LARGE, 0, "{address:#x} is not split");
+    user::read((directory & pte::ADDRESS) + ((address >> 12) & 511) * 8).unwrap()
 }
 
-const LARGE_NORMAL: u64 = PTE_LARGE | PTE_NORMAL;
+const LARGE_NORMAL: u64 = pte::LARGE | PTE_NORMAL;
 
 #[test]
 fn brk_grows_backed_and_mapped_then_shrinks_giving_memory_back() {
@@ -266,12 +266,12 @@ fn whole_regions_change_protection_in_their_directory_entry() {
         .unwrap();
     assert_eq!(
         directory_entry(&space, start),
-        start | PTE_LARGE | PTE_PRESENT | PTE_USER,
+        start | pte::LARGE | pte::PRESENT | pte::USER,
         "read-only: present, not writable"
     );
     assert_eq!(
         directory_entry(&space, start + 2 * MIB),
-        (start + 2 * MIB) | PTE_LARGE | PTE_USER,
+        (start + 2 * MIB) | pte::LARGE | pte::USER,
         "PROT_NONE: not present"
     );
     assert_eq!(split_regions(), 0);
@@ -288,7 +288,7 @@ fn set_access_splits_a_large_mapping_and_merges_it_back_when_tables_run_out() {
         .protect(range(guard, PAGE_SIZE), Access::None)
         .unwrap();
     assert_eq!(directory_entry(&space, first), SPARE_TABLES | PTE_NORMAL);
-    assert_eq!(page_entry(&space, guard), guard | PTE_USER);
+    assert_eq!(page_entry(&space, guard), guard | pte::USER);
     assert_eq!(page_entry(&space, first), first | PTE_NORMAL);
     assert_eq!(
         page_entry(&space, guard + PAGE_SIZE),
@@ -315,7 +315,7 @@ fn set_access_splits_a_large_mapping_and_merges_it_back_when_tables_run_out() {
     assert_eq!(directory_entry(&space, second), SPARE_TABLES | PTE_NORMAL);
     assert_eq!(
         page_entry(&space, read_only),
-        read_only | PTE_PRESENT | PTE_USER
+        read_only | pte::PRESENT | pte::USER
     );
     assert_eq!(split_regions(), 1);
 

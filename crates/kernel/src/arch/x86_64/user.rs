@@ -7,7 +7,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use atoll_abi::layout::NULL_GUARD_END;
+use atoll_abi::layout::{pte, NULL_GUARD_END};
 use atoll_abi::linux::errno::EFAULT;
 
 /// End of guest RAM, set once at boot.
@@ -22,10 +22,6 @@ static SPLIT_REGIONS: AtomicU64 = AtomicU64::new(0);
 /// is split, every page of RAM is accessible.
 static REGIONS_PROTECTED: AtomicBool = AtomicBool::new(false);
 
-const PTE_PRESENT: u64 = 1;
-const PTE_WRITABLE: u64 = 1 << 1;
-const PTE_LARGE: u64 = 1 << 7;
-const PTE_ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 const LARGE: u64 = 2 << 20;
 const PAGE: u64 = 4096;
 
@@ -65,10 +61,10 @@ fn read_table(address: u64) -> u64 {
 fn region_entry(region: u64) -> (u64, bool) {
     let root = PAGE_TABLE_ROOT.load(Ordering::Relaxed);
     let pml4e = read_table(root + ((region >> 39) & 511) * 8);
-    let pdpte = read_table((pml4e & PTE_ADDRESS) + ((region >> 30) & 511) * 8);
-    let pde = read_table((pdpte & PTE_ADDRESS) + ((region >> 21) & 511) * 8);
+    let pdpte = read_table((pml4e & pte::ADDRESS) + ((region >> 30) & 511) * 8);
+    let pde = read_table((pdpte & pte::ADDRESS) + ((region >> 21) & 511) * 8);
     // Absent entries (the heap not handed out yet) carry no table.
-    (pde, pde & PTE_PRESENT != 0 && pde & PTE_LARGE == 0)
+    (pde, pde & pte::PRESENT != 0 && pde & pte::LARGE == 0)
 }
 
 /// Calls `each(start, end, entry)` for the runs of `[address, end)` mapped
@@ -85,7 +81,7 @@ fn for_each_run(address: u64, end: u64, mut each: impl FnMut(u64, u64, u64)) {
             continue;
         }
         while start < region_end {
-            let pte = read_table((pde & PTE_ADDRESS) + ((start >> 12) & 511) * 8);
+            let pte = read_table((pde & pte::ADDRESS) + ((start >> 12) & 511) * 8);
             let page_end = ((start & !(PAGE - 1)) + PAGE).min(region_end);
             each(start, page_end, pte);
             start = page_end;
@@ -116,7 +112,7 @@ pub fn range_ok(address: u64, len: u64) -> bool {
 }
 
 fn check(address: u64, len: u64) -> Result<(), i64> {
-    if range_ok(address, len) && has_flags(address, len, PTE_PRESENT) {
+    if range_ok(address, len) && has_flags(address, len, pte::PRESENT) {
         Ok(())
     } else {
         Err(EFAULT)
@@ -126,7 +122,7 @@ fn check(address: u64, len: u64) -> Result<(), i64> {
 /// [`check`] for a write: read-only pages are EFAULT too, as on Linux
 /// (and the kernel, in ring 3, would fault on them).
 fn check_write(address: u64, len: u64) -> Result<(), i64> {
-    if range_ok(address, len) && has_flags(address, len, PTE_PRESENT | PTE_WRITABLE) {
+    if range_ok(address, len) && has_flags(address, len, pte::PRESENT | pte::WRITABLE) {
         Ok(())
     } else {
         Err(EFAULT)
@@ -172,7 +168,7 @@ pub fn fill_accessible(address: u64, len: u64, byte: u8) -> Result<(), i64> {
     if !range_ok(address, len) {
         return Err(EFAULT);
     }
-    let writable = PTE_PRESENT | PTE_WRITABLE;
+    let writable = pte::PRESENT | pte::WRITABLE;
     for_each_run(address, address + len, |start, end, entry| {
         if all_accessible() || entry & writable == writable {
             // SAFETY: inside RAM (checked above) and mapped writable (this run is).
