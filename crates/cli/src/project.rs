@@ -226,7 +226,7 @@ pub fn build(args: BuildArgs) -> i32 {
             )
         }
     };
-    if let Err(error) = atoll_vmm::loader::parse_program(&bytes) {
+    if let Err(error) = atoll_vmm::image::loader::parse_program(&bytes) {
         return fail(126, format!("{}: {error}", program.display()));
     }
     if !args.quiet {

@@ -22,7 +22,7 @@ use atoll_abi::linux::errno::{EACCES, EINVAL, ENODEV, ENOMEM, EOVERFLOW};
 use atoll_abi::queue::{opcode, Request};
 
 use crate::files::Files;
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
 
 /// Most file mappings at once: each is a host VMA (and the host allows
 /// 65,530 per process).

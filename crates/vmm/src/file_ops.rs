@@ -12,7 +12,7 @@ use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::files::{check, Files};
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
 
 /// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
 fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {

@@ -17,7 +17,7 @@ use atoll_abi::queue::{offset, opcode, slot, DEPTH};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::files::{Files, MountSpec, MAX_FDS};
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
 use crate::net::NetPolicy;
 use crate::offload::{Offload, OffloadError, QueueState};
 

@@ -20,18 +20,13 @@ pub mod file_ops;
 pub mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod guest;
 pub mod host;
+pub mod image;
 pub mod isle;
-pub mod loader;
-pub mod memory;
 pub mod net;
 pub mod offload;
-pub mod preempt;
-pub mod rewrite;
 pub mod sandbox;
-pub mod setup;
-pub mod vcpu;
-pub mod vdso;
 
 pub use backend::qemu::QemuOptions;
 pub use backend::{BackendChoice, GdbOptions};

@@ -18,7 +18,7 @@ use atoll_abi::queue::{
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::files::Files;
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
 use crate::net::NetPolicy;
 
 /// Poll this long without work before parking the server thread.
@@ -152,7 +152,8 @@ impl Offload {
                 .spawn(move || {
                     for (address, len) in ranges {
                         // Failing only costs speed: the guest faults pages in.
-                        let _ = ram.populate_ahead(address, len, crate::memory::POPULATE_DELAY);
+                        let _ =
+                            ram.populate_ahead(address, len, crate::guest::memory::POPULATE_DELAY);
                     }
                 });
             if spawned.is_err() {

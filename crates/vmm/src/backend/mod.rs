@@ -12,7 +12,6 @@
 //! server) is the same for both: `isle::run`.
 
 pub mod kvm;
-mod kvm_gdb;
 pub mod qemu;
 
 use std::path::PathBuf;
@@ -21,11 +20,11 @@ use std::time::Instant;
 
 use atoll_abi::boot::ClockInfo;
 
+use crate::guest::memory::GuestRam;
+use crate::guest::setup::Layout;
+use crate::image::loader::Kernel;
 use crate::isle::{IsleError, Outcome};
-use crate::loader::Kernel;
-use crate::memory::GuestRam;
 use crate::offload::Offload;
-use crate::setup::Layout;
 
 /// Which backend runs an isle.
 #[derive(Clone, Debug, PartialEq, Eq)]

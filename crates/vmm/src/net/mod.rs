@@ -25,7 +25,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::file_ops::read_guest;
 use crate::files::{check, Files};
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
 use inet::{family, port, set_port, Ip};
 use unix::HostAddress;
 

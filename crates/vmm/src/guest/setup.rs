@@ -493,7 +493,7 @@ mod tests {
     #[test]
     fn the_heap_is_left_unmapped_for_the_kernel() {
         let layout = Layout::plan(4 << 30, 1, 0x10000).unwrap();
-        let ram = crate::memory::GuestRam::new(4 << 30).unwrap();
+        let ram = crate::guest::memory::GuestRam::new(4 << 30).unwrap();
         let heap_start = 0x60_0000;
         write_page_tables(ram.memory(), &layout, heap_start).unwrap();
         let entry = |address: u64| -> u64 {
