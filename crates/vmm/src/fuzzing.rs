@@ -18,7 +18,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::files::{Files, MountSpec, MAX_FDS};
 use crate::guest::memory::GuestRam;
-use crate::net::NetPolicy;
+use crate::offload::net::NetPolicy;
 use crate::offload::{Offload, OffloadError, QueueState};
 
 /// Guest RAM of the fuzzed isle; its queue pair sits in the last 64 KiB.

@@ -22,7 +22,7 @@ use crate::host;
 use crate::image::loader::{self, LoadError, Program};
 use crate::image::rewrite;
 use crate::image::vdso;
-use crate::net::NetPolicy;
+use crate::offload::net::NetPolicy;
 use crate::offload::Offload;
 
 pub use crate::host::monotonic_ns;

@@ -15,8 +15,6 @@
 
 pub mod alloc;
 pub mod backend;
-pub mod file_mapping;
-pub mod file_ops;
 pub mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -24,7 +22,6 @@ pub mod guest;
 pub mod host;
 pub mod image;
 pub mod isle;
-pub mod net;
 pub mod offload;
 pub mod sandbox;
 
@@ -32,4 +29,4 @@ pub use backend::qemu::QemuOptions;
 pub use backend::{BackendChoice, GdbOptions};
 pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};
-pub use net::NetPolicy;
+pub use offload::net::NetPolicy;

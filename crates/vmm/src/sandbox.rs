@@ -28,7 +28,7 @@ use seccompiler::{
     SeccompRule,
 };
 
-use crate::net::NetPolicy;
+use crate::offload::net::NetPolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

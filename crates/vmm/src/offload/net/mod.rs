@@ -23,9 +23,9 @@ use atoll_abi::linux::errno::{
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::file_ops::read_guest;
 use crate::files::{check, Files};
 use crate::guest::memory::GuestRam;
+use crate::offload::fs::read_guest;
 use inet::{family, port, set_port, Ip};
 use unix::HostAddress;
 
