@@ -422,7 +422,7 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
     }
     Ok(MountSpec {
         host,
-        guest: atoll_vmm::files::normalize(guest),
+        guest: atoll_vmm::sandbox::normalize(guest),
         read_only: seen.contains(&"ro"),
         keep_owners: seen.contains(&"owners"),
     })
@@ -642,7 +642,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             let host = crate::rootfs::unpacked(&layer.digest, packed.blob(layer)?)?;
             args.files.push(MountSpec {
                 host,
-                guest: atoll_vmm::files::normalize(guest),
+                guest: atoll_vmm::sandbox::normalize(guest),
                 read_only: true,
                 keep_owners: false,
             });
@@ -684,7 +684,7 @@ fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
         let host = crate::rootfs::unpacked(&layer.digest, &store.get(layer)?)?;
         args.files.push(MountSpec {
             host,
-            guest: atoll_vmm::files::normalize(guest),
+            guest: atoll_vmm::sandbox::normalize(guest),
             read_only: true,
             keep_owners: false,
         });

@@ -15,7 +15,6 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::backend::kvm::vcpu::KvmError;
 use crate::backend::{self, BackendChoice, BootPlan, ClockSlots, Running};
-use crate::files::{Files, FilesError, MountSpec, DEVICES};
 use crate::guest::memory::{GuestRam, MemoryError};
 use crate::guest::setup::{self, Layout, SetupError, StackSpec};
 use crate::host;
@@ -24,6 +23,7 @@ use crate::image::rewrite;
 use crate::image::vdso;
 use crate::offload::net::NetPolicy;
 use crate::offload::Offload;
+use crate::sandbox::{Files, FilesError, MountSpec, DEVICES};
 
 pub use crate::host::monotonic_ns;
 

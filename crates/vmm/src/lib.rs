@@ -15,7 +15,6 @@
 
 pub mod alloc;
 pub mod backend;
-pub mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod guest;
@@ -27,6 +26,6 @@ pub mod sandbox;
 
 pub use backend::qemu::QemuOptions;
 pub use backend::{BackendChoice, GdbOptions};
-pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};
 pub use offload::net::NetPolicy;
+pub use sandbox::MountSpec;

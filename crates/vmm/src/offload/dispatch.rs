@@ -8,8 +8,8 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::net::NetPolicy;
 use super::{events, file_mapping, fs, io, net};
-use crate::files::Files;
 use crate::guest::memory::GuestRam;
+use crate::sandbox::Files;
 
 /// Performs one request; returns its Linux-style result.
 pub(super) fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request) -> i64 {

@@ -8,8 +8,9 @@ use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOSYS};
 use atoll_abi::queue::{opcode, Request};
 
 use super::fs::{read_guest, write_guest};
-use crate::files::{check, Files};
 use crate::guest::memory::GuestRam;
+use crate::host::check;
+use crate::sandbox::Files;
 
 const ZERO_TIMESPEC: libc::timespec = libc::timespec {
     tv_sec: 0,

@@ -9,8 +9,9 @@ use atoll_abi::linux::{PATH_MAX, STAT_SIZE};
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::{check, Files};
 use crate::guest::memory::GuestRam;
+use crate::host::check;
+use crate::sandbox::Files;
 
 /// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
 fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
@@ -356,7 +357,7 @@ fn zeroed_statfs() -> libc::statfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::MountSpec;
+    use crate::sandbox::MountSpec;
     use atoll_abi::linux::errno::{EBADF, ENOENT, EROFS};
     use atoll_abi::linux::AT_FDCWD;
 

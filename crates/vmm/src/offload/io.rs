@@ -10,8 +10,8 @@ use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE
 use atoll_abi::queue::{opcode, transfer, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::Files;
 use crate::guest::memory::GuestRam;
+use crate::sandbox::Files;
 
 fn errno_result(value: isize) -> i64 {
     if value < 0 {

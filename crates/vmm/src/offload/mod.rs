@@ -15,7 +15,6 @@
 //!   - [`events`]: epoll, eventfd, timerfd;
 //!   - [`net`]: sockets under the network policy;
 //!   - [`file_mapping`]: MAP_SHARED file mappings.
-#![allow(unsafe_code)]
 
 mod dispatch;
 mod events;
@@ -33,8 +32,8 @@ use atoll_abi::linux::errno::{EAGAIN, EINVAL};
 use atoll_abi::queue::{memory, offset, opcode, slot, Request, DEPTH, HOST_PARKED, HOST_POLLING};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::Files;
 use crate::guest::memory::GuestRam;
+use crate::sandbox::Files;
 use dispatch::handle;
 use net::NetPolicy;
 
