@@ -11,7 +11,7 @@
 //! Everything else (loading, page tables, the boot info, the offload
 //! server) is the same for both: `isle::run`.
 
-pub mod kvm;
+pub(crate) mod kvm;
 pub mod qemu;
 
 use std::path::PathBuf;

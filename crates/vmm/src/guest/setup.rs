@@ -264,9 +264,6 @@ const GDT_USER_CODE32: u64 = 0x00cf_fb00_0000_ffff;
 const GDT_USER_DATA: u64 = 0x00cf_f300_0000_ffff;
 const GDT_USER_CODE: u64 = 0x00af_fb00_0000_ffff;
 
-/// Vectors whose exceptions push an error code.
-pub const ERROR_CODE_VECTORS: [u64; 10] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
-
 /// Writes the GDT, one TSS (boot CPU) and the IDT pointing every exception
 /// vector at the kernel's ring-0 landing pads, on IST 1.
 pub fn write_descriptor_tables(

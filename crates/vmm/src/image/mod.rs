@@ -6,5 +6,5 @@
 //! - [`vdso`]: the program's vDSO (clocks without entering the kernel).
 
 pub mod loader;
-pub mod rewrite;
-pub mod vdso;
+pub(crate) mod rewrite;
+pub(crate) mod vdso;
