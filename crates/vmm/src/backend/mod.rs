@@ -1,7 +1,7 @@
 //! What runs an isle's vCPUs, behind one trait (cloud-hypervisor's
 //! `hypervisor` crate is the model):
 //!
-//! - [`kvm`]: our own monitor on /dev/kvm. vCPUs start in ring 3 with
+//! - `kvm`: our own monitor on /dev/kvm. vCPUs start in ring 3 with
 //!   every register set from outside; doorbells are MMIO exits.
 //! - [`qemu`]: QEMU (TCG) as a fallback and as the way to run the kernel's
 //!   hardware paths (LSTAR at CPL 0, `sysretq`) on a host whose KVM is

@@ -19,10 +19,10 @@
 //! Beneath them, the isle's view of files ([`Files`]) confines every path
 //! and fd it names itself:
 //!
-//! - [`mounts`]: the mounts and devices an isle sees, and `Files` itself;
-//! - [`resolve`]: guest paths resolved inside a mount, never outside;
-//! - [`path_ops`]: the operations on a name (stat, mkdir, rename, chmod...);
-//! - [`fdtable`]: the table of the isle's fds.
+//! - `mounts`: the mounts and devices an isle sees, and `Files` itself;
+//! - `resolve`: guest paths resolved inside a mount, never outside;
+//! - `path_ops`: the operations on a name (stat, mkdir, rename, chmod...);
+//! - `fdtable`: the table of the isle's fds.
 
 mod fdtable;
 mod mounts;
