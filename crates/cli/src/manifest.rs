@@ -183,7 +183,7 @@ impl Manifest {
             .files
             .iter()
             .filter_map(|text| split_files(text).ok())
-            .map(|(host, guest)| (dir.join(host), atoll_vmm::files::normalize(guest)))
+            .map(|(host, guest)| (dir.join(host), atoll_vmm::sandbox::normalize(guest)))
             .collect()
     }
 }

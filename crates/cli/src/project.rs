@@ -211,7 +211,7 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
             manifest::FILE_NAME
         ))
     })?;
-    if let Err(error) = atoll_vmm::loader::parse_program(&bytes) {
+    if let Err(error) = atoll_vmm::image::loader::parse_program(&bytes) {
         return Err(CliError::not_executable(format!(
             "{}: {error}",
             program.display()

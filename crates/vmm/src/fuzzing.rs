@@ -16,10 +16,10 @@ use std::sync::Arc;
 use atoll_abi::queue::{offset, opcode, slot, DEPTH};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::{Files, MountSpec, MAX_FDS};
-use crate::memory::GuestRam;
-use crate::net::NetPolicy;
+use crate::guest::memory::GuestRam;
+use crate::offload::net::NetPolicy;
 use crate::offload::{Offload, OffloadError, QueueState};
+use crate::sandbox::{Files, MountSpec, MAX_FDS};
 
 /// Guest RAM of the fuzzed isle; its queue pair sits in the last 64 KiB.
 const RAM: u64 = 2 << 20;

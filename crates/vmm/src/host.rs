@@ -284,6 +284,23 @@ pub fn signal_thread(thread: u64, signal: i32) {
     unsafe { libc::pthread_kill(thread as libc::pthread_t, signal) };
 }
 
+fn errno() -> i64 {
+    i64::from(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+/// A libc return value as a syscall result (-1 → the errno).
+pub(crate) fn check(result: libc::c_long) -> Result<i64, i64> {
+    if result < 0 {
+        Err(errno())
+    } else {
+        Ok(result)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -13,17 +13,17 @@ use atoll_abi::linux::signal::*;
 use atoll_abi::mmio;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::backend::kvm::vcpu::KvmError;
 use crate::backend::{self, BackendChoice, BootPlan, ClockSlots, Running};
-use crate::files::{Files, FilesError, MountSpec, DEVICES};
+use crate::guest::memory::{GuestRam, MemoryError};
+use crate::guest::setup::{self, Layout, SetupError, StackSpec};
 use crate::host;
-use crate::loader::{self, LoadError, Program};
-use crate::memory::{GuestRam, MemoryError};
-use crate::net::NetPolicy;
+use crate::image::loader::{self, LoadError, Program};
+use crate::image::rewrite;
+use crate::image::vdso;
+use crate::offload::net::NetPolicy;
 use crate::offload::Offload;
-use crate::rewrite;
-use crate::setup::{self, Layout, SetupError, StackSpec};
-use crate::vcpu::KvmError;
-use crate::vdso;
+use crate::sandbox::{Files, FilesError, MountSpec, DEVICES};
 
 pub use crate::host::monotonic_ns;
 

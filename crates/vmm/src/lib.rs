@@ -1,40 +1,37 @@
-//! The atoll monitor: builds an isle on KVM and serves it.
+//! The atoll monitor: builds an isle on KVM and serves it. The tree is the
+//! design:
 //!
-//! - [`memory`]: guest RAM on populated huge pages.
-//! - [`loader`]: ELF loading (kernel and program) and the initial stack.
-//! - [`setup`]: page tables, descriptor tables, the system area, boot info.
-//! - [`vcpu`]: KVM VM and vCPU state, the run loop and doorbells.
-//! - [`offload`]: the host side of the offload queue.
-//! - [`rewrite`]: syscall sites turned into jumps to the kernel, at load time.
-//! - [`vdso`]: the program's vDSO (clocks without entering the kernel).
-//! - [`backend`]: what runs the vCPUs: our KVM monitor, or QEMU.
-//! - [`isle`]: puts them together: [`isle::run`].
+//! - [`isle`]: puts the rest together: [`isle::run`].
+//! - `guest/`: guest RAM (`memory`) and what is written into it before boot
+//!   (`setup`: page tables, descriptor tables, the system area, boot info).
+//! - [`image`]: the program and kernel images: `loader` (ELF loading and
+//!   checks), `rewrite` (syscall sites turned into jumps to the kernel),
+//!   `vdso`.
+//! - [`backend`]: what runs the vCPUs: `kvm/` (our KVM monitor, with `vcpu`,
+//!   `preempt` and its GDB stub `gdb`), or `qemu`.
+//! - `offload/`: the host side of the offload queue: the server loop and
+//!   parking, the worker `pool`, the opcode `dispatch`, and the handlers by
+//!   family (`io`, `fs`, `events`, `net/`, `file_mapping`).
+//! - [`sandbox`]: the monitor's confinement (Landlock, seccomp) and the
+//!   isle's view of files: `mounts`, `resolve`, `path_ops`, `fdtable`.
+//! - [`host`]: the few raw host calls and facts.
 //! - [`alloc`]: the `atoll` process's allocator (large buffers on huge pages).
 //! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
 
 pub mod alloc;
 pub mod backend;
-pub mod file_mapping;
-pub mod file_ops;
-pub mod files;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub(crate) mod guest;
 pub mod host;
+pub mod image;
 pub mod isle;
-pub mod loader;
-pub mod memory;
-pub mod net;
-pub mod offload;
-pub mod preempt;
-pub mod rewrite;
+pub(crate) mod offload;
 pub mod sandbox;
-pub mod setup;
-pub mod vcpu;
-pub mod vdso;
 
 pub use backend::qemu::QemuOptions;
 pub use backend::{BackendChoice, GdbOptions};
-pub use files::MountSpec;
 pub use isle::{run, IsleConfig, IsleError, Outcome};
-pub use net::NetPolicy;
+pub use offload::net::NetPolicy;
+pub use sandbox::MountSpec;

@@ -54,7 +54,7 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
     }
     Ok(MountSpec {
         host,
-        guest: atoll_vmm::files::normalize(guest),
+        guest: atoll_vmm::sandbox::normalize(guest),
         read_only: seen.contains(&"ro"),
         keep_owners: seen.contains(&"owners"),
     })

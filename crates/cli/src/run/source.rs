@@ -75,7 +75,7 @@ pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             let host = crate::image::rootfs::unpacked(&layer.digest, packed.blob(layer)?)?;
             args.files.push(MountSpec {
                 host,
-                guest: atoll_vmm::files::normalize(guest),
+                guest: atoll_vmm::sandbox::normalize(guest),
                 read_only: true,
                 keep_owners: false,
             });
@@ -117,7 +117,7 @@ pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
         let host = crate::image::rootfs::unpacked(&layer.digest, &store.get(layer)?)?;
         args.files.push(MountSpec {
             host,
-            guest: atoll_vmm::files::normalize(guest),
+            guest: atoll_vmm::sandbox::normalize(guest),
             read_only: true,
             keep_owners: false,
         });

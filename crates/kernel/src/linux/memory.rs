@@ -1,7 +1,7 @@
 //! Memory syscalls: brk, anonymous mmap and friends (see `crate::mm`), and
 //! MAP_SHARED file mappings, which the host makes by mapping the file's
 //! pages over the range of guest RAM the kernel reserved for them (see
-//! `atoll_vmm::file_mapping`); [`FILE_RANGES`] remembers which those are.
+//! `atoll_vmm::offload::file_mapping`); [`FILE_RANGES`] remembers which those are.
 
 use atoll_abi::linux::errno::{EACCES, EFAULT, EINVAL, EISDIR, ENODEV, ENOMEM};
 use atoll_abi::queue::opcode;

@@ -1,7 +1,7 @@
 //! What runs an isle's vCPUs, behind one trait (cloud-hypervisor's
 //! `hypervisor` crate is the model):
 //!
-//! - [`kvm`]: our own monitor on /dev/kvm. vCPUs start in ring 3 with
+//! - `kvm`: our own monitor on /dev/kvm. vCPUs start in ring 3 with
 //!   every register set from outside; doorbells are MMIO exits.
 //! - [`qemu`]: QEMU (TCG) as a fallback and as the way to run the kernel's
 //!   hardware paths (LSTAR at CPL 0, `sysretq`) on a host whose KVM is
@@ -11,8 +11,7 @@
 //! Everything else (loading, page tables, the boot info, the offload
 //! server) is the same for both: `isle::run`.
 
-pub mod kvm;
-mod kvm_gdb;
+pub(crate) mod kvm;
 pub mod qemu;
 
 use std::path::PathBuf;
@@ -21,11 +20,11 @@ use std::time::Instant;
 
 use atoll_abi::boot::ClockInfo;
 
+use crate::guest::memory::GuestRam;
+use crate::guest::setup::Layout;
+use crate::image::loader::Kernel;
 use crate::isle::{IsleError, Outcome};
-use crate::loader::Kernel;
-use crate::memory::GuestRam;
 use crate::offload::Offload;
-use crate::setup::Layout;
 
 /// Which backend runs an isle.
 #[derive(Clone, Debug, PartialEq, Eq)]

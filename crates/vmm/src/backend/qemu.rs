@@ -38,11 +38,11 @@ use atoll_abi::layout::selector;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::{Backend, BootPlan, GuestCpu, Running};
+use crate::guest::memory::GuestRam;
+use crate::guest::setup::AbiPlainData;
 use crate::host;
 use crate::isle::{doorbell_outcome, IsleError, Outcome};
-use crate::memory::GuestRam;
 use crate::offload::Offload;
-use crate::setup::AbiPlainData;
 
 /// Room above the isle's RAM for QEMU's firmware tables.
 const FIRMWARE_ROOM: u64 = 16 << 20;
@@ -310,12 +310,12 @@ impl Backend for QemuBackend {
                 gdt: LongModeStart::descriptor_pointer(layout.gdt, gdt_limit),
                 idt: LongModeStart::descriptor_pointer(layout.idt, 32 * 16 - 1),
                 cr3,
-                cr4: crate::vcpu::GUEST_CR4,
-                efer: crate::vcpu::GUEST_EFER,
+                cr4: crate::backend::kvm::vcpu::GUEST_CR4,
+                efer: crate::backend::kvm::vcpu::GUEST_EFER,
                 xcr0: XCR0_WANTED,
-                star: crate::vcpu::guest_star(),
+                star: crate::backend::kvm::vcpu::guest_star(),
                 lstar: kernel.syscall_entry,
-                syscall_mask: crate::vcpu::SYSCALL_FLAG_MASK,
+                syscall_mask: crate::backend::kvm::vcpu::SYSCALL_FLAG_MASK,
                 gs_base: layout.cpu_area(cpu),
                 tss_selector: u64::from(selector::tss(cpu)),
                 entry: kernel.entry,

@@ -15,8 +15,8 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
-use crate::memory::GuestRam;
-use crate::setup::Layout;
+use crate::guest::memory::GuestRam;
+use crate::guest::setup::Layout;
 
 const MSR_IA32_TSC: u32 = 0x10;
 const MSR_STAR: u32 = 0xc000_0081;
@@ -121,7 +121,7 @@ impl KvmSlots {
     }
 }
 
-impl crate::memory::RamSlots for KvmSlots {
+impl crate::guest::memory::RamSlots for KvmSlots {
     fn attach(&self, slot: u64) -> Result<(), String> {
         use atoll_abi::layout::RAM_SLOT_SIZE;
         let mut attached = self

@@ -18,8 +18,8 @@ use atoll_abi::layout::KERNEL_VIRT_BASE;
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::memory::GuestRam;
-use crate::setup::Layout;
+use crate::guest::memory::GuestRam;
+use crate::guest::setup::Layout;
 
 /// How often the ticker looks; a CPU is preempted after one to two ticks.
 pub const TICK: Duration = Duration::from_millis(5);

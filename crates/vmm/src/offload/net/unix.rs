@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use atoll_abi::linux::errno::{EINVAL, ENAMETOOLONG, ENOBUFS};
 
-use crate::files::Files;
+use crate::sandbox::Files;
 
 /// Room for a path in `struct sockaddr_un`, its NUL included.
 const SUN_PATH_MAX: usize = 108;

@@ -1,18 +1,17 @@
-//! Offloaded file operations: decoding requests, with every guest string,
-//! buffer and struct checked, onto the isle's `Files`.
+//! Offloaded file and path operations: decoding requests, with every guest
+//! string, buffer and struct checked, onto the isle's `Files`.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
-use std::os::fd::FromRawFd;
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENAMETOOLONG, ENOSYS};
 use atoll_abi::linux::{PATH_MAX, STAT_SIZE};
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::files::{check, Files};
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
+use crate::host::check;
+use crate::sandbox::Files;
 
 /// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
 fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
@@ -37,7 +36,7 @@ fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
     Err(ENAMETOOLONG)
 }
 
-fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
+pub(super) fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
     ram.memory()
         .write_slice(bytes, GuestAddress(address))
         .map_err(|_| EFAULT)
@@ -102,17 +101,13 @@ fn record_lock(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     Ok(0)
 }
 
-const ZERO_TIMESPEC: libc::timespec = libc::timespec {
-    tv_sec: 0,
-    tv_nsec: 0,
-};
-const ZERO_ITIMERSPEC: libc::itimerspec = libc::itimerspec {
-    it_interval: ZERO_TIMESPEC,
-    it_value: ZERO_TIMESPEC,
-};
-
 /// The file opcodes; anything else is ENOSYS.
-pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> Result<i64, i64> {
+pub(super) fn handle(
+    ram: &GuestRam,
+    files: &Files,
+    opcode: u32,
+    request: &Request,
+) -> Result<i64, i64> {
     let a = request.args;
     let dirfd = a[0] as i64;
     match opcode {
@@ -268,108 +263,6 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
             write_guest(ram, a[1], bytes)?;
             Ok(0)
         }
-        opcode::EPOLL_CREATE => {
-            let flags = a[0] as i32;
-            if flags & !libc::EPOLL_CLOEXEC != 0 {
-                return Err(EINVAL);
-            }
-            // SAFETY: makes a new fd, checked below.
-            let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as libc::c_long)?;
-            adopt(files, fd)
-        }
-        opcode::EPOLL_CTL => {
-            let target_held = files.host_fd(a[2])?;
-            let target = target_held.as_raw_fd();
-            let mut event = libc::epoll_event { events: 0, u64: 0 };
-            if a[1] as i32 != libc::EPOLL_CTL_DEL {
-                let bytes = read_guest(ram, a[3], 12)?;
-                event.events = u32::from_le_bytes(bytes[..4].try_into().unwrap_or_default());
-                event.u64 = u64::from_le_bytes(bytes[4..].try_into().unwrap_or_default());
-            }
-            files.with_fd(a[0], |epoll| {
-                // SAFETY: epoll_ctl on isle-owned fds with our own event.
-                check(
-                    unsafe { libc::epoll_ctl(epoll, a[1] as i32, target, &mut event) }
-                        as libc::c_long,
-                )
-            })?
-        }
-        opcode::EPOLL_WAIT => {
-            let max = a[2] as i32;
-            if max <= 0 || max > 1024 {
-                return Err(EINVAL);
-            }
-            // struct epoll_event is packed: 12 bytes on x86_64, as in guest memory.
-            let buffer = ram.host_range(a[1], max as u64 * 12).ok_or(EFAULT)?;
-            let epoll_held = files.host_fd(a[0])?;
-            let epoll = epoll_held.as_raw_fd();
-            // SAFETY: writes at most `max` events inside guest RAM (checked).
-            check(
-                unsafe { libc::epoll_wait(epoll, buffer.cast(), max, a[3] as i64 as i32) }
-                    as libc::c_long,
-            )
-        }
-        opcode::EVENTFD => {
-            let flags = a[1] as i32;
-            if flags & !(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE) != 0 {
-                return Err(EINVAL);
-            }
-            // SAFETY: makes a new fd, checked below.
-            let fd = check(
-                unsafe { libc::eventfd(a[0] as u32, flags | libc::EFD_CLOEXEC) } as libc::c_long,
-            )?;
-            adopt(files, fd)
-        }
-        opcode::TIMERFD_CREATE => {
-            let flags = a[1] as i32;
-            if flags & !(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) != 0 {
-                return Err(EINVAL);
-            }
-            // The isle's CLOCK_MONOTONIC is the host's, so host timers agree.
-            // SAFETY: makes a new fd, checked below.
-            let fd = check(
-                unsafe { libc::timerfd_create(a[0] as i32, flags | libc::TFD_CLOEXEC) }
-                    as libc::c_long,
-            )?;
-            adopt(files, fd)
-        }
-        opcode::TIMERFD_SETTIME => {
-            let words: Vec<i64> = read_guest(ram, a[2], 32)?
-                .chunks_exact(8)
-                .map(|chunk| i64::from_le_bytes(chunk.try_into().unwrap_or_default()))
-                .collect();
-            let new = libc::itimerspec {
-                it_interval: libc::timespec {
-                    tv_sec: words[0],
-                    tv_nsec: words[1],
-                },
-                it_value: libc::timespec {
-                    tv_sec: words[2],
-                    tv_nsec: words[3],
-                },
-            };
-            let mut old = ZERO_ITIMERSPEC;
-            files.with_fd(a[0], |fd| {
-                // SAFETY: reads our `new`, writes our `old`.
-                check(
-                    unsafe { libc::timerfd_settime(fd, a[1] as i32, &new, &mut old) }
-                        as libc::c_long,
-                )
-            })??;
-            if a[3] != 0 {
-                write_guest(ram, a[3], &itimerspec_bytes(&old))?;
-            }
-            Ok(0)
-        }
-        opcode::TIMERFD_GETTIME => {
-            let mut current = ZERO_ITIMERSPEC;
-            files.with_fd(a[0], |fd| {
-                // SAFETY: writes our `current`.
-                check(unsafe { libc::timerfd_gettime(fd, &mut current) } as libc::c_long)
-            })??;
-            write_guest(ram, a[1], &itimerspec_bytes(&current))?;
-            Ok(0)
-        }
         opcode::STATX => {
             let path = guest_string(ram, a[1])?;
             let flags = a[2] as i32;
@@ -437,32 +330,12 @@ pub fn handle(ram: &GuestRam, files: &Files, opcode: u32, request: &Request) -> 
     }
 }
 
-fn adopt(files: &Files, fd: i64) -> Result<i64, i64> {
-    // SAFETY: a fresh fd the host just made for the isle.
-    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
-    files.adopt(owned)
-}
-
 pub(crate) fn read_guest(ram: &GuestRam, address: u64, len: usize) -> Result<Vec<u8>, i64> {
     let mut bytes = vec![0u8; len];
     ram.memory()
         .read_slice(&mut bytes, GuestAddress(address))
         .map_err(|_| EFAULT)?;
     Ok(bytes)
-}
-
-fn itimerspec_bytes(spec: &libc::itimerspec) -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    let words = [
-        spec.it_interval.tv_sec,
-        spec.it_interval.tv_nsec,
-        spec.it_value.tv_sec,
-        spec.it_value.tv_nsec,
-    ];
-    for (index, word) in words.iter().enumerate() {
-        bytes[index * 8..index * 8 + 8].copy_from_slice(&word.to_le_bytes());
-    }
-    bytes
 }
 
 fn zeroed_stat() -> libc::stat {
@@ -484,7 +357,7 @@ fn zeroed_statfs() -> libc::statfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::MountSpec;
+    use crate::sandbox::MountSpec;
     use atoll_abi::linux::errno::{EBADF, ENOENT, EROFS};
     use atoll_abi::linux::AT_FDCWD;
 
@@ -529,7 +402,11 @@ mod tests {
         }
     }
 
+    /// As the dispatch sends it: the event fds have a handler of their own.
     fn run(ram: &GuestRam, files: &Files, op: u32, args: [u64; 6]) -> Result<i64, i64> {
+        if crate::offload::events::handles(op) {
+            return crate::offload::events::handle(ram, files, op, &request(args));
+        }
         handle(ram, files, op, &request(args))
     }
 

@@ -23,9 +23,10 @@ use atoll_abi::linux::errno::{
 use atoll_abi::queue::{opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::file_ops::read_guest;
-use crate::files::{check, Files};
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
+use crate::host::check;
+use crate::offload::fs::read_guest;
+use crate::sandbox::Files;
 use inet::{family, port, set_port, Ip};
 use unix::HostAddress;
 

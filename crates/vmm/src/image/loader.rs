@@ -292,7 +292,7 @@ pub struct Kernel {
     /// Where rewritten syscall sites enter (see `rewrite`).
     pub rewritten_entry: u64,
     /// The vDSO's code (see `vdso`).
-    pub vdso: crate::vdso::VdsoCode,
+    pub vdso: crate::image::vdso::VdsoCode,
     /// The 32-bit entry for a boot CPU started outside long mode (QEMU's
     /// PVH boot), and where it reads its `LongModeStart`.
     pub pvh_entry: u64,
@@ -311,7 +311,7 @@ fn vdso_code(
     elf: &Elf,
     bytes: &[u8],
     symbol: &dyn Fn(&str) -> Result<u64, LoadError>,
-) -> Result<crate::vdso::VdsoCode, LoadError> {
+) -> Result<crate::image::vdso::VdsoCode, LoadError> {
     let (start, end) = (symbol("atoll_vdso_start")?, symbol("atoll_vdso_end")?);
     let broken = || LoadError::Corrupt("kernel vDSO code outside its segments".into());
     let segment = elf
@@ -331,10 +331,10 @@ fn vdso_code(
             .ok_or_else(broken)
     };
     let mut functions = Vec::new();
-    for (name, kernel_name) in crate::vdso::FUNCTIONS {
+    for (name, kernel_name) in crate::image::vdso::FUNCTIONS {
         functions.push((name, inside(symbol(kernel_name)?)?));
     }
-    Ok(crate::vdso::VdsoCode {
+    Ok(crate::image::vdso::VdsoCode {
         bytes: code,
         functions,
         data: inside(symbol("atoll_vdso_data")?)?,

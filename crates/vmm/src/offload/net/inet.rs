@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use atoll_abi::linux::errno::EADDRINUSE;
 
-use crate::files::{check, Files};
+use crate::host::check;
+use crate::sandbox::Files;
 
 /// The address family (AF_UNSPEC for an empty address: an unnamed peer
 /// comes back from the host with length 0).

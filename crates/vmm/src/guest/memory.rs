@@ -51,7 +51,7 @@ pub struct GuestRam {
     host_base: *mut u8,
     size: u64,
     /// Ranges showing a file's pages (mmap MAP_SHARED).
-    file_mappings: crate::file_mapping::FileMappings,
+    file_mappings: crate::offload::file_mapping::FileMappings,
     /// A memfd another process maps too: pages go back with MADV_REMOVE.
     shared: bool,
     created: std::time::Instant,
@@ -117,7 +117,7 @@ impl GuestRam {
             memory,
             host_base,
             size,
-            file_mappings: crate::file_mapping::FileMappings::new(!shared),
+            file_mappings: crate::offload::file_mapping::FileMappings::new(!shared),
             shared,
             created: std::time::Instant::now(),
             slots: std::sync::OnceLock::new(),
@@ -164,7 +164,7 @@ impl GuestRam {
         Ok(())
     }
 
-    pub fn file_mappings(&self) -> &crate::file_mapping::FileMappings {
+    pub fn file_mappings(&self) -> &crate::offload::file_mapping::FileMappings {
         &self.file_mappings
     }
 

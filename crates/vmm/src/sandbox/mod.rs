@@ -15,6 +15,19 @@
 //!
 //! Both are prepared before boot, where an error can still be reported,
 //! and applied on the server thread before it serves its first request.
+//!
+//! Beneath them, the isle's view of files ([`Files`]) confines every path
+//! and fd it names itself:
+//!
+//! - `mounts`: the mounts and devices an isle sees, and `Files` itself;
+//! - `resolve`: guest paths resolved inside a mount, never outside;
+//! - `path_ops`: the operations on a name (stat, mkdir, rename, chmod...);
+//! - `fdtable`: the table of the isle's fds.
+
+mod fdtable;
+mod mounts;
+mod path_ops;
+mod resolve;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -28,7 +41,11 @@ use seccompiler::{
     SeccompRule,
 };
 
-use crate::net::NetPolicy;
+use crate::offload::net::NetPolicy;
+
+pub use fdtable::{SocketNames, MAX_FDS};
+pub use mounts::{Files, FilesError, MountSpec, DEVICES};
+pub use resolve::normalize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -510,7 +527,7 @@ mod tests {
                     read_only: true,
                 },
             ],
-            &crate::files::DEVICES,
+            &crate::sandbox::DEVICES,
             &NetPolicy::default(),
         )
         .unwrap();

@@ -21,8 +21,8 @@ use atoll_abi::layout::{LARGE_PAGE_SIZE, PAGE_SIZE};
 use atoll_abi::linux::errno::{EACCES, EINVAL, ENODEV, ENOMEM, EOVERFLOW};
 use atoll_abi::queue::{opcode, Request};
 
-use crate::files::Files;
-use crate::memory::GuestRam;
+use crate::guest::memory::GuestRam;
+use crate::sandbox::Files;
 
 /// Most file mappings at once: each is a host VMA (and the host allows
 /// 65,530 per process).
@@ -587,7 +587,7 @@ mod tests {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
             std::fs::write(dir.join(sub).join("file"), &contents).unwrap();
         }
-        let spec = |sub: &str, guest: &str, read_only| crate::files::MountSpec {
+        let spec = |sub: &str, guest: &str, read_only| crate::sandbox::MountSpec {
             host: dir.join(sub),
             guest: guest.into(),
             read_only,

@@ -2,6 +2,10 @@
 //! with every privileged register set from outside (see `vcpu`); doorbells
 //! are MMIO exits handled on the vCPU's own thread.
 
+mod gdb;
+pub(crate) mod preempt;
+pub(crate) mod vcpu;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,13 +17,13 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::{Backend, BootPlan, GdbOptions, GuestCpu, Running};
+use crate::guest::memory::{GuestRam, RamSlots};
+use crate::guest::setup::Layout;
 use crate::host;
 use crate::isle::{doorbell_outcome, IsleError, Outcome};
-use crate::memory::{GuestRam, RamSlots};
 use crate::offload::Offload;
-use crate::preempt::Preemption;
-use crate::setup::Layout;
-use crate::vcpu::{self, VcpuEvent, VcpuStart};
+use preempt::Preemption;
+use vcpu::{VcpuEvent, VcpuStart};
 
 pub struct KvmBackend {
     kvm: Kvm,
@@ -110,7 +114,7 @@ impl Backend for KvmBackend {
         if let Some(gdb) = gdb {
             // One vCPU, debugged from this thread.
             let outcome = match vcpus.into_iter().next() {
-                Some(vcpu) => super::kvm_gdb::serve(&shared, vcpu, &gdb),
+                Some(vcpu) => gdb::serve(&shared, vcpu, &gdb),
                 None => Outcome::Crashed("no vCPU to debug".into()),
             };
             std::mem::forget(vm);

@@ -258,9 +258,6 @@ const GDT_USER_CODE32: u64 = 0x00cf_fb00_0000_ffff;
 const GDT_USER_DATA: u64 = 0x00cf_f300_0000_ffff;
 const GDT_USER_CODE: u64 = 0x00af_fb00_0000_ffff;
 
-/// Vectors whose exceptions push an error code.
-pub const ERROR_CODE_VECTORS: [u64; 10] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
-
 /// Writes the GDT, one TSS (boot CPU) and the IDT pointing every exception
 /// vector at the kernel's ring-0 landing pads, on IST 1.
 pub fn write_descriptor_tables(
@@ -487,7 +484,7 @@ mod tests {
     #[test]
     fn the_heap_is_left_unmapped_for_the_kernel() {
         let layout = Layout::plan(4 << 30, 1, 0x10000).unwrap();
-        let ram = crate::memory::GuestRam::new(4 << 30).unwrap();
+        let ram = crate::guest::memory::GuestRam::new(4 << 30).unwrap();
         let heap_start = 0x60_0000;
         write_page_tables(ram.memory(), &layout, heap_start).unwrap();
         let entry = |address: u64| -> u64 {

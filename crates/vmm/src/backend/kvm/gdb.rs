@@ -35,8 +35,8 @@ use kvm_bindings::{
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
-use super::kvm::{run_until_stop, Shared, Stop};
-use super::GdbOptions;
+use super::{run_until_stop, Shared, Stop};
+use crate::backend::GdbOptions;
 use crate::isle::Outcome;
 
 /// The isle as GDB sees it.
@@ -138,7 +138,7 @@ impl Isle<'_> {
         let rip = if ours { address } else { frame.rip };
         // No trap flag left from a step: KVM sets it again for the next.
         let rflags = frame.rflags & !0x100;
-        crate::vcpu::return_to_user(&self.vcpu, rip, frame.rsp, rflags, rax)
+        crate::backend::kvm::vcpu::return_to_user(&self.vcpu, rip, frame.rsp, rflags, rax)
             .map_err(|error| error.to_string())?;
         Ok(ours)
     }

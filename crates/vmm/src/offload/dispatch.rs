@@ -1,0 +1,169 @@
+//! The one dispatch: a request's opcode picks its handler family.
+
+use std::time::Duration;
+
+use atoll_abi::linux::errno::{EFAULT, EINVAL};
+use atoll_abi::queue::{memory, opcode, Request};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::net::NetPolicy;
+use super::{events, file_mapping, fs, io, net};
+use crate::guest::memory::GuestRam;
+use crate::sandbox::Files;
+
+/// Performs one request; returns its Linux-style result.
+pub(super) fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request) -> i64 {
+    if let Some(result) = net::handle(ram, files, net, request) {
+        return result.unwrap_or_else(|errno| -errno);
+    }
+    let result = match request.opcode {
+        opcode::NOP => Ok(0),
+        opcode::READ | opcode::WRITE => io::read_write(ram, files, request),
+        opcode::READV | opcode::WRITEV => io::vectored(ram, files, request),
+        opcode::IOCTL => io::terminal_ioctl(ram, files, request),
+        opcode::FSTAT => io::fstat(ram, files, request),
+        opcode::POLL => io::poll(ram, files, request),
+        opcode::LSEEK => io::lseek(files, request),
+        opcode::GETRANDOM => io::getrandom(ram, request),
+        opcode::LOG => log(ram, request),
+        opcode::TRANSFER => io::transfer(ram, files, request),
+        opcode::MAP_FILE | opcode::UNMAP_FILE | opcode::MSYNC | opcode::REMAP_FILE => {
+            file_mapping::handle(ram, files, request)
+        }
+        opcode::MEMORY => memory_request(ram, request),
+        opcode if events::handles(opcode) => events::handle(ram, files, opcode, request),
+        opcode => fs::handle(ram, files, opcode, request),
+    };
+    result.unwrap_or_else(|errno| -errno)
+}
+
+/// memory(kind, address, len) on guest RAM, at once (the server sends
+/// POPULATE to its populating thread instead); the range is checked there.
+fn memory_request(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [kind, address, len, ..] = request.args;
+    match kind {
+        memory::POPULATE => ram.populate_ahead(address, len, Duration::ZERO)?,
+        memory::RELEASE => ram.release(address, len)?,
+        memory::ATTACH => ram.attach(address, len)?,
+        _ => return Err(EINVAL),
+    }
+    Ok(0)
+}
+
+fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
+    let [address, len, ..] = request.args;
+    let len = len.min(4096);
+    let mut line = vec![0u8; len as usize];
+    ram.memory()
+        .read_slice(&mut line, GuestAddress(address))
+        .map_err(|_| EFAULT)?;
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(&line);
+    Ok(len as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offload::tests::stdio_only;
+    use atoll_abi::linux::errno::{EBADF, ENOSYS, ENOTTY};
+
+    /// One request against stdio only, without a network.
+    fn serve(ram: &GuestRam, opcode: u32, args: [u64; 6]) -> i64 {
+        handle(
+            ram,
+            &stdio_only(),
+            &NetPolicy::default(),
+            &request(opcode, args),
+        )
+    }
+
+    fn request(opcode: u32, args: [u64; 6]) -> Request {
+        Request {
+            opcode,
+            flags: 0,
+            tag: 7,
+            args,
+        }
+    }
+
+    #[test]
+    fn bad_fds_and_addresses_are_refused() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        assert_eq!(serve(&ram, opcode::WRITE, [9, 0x1000, 4, 0, 0, 0]), -EBADF);
+        assert_eq!(
+            serve(&ram, opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0]),
+            -EFAULT
+        );
+        assert_eq!(
+            serve(&ram, opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0]),
+            -EFAULT
+        );
+        assert_eq!(
+            serve(&ram, opcode::READV, [0, 0x1000, 5000, 0, 0, 0]),
+            -EINVAL
+        );
+        assert_eq!(
+            serve(&ram, opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0]),
+            -ENOTTY
+        );
+        assert_eq!(
+            handle(
+                &ram,
+                &stdio_only(),
+                &NetPolicy::default(),
+                &request(999, [0; 6])
+            ),
+            -ENOSYS
+        );
+    }
+
+    #[test]
+    fn iovecs_pointing_outside_ram_are_refused() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let iov = [0x2000u64, 16, 0xffff_0000, 16];
+        for (index, word) in iov.iter().enumerate() {
+            ram.memory()
+                .write_obj(*word, GuestAddress(0x1000 + index as u64 * 8))
+                .unwrap();
+        }
+        assert_eq!(
+            serve(&ram, opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0]),
+            -EFAULT
+        );
+    }
+
+    #[test]
+    fn zero_length_io_never_checks_its_buffer() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        let outside = 1 << 40;
+        for op in [opcode::READ, opcode::WRITE, opcode::READV, opcode::WRITEV] {
+            assert_eq!(serve(&ram, op, [1, outside, 0, 0, 0, 0]), 0, "opcode {op}");
+        }
+        // Empty iovecs anywhere are skipped; a non-empty one is still checked.
+        let iov = [outside, 0, 0x2000, 0];
+        for (index, word) in iov.iter().enumerate() {
+            ram.memory()
+                .write_obj(*word, GuestAddress(0x1000 + index as u64 * 8))
+                .unwrap();
+        }
+        let at_file_position = u64::MAX;
+        let writev = [1, 0x1000, 2, at_file_position, 0, 0];
+        assert_eq!(serve(&ram, opcode::WRITEV, writev), 0);
+        assert_eq!(
+            serve(&ram, opcode::WRITE, [1, outside, 1, 0, 0, 0]),
+            -EFAULT
+        );
+    }
+
+    #[test]
+    fn getrandom_fills_guest_memory() {
+        let ram = GuestRam::new(2 << 20).unwrap();
+        assert_eq!(serve(&ram, opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0]), 64);
+        let mut bytes = [0u8; 64];
+        ram.memory()
+            .read_slice(&mut bytes, GuestAddress(0x3000))
+            .unwrap();
+        assert!(bytes.iter().any(|&b| b != 0));
+    }
+}

@@ -1,0 +1,509 @@
+//! Operations on a name (stat, mkdir, unlink, rename, link, chmod...): each
+//! resolves its parent inside a mount and acts on the last component only;
+//! without `:owners`, files never get other owners or set-id bits.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use atoll_abi::linux::errno::{EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR, EPERM, ERANGE, EXDEV};
+
+use super::fdtable::{fstat, State};
+use super::mounts::{device, Files};
+use super::resolve::{c_string, Resolved, AT_FDCWD};
+use crate::host::check;
+
+/// The user and group atoll runs as: without `:owners`, the only ids an
+/// isle may give a file.
+pub(super) fn monitor_ids() -> (u32, u32) {
+    // SAFETY: geteuid and getegid only read the caller's credentials.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// What an isle may set of `mode` on a file of type `file_type` (S_IFMT
+/// bits) without `:owners`: never S_ISUID, so the host never holds a
+/// setuid program an isle made, and S_ISGID on directories only, where it
+/// just makes new entries take the directory's group (which the isle
+/// could give them anyway), as shared group directories want.
+pub(super) fn without_set_id(mode: u32, file_type: u32) -> u32 {
+    let mode = mode & 0o7777 & !libc::S_ISUID;
+    if file_type == libc::S_IFDIR {
+        mode
+    } else {
+        mode & !libc::S_ISGID
+    }
+}
+
+/// Whether an isle may chown a file now owned by `current` (uid, gid) to
+/// `owner` and `group` without `:owners`: each must be -1 (unchanged),
+/// atoll's own id, or the file's id now (changing nothing), as for an
+/// unprivileged owner on Linux.
+fn chown_permitted(owner: u32, group: u32, current: (u32, u32)) -> bool {
+    let (uid, gid) = monitor_ids();
+    let unchanged = u32::MAX;
+    [unchanged, uid, current.0].contains(&owner) && [unchanged, gid, current.1].contains(&group)
+}
+
+thread_local! {
+    /// Whether this thread has an fs_struct (root, cwd, umask) of its own.
+    static OWN_UMASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `create` (a call making a file, directory or socket) under the
+/// isle's umask `mask`, so the host kernel gives the new file exactly the
+/// mode Linux would (default ACLs included). The umask belongs to an
+/// fs_struct, which a thread can make its own (unshare(CLONE_FS)): setting
+/// it there races with no other thread, and atoll's own files keep
+/// atoll's umask.
+pub(super) fn with_umask<R>(mask: u32, create: impl FnOnce() -> Result<R, i64>) -> Result<R, i64> {
+    if !OWN_UMASK.get() {
+        // SAFETY: unshare(CLONE_FS) only gives this thread a copy of its fs_struct.
+        check(unsafe { libc::unshare(libc::CLONE_FS) }.into())?;
+        OWN_UMASK.set(true);
+    }
+    // SAFETY: umask has no memory effects; this thread's fs_struct is its own.
+    let previous = unsafe { libc::umask(mask) };
+    let result = create();
+    // SAFETY: as above.
+    unsafe { libc::umask(previous) };
+    result
+}
+
+impl Files {
+    /// stat by path, fd (AT_EMPTY_PATH) or without following a final symlink.
+    pub fn stat_at(
+        &self,
+        dirfd: i64,
+        path: &str,
+        flags: i32,
+        out: &mut libc::stat,
+    ) -> Result<i64, i64> {
+        let state = self.lock();
+        let target = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            if dirfd as i32 == AT_FDCWD {
+                let resolved = self.resolve(&state, dirfd, ".")?;
+                Some(self.open_inside(&resolved, libc::O_PATH, 0)?)
+            } else {
+                None
+            }
+        } else {
+            let resolved =
+                self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+            if let Some(name) = device(&resolved.absolute) {
+                // SAFETY: stat of one of the fixed device names into the struct we were lent.
+                return check(unsafe { libc::stat(name.as_ptr(), out) } as libc::c_long);
+            }
+            let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+                libc::O_NOFOLLOW
+            } else {
+                0
+            };
+            Some(self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?)
+        };
+        let raw = match &target {
+            Some(fd) => fd.as_raw_fd(),
+            None => Self::raw(&state, dirfd)?,
+        };
+        // SAFETY: fstat writes the struct we were lent.
+        check(unsafe { libc::fstat(raw, out) } as libc::c_long)
+    }
+
+    pub fn mkdir(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        // Like Linux, an existing name is EEXIST even on a read-only mount.
+        let (parent, name) = self.parent_of(&resolved)?;
+        let mut existing = std::mem::MaybeUninit::<libc::stat>::zeroed();
+        // SAFETY: fstatat on our parent fd and name, into our buffer.
+        let exists = unsafe {
+            libc::fstatat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                existing.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        } == 0;
+        if exists {
+            return Err(EEXIST);
+        }
+        self.writable(&resolved)?;
+        // Set-id bits in mkdir's mode mean nothing on Linux (a new
+        // directory takes S_ISGID from its parent).
+        with_umask(state.umask, || {
+            // SAFETY: mkdirat on our parent fd and name.
+            check(
+                unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), mode & 0o1777) }
+                    as libc::c_long,
+            )
+        })
+    }
+
+    pub fn unlink(&self, dirfd: i64, path: &str, flags: i32) -> Result<i64, i64> {
+        if flags & !libc::AT_REMOVEDIR != 0 {
+            return Err(EINVAL);
+        }
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        self.writable(&resolved)?;
+        let (parent, name) =
+            self.parent_of(&resolved)
+                .map_err(|e| if e == EEXIST { libc::EBUSY as i64 } else { e })?;
+        // SAFETY: unlinkat on our parent fd and name.
+        check(unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) } as libc::c_long)
+    }
+
+    pub fn rename(
+        &self,
+        old_dirfd: i64,
+        old: &str,
+        new_dirfd: i64,
+        new: &str,
+        flags: u32,
+    ) -> Result<i64, i64> {
+        let state = self.lock();
+        let from = self.resolve(&state, old_dirfd, old)?;
+        let to = self.resolve(&state, new_dirfd, new)?;
+        if from.mount != to.mount {
+            return Err(EXDEV);
+        }
+        self.writable(&from)?;
+        let busy = |e: i64| if e == EEXIST { libc::EBUSY as i64 } else { e };
+        let (from_parent, from_name) = self.parent_of(&from).map_err(busy)?;
+        let (to_parent, to_name) = self.parent_of(&to).map_err(busy)?;
+        // SAFETY: renameat2 on our parent fds and names.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                from_parent.as_raw_fd(),
+                from_name.as_ptr(),
+                to_parent.as_raw_fd(),
+                to_name.as_ptr(),
+                flags,
+            )
+        })
+    }
+
+    /// linkat. With AT_SYMLINK_FOLLOW a final symlink of `old` is followed
+    /// (inside the mount, as every name); with AT_EMPTY_PATH and an empty
+    /// `old`, guest fd `old_dirfd`'s file is linked (an O_TMPFILE, say).
+    pub fn link(
+        &self,
+        old_dirfd: i64,
+        old: &str,
+        new_dirfd: i64,
+        new: &str,
+        flags: i32,
+    ) -> Result<i64, i64> {
+        if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(EINVAL);
+        }
+        let state = self.lock();
+        let by_fd = old.is_empty() && flags & libc::AT_EMPTY_PATH != 0;
+        let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+        enum Source {
+            /// The file itself, held.
+            Held(Arc<OwnedFd>),
+            /// A name, linked as it is (a symlink itself).
+            Name(Resolved),
+        }
+        let (from_mount, source) = if by_fd {
+            let file = i32::try_from(old_dirfd)
+                .ok()
+                .and_then(|fd| state.fds.get(&fd))
+                .ok_or(EBADF)?;
+            let path = file.guest_path.as_deref().ok_or(ENOENT)?;
+            (self.locate(path)?.0, Source::Held(Arc::clone(&file.fd)))
+        } else {
+            let from = self.resolve_follow(&state, old_dirfd, old, follow)?;
+            if follow {
+                let source = Arc::new(self.open_inside(&from, libc::O_PATH, 0)?);
+                (from.mount, Source::Held(source))
+            } else {
+                (from.mount, Source::Name(from))
+            }
+        };
+        let to = self.resolve(&state, new_dirfd, new)?;
+        if from_mount != to.mount {
+            return Err(EXDEV);
+        }
+        self.writable(&to)?;
+        let (to_parent, to_name) = self.parent_of(&to)?;
+        let from = match source {
+            Source::Name(from) => from,
+            Source::Held(source) => {
+                let name = Self::fd_path(&source)?;
+                // SAFETY: linkat of the file we hold, by its fd's name (the
+                // magic link is followed, to that file).
+                return check(unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        name.as_ptr(),
+                        to_parent.as_raw_fd(),
+                        to_name.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                } as libc::c_long);
+            }
+        };
+        let (from_parent, from_name) = self.parent_of(&from)?;
+        // SAFETY: linkat on our parent fds and names (never following symlinks).
+        check(unsafe {
+            libc::linkat(
+                from_parent.as_raw_fd(),
+                from_name.as_ptr(),
+                to_parent.as_raw_fd(),
+                to_name.as_ptr(),
+                0,
+            )
+        } as libc::c_long)
+    }
+
+    pub fn symlink(&self, target: &str, new_dirfd: i64, path: &str) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, new_dirfd, path)?;
+        self.writable(&resolved)?;
+        let (parent, name) = self.parent_of(&resolved)?;
+        // The target is stored as is: it is only ever resolved inside a mount.
+        let target = c_string(target)?;
+        // SAFETY: symlinkat with our strings and parent fd.
+        check(
+            unsafe { libc::symlinkat(target.as_ptr(), parent.as_raw_fd(), name.as_ptr()) }
+                as libc::c_long,
+        )
+    }
+
+    pub fn readlink(&self, dirfd: i64, path: &str, buffer: &mut [u8]) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, dirfd, path)?;
+        let (parent, name) = self.parent_of(&resolved).map_err(|_| EINVAL)?;
+        // SAFETY: readlinkat writes at most buffer.len() bytes into it.
+        check(unsafe {
+            libc::readlinkat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+            )
+        } as libc::c_long)
+    }
+
+    pub fn access(&self, dirfd: i64, path: &str, mode: i32, flags: i32) -> Result<i64, i64> {
+        let state = self.lock();
+        let resolved =
+            self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+        let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+            libc::O_NOFOLLOW
+        } else {
+            0
+        };
+        let fd = self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?;
+        if mode & libc::W_OK != 0 {
+            self.writable(&resolved)?;
+        }
+        let empty = c_string("")?;
+        // SAFETY: faccessat2 on our O_PATH fd with an empty path.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_faccessat2,
+                fd.as_raw_fd(),
+                empty.as_ptr(),
+                mode,
+                libc::AT_EMPTY_PATH | (flags & libc::AT_EACCESS),
+            )
+        })
+    }
+
+    /// chdir(path), or fchdir(fd) when `path` is None.
+    pub fn chdir(&self, path: Option<&str>, fd: i64) -> Result<i64, i64> {
+        let mut state = self.lock();
+        let absolute = match path {
+            Some(path) => {
+                let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
+                self.open_inside(&resolved, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+                resolved.absolute
+            }
+            None => {
+                let file = i32::try_from(fd)
+                    .ok()
+                    .and_then(|fd| state.fds.get(&fd))
+                    .ok_or(EBADF)?;
+                let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+                // SAFETY: `file.fd` is an open descriptor this table owns, and
+                // fstat writes at most one `libc::stat` into our buffer.
+                let rc = unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) };
+                check(rc as libc::c_long)?;
+                // SAFETY: zeroed, then filled by fstat.
+                let stat = unsafe { stat.assume_init() };
+                if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(ENOTDIR);
+                }
+                file.guest_path.clone().ok_or(ENOTDIR)?
+            }
+        };
+        state.cwd = absolute;
+        Ok(0)
+    }
+
+    /// The cwd with its NUL, or ERANGE if it doesn't fit in `size` bytes.
+    pub fn getcwd(&self, size: u64) -> Result<Vec<u8>, i64> {
+        let mut cwd = self.lock().cwd.clone().into_bytes();
+        cwd.push(0);
+        if cwd.len() as u64 > size {
+            return Err(ERANGE);
+        }
+        Ok(cwd)
+    }
+
+    /// The file an attribute change acts on: guest fd `dirfd` itself when
+    /// `path` is None, else the target of `path` (see
+    /// [`Self::target_for_change`]); and whether its mount keeps owners.
+    fn changed_file(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: Option<&str>,
+        follow: bool,
+    ) -> Result<(Arc<OwnedFd>, bool), i64> {
+        match path {
+            None => {
+                let file = Self::file_writable(state, dirfd)?;
+                Ok((Arc::clone(&file.fd), file.keep_owners))
+            }
+            Some(path) => {
+                let (fd, keep_owners) = self.target_for_change(state, dirfd, path, follow)?;
+                Ok((Arc::new(fd), keep_owners))
+            }
+        }
+    }
+
+    /// Opens the final target of a path (O_PATH, confined) for an attribute
+    /// change, on a writable mount; and whether that mount keeps owners.
+    fn target_for_change(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: &str,
+        follow: bool,
+    ) -> Result<(OwnedFd, bool), i64> {
+        let resolved = self.resolve_follow(state, dirfd, path, follow)?;
+        self.writable(&resolved)?;
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        let fd = self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?;
+        Ok((fd, self.mounts[resolved.mount].keep_owners))
+    }
+
+    /// The host's own name for an fd it holds, to act on exactly that file.
+    fn fd_path(fd: &OwnedFd) -> Result<CString, i64> {
+        c_string(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    }
+
+    /// fchmodat(dirfd, path, mode), or fchmod(dirfd) when `path` is None;
+    /// set-id bits only as [`without_set_id`] allows, but on `:owners` mounts.
+    pub fn chmod(&self, dirfd: i64, path: Option<&str>, mode: u32) -> Result<i64, i64> {
+        let state = self.lock();
+        // The target is resolved inside the mount first: a symlink
+        // pointing out of it can't be followed to the host.
+        let (target, keep_owners) = self.changed_file(&state, dirfd, path, true)?;
+        let mode = if keep_owners {
+            mode & 0o7777
+        } else {
+            without_set_id(mode, fstat(target.as_raw_fd())?.st_mode & libc::S_IFMT)
+        };
+        if path.is_none() {
+            // SAFETY: fchmod on an isle-owned fd (EBADF for O_PATH, as on Linux).
+            return check(unsafe { libc::fchmod(target.as_raw_fd(), mode) } as libc::c_long);
+        }
+        let name = Self::fd_path(&target)?;
+        // SAFETY: chmod of the file we opened (O_PATH), by its fd's name.
+        check(unsafe { libc::chmod(name.as_ptr(), mode) } as libc::c_long)
+    }
+
+    /// fchownat(dirfd, path, owner, group, flags), or fchown(dirfd) when
+    /// `path` is None. Without `:owners` only to the ids
+    /// [`chown_permitted`] allows, else EPERM.
+    pub fn chown(
+        &self,
+        dirfd: i64,
+        path: Option<&str>,
+        owner: u32,
+        group: u32,
+        flags: i32,
+    ) -> Result<i64, i64> {
+        if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(EINVAL);
+        }
+        let fchown = path.is_none();
+        let path = path.filter(|path| !path.is_empty() || flags & libc::AT_EMPTY_PATH == 0);
+        let state = self.lock();
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let (target, keep_owners) = self.changed_file(&state, dirfd, path, follow)?;
+        if !keep_owners {
+            let stat = fstat(target.as_raw_fd())?;
+            if !chown_permitted(owner, group, (stat.st_uid, stat.st_gid)) {
+                return Err(EPERM);
+            }
+        }
+        if fchown {
+            // SAFETY: fchown on an isle-owned fd (EBADF for O_PATH, as on Linux).
+            return check(unsafe { libc::fchown(target.as_raw_fd(), owner, group) } as libc::c_long);
+        }
+        let empty = c_string("")?;
+        // SAFETY: fchownat on a file we hold, with an empty path.
+        check(unsafe {
+            libc::fchownat(
+                target.as_raw_fd(),
+                empty.as_ptr(),
+                owner,
+                group,
+                libc::AT_EMPTY_PATH,
+            )
+        } as libc::c_long)
+    }
+
+    /// utimensat(dirfd, path, times, flags); None path: futimens(dirfd).
+    pub fn utimens(
+        &self,
+        dirfd: i64,
+        path: Option<&str>,
+        times: Option<[libc::timespec; 2]>,
+        flags: i32,
+    ) -> Result<i64, i64> {
+        let state = self.lock();
+        let times_pointer = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+        match path {
+            None => {
+                let raw = Self::raw_writable(&state, dirfd)?;
+                // SAFETY: futimens reads two timespecs or none.
+                check(unsafe { libc::futimens(raw, times_pointer) } as libc::c_long)
+            }
+            Some(path) => {
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                let (target, _) = self.target_for_change(&state, dirfd, path, follow)?;
+                let name = Self::fd_path(&target)?;
+                // SAFETY: utimensat of the file we just opened, by its fd's
+                // name (a symlink opened with O_NOFOLLOW is changed itself).
+                check(
+                    unsafe { libc::utimensat(libc::AT_FDCWD, name.as_ptr(), times_pointer, 0) }
+                        as libc::c_long,
+                )
+            }
+        }
+    }
+
+    /// statfs(path) or, with None, fstatfs(fd).
+    pub fn statfs(&self, path: Option<&str>, fd: i64, out: &mut libc::statfs) -> Result<i64, i64> {
+        let state = self.lock();
+        let opened;
+        let raw = match path {
+            Some(path) => {
+                let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
+                opened = self.open_inside(&resolved, libc::O_PATH, 0)?;
+                opened.as_raw_fd()
+            }
+            None => Self::raw(&state, fd)?,
+        };
+        // SAFETY: fstatfs writes the struct we were lent.
+        check(unsafe { libc::fstatfs(raw, out) } as libc::c_long)
+    }
+}

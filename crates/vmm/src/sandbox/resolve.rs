@@ -1,0 +1,360 @@
+//! Path resolution confined to the mounts. A guest path is made absolute
+//! (against the isle's cwd or a directory fd's path), matched to the mount
+//! with the longest prefix, and the rest is resolved by the host kernel
+//! with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
+//! from that mount's root: `..`, absolute symlinks, symlinks pointing out
+//! and /proc magic links can't reach anything outside.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use atoll_abi::linux::errno::{EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, ENOENT, ENOTDIR, EROFS};
+
+use super::fdtable::{OpenFile, State};
+use super::mounts::{device, Files};
+use super::path_ops::{with_umask, without_set_id};
+use crate::host::check;
+
+pub(super) const AT_FDCWD: i32 = -100;
+
+const RESOLVE_NO_XDEV: u64 = 0x01;
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+const RESOLVE: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+
+/// open(2) flags a guest may pass.
+const OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_CLOEXEC
+    | libc::O_SYNC
+    | libc::O_PATH
+    | libc::O_NOATIME
+    | libc::O_LARGEFILE
+    | libc::O_DIRECT
+    | 0o100000 // O_LARGEFILE as musl passes it (the libc crate says 0)
+    | O_TMPFILE;
+
+/// __O_TMPFILE (O_TMPFILE without its O_DIRECTORY).
+const O_TMPFILE: i32 = 0o20000000;
+
+/// A path resolved to a mount: its index and the path inside it.
+pub(super) struct Resolved {
+    pub(super) mount: usize,
+    pub(super) inside: String,
+    pub(super) absolute: String,
+}
+
+pub(super) fn c_string(text: &str) -> Result<CString, i64> {
+    CString::new(text).map_err(|_| EINVAL)
+}
+
+/// Lexically normalizes an absolute path: no ".", "..", or empty components.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+impl Files {
+    /// Resolves `path` (relative to `dirfd`'s guest path or the cwd) to a
+    /// mount and the path inside it. Absolute symlinks met on the way are
+    /// followed in the isle's namespace (the host kernel, confined to the
+    /// mount, would take them relative to the mount); a final one only if
+    /// `follow_last`.
+    pub(super) fn resolve_follow(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: &str,
+        follow_last: bool,
+    ) -> Result<Resolved, i64> {
+        if path.is_empty() {
+            return Err(ENOENT);
+        }
+        let joined = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            let base = if dirfd as i32 == AT_FDCWD {
+                state.cwd.clone()
+            } else {
+                let file = i32::try_from(dirfd)
+                    .ok()
+                    .and_then(|fd| state.fds.get(&fd))
+                    .ok_or(EBADF)?;
+                file.guest_path.clone().ok_or(ENOTDIR)?
+            };
+            format!("{base}/{path}")
+        };
+        let absolute = self.expand_symlinks(normalize(&joined), follow_last)?;
+        let (mount, inside) = self.locate(&absolute)?;
+        // Keep a trailing slash: it means "must be a directory".
+        let inside = if path.ends_with('/') && inside != "." {
+            format!("{inside}/")
+        } else {
+            inside
+        };
+        Ok(Resolved {
+            mount,
+            inside,
+            absolute,
+        })
+    }
+
+    /// [`Self::resolve_follow`] without following a final symlink.
+    pub(super) fn resolve(&self, state: &State, dirfd: i64, path: &str) -> Result<Resolved, i64> {
+        self.resolve_follow(state, dirfd, path, false)
+    }
+
+    /// Rewrites `absolute` until no absolute symlink lies on it (see
+    /// [`Self::resolve_follow`]); ELOOP after 40 rewrites, as Linux.
+    fn expand_symlinks(&self, mut absolute: String, follow_last: bool) -> Result<String, i64> {
+        'rewrite: for _ in 0..40 {
+            let (mount, inside) = self.locate(&absolute)?;
+            if inside == "." {
+                return Ok(absolute);
+            }
+            // Fast path: no symlink at all on the way.
+            let nofollow = if follow_last { 0 } else { libc::O_NOFOLLOW };
+            let whole = Resolved {
+                mount,
+                inside: inside.clone(),
+                absolute: String::new(),
+            };
+            match self.open_with(
+                &whole,
+                libc::O_PATH | nofollow,
+                RESOLVE | RESOLVE_NO_SYMLINKS,
+            ) {
+                Err(ELOOP) => {}
+                _ => return Ok(absolute),
+            }
+            let parts: Vec<&str> = inside.split('/').filter(|part| !part.is_empty()).collect();
+            for index in 0..parts.len() {
+                if index + 1 == parts.len() && !follow_last {
+                    return Ok(absolute);
+                }
+                let prefix = Resolved {
+                    mount,
+                    inside: parts[..=index].join("/"),
+                    absolute: String::new(),
+                };
+                let Ok(fd) = self.open_inside(&prefix, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
+                    return Ok(absolute);
+                };
+                let mut target = vec![0u8; 4096];
+                let empty = c_string("")?;
+                // SAFETY: readlinkat on our O_PATH fd writes at most 4096 bytes; it
+                // fails (EINVAL/ENOENT) unless the fd is a symlink.
+                let len = unsafe {
+                    libc::readlinkat(
+                        fd.as_raw_fd(),
+                        empty.as_ptr(),
+                        target.as_mut_ptr().cast(),
+                        4096,
+                    )
+                };
+                if len <= 0 || target[0] != b'/' {
+                    // Not a symlink, or a relative one: the host follows
+                    // those inside the mount.
+                    continue;
+                }
+                target.truncate(len as usize);
+                let target = String::from_utf8(target).map_err(|_| EINVAL)?;
+                let rest = parts[index + 1..].join("/");
+                absolute = normalize(&format!("{target}/{rest}"));
+                continue 'rewrite;
+            }
+            return Ok(absolute);
+        }
+        Err(ELOOP)
+    }
+
+    pub(super) fn open_inside(
+        &self,
+        resolved: &Resolved,
+        flags: i32,
+        mode: u32,
+    ) -> Result<OwnedFd, i64> {
+        self.open_with_mode(resolved, flags, mode, RESOLVE)
+    }
+
+    fn open_with(&self, resolved: &Resolved, flags: i32, resolve: u64) -> Result<OwnedFd, i64> {
+        self.open_with_mode(resolved, flags, 0, resolve)
+    }
+
+    fn open_with_mode(
+        &self,
+        resolved: &Resolved,
+        flags: i32,
+        mode: u32,
+        resolve: u64,
+    ) -> Result<OwnedFd, i64> {
+        #[repr(C)]
+        struct OpenHow {
+            flags: u64,
+            mode: u64,
+            resolve: u64,
+        }
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u32 as u64,
+            mode: if flags & (libc::O_CREAT | O_TMPFILE) != 0 {
+                u64::from(mode)
+            } else {
+                0
+            },
+            resolve,
+        };
+        let path = c_string(&resolved.inside)?;
+        let root = self.mounts[resolved.mount].root.as_raw_fd();
+        // SAFETY: openat2 reads `how` and `path`, both ours and alive.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        let fd = check(fd)?;
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    /// The parent directory (opened as O_PATH) and the last component.
+    pub(super) fn parent_of(&self, resolved: &Resolved) -> Result<(OwnedFd, CString), i64> {
+        let inside = resolved.inside.trim_end_matches('/');
+        let (parent, name) = match inside.rfind('/') {
+            Some(split) => (&inside[..split], &inside[split + 1..]),
+            None => (".", inside),
+        };
+        if name.is_empty() || name == "." || name == ".." {
+            // The mount root itself, or a path ending in "." or "..".
+            return Err(EEXIST);
+        }
+        let parent = Resolved {
+            mount: resolved.mount,
+            inside: parent.to_string(),
+            absolute: String::new(),
+        };
+        let fd = self.open_inside(&parent, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        Ok((fd, c_string(name)?))
+    }
+
+    pub(super) fn writable(&self, resolved: &Resolved) -> Result<(), i64> {
+        if self.mounts[resolved.mount].read_only {
+            Err(EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Where binding a Unix socket to `path` makes its file: the parent
+    /// directory (O_PATH, confined) and the new name, on a writable mount.
+    pub fn socket_bind_target(&self, path: &str) -> Result<(OwnedFd, CString), i64> {
+        let state = self.lock();
+        let resolved = self.resolve(&state, i64::from(AT_FDCWD), path)?;
+        self.writable(&resolved)?;
+        self.parent_of(&resolved)
+            .map_err(|errno| if errno == EEXIST { EADDRINUSE } else { errno })
+    }
+
+    pub fn open(&self, dirfd: i64, path: &str, flags: i32, mode: u32) -> Result<i64, i64> {
+        if flags & !OPEN_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        // As open(2) says, O_PATH ignores other flags; openat2 would refuse
+        // them (musl passes O_LARGEFILE, say).
+        let flags = if flags & libc::O_PATH != 0 {
+            flags & (libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        } else {
+            flags
+        };
+        let mut state = self.lock();
+        let resolved = self.resolve_follow(&state, dirfd, path, flags & libc::O_NOFOLLOW == 0)?;
+        if let Some(name) = device(&resolved.absolute) {
+            let flags =
+                flags & (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND) | libc::O_CLOEXEC;
+            // SAFETY: opens one of the fixed device names.
+            let fd = check(unsafe { libc::open(name.as_ptr(), flags) } as libc::c_long)?;
+            // SAFETY: a fresh fd we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+            let file = OpenFile {
+                fd: Arc::new(fd),
+                guest_path: Some(resolved.absolute),
+                close_on_exec: false,
+                read_only: false,
+                keep_owners: false,
+                socket_names: None,
+                regular: None,
+            };
+            return Self::insert(&mut state, file, 0).map(i64::from);
+        }
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY
+            || flags & (libc::O_CREAT | libc::O_TRUNC) != 0;
+        if writes && flags & libc::O_PATH == 0 {
+            self.writable(&resolved)?;
+        }
+        let fd = if flags & (libc::O_CREAT | O_TMPFILE) != 0 {
+            let mode = if self.mounts[resolved.mount].keep_owners {
+                mode & 0o7777
+            } else {
+                without_set_id(mode, libc::S_IFREG)
+            };
+            with_umask(state.umask, || self.open_inside(&resolved, flags, mode))?
+        } else {
+            self.open_inside(&resolved, flags, 0)?
+        };
+        let file = OpenFile {
+            fd: Arc::new(fd),
+            guest_path: Some(resolved.absolute),
+            close_on_exec: flags & libc::O_CLOEXEC != 0,
+            read_only: self.mounts[resolved.mount].read_only,
+            keep_owners: self.mounts[resolved.mount].keep_owners,
+            socket_names: None,
+            regular: None,
+        };
+        Self::insert(&mut state, file, 0).map(i64::from)
+    }
+
+    /// A file for the last component of a path, as O_PATH (for statx and
+    /// chown, which then act on it with AT_EMPTY_PATH).
+    pub fn open_path(
+        &self,
+        dirfd: i64,
+        path: &str,
+        follow: bool,
+        for_write: bool,
+    ) -> Result<OwnedFd, i64> {
+        let state = self.lock();
+        let resolved = self.resolve_follow(&state, dirfd, path, follow)?;
+        if for_write {
+            self.writable(&resolved)?;
+        }
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
+    }
+}
