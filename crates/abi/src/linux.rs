@@ -86,8 +86,13 @@ pub const CLOSE_RANGE_CLOEXEC: u64 = 4;
 
 /// Longest path a request may carry (Linux's PATH_MAX).
 pub const PATH_MAX: u64 = 4096;
+/// AT_FDCWD, the int Linux takes as a directory fd.
+pub const AT_FDCWD_INT: i32 = -100;
 /// AT_FDCWD as a 64-bit argument.
-pub const AT_FDCWD: u64 = -100i64 as u64;
+pub const AT_FDCWD: u64 = AT_FDCWD_INT as i64 as u64;
+/// sizeof(struct sockaddr_storage): the largest socket address a request
+/// carries.
+pub const SOCKADDR_STORAGE_SIZE: u64 = 128;
 
 /// sizeof(struct stat) on x86_64.
 pub const STAT_SIZE: u64 = 144;

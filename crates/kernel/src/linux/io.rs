@@ -12,7 +12,6 @@ use crate::offload;
 /// Linux caps one read or write at this many bytes.
 const MAX_RW_COUNT: u64 = 0x7fff_f000;
 const AT_EMPTY_PATH: u64 = 0x1000;
-const AT_FDCWD: i32 = -100;
 
 /// An fd argument: the host checks it against the isle's table; here only
 /// its form (a non-negative int) is checked.
@@ -179,7 +178,7 @@ pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> SysResult 
         Err(EFAULT) => return Err(EFAULT),
         Err(_) => false,
     };
-    if empty && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != AT_FDCWD {
+    if empty && flags & AT_EMPTY_PATH != 0 && dirfd as i32 != atoll_abi::linux::AT_FDCWD_INT {
         return fstat(dirfd, statbuf);
     }
     check_buffer(statbuf, STAT_SIZE)?;

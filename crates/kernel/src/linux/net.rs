@@ -2,15 +2,13 @@
 //! monitor's `net` module).
 
 use atoll_abi::linux::errno::EINVAL;
+use atoll_abi::linux::SOCKADDR_STORAGE_SIZE;
 use atoll_abi::queue::opcode;
 
 use super::io::{check_buffer, host_result};
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::offload;
-
-/// Largest socket address we pass on.
-const MAX_ADDRESS: u64 = 128;
 
 fn call(op: u32, args: [u64; 6]) -> SysResult {
     host_result(offload::call(op, args))
@@ -30,7 +28,7 @@ fn address_out(address: u64, len_pointer: u64) -> Result<(), i64> {
         return Ok(());
     }
     let room: u32 = user::read(len_pointer)?;
-    check_buffer(address, u64::from(room).min(MAX_ADDRESS))
+    check_buffer(address, u64::from(room).min(SOCKADDR_STORAGE_SIZE))
 }
 
 pub fn socket(domain: u64, kind: u64, protocol: u64) -> SysResult {
@@ -43,7 +41,7 @@ pub fn socketpair(domain: u64, kind: u64, protocol: u64, pair: u64) -> SysResult
 }
 
 pub fn bind(fd: u64, address: u64, len: u64) -> SysResult {
-    if len > MAX_ADDRESS {
+    if len > SOCKADDR_STORAGE_SIZE {
         return Err(EINVAL);
     }
     check_buffer(address, len)?;
@@ -51,7 +49,7 @@ pub fn bind(fd: u64, address: u64, len: u64) -> SysResult {
 }
 
 pub fn connect(fd: u64, address: u64, len: u64) -> SysResult {
-    if len > MAX_ADDRESS {
+    if len > SOCKADDR_STORAGE_SIZE {
         return Err(EINVAL);
     }
     check_buffer(address, len)?;
@@ -117,7 +115,7 @@ pub fn sendto(
 ) -> SysResult {
     check_buffer(data, len)?;
     if address != 0 {
-        check_buffer(address, address_len.min(MAX_ADDRESS))?;
+        check_buffer(address, address_len.min(SOCKADDR_STORAGE_SIZE))?;
     }
     call(
         opcode::SENDTO,

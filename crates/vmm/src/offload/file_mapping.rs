@@ -560,7 +560,7 @@ mod tests {
 
     const RAM: u64 = 8 << 20;
     const WINDOW: (u64, u64) = (2 << 20, 6 << 20);
-    const AT_FDCWD: i64 = -100;
+    const AT_FDCWD: i64 = atoll_abi::linux::AT_FDCWD_INT as i64;
     const PROT_RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
 
     struct Isle {

@@ -17,7 +17,7 @@ use super::mounts::{device, Files};
 use super::path_ops::{with_umask, without_set_id};
 use crate::host::check;
 
-pub(super) const AT_FDCWD: i32 = -100;
+pub(super) use atoll_abi::linux::AT_FDCWD_INT as AT_FDCWD;
 
 const RESOLVE_NO_XDEV: u64 = 0x01;
 

@@ -59,7 +59,7 @@ impl NetPolicy {
 }
 
 /// Largest socket address or option a request may carry.
-const MAX_ADDRESS: usize = 128;
+const MAX_ADDRESS: usize = atoll_abi::linux::SOCKADDR_STORAGE_SIZE as usize;
 const MAX_OPTION: usize = 512;
 
 fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {

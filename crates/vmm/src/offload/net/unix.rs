@@ -19,7 +19,7 @@ use crate::sandbox::Files;
 /// Room for a path in `struct sockaddr_un`, its NUL included.
 const SUN_PATH_MAX: usize = 108;
 const FAMILY: [u8; 2] = (libc::AF_UNIX as u16).to_le_bytes();
-const AT_FDCWD: i64 = -100;
+const AT_FDCWD: i64 = atoll_abi::linux::AT_FDCWD_INT as i64;
 
 /// A guest socket address made into the host's. `_keep_open` keeps open,
 /// until the call is done, the fd a /proc/self/fd name refers to, or the
