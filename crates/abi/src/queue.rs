@@ -284,6 +284,16 @@ pub const fn slot(index: u32) -> usize {
     (index & (DEPTH - 1)) as usize
 }
 
+/// Where, in a [`QueuePair`], the request at free-running index `index` is.
+pub const fn request_offset(index: u32) -> usize {
+    offset::SQ + slot(index) * core::mem::size_of::<Request>()
+}
+
+/// Where, in a [`QueuePair`], the completion at free-running index `index` is.
+pub const fn completion_offset(index: u32) -> usize {
+    offset::CQ + slot(index) * core::mem::size_of::<Completion>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use atoll_abi::queue::{offset, opcode, slot, DEPTH};
+use atoll_abi::queue::{offset, opcode, request_offset, DEPTH};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
@@ -26,7 +26,8 @@ const RAM: u64 = 2 << 20;
 const QUEUE: u64 = RAM - 0x10000;
 /// Where the input's memory part lands (requests' addresses aim there).
 const DATA: u64 = 0x1000;
-const REQUEST_SIZE: usize = 64;
+/// The fuzzer's bytes are cut into requests as the ring holds them.
+const REQUEST_SIZE: usize = std::mem::size_of::<atoll_abi::queue::Request>();
 /// Where files may be mapped (MAP_FILE): apart from the input's memory
 /// and the queue, as the heap is apart from the system area in an isle.
 const MAPPABLE: (u64, u64) = (0x10_0000, QUEUE);
@@ -179,11 +180,11 @@ impl Harness {
             if matches!(op, opcode::LOG | opcode::FSYNC) {
                 request[..4].copy_from_slice(&opcode::NOP.to_le_bytes());
             }
-            let entry = slot(self.state.sq_head.wrapping_add(index as u32)) as u64;
-            let _ = self.ram.memory().write_slice(
-                &request,
-                GuestAddress(QUEUE + offset::SQ as u64 + entry * REQUEST_SIZE as u64),
-            );
+            let entry = request_offset(self.state.sq_head.wrapping_add(index as u32));
+            let _ = self
+                .ram
+                .memory()
+                .write_slice(&request, GuestAddress(QUEUE + entry as u64));
         }
         // The guest reaped everything so far.
         self.store(offset::CQ_HEAD, self.load(offset::CQ_TAIL));

@@ -39,7 +39,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::{Backend, BootPlan, GuestCpu, Running};
 use crate::guest::memory::GuestRam;
-use crate::guest::setup::AbiPlainData;
+use crate::guest::AbiPlainData;
 use crate::host;
 use crate::isle::{doorbell_outcome, IsleError, Outcome};
 use crate::offload::Offload;

@@ -4,13 +4,15 @@
 
 use std::mem::size_of;
 
-use atoll_abi::boot::{BootInfo, CpuArea, LongModeStart};
+use atoll_abi::boot::{BootInfo, CpuArea};
 use atoll_abi::layout::{
     align_down, align_up, pte, selector, stack_size_for, EXCEPTION_STACK_SIZE, KERNEL_STACK_SIZE,
     KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, MMIO_BASE, NULL_GUARD_END, PAGE_SIZE, STACK_GUARD,
 };
 use atoll_abi::linux::auxv::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::AbiPlainData;
 
 /// Heap smaller than this leaves a program no room to run.
 const MIN_HEAP: u64 = 1 << 20;
@@ -443,23 +445,6 @@ pub fn write_cpu_area(
     )?;
     Ok(())
 }
-
-/// An abi struct as vm-memory plain data, so `write_obj` can put it in guest
-/// memory (the orphan rule keeps `ByteValued` off the abi types themselves).
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-pub struct AbiPlainData<T>(pub T);
-
-// SAFETY: BootInfo is `repr(C)` of integers and byte arrays only, so any
-// bytes make a valid value, and it has no padding (atoll-abi's
-// `boot_info_has_no_padding` test), so every byte of a value is initialized.
-#[allow(unsafe_code)]
-unsafe impl vm_memory::ByteValued for AbiPlainData<BootInfo> {}
-
-// SAFETY: LongModeStart is `repr(C)` of u64s and arrays of u64s only: any
-// bytes make a valid value, and there is no padding between or after them.
-#[allow(unsafe_code)]
-unsafe impl vm_memory::ByteValued for AbiPlainData<LongModeStart> {}
 
 #[cfg(test)]
 mod tests {

@@ -29,10 +29,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use atoll_abi::linux::errno::{EAGAIN, EINVAL};
-use atoll_abi::queue::{memory, offset, opcode, slot, Request, DEPTH, HOST_PARKED, HOST_POLLING};
+use atoll_abi::queue::{
+    completion_offset, memory, offset, opcode, request_offset, Completion, Request, DEPTH,
+    HOST_PARKED, HOST_POLLING,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
+use crate::guest::AbiPlainData;
 use crate::sandbox::Files;
 use dispatch::handle;
 use net::NetPolicy;
@@ -410,10 +414,11 @@ impl Offload {
         if self.failure().is_some() {
             return;
         }
-        let completion = base + offset::CQ as u64 + slot(*tail) as u64 * 16;
-        let memory = self.ram.memory();
-        let _ = memory.write_obj(tag, GuestAddress(completion));
-        let _ = memory.write_obj(result, GuestAddress(completion + 8));
+        let completion = base + completion_offset(*tail) as u64;
+        let _ = self.ram.memory().write_obj(
+            AbiPlainData(Completion { tag, result }),
+            GuestAddress(completion),
+        );
         *tail = tail.wrapping_add(1);
         self.store(base + offset::CQ_TAIL as u64, *tail);
         self.completed.fetch_add(1, Ordering::Relaxed);
@@ -440,8 +445,7 @@ impl Offload {
         }
         tracing::trace!(pending, at = crate::host::monotonic_ns(), "serving");
         for _ in 0..pending {
-            let request =
-                self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
+            let request = self.read_request(state.base + request_offset(state.sq_head) as u64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
             if request.opcode == opcode::MEMORY && request.args[0] == memory::POPULATE {
@@ -466,25 +470,14 @@ impl Offload {
         Ok(true)
     }
 
+    /// The request at `address`, as the guest left it (a NOP where the
+    /// ring lies outside guest RAM: the tail check above stops the isle).
     fn read_request(&self, address: u64) -> Request {
-        let mut bytes = [0u8; 64];
-        let _ = self
-            .ram
+        self.ram
             .memory()
-            .read_slice(&mut bytes, GuestAddress(address));
-        let word = |index: usize| {
-            u64::from_le_bytes(
-                bytes[index * 8..index * 8 + 8]
-                    .try_into()
-                    .unwrap_or_default(),
-            )
-        };
-        Request {
-            opcode: word(0) as u32,
-            flags: (word(0) >> 32) as u32,
-            tag: word(1),
-            args: [word(2), word(3), word(4), word(5), word(6), word(7)],
-        }
+            .read_obj::<AbiPlainData<Request>>(GuestAddress(address))
+            .map(|AbiPlainData(request)| request)
+            .unwrap_or_default()
     }
 }
 
@@ -618,7 +611,7 @@ mod tests {
             // stay clear of the test's own stdio.
             let count = next() % 8;
             for index in 0..count {
-                let slot = slot(state.sq_head.wrapping_add(index as u32)) as u64;
+                let index = state.sq_head.wrapping_add(index as u32);
                 let mut words = [0u64; 8];
                 for word in &mut words {
                     *word = next();
@@ -634,7 +627,7 @@ mod tests {
                 }
                 let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
                 ram.memory()
-                    .write_slice(&bytes, GuestAddress(queue + offset::SQ as u64 + slot * 64))
+                    .write_slice(&bytes, GuestAddress(queue + request_offset(index) as u64))
                     .unwrap();
             }
             let tail = if next() % 50 == 0 {
