@@ -81,7 +81,13 @@ pub fn rt_sigaction(signal: u64, new: u64, old: u64, sigset_size: u64) -> SysRes
     }
     let index = signal as usize - 1;
     let requested: Option<SigAction> = if new != 0 {
-        Some(user::read(new)?)
+        let [handler, flags, restorer, mask] = user::read::<[u64; 4]>(new)?;
+        Some(SigAction {
+            handler,
+            flags,
+            restorer,
+            mask,
+        })
     } else {
         None
     };
@@ -133,7 +139,14 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigset_size: u64) -> SysResu
 
 pub fn sigaltstack(new: u64, old: u64) -> SysResult {
     let requested: Option<SignalStack> = if new != 0 {
-        Some(user::read(new)?)
+        // stack_t is { void *ss_sp; int ss_flags; size_t ss_size; }.
+        let [sp, flags, size] = user::read::<[u64; 3]>(new)?;
+        Some(SignalStack {
+            sp,
+            flags: flags as u32,
+            _pad: 0,
+            size,
+        })
     } else {
         None
     };

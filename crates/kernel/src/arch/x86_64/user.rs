@@ -130,12 +130,31 @@ fn check_write(address: u64, len: u64) -> Result<(), i64> {
 }
 
 /// Reads a `T` from user memory.
-pub fn read<T: Copy>(address: u64) -> Result<T, i64> {
+pub fn read<T: UserData>(address: u64) -> Result<T, i64> {
     check(address, core::mem::size_of::<T>() as u64)?;
-    // SAFETY: the range is inside identity-mapped RAM (checked above); T is
-    // plain data (Copy) and the read tolerates any alignment.
+    // SAFETY: the range is inside identity-mapped RAM (checked above); any
+    // bytes the program left there make a valid T (UserData), and the read
+    // tolerates any alignment.
     Ok(unsafe { core::ptr::read_unaligned(address as *const T) })
 }
+
+/// What can be read from program memory: types for which every bit pattern
+/// is a valid value (the program may have written anything there).
+///
+/// # Safety
+/// Implement it only for types without invalid bit patterns: integers and
+/// arrays of them (no bool, char, enums, references or pointers to follow).
+pub unsafe trait UserData: Copy {}
+
+macro_rules! user_data {
+    ($($integer:ty),*) => {
+        // SAFETY: every bit pattern is a valid integer.
+        $(unsafe impl UserData for $integer {})*
+    };
+}
+user_data!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+// SAFETY: an array is valid when each element is, whatever its bytes.
+unsafe impl<T: UserData, const N: usize> UserData for [T; N] {}
 
 /// Writes a `T` to user memory.
 pub fn write<T: Copy>(address: u64, value: T) -> Result<(), i64> {
