@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use atoll_abi::linux::errno::{EAGAIN, EINVAL};
-use atoll_abi::queue::{memory, offset, opcode, slot, Request, DEPTH, HOST_PARKED, HOST_POLLING};
+use atoll_abi::queue::{memory, offset, slot, Opcode, Request, DEPTH, HOST_PARKED, HOST_POLLING};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
@@ -444,7 +444,9 @@ impl Offload {
                 self.read_request(state.base + offset::SQ as u64 + slot(state.sq_head) as u64 * 64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
-            if request.opcode == opcode::MEMORY && request.args[0] == memory::POPULATE {
+            if Opcode::try_from(request.opcode) == Ok(Opcode::Memory)
+                && request.args[0] == memory::POPULATE
+            {
                 let result = self.populate_later(request.args[1], request.args[2]);
                 self.complete(state.index, request.tag, result);
                 continue;
@@ -623,9 +625,11 @@ mod tests {
                 for word in &mut words {
                     *word = next();
                 }
-                let op = match (next() % 64) as u32 {
-                    opcode::LOG => opcode::NOP,
-                    op => op,
+                let number = (next() % 64) as u32;
+                let op = if Opcode::try_from(number) == Ok(Opcode::Log) {
+                    Opcode::Nop.as_u32()
+                } else {
+                    number
                 };
                 words[0] = u64::from(op);
                 words[2] = 3 + next() % 8;
