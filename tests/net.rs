@@ -256,7 +256,7 @@ fn free_port_everywhere() -> u16 {
 
 /// A host server's socket on `address` port `port` that shares the port
 /// with its user's (SO_REUSEADDR and SO_REUSEPORT): listening if a stream.
-fn shared_socket(address: &str, port: u16, kind: i32) -> std::os::fd::OwnedFd {
+fn shared_socket(address: &str, port: u16, kind: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     let address: std::net::IpAddr = address.parse().unwrap();
     let socket_address = std::net::SocketAddr::new(address, port);
@@ -281,12 +281,67 @@ fn shared_socket(address: &str, port: u16, kind: i32) -> std::os::fd::OwnedFd {
     let (storage, len) = sockaddr(&socket_address);
     // SAFETY: bind reads `len` bytes of `storage`, which holds that many.
     let bound = unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    assert_eq!(bound, 0);
+    if bound != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     if kind == libc::SOCK_STREAM {
         // SAFETY: listen on our socket.
         assert_eq!(unsafe { libc::listen(fd, 8) }, 0);
     }
-    socket
+    Ok(socket)
+}
+
+/// The host's servers for `no_way_out_of_the_network_sandbox`, on four
+/// ports free everywhere: P (TCP and UDP, both families, sharing their
+/// port), Q (TCP, published as guest port G) and S (::1 only; the isle
+/// serves 127.0.0.1 itself). Other tests take ports meanwhile, so a set
+/// that can't all be bound is given up for another.
+struct HostServers {
+    ports: [u16; 4],
+    tcp: [TcpListener; 5],
+    udp: [std::net::UdpSocket; 3],
+}
+
+impl HostServers {
+    fn start() -> Self {
+        let mut last = None;
+        for _ in 0..20 {
+            match Self::try_start() {
+                Ok(servers) => return servers,
+                Err(error) => last = Some(error),
+            }
+        }
+        panic!("no four ports could be bound for the host's servers: {last:?}");
+    }
+
+    fn try_start() -> std::io::Result<Self> {
+        use std::net::UdpSocket;
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 4 {
+            let port = free_port_everywhere();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let [p, q, s, _] = ports[..] else {
+            unreachable!()
+        };
+        Ok(Self {
+            ports: [ports[0], ports[1], ports[2], ports[3]],
+            tcp: [
+                TcpListener::from(shared_socket("127.0.0.1", p, libc::SOCK_STREAM)?),
+                TcpListener::from(shared_socket("::1", p, libc::SOCK_STREAM)?),
+                TcpListener::bind(("127.0.0.1", q))?,
+                TcpListener::bind(("::1", q))?,
+                TcpListener::bind(("::1", s))?,
+            ],
+            udp: [
+                UdpSocket::from(shared_socket("127.0.0.1", p, libc::SOCK_DGRAM)?),
+                UdpSocket::from(shared_socket("::1", p, libc::SOCK_DGRAM)?),
+                UdpSocket::bind(("::1", s))?,
+            ],
+        })
+    }
 }
 
 /// `address` as a C socket address.
@@ -435,32 +490,8 @@ fn escapes_expected() -> String {
 
 #[test]
 fn no_way_out_of_the_network_sandbox() {
-    use std::net::UdpSocket;
-    // Host servers on published ports: P (TCP and UDP, both families), Q
-    // (TCP, published as guest port G) and S (::1 only; the isle serves
-    // 127.0.0.1 itself).
-    let mut ports: Vec<u16> = Vec::new();
-    while ports.len() < 4 {
-        let port = free_port_everywhere();
-        if !ports.contains(&port) {
-            ports.push(port);
-        }
-    }
-    let [p, q, s, g] = ports[..] else {
-        unreachable!()
-    };
-    let tcp = [
-        TcpListener::from(shared_socket("127.0.0.1", p, libc::SOCK_STREAM)),
-        TcpListener::from(shared_socket("::1", p, libc::SOCK_STREAM)),
-        TcpListener::bind(("127.0.0.1", q)).unwrap(),
-        TcpListener::bind(("::1", q)).unwrap(),
-        TcpListener::bind(("::1", s)).unwrap(),
-    ];
-    let udp = [
-        UdpSocket::from(shared_socket("127.0.0.1", p, libc::SOCK_DGRAM)),
-        UdpSocket::from(shared_socket("::1", p, libc::SOCK_DGRAM)),
-        UdpSocket::bind(("::1", s)).unwrap(),
-    ];
+    let HostServers { ports, tcp, udp } = HostServers::start();
+    let [p, q, s, g] = ports;
     // As root on this machine's backend, and as nobody under QEMU.
     let nobody = AsNobody::new("net-escapes");
     let runs = Flavor::C

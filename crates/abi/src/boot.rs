@@ -127,7 +127,7 @@ pub struct BootInfo {
     pub cpu_count: u32,
     pub flags: u64,
     /// Guest RAM is `0..ram_size`: address space, backed by the host only
-    /// where the kernel asks (see `queue::opcode::MEMORY`).
+    /// where the kernel asks (see `queue::Opcode::Memory`).
     pub ram_size: u64,
     /// Most heap memory the program may have backed at once (`-m`): past
     /// it brk, mmap and mprotect fail with ENOMEM.

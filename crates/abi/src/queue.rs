@@ -33,167 +33,204 @@ pub const HOST_POLLING: u32 = 0;
 /// The host server sleeps until woken through the doorbell.
 pub const HOST_PARKED: u32 = 1;
 
-/// Operations. Arguments are listed as `args[0], args[1], ...`.
-pub mod opcode {
+/// Declares [`Opcode`] and its decoding from one list of `Variant = number`
+/// rows, so each opcode is written once.
+macro_rules! opcodes {
+    ($($(#[$doc:meta])* $variant:ident = $number:literal,)*) => {
+        /// Operations. Arguments are listed as `args[0], args[1], ...`. The
+        /// ring carries the number ([`Request::opcode`]); the host decodes it
+        /// with [`Opcode::try_from`] and answers ENOSYS to unknown ones.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Opcode {
+            $($(#[$doc])* $variant = $number,)*
+        }
+
+        impl TryFrom<u32> for Opcode {
+            /// The unknown number.
+            type Error = u32;
+
+            fn try_from(number: u32) -> Result<Self, u32> {
+                match number {
+                    $($number => Ok(Self::$variant),)*
+                    unknown => Err(unknown),
+                }
+            }
+        }
+    };
+}
+
+opcodes! {
     /// Does nothing; completes with 0.
-    pub const NOP: u32 = 0;
+    Nop = 0,
     /// read(fd, buf, len).
-    pub const READ: u32 = 1;
+    Read = 1,
     /// write(fd, buf, len).
-    pub const WRITE: u32 = 2;
+    Write = 2,
     /// ioctl(fd, request, arg_buf) for the terminal requests in
     /// [`crate::linux::ioctl`]; the result struct is written to arg_buf.
-    pub const IOCTL: u32 = 3;
+    Ioctl = 3,
     /// fstat(fd, statbuf): writes a Linux x86_64 `struct stat`.
-    pub const FSTAT: u32 = 4;
+    Fstat = 4,
     /// poll(pollfds, nfds, timeout_ms) over host-side fds.
-    pub const POLL: u32 = 5;
+    Poll = 5,
     /// lseek(fd, offset, whence).
-    pub const LSEEK: u32 = 6;
+    Lseek = 6,
     /// getrandom(buf, len, flags).
-    pub const GETRANDOM: u32 = 7;
+    GetRandom = 7,
     /// Write buf[..len] to the host's stderr: the kernel's own messages
     /// (warnings, --trace lines, the syscall summary).
-    pub const LOG: u32 = 8;
+    Log = 8,
     /// preadv2(fd, iov, iovcnt, offset, flags): iov is an array of Linux
     /// `struct iovec`; offset -1 uses (and moves) the file position.
-    pub const READV: u32 = 9;
-    /// pwritev2(fd, iov, iovcnt, offset, flags), as READV.
-    pub const WRITEV: u32 = 10;
+    ReadVectored = 9,
+    /// pwritev2(fd, iov, iovcnt, offset, flags), as [`Opcode::ReadVectored`].
+    WriteVectored = 10,
     /// Host-to-host copy between two fds, no guest buffer:
     /// (kind, fd_in, off_in, fd_out, off_out, len), flags in `Request::flags`.
     /// `off_*` are guest addresses of 64-bit offsets, or 0. See [`transfer`].
-    pub const TRANSFER: u32 = 11;
+    Transfer = 11,
     /// openat(dirfd, path, flags, mode): path is a NUL-terminated guest
     /// string, resolved inside the isle's mounts. Returns the new fd.
-    pub const OPENAT: u32 = 12;
+    OpenAt = 12,
     /// close(fd).
-    pub const CLOSE: u32 = 13;
+    Close = 13,
     /// newfstatat(dirfd, path, statbuf, flags).
-    pub const STATAT: u32 = 14;
+    StatAt = 14,
     /// getdents64(fd, buf, len).
-    pub const GETDENTS: u32 = 15;
+    GetDents = 15,
     /// mkdirat(dirfd, path, mode).
-    pub const MKDIRAT: u32 = 16;
+    MkdirAt = 16,
     /// unlinkat(dirfd, path, flags).
-    pub const UNLINKAT: u32 = 17;
+    UnlinkAt = 17,
     /// renameat2(olddirfd, oldpath, newdirfd, newpath, flags).
-    pub const RENAMEAT: u32 = 18;
+    RenameAt = 18,
     /// readlinkat(dirfd, path, buf, size).
-    pub const READLINKAT: u32 = 19;
+    ReadlinkAt = 19,
     /// symlinkat(target, newdirfd, linkpath).
-    pub const SYMLINKAT: u32 = 20;
+    SymlinkAt = 20,
     /// faccessat2(dirfd, path, mode, flags).
-    pub const ACCESSAT: u32 = 21;
+    AccessAt = 21,
     /// chdir(path), or fchdir(fd) when path is 0.
-    pub const CHDIR: u32 = 22;
+    Chdir = 22,
     /// getcwd(buf, size).
-    pub const GETCWD: u32 = 23;
+    GetCwd = 23,
     /// dup3(oldfd, newfd, flags); newfd < 0: the lowest free fd ≥ -newfd - 1.
-    pub const DUP: u32 = 24;
+    Dup = 24,
     /// fcntl(fd, cmd, arg) for F_DUPFD(_CLOEXEC), F_GETFD, F_SETFD, F_GETFL,
     /// F_SETFL, F_GETPIPE_SZ, F_SETPIPE_SZ, and the record locks (F_GETLK,
     /// F_SETLK, F_SETLKW and their F_OFD_ forms), whose arg is the guest
     /// address of a Linux `struct flock`.
-    pub const FCNTL: u32 = 25;
+    Fcntl = 25,
     /// ftruncate(fd, length).
-    pub const FTRUNCATE: u32 = 26;
+    Ftruncate = 26,
     /// fsync(fd) or, with args[1] = 1, fdatasync(fd); with args[1] = 2,
     /// sync(2), which syncs the filesystems of the isle's mounts only.
-    pub const FSYNC: u32 = 27;
+    Fsync = 27,
     /// pipe2(fds, flags): writes two guest fds (int[2]).
-    pub const PIPE: u32 = 28;
+    Pipe = 28,
     /// pread64(fd, buf, len, offset).
-    pub const PREAD: u32 = 29;
+    Pread = 29,
     /// pwrite64(fd, buf, len, offset).
-    pub const PWRITE: u32 = 30;
+    Pwrite = 30,
     /// umask(mask): returns the previous mask.
-    pub const UMASK: u32 = 31;
+    Umask = 31,
     /// fchmodat(dirfd, path, mode) or, with path 0, fchmod(dirfd, mode).
-    pub const CHMOD: u32 = 32;
+    Chmod = 32,
     /// utimensat(dirfd, path, times, flags).
-    pub const UTIMENSAT: u32 = 33;
+    UtimensAt = 33,
     /// statfs(path, buf) or, with path 0, fstatfs(args[2] fd, buf).
-    pub const STATFS: u32 = 34;
+    StatFs = 34,
     /// linkat(olddirfd, oldpath, newdirfd, newpath, flags).
-    pub const LINKAT: u32 = 35;
+    LinkAt = 35,
     /// socket(domain, type, protocol).
-    pub const SOCKET: u32 = 36;
+    Socket = 36,
     /// socketpair(domain, type, protocol, sv): writes two guest fds.
-    pub const SOCKETPAIR: u32 = 37;
+    SocketPair = 37,
     /// bind(fd, addr, len), under the isle's network policy.
-    pub const BIND: u32 = 38;
+    Bind = 38,
     /// listen(fd, backlog).
-    pub const LISTEN: u32 = 39;
+    Listen = 39,
     /// accept4(fd, addr, len_ptr, flags).
-    pub const ACCEPT: u32 = 40;
+    Accept = 40,
     /// connect(fd, addr, len), under the isle's network policy.
-    pub const CONNECT: u32 = 41;
+    Connect = 41,
     /// getsockname(fd, addr, len_ptr).
-    pub const GETSOCKNAME: u32 = 42;
+    GetSockName = 42,
     /// getpeername(fd, addr, len_ptr).
-    pub const GETPEERNAME: u32 = 43;
+    GetPeerName = 43,
     /// setsockopt(fd, level, name, value, len).
-    pub const SETSOCKOPT: u32 = 44;
+    SetSockOpt = 44,
     /// getsockopt(fd, level, name, value, len_ptr).
-    pub const GETSOCKOPT: u32 = 45;
+    GetSockOpt = 45,
     /// shutdown(fd, how).
-    pub const SHUTDOWN: u32 = 46;
+    Shutdown = 46,
     /// sendto(fd, buf, len, flags, addr, addr_len).
-    pub const SENDTO: u32 = 47;
+    SendTo = 47,
     /// recvfrom(fd, buf, len, flags, addr, len_ptr).
-    pub const RECVFROM: u32 = 48;
+    RecvFrom = 48,
     /// epoll_create1(flags).
-    pub const EPOLL_CREATE: u32 = 49;
+    EpollCreate = 49,
     /// epoll_ctl(epfd, op, fd, event): the event's data is the guest's own.
-    pub const EPOLL_CTL: u32 = 50;
+    EpollCtl = 50,
     /// epoll_wait(epfd, events, max, timeout_ms).
-    pub const EPOLL_WAIT: u32 = 51;
+    EpollWait = 51,
     /// eventfd2(initial, flags).
-    pub const EVENTFD: u32 = 52;
+    EventFd = 52,
     /// timerfd_create(clock, flags).
-    pub const TIMERFD_CREATE: u32 = 53;
+    TimerFdCreate = 53,
     /// timerfd_settime(fd, flags, new, old).
-    pub const TIMERFD_SETTIME: u32 = 54;
+    TimerFdSetTime = 54,
     /// timerfd_gettime(fd, current).
-    pub const TIMERFD_GETTIME: u32 = 55;
+    TimerFdGetTime = 55,
     /// statx(dirfd, path, flags, mask, buf).
-    pub const STATX: u32 = 56;
+    Statx = 56,
     /// flock(fd, operation).
-    pub const FLOCK: u32 = 57;
+    Flock = 57,
     /// fallocate(fd, mode, offset, len).
-    pub const FALLOCATE: u32 = 58;
+    Fallocate = 58,
     /// fchownat(dirfd, path, owner, group, flags); path 0: fchown(dirfd).
-    pub const CHOWN: u32 = 59;
+    Chown = 59,
     /// sendmsg(fd, msghdr, flags): no control data.
-    pub const SENDMSG: u32 = 60;
+    SendMsg = 60,
     /// recvmsg(fd, msghdr, flags): no control data is returned.
-    pub const RECVMSG: u32 = 61;
+    RecvMsg = 61,
     /// close_range(first, last, flags): CLOSE_RANGE_CLOEXEC marks instead.
-    pub const CLOSE_RANGE: u32 = 62;
+    CloseRange = 62,
     /// Shares a file's pages into guest RAM: (fd, address, len, prot,
     /// offset). The page-aligned `[address, address + len)` of the heap
     /// then shows the file from `offset` on, as mmap(MAP_SHARED) would.
     /// Returns 1 when the mapping may be made writable (the fd was opened
     /// for reading and writing on a writable mount), else 0. ENODEV where
     /// the backend can't (QEMU) or the fd is no regular file.
-    pub const MAP_FILE: u32 = 63;
+    MapFile = 63,
     /// Puts private zeroed memory back over `[address, address + len)`
-    /// (munmap of a [`MAP_FILE`] range): (address, len).
-    pub const UNMAP_FILE: u32 = 64;
-    /// msync(address, len, flags) over [`MAP_FILE`] ranges.
-    pub const MSYNC: u32 = 65;
-    /// mremap of a [`MAP_FILE`] range: (old, old_len, new, new_len). The
+    /// (munmap of a [`Opcode::MapFile`] range): (address, len).
+    UnmapFile = 64,
+    /// msync(address, len, flags) over [`Opcode::MapFile`] ranges.
+    Msync = 65,
+    /// mremap of a [`Opcode::MapFile`] range: (old, old_len, new, new_len). The
     /// file shows at `[new, new + new_len)` from where `old` showed it;
     /// `[old, old + old_len)` outside the new range gets private memory.
-    pub const REMAP_FILE: u32 = 66;
+    RemapFile = 66,
     /// memory(kind, address, len): a [`memory`] request on guest RAM.
-    pub const MEMORY: u32 = 67;
-    /// One past the highest opcode.
-    pub const COUNT: u32 = 68;
+    Memory = 67,
 }
 
-/// Kinds of [`opcode::MEMORY`]; address and len are page-aligned.
+impl Opcode {
+    /// The number the ring carries.
+    pub const fn as_u32(self) -> u32 {
+        self as u32
+    }
+}
+
+impl From<Opcode> for u32 {
+    fn from(op: Opcode) -> u32 {
+        op.as_u32()
+    }
+}
+
+/// Kinds of [`Opcode::Memory`]; address and len are page-aligned.
 pub mod memory {
     /// Back the range with host memory now (MADV_POPULATE_WRITE), contents
     /// unchanged. Sent ahead of use, completion ignored.
@@ -210,7 +247,7 @@ pub mod memory {
     pub const ATTACH: u64 = 2;
 }
 
-/// Kinds of [`opcode::TRANSFER`].
+/// Kinds of [`Opcode::Transfer`].
 pub mod transfer {
     /// splice(2).
     pub const SPLICE: u64 = 0;
@@ -320,6 +357,22 @@ mod tests {
         }
         assert_eq!(offset::SQ % 64, 0);
         assert_eq!(offset::CQ, offset::SQ + 64 * DEPTH as usize);
+    }
+
+    #[test]
+    fn opcodes_decode_to_their_own_number_and_unknown_ones_are_refused() {
+        let mut known = 0;
+        for number in 0..=u16::MAX as u32 {
+            match Opcode::try_from(number) {
+                Ok(op) => {
+                    assert_eq!(u32::from(op), number);
+                    known += 1;
+                }
+                Err(unknown) => assert_eq!(unknown, number),
+            }
+        }
+        assert_eq!(known, Opcode::Memory.as_u32() + 1, "numbers stay dense");
+        assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use atoll_abi::layout::{
     MAX_RAM_SLOTS, PAGE_SIZE, RAM_SLOT_SIZE,
 };
 use atoll_abi::linux::errno::{EEXIST, EFAULT, EINVAL, ENOMEM};
-use atoll_abi::queue::{memory, opcode};
+use atoll_abi::queue::{memory, Opcode};
 use spin::Mutex;
 
 use crate::arch::x86_64::user;
@@ -217,7 +217,7 @@ const BRK_RESERVE: u64 = 16 << 20;
 /// populated but uncounted until it is given back next time.
 fn populate_ahead(range: Range) {
     crate::offload::send(
-        opcode::MEMORY,
+        Opcode::Memory,
         [
             memory::POPULATE,
             range.start,
@@ -233,7 +233,7 @@ fn populate_ahead(range: Range) {
 /// address-space lock, so nobody can be handed the range meanwhile.
 fn release(range: Range) -> Result<(), i64> {
     let result = crate::offload::call_without_yielding(
-        opcode::MEMORY,
+        Opcode::Memory,
         [
             memory::RELEASE,
             range.start,
@@ -338,7 +338,7 @@ impl AddressSpace {
             return Ok(());
         }
         let result = crate::offload::call_without_yielding(
-            opcode::MEMORY,
+            Opcode::Memory,
             [
                 memory::ATTACH,
                 align_down(address, PAGE_SIZE),

@@ -10,7 +10,7 @@ use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use atoll_abi::layout::MAX_CPUS;
 use atoll_abi::mmio;
-use atoll_abi::queue::{slot, QueuePair, Request, DEPTH, HOST_PARKED};
+use atoll_abi::queue::{slot, Opcode, QueuePair, Request, DEPTH, HOST_PARKED};
 
 use crate::arch::x86_64::cpu;
 use crate::boot_info;
@@ -36,29 +36,29 @@ fn queue_of(cpu: usize) -> &'static QueuePair {
     cpu::queue_of(boot_info(), cpu)
 }
 
-/// Performs `opcode` on the host; returns its result (`>= 0` or `-errno`).
-pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
-    call_with_flags(opcode, 0, args)
+/// Performs `op` on the host; returns its result (`>= 0` or `-errno`).
+pub fn call(op: Opcode, args: [u64; 6]) -> i64 {
+    call_with_flags(op, 0, args)
 }
 
 /// [`call`] with `Request::flags` set.
-pub fn call_with_flags(opcode: u32, flags: u32, args: [u64; 6]) -> i64 {
-    wait_for(opcode, flags, args, true)
+pub fn call_with_flags(op: Opcode, flags: u32, args: [u64; 6]) -> i64 {
+    wait_for(op, flags, args, true)
 }
 
 /// [`call`] for a caller holding a lock another thread on this CPU may
 /// want: it never gives the CPU away (it parks the vCPU instead).
-pub fn call_without_yielding(opcode: u32, args: [u64; 6]) -> i64 {
-    wait_for(opcode, 0, args, false)
+pub fn call_without_yielding(op: Opcode, args: [u64; 6]) -> i64 {
+    wait_for(op, 0, args, false)
 }
 
 /// Tag of a request nobody waits for (above every context).
 const UNWAITED: u64 = u64::MAX;
 
-/// Sends `opcode` and returns at once; its result is dropped.
-pub fn send(opcode: u32, args: [u64; 6]) {
+/// Sends `op` and returns at once; its result is dropped.
+pub fn send(op: Opcode, args: [u64; 6]) {
     submit(Request {
-        opcode,
+        opcode: op.as_u32(),
         flags: 0,
         tag: UNWAITED,
         args,
@@ -86,12 +86,12 @@ fn submit(request: Request) {
     }
 }
 
-fn wait_for(opcode: u32, flags: u32, args: [u64; 6], may_yield: bool) -> i64 {
+fn wait_for(op: Opcode, flags: u32, args: [u64; 6], may_yield: bool) -> i64 {
     let cpu = sched::cpu_index();
     let me = sched::current_context();
     DONE[me].store(false, Ordering::Relaxed);
     submit(Request {
-        opcode,
+        opcode: op.as_u32(),
         flags,
         tag: me as u64,
         args,

@@ -3,13 +3,15 @@
 
 use std::cell::{Cell, RefCell};
 
+use atoll_abi::queue::Opcode;
+
 thread_local! {
-    static REQUESTS: RefCell<Vec<(u32, [u64; 6])>> = const { RefCell::new(Vec::new()) };
+    static REQUESTS: RefCell<Vec<(Opcode, [u64; 6])>> = const { RefCell::new(Vec::new()) };
     static RESULT: Cell<i64> = const { Cell::new(0) };
 }
 
 /// Takes the requests made so far on this thread, oldest first.
-pub fn take_requests() -> Vec<(u32, [u64; 6])> {
+pub fn take_requests() -> Vec<(Opcode, [u64; 6])> {
     REQUESTS.take()
 }
 
@@ -18,21 +20,21 @@ pub fn answer_with(result: i64) {
     RESULT.set(result);
 }
 
-pub fn call(opcode: u32, args: [u64; 6]) -> i64 {
-    REQUESTS.with_borrow_mut(|requests| requests.push((opcode, args)));
+pub fn call(op: Opcode, args: [u64; 6]) -> i64 {
+    REQUESTS.with_borrow_mut(|requests| requests.push((op, args)));
     RESULT.get()
 }
 
-pub fn call_with_flags(opcode: u32, _flags: u32, args: [u64; 6]) -> i64 {
-    call(opcode, args)
+pub fn call_with_flags(op: Opcode, _flags: u32, args: [u64; 6]) -> i64 {
+    call(op, args)
 }
 
-pub fn call_without_yielding(opcode: u32, args: [u64; 6]) -> i64 {
-    call(opcode, args)
+pub fn call_without_yielding(op: Opcode, args: [u64; 6]) -> i64 {
+    call(op, args)
 }
 
-pub fn send(opcode: u32, args: [u64; 6]) {
-    call(opcode, args);
+pub fn send(op: Opcode, args: [u64; 6]) {
+    call(op, args);
 }
 
 /// Completions arrive with their requests, so none is ever pending.

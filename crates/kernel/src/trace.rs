@@ -5,7 +5,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use atoll_abi::boot::flags;
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::Opcode;
 use atoll_abi::syscalls::{syscall_info, syscall_name, MAX_SYSCALL};
 
 use crate::offload;
@@ -42,7 +42,7 @@ impl<const N: usize> Write for LineBuffer<N> {
 /// Writes `line` to the host's stderr.
 pub fn log(line: &[u8]) {
     let address = crate::mm::guest_physical(line.as_ptr() as u64);
-    offload::call(opcode::LOG, [address, line.len() as u64, 0, 0, 0, 0]);
+    offload::call(Opcode::Log, [address, line.len() as u64, 0, 0, 0, 0]);
 }
 
 const TABLE_SIZE: usize = MAX_SYSCALL + 1;

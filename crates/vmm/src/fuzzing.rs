@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use atoll_abi::queue::{offset, opcode, request_offset, DEPTH};
+use atoll_abi::queue::{offset, request_offset, Opcode, DEPTH};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
@@ -177,8 +177,8 @@ impl Harness {
             let op = u32::from_le_bytes(request[..4].try_into().unwrap_or_default());
             // Not the fuzzer's business: stderr noise, and flushing the
             // disks under the mounts (fsync, sync(2) as syncfs).
-            if matches!(op, opcode::LOG | opcode::FSYNC) {
-                request[..4].copy_from_slice(&opcode::NOP.to_le_bytes());
+            if matches!(Opcode::try_from(op), Ok(Opcode::Log | Opcode::Fsync)) {
+                request[..4].copy_from_slice(&Opcode::Nop.as_u32().to_le_bytes());
             }
             let entry = request_offset(self.state.sq_head.wrapping_add(index as u32));
             let _ = self

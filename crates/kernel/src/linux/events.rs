@@ -2,7 +2,7 @@
 //! table), and select on top of poll.
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOMEM};
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::Opcode;
 
 use super::io::host_result;
 use super::time::read_timespec;
@@ -10,12 +10,12 @@ use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::offload;
 
-fn call(op: u32, args: [u64; 6]) -> SysResult {
+fn call(op: Opcode, args: [u64; 6]) -> SysResult {
     host_result(offload::call(op, args))
 }
 
 pub fn epoll_create1(flags: u64) -> SysResult {
-    call(opcode::EPOLL_CREATE, [flags, 0, 0, 0, 0, 0])
+    call(Opcode::EpollCreate, [flags, 0, 0, 0, 0, 0])
 }
 
 pub fn epoll_create(size: u64) -> SysResult {
@@ -30,7 +30,7 @@ pub fn epoll_ctl(epfd: u64, op: u64, fd: u64, event: u64) -> SysResult {
     if op != EPOLL_CTL_DEL && !user::range_ok(event, 12) {
         return Err(EFAULT);
     }
-    call(opcode::EPOLL_CTL, [epfd, op, fd, event, 0, 0])
+    call(Opcode::EpollCtl, [epfd, op, fd, event, 0, 0])
 }
 
 pub fn epoll_wait(epfd: u64, events: u64, max: u64, timeout_ms: u64) -> SysResult {
@@ -42,7 +42,7 @@ pub fn epoll_wait(epfd: u64, events: u64, max: u64, timeout_ms: u64) -> SysResul
         return Err(EFAULT);
     }
     call(
-        opcode::EPOLL_WAIT,
+        Opcode::EpollWait,
         [
             epfd,
             events,
@@ -64,25 +64,25 @@ pub fn epoll_pwait2(epfd: u64, events: u64, max: u64, timeout: u64) -> SysResult
 }
 
 pub fn eventfd2(initial: u64, flags: u64) -> SysResult {
-    call(opcode::EVENTFD, [initial, flags, 0, 0, 0, 0])
+    call(Opcode::EventFd, [initial, flags, 0, 0, 0, 0])
 }
 
 pub fn timerfd_create(clock: u64, flags: u64) -> SysResult {
-    call(opcode::TIMERFD_CREATE, [clock, flags, 0, 0, 0, 0])
+    call(Opcode::TimerFdCreate, [clock, flags, 0, 0, 0, 0])
 }
 
 pub fn timerfd_settime(fd: u64, flags: u64, new: u64, old: u64) -> SysResult {
     if !user::range_ok(new, 32) || (old != 0 && !user::range_ok(old, 32)) {
         return Err(EFAULT);
     }
-    call(opcode::TIMERFD_SETTIME, [fd, flags, new, old, 0, 0])
+    call(Opcode::TimerFdSetTime, [fd, flags, new, old, 0, 0])
 }
 
 pub fn timerfd_gettime(fd: u64, current: u64) -> SysResult {
     if !user::range_ok(current, 32) {
         return Err(EFAULT);
     }
-    call(opcode::TIMERFD_GETTIME, [fd, current, 0, 0, 0, 0])
+    call(Opcode::TimerFdGetTime, [fd, current, 0, 0, 0, 0])
 }
 
 const POLLIN: u16 = 0x001;
@@ -140,7 +140,7 @@ pub fn pselect(nfds: u64, read: u64, write: u64, except: u64, timeout_ms: i64) -
     }
     let address = crate::mm::guest_physical(raw.as_ptr() as u64);
     let ready = call(
-        opcode::POLL,
+        Opcode::Poll,
         [address, count as u64, timeout_ms as u64, 0, 0, 0],
     )?;
     let mut out = [[0u64; 16]; 3];

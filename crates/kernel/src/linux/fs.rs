@@ -4,7 +4,7 @@
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL};
 use atoll_abi::linux::AT_FDCWD;
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::Opcode;
 
 use super::io::host_result;
 use super::SysResult;
@@ -39,7 +39,7 @@ fn path_arg(path: u64) -> Result<u64, i64> {
     }
 }
 
-fn call(op: u32, args: [u64; 6]) -> SysResult {
+fn call(op: Opcode, args: [u64; 6]) -> SysResult {
     host_result(offload::call(op, args))
 }
 
@@ -52,7 +52,7 @@ pub fn creat(path: u64, mode: u64) -> SysResult {
 }
 
 pub fn openat(dirfd: u64, path: u64, flags: u64, mode: u64) -> SysResult {
-    call(opcode::OPENAT, [dirfd, path_arg(path)?, flags, mode, 0, 0])
+    call(Opcode::OpenAt, [dirfd, path_arg(path)?, flags, mode, 0, 0])
 }
 
 pub fn stat(path: u64, statbuf: u64) -> SysResult {
@@ -72,17 +72,17 @@ pub fn faccessat2(dirfd: u64, path: u64, mode: u64, flags: u64) -> SysResult {
         return Err(EINVAL);
     }
     call(
-        opcode::ACCESSAT,
+        Opcode::AccessAt,
         [dirfd, path_arg(path)?, mode, flags, 0, 0],
     )
 }
 
 pub fn mkdirat(dirfd: u64, path: u64, mode: u64) -> SysResult {
-    call(opcode::MKDIRAT, [dirfd, path_arg(path)?, mode, 0, 0, 0])
+    call(Opcode::MkdirAt, [dirfd, path_arg(path)?, mode, 0, 0, 0])
 }
 
 pub fn unlinkat(dirfd: u64, path: u64, flags: u64) -> SysResult {
-    call(opcode::UNLINKAT, [dirfd, path_arg(path)?, flags, 0, 0, 0])
+    call(Opcode::UnlinkAt, [dirfd, path_arg(path)?, flags, 0, 0, 0])
 }
 
 pub fn rmdir(path: u64) -> SysResult {
@@ -91,7 +91,7 @@ pub fn rmdir(path: u64) -> SysResult {
 
 pub fn renameat2(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64) -> SysResult {
     call(
-        opcode::RENAMEAT,
+        Opcode::RenameAt,
         [
             old_dirfd,
             path_arg(old)?,
@@ -105,7 +105,7 @@ pub fn renameat2(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64)
 
 pub fn linkat(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64) -> SysResult {
     call(
-        opcode::LINKAT,
+        Opcode::LinkAt,
         [
             old_dirfd,
             path_arg(old)?,
@@ -119,7 +119,7 @@ pub fn linkat(old_dirfd: u64, old: u64, new_dirfd: u64, new: u64, flags: u64) ->
 
 pub fn symlinkat(target: u64, new_dirfd: u64, path: u64) -> SysResult {
     call(
-        opcode::SYMLINKAT,
+        Opcode::SymlinkAt,
         [path_arg(target)?, new_dirfd, path_arg(path)?, 0, 0, 0],
     )
 }
@@ -145,17 +145,17 @@ pub fn readlinkat(dirfd: u64, path: u64, buffer: u64, size: u64) -> SysResult {
         return Err(EFAULT);
     }
     call(
-        opcode::READLINKAT,
+        Opcode::ReadlinkAt,
         [dirfd, path_arg(path)?, buffer, size, 0, 0],
     )
 }
 
 pub fn chdir(path: u64) -> SysResult {
-    call(opcode::CHDIR, [path_arg(path)?, 0, 0, 0, 0, 0])
+    call(Opcode::Chdir, [path_arg(path)?, 0, 0, 0, 0, 0])
 }
 
 pub fn fchdir(fd: u64) -> SysResult {
-    call(opcode::CHDIR, [0, fd, 0, 0, 0, 0])
+    call(Opcode::Chdir, [0, fd, 0, 0, 0, 0])
 }
 
 pub fn getcwd(buffer: u64, size: u64) -> SysResult {
@@ -165,15 +165,15 @@ pub fn getcwd(buffer: u64, size: u64) -> SysResult {
     if !user::range_ok(buffer, size.min(4096)) {
         return Err(EFAULT);
     }
-    call(opcode::GETCWD, [buffer, size, 0, 0, 0, 0])
+    call(Opcode::GetCwd, [buffer, size, 0, 0, 0, 0])
 }
 
 pub fn umask(mask: u64) -> SysResult {
-    call(opcode::UMASK, [mask, 0, 0, 0, 0, 0])
+    call(Opcode::Umask, [mask, 0, 0, 0, 0, 0])
 }
 
 pub fn fchmodat(dirfd: u64, path: u64, mode: u64) -> SysResult {
-    call(opcode::CHMOD, [dirfd, path_arg(path)?, mode, 0, 0, 0])
+    call(Opcode::Chmod, [dirfd, path_arg(path)?, mode, 0, 0, 0])
 }
 
 pub fn chmod(path: u64, mode: u64) -> SysResult {
@@ -181,26 +181,26 @@ pub fn chmod(path: u64, mode: u64) -> SysResult {
 }
 
 pub fn fchmod(fd: u64, mode: u64) -> SysResult {
-    call(opcode::CHMOD, [fd, 0, mode, 0, 0, 0])
+    call(Opcode::Chmod, [fd, 0, mode, 0, 0, 0])
 }
 
 pub fn utimensat(dirfd: u64, path: u64, times: u64, flags: u64) -> SysResult {
     let path = if path == 0 { 0 } else { path_arg(path)? };
-    call(opcode::UTIMENSAT, [dirfd, path, times, flags, 0, 0])
+    call(Opcode::UtimensAt, [dirfd, path, times, flags, 0, 0])
 }
 
 pub fn statfs(path: u64, buffer: u64) -> SysResult {
     if !user::range_ok(buffer, STATFS_SIZE) {
         return Err(EFAULT);
     }
-    call(opcode::STATFS, [path_arg(path)?, buffer, 0, 0, 0, 0])
+    call(Opcode::StatFs, [path_arg(path)?, buffer, 0, 0, 0, 0])
 }
 
 pub fn fstatfs(fd: u64, buffer: u64) -> SysResult {
     if !user::range_ok(buffer, STATFS_SIZE) {
         return Err(EFAULT);
     }
-    call(opcode::STATFS, [0, buffer, fd, 0, 0, 0])
+    call(Opcode::StatFs, [0, buffer, fd, 0, 0, 0])
 }
 
 pub fn truncate(path: u64, length: u64) -> SysResult {
@@ -215,30 +215,30 @@ pub fn statx(dirfd: u64, path: u64, flags: u64, mask: u64, buffer: u64) -> SysRe
         return Err(EFAULT);
     }
     call(
-        opcode::STATX,
+        Opcode::Statx,
         [dirfd, path_arg(path)?, flags, mask, buffer, 0],
     )
 }
 
 pub fn flock(fd: u64, operation: u64) -> SysResult {
-    call(opcode::FLOCK, [fd, operation, 0, 0, 0, 0])
+    call(Opcode::Flock, [fd, operation, 0, 0, 0, 0])
 }
 
 pub fn fallocate(fd: u64, mode: u64, offset: u64, len: u64) -> SysResult {
-    call(opcode::FALLOCATE, [fd, mode, offset, len, 0, 0])
+    call(Opcode::Fallocate, [fd, mode, offset, len, 0, 0])
 }
 
 pub fn fchownat(dirfd: u64, path: u64, owner: u64, group: u64, flags: u64) -> SysResult {
     call(
-        opcode::CHOWN,
+        Opcode::Chown,
         [dirfd, path_arg(path)?, owner, group, flags, 0],
     )
 }
 
 pub fn fchown(fd: u64, owner: u64, group: u64) -> SysResult {
-    call(opcode::CHOWN, [fd, 0, owner, group, 0, 0])
+    call(Opcode::Chown, [fd, 0, owner, group, 0, 0])
 }
 
 pub fn sync() -> SysResult {
-    call(opcode::FSYNC, [0, 2, 0, 0, 0, 0])
+    call(Opcode::Fsync, [0, 2, 0, 0, 0, 0])
 }

@@ -3,7 +3,7 @@
 
 use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOTTY, EPIPE};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
-use atoll_abi::queue::{opcode, transfer};
+use atoll_abi::queue::{transfer, Opcode};
 
 use super::SysResult;
 use crate::arch::x86_64::user;
@@ -56,7 +56,7 @@ pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
     let fd = fd_arg(fd)?;
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
-    host_result(offload::call(opcode::READ, [fd, buffer, len, 0, 0, 0]))
+    host_result(offload::call(Opcode::Read, [fd, buffer, len, 0, 0, 0]))
 }
 
 /// A write to a pipe nobody reads raises SIGPIPE, as on Linux; EPIPE
@@ -72,7 +72,7 @@ pub fn write(fd: u64, buffer: u64, len: u64) -> SysResult {
     let fd = fd_arg(fd)?;
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
-    write_result(offload::call(opcode::WRITE, [fd, buffer, len, 0, 0, 0]))
+    write_result(offload::call(Opcode::Write, [fd, buffer, len, 0, 0, 0]))
 }
 
 /// Checks an iovec array and every buffer it names: the host can only tell
@@ -107,20 +107,34 @@ pub fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
 
 /// preadv: a negative offset is EINVAL (only preadv2 takes -1).
 pub fn preadv(fd: u64, iov: u64, count: u64, offset: u64) -> SysResult {
-    vectored(opcode::READV, fd, iov, count, nonnegative(offset)?, 0)
+    vectored(
+        Opcode::ReadVectored,
+        fd,
+        iov,
+        count,
+        nonnegative(offset)?,
+        0,
+    )
 }
 
 pub fn pwritev(fd: u64, iov: u64, count: u64, offset: u64) -> SysResult {
-    vectored(opcode::WRITEV, fd, iov, count, nonnegative(offset)?, 0)
+    vectored(
+        Opcode::WriteVectored,
+        fd,
+        iov,
+        count,
+        nonnegative(offset)?,
+        0,
+    )
 }
 
 /// The offset is the whole of pos_l on x86_64; the host checks the RWF_ flags.
 pub fn preadv2(fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
-    vectored(opcode::READV, fd, iov, count, offset, flags)
+    vectored(Opcode::ReadVectored, fd, iov, count, offset, flags)
 }
 
 pub fn pwritev2(fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
-    vectored(opcode::WRITEV, fd, iov, count, offset, flags)
+    vectored(Opcode::WriteVectored, fd, iov, count, offset, flags)
 }
 
 fn nonnegative(offset: u64) -> Result<u64, i64> {
@@ -132,14 +146,14 @@ fn nonnegative(offset: u64) -> Result<u64, i64> {
 }
 
 /// READV or WRITEV at `offset`, or at the file position for -1.
-fn vectored(op: u32, fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
+fn vectored(op: Opcode, fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> SysResult {
     let fd = fd_arg(fd)?;
     if (offset as i64) < -1 {
         return Err(EINVAL);
     }
     check_iovecs(iov, count)?;
     let result = offload::call(op, [fd, iov, count, offset, flags, 0]);
-    if op == opcode::WRITEV {
+    if op == Opcode::WriteVectored {
         write_result(result)
     } else {
         host_result(result)
@@ -148,7 +162,7 @@ fn vectored(op: u32, fd: u64, iov: u64, count: u64, offset: u64, flags: u64) -> 
 
 pub fn close(fd: u64) -> SysResult {
     let fd = fd_arg(fd)?;
-    host_result(offload::call(opcode::CLOSE, [fd, 0, 0, 0, 0, 0]))
+    host_result(offload::call(Opcode::Close, [fd, 0, 0, 0, 0, 0]))
 }
 
 pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
@@ -160,7 +174,7 @@ pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
     };
     check_buffer(argument, size)?;
     host_result(offload::call(
-        opcode::IOCTL,
+        Opcode::Ioctl,
         [fd, request, argument, 0, 0, 0],
     ))
 }
@@ -168,7 +182,7 @@ pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
 pub fn fstat(fd: u64, statbuf: u64) -> SysResult {
     let fd = fd_arg(fd)?;
     check_buffer(statbuf, STAT_SIZE)?;
-    host_result(offload::call(opcode::FSTAT, [fd, statbuf, 0, 0, 0, 0]))
+    host_result(offload::call(Opcode::Fstat, [fd, statbuf, 0, 0, 0, 0]))
 }
 
 pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> SysResult {
@@ -183,7 +197,7 @@ pub fn newfstatat(dirfd: u64, path: u64, statbuf: u64, flags: u64) -> SysResult 
     }
     check_buffer(statbuf, STAT_SIZE)?;
     host_result(offload::call(
-        opcode::STATAT,
+        Opcode::StatAt,
         [dirfd, path, statbuf, flags, 0, 0],
     ))
 }
@@ -194,7 +208,7 @@ pub fn poll(fds: u64, count: u64, timeout_ms: u64) -> SysResult {
     }
     check_buffer(fds, count * POLLFD_SIZE)?;
     host_result(offload::call(
-        opcode::POLL,
+        Opcode::Poll,
         [fds, count, timeout_ms as i32 as i64 as u64, 0, 0, 0],
     ))
 }
@@ -217,7 +231,7 @@ pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64
 
 pub fn lseek(fd: u64, offset: u64, whence: u64) -> SysResult {
     let fd = fd_arg(fd)?;
-    host_result(offload::call(opcode::LSEEK, [fd, offset, whence, 0, 0, 0]))
+    host_result(offload::call(Opcode::Lseek, [fd, offset, whence, 0, 0, 0]))
 }
 
 fn check_offset(address: u64) -> Result<(), i64> {
@@ -238,7 +252,7 @@ fn transfer(
     check_offset(off_out)?;
     let len = len.min(MAX_RW_COUNT);
     write_result(offload::call_with_flags(
-        opcode::TRANSFER,
+        Opcode::Transfer,
         flags as u32,
         [kind, fd_in, off_in, fd_out, off_out, len],
     ))
@@ -283,7 +297,7 @@ pub fn pread64(fd: u64, buffer: u64, len: u64, offset: u64) -> SysResult {
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
     host_result(offload::call(
-        opcode::PREAD,
+        Opcode::Pread,
         [fd, buffer, len, offset, 0, 0],
     ))
 }
@@ -293,14 +307,14 @@ pub fn pwrite64(fd: u64, buffer: u64, len: u64, offset: u64) -> SysResult {
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
     write_result(offload::call(
-        opcode::PWRITE,
+        Opcode::Pwrite,
         [fd, buffer, len, offset, 0, 0],
     ))
 }
 
 pub fn dup(fd: u64) -> SysResult {
     host_result(offload::call(
-        opcode::DUP,
+        Opcode::Dup,
         [fd_arg(fd)?, u64::MAX, 0, 0, 0, 0],
     ))
 }
@@ -309,7 +323,7 @@ pub fn dup2(old: u64, new: u64) -> SysResult {
     // dup2 of an fd onto itself just checks it (i32::MIN tells the host so).
     let flags = if old == new { i32::MIN as u64 } else { 0 };
     host_result(offload::call(
-        opcode::DUP,
+        Opcode::Dup,
         [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
     ))
 }
@@ -319,7 +333,7 @@ pub fn dup3(old: u64, new: u64, flags: u64) -> SysResult {
         return Err(EINVAL);
     }
     host_result(offload::call(
-        opcode::DUP,
+        Opcode::Dup,
         [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
     ))
 }
@@ -332,13 +346,13 @@ pub fn fcntl(fd: u64, command: u64, argument: u64) -> SysResult {
     match command {
         F_DUPFD | F_GETFD | F_SETFD | F_GETFL | F_SETFL | F_DUPFD_CLOEXEC | F_GETPIPE_SZ
         | F_SETPIPE_SZ => host_result(offload::call(
-            opcode::FCNTL,
+            Opcode::Fcntl,
             [fd, command, argument, 0, 0, 0],
         )),
         command if is_record_lock(command) => {
             check_buffer(argument, FLOCK_SIZE)?;
             host_result(offload::call(
-                opcode::FCNTL,
+                Opcode::Fcntl,
                 [fd, command, argument, 0, 0, 0],
             ))
         }
@@ -354,7 +368,7 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> SysResult {
     }
     // The isle has one fd table, so UNSHARE has nothing to unshare.
     host_result(offload::call(
-        opcode::CLOSE_RANGE,
+        Opcode::CloseRange,
         [
             u64::from(first),
             u64::from(last),
@@ -368,12 +382,12 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> SysResult {
 
 pub fn pipe2(fds: u64, flags: u64) -> SysResult {
     check_buffer(fds, 8)?;
-    host_result(offload::call(opcode::PIPE, [fds, flags, 0, 0, 0, 0]))
+    host_result(offload::call(Opcode::Pipe, [fds, flags, 0, 0, 0, 0]))
 }
 
 pub fn fsync(fd: u64, data_only: bool) -> SysResult {
     host_result(offload::call(
-        opcode::FSYNC,
+        Opcode::Fsync,
         [fd_arg(fd)?, u64::from(data_only), 0, 0, 0, 0],
     ))
 }
@@ -383,7 +397,7 @@ pub fn ftruncate(fd: u64, length: u64) -> SysResult {
         return Err(EINVAL);
     }
     host_result(offload::call(
-        opcode::FTRUNCATE,
+        Opcode::Ftruncate,
         [fd_arg(fd)?, length, 0, 0, 0, 0],
     ))
 }
@@ -392,7 +406,7 @@ pub fn getdents64(fd: u64, buffer: u64, len: u64) -> SysResult {
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
     host_result(offload::call(
-        opcode::GETDENTS,
+        Opcode::GetDents,
         [fd_arg(fd)?, buffer, len, 0, 0, 0],
     ))
 }

@@ -4,7 +4,7 @@
 //! `atoll_vmm::offload::file_mapping`); [`FILE_RANGES`] remembers which those are.
 
 use atoll_abi::linux::errno::{EACCES, EFAULT, EINVAL, EISDIR, ENODEV, ENOMEM};
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::Opcode;
 use spin::Mutex;
 
 use super::io::host_result;
@@ -137,7 +137,7 @@ fn release_files(start: u64, end: u64) -> Result<(), i64> {
             piece
         };
         host_result(offload::call(
-            opcode::UNMAP_FILE,
+            Opcode::UnmapFile,
             [piece.0, piece.1 - piece.0, 0, 0, 0, 0],
         ))?;
     }
@@ -280,7 +280,7 @@ fn map_shared_file(request: FileMap) -> SysResult {
         };
         FILE_RANGES.lock().insert(range)?;
         let result = offload::call(
-            opcode::MAP_FILE,
+            Opcode::MapFile,
             [
                 fd as u64,
                 start,
@@ -370,7 +370,7 @@ fn remap_file(range: FileRange, old: u64, old_len: u64, new_len: u64, may_move: 
         ranges.remove(old, old + old_len)?;
         ranges.insert(moved)?;
     }
-    let result = offload::call(opcode::REMAP_FILE, [old, old_len, new, new_len, 0, 0]);
+    let result = offload::call(Opcode::RemapFile, [old, old_len, new, new_len, 0, 0]);
     if result < 0 {
         let _ = FILE_RANGES.lock().remove(new, new + new_len);
         return Err(-result);
@@ -449,7 +449,7 @@ pub fn msync(address: u64, len: u64, flags: u64) -> SysResult {
             break;
         };
         host_result(offload::call(
-            opcode::MSYNC,
+            Opcode::Msync,
             [start, stop - start, flags, 0, 0, 0],
         ))?;
         at = stop;

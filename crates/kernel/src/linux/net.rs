@@ -3,14 +3,14 @@
 
 use atoll_abi::linux::errno::EINVAL;
 use atoll_abi::linux::SOCKADDR_STORAGE_SIZE;
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::Opcode;
 
 use super::io::{check_buffer, host_result};
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::offload;
 
-fn call(op: u32, args: [u64; 6]) -> SysResult {
+fn call(op: Opcode, args: [u64; 6]) -> SysResult {
     host_result(offload::call(op, args))
 }
 
@@ -32,12 +32,12 @@ fn address_out(address: u64, len_pointer: u64) -> Result<(), i64> {
 }
 
 pub fn socket(domain: u64, kind: u64, protocol: u64) -> SysResult {
-    call(opcode::SOCKET, [domain, kind, protocol, 0, 0, 0])
+    call(Opcode::Socket, [domain, kind, protocol, 0, 0, 0])
 }
 
 pub fn socketpair(domain: u64, kind: u64, protocol: u64, pair: u64) -> SysResult {
     check_buffer(pair, 8)?;
-    call(opcode::SOCKETPAIR, [domain, kind, protocol, pair, 0, 0])
+    call(Opcode::SocketPair, [domain, kind, protocol, pair, 0, 0])
 }
 
 pub fn bind(fd: u64, address: u64, len: u64) -> SysResult {
@@ -45,7 +45,7 @@ pub fn bind(fd: u64, address: u64, len: u64) -> SysResult {
         return Err(EINVAL);
     }
     check_buffer(address, len)?;
-    call(opcode::BIND, [fd_arg(fd)?, address, len, 0, 0, 0])
+    call(Opcode::Bind, [fd_arg(fd)?, address, len, 0, 0, 0])
 }
 
 pub fn connect(fd: u64, address: u64, len: u64) -> SysResult {
@@ -53,17 +53,17 @@ pub fn connect(fd: u64, address: u64, len: u64) -> SysResult {
         return Err(EINVAL);
     }
     check_buffer(address, len)?;
-    call(opcode::CONNECT, [fd_arg(fd)?, address, len, 0, 0, 0])
+    call(Opcode::Connect, [fd_arg(fd)?, address, len, 0, 0, 0])
 }
 
 pub fn listen(fd: u64, backlog: u64) -> SysResult {
-    call(opcode::LISTEN, [fd_arg(fd)?, backlog, 0, 0, 0, 0])
+    call(Opcode::Listen, [fd_arg(fd)?, backlog, 0, 0, 0, 0])
 }
 
 pub fn accept4(fd: u64, address: u64, len_pointer: u64, flags: u64) -> SysResult {
     address_out(address, len_pointer)?;
     call(
-        opcode::ACCEPT,
+        Opcode::Accept,
         [fd_arg(fd)?, address, len_pointer, flags, 0, 0],
     )
 }
@@ -71,7 +71,7 @@ pub fn accept4(fd: u64, address: u64, len_pointer: u64, flags: u64) -> SysResult
 pub fn getsockname(fd: u64, address: u64, len_pointer: u64) -> SysResult {
     address_out(address, len_pointer)?;
     call(
-        opcode::GETSOCKNAME,
+        Opcode::GetSockName,
         [fd_arg(fd)?, address, len_pointer, 0, 0, 0],
     )
 }
@@ -79,7 +79,7 @@ pub fn getsockname(fd: u64, address: u64, len_pointer: u64) -> SysResult {
 pub fn getpeername(fd: u64, address: u64, len_pointer: u64) -> SysResult {
     address_out(address, len_pointer)?;
     call(
-        opcode::GETPEERNAME,
+        Opcode::GetPeerName,
         [fd_arg(fd)?, address, len_pointer, 0, 0, 0],
     )
 }
@@ -87,7 +87,7 @@ pub fn getpeername(fd: u64, address: u64, len_pointer: u64) -> SysResult {
 pub fn setsockopt(fd: u64, level: u64, name: u64, value: u64, len: u64) -> SysResult {
     check_buffer(value, len.min(512))?;
     call(
-        opcode::SETSOCKOPT,
+        Opcode::SetSockOpt,
         [fd_arg(fd)?, level, name, value, len, 0],
     )
 }
@@ -96,13 +96,13 @@ pub fn getsockopt(fd: u64, level: u64, name: u64, value: u64, len_pointer: u64) 
     let room: u32 = user::read(len_pointer)?;
     check_buffer(value, u64::from(room).min(512))?;
     call(
-        opcode::GETSOCKOPT,
+        Opcode::GetSockOpt,
         [fd_arg(fd)?, level, name, value, len_pointer, 0],
     )
 }
 
 pub fn shutdown(fd: u64, how: u64) -> SysResult {
-    call(opcode::SHUTDOWN, [fd_arg(fd)?, how, 0, 0, 0, 0])
+    call(Opcode::Shutdown, [fd_arg(fd)?, how, 0, 0, 0, 0])
 }
 
 pub fn sendto(
@@ -118,7 +118,7 @@ pub fn sendto(
         check_buffer(address, address_len.min(SOCKADDR_STORAGE_SIZE))?;
     }
     call(
-        opcode::SENDTO,
+        Opcode::SendTo,
         [fd_arg(fd)?, data, len, flags, address, address_len],
     )
 }
@@ -136,7 +136,7 @@ pub fn recvfrom(
         address_out(address, len_pointer)?;
     }
     call(
-        opcode::RECVFROM,
+        Opcode::RecvFrom,
         [fd_arg(fd)?, data, len, flags, address, len_pointer],
     )
 }
@@ -162,12 +162,12 @@ fn check_message(header: u64) -> Result<(), i64> {
 
 pub fn sendmsg(fd: u64, header: u64, flags: u64) -> SysResult {
     check_message(header)?;
-    call(opcode::SENDMSG, [fd_arg(fd)?, header, flags, 0, 0, 0])
+    call(Opcode::SendMsg, [fd_arg(fd)?, header, flags, 0, 0, 0])
 }
 
 pub fn recvmsg(fd: u64, header: u64, flags: u64) -> SysResult {
     check_message(header)?;
-    call(opcode::RECVMSG, [fd_arg(fd)?, header, flags, 0, 0, 0])
+    call(Opcode::RecvMsg, [fd_arg(fd)?, header, flags, 0, 0, 0])
 }
 
 /// sendmmsg/recvmmsg: one sendmsg/recvmsg per `struct mmsghdr` (64 bytes,

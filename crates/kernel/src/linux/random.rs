@@ -1,7 +1,7 @@
 //! getrandom, filled by the host's getrandom(2).
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL};
-use atoll_abi::queue::opcode;
+use atoll_abi::queue::Opcode;
 
 use super::io::host_result;
 use super::SysResult;
@@ -28,7 +28,7 @@ pub fn getrandom(buffer: u64, len: u64, flags: u64) -> SysResult {
         return Err(EFAULT);
     }
     host_result(offload::call(
-        opcode::GETRANDOM,
+        Opcode::GetRandom,
         [buffer, len, flags, 0, 0, 0],
     ))
 }

@@ -61,7 +61,7 @@ fn mappings(space: &AddressSpace) -> Vec<Range> {
 fn requests(kind: u64) -> Vec<Range> {
     take_requests()
         .into_iter()
-        .filter(|(op, args)| *op == opcode::MEMORY && args[0] == kind)
+        .filter(|(op, args)| *op == Opcode::Memory && args[0] == kind)
         .map(|(_, args)| range(args[1], args[2]))
         .collect()
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL};
-use atoll_abi::queue::{memory, opcode, Request};
+use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOSYS};
+use atoll_abi::queue::{memory, Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::net::NetPolicy;
@@ -13,26 +13,29 @@ use crate::sandbox::Files;
 
 /// Performs one request; returns its Linux-style result.
 pub(super) fn handle(ram: &GuestRam, files: &Files, net: &NetPolicy, request: &Request) -> i64 {
-    if let Some(result) = net::handle(ram, files, net, request) {
+    let Ok(op) = Opcode::try_from(request.opcode) else {
+        return -ENOSYS;
+    };
+    if let Some(result) = net::handle(ram, files, net, op, request) {
         return result.unwrap_or_else(|errno| -errno);
     }
-    let result = match request.opcode {
-        opcode::NOP => Ok(0),
-        opcode::READ | opcode::WRITE => io::read_write(ram, files, request),
-        opcode::READV | opcode::WRITEV => io::vectored(ram, files, request),
-        opcode::IOCTL => io::terminal_ioctl(ram, files, request),
-        opcode::FSTAT => io::fstat(ram, files, request),
-        opcode::POLL => io::poll(ram, files, request),
-        opcode::LSEEK => io::lseek(files, request),
-        opcode::GETRANDOM => io::getrandom(ram, request),
-        opcode::LOG => log(ram, request),
-        opcode::TRANSFER => io::transfer(ram, files, request),
-        opcode::MAP_FILE | opcode::UNMAP_FILE | opcode::MSYNC | opcode::REMAP_FILE => {
-            file_mapping::handle(ram, files, request)
+    let result = match op {
+        Opcode::Nop => Ok(0),
+        Opcode::Read | Opcode::Write => io::read_write(ram, files, op, request),
+        Opcode::ReadVectored | Opcode::WriteVectored => io::vectored(ram, files, op, request),
+        Opcode::Ioctl => io::terminal_ioctl(ram, files, request),
+        Opcode::Fstat => io::fstat(ram, files, request),
+        Opcode::Poll => io::poll(ram, files, request),
+        Opcode::Lseek => io::lseek(files, request),
+        Opcode::GetRandom => io::getrandom(ram, request),
+        Opcode::Log => log(ram, request),
+        Opcode::Transfer => io::transfer(ram, files, request),
+        Opcode::MapFile | Opcode::UnmapFile | Opcode::Msync | Opcode::RemapFile => {
+            file_mapping::handle(ram, files, op, request)
         }
-        opcode::MEMORY => memory_request(ram, request),
-        opcode if events::handles(opcode) => events::handle(ram, files, opcode, request),
-        opcode => fs::handle(ram, files, opcode, request),
+        Opcode::Memory => memory_request(ram, request),
+        op if events::handles(op) => events::handle(ram, files, op, request),
+        op => fs::handle(ram, files, op, request),
     };
     result.unwrap_or_else(|errno| -errno)
 }
@@ -66,15 +69,15 @@ fn log(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
 mod tests {
     use super::*;
     use crate::offload::tests::stdio_only;
-    use atoll_abi::linux::errno::{EBADF, ENOSYS, ENOTTY};
+    use atoll_abi::linux::errno::{EBADF, ENOTTY};
 
     /// One request against stdio only, without a network.
-    fn serve(ram: &GuestRam, opcode: u32, args: [u64; 6]) -> i64 {
+    fn serve(ram: &GuestRam, op: Opcode, args: [u64; 6]) -> i64 {
         handle(
             ram,
             &stdio_only(),
             &NetPolicy::default(),
-            &request(opcode, args),
+            &request(op.as_u32(), args),
         )
     }
 
@@ -90,21 +93,21 @@ mod tests {
     #[test]
     fn bad_fds_and_addresses_are_refused() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        assert_eq!(serve(&ram, opcode::WRITE, [9, 0x1000, 4, 0, 0, 0]), -EBADF);
+        assert_eq!(serve(&ram, Opcode::Write, [9, 0x1000, 4, 0, 0, 0]), -EBADF);
         assert_eq!(
-            serve(&ram, opcode::WRITE, [1, 2 << 20, 4, 0, 0, 0]),
+            serve(&ram, Opcode::Write, [1, 2 << 20, 4, 0, 0, 0]),
             -EFAULT
         );
         assert_eq!(
-            serve(&ram, opcode::WRITE, [1, u64::MAX - 1, 4, 0, 0, 0]),
+            serve(&ram, Opcode::Write, [1, u64::MAX - 1, 4, 0, 0, 0]),
             -EFAULT
         );
         assert_eq!(
-            serve(&ram, opcode::READV, [0, 0x1000, 5000, 0, 0, 0]),
+            serve(&ram, Opcode::ReadVectored, [0, 0x1000, 5000, 0, 0, 0]),
             -EINVAL
         );
         assert_eq!(
-            serve(&ram, opcode::IOCTL, [1, 0x1234, 0x1000, 0, 0, 0]),
+            serve(&ram, Opcode::Ioctl, [1, 0x1234, 0x1000, 0, 0, 0]),
             -ENOTTY
         );
         assert_eq!(
@@ -128,7 +131,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(
-            serve(&ram, opcode::WRITEV, [1, 0x1000, 2, 0, 0, 0]),
+            serve(&ram, Opcode::WriteVectored, [1, 0x1000, 2, 0, 0, 0]),
             -EFAULT
         );
     }
@@ -137,8 +140,17 @@ mod tests {
     fn zero_length_io_never_checks_its_buffer() {
         let ram = GuestRam::new(2 << 20).unwrap();
         let outside = 1 << 40;
-        for op in [opcode::READ, opcode::WRITE, opcode::READV, opcode::WRITEV] {
-            assert_eq!(serve(&ram, op, [1, outside, 0, 0, 0, 0]), 0, "opcode {op}");
+        for op in [
+            Opcode::Read,
+            Opcode::Write,
+            Opcode::ReadVectored,
+            Opcode::WriteVectored,
+        ] {
+            assert_eq!(
+                serve(&ram, op, [1, outside, 0, 0, 0, 0]),
+                0,
+                "opcode {op:?}"
+            );
         }
         // Empty iovecs anywhere are skipped; a non-empty one is still checked.
         let iov = [outside, 0, 0x2000, 0];
@@ -149,9 +161,9 @@ mod tests {
         }
         let at_file_position = u64::MAX;
         let writev = [1, 0x1000, 2, at_file_position, 0, 0];
-        assert_eq!(serve(&ram, opcode::WRITEV, writev), 0);
+        assert_eq!(serve(&ram, Opcode::WriteVectored, writev), 0);
         assert_eq!(
-            serve(&ram, opcode::WRITE, [1, outside, 1, 0, 0, 0]),
+            serve(&ram, Opcode::Write, [1, outside, 1, 0, 0, 0]),
             -EFAULT
         );
     }
@@ -159,7 +171,7 @@ mod tests {
     #[test]
     fn getrandom_fills_guest_memory() {
         let ram = GuestRam::new(2 << 20).unwrap();
-        assert_eq!(serve(&ram, opcode::GETRANDOM, [0x3000, 64, 0, 0, 0, 0]), 64);
+        assert_eq!(serve(&ram, Opcode::GetRandom, [0x3000, 64, 0, 0, 0, 0]), 64);
         let mut bytes = [0u8; 64];
         ram.memory()
             .read_slice(&mut bytes, GuestAddress(0x3000))

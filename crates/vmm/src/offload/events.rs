@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, FromRawFd};
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOSYS};
-use atoll_abi::queue::{opcode, Request};
+use atoll_abi::queue::{Opcode, Request};
 
 use super::fs::{read_guest, write_guest};
 use crate::guest::memory::GuestRam;
@@ -21,17 +21,17 @@ const ZERO_ITIMERSPEC: libc::itimerspec = libc::itimerspec {
     it_value: ZERO_TIMESPEC,
 };
 
-/// Whether `opcode` is one of [`handle`]'s.
-pub(super) fn handles(opcode: u32) -> bool {
+/// Whether `op` is one of [`handle`]'s.
+pub(super) fn handles(op: Opcode) -> bool {
     matches!(
-        opcode,
-        opcode::EPOLL_CREATE
-            | opcode::EPOLL_CTL
-            | opcode::EPOLL_WAIT
-            | opcode::EVENTFD
-            | opcode::TIMERFD_CREATE
-            | opcode::TIMERFD_SETTIME
-            | opcode::TIMERFD_GETTIME
+        op,
+        Opcode::EpollCreate
+            | Opcode::EpollCtl
+            | Opcode::EpollWait
+            | Opcode::EventFd
+            | Opcode::TimerFdCreate
+            | Opcode::TimerFdSetTime
+            | Opcode::TimerFdGetTime
     )
 }
 
@@ -39,12 +39,12 @@ pub(super) fn handles(opcode: u32) -> bool {
 pub(super) fn handle(
     ram: &GuestRam,
     files: &Files,
-    opcode: u32,
+    op: Opcode,
     request: &Request,
 ) -> Result<i64, i64> {
     let a = request.args;
-    match opcode {
-        opcode::EPOLL_CREATE => {
+    match op {
+        Opcode::EpollCreate => {
             let flags = a[0] as i32;
             if flags & !libc::EPOLL_CLOEXEC != 0 {
                 return Err(EINVAL);
@@ -53,7 +53,7 @@ pub(super) fn handle(
             let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as libc::c_long)?;
             adopt(files, fd)
         }
-        opcode::EPOLL_CTL => {
+        Opcode::EpollCtl => {
             let target_held = files.host_fd(a[2])?;
             let target = target_held.as_raw_fd();
             let mut event = libc::epoll_event { events: 0, u64: 0 };
@@ -70,7 +70,7 @@ pub(super) fn handle(
                 )
             })?
         }
-        opcode::EPOLL_WAIT => {
+        Opcode::EpollWait => {
             let max = a[2] as i32;
             if max <= 0 || max > 1024 {
                 return Err(EINVAL);
@@ -85,7 +85,7 @@ pub(super) fn handle(
                     as libc::c_long,
             )
         }
-        opcode::EVENTFD => {
+        Opcode::EventFd => {
             let flags = a[1] as i32;
             if flags & !(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE) != 0 {
                 return Err(EINVAL);
@@ -96,7 +96,7 @@ pub(super) fn handle(
             )?;
             adopt(files, fd)
         }
-        opcode::TIMERFD_CREATE => {
+        Opcode::TimerFdCreate => {
             let flags = a[1] as i32;
             if flags & !(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) != 0 {
                 return Err(EINVAL);
@@ -109,7 +109,7 @@ pub(super) fn handle(
             )?;
             adopt(files, fd)
         }
-        opcode::TIMERFD_SETTIME => {
+        Opcode::TimerFdSetTime => {
             let words: Vec<i64> = read_guest(ram, a[2], 32)?
                 .chunks_exact(8)
                 .map(|chunk| i64::from_le_bytes(chunk.try_into().unwrap_or_default()))
@@ -137,7 +137,7 @@ pub(super) fn handle(
             }
             Ok(0)
         }
-        opcode::TIMERFD_GETTIME => {
+        Opcode::TimerFdGetTime => {
             let mut current = ZERO_ITIMERSPEC;
             files.with_fd(a[0], |fd| {
                 // SAFETY: writes our `current`.

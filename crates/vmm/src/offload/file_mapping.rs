@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use atoll_abi::layout::{LARGE_PAGE_SIZE, PAGE_SIZE};
 use atoll_abi::linux::errno::{EACCES, EINVAL, ENODEV, ENOMEM, EOVERFLOW};
-use atoll_abi::queue::{opcode, Request};
+use atoll_abi::queue::{Opcode, Request};
 
 use crate::guest::memory::GuestRam;
 use crate::sandbox::Files;
@@ -193,17 +193,17 @@ impl FileMappings {
 }
 
 /// Performs a MAP_FILE, UNMAP_FILE, MSYNC or REMAP_FILE request.
-pub fn handle(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+pub fn handle(ram: &GuestRam, files: &Files, op: Opcode, request: &Request) -> Result<i64, i64> {
     let a = request.args;
-    match request.opcode {
-        opcode::MAP_FILE => map(ram, files, a),
-        opcode::UNMAP_FILE => {
+    match op {
+        Opcode::MapFile => map(ram, files, a),
+        Opcode::UnmapFile => {
             let range = checked_range(ram, a[0], a[1])?;
             let mut state = ram.file_mappings().lock();
             forget(ram, &mut state, range)
         }
-        opcode::MSYNC => msync(ram, a),
-        opcode::REMAP_FILE => remap(ram, a),
+        Opcode::Msync => msync(ram, a),
+        Opcode::RemapFile => remap(ram, a),
         _ => Err(EINVAL),
     }
 }
@@ -617,14 +617,14 @@ mod tests {
             self.files.open(AT_FDCWD, path, flags, 0).unwrap() as u64
         }
 
-        fn call(&self, op: u32, args: [u64; 6]) -> Result<i64, i64> {
+        fn call(&self, op: Opcode, args: [u64; 6]) -> Result<i64, i64> {
             let request = Request {
-                opcode: op,
+                opcode: op.as_u32(),
                 flags: 0,
                 tag: 1,
                 args,
             };
-            handle(&self.ram, &self.files, &request)
+            handle(&self.ram, &self.files, op, &request)
         }
 
         fn read(&self, address: u64, len: usize) -> Vec<u8> {
@@ -643,7 +643,7 @@ mod tests {
         let fd = isle.open("/data/file", libc::O_RDWR);
         let at = WINDOW.0 + PAGE_SIZE;
         let map = [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0];
-        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
         assert_eq!(isle.read(at, 7), b"initial");
         // Guest RAM's host mapping is the file's page cache now.
         isle.ram
@@ -661,10 +661,10 @@ mod tests {
         host.write_all_at(b"host!", 0).unwrap();
         assert_eq!(isle.read(at, 5), b"host!");
         let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
-        assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
+        assert_eq!(isle.call(Opcode::Msync, sync), Ok(0));
         // Half of it goes; that half is zeroed private memory again.
         assert_eq!(
-            isle.call(opcode::UNMAP_FILE, [at, PAGE_SIZE, 0, 0, 0, 0]),
+            isle.call(Opcode::UnmapFile, [at, PAGE_SIZE, 0, 0, 0, 0]),
             Ok(0)
         );
         assert_eq!(isle.read(at, 5), [0; 5]);
@@ -686,7 +686,7 @@ mod tests {
         let fd = isle.open("/data/file", libc::O_RDWR);
         let at = WINDOW.0;
         let map = [fd, at, 4 * PAGE_SIZE, PROT_RW, 0, 0];
-        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
         assert_eq!(isle.read(at + 3 * PAGE_SIZE, 4), [0; 4]);
         assert_eq!(isle.read(at, 7), b"initial");
     }
@@ -697,9 +697,9 @@ mod tests {
         let fd = isle.open("/data/file", libc::O_RDWR);
         let (old, new) = (WINDOW.0, WINDOW.0 + (1 << 20));
         let map = [fd, old, PAGE_SIZE, PROT_RW, PAGE_SIZE, 0];
-        assert_eq!(isle.call(opcode::MAP_FILE, map), Ok(1));
+        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
         let remap = [old, PAGE_SIZE, new, 2 * PAGE_SIZE, 0, 0];
-        assert_eq!(isle.call(opcode::REMAP_FILE, remap), Ok(0));
+        assert_eq!(isle.call(Opcode::RemapFile, remap), Ok(0));
         assert_eq!(isle.read(old, 1), [0]);
         assert_eq!(isle.read(new, 1), b".");
         assert_eq!(isle.ram.file_mappings().count(), 1);
@@ -715,7 +715,7 @@ mod tests {
         let dir = isle.open("/data", libc::O_RDONLY | libc::O_DIRECTORY);
         let at = WINDOW.0;
         let map = |fd, address, len, prot, offset| {
-            isle.call(opcode::MAP_FILE, [fd, address, len, prot, offset, 0])
+            isle.call(Opcode::MapFile, [fd, address, len, prot, offset, 0])
         };
         let page = PAGE_SIZE;
         assert_eq!(map(read_only, at, page, PROT_RW, 0), Err(EACCES));
@@ -740,11 +740,11 @@ mod tests {
                 "{address:#x}+{len:#x}"
             );
             assert_eq!(
-                isle.call(opcode::UNMAP_FILE, [address, len, 0, 0, 0, 0]),
+                isle.call(Opcode::UnmapFile, [address, len, 0, 0, 0, 0]),
                 Err(EINVAL)
             );
             assert_eq!(
-                isle.call(opcode::MSYNC, [address, len, 0, 0, 0, 0]),
+                isle.call(Opcode::Msync, [address, len, 0, 0, 0, 0]),
                 Err(EINVAL)
             );
         }
@@ -756,7 +756,7 @@ mod tests {
         assert_eq!(map(on_ro_mount, at + page, page, 1, 0), Ok(0));
         let both = (libc::MS_SYNC | libc::MS_ASYNC) as u64;
         assert_eq!(
-            isle.call(opcode::MSYNC, [at, page, both, 0, 0, 0]),
+            isle.call(Opcode::Msync, [at, page, both, 0, 0, 0]),
             Err(EINVAL)
         );
         // The mount stays as it was.
@@ -765,7 +765,7 @@ mod tests {
             Err(EROFS)
         );
         let remap = [at + 3 * page, page, at, page, 0, 0];
-        assert_eq!(isle.call(opcode::REMAP_FILE, remap), Err(EINVAL));
+        assert_eq!(isle.call(Opcode::RemapFile, remap), Err(EINVAL));
     }
 
     #[test]
@@ -773,7 +773,7 @@ mod tests {
         let isle = isle(false, "copy");
         let fd = isle.open("/data/file", libc::O_RDWR);
         let at = WINDOW.0;
-        let map = |fd| isle.call(opcode::MAP_FILE, [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0]);
+        let map = |fd| isle.call(Opcode::MapFile, [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0]);
         assert_eq!(map(fd), Err(ENODEV));
         let shm = isle.open("/dev/shm/file", libc::O_RDWR);
         assert_eq!(map(shm), Ok(1));
@@ -785,10 +785,10 @@ mod tests {
         // A second copy starts with what the first wrote.
         let again = isle.open("/dev/shm/file", libc::O_RDONLY);
         let second = [again, at + (1 << 20), PAGE_SIZE, 1, PAGE_SIZE, 0];
-        assert_eq!(isle.call(opcode::MAP_FILE, second), Ok(0));
+        assert_eq!(isle.call(Opcode::MapFile, second), Ok(0));
         assert_eq!(isle.read(at + (1 << 20), 6), b"copied");
         let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
-        assert_eq!(isle.call(opcode::MSYNC, sync), Ok(0));
+        assert_eq!(isle.call(Opcode::Msync, sync), Ok(0));
         let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
         assert_eq!(&file[PAGE_SIZE as usize..][..6], b"copied");
         // Past the file's end nothing is written back: the file keeps its size.
@@ -799,7 +799,7 @@ mod tests {
             .set_len(PAGE_SIZE)
             .unwrap();
         let unmap = [at, 2 * PAGE_SIZE, 0, 0, 0, 0];
-        assert_eq!(isle.call(opcode::UNMAP_FILE, unmap), Ok(0));
+        assert_eq!(isle.call(Opcode::UnmapFile, unmap), Ok(0));
         let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
         assert_eq!(file.len(), PAGE_SIZE as usize);
     }

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOTTY};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
-use atoll_abi::queue::{opcode, transfer, Request};
+use atoll_abi::queue::{transfer, Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
@@ -25,7 +25,12 @@ fn errno_result(value: isize) -> i64 {
     }
 }
 
-pub(super) fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+pub(super) fn read_write(
+    ram: &GuestRam,
+    files: &Files,
+    op: Opcode,
+    request: &Request,
+) -> Result<i64, i64> {
     let [fd, address, len, ..] = request.args;
     let fd_held = files.host_fd(fd)?;
     let fd = fd_held.as_raw_fd();
@@ -33,7 +38,7 @@ pub(super) fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Re
     // SAFETY: `buffer..buffer+len` lies inside guest RAM, which stays mapped;
     // the kernel only reads or writes those bytes, whatever the guest does.
     let done = unsafe {
-        if request.opcode == opcode::READ {
+        if op == Opcode::Read {
             libc::read(fd, buffer.cast(), len as usize)
         } else {
             libc::write(fd, buffer.cast(), len as usize)
@@ -42,7 +47,12 @@ pub(super) fn read_write(ram: &GuestRam, files: &Files, request: &Request) -> Re
     Ok(errno_result(done))
 }
 
-pub(super) fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+pub(super) fn vectored(
+    ram: &GuestRam,
+    files: &Files,
+    op: Opcode,
+    request: &Request,
+) -> Result<i64, i64> {
     let [fd, iov_address, count, ..] = request.args;
     let fd_held = files.host_fd(fd)?;
     let fd = fd_held.as_raw_fd();
@@ -75,7 +85,7 @@ pub(super) fn vectored(ram: &GuestRam, files: &Files, request: &Request) -> Resu
     // SAFETY: every iovec was checked to lie inside guest RAM; offset -1
     // means the file position, as in preadv2(2).
     let done = unsafe {
-        if request.opcode == opcode::READV {
+        if op == Opcode::ReadVectored {
             libc::preadv2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset, flags)
         } else {
             libc::pwritev2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset, flags)

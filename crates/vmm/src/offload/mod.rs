@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use atoll_abi::linux::errno::{EAGAIN, EINVAL};
 use atoll_abi::queue::{
-    completion_offset, memory, offset, opcode, request_offset, Completion, Request, DEPTH,
+    completion_offset, memory, offset, request_offset, Completion, Opcode, Request, DEPTH,
     HOST_PARKED, HOST_POLLING,
 };
 use vm_memory::{Bytes, GuestAddress};
@@ -448,7 +448,9 @@ impl Offload {
             let request = self.read_request(state.base + request_offset(state.sq_head) as u64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
-            if request.opcode == opcode::MEMORY && request.args[0] == memory::POPULATE {
+            if Opcode::try_from(request.opcode) == Ok(Opcode::Memory)
+                && request.args[0] == memory::POPULATE
+            {
                 let result = self.populate_later(request.args[1], request.args[2]);
                 self.complete(state.index, request.tag, result);
                 continue;
@@ -616,9 +618,11 @@ mod tests {
                 for word in &mut words {
                     *word = next();
                 }
-                let op = match (next() % 64) as u32 {
-                    opcode::LOG => opcode::NOP,
-                    op => op,
+                let number = (next() % 64) as u32;
+                let op = if Opcode::try_from(number) == Ok(Opcode::Log) {
+                    Opcode::Nop.as_u32()
+                } else {
+                    number
                 };
                 words[0] = u64::from(op);
                 words[2] = 3 + next() % 8;

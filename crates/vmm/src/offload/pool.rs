@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use atoll_abi::queue::{opcode, Request};
+use atoll_abi::queue::{Opcode, Request};
 
 use super::dispatch::handle;
 use super::io::poll_ready_now;
@@ -62,25 +62,31 @@ impl Offload {
     /// Whether a request would wait on something outside the isle's
     /// control (a pipe, a terminal, a socket, a timed poll).
     pub(super) fn would_block(&self, request: &Request) -> bool {
+        // Unknown opcodes are refused at once, on the server.
+        let Ok(op) = Opcode::try_from(request.opcode) else {
+            return false;
+        };
         let a = request.args;
-        let (events, small) = match request.opcode {
-            opcode::READ | opcode::READV | opcode::ACCEPT | opcode::RECVFROM | opcode::RECVMSG => {
-                (libc::POLLIN, true)
-            }
+        let (events, small) = match op {
+            Opcode::Read
+            | Opcode::ReadVectored
+            | Opcode::Accept
+            | Opcode::RecvFrom
+            | Opcode::RecvMsg => (libc::POLLIN, true),
             // A pipe or socket with room takes PIPE_BUF bytes at once; a
             // larger write may wait for its reader.
-            opcode::WRITE | opcode::SENDTO => (libc::POLLOUT, a[2] <= libc::PIPE_BUF as u64),
-            opcode::WRITEV | opcode::SENDMSG => (libc::POLLOUT, false),
-            opcode::CONNECT => return true,
-            opcode::TRANSFER => {
+            Opcode::Write | Opcode::SendTo => (libc::POLLOUT, a[2] <= libc::PIPE_BUF as u64),
+            Opcode::WriteVectored | Opcode::SendMsg => (libc::POLLOUT, false),
+            Opcode::Connect => return true,
+            Opcode::Transfer => {
                 return !(self.is_regular_file(a[1]) && self.is_regular_file(a[3]));
             }
             // A lock without LOCK_NB waits for its holder.
-            opcode::FLOCK => return a[1] & libc::LOCK_NB as u64 == 0,
-            opcode::FCNTL => return atoll_abi::linux::fcntl::waits(a[1]),
-            opcode::EPOLL_WAIT if a[3] == 0 => return false,
-            opcode::EPOLL_WAIT => (libc::POLLIN, true),
-            opcode::POLL => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
+            Opcode::Flock => return a[1] & libc::LOCK_NB as u64 == 0,
+            Opcode::Fcntl => return atoll_abi::linux::fcntl::waits(a[1]),
+            Opcode::EpollWait if a[3] == 0 => return false,
+            Opcode::EpollWait => (libc::POLLIN, true),
+            Opcode::Poll => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
             // Other file operations finish on their own (opening a FIFO is
             // the exception, and still runs on the server).
             _ => return false,

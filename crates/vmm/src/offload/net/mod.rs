@@ -20,7 +20,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use atoll_abi::linux::errno::{
     EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH, ENOBUFS, EOPNOTSUPP,
 };
-use atoll_abi::queue::{opcode, Request};
+use atoll_abi::queue::{Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
@@ -186,11 +186,12 @@ pub fn handle(
     ram: &GuestRam,
     files: &Files,
     policy: &NetPolicy,
+    op: Opcode,
     request: &Request,
 ) -> Option<Result<i64, i64>> {
     let a = request.args;
-    let result = match request.opcode {
-        opcode::SOCKET => {
+    let result = match op {
+        Opcode::Socket => {
             let domain = a[0] as i32;
             if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&domain) {
                 return Some(Err(EAFNOSUPPORT));
@@ -202,7 +203,7 @@ pub fn handle(
             let fd = unsafe { libc::socket(domain, a[1] as i32 | libc::SOCK_CLOEXEC, a[2] as i32) };
             check(fd as libc::c_long).and_then(|fd| adopt(files, fd))
         }
-        opcode::SOCKETPAIR => (|| {
+        Opcode::SocketPair => (|| {
             match a[0] as i32 {
                 libc::AF_UNIX => {}
                 // As Linux answers: TCP and UDP make no pairs.
@@ -231,8 +232,8 @@ pub fn handle(
             write_guest(ram, a[3], &bytes)?;
             Ok(0)
         })(),
-        opcode::BIND | opcode::CONNECT => (|| {
-            let bind = request.opcode == opcode::BIND;
+        Opcode::Bind | Opcode::Connect => (|| {
+            let bind = op == Opcode::Bind;
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             let reaching = (!bind).then_some(fd);
@@ -260,14 +261,14 @@ pub fn handle(
             }
             Ok(done)
         })(),
-        opcode::LISTEN => files
+        Opcode::Listen => files
             .with_fd(a[0], |fd| {
                 may_listen(policy, fd)?;
                 // SAFETY: listen on an isle-owned socket.
                 check(unsafe { libc::listen(fd, a[1] as i32) } as libc::c_long)
             })
             .and_then(|result| result),
-        opcode::ACCEPT => (|| {
+        Opcode::Accept => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             let mut address = vec![0u8; MAX_ADDRESS];
@@ -284,14 +285,14 @@ pub fn handle(
             return_address(ram, policy, address, len, a[1], a[2])?;
             Ok(guest)
         })(),
-        opcode::GETSOCKNAME | opcode::GETPEERNAME => (|| {
+        Opcode::GetSockName | Opcode::GetPeerName => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             let mut address = vec![0u8; MAX_ADDRESS];
             let mut len = MAX_ADDRESS as libc::socklen_t;
             // SAFETY: writes at most `len` bytes into our buffer.
             let done = unsafe {
-                if request.opcode == opcode::GETSOCKNAME {
+                if op == Opcode::GetSockName {
                     libc::getsockname(fd, address.as_mut_ptr().cast(), &mut len)
                 } else {
                     libc::getpeername(fd, address.as_mut_ptr().cast(), &mut len)
@@ -302,7 +303,7 @@ pub fn handle(
                 return Err(EFAULT);
             }
             let names = files.socket_names(a[0])?;
-            let known = if request.opcode == opcode::GETSOCKNAME {
+            let known = if op == Opcode::GetSockName {
                 names.local
             } else {
                 names.peer
@@ -313,7 +314,7 @@ pub fn handle(
             }
             Ok(0)
         })(),
-        opcode::SETSOCKOPT => (|| {
+        Opcode::SetSockOpt => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             if a[4] as usize > MAX_OPTION {
@@ -332,7 +333,7 @@ pub fn handle(
                 )
             } as libc::c_long)
         })(),
-        opcode::GETSOCKOPT => (|| {
+        Opcode::GetSockOpt => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             let room: u32 = ram
@@ -355,13 +356,13 @@ pub fn handle(
             write_guest(ram, a[4], &len.to_le_bytes())?;
             Ok(0)
         })(),
-        opcode::SHUTDOWN => files
+        Opcode::Shutdown => files
             .with_fd(a[0], |fd| {
                 // SAFETY: shutdown on an isle-owned socket.
                 check(unsafe { libc::shutdown(fd, a[1] as i32) } as libc::c_long)
             })
             .and_then(|result| result),
-        opcode::SENDTO => (|| {
+        Opcode::SendTo => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             let buffer = ram.io_buffer(a[1], a[2])?;
@@ -385,7 +386,7 @@ pub fn handle(
                     as libc::c_long,
             )
         })(),
-        opcode::RECVFROM => (|| {
+        Opcode::RecvFrom => (|| {
             let fd_held = files.host_fd(a[0])?;
             let fd = fd_held.as_raw_fd();
             let buffer = ram.io_buffer(a[1], a[2])?;
@@ -408,7 +409,7 @@ pub fn handle(
             }
             Ok(done)
         })(),
-        opcode::SENDMSG | opcode::RECVMSG => message(ram, files, policy, request),
+        Opcode::SendMsg | Opcode::RecvMsg => message(ram, files, policy, op, request),
         _ => return None,
     };
     Some(result)
@@ -424,6 +425,7 @@ fn message(
     ram: &GuestRam,
     files: &Files,
     policy: &NetPolicy,
+    op: Opcode,
     request: &Request,
 ) -> Result<i64, i64> {
     let [fd, header, flags, ..] = request.args;
@@ -440,7 +442,7 @@ fn message(
         )),
     );
     let (iov, iov_len, control, control_len) = (word(16), word(24), word(32), word(40));
-    let sending = request.opcode == opcode::SENDMSG;
+    let sending = op == Opcode::SendMsg;
     if iov_len > MAX_IOVECS {
         return Err(EINVAL);
     }
@@ -540,13 +542,24 @@ mod tests {
 
     const RAM: u64 = 2 << 20;
 
-    fn request(op: u32, args: [u64; 6]) -> Request {
+    fn request(op: Opcode, args: [u64; 6]) -> Request {
         Request {
-            opcode: op,
+            opcode: op.as_u32(),
             flags: 0,
             tag: 0,
             args,
         }
+    }
+
+    /// As the dispatch sends it: decoded once, then to the socket handler.
+    fn serve(
+        ram: &GuestRam,
+        files: &Files,
+        policy: &NetPolicy,
+        request: &Request,
+    ) -> Option<Result<i64, i64>> {
+        let op = Opcode::try_from(request.opcode).expect("tests send known opcodes");
+        handle(ram, files, policy, op, request)
     }
 
     fn inet(port: u16, loopback: bool) -> [u8; 16] {
@@ -573,11 +586,11 @@ mod tests {
     }
 
     fn socket_of(ram: &GuestRam, files: &Files, policy: &NetPolicy, domain: i32, kind: i32) -> u64 {
-        let made = handle(
+        let made = serve(
             ram,
             files,
             policy,
-            &request(opcode::SOCKET, [domain as u64, kind as u64, 0, 0, 0, 0]),
+            &request(Opcode::Socket, [domain as u64, kind as u64, 0, 0, 0, 0]),
         );
         made.unwrap().unwrap() as u64
     }
@@ -604,7 +617,7 @@ mod tests {
         ram: &GuestRam,
         files: &Files,
         policy: &NetPolicy,
-        op: u32,
+        op: Opcode,
         fd: u64,
         address: &[u8],
     ) -> Result<i64, i64> {
@@ -612,20 +625,20 @@ mod tests {
             .write_slice(address, GuestAddress(0x1000))
             .unwrap();
         let len = address.len() as u64;
-        let args = if op == opcode::SENDTO {
+        let args = if op == Opcode::SendTo {
             [fd, 0x3000, 1, 0, 0x1000, len]
         } else {
             [fd, 0x1000, len, 0, 0, 0]
         };
-        handle(ram, files, policy, &request(op, args)).unwrap()
+        serve(ram, files, policy, &request(op, args)).unwrap()
     }
 
     fn listen(ram: &GuestRam, files: &Files, policy: &NetPolicy, fd: u64) -> Result<i64, i64> {
-        handle(
+        serve(
             ram,
             files,
             policy,
-            &request(opcode::LISTEN, [fd, 8, 0, 0, 0, 0]),
+            &request(Opcode::Listen, [fd, 8, 0, 0, 0, 0]),
         )
         .unwrap()
     }
@@ -664,7 +677,7 @@ mod tests {
                 inet6(0, LOOPBACK6).to_vec()
             };
             assert_eq!(
-                call(&ram, &files, &policy, opcode::BIND, ephemeral, &any),
+                call(&ram, &files, &policy, Opcode::Bind, ephemeral, &any),
                 Ok(0)
             );
             assert_eq!(listen(&ram, &files, &policy, ephemeral), Err(EACCES));
@@ -675,7 +688,7 @@ mod tests {
                 &ram,
                 &files,
                 &policy,
-                opcode::BIND,
+                Opcode::Bind,
                 published,
                 &inet(8080, true)
             ),
@@ -685,7 +698,7 @@ mod tests {
         let unix_socket = socket_of(&ram, &files, &policy, libc::AF_UNIX, libc::SOCK_STREAM);
         let name = [&(libc::AF_UNIX as u16).to_le_bytes()[..], b"\0listener"].concat();
         assert_eq!(
-            call(&ram, &files, &policy, opcode::BIND, unix_socket, &name),
+            call(&ram, &files, &policy, Opcode::Bind, unix_socket, &name),
             Ok(0)
         );
         assert_eq!(listen(&ram, &files, &policy, unix_socket), Ok(0));
@@ -715,7 +728,7 @@ mod tests {
                 &ram,
                 &files,
                 &closed,
-                opcode::BIND,
+                Opcode::Bind,
                 server,
                 &inet(8081, true)
             ),
@@ -740,11 +753,11 @@ mod tests {
         ];
         for (domain, address) in &refused {
             let client = socket_of(&ram, &files, &closed, *domain, libc::SOCK_STREAM);
-            let connect = call(&ram, &files, &closed, opcode::CONNECT, client, address);
+            let connect = call(&ram, &files, &closed, Opcode::Connect, client, address);
             assert_eq!(connect, Err(ECONNREFUSED), "{address:?}");
             // TCP Fast Open carries the destination in sendto.
             let fastopen = request(
-                opcode::SENDTO,
+                Opcode::SendTo,
                 [
                     client,
                     0x3000,
@@ -755,13 +768,13 @@ mod tests {
                 ],
             );
             assert_eq!(
-                handle(&ram, &files, &closed, &fastopen),
+                serve(&ram, &files, &closed, &fastopen),
                 Some(Err(ECONNREFUSED))
             );
         }
         let datagrams = socket_of(&ram, &files, &closed, libc::AF_INET, libc::SOCK_DGRAM);
         assert_eq!(
-            call(&ram, &files, &closed, opcode::SENDTO, datagrams, &v4(8080)),
+            call(&ram, &files, &closed, Opcode::SendTo, datagrams, &v4(8080)),
             Err(ECONNREFUSED)
         );
         assert_eq!(listen(&ram, &files, &closed, server), Ok(0));
@@ -773,7 +786,7 @@ mod tests {
         ] {
             let client = socket_of(&ram, &files, &closed, domain, libc::SOCK_STREAM);
             assert_eq!(
-                call(&ram, &files, &closed, opcode::CONNECT, client, &address),
+                call(&ram, &files, &closed, Opcode::Connect, client, &address),
                 Ok(0),
                 "{address:?}"
             );
@@ -781,11 +794,11 @@ mod tests {
         // Not [::1], where the host serves; nor UDP, which it doesn't.
         let client = socket_of(&ram, &files, &closed, libc::AF_INET6, libc::SOCK_STREAM);
         assert_eq!(
-            call(&ram, &files, &closed, opcode::CONNECT, client, &v6(8081)),
+            call(&ram, &files, &closed, Opcode::Connect, client, &v6(8081)),
             Err(ECONNREFUSED)
         );
         assert_eq!(
-            call(&ram, &files, &closed, opcode::SENDTO, datagrams, &v4(8081)),
+            call(&ram, &files, &closed, Opcode::SendTo, datagrams, &v4(8081)),
             Err(ECONNREFUSED)
         );
         // Closed, the server serves no more.
@@ -793,7 +806,7 @@ mod tests {
         assert_eq!(close, Ok(0));
         let client = socket(&ram, &files, &closed);
         assert_eq!(
-            call(&ram, &files, &closed, opcode::CONNECT, client, &v4(8081)),
+            call(&ram, &files, &closed, Opcode::Connect, client, &v4(8081)),
             Err(ECONNREFUSED)
         );
         // With --net the host's servers are for the isle to reach.
@@ -803,7 +816,7 @@ mod tests {
         };
         let client = socket(&ram, &files, &open);
         assert_eq!(
-            call(&ram, &files, &open, opcode::CONNECT, client, &v4(8080)),
+            call(&ram, &files, &open, Opcode::Connect, client, &v4(8080)),
             Ok(0)
         );
     }
@@ -814,7 +827,7 @@ mod tests {
         let files = Files::new(&[], "/").unwrap();
         let open = open_policy();
         let raw = request(
-            opcode::SOCKET,
+            Opcode::Socket,
             [
                 libc::AF_INET as u64,
                 libc::SOCK_RAW as u64,
@@ -825,13 +838,13 @@ mod tests {
             ],
         );
         assert_eq!(
-            handle(&ram, &files, &open, &raw),
+            serve(&ram, &files, &open, &raw),
             Some(Err(libc::EPERM as i64))
         );
         let fd = socket(&ram, &files, &open);
         ram.memory().write_obj(1i32, GuestAddress(0x1000)).unwrap();
         let mark = request(
-            opcode::SETSOCKOPT,
+            Opcode::SetSockOpt,
             [
                 fd,
                 libc::SOL_SOCKET as u64,
@@ -842,11 +855,11 @@ mod tests {
             ],
         );
         assert_eq!(
-            handle(&ram, &files, &open, &mark),
+            serve(&ram, &files, &open, &mark),
             Some(Err(libc::EPERM as i64))
         );
         let nodelay = request(
-            opcode::SETSOCKOPT,
+            Opcode::SetSockOpt,
             [
                 fd,
                 libc::IPPROTO_TCP as u64,
@@ -856,7 +869,7 @@ mod tests {
                 0,
             ],
         );
-        assert_eq!(handle(&ram, &files, &open, &nodelay), Some(Ok(0)));
+        assert_eq!(serve(&ram, &files, &open, &nodelay), Some(Ok(0)));
     }
 
     #[test]
@@ -883,14 +896,14 @@ mod tests {
         ram.memory()
             .write_slice(&inet(8080, false), GuestAddress(0x1000))
             .unwrap();
-        let bind = request(opcode::BIND, [fd, 0x1000, 16, 0, 0, 0]);
-        assert_eq!(handle(&ram, &files, &closed, &bind), Some(Err(EACCES)));
+        let bind = request(Opcode::Bind, [fd, 0x1000, 16, 0, 0, 0]);
+        assert_eq!(serve(&ram, &files, &closed, &bind), Some(Err(EACCES)));
         ram.memory()
             .write_slice(&inet(9, true), GuestAddress(0x1000))
             .unwrap();
-        let connect = request(opcode::CONNECT, [fd, 0x1000, 16, 0, 0, 0]);
+        let connect = request(Opcode::Connect, [fd, 0x1000, 16, 0, 0, 0]);
         assert_eq!(
-            handle(&ram, &files, &closed, &connect),
+            serve(&ram, &files, &closed, &connect),
             Some(Err(ENETUNREACH))
         );
     }
@@ -902,47 +915,47 @@ mod tests {
         let open = open_policy();
         let fd = socket(&ram, &files, &open);
         let cases = [
-            (request(opcode::BIND, [fd, RAM - 4, 16, 0, 0, 0]), EFAULT),
+            (request(Opcode::Bind, [fd, RAM - 4, 16, 0, 0, 0]), EFAULT),
             (
-                request(opcode::BIND, [fd, 0x1000, 1 << 20, 0, 0, 0]),
+                request(Opcode::Bind, [fd, 0x1000, 1 << 20, 0, 0, 0]),
                 EINVAL,
             ),
-            (request(opcode::BIND, [fd, 0x1000, 1, 0, 0, 0]), EINVAL),
-            (request(opcode::SENDTO, [fd, RAM - 1, 64, 0, 0, 0]), EFAULT),
+            (request(Opcode::Bind, [fd, 0x1000, 1, 0, 0, 0]), EINVAL),
+            (request(Opcode::SendTo, [fd, RAM - 1, 64, 0, 0, 0]), EFAULT),
             (
-                request(opcode::RECVFROM, [fd, u64::MAX - 8, 64, 0, 0, 0]),
+                request(Opcode::RecvFrom, [fd, u64::MAX - 8, 64, 0, 0, 0]),
                 EFAULT,
             ),
             (
-                request(opcode::SETSOCKOPT, [fd, 1, 2, 0x1000, 1 << 16, 0]),
+                request(Opcode::SetSockOpt, [fd, 1, 2, 0x1000, 1 << 16, 0]),
                 EINVAL,
             ),
-            (request(opcode::SOCKET, [99, 1, 0, 0, 0, 0]), EAFNOSUPPORT),
+            (request(Opcode::Socket, [99, 1, 0, 0, 0, 0]), EAFNOSUPPORT),
             (
                 request(
-                    opcode::SOCKETPAIR,
+                    Opcode::SocketPair,
                     [libc::AF_INET as u64, 1, 0, 0x1000, 0, 0],
                 ),
                 EOPNOTSUPP,
             ),
             (
-                request(opcode::LISTEN, [777, 1, 0, 0, 0, 0]),
+                request(Opcode::Listen, [777, 1, 0, 0, 0, 0]),
                 atoll_abi::linux::errno::EBADF,
             ),
         ];
         for (request, errno) in cases {
             assert_eq!(
-                handle(&ram, &files, &open, &request),
+                serve(&ram, &files, &open, &request),
                 Some(Err(errno)),
                 "{request:?}"
             );
         }
         // Unix names outside every mount (there are none here).
-        let unix_socket = handle(
+        let unix_socket = serve(
             &ram,
             &files,
             &open,
-            &request(opcode::SOCKET, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]),
+            &request(Opcode::Socket, [libc::AF_UNIX as u64, 1, 0, 0, 0, 0]),
         );
         let unix_socket = unix_socket.unwrap().unwrap() as u64;
         for (path, errno) in [(&b"/x.sock"[..], ENOENT), (b"/nowhere/x.sock", ENOENT)] {
@@ -952,8 +965,8 @@ mod tests {
                 .write_slice(&name, GuestAddress(0x1000))
                 .unwrap();
             let len = name.len() as u64;
-            let bind = request(opcode::BIND, [unix_socket, 0x1000, len, 0, 0, 0]);
-            assert_eq!(handle(&ram, &files, &open, &bind), Some(Err(errno)));
+            let bind = request(Opcode::Bind, [unix_socket, 0x1000, len, 0, 0, 0]);
+            assert_eq!(serve(&ram, &files, &open, &bind), Some(Err(errno)));
         }
     }
 }
