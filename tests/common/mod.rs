@@ -121,46 +121,30 @@ pub fn isle_slot() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Why this machine has no KVM device, if it has none: `Refused` when
-/// the kernel said at boot that KVM can't run here (a property of the
-/// hardware and kernel that no install step changes), `Missing` otherwise.
-pub enum NoKvm {
-    Refused(String),
-    Missing(String),
-}
-
-pub fn kvm_device() -> Result<(), NoKvm> {
+/// Whether this machine has a KVM device, or why not (with what the kernel
+/// said about KVM at boot, where it said something).
+pub fn kvm_device() -> Result<(), String> {
     if Path::new("/dev/kvm").exists() {
         return Ok(());
     }
-    let kernel_said = Command::new("dmesg").output().ok().and_then(|output| {
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .find(|line| line.contains("kvm") && line.contains("not binding"))
-            .map(|line| line.trim().to_owned())
-    });
-    match kernel_said {
-        Some(line) => Err(NoKvm::Refused(format!(
-            "this machine can't run KVM: the kernel said \"{line}\""
-        ))),
-        None => Err(NoKvm::Missing("this machine has no /dev/kvm".into())),
-    }
+    let kernel_said = Command::new("dmesg")
+        .output()
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .find(|line| line.contains("kvm") && line.contains("not binding"))
+                .map(|line| format!(": the kernel said \"{}\"", line.trim()))
+        })
+        .unwrap_or_default();
+    Err(format!("this machine has no /dev/kvm{kernel_said}"))
 }
 
-/// For the tests of atoll's own KVM monitor: whether they can run. A
-/// missing device fails them in CI like any missing prerequisite; a kernel
-/// that refused KVM at boot makes them skip loudly everywhere, since the
-/// same programs then run under QEMU and nothing can be installed to help.
+/// For the tests of atoll's own KVM monitor: whether they can run, as
+/// [`require`] decides (in CI a machine without KVM fails them).
 #[track_caller]
 pub fn require_kvm() -> bool {
-    match kvm_device() {
-        Ok(()) => true,
-        Err(NoKvm::Refused(reason)) => {
-            skip(&reason);
-            false
-        }
-        Err(NoKvm::Missing(reason)) => require::<()>(Err(reason)).is_some(),
-    }
+    require(kvm_device()).is_some()
 }
 
 /// The backend this machine runs isles on: atoll's KVM monitor where there
