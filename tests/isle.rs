@@ -346,8 +346,9 @@ fn terminal_queries_are_answered_as_the_host_terminal_would() {
         );
         let _slot = isle_slot();
         let isle = under_a_terminal(&format!(
-            "ATOLL_BACKEND={} {} run {}",
+            "ATOLL_BACKEND={} ATOLL_HOST_CONFIG={} {} run {}",
             machine_backend(),
+            common::NO_HOST_CONFIG,
             env!("CARGO_BIN_EXE_atoll"),
             tty.display()
         ));

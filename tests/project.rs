@@ -121,6 +121,7 @@ fn exec_in(dir: &Path, file: &str, args: &[&str], path: &str) -> Output {
     std::process::Command::new(file)
         .current_dir(dir)
         .env("PATH", path)
+        .env("ATOLL_HOST_CONFIG", common::NO_HOST_CONFIG)
         .env("ATOLL_HOME", scratch.join("store"))
         .env("XDG_CACHE_HOME", scratch.join("cache"))
         .args(args)

@@ -157,6 +157,10 @@ pub fn machine_backend() -> &'static str {
     }
 }
 
+/// A host config that never exists: tests see atoll's defaults, not the
+/// machine's /etc/atoll/host.toml (which may not even be readable to them).
+pub const NO_HOST_CONFIG: &str = "/nonexistent/atoll-tests/host.toml";
+
 /// `atoll` with a clean, predictable environment, on this machine's
 /// backend named outright (so `auto` doesn't announce its choice).
 pub fn atoll() -> Command {
@@ -164,6 +168,7 @@ pub fn atoll() -> Command {
     command
         .env_remove("ATOLL_LOG")
         .env_remove("ATOLL_KVM_DEVICE")
+        .env("ATOLL_HOST_CONFIG", NO_HOST_CONFIG)
         .env("ATOLL_BACKEND", machine_backend());
     command
 }
@@ -318,6 +323,7 @@ impl AsNobody {
             .arg(self.dir.join("atoll"))
             .env_remove("ATOLL_LOG")
             .env_remove("ATOLL_KVM_DEVICE")
+            .env("ATOLL_HOST_CONFIG", NO_HOST_CONFIG)
             .env("ATOLL_RUNTIME_DIR", self.dir.join("registry"))
             .env("ATOLL_BACKEND", "qemu")
             .current_dir(&self.dir);

@@ -44,7 +44,7 @@ struct File {
 pub enum ConfigError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}; make it readable to this user or set ATOLL_HOST_CONFIG to another file")]
     Read {
         path: PathBuf,
         source: std::io::Error,
