@@ -10,7 +10,9 @@
 #![allow(unsafe_code)]
 
 use vm_memory::mmap::MmapRegion;
-use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, VolatileSlice,
+};
 
 /// Populate in chunks this big: each call holds the mmap lock, which
 /// anything unmapping memory in the atoll process waits for.
@@ -166,6 +168,22 @@ impl GuestRam {
 
     pub fn file_mappings(&self) -> &crate::offload::file_mapping::FileMappings {
         &self.file_mappings
+    }
+
+    /// `[address, address + len)` as a volatile slice, EFAULT if it leaves
+    /// RAM. The guest may change the bytes at any time, so they are only
+    /// ever copied or handed to the host kernel, never referenced. A
+    /// zero-length range is never checked, as Linux never touches it.
+    pub fn slice(&self, address: u64, len: u64) -> Result<VolatileSlice<'_>, i64> {
+        let efault = atoll_abi::linux::errno::EFAULT;
+        let (address, len) = if len == 0 { (0, 0) } else { (address, len) };
+        let end = address.checked_add(len).ok_or(efault)?;
+        if end > self.size {
+            return Err(efault);
+        }
+        self.memory
+            .get_slice(GuestAddress(address), len as usize)
+            .map_err(|_| efault)
     }
 
     /// Host pointer to `[address, address + len)`, if that lies inside RAM.
@@ -356,6 +374,13 @@ mod tests {
             .memory()
             .read_obj::<u64>(GuestAddress((4 << 20) - 4))
             .is_err());
+        let efault = atoll_abi::linux::errno::EFAULT;
+        assert_eq!(ram.slice(0x2000, 8).unwrap().len(), 8);
+        assert_eq!(ram.slice((4 << 20) - 8, 8).unwrap().len(), 8);
+        assert_eq!(ram.slice((4 << 20) - 8, 9).err(), Some(efault));
+        assert_eq!(ram.slice(u64::MAX, 2).err(), Some(efault));
+        // Linux never touches a zero-length buffer, wherever it points.
+        assert_eq!(ram.slice(u64::MAX, 0).unwrap().len(), 0);
     }
 
     #[test]
