@@ -2,9 +2,13 @@
 //! fake page tables and checks what it hands out, counts, gives back to the
 //! host and writes into the tables.
 
+use super::page_tables::PTE_NORMAL;
 use super::*;
 use crate::arch::x86_64::user::split_regions;
 use crate::offload::take_requests;
+use atoll_abi::layout::pte;
+use atoll_abi::linux::errno::EEXIST;
+use atoll_abi::queue::{memory, Opcode};
 
 const MIB: u64 = 1 << 20;
 /// Page tables: one PML4, one PDPT, one directory for the second GiB,
