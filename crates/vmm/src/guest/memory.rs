@@ -9,6 +9,9 @@
 //! worker) or touches costs host memory, and what it releases goes back.
 #![allow(unsafe_code)]
 
+mod file_pages;
+
+pub use file_pages::FilePages;
 use vm_memory::mmap::MmapRegion;
 use vm_memory::{
     GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap, VolatileSlice,
@@ -49,6 +52,8 @@ pub trait RamSlots: Send + Sync {
 
 /// The isle's RAM, guest-physical `0..size`.
 pub struct GuestRam {
+    /// First, so it drops first: RAM stops being guarded before it goes.
+    sigbus_guard: file_pages::SigbusGuard,
     memory: GuestMemoryMmap,
     host_base: *mut u8,
     size: u64,
@@ -116,6 +121,7 @@ impl GuestRam {
         let memory = GuestMemoryMmap::from_regions(vec![region])
             .map_err(|error| MemoryError::Regions(error.to_string()))?;
         Ok(Self {
+            sigbus_guard: file_pages::SigbusGuard::default(),
             memory,
             host_base,
             size,

@@ -11,17 +11,21 @@
 //! holds what shm_open and sem_open make) are copied in at map time and
 //! written back at msync, munmap, mremap and before the file is mapped
 //! again; other files are ENODEV.
-#![allow(unsafe_code)]
+//!
+//! The remapping itself is guest RAM's ([`GuestRam::map_file`] and its
+//! neighbours); this keeps the table of what shows where and checks what
+//! the guest asks for.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use atoll_abi::layout::{LARGE_PAGE_SIZE, PAGE_SIZE};
-use atoll_abi::linux::errno::{EACCES, EINVAL, ENODEV, ENOMEM, EOVERFLOW};
+use atoll_abi::layout::PAGE_SIZE;
+use atoll_abi::linux::errno::{EACCES, EINVAL, EIO, ENODEV, ENOMEM, EOVERFLOW};
 use atoll_abi::queue::{Opcode, Request};
+use rustix::mm::MsyncFlags;
 
-use crate::guest::memory::GuestRam;
+use crate::guest::memory::{FilePages, GuestRam};
+use crate::host::positioned_io;
 use crate::sandbox::Files;
 
 /// Most file mappings at once: each is a host VMA (and the host allows
@@ -64,92 +68,6 @@ struct State {
 pub struct FileMappings {
     remappable: bool,
     state: Mutex<State>,
-    /// The host address of guest RAM, once it is guarded against SIGBUS.
-    guarded: AtomicU64,
-}
-
-impl Drop for FileMappings {
-    fn drop(&mut self) {
-        let base = *self.guarded.get_mut();
-        for (start, end) in &SIGBUS_GUARDED {
-            if base != 0 && start.load(Ordering::SeqCst) == base {
-                end.store(0, Ordering::SeqCst);
-                start.store(0, Ordering::SeqCst);
-            }
-        }
-    }
-}
-
-/// Host ranges of guest RAM that show files: a page there past its file's
-/// end raises SIGBUS when the monitor touches it (a guest string or
-/// buffer), which [`on_sigbus`] answers with a zero page instead, so the
-/// guest can't kill its monitor that way.
-static SIGBUS_GUARDED: [(AtomicU64, AtomicU64); 16] =
-    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 16];
-
-/// Guards guest RAM against SIGBUS from its file pages (see [`SIGBUS_GUARDED`]).
-fn guard_against_sigbus(ram: &GuestRam) {
-    let mappings = ram.file_mappings();
-    let base = ram.host_base();
-    if mappings.guarded.load(Ordering::SeqCst) != 0 {
-        return;
-    }
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        // SAFETY: installs a handler that only reads atomics and maps a
-        // page (async-signal-safe), for a signal that would otherwise end
-        // the process.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigbus as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
-        }
-    });
-    for (start, end) in &SIGBUS_GUARDED {
-        if start
-            .compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            end.store(base + ram.size(), Ordering::SeqCst);
-            mappings.guarded.store(base, Ordering::SeqCst);
-            return;
-        }
-    }
-}
-
-/// SIGBUS inside guarded guest RAM: the page lies past its file's end.
-/// Linux would kill the guest program; here the monitor was touching it
-/// for the guest, so the page becomes a zero page and the access goes on.
-/// Anywhere else the default action ends the process, as before.
-extern "C" fn on_sigbus(_signal: i32, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers;
-    // si_addr is the faulting address for SIGBUS.
-    let address = unsafe { (*info).si_addr() } as u64;
-    let guarded = SIGBUS_GUARDED.iter().any(|(start, end)| {
-        let start = start.load(Ordering::SeqCst);
-        start != 0 && (start..end.load(Ordering::SeqCst)).contains(&address)
-    });
-    let page = address & !(PAGE_SIZE - 1);
-    // SAFETY: errno is this thread's; mmap over a guarded page of guest
-    // RAM replaces what can't be read with zeros; signal() resets SIGBUS.
-    unsafe {
-        let errno = *libc::__errno_location();
-        if guarded {
-            libc::mmap(
-                page as *mut libc::c_void,
-                PAGE_SIZE as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
-            );
-        } else {
-            libc::signal(libc::SIGBUS, libc::SIG_DFL);
-        }
-        *libc::__errno_location() = errno;
-    }
 }
 
 impl FileMappings {
@@ -158,7 +76,6 @@ impl FileMappings {
         Self {
             remappable,
             state: Mutex::new(State::default()),
-            guarded: AtomicU64::new(0),
         }
     }
 
@@ -219,14 +136,6 @@ fn checked_range(ram: &GuestRam, address: u64, len: u64) -> Result<(u64, u64), i
     Ok((address, end))
 }
 
-fn host_errno() -> i64 {
-    i64::from(
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO),
-    )
-}
-
 /// Shows `fd` from `offset` at guest `[start, end)`. On failure the range
 /// holds private memory (a failed MAP_FIXED may leave a hole, which the
 /// guest must never find).
@@ -238,121 +147,54 @@ fn show(
     view: View,
 ) -> Result<(), i64> {
     let len = end - start;
-    let host = ram.host_range(start, len).ok_or(EINVAL)?;
-    let kind = match view {
-        View::Shared => libc::MAP_SHARED,
-        View::ReadOnly => libc::MAP_PRIVATE,
-        View::Copy => return copy_in(host, len, fd, offset),
+    let pages = match view {
+        View::Shared => FilePages::Shared,
+        View::ReadOnly => FilePages::Private,
+        View::Copy => return copy_in(ram, (start, end), fd, offset),
     };
-    // Always readable and writable: the guest's protections live in its
-    // own page tables, and the monitor may write here for the guest (a
-    // read into a mapped buffer) without faulting.
-    // SAFETY: replaces pages of guest RAM's own mapping, inside it
-    // (checked above); nothing in the monitor holds references into
-    // guest RAM, only raw pointers used for I/O.
-    let mapped = unsafe {
-        libc::mmap(
-            host.cast(),
-            len as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            kind | libc::MAP_FIXED,
-            fd.as_raw_fd(),
-            offset as libc::off_t,
-        )
-    };
-    if mapped == libc::MAP_FAILED {
-        let errno = host_errno();
-        let _ = restore_private(ram, (start, end));
-        return Err(errno);
-    }
-    Ok(())
+    ram.map_file(start, len, fd.as_fd(), offset, pages)
 }
 
-/// Reads the file into guest RAM at `host`, zeros past its end.
-fn copy_in(host: *mut u8, len: u64, fd: &OwnedFd, offset: u64) -> Result<(), i64> {
-    let mut done = 0u64;
-    while done < len {
-        // SAFETY: `host..host + len` lies inside guest RAM (checked by
-        // the caller); pread writes at most `len - done` bytes there.
-        let read = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                host.add(done as usize).cast(),
-                (len - done) as usize,
-                (offset + done) as libc::off_t,
-            )
-        };
-        match read {
+/// Zeros for filling guest RAM past a copied file's end.
+const ZEROS: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
+
+/// Reads the file into guest `[start, end)`, zeros past its end.
+fn copy_in(ram: &GuestRam, (start, end): (u64, u64), fd: &OwnedFd, offset: u64) -> Result<(), i64> {
+    let range = ram.slice(start, end - start).map_err(|_| EINVAL)?;
+    let mut done = 0usize;
+    while done < range.len() {
+        let rest = range.offset(done).map_err(|_| EINVAL)?;
+        match positioned_io::pread(fd.as_fd(), &rest, offset + done as u64)? {
             0 => break,
-            read if read < 0 => return Err(host_errno()),
-            read => done += read as u64,
+            read => done += read,
         }
     }
-    // SAFETY: as above, the rest of the same range.
-    unsafe { std::ptr::write_bytes(host.add(done as usize), 0, (len - done) as usize) };
+    while done < range.len() {
+        let rest = range.offset(done).map_err(|_| EINVAL)?;
+        rest.copy_from(&ZEROS);
+        done += rest.len().min(ZEROS.len());
+    }
     Ok(())
 }
 
-fn file_stat(fd: &OwnedFd) -> Result<libc::stat, i64> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills our buffer.
-    if unsafe { libc::fstat(fd.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
-        return Err(host_errno());
-    }
-    // SAFETY: zeroed, then filled by fstat.
-    Ok(unsafe { stat.assume_init() })
+fn file_stat(fd: &OwnedFd) -> Result<rustix::fs::Stat, i64> {
+    rustix::fs::fstat(fd).map_err(|error| i64::from(error.raw_os_error()))
 }
 
 /// Writes a copied range back to its file, up to the file's end (a
 /// mapping may reach past it; writing there would grow the file).
 fn write_back(ram: &GuestRam, mapping: &Mapping) -> Result<(), i64> {
-    let fd = mapping.fd.as_raw_fd();
     let size = file_stat(&mapping.fd)?.st_size.max(0) as u64;
     let len = (mapping.end - mapping.start).min(size.saturating_sub(mapping.offset));
-    let host = ram.host_range(mapping.start, len).ok_or(EINVAL)?;
-    let mut done = 0u64;
-    while done < len {
-        // SAFETY: pwrite reads `host..host + len`, inside guest RAM.
-        let written = unsafe {
-            libc::pwrite(
-                fd,
-                host.add(done as usize).cast(),
-                (len - done) as usize,
-                (mapping.offset + done) as libc::off_t,
-            )
-        };
-        if written <= 0 {
-            return Err(host_errno());
+    let range = ram.slice(mapping.start, len).map_err(|_| EINVAL)?;
+    let mut done = 0usize;
+    while done < range.len() {
+        let rest = range.offset(done).map_err(|_| EINVAL)?;
+        match positioned_io::pwrite(mapping.fd.as_fd(), &rest, mapping.offset + done as u64)? {
+            // Nothing written, and no errno to say why.
+            0 => return Err(EIO),
+            written => done += written,
         }
-        done += written as u64;
-    }
-    Ok(())
-}
-
-/// Puts private anonymous (zero) memory back over guest `[start, end)`,
-/// on huge pages where whole ones fit, as guest RAM is made.
-fn restore_private(ram: &GuestRam, (start, end): (u64, u64)) -> Result<(), i64> {
-    let host = ram.host_range(start, end - start).ok_or(EINVAL)?;
-    // SAFETY: as in `show`: our own mapping, inside guest RAM.
-    let mapped = unsafe {
-        libc::mmap(
-            host.cast(),
-            (end - start) as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    if mapped == libc::MAP_FAILED {
-        let errno = host_errno();
-        tracing::error!("guest RAM at {start:#x}..{end:#x} lost its memory: errno {errno}");
-        return Err(errno);
-    }
-    let huge_start = start.next_multiple_of(LARGE_PAGE_SIZE);
-    let huge_end = end & !(LARGE_PAGE_SIZE - 1);
-    if huge_start < huge_end {
-        ram.advise_huge_pages(huge_start, huge_end - huge_start);
     }
     Ok(())
 }
@@ -406,8 +248,6 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
                 write_back(ram, other)?;
             }
         }
-    } else {
-        guard_against_sigbus(ram);
     }
     show(ram, range, &held, offset, view)?;
     insert(
@@ -465,7 +305,9 @@ fn forget(ram: &GuestRam, state: &mut State, range: (u64, u64)) -> Result<i64, i
     for piece in forget_entries(state, range) {
         let done = match piece.view {
             View::Copy => write_back(ram, &piece),
-            View::Shared | View::ReadOnly => restore_private(ram, (piece.start, piece.end)),
+            View::Shared | View::ReadOnly => {
+                ram.restore_anonymous(piece.start, piece.end - piece.start)
+            }
         };
         if let Err(errno) = done {
             result = Err(errno);
@@ -480,6 +322,7 @@ fn msync(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
     if flags & !MS_FLAGS != 0 || flags & libc::MS_ASYNC != 0 && flags & libc::MS_SYNC != 0 {
         return Err(EINVAL);
     }
+    let sync_flags = MsyncFlags::from_bits_retain(flags as u32);
     let (start, end) = checked_range(ram, address, len)?;
     let state = ram.file_mappings().lock();
     for mapping in &state.mappings {
@@ -488,13 +331,7 @@ fn msync(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
             continue;
         }
         match mapping.view {
-            View::Shared => {
-                let host = ram.host_range(from, to - from).ok_or(EINVAL)?;
-                // SAFETY: msync reads page state of our own mapping only.
-                if unsafe { libc::msync(host.cast(), (to - from) as usize, flags) } != 0 {
-                    return Err(host_errno());
-                }
-            }
+            View::Shared => ram.sync_file_pages(from, to - from, sync_flags)?,
             View::Copy => {
                 let piece = Mapping {
                     start: from,
@@ -802,5 +639,24 @@ mod tests {
         assert_eq!(isle.call(Opcode::UnmapFile, unmap), Ok(0));
         let file = std::fs::read(isle.dir.join("shm/file")).unwrap();
         assert_eq!(file.len(), PAGE_SIZE as usize);
+    }
+
+    #[test]
+    fn a_copy_reads_zeros_past_the_file_end() {
+        let isle = isle(false, "copy-end");
+        let at = WINDOW.0;
+        let past_end = at + 2 * PAGE_SIZE;
+        isle.ram
+            .memory()
+            .write_slice(&[7; 2 * PAGE_SIZE as usize], GuestAddress(past_end))
+            .unwrap();
+        let shm = isle.open("/dev/shm/file", libc::O_RDWR);
+        let map = [shm, at, 4 * PAGE_SIZE, PROT_RW, 0, 0];
+        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
+        assert_eq!(isle.read(at, 7), b"initial");
+        assert_eq!(
+            isle.read(past_end, 2 * PAGE_SIZE as usize),
+            [0; 2 * PAGE_SIZE as usize]
+        );
     }
 }
