@@ -2,6 +2,8 @@
 //! clocks, random bytes.
 #![allow(unsafe_code)]
 
+pub(crate) mod net;
+
 use atoll_abi::boot::{FixedStr, Identity, Utsname};
 
 /// The atoll process's ids; the isle reports them as its own.
