@@ -337,3 +337,74 @@ pub(crate) fn control_messages(control: &[u8]) -> Result<Vec<ControlMessage>, i6
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::memory::GuestRam;
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    use std::os::fd::AsFd;
+    use vm_memory::{Bytes, GuestAddress};
+
+    #[test]
+    fn a_message_carries_guest_memory_and_an_fd_that_arrives_owned() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        let (sender, receiver) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        ram.memory()
+            .write_slice(b"hello", GuestAddress(0x100))
+            .unwrap();
+        let passed = std::io::stderr().as_fd().try_clone_to_owned().unwrap();
+        let mut control = ((CONTROL_HEADER + 4) as u64).to_le_bytes().to_vec();
+        control.extend_from_slice(&libc::SOL_SOCKET.to_le_bytes());
+        control.extend_from_slice(&libc::SCM_RIGHTS.to_le_bytes());
+        control.extend_from_slice(&passed.as_raw_fd().to_le_bytes());
+        let out = [ram.slice(0x100, 2).unwrap(), ram.slice(0x102, 3).unwrap()];
+        let sent = send_message(sender.as_fd(), &[], &out, &control, 0).unwrap();
+        assert_eq!(sent, 5);
+
+        let into = [ram.slice(0x200, 16).unwrap()];
+        let mut name = [0u8; 128];
+        let mut room = [0u8; 64];
+        let flags = libc::MSG_CMSG_CLOEXEC;
+        let received = receive_message(receiver.as_fd(), &mut name, &into, &mut room, flags);
+        let received = received.unwrap();
+        assert_eq!(received.len, 5);
+        let mut bytes = [0u8; 5];
+        ram.memory()
+            .read_slice(&mut bytes, GuestAddress(0x200))
+            .unwrap();
+        assert_eq!(&bytes, b"hello");
+        assert_eq!(received.fds.len(), 1);
+        let (slot, fd) = &received.fds[0];
+        assert_eq!(*slot, CONTROL_HEADER);
+        let number = i32::from_le_bytes(room[*slot..*slot + 4].try_into().unwrap());
+        assert_eq!(number, fd.as_raw_fd());
+        assert_ne!(number, passed.as_raw_fd(), "a new fd, not the one sent");
+        assert!(rustix::fs::fstat(fd).is_ok());
+    }
+
+    #[test]
+    fn a_control_header_that_lies_about_its_length_is_refused() {
+        let mut control = 64u64.to_le_bytes().to_vec();
+        control.resize(CONTROL_HEADER, 0);
+        assert_eq!(
+            control_messages(&control).err(),
+            Some(i64::from(libc::EINVAL))
+        );
+        control[0] = 8;
+        assert_eq!(
+            control_messages(&control).err(),
+            Some(i64::from(libc::EINVAL))
+        );
+        control[0] = CONTROL_HEADER as u8;
+        let found = control_messages(&control).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].data.is_empty());
+    }
+}
