@@ -2,6 +2,7 @@
 //! clocks, random bytes.
 #![allow(unsafe_code)]
 
+pub(crate) mod net;
 pub(crate) mod positioned_io;
 
 use atoll_abi::boot::{FixedStr, Identity, Utsname};

@@ -7,14 +7,15 @@
 //! not) is out of its reach. The isle's sockets are looked at as they are
 //! when the call is made, so a socket closed, or bound to another address
 //! or family, serves nothing.
-#![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use atoll_abi::linux::errno::EADDRINUSE;
+use rustix::net::sockopt;
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use crate::host::check;
+use crate::host::net::{self, errno};
 use crate::sandbox::Files;
 
 /// The address family (AF_UNSPEC for an empty address: an unnamed peer
@@ -109,38 +110,11 @@ pub fn unspecified_as_loopback(address: &mut [u8]) {
     }
 }
 
-/// An int socket option's value, or the errno.
-pub fn int_option(fd: RawFd, level: i32, name: i32) -> Result<i32, i64> {
-    let mut value = 0i32;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into our int.
-    let done =
-        unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len) };
-    check(done.into()).map(|_| value)
-}
-
-/// Sets an int socket option; a failure shows in what the socket does next.
-fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) {
-    // SAFETY: setsockopt reads one int from ours.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-}
-
 /// The host's name for the socket (its bound address), or the errno.
-pub fn local_address(fd: RawFd) -> Result<Vec<u8>, i64> {
+pub fn local_address(fd: BorrowedFd<'_>) -> Result<Vec<u8>, i64> {
     let mut address = vec![0u8; 128];
-    let mut len = address.len() as libc::socklen_t;
-    // SAFETY: getsockname writes at most `len` bytes into our buffer.
-    let done = unsafe { libc::getsockname(fd, address.as_mut_ptr().cast(), &mut len) };
-    check(done.into())?;
-    address.truncate(len as usize);
+    let len = net::local_name(fd, &mut address)?;
+    address.truncate(len);
     Ok(address)
 }
 
@@ -148,13 +122,11 @@ pub fn local_address(fd: RawFd) -> Result<Vec<u8>, i64> {
 /// (loopback) on host port `port` arrives: a listening stream socket or a
 /// bound datagram socket of that port, on the destination's address or a
 /// wildcard covering it.
-fn serves(candidate: RawFd, kind: i32, destination: Ip, port: u16) -> bool {
-    if int_option(candidate, libc::SOL_SOCKET, libc::SO_TYPE) != Ok(kind) {
+fn serves(candidate: BorrowedFd<'_>, kind: SocketType, destination: Ip, port: u16) -> bool {
+    if sockopt::socket_type(candidate) != Ok(kind) {
         return false;
     }
-    if kind == libc::SOCK_STREAM
-        && int_option(candidate, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) != Ok(1)
-    {
+    if kind == SocketType::STREAM && sockopt::socket_acceptconn(candidate) != Ok(true) {
         return false;
     }
     let Ok(local) = local_address(candidate) else {
@@ -172,8 +144,7 @@ fn serves(candidate: RawFd, kind: i32, destination: Ip, port: u16) -> bool {
         (Ip::V4(bytes), Ip::V4(_)) => bytes == [0; 4],
         // :: takes IPv4 too unless the socket is IPv6-only.
         (Ip::V6(bytes), _) if bytes == [0; 16] => {
-            matches!(destination, Ip::V6(_))
-                || int_option(candidate, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(0)
+            matches!(destination, Ip::V6(_)) || sockopt::ipv6_v6only(candidate) == Ok(false)
         }
         _ => false,
     }
@@ -183,8 +154,8 @@ fn serves(candidate: RawFd, kind: i32, destination: Ip, port: u16) -> bool {
 /// loopback `destination` is. Sending would bind it to a port on every
 /// address instead, where other hosts' datagrams reach it: a way in for an
 /// isle that may not listen.
-pub fn bind_datagrams_to_loopback(socket: RawFd, destination: Ip) -> Result<(), i64> {
-    if int_option(socket, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_DGRAM {
+pub fn bind_datagrams_to_loopback(socket: BorrowedFd<'_>, destination: Ip) -> Result<(), i64> {
+    if sockopt::socket_type(socket).map_err(errno)? != SocketType::DGRAM {
         return Ok(());
     }
     let local = local_address(socket)?;
@@ -200,15 +171,7 @@ pub fn bind_datagrams_to_loopback(socket: RawFd, destination: Ip) -> Result<(), 
         }
         (_, Ip::V6(_)) => address[V6_AT..V6_AT + 16].copy_from_slice(&V6_LOOPBACK),
     }
-    // SAFETY: the address is our own buffer of its length.
-    let done = unsafe {
-        libc::bind(
-            socket,
-            address.as_ptr().cast(),
-            address.len() as libc::socklen_t,
-        )
-    };
-    check(done.into()).map(|_| ())
+    net::bind(socket, &address)
 }
 
 /// The isle's own socket that a `socket` reaching `destination` (a
@@ -216,15 +179,15 @@ pub fn bind_datagrams_to_loopback(socket: RawFd, destination: Ip) -> Result<(), 
 /// stays there while the caller's call goes on.
 pub fn own_server(
     files: &Files,
-    socket: RawFd,
+    socket: BorrowedFd<'_>,
     destination: Ip,
     port: u16,
 ) -> Result<Option<Arc<OwnedFd>>, i64> {
-    let kind = int_option(socket, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    let kind = sockopt::socket_type(socket).map_err(errno)?;
     Ok(files
         .all_host_fds()
         .into_iter()
-        .find(|candidate| serves(candidate.as_raw_fd(), kind, destination, port)))
+        .find(|candidate| serves(candidate.as_fd(), kind, destination, port)))
 }
 
 /// Refuses (EADDRINUSE) a bind of `socket` to host `address` that would
@@ -233,54 +196,38 @@ pub fn own_server(
 /// same user, and atoll's user is often the host servers' too: the isle
 /// would take a share of a host server's traffic on a published port. The
 /// isle may share a port with its own sockets only.
-pub fn may_share_port(files: &Files, socket: RawFd, address: &[u8]) -> Result<(), i64> {
+pub fn may_share_port(files: &Files, socket: BorrowedFd<'_>, address: &[u8]) -> Result<(), i64> {
     let Some(port) = port(address).filter(|&port| port != 0) else {
         return Ok(());
     };
-    let kind = int_option(socket, libc::SOL_SOCKET, libc::SO_TYPE)?;
-    let shares = int_option(socket, libc::SOL_SOCKET, libc::SO_REUSEPORT)? != 0
-        || (kind == libc::SOCK_DGRAM
-            && int_option(socket, libc::SOL_SOCKET, libc::SO_REUSEADDR)? != 0);
+    let kind = sockopt::socket_type(socket).map_err(errno)?;
+    let shares = sockopt::socket_reuseport(socket).map_err(errno)?
+        || (kind == SocketType::DGRAM && sockopt::socket_reuseaddr(socket).map_err(errno)?);
     if !shares {
         return Ok(());
     }
     let own_holds_it = files.all_host_fds().iter().any(|own| {
-        own.as_raw_fd() != socket
-            && int_option(own.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE) == Ok(kind)
-            && local_address(own.as_raw_fd()).is_ok_and(|local| self::port(&local) == Some(port))
+        own.as_raw_fd() != socket.as_raw_fd()
+            && sockopt::socket_type(own) == Ok(kind)
+            && local_address(own.as_fd()).is_ok_and(|local| self::port(&local) == Some(port))
     });
     if own_holds_it {
         return Ok(());
     }
     // A socket that shares nothing binds wherever nobody holds the port.
-    // SAFETY: socket makes a new fd, owned below.
-    let probe = unsafe { libc::socket(i32::from(family(address)), kind | libc::SOCK_CLOEXEC, 0) };
-    let Ok(probe) = check(probe.into()) else {
+    let domain = AddressFamily::from_raw(family(address));
+    let Ok(probe) = rustix::net::socket_with(domain, kind, SocketFlags::CLOEXEC, None) else {
         return Ok(());
     };
-    // SAFETY: probe is the socket just made, ours alone.
-    let probe = unsafe { OwnedFd::from_raw_fd(probe as RawFd) };
-    if kind == libc::SOCK_STREAM {
+    // A failure to set either shows in what the probe's bind says.
+    if kind == SocketType::STREAM {
         // TIME_WAIT connections hold no port a server could share.
-        set_int_option(probe.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+        let _ = sockopt::set_socket_reuseaddr(&probe, true);
     }
-    if let Ok(v6_only) = int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) {
-        set_int_option(
-            probe.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            v6_only,
-        );
+    if let Ok(v6_only) = sockopt::ipv6_v6only(socket) {
+        let _ = sockopt::set_ipv6_v6only(&probe, v6_only);
     }
-    // SAFETY: the address is the caller's buffer of its length.
-    let bound = unsafe {
-        libc::bind(
-            probe.as_raw_fd(),
-            address.as_ptr().cast(),
-            address.len() as libc::socklen_t,
-        )
-    };
-    match check(bound.into()) {
+    match net::bind(probe.as_fd(), address) {
         Err(EADDRINUSE) => Err(EADDRINUSE),
         // Anything else is the real bind's to report.
         _ => Ok(()),

@@ -7,27 +7,27 @@
 //! isle itself serves them ([`inet`]). Listening needs a published port
 //! too. Only TCP, UDP and Unix sockets are made, and only common options
 //! set on them ([`allowed`]). Unix socket names are confined like files
-//! ([`unix`]).
-#![allow(unsafe_code)]
+//! ([`unix`]); data moves by [`messages`].
 
 mod allowed;
 mod inet;
+mod messages;
 mod unix;
 
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::num::NonZeroU32;
+use std::os::fd::{AsFd, BorrowedFd};
 
-use atoll_abi::linux::errno::{
-    EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH, ENOBUFS, EOPNOTSUPP,
-};
+use atoll_abi::linux::errno::{EACCES, EAFNOSUPPORT, EFAULT, EINVAL, ENETUNREACH, EOPNOTSUPP};
 use atoll_abi::queue::{Opcode, Request};
+use rustix::net::{AddressFamily, Protocol, SocketFlags, SocketType};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::guest::memory::GuestRam;
-use crate::host::check;
+use crate::host::net::{self, errno};
 use crate::offload::fs::read_guest;
 use crate::sandbox::Files;
 use inet::{family, port, set_port, Ip};
+pub(super) use messages::{message, receive_from, send_to};
 use unix::HostAddress;
 
 /// What connecting to a port nobody listens on gives.
@@ -76,7 +76,7 @@ fn checked_address(
     policy: &NetPolicy,
     address: u64,
     len: u64,
-    socket: Option<RawFd>,
+    socket: Option<BorrowedFd<'_>>,
 ) -> Result<HostAddress, i64> {
     if len < 2 || len as usize > MAX_ADDRESS {
         return Err(EINVAL);
@@ -121,7 +121,7 @@ fn checked_address(
 /// Whether the socket may listen: an IP socket only on a published port
 /// (else listen would bind an ephemeral port on every address), a Unix
 /// socket on whatever name it was allowed.
-fn may_listen(policy: &NetPolicy, socket: RawFd) -> Result<(), i64> {
+fn may_listen(policy: &NetPolicy, socket: BorrowedFd<'_>) -> Result<(), i64> {
     let local = inet::local_address(socket)?;
     match i32::from(family(&local)) {
         libc::AF_UNIX => Ok(()),
@@ -138,14 +138,14 @@ fn return_address(
     ram: &GuestRam,
     policy: &NetPolicy,
     mut bytes: Vec<u8>,
-    host_len: u32,
+    host_len: usize,
     address: u64,
     len_pointer: u64,
 ) -> Result<(), i64> {
     if address == 0 || len_pointer == 0 {
         return Ok(());
     }
-    bytes.truncate(host_len as usize);
+    bytes.truncate(host_len);
     if i32::from(family(&bytes)) == libc::AF_UNIX {
         bytes = unix::guest_address(&bytes);
     }
@@ -175,12 +175,6 @@ fn show_address(
     write_guest(ram, len_pointer, &(bytes.len() as u32).to_le_bytes())
 }
 
-fn adopt(files: &Files, fd: i64) -> Result<i64, i64> {
-    // SAFETY: a fresh fd the host just made for the isle.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    files.adopt(owned)
-}
-
 /// The socket opcodes; `None` for anything else.
 pub fn handle(
     ram: &GuestRam,
@@ -189,350 +183,199 @@ pub fn handle(
     op: Opcode,
     request: &Request,
 ) -> Option<Result<i64, i64>> {
-    let a = request.args;
-    let result = match op {
-        Opcode::Socket => {
-            let domain = a[0] as i32;
-            if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&domain) {
-                return Some(Err(EAFNOSUPPORT));
-            }
-            if let Err(errno) = allowed::socket(domain, a[1] as i32, a[2] as i32) {
-                return Some(Err(errno));
-            }
-            // SAFETY: socket makes a new fd, checked below.
-            let fd = unsafe { libc::socket(domain, a[1] as i32 | libc::SOCK_CLOEXEC, a[2] as i32) };
-            check(fd as libc::c_long).and_then(|fd| adopt(files, fd))
-        }
-        Opcode::SocketPair => (|| {
-            match a[0] as i32 {
-                libc::AF_UNIX => {}
-                // As Linux answers: TCP and UDP make no pairs.
-                libc::AF_INET | libc::AF_INET6 => return Err(EOPNOTSUPP),
-                _ => return Err(EAFNOSUPPORT),
-            }
-            allowed::socketpair(a[1] as i32, a[2] as i32)?;
-            if ram.host_range(a[3], 8).is_none() {
-                return Err(EFAULT);
-            }
-            let mut pair = [0i32; 2];
-            // SAFETY: socketpair writes two fds into our array.
-            check(unsafe {
-                libc::socketpair(
-                    libc::AF_UNIX,
-                    a[1] as i32 | libc::SOCK_CLOEXEC,
-                    a[2] as i32,
-                    pair.as_mut_ptr(),
-                )
-            } as libc::c_long)?;
-            let first = adopt(files, i64::from(pair[0]))?;
-            let second = adopt(files, i64::from(pair[1]))?;
-            let mut bytes = [0u8; 8];
-            bytes[..4].copy_from_slice(&(first as i32).to_le_bytes());
-            bytes[4..].copy_from_slice(&(second as i32).to_le_bytes());
-            write_guest(ram, a[3], &bytes)?;
-            Ok(0)
-        })(),
-        Opcode::Bind | Opcode::Connect => (|| {
-            let bind = op == Opcode::Bind;
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            let reaching = (!bind).then_some(fd);
-            let address = checked_address(ram, files, policy, a[1], a[2], reaching)?;
-            let pointer = address.bytes.as_ptr().cast::<libc::sockaddr>();
-            let len = address.bytes.len() as libc::socklen_t;
-            let done = if bind {
-                inet::may_share_port(files, fd, &address.bytes)?;
-                // A path name makes a socket file, with the isle's umask.
-                files.with_isle_umask(|| {
-                    // SAFETY: the address is our own copy of `len` bytes.
-                    check(unsafe { libc::bind(fd, pointer, len) } as libc::c_long)
-                })?
-            } else {
-                // SAFETY: the address is our own copy of `len` bytes.
-                check(unsafe { libc::connect(fd, pointer, len) } as libc::c_long)?
-            };
-            if let Some(name) = &address.guest_name {
-                // The host knows this socket by another name: keep the guest's.
-                if bind {
-                    unix::remember(files, a[0], Some(name), None);
-                } else {
-                    unix::remember(files, a[0], None, Some(name));
-                }
-            }
-            Ok(done)
-        })(),
-        Opcode::Listen => files
-            .with_fd(a[0], |fd| {
-                may_listen(policy, fd)?;
-                // SAFETY: listen on an isle-owned socket.
-                check(unsafe { libc::listen(fd, a[1] as i32) } as libc::c_long)
-            })
-            .and_then(|result| result),
-        Opcode::Accept => (|| {
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            let mut address = vec![0u8; MAX_ADDRESS];
-            let mut len = MAX_ADDRESS as libc::socklen_t;
-            let flags =
-                (a[3] as i32 & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)) | libc::SOCK_CLOEXEC;
-            // SAFETY: accept4 writes at most `len` bytes into our buffer.
-            let new = unsafe { libc::accept4(fd, address.as_mut_ptr().cast(), &mut len, flags) };
-            let new = check(new as libc::c_long)?;
-            let guest = adopt(files, new)?;
-            if let Some(local) = files.socket_names(a[0])?.local {
-                unix::remember(files, guest as u64, Some(&local), None);
-            }
-            return_address(ram, policy, address, len, a[1], a[2])?;
-            Ok(guest)
-        })(),
-        Opcode::GetSockName | Opcode::GetPeerName => (|| {
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            let mut address = vec![0u8; MAX_ADDRESS];
-            let mut len = MAX_ADDRESS as libc::socklen_t;
-            // SAFETY: writes at most `len` bytes into our buffer.
-            let done = unsafe {
-                if op == Opcode::GetSockName {
-                    libc::getsockname(fd, address.as_mut_ptr().cast(), &mut len)
-                } else {
-                    libc::getpeername(fd, address.as_mut_ptr().cast(), &mut len)
-                }
-            };
-            check(done as libc::c_long)?;
-            if a[1] == 0 || a[2] == 0 {
-                return Err(EFAULT);
-            }
-            let names = files.socket_names(a[0])?;
-            let known = if op == Opcode::GetSockName {
-                names.local
-            } else {
-                names.peer
-            };
-            match known {
-                Some(guest) => show_address(ram, policy, guest, a[1], a[2])?,
-                None => return_address(ram, policy, address, len, a[1], a[2])?,
-            }
-            Ok(0)
-        })(),
-        Opcode::SetSockOpt => (|| {
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            if a[4] as usize > MAX_OPTION {
-                return Err(EINVAL);
-            }
-            let value = read_guest(ram, a[3], a[4] as usize)?;
-            allowed::setsockopt(policy, a[1] as i32, a[2] as i32, &value)?;
-            // SAFETY: the option value is our own copy.
-            check(unsafe {
-                libc::setsockopt(
-                    fd,
-                    a[1] as i32,
-                    a[2] as i32,
-                    value.as_ptr().cast(),
-                    value.len() as u32,
-                )
-            } as libc::c_long)
-        })(),
-        Opcode::GetSockOpt => (|| {
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            let room: u32 = ram
-                .memory()
-                .read_obj(GuestAddress(a[4]))
-                .map_err(|_| EFAULT)?;
-            let mut value = vec![0u8; (room as usize).min(MAX_OPTION)];
-            let mut len = value.len() as libc::socklen_t;
-            // SAFETY: getsockopt writes at most `len` bytes into our buffer.
-            check(unsafe {
-                libc::getsockopt(
-                    fd,
-                    a[1] as i32,
-                    a[2] as i32,
-                    value.as_mut_ptr().cast(),
-                    &mut len,
-                )
-            } as libc::c_long)?;
-            write_guest(ram, a[3], &value[..(len as usize).min(value.len())])?;
-            write_guest(ram, a[4], &len.to_le_bytes())?;
-            Ok(0)
-        })(),
-        Opcode::Shutdown => files
-            .with_fd(a[0], |fd| {
-                // SAFETY: shutdown on an isle-owned socket.
-                check(unsafe { libc::shutdown(fd, a[1] as i32) } as libc::c_long)
-            })
-            .and_then(|result| result),
-        Opcode::SendTo => (|| {
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            let buffer = ram.io_buffer(a[1], a[2])?;
-            let address = if a[4] == 0 {
-                HostAddress::plain(Vec::new())
-            } else {
-                checked_address(ram, files, policy, a[4], a[5], Some(fd))?
-            };
-            let (pointer, len) = if address.bytes.is_empty() {
-                (std::ptr::null(), 0)
-            } else {
-                (
-                    address.bytes.as_ptr().cast::<libc::sockaddr>(),
-                    address.bytes.len() as libc::socklen_t,
-                )
-            };
-            let flags = a[3] as i32 | libc::MSG_NOSIGNAL;
-            // SAFETY: the buffer lies inside guest RAM; the address is our copy.
-            check(
-                unsafe { libc::sendto(fd, buffer.cast(), a[2] as usize, flags, pointer, len) }
-                    as libc::c_long,
-            )
-        })(),
-        Opcode::RecvFrom => (|| {
-            let fd_held = files.host_fd(a[0])?;
-            let fd = fd_held.as_raw_fd();
-            let buffer = ram.io_buffer(a[1], a[2])?;
-            let mut address = vec![0u8; MAX_ADDRESS];
-            let mut len = MAX_ADDRESS as libc::socklen_t;
-            // SAFETY: the buffer lies inside guest RAM; the address buffer is ours.
-            let done = unsafe {
-                libc::recvfrom(
-                    fd,
-                    buffer.cast(),
-                    a[2] as usize,
-                    a[3] as i32,
-                    address.as_mut_ptr().cast(),
-                    &mut len,
-                )
-            };
-            let done = check(done as libc::c_long)?;
-            if a[4] != 0 && len > 0 {
-                return_address(ram, policy, address, len, a[4], a[5])?;
-            }
-            Ok(done)
-        })(),
+    Some(match op {
+        Opcode::Socket => socket(files, request),
+        Opcode::SocketPair => socket_pair(ram, files, request),
+        Opcode::Bind | Opcode::Connect => bind_or_connect(ram, files, policy, op, request),
+        Opcode::Listen => listen(files, policy, request),
+        Opcode::Accept => accept(ram, files, policy, request),
+        Opcode::GetSockName | Opcode::GetPeerName => socket_name(ram, files, policy, op, request),
+        Opcode::SetSockOpt => set_option(ram, files, policy, request),
+        Opcode::GetSockOpt => get_option(ram, files, request),
+        Opcode::Shutdown => shutdown(files, request),
+        Opcode::SendTo => send_to(ram, files, policy, request),
+        Opcode::RecvFrom => receive_from(ram, files, policy, request),
         Opcode::SendMsg | Opcode::RecvMsg => message(ram, files, policy, op, request),
         _ => return None,
-    };
-    Some(result)
+    })
 }
 
-/// Most iovecs one message may carry (Linux's UIO_MAXIOV).
-const MAX_IOVECS: u64 = 1024;
+/// A socket type and protocol as the guest gave them, as rustix takes them.
+fn kind_and_protocol(kind: i32, protocol: i32) -> (SocketType, Option<Protocol>) {
+    (
+        SocketType::from_raw(kind as u32),
+        NonZeroU32::new(protocol as u32).map(Protocol::from_raw),
+    )
+}
 
-/// sendmsg and recvmsg over the guest's `struct msghdr`: its name and
-/// iovecs are checked and used in place; control data is copied, with fds
-/// passed (SCM_RIGHTS) translated between guest and host.
-fn message(
+/// socket(domain, type, protocol): TCP, UDP and Unix sockets only.
+pub(super) fn socket(files: &Files, request: &Request) -> Result<i64, i64> {
+    let [domain, kind, protocol, ..] = request.args;
+    let (domain, kind, protocol) = (domain as i32, kind as i32, protocol as i32);
+    if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&domain) {
+        return Err(EAFNOSUPPORT);
+    }
+    allowed::socket(domain, kind, protocol)?;
+    let (kind, protocol) = kind_and_protocol(kind, protocol);
+    let family = AddressFamily::from_raw(domain as u16);
+    let made = rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, protocol);
+    files.adopt(made.map_err(errno)?)
+}
+
+/// socketpair(domain, type, protocol, fds): Unix sockets only.
+pub(super) fn socket_pair(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+    let [domain, kind, protocol, fds, ..] = request.args;
+    let (kind, protocol) = (kind as i32, protocol as i32);
+    match domain as i32 {
+        libc::AF_UNIX => {}
+        // As Linux answers: TCP and UDP make no pairs.
+        libc::AF_INET | libc::AF_INET6 => return Err(EOPNOTSUPP),
+        _ => return Err(EAFNOSUPPORT),
+    }
+    allowed::socketpair(kind, protocol)?;
+    ram.slice(fds, 8)?;
+    let (kind, protocol) = kind_and_protocol(kind, protocol);
+    let (first, second) =
+        rustix::net::socketpair(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, protocol)
+            .map_err(errno)?;
+    let first = files.adopt(first)?;
+    let second = files.adopt(second)?;
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&(first as i32).to_le_bytes());
+    bytes[4..].copy_from_slice(&(second as i32).to_le_bytes());
+    write_guest(ram, fds, &bytes)?;
+    Ok(0)
+}
+
+/// bind(fd, address, len) or connect(fd, address, len), as `op` says.
+pub(super) fn bind_or_connect(
     ram: &GuestRam,
     files: &Files,
     policy: &NetPolicy,
     op: Opcode,
     request: &Request,
 ) -> Result<i64, i64> {
-    let [fd, header, flags, ..] = request.args;
-    let fd_held = files.host_fd(fd)?;
-    let fd = fd_held.as_raw_fd();
-    let bytes = read_guest(ram, header, 56)?;
-    let word = |offset: usize| {
-        u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap_or_default())
+    let [fd, address, len, ..] = request.args;
+    let bind = op == Opcode::Bind;
+    let socket = files.host_fd(fd)?;
+    let reaching = (!bind).then_some(socket.as_fd());
+    let address = checked_address(ram, files, policy, address, len, reaching)?;
+    if bind {
+        inet::may_share_port(files, socket.as_fd(), &address.bytes)?;
+        // A path name makes a socket file, with the isle's umask.
+        files.with_isle_umask(|| net::bind(socket.as_fd(), &address.bytes))?;
+    } else {
+        net::connect(socket.as_fd(), &address.bytes)?;
+    }
+    if let Some(name) = &address.guest_name {
+        // The host knows this socket by another name: keep the guest's.
+        if bind {
+            unix::remember(files, fd, Some(name), None);
+        } else {
+            unix::remember(files, fd, None, Some(name));
+        }
+    }
+    Ok(0)
+}
+
+/// listen(fd, backlog), where the policy lets the socket serve.
+pub(super) fn listen(files: &Files, policy: &NetPolicy, request: &Request) -> Result<i64, i64> {
+    let [fd, backlog, ..] = request.args;
+    let socket = files.host_fd(fd)?;
+    may_listen(policy, socket.as_fd())?;
+    rustix::net::listen(&socket, backlog as i32).map_err(errno)?;
+    Ok(0)
+}
+
+/// accept4(fd, address, len pointer, flags).
+pub(super) fn accept(
+    ram: &GuestRam,
+    files: &Files,
+    policy: &NetPolicy,
+    request: &Request,
+) -> Result<i64, i64> {
+    let [fd, address, len_pointer, flags, ..] = request.args;
+    let socket = files.host_fd(fd)?;
+    let mut peer = vec![0u8; MAX_ADDRESS];
+    let flags = (flags as i32 & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)) | libc::SOCK_CLOEXEC;
+    let (connection, peer_len) = net::accept(socket.as_fd(), &mut peer, flags)?;
+    let guest = files.adopt(connection)?;
+    if let Some(local) = files.socket_names(fd)?.local {
+        unix::remember(files, guest as u64, Some(&local), None);
+    }
+    return_address(ram, policy, peer, peer_len, address, len_pointer)?;
+    Ok(guest)
+}
+
+/// getsockname or getpeername(fd, address, len pointer), as `op` says: the
+/// name the guest gave where the host's would differ.
+pub(super) fn socket_name(
+    ram: &GuestRam,
+    files: &Files,
+    policy: &NetPolicy,
+    op: Opcode,
+    request: &Request,
+) -> Result<i64, i64> {
+    let [fd, address, len_pointer, ..] = request.args;
+    let socket = files.host_fd(fd)?;
+    let local = op == Opcode::GetSockName;
+    let mut name = vec![0u8; MAX_ADDRESS];
+    let len = if local {
+        net::local_name(socket.as_fd(), &mut name)?
+    } else {
+        net::peer_name(socket.as_fd(), &mut name)?
     };
-    let (name, name_len) = (
-        word(0),
-        u64::from(u32::from_le_bytes(
-            bytes[8..12].try_into().unwrap_or_default(),
-        )),
-    );
-    let (iov, iov_len, control, control_len) = (word(16), word(24), word(32), word(40));
-    let sending = op == Opcode::SendMsg;
-    if iov_len > MAX_IOVECS {
+    if address == 0 || len_pointer == 0 {
+        return Err(EFAULT);
+    }
+    let names = files.socket_names(fd)?;
+    let known = if local { names.local } else { names.peer };
+    match known {
+        Some(guest) => show_address(ram, policy, guest, address, len_pointer)?,
+        None => return_address(ram, policy, name, len, address, len_pointer)?,
+    }
+    Ok(0)
+}
+
+/// setsockopt(fd, level, name, value, len), of the options [`allowed`].
+pub(super) fn set_option(
+    ram: &GuestRam,
+    files: &Files,
+    policy: &NetPolicy,
+    request: &Request,
+) -> Result<i64, i64> {
+    let [fd, level, name, value, len, ..] = request.args;
+    let (level, name) = (level as i32, name as i32);
+    let socket = files.host_fd(fd)?;
+    if len as usize > MAX_OPTION {
         return Err(EINVAL);
     }
-    let raw = read_guest(ram, iov, (iov_len * 16) as usize)?;
-    let mut iovecs = Vec::with_capacity(iov_len as usize);
-    for chunk in raw.chunks_exact(16) {
-        let base = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
-        let len = u64::from_le_bytes(chunk[8..].try_into().unwrap_or_default());
-        if len == 0 {
-            continue;
-        }
-        let pointer = ram.host_range(base, len).ok_or(EFAULT)?;
-        iovecs.push(libc::iovec {
-            iov_base: pointer.cast(),
-            iov_len: len as usize,
-        });
-    }
-    let mut address = if sending && name != 0 {
-        checked_address(ram, files, policy, name, name_len, Some(fd))?
-    } else {
-        HostAddress::plain(vec![0u8; MAX_ADDRESS])
-    };
-    // SAFETY: a zeroed msghdr is valid; we fill the fields below.
-    let mut host: libc::msghdr = unsafe { std::mem::zeroed() };
-    host.msg_iov = iovecs.as_mut_ptr();
-    host.msg_iovlen = iovecs.len();
-    if sending {
-        if name != 0 {
-            host.msg_name = address.bytes.as_mut_ptr().cast();
-            host.msg_namelen = address.bytes.len() as u32;
-        }
-        let (mut control, _held) = if control_len == 0 {
-            (Vec::new(), Vec::new())
-        } else if control_len as usize > unix::MAX_CONTROL {
-            return Err(ENOBUFS);
-        } else {
-            unix::outgoing_control(files, read_guest(ram, control, control_len as usize)?)?
-        };
-        if control_len != 0 {
-            host.msg_control = control.as_mut_ptr().cast();
-            host.msg_controllen = control_len as usize;
-        }
-        // SAFETY: every iovec lies inside guest RAM; the name and control
-        // data are our copies, their fds held open by `_held`.
-        check(
-            unsafe { libc::sendmsg(fd, &host, flags as i32 | libc::MSG_NOSIGNAL) } as libc::c_long,
-        )
-    } else {
-        host.msg_name = address.bytes.as_mut_ptr().cast();
-        host.msg_namelen = MAX_ADDRESS as u32;
-        let mut control_words = unix::control_buffer(control_len);
-        if !control_words.is_empty() {
-            host.msg_control = control_words.as_mut_ptr().cast();
-            host.msg_controllen = (control_len as usize).min(unix::MAX_CONTROL);
-        }
-        // Received fds are the monitor's until the isle's table holds them.
-        let host_flags = flags as i32 | libc::MSG_CMSG_CLOEXEC;
-        // SAFETY: as above; the name and control buffers are ours.
-        let done = check(unsafe { libc::recvmsg(fd, &mut host, host_flags) } as libc::c_long)?;
-        let mut control_bytes: Vec<u8> = control_words
-            .iter()
-            .flat_map(|word| word.to_le_bytes())
-            .take(host.msg_controllen)
-            .collect();
-        let close_on_exec = flags as i32 & libc::MSG_CMSG_CLOEXEC != 0;
-        unix::incoming_control(
-            files,
-            &mut control_bytes,
-            close_on_exec,
-            &mut host.msg_flags,
-        )?;
-        if name != 0 {
-            return_address(
-                ram,
-                policy,
-                std::mem::take(&mut address.bytes),
-                host.msg_namelen,
-                name,
-                header + 8,
-            )?;
-        }
-        write_guest(ram, control, &control_bytes)?;
-        write_guest(
-            ram,
-            header + 40,
-            &(control_bytes.len() as u64).to_le_bytes(),
-        )?;
-        write_guest(ram, header + 48, &host.msg_flags.to_le_bytes())?;
-        Ok(done)
-    }
+    let value = read_guest(ram, value, len as usize)?;
+    allowed::setsockopt(policy, level, name, &value)?;
+    net::set_option(socket.as_fd(), level, name, &value)?;
+    Ok(0)
+}
+
+/// getsockopt(fd, level, name, value, len pointer).
+pub(super) fn get_option(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+    let [fd, level, name, value, len_pointer, ..] = request.args;
+    let socket = files.host_fd(fd)?;
+    let room: u32 = ram
+        .memory()
+        .read_obj(GuestAddress(len_pointer))
+        .map_err(|_| EFAULT)?;
+    let mut bytes = vec![0u8; (room as usize).min(MAX_OPTION)];
+    let len = net::get_option(socket.as_fd(), level as i32, name as i32, &mut bytes)?;
+    write_guest(ram, value, &bytes[..len.min(bytes.len())])?;
+    write_guest(ram, len_pointer, &(len as u32).to_le_bytes())?;
+    Ok(0)
+}
+
+/// shutdown(fd, how).
+pub(super) fn shutdown(files: &Files, request: &Request) -> Result<i64, i64> {
+    let [fd, how, ..] = request.args;
+    net::shutdown(files.host_fd(fd)?.as_fd(), how as i32)?;
+    Ok(0)
 }
 
 #[cfg(test)]

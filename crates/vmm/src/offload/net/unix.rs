@@ -7,13 +7,14 @@
 //! /proc/self/fd/N, so it never resolves a guest path itself. Abstract
 //! names get a prefix of this monitor's own, so an isle reaches neither the
 //! host's abstract sockets nor another isle's.
-#![allow(unsafe_code)]
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ops::Range;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use atoll_abi::linux::errno::{EINVAL, ENAMETOOLONG, ENOBUFS};
 
+use crate::host::net::control_messages;
 use crate::sandbox::Files;
 
 /// Room for a path in `struct sockaddr_un`, its NUL included.
@@ -148,113 +149,76 @@ pub fn remember(files: &Files, fd: u64, local: Option<&[u8]>, peer: Option<&[u8]
 
 /// Control data is at most this big, as Linux's default optmem_max allows.
 pub const MAX_CONTROL: usize = 20480;
-const CMSG_HEADER: usize = 16;
 const SOL_SOCKET: i32 = 1;
 const SCM_RIGHTS: i32 = 1;
-
-fn align(len: usize) -> usize {
-    (len + 7) & !7
-}
-
-/// The (offset, level, type, data length) of each control message in
-/// `control`; EINVAL if a header lies about its length.
-fn messages(control: &[u8]) -> Result<Vec<(usize, i32, i32, usize)>, i64> {
-    let mut found = Vec::new();
-    let mut offset = 0;
-    while offset + CMSG_HEADER <= control.len() {
-        let header = &control[offset..offset + CMSG_HEADER];
-        let len = u64::from_le_bytes(header[..8].try_into().unwrap_or_default()) as usize;
-        let level = i32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
-        let kind = i32::from_le_bytes(header[12..16].try_into().unwrap_or_default());
-        if len < CMSG_HEADER || len > control.len() - offset {
-            return Err(EINVAL);
-        }
-        found.push((offset, level, kind, len - CMSG_HEADER));
-        offset += align(len);
-    }
-    Ok(found)
-}
 
 /// Guest control data for sendmsg, with the guest fds of SCM_RIGHTS made
 /// host fds; the returned handles keep those open through the send.
 pub fn outgoing_control(
     files: &Files,
     mut control: Vec<u8>,
-) -> Result<(Vec<u64>, Vec<Arc<OwnedFd>>), i64> {
+) -> Result<(Vec<u8>, Vec<Arc<OwnedFd>>), i64> {
     if control.len() > MAX_CONTROL {
         return Err(ENOBUFS);
     }
     let mut held = Vec::new();
-    for (offset, level, kind, len) in messages(&control)? {
-        if level != SOL_SOCKET {
+    for message in control_messages(&control)? {
+        if message.level != SOL_SOCKET {
             continue;
         }
-        if kind != SCM_RIGHTS {
+        if message.kind != SCM_RIGHTS {
             // Credentials name host ids the isle doesn't know.
             return Err(EINVAL);
         }
-        let data = offset + CMSG_HEADER;
-        for slot in control[data..data + len / 4 * 4].chunks_exact_mut(4) {
+        for slot in control[fd_slots(message.data)].chunks_exact_mut(4) {
             let guest = i32::from_le_bytes(slot.try_into().unwrap_or_default());
             let host = files.host_fd(guest as u32 as u64)?;
             slot.copy_from_slice(&host.as_raw_fd().to_le_bytes());
             held.push(host);
         }
     }
-    Ok((to_words(&control), held))
+    Ok((control, held))
 }
 
-/// Takes the fds a recvmsg brought (host fds, now ours) into the isle's
-/// table, rewriting them as guest fds in `control`. Fds the isle has no
-/// room for are closed and the message marked truncated, as on Linux.
+/// The whole fd numbers in SCM_RIGHTS data.
+fn fd_slots(data: Range<usize>) -> Range<usize> {
+    data.start..data.start + data.len() / 4 * 4
+}
+
+/// Takes the fds a recvmsg brought (`received`: each with the offset of
+/// its slot in `control`) into the isle's table, writing their guest
+/// numbers into `control`. Fds the isle has no room for are closed and the
+/// message marked truncated, as on Linux.
 pub fn incoming_control(
     files: &Files,
     control: &mut [u8],
+    received: Vec<(usize, OwnedFd)>,
     close_on_exec: bool,
     flags: &mut i32,
-) -> Result<(), i64> {
-    for (offset, level, kind, len) in messages(control)? {
-        if level != SOL_SOCKET || kind != SCM_RIGHTS {
-            continue;
-        }
-        let data = offset + CMSG_HEADER;
-        for slot in control[data..data + len / 4 * 4].chunks_exact_mut(4) {
-            let host = i32::from_le_bytes(slot.try_into().unwrap_or_default());
-            // SAFETY: the kernel just installed this fd for us in recvmsg.
-            let host = unsafe { OwnedFd::from_raw_fd(host) };
-            let guest = match files.adopt_received(host, close_on_exec) {
-                Ok(guest) => guest as i32,
-                Err(_) => {
-                    *flags |= libc::MSG_CTRUNC;
-                    -1
-                }
-            };
-            slot.copy_from_slice(&guest.to_le_bytes());
-        }
+) {
+    for (slot, host) in received {
+        let guest = match files.adopt_received(host, close_on_exec) {
+            Ok(guest) => guest as i32,
+            Err(_) => {
+                *flags |= libc::MSG_CTRUNC;
+                -1
+            }
+        };
+        control[slot..slot + 4].copy_from_slice(&guest.to_le_bytes());
     }
-    Ok(())
-}
-
-/// Control data in an 8-aligned buffer, as cmsg headers need.
-fn to_words(bytes: &[u8]) -> Vec<u64> {
-    let mut words = vec![0u64; bytes.len().div_ceil(8)];
-    for (word, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
-        let mut full = [0u8; 8];
-        full[..chunk.len()].copy_from_slice(chunk);
-        *word = u64::from_le_bytes(full);
-    }
-    words
 }
 
 /// A buffer for up to `len` bytes of incoming control data.
-pub fn control_buffer(len: u64) -> Vec<u64> {
-    vec![0u64; (len.min(MAX_CONTROL as u64) as usize).div_ceil(8)]
+pub fn control_buffer(len: u64) -> Vec<u8> {
+    vec![0u8; len.min(MAX_CONTROL as u64) as usize]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::net::{control_align, CONTROL_HEADER};
     use atoll_abi::linux::errno::{EBADF, ENOENT, EROFS};
+    use std::os::fd::AsFd;
 
     /// An isle with a writable /tmp and a read-only /ro, both scratch
     /// directories of the test.
@@ -282,11 +246,13 @@ mod tests {
     }
 
     fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
-        let mut bytes = ((CMSG_HEADER + data.len()) as u64).to_le_bytes().to_vec();
+        let mut bytes = ((CONTROL_HEADER + data.len()) as u64)
+            .to_le_bytes()
+            .to_vec();
         bytes.extend_from_slice(&level.to_le_bytes());
         bytes.extend_from_slice(&kind.to_le_bytes());
         bytes.extend_from_slice(data);
-        bytes.resize(align(bytes.len()), 0);
+        bytes.resize(control_align(bytes.len()), 0);
         bytes
     }
 
@@ -365,22 +331,20 @@ mod tests {
         );
         // Guest fds 1 and 2 become the host fds behind them, held open.
         let fds = [1i32.to_le_bytes(), 2i32.to_le_bytes()].concat();
-        let (words, held) = outgoing_control(&files, cmsg(SOL_SOCKET, SCM_RIGHTS, &fds)).unwrap();
+        let (control, held) = outgoing_control(&files, cmsg(SOL_SOCKET, SCM_RIGHTS, &fds)).unwrap();
         assert_eq!(held.len(), 2);
-        let first = (words[2] & 0xffff_ffff) as i32;
-        let second = (words[2] >> 32) as i32;
+        let first = i32::from_le_bytes(control[16..20].try_into().unwrap());
+        let second = i32::from_le_bytes(control[20..24].try_into().unwrap());
         assert_eq!([first, second], [held[0].as_raw_fd(), held[1].as_raw_fd()]);
     }
 
     #[test]
     fn received_fds_join_the_isles_table() {
         let files = Files::new(&[], "/").unwrap();
-        // SAFETY: dup of our own stderr, a fresh fd handed over below.
-        let host = unsafe { libc::dup(2) };
-        assert!(host >= 0);
-        let mut control = cmsg(SOL_SOCKET, SCM_RIGHTS, &host.to_le_bytes());
+        let host = std::io::stderr().as_fd().try_clone_to_owned().unwrap();
+        let mut control = cmsg(SOL_SOCKET, SCM_RIGHTS, &host.as_raw_fd().to_le_bytes());
         let mut flags = 0;
-        incoming_control(&files, &mut control, true, &mut flags).unwrap();
+        incoming_control(&files, &mut control, vec![(16, host)], true, &mut flags);
         let guest = i32::from_le_bytes(control[16..20].try_into().unwrap());
         assert_eq!(guest, 3);
         assert_eq!(flags, 0);
