@@ -1,7 +1,16 @@
 //! The cli's one error: a one-line message and the exit status it gives.
 //! Commands return it; `main` alone prints it (`atoll: MESSAGE`) and exits.
+//! Each subsystem has its own error type (what went wrong, no status);
+//! here alone they become a `CliError`, with the status their failures give.
 
 use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use crate::image::pack::PackError;
+use crate::image::registry::{NetworkError, RegistryError};
+use crate::image::store::StoreError;
+use crate::manifest::ManifestError;
+use crate::project::PartsError;
 
 /// Exit status for bad command-line use (as clap does).
 pub(crate) const STATUS_USAGE: i32 = 2;
@@ -59,6 +68,50 @@ impl Display for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// A bad `atoll.toml` is bad input.
+impl From<ManifestError> for CliError {
+    fn from(error: ManifestError) -> Self {
+        Self::usage(error)
+    }
+}
+
+/// What the image store, registries, `.isle` files and image building
+/// fail with: atoll couldn't do it.
+macro_rules! atoll_failed_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for CliError {
+            fn from(error: $error) -> Self {
+                Self::failed(error)
+            }
+        }
+    )*};
+}
+atoll_failed_from!(
+    StoreError,
+    PackError,
+    NetworkError,
+    RegistryError,
+    PartsError
+);
+
+/// An I/O failure on a file the user can find: `PATH: ERROR`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub(crate) struct PathError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl PathError {
+    /// For `map_err`: the I/O error, at `path`.
+    pub(crate) fn at(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

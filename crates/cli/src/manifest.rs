@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::PathError;
+
 pub const FILE_NAME: &str = "atoll.toml";
 /// What the built-in kernel offers, for `[kernel] features`.
 pub const KERNEL_FEATURES: [&str; 6] =
@@ -101,17 +103,48 @@ pub struct Kernel {
     pub features: Vec<String>,
 }
 
-/// The manifest in `dir`, checked; errors name the file and line.
-pub fn load(dir: &Path) -> Result<Manifest, String> {
-    let path = dir.join(FILE_NAME);
-    let text =
-        std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-    parse(&text).map_err(|message| format!("{}: {message}", path.display()))
+/// Why an `atoll.toml` can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Read(#[from] PathError),
+    #[error("{}: {problem}", path.display())]
+    Invalid {
+        path: PathBuf,
+        problem: InvalidManifest,
+    },
 }
 
-pub fn parse(text: &str) -> Result<Manifest, String> {
-    let manifest: Manifest =
-        toml::from_str(text).map_err(|error| atoll_manager::config::toml_error(text, &error))?;
+/// What is wrong in a manifest's text.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidManifest {
+    /// Not TOML, or not the fields atoll knows (the message names the line).
+    #[error("{0}")]
+    Toml(String),
+    #[error("[app] name = {0:?}: use letters, digits, - and _")]
+    AppName(String),
+    #[error("[kernel] version = {0:?}, but this atoll carries kernel {ours}", ours = env!("CARGO_PKG_VERSION"))]
+    KernelVersion(String),
+    #[error("[kernel] features: {0:?} isn't one of {known}", known = KERNEL_FEATURES.join(", "))]
+    KernelFeature(String),
+    #[error(
+        "[build] files: {0:?}: use \"DIR:/PATH\" (a project directory, where the isle sees it)"
+    )]
+    Files(String),
+    #[error("give [build] lang or command, or [run] program")]
+    NoProgram,
+}
+
+/// The manifest in `dir`, checked; errors name the file and line.
+pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+    let path = dir.join(FILE_NAME);
+    let text = std::fs::read_to_string(&path).map_err(PathError::at(&path))?;
+    parse(&text).map_err(|problem| ManifestError::Invalid { path, problem })
+}
+
+pub fn parse(text: &str) -> Result<Manifest, InvalidManifest> {
+    let manifest: Manifest = toml::from_str(text)
+        .map_err(|error| InvalidManifest::Toml(atoll_manager::config::toml_error(text, &error)))?;
     let name_ok = !manifest.app.name.is_empty()
         && manifest
             .app
@@ -119,26 +152,21 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !name_ok {
-        return Err(format!(
-            "[app] name = {:?}: use letters, digits, - and _",
-            manifest.app.name
-        ));
+        return Err(InvalidManifest::AppName(manifest.app.name));
     }
     let ours = env!("CARGO_PKG_VERSION");
     if let (Some(version), None) = (&manifest.kernel.version, &manifest.kernel.image) {
         if version != ours {
-            return Err(format!(
-                "[kernel] version = {version:?}, but this atoll carries kernel {ours}"
-            ));
+            return Err(InvalidManifest::KernelVersion(version.clone()));
         }
     }
-    for feature in &manifest.kernel.features {
-        if !KERNEL_FEATURES.contains(&feature.as_str()) {
-            return Err(format!(
-                "[kernel] features: {feature:?} isn't one of {}",
-                KERNEL_FEATURES.join(", ")
-            ));
-        }
+    if let Some(feature) = manifest
+        .kernel
+        .features
+        .iter()
+        .find(|feature| !KERNEL_FEATURES.contains(&feature.as_str()))
+    {
+        return Err(InvalidManifest::KernelFeature(feature.clone()));
     }
     for files in &manifest.build.files {
         split_files(files)?;
@@ -147,7 +175,7 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
         && manifest.build.command.is_none()
         && manifest.run.program.is_none()
     {
-        return Err("give [build] lang or command, or [run] program".into());
+        return Err(InvalidManifest::NoProgram);
     }
     Ok(manifest)
 }
@@ -168,12 +196,10 @@ impl Manifest {
 }
 
 /// `DIR:GUEST` of `[build] files`, checked.
-fn split_files(text: &str) -> Result<(&str, &str), String> {
+fn split_files(text: &str) -> Result<(&str, &str), InvalidManifest> {
     text.split_once(':')
         .filter(|(dir, guest)| !dir.is_empty() && guest.starts_with('/') && guest.len() > 1)
-        .ok_or_else(|| {
-            format!("[build] files: {text:?}: use \"DIR:/PATH\" (a project directory, where the isle sees it)")
-        })
+        .ok_or_else(|| InvalidManifest::Files(text.to_string()))
 }
 
 impl Manifest {
@@ -235,7 +261,7 @@ mod tests {
                 "DIR:/PATH",
             ),
         ] {
-            let error = parse(text).unwrap_err();
+            let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text}: {error}");
         }
     }

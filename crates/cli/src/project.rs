@@ -7,6 +7,9 @@ use std::process::Command;
 use clap::Args;
 
 use crate::error::CliError;
+use crate::image::images::KernelError;
+use crate::image::rootfs::LayerError;
+use crate::image::store::{self, Store};
 use crate::manifest::{self, Lang, Manifest, RUST_TARGET};
 
 #[derive(Args, Debug)]
@@ -186,7 +189,7 @@ fn build_command(manifest: &Manifest, dir: &Path) -> Command {
 /// run it.
 pub fn build(args: BuildArgs) -> Result<i32, CliError> {
     let dir = &args.dir;
-    let manifest = manifest::load(dir).map_err(CliError::usage)?;
+    let manifest = manifest::load(dir)?;
     let mut command = build_command(&manifest, dir);
     let shown = format!("{command:?}");
     match command.current_dir(dir).status() {
@@ -228,18 +231,15 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
     }
     // And its image in the local store, named NAME:VERSION.
     let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
-    let stored = project_parts(&manifest, dir, bytes).and_then(|owned| {
-        let store = crate::image::store::Store::open()?;
-        let descriptor = crate::image::store::store_image(&store, &owned.parts())?;
-        store.tag(&reference, &descriptor)?;
-        Ok((descriptor, owned.size()))
-    });
-    let (descriptor, size) = stored.map_err(CliError::failed)?;
+    let owned = project_parts(&manifest, dir, bytes)?;
+    let store = Store::open()?;
+    let descriptor = store::store_image(&store, &owned.parts())?;
+    store.tag(&reference, &descriptor)?;
     if !args.quiet {
         println!(
             "image {reference} ({}, {} KiB with the kernel)",
             &descriptor.digest[..19],
-            size.div_ceil(1024)
+            owned.size().div_ceil(1024)
         );
     }
     Ok(0)
@@ -247,7 +247,7 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
 
 /// An image's parts, owned: what `store::Parts` borrows.
 pub struct OwnedParts {
-    pub config: crate::image::store::Config,
+    pub config: store::Config,
     /// None: the built-in kernel.
     pub kernel: Option<Vec<u8>>,
     pub program: Vec<u8>,
@@ -255,8 +255,8 @@ pub struct OwnedParts {
 }
 
 impl OwnedParts {
-    pub fn parts(&self) -> crate::image::store::Parts<'_> {
-        crate::image::store::Parts {
+    pub fn parts(&self) -> store::Parts<'_> {
+        store::Parts {
             config: &self.config,
             kernel: self.kernel.as_deref().unwrap_or(crate::KERNEL_IMAGE),
             program: &self.program,
@@ -271,19 +271,27 @@ impl OwnedParts {
     }
 }
 
+/// Why a built project's image parts can't be had.
+#[derive(Debug, thiserror::Error)]
+pub enum PartsError {
+    #[error("[build] files: {} is not a directory of the project", .0.display())]
+    FilesNotADirectory(PathBuf),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+}
+
 /// A built project as image parts: its settings, program and files layers.
 pub fn project_parts(
     manifest: &Manifest,
     dir: &Path,
     program: Vec<u8>,
-) -> Result<OwnedParts, String> {
+) -> Result<OwnedParts, PartsError> {
     let mut files = Vec::new();
     for (host, guest) in manifest.files(dir) {
         if !host.is_dir() {
-            return Err(format!(
-                "[build] files: {} is not a directory of the project",
-                host.display()
-            ));
+            return Err(PartsError::FilesNotADirectory(host));
         }
         files.push((guest, crate::image::rootfs::pack_dir(&host)?));
     }
@@ -293,7 +301,7 @@ pub fn project_parts(
     };
     Ok(OwnedParts {
         kernel,
-        config: crate::image::store::Config {
+        config: store::Config {
             name: manifest.app.name.clone(),
             version: manifest.app.version.clone(),
             run: manifest.run.clone(),

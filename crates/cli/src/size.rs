@@ -1,19 +1,24 @@
 //! Memory sizes as users write them: 64M, 1G, 512K, 1048576.
 
+/// A size that doesn't parse (each holds the text as given).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("invalid size '{0}': use a number with an optional K, M or G suffix, like 64M or 1G")]
+    Invalid(String),
+    #[error("size '{0}' is too large")]
+    TooLarge(String),
+}
+
 /// Parses a size with an optional K, M, G or T suffix (powers of 1024;
 /// "KB", "KiB" and lower case accepted).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let trimmed = text.trim();
     let lower = trimmed.to_ascii_lowercase();
     let digits_end = lower
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(lower.len());
     let (number, suffix) = lower.split_at(digits_end);
-    let invalid = || {
-        format!(
-            "invalid size '{text}': use a number with an optional K, M or G suffix, like 64M or 1G"
-        )
-    };
+    let invalid = || SizeError::Invalid(text.to_string());
     if number.is_empty() {
         return Err(invalid());
     }
@@ -28,7 +33,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let value: u64 = number.parse().map_err(|_| invalid())?;
     value
         .checked_mul(1 << shift)
-        .ok_or_else(|| format!("size '{text}' is too large"))
+        .ok_or_else(|| SizeError::TooLarge(text.to_string()))
 }
 
 /// Formats a byte count the way users write it: 64M, 3.5G.
@@ -63,11 +68,11 @@ mod tests {
     fn bad_sizes_say_how_to_write_one() {
         for bad in ["", "M", "abc", "12X", "-5M", "1.5G"] {
             let error = parse_size(bad).unwrap_err();
-            assert!(error.contains("like 64M"), "{bad}: {error}");
+            assert_eq!(error, SizeError::Invalid(bad.into()));
+            assert!(error.to_string().contains("like 64M"), "{bad}: {error}");
         }
-        assert!(parse_size("99999999999T")
-            .unwrap_err()
-            .contains("too large"));
+        let error = parse_size("99999999999T").unwrap_err();
+        assert_eq!(error.to_string(), "size '99999999999T' is too large");
     }
 
     #[test]

@@ -4,11 +4,8 @@
 use clap::Args;
 
 use crate::error::CliError;
-use crate::image::store::{self, Store};
-
-fn open() -> Result<Store, CliError> {
-    Store::open().map_err(CliError::failed)
-}
+use crate::image::registry::RegistryError;
+use crate::image::store::{self, Store, StoreError};
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  atoll images\n  atoll images -q\n  atoll images -o json")]
@@ -23,8 +20,8 @@ pub struct ImagesArgs {
 
 /// `atoll images`: what the local store holds.
 pub fn images(args: ImagesArgs) -> Result<i32, CliError> {
-    let store = open()?;
-    let images = store.images().map_err(CliError::failed)?;
+    let store = Store::open()?;
+    let images = store.images()?;
     let mut rows = Vec::new();
     for (reference, descriptor) in &images {
         let size = store
@@ -74,13 +71,13 @@ pub struct RmiArgs {
 
 /// `atoll rmi`: forgets names; `atoll prune` frees what nothing names.
 pub fn rmi(args: RmiArgs) -> Result<i32, CliError> {
-    let store = open()?;
+    let store = Store::open()?;
     for reference in &args.images {
-        let resolved = store.resolve(reference).map_err(CliError::failed)?;
+        let resolved = store.resolve(reference)?;
         let Some((name, _)) = resolved else {
             return Err(no_such_image(reference));
         };
-        store.untag(&name).map_err(CliError::failed)?;
+        store.untag(&name)?;
         if !args.quiet {
             println!("untagged {name}");
         }
@@ -102,7 +99,7 @@ pub struct TagArgs {
 }
 
 pub fn tag(args: TagArgs) -> Result<i32, CliError> {
-    let store = open()?;
+    let store = Store::open()?;
     let Ok(Some((_, descriptor))) = store.resolve(&args.source) else {
         return Err(no_such_image(&args.source));
     };
@@ -113,9 +110,7 @@ pub fn tag(args: TagArgs) -> Result<i32, CliError> {
             args.target
         )));
     }
-    store
-        .tag(&args.target, &descriptor)
-        .map_err(CliError::failed)?;
+    store.tag(&args.target, &descriptor)?;
     Ok(0)
 }
 
@@ -128,18 +123,16 @@ pub struct InspectArgs {
 
 /// `atoll inspect`: an image's manifest and config, as JSON.
 pub fn inspect(args: InspectArgs) -> Result<i32, CliError> {
-    let store = open()?;
+    let store = Store::open()?;
     let Ok(Some((name, descriptor))) = store.resolve(&args.image) else {
         return Err(no_such_image(&args.image));
     };
-    let shown = store.manifest(&descriptor).and_then(|manifest| {
-        let config = store.config(&manifest)?;
-        Ok(serde_json::json!({
-            "name": name, "digest": descriptor.digest,
-            "manifest": manifest, "config": config,
-        }))
+    let manifest = store.manifest(&descriptor)?;
+    let config = store.config(&manifest)?;
+    let value = serde_json::json!({
+        "name": name, "digest": descriptor.digest,
+        "manifest": manifest, "config": config,
     });
-    let value = shown.map_err(CliError::failed)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -147,12 +140,27 @@ pub fn inspect(args: InspectArgs) -> Result<i32, CliError> {
     Ok(0)
 }
 
+/// Why the kernel a `[kernel] image` names can't be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("[kernel] image = {0:?} is an image, not a kernel")]
+    NotAKernel(String),
+    #[error("[kernel] image = {reference:?} is kernel {version}, but this atoll boots kernel {ours} only", ours = env!("CARGO_PKG_VERSION"))]
+    Version { reference: String, version: String },
+    #[error("[kernel] image = {0:?}: no such kernel here (see `atoll kernels`)")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
 /// The kernel a `[kernel] image` names: a kernel artifact in the store,
 /// pulled first when it names a registry; its version must be one this
 /// atoll speaks the boot protocol of.
-pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
+pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, KernelError> {
     let store = Store::open()?;
-    let find = |store: &Store| -> Result<Option<Vec<u8>>, String> {
+    let find = |store: &Store| -> Result<Option<Vec<u8>>, KernelError> {
         let Some((name, _)) = store.resolve(reference)? else {
             return Ok(None);
         };
@@ -160,15 +168,14 @@ pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
             .kernels()?
             .into_iter()
             .find(|(kernel, _, _)| *kernel == name)
-            .ok_or_else(|| format!("[kernel] image = {reference:?} is an image, not a kernel"))?;
+            .ok_or_else(|| KernelError::NotAKernel(reference.to_string()))?;
         if config.version != env!("CARGO_PKG_VERSION") {
-            return Err(format!(
-                "[kernel] image = {reference:?} is kernel {}, but this atoll boots kernel {} only",
-                config.version,
-                env!("CARGO_PKG_VERSION")
-            ));
+            return Err(KernelError::Version {
+                reference: reference.to_string(),
+                version: config.version,
+            });
         }
-        store.get(&layer).map(Some)
+        Ok(Some(store.get(&layer)?))
     };
     if let Some(kernel) = find(&store)? {
         return Ok(kernel);
@@ -179,15 +186,13 @@ pub fn pinned_kernel(reference: &str) -> Result<Vec<u8>, String> {
             return Ok(kernel);
         }
     }
-    Err(format!(
-        "[kernel] image = {reference:?}: no such kernel here (see `atoll kernels`)"
-    ))
+    Err(KernelError::NotFound(reference.to_string()))
 }
 
 /// `atoll kernels`: the built-in kernel, kernels pulled on their own, and
 /// those images carry.
 pub fn kernels(args: KernelsArgs) -> Result<i32, CliError> {
-    let store = open()?;
+    let store = Store::open()?;
     // By digest: version, size, what uses it.
     let mut seen = std::collections::BTreeMap::<String, (String, u64, Vec<String>)>::new();
     seen.insert(
@@ -254,7 +259,7 @@ pub struct KernelsArgs {
 
 /// `atoll prune`: deletes blobs no image names.
 pub fn prune(quiet: bool) -> Result<i32, CliError> {
-    let (count, bytes) = open()?.prune().map_err(CliError::failed)?;
+    let (count, bytes) = Store::open()?.prune()?;
     if !quiet {
         println!("removed {count} blob(s), {} KiB", bytes.div_ceil(1024));
     }

@@ -18,8 +18,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::error::CliError;
-use crate::image::store::{self, Descriptor, Manifest, Store};
+use crate::error::{CliError, PathError};
+use crate::image::store::{self, Descriptor, Manifest, Store, StoreError};
+use crate::manifest::ManifestError;
+use crate::project::PartsError;
 
 /// What a `.isle` file starts with (binfmt_misc matches on it).
 pub const MAGIC: [u8; 36] = *b"#!/usr/bin/env -S atoll run\n\x7fISLE01\n";
@@ -36,6 +38,64 @@ pub fn is_pack(path: &Path) -> bool {
         && head == MAGIC
 }
 
+/// What is wrong with a blob of a `.isle` file.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("the file lacks blob {0}: pack it again")]
+    Lacking(String),
+    #[error("blob {0} doesn't match its digest: the file is corrupt; pack it again")]
+    Corrupt(String),
+}
+
+/// Why a `.isle` file can't be read or written, or an image packed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("{}: not a .isle file (make one with `atoll pack`)", .0.display())]
+    NotAPack(PathBuf),
+    #[error("{}: corrupt ({source})", path.display())]
+    Corrupt {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: unexpected entry {entry:?}: not a .isle file", path.display())]
+    UnexpectedEntry { path: PathBuf, entry: String },
+    #[error("{}: no valid index.json: not a .isle file", .0.display())]
+    NoIndex(PathBuf),
+    #[error("{}: index.json names no image", .0.display())]
+    Unnamed(PathBuf),
+    /// The image's manifest blob, named with the file.
+    #[error("{}: {problem}", path.display())]
+    ManifestBlob { path: PathBuf, problem: BlobError },
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("invalid image config: {0}")]
+    InvalidConfig(serde_json::Error),
+    /// The tar being written (in memory) failed.
+    #[error(transparent)]
+    Archive(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Parts(#[from] PartsError),
+    #[error("{}: {error}: run `atoll build {project}` first", program.display())]
+    NotBuilt {
+        program: PathBuf,
+        error: std::io::Error,
+        project: String,
+    },
+    #[error("{program}: {error}")]
+    NotAProgram {
+        program: String,
+        error: atoll_vmm::image::loader::LoadError,
+    },
+    #[error("{0}: no such project, program or image (see `atoll images`)")]
+    NoSuchSource(String),
+}
+
 /// An image read from a `.isle` file.
 pub struct Packed {
     pub name: String,
@@ -46,40 +106,36 @@ pub struct Packed {
 
 impl Packed {
     /// A blob of the image, checked against its descriptor.
-    pub fn blob(&self, descriptor: &Descriptor) -> Result<&[u8], String> {
+    pub fn blob(&self, descriptor: &Descriptor) -> Result<&[u8], BlobError> {
         let bytes = self
             .blobs
             .get(&descriptor.digest)
-            .ok_or_else(|| format!("the file lacks blob {}: pack it again", descriptor.digest))?;
+            .ok_or_else(|| BlobError::Lacking(descriptor.digest.clone()))?;
         if bytes.len() as u64 != descriptor.size || store::sha256(bytes) != descriptor.digest {
-            return Err(format!(
-                "blob {} doesn't match its digest: the file is corrupt; pack it again",
-                descriptor.digest
-            ));
+            return Err(BlobError::Corrupt(descriptor.digest.clone()));
         }
         Ok(bytes)
     }
 
-    pub fn config(&self) -> Result<store::Config, String> {
-        serde_json::from_slice(self.blob(&self.manifest.config)?)
-            .map_err(|error| format!("invalid image config: {error}"))
+    pub fn config(&self) -> Result<store::Config, PackError> {
+        serde_json::from_slice(self.blob(&self.manifest.config)?).map_err(PackError::InvalidConfig)
     }
 }
 
 /// Reads and checks a `.isle` file.
-pub fn read(path: &Path) -> Result<Packed, String> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|error| format!("{shown}: {error}"))?;
+pub fn read(path: &Path) -> Result<Packed, PackError> {
+    let bytes = std::fs::read(path).map_err(PathError::at(path))?;
     let body = bytes
         .strip_prefix(&MAGIC)
-        .ok_or_else(|| format!("{shown}: not a .isle file (make one with `atoll pack`)"))?;
+        .ok_or_else(|| PackError::NotAPack(path.to_path_buf()))?;
     let mut files = BTreeMap::new();
     let mut archive = tar::Archive::new(body);
-    let entries = archive
-        .entries()
-        .map_err(|error| format!("{shown}: {error}"))?;
+    let entries = archive.entries().map_err(PathError::at(path))?;
     for entry in entries {
-        let mut entry = entry.map_err(|error| format!("{shown}: corrupt ({error})"))?;
+        let mut entry = entry.map_err(|source| PackError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if entry.header().entry_type().is_dir() {
             continue;
         }
@@ -90,24 +146,24 @@ pub fn read(path: &Path) -> Result<Packed, String> {
                 .strip_prefix("blobs/sha256/")
                 .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
         if !known {
-            return Err(format!(
-                "{shown}: unexpected entry {name:?}: not a .isle file"
-            ));
+            return Err(PackError::UnexpectedEntry {
+                path: path.to_path_buf(),
+                entry: name,
+            });
         }
         let mut content = Vec::with_capacity(entry.size().min(1 << 30) as usize);
-        std::io::Read::read_to_end(&mut entry, &mut content)
-            .map_err(|error| format!("{shown}: {error}"))?;
+        std::io::Read::read_to_end(&mut entry, &mut content).map_err(PathError::at(path))?;
         files.insert(name, content);
     }
     let index: serde_json::Value = files
         .get("index.json")
         .and_then(|bytes| serde_json::from_slice(bytes).ok())
-        .ok_or_else(|| format!("{shown}: no valid index.json: not a .isle file"))?;
+        .ok_or_else(|| PackError::NoIndex(path.to_path_buf()))?;
     let entry: Descriptor = index
         .get("manifests")
         .and_then(|list| list.get(0))
         .and_then(|entry| serde_json::from_value(entry.clone()).ok())
-        .ok_or_else(|| format!("{shown}: index.json names no image"))?;
+        .ok_or_else(|| PackError::Unnamed(path.to_path_buf()))?;
     let name = entry
         .annotations
         .get(store::REF_NAME)
@@ -133,7 +189,10 @@ pub fn read(path: &Path) -> Result<Packed, String> {
     };
     let manifest_bytes = packed
         .blob(&entry)
-        .map_err(|message| format!("{shown}: {message}"))?
+        .map_err(|problem| PackError::ManifestBlob {
+            path: path.to_path_buf(),
+            problem,
+        })?
         .to_vec();
     packed.manifest = store::parse_manifest(&manifest_bytes)?;
     packed.manifest_bytes = manifest_bytes;
@@ -147,7 +206,7 @@ fn write(
     name: &str,
     manifest: &Descriptor,
     blobs: &BTreeMap<String, Vec<u8>>,
-) -> Result<u64, String> {
+) -> Result<u64, PackError> {
     let mut entry = manifest.clone();
     entry
         .annotations
@@ -170,7 +229,7 @@ fn write(
             })
         })
         .and_then(|()| builder.into_inner());
-    let bytes = written.map_err(|error| error.to_string())?;
+    let bytes = written.map_err(PackError::Archive)?;
     let temporary = output.with_extension(format!("partial-{}", std::process::id()));
     let saved = std::fs::write(&temporary, &bytes)
         .and_then(|()| {
@@ -182,7 +241,7 @@ fn write(
         .and_then(|()| std::fs::rename(&temporary, output));
     if let Err(error) = saved {
         let _ = std::fs::remove_file(&temporary);
-        return Err(format!("{}: {error}", output.display()));
+        return Err(PathError::at(output)(error).into());
     }
     Ok(bytes.len() as u64)
 }
@@ -204,8 +263,8 @@ pub struct PackArgs {
 
 /// `atoll pack`: one self-describing, runnable file.
 pub fn pack(args: PackArgs) -> Result<i32, CliError> {
-    let (name, manifest, blobs) = collect(&args.source).map_err(CliError::failed)?;
-    let size = write(&args.output, &name, &manifest, &blobs).map_err(CliError::failed)?;
+    let (name, manifest, blobs) = collect(&args.source)?;
+    let size = write(&args.output, &name, &manifest, &blobs)?;
     if !args.quiet {
         println!(
             "packed {name} into {} ({}, {} KiB)",
@@ -220,7 +279,7 @@ pub fn pack(args: PackArgs) -> Result<i32, CliError> {
 type Collected = (String, Descriptor, BTreeMap<String, Vec<u8>>);
 
 /// The image SOURCE names, as its manifest and blobs.
-fn collect(source: &str) -> Result<Collected, String> {
+fn collect(source: &str) -> Result<Collected, PackError> {
     let path = Path::new(source);
     let mut blobs = BTreeMap::new();
     let mut keep = |media_type: &str, bytes: &[u8]| {
@@ -236,11 +295,10 @@ fn collect(source: &str) -> Result<Collected, String> {
     if crate::manifest::is_project(path) {
         let manifest = crate::manifest::load(path)?;
         let program = manifest.program(path);
-        let bytes = std::fs::read(&program).map_err(|error| {
-            format!(
-                "{}: {error}: run `atoll build {source}` first",
-                program.display()
-            )
+        let bytes = std::fs::read(&program).map_err(|error| PackError::NotBuilt {
+            program: program.clone(),
+            error,
+            project: source.to_string(),
         })?;
         let owned = crate::project::project_parts(&manifest, path, bytes)?;
         let descriptor = store::compose(&owned.parts(), &mut keep)?;
@@ -248,8 +306,11 @@ fn collect(source: &str) -> Result<Collected, String> {
         return Ok((name, descriptor, blobs));
     }
     if path.is_file() {
-        let program = std::fs::read(path).map_err(|error| format!("{source}: {error}"))?;
-        atoll_vmm::isle::check_program(&program).map_err(|error| format!("{source}: {error}"))?;
+        let program = std::fs::read(path).map_err(PathError::at(path))?;
+        atoll_vmm::isle::check_program(&program).map_err(|error| PackError::NotAProgram {
+            program: source.to_string(),
+            error,
+        })?;
         let stem = path
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
@@ -269,9 +330,9 @@ fn collect(source: &str) -> Result<Collected, String> {
         return Ok((format!("{stem}:latest"), descriptor, blobs));
     }
     let store = Store::open()?;
-    let (name, descriptor) = store.resolve(source)?.ok_or_else(|| {
-        format!("{source}: no such project, program or image (see `atoll images`)")
-    })?;
+    let (name, descriptor) = store
+        .resolve(source)?
+        .ok_or_else(|| PackError::NoSuchSource(source.to_string()))?;
     let manifest = store.manifest(&descriptor)?;
     for blob in std::iter::once(&descriptor)
         .chain(std::iter::once(&manifest.config))
@@ -294,16 +355,13 @@ pub struct LoadArgs {
 
 /// `atoll load`: a `.isle` file's image into the local store, by its name.
 pub fn load(args: LoadArgs) -> Result<i32, CliError> {
-    let loaded = read(&args.file).and_then(|packed| {
-        let store = Store::open()?;
-        let descriptor = store.import(&packed.name, &packed.manifest_bytes, &mut |blob| {
-            packed.blob(blob).map(<[u8]>::to_vec)
-        })?;
-        Ok((packed.name, descriptor))
-    });
-    let (name, descriptor) = loaded.map_err(CliError::failed)?;
+    let packed = read(&args.file)?;
+    let store = Store::open()?;
+    let descriptor = store.import(&packed.name, &packed.manifest_bytes, &mut |blob| {
+        Ok::<_, PackError>(packed.blob(blob)?.to_vec())
+    })?;
     if !args.quiet {
-        println!("loaded {name} ({})", &descriptor.digest[..19]);
+        println!("loaded {} ({})", packed.name, &descriptor.digest[..19]);
     }
     Ok(0)
 }

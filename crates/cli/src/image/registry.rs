@@ -15,11 +15,79 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-use crate::error::CliError;
-use crate::image::store::{self, Store};
+use crate::error::{CliError, PathError};
+use crate::image::store::{self, Store, StoreError};
 
 /// No network step of push, pull, login or search waits longer.
 const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A network step that failed, as a user can act on it. `detail` is the
+/// client's error with its chain of causes.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(
+        "registry {registry} didn't answer within {seconds} s: check the address and that it runs"
+    )]
+    Timeout { registry: String, seconds: u64 },
+    #[error("registry {0} refused the credentials: run `atoll login {0}`")]
+    Refused(String),
+    #[error("registry {registry} sent a blob that doesn't match its digest ({detail}): refused")]
+    Digest { registry: String, detail: String },
+    #[error("registry {registry} has no such image or tag ({detail})")]
+    NoSuchImage { registry: String, detail: String },
+    #[error("registry {registry} is unreachable ({detail}): check the address and that it runs")]
+    Unreachable { registry: String, detail: String },
+    #[error("registry {registry} is unreachable or has no catalog ({source})")]
+    NoCatalog {
+        registry: String,
+        source: reqwest::Error,
+    },
+    #[error("registry {registry}: {detail}")]
+    Other { registry: String, detail: String },
+}
+
+/// Why a blob's download didn't arrive whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("the download's writer failed")]
+    WriterFailed,
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("blob {0} doesn't match its digest: refused (pull again)")]
+    Mismatch(String),
+}
+
+/// Why a push, pull or search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{text}: not an image reference ({source}); use REGISTRY/NAME:TAG")]
+    BadReference {
+        text: String,
+        source: oci_client::ParseError,
+    },
+    #[error("{0}: name the registry too, as REGISTRY/NAME:TAG")]
+    NoRegistry(String),
+    #[error("no image {0} here (see `atoll images`)")]
+    NoLocalImage(String),
+    /// The registry's manifest of IMAGE doesn't parse.
+    #[error("{image}: {source}")]
+    InvalidManifest { image: String, source: StoreError },
+    #[error("{image} isn't an atoll image (its config is {config_type})")]
+    NotAtollImage { image: String, config_type: String },
+    #[error("{image}: {source}")]
+    Pull {
+        image: String,
+        source: DownloadError,
+    },
+}
 
 fn is_loopback(registry: &str) -> bool {
     let host = registry
@@ -53,18 +121,18 @@ fn client(registry: &str) -> Client {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn runtime() -> Result<tokio::runtime::Runtime, NetworkError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| format!("cannot start the network runtime: {error}"))
+        .map_err(NetworkError::Runtime)
 }
 
 /// Runs a network step with the timeout, naming the registry on failure.
 fn network<T>(
     registry: &str,
     step: impl std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
-) -> Result<T, String> {
+) -> Result<T, NetworkError> {
     network_within(registry, TIMEOUT * 3, step)
 }
 
@@ -73,7 +141,7 @@ fn network<T>(
 fn transfer<T>(
     registry: &str,
     step: impl std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
-) -> Result<T, String> {
+) -> Result<T, NetworkError> {
     network_within(registry, Duration::from_secs(24 * 3600), step)
 }
 
@@ -81,20 +149,20 @@ fn network_within<T>(
     registry: &str,
     limit: Duration,
     step: impl std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
-) -> Result<T, String> {
+) -> Result<T, NetworkError> {
     let outcome = runtime()?.block_on(async { tokio::time::timeout(limit, step).await });
     match outcome {
-        Err(_) => Err(format!(
-            "registry {registry} didn't answer within {} s: check the address and that it runs",
-            limit.as_secs()
-        )),
+        Err(_) => Err(NetworkError::Timeout {
+            registry: registry.to_string(),
+            seconds: limit.as_secs(),
+        }),
         Ok(Err(error)) => Err(explain(registry, &error)),
         Ok(Ok(value)) => Ok(value),
     }
 }
 
 /// A registry error as a user can act on it.
-fn explain(registry: &str, error: &oci_client::errors::OciDistributionError) -> String {
+fn explain(registry: &str, error: &oci_client::errors::OciDistributionError) -> NetworkError {
     use oci_client::errors::OciDistributionError as E;
     // The whole chain of causes: "connection refused" is a few levels down.
     let mut text = error.to_string();
@@ -104,38 +172,48 @@ fn explain(registry: &str, error: &oci_client::errors::OciDistributionError) -> 
         source = cause.source();
     }
     let lower = text.to_lowercase();
+    let registry = registry.to_string();
     match error {
         E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
-            format!("registry {registry} refused the credentials: run `atoll login {registry}`")
+            NetworkError::Refused(registry)
         }
-        E::DigestError(_) => format!(
-            "registry {registry} sent a blob that doesn't match its digest ({text}): refused"
-        ),
-        E::ImageManifestNotFoundError(_) => {
-            format!("registry {registry} has no such image or tag ({text})")
-        }
+        E::DigestError(_) => NetworkError::Digest {
+            registry,
+            detail: text,
+        },
+        E::ImageManifestNotFoundError(_) => NetworkError::NoSuchImage {
+            registry,
+            detail: text,
+        },
         E::RequestError(_)
             if lower.contains("connect")
                 || lower.contains("dns")
                 || lower.contains("timed out") =>
         {
-            format!(
-                "registry {registry} is unreachable ({text}): check the address and that it runs"
-            )
+            NetworkError::Unreachable {
+                registry,
+                detail: text,
+            }
         }
         E::RegistryError { .. } | E::ServerError { .. }
             if lower.contains("unauthorized") || lower.contains("authentication required") =>
         {
-            format!("registry {registry} refused the credentials: run `atoll login {registry}`")
+            NetworkError::Refused(registry)
         }
         E::RegistryError { .. } | E::ServerError { .. }
             if lower.contains("unknown")
                 || lower.contains("not known")
                 || lower.contains("not found") =>
         {
-            format!("registry {registry} has no such image or tag ({text})")
+            NetworkError::NoSuchImage {
+                registry,
+                detail: text,
+            }
         }
-        _ => format!("registry {registry}: {text}"),
+        _ => NetworkError::Other {
+            registry,
+            detail: text,
+        },
     }
 }
 
@@ -157,14 +235,13 @@ fn auth_for(registry: &str) -> RegistryAuth {
     }
 }
 
-fn parse_reference(text: &str) -> Result<Reference, String> {
-    let reference: Reference = text.parse().map_err(|error| {
-        format!("{text}: not an image reference ({error}); use REGISTRY/NAME:TAG")
+fn parse_reference(text: &str) -> Result<Reference, RegistryError> {
+    let reference: Reference = text.parse().map_err(|source| RegistryError::BadReference {
+        text: text.to_string(),
+        source,
     })?;
     if !text.contains('/') {
-        return Err(format!(
-            "{text}: name the registry too, as REGISTRY/NAME:TAG"
-        ));
+        return Err(RegistryError::NoRegistry(text.to_string()));
     }
     Ok(reference)
 }
@@ -191,11 +268,11 @@ pub struct PushArgs {
 pub fn push(args: PushArgs) -> Result<i32, CliError> {
     let target = args.target.as_deref().unwrap_or(&args.source);
     let source = if args.kernel {
-        store_builtin_kernel().map_err(CliError::failed)?
+        store_builtin_kernel()?
     } else {
         args.source.clone()
     };
-    let digest = push_image(&source, target, args.quiet).map_err(CliError::failed)?;
+    let digest = push_image(&source, target, args.quiet)?;
     if !args.quiet {
         println!("pushed {target} ({})", &digest[..19.min(digest.len())]);
     }
@@ -203,7 +280,7 @@ pub fn push(args: PushArgs) -> Result<i32, CliError> {
 }
 
 /// The built-in kernel as a kernel artifact in the store; returns its name.
-pub fn store_builtin_kernel() -> Result<String, String> {
+pub fn store_builtin_kernel() -> Result<String, StoreError> {
     let store = Store::open()?;
     let config = store::KernelConfig {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -212,7 +289,7 @@ pub fn store_builtin_kernel() -> Result<String, String> {
             .map(|f| f.to_string())
             .collect(),
     };
-    let config_bytes = serde_json::to_vec(&config).map_err(|error| error.to_string())?;
+    let config_bytes = serde_json::to_vec(&config).map_err(StoreError::Serialize)?;
     let mut kernel = store.put(store::KERNEL_TYPE, crate::KERNEL_IMAGE)?;
     kernel
         .annotations
@@ -224,7 +301,7 @@ pub fn store_builtin_kernel() -> Result<String, String> {
         layers: vec![kernel],
         annotations: Default::default(),
     };
-    let bytes = serde_json::to_vec(&manifest).map_err(|error| error.to_string())?;
+    let bytes = serde_json::to_vec(&manifest).map_err(StoreError::Serialize)?;
     let descriptor = store.put(store::MANIFEST_TYPE, &bytes)?;
     let name = format!("atoll-kernel:{}", config.version);
     store.tag(&name, &descriptor)?;
@@ -279,11 +356,11 @@ async fn registry_has(
         .is_ok_and(|response| response.status().is_success())
 }
 
-fn push_image(source: &str, target: &str, quiet: bool) -> Result<String, String> {
+fn push_image(source: &str, target: &str, quiet: bool) -> Result<String, RegistryError> {
     let store = Store::open()?;
     let (_, descriptor) = store
         .resolve(source)?
-        .ok_or_else(|| format!("no image {source} here (see `atoll images`)"))?;
+        .ok_or_else(|| RegistryError::NoLocalImage(source.to_string()))?;
     let reference = parse_reference(target)?;
     let manifest_bytes = store.get(&descriptor)?;
     let manifest = store.manifest(&descriptor)?;
@@ -335,7 +412,7 @@ pub struct PullArgs {
 }
 
 pub fn pull(args: PullArgs) -> Result<i32, CliError> {
-    let digest = pull_image(&args.image, args.quiet).map_err(CliError::failed)?;
+    let digest = pull_image(&args.image, args.quiet)?;
     if !args.quiet {
         println!("pulled {} ({})", args.image, &digest[..19]);
     }
@@ -345,7 +422,7 @@ pub fn pull(args: PullArgs) -> Result<i32, CliError> {
 /// Pulls an image (or a kernel) into the local store under its full name;
 /// returns its manifest digest. Blobs already here are skipped; a blob cut
 /// off midway resumes where it stopped; each is checked against its digest.
-pub fn pull_image(text: &str, quiet: bool) -> Result<String, String> {
+pub fn pull_image(text: &str, quiet: bool) -> Result<String, RegistryError> {
     let reference = parse_reference(text)?;
     let registry = reference.resolve_registry().to_string();
     let client = client(&registry);
@@ -355,15 +432,19 @@ pub fn pull_image(text: &str, quiet: bool) -> Result<String, String> {
         &registry,
         client.pull_manifest_raw(&reference, &auth, &[store::MANIFEST_TYPE]),
     )?;
-    let manifest =
-        store::parse_manifest(&manifest_bytes).map_err(|message| format!("{text}: {message}"))?;
+    let manifest = store::parse_manifest(&manifest_bytes).map_err(|source| {
+        RegistryError::InvalidManifest {
+            image: text.to_string(),
+            source,
+        }
+    })?;
     if manifest.config.media_type != store::CONFIG_TYPE
         && manifest.config.media_type != store::KERNEL_CONFIG_TYPE
     {
-        return Err(format!(
-            "{text} isn't an atoll image (its config is {})",
-            manifest.config.media_type
-        ));
+        return Err(RegistryError::NotAtollImage {
+            image: text.to_string(),
+            config_type: manifest.config.media_type,
+        });
     }
     let blobs: Vec<&store::Descriptor> = std::iter::once(&manifest.config)
         .chain(&manifest.layers)
@@ -382,15 +463,18 @@ pub fn pull_image(text: &str, quiet: bool) -> Result<String, String> {
             .map(|blob| fetch_blob(&store, &client, &reference, blob, &bar));
         futures_util::future::try_join_all(fetches).await
     });
-    let finished = fetched.and_then(|downloads| {
+    let finished = fetched.map_err(DownloadError::from).and_then(|downloads| {
         downloads
             .into_iter()
             .flatten()
             .try_for_each(Download::finish)
     });
-    if let Err(message) = finished {
+    if let Err(source) = finished {
         bar.abandon();
-        return Err(format!("{text}: {message}"));
+        return Err(RegistryError::Pull {
+            image: text.to_string(),
+            source,
+        });
     }
     bar.finish_and_clear();
     let descriptor = store.tag_manifest(text, &manifest_bytes)?;
@@ -407,23 +491,19 @@ struct Download {
 
 impl Download {
     /// Waits for the writer; puts the blob in place if its digest matches.
-    fn finish(self) -> Result<(), String> {
+    fn finish(self) -> Result<(), DownloadError> {
         let written = self
             .writer
             .join()
-            .map_err(|_| "the download's writer failed".to_string())?;
-        let (digest, _locked) =
-            written.map_err(|error| format!("{}: {error}", self.partial_path.display()))?;
+            .map_err(|_| DownloadError::WriterFailed)?;
+        let (digest, _locked) = written.map_err(PathError::at(&self.partial_path))?;
         let size = std::fs::metadata(&self.partial_path).map_or(0, |meta| meta.len());
         if size != self.blob.size || digest != self.blob.digest {
             let _ = std::fs::remove_file(&self.partial_path);
-            return Err(format!(
-                "blob {} doesn't match its digest: refused (pull again)",
-                self.blob.digest
-            ));
+            return Err(DownloadError::Mismatch(self.blob.digest));
         }
-        std::fs::rename(&self.partial_path, &self.path)
-            .map_err(|error| format!("{}: {error}", self.path.display()))
+        std::fs::rename(&self.partial_path, &self.path).map_err(PathError::at(&self.path))?;
+        Ok(())
     }
 }
 
@@ -442,7 +522,7 @@ async fn fetch_blob(
     use std::io::{Seek, Write};
     let path = store
         .path_of(blob)
-        .map_err(|message| OciDistributionError::GenericError(Some(message)))?;
+        .map_err(|error| OciDistributionError::GenericError(Some(error.to_string())))?;
     let partial_path = path.with_extension("partial");
     let mut partial = std::fs::OpenOptions::new()
         .create(true)
@@ -571,9 +651,8 @@ pub fn login(args: LoginArgs) -> Result<i32, CliError> {
         registry,
         client(registry).list_tags(&probe, &auth, Some(1), None),
     ) {
-        Ok(_) => {}
-        Err(message) if message.contains("no such image") => {}
-        Err(message) => return Err(CliError::failed(message)),
+        Ok(_) | Err(NetworkError::NoSuchImage { .. }) => {}
+        Err(error) => return Err(error.into()),
     }
     let mut all = credentials();
     all.insert(registry.clone(), (args.username, password));
@@ -608,7 +687,7 @@ pub struct SearchArgs {
 
 /// `atoll search`: the registry's repositories (its catalog) and their tags.
 pub fn search(args: SearchArgs) -> Result<i32, CliError> {
-    let found = search_registry(&args.registry, args.term.as_deref()).map_err(CliError::failed)?;
+    let found = search_registry(&args.registry, args.term.as_deref())?;
     if args.output == "json" {
         println!("{}", serde_json::to_string(&found).unwrap_or_default());
     } else {
@@ -623,7 +702,7 @@ pub fn search(args: SearchArgs) -> Result<i32, CliError> {
 fn search_registry(
     registry: &str,
     term: Option<&str>,
-) -> Result<BTreeMap<String, Vec<String>>, String> {
+) -> Result<BTreeMap<String, Vec<String>>, NetworkError> {
     let auth = auth_for(registry);
     // The catalog is one GET the client crate doesn't offer; the rest is
     // oci-client's.
@@ -643,9 +722,12 @@ fn search_registry(
         })
         .map_err(|error: reqwest::Error| {
             if error.status().is_some_and(|status| status.as_u16() == 401) {
-                format!("registry {registry} refused the credentials: run `atoll login {registry}`")
+                NetworkError::Refused(registry.to_string())
             } else {
-                format!("registry {registry} is unreachable or has no catalog ({error})")
+                NetworkError::NoCatalog {
+                    registry: registry.to_string(),
+                    source: error,
+                }
             }
         })?;
     let mut found = BTreeMap::new();

@@ -4,50 +4,68 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::PathError;
+
 /// A files layer may hold at most this much (unpacked).
 const MAX_UNPACKED: u64 = 8 << 30;
 
+/// Why a files layer can't be packed or unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("{}: only files and directories can go into an image", .0.display())]
+    NotFileOrDirectory(PathBuf),
+    /// The tar itself doesn't read.
+    #[error("files layer: {0}")]
+    Tar(std::io::Error),
+    #[error("files layer: {0} is neither a file nor a directory: refused")]
+    Special(String),
+    #[error("files layer: larger than 8 GiB unpacked: refused")]
+    TooLarge,
+    #[error("files layer: {0} points outside the layer: refused")]
+    Outside(String),
+}
+
 /// `dir` as a tar: regular files and directories in name order, owned by
 /// root, with their permission bits and no times (symlinks are followed).
-pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, String> {
+pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, LayerError> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.mode(tar::HeaderMode::Deterministic);
     add_tree(&mut builder, dir, Path::new(""))?;
-    builder
-        .into_inner()
-        .map_err(|error| format!("{}: {error}", dir.display()))
+    Ok(builder.into_inner().map_err(PathError::at(dir))?)
 }
 
-fn add_tree(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, inside: &Path) -> Result<(), String> {
-    let failed = |path: &Path, error: std::io::Error| format!("{}: {error}", path.display());
+fn add_tree(
+    builder: &mut tar::Builder<Vec<u8>>,
+    dir: &Path,
+    inside: &Path,
+) -> Result<(), LayerError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|error| failed(dir, error))?
+        .map_err(PathError::at(dir))?
         .collect::<Result<_, _>>()
-        .map_err(|error| failed(dir, error))?;
+        .map_err(PathError::at(dir))?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
         let path = entry.path();
         let name = inside.join(entry.file_name());
         // Follows symlinks: the layer holds what they point at.
-        let meta = std::fs::metadata(&path).map_err(|error| failed(&path, error))?;
+        let meta = std::fs::metadata(&path).map_err(PathError::at(&path))?;
         let mut header = tar::Header::new_ustar();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
         if meta.is_dir() {
             header.set_size(0);
             builder
                 .append_data(&mut header, &name, std::io::empty())
-                .map_err(|error| failed(&path, error))?;
+                .map_err(PathError::at(&path))?;
             add_tree(builder, &path, &name)?;
         } else if meta.is_file() {
-            let file = std::fs::File::open(&path).map_err(|error| failed(&path, error))?;
+            let file = std::fs::File::open(&path).map_err(PathError::at(&path))?;
             builder
                 .append_data(&mut header, &name, file)
-                .map_err(|error| failed(&path, error))?;
+                .map_err(PathError::at(&path))?;
         } else {
-            return Err(format!(
-                "{}: only files and directories can go into an image",
-                path.display()
-            ));
+            return Err(LayerError::NotFileOrDirectory(path));
         }
     }
     Ok(())
@@ -65,14 +83,14 @@ fn cache_root() -> PathBuf {
 
 /// The directory holding layer `digest` unpacked; `tar` (already checked
 /// against the digest) is unpacked there the first time.
-pub fn unpacked(digest: &str, tar: &[u8]) -> Result<PathBuf, String> {
+pub fn unpacked(digest: &str, tar: &[u8]) -> Result<PathBuf, LayerError> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     let root = cache_root();
     let dir = root.join(hex);
     if dir.is_dir() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&root).map_err(|error| format!("{}: {error}", root.display()))?;
+    std::fs::create_dir_all(&root).map_err(PathError::at(&root))?;
     let temporary = root.join(format!("{hex}.partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temporary);
     let outcome = unpack(tar, &temporary).and_then(|()| {
@@ -81,7 +99,7 @@ pub fn unpacked(digest: &str, tar: &[u8]) -> Result<PathBuf, String> {
             if dir.is_dir() {
                 Ok(())
             } else {
-                Err(format!("{}: {error}", dir.display()))
+                Err(PathError::at(&dir)(error).into())
             }
         })
     });
@@ -91,34 +109,28 @@ pub fn unpacked(digest: &str, tar: &[u8]) -> Result<PathBuf, String> {
 
 /// Unpacks only plain files and directories, each inside `into` (the tar
 /// crate refuses `..` and absolute names).
-fn unpack(tar: &[u8], into: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(into).map_err(|error| format!("{}: {error}", into.display()))?;
+fn unpack(tar: &[u8], into: &Path) -> Result<(), LayerError> {
+    std::fs::create_dir_all(into).map_err(PathError::at(into))?;
     let mut archive = tar::Archive::new(tar);
     archive.set_preserve_permissions(true);
     let mut total = 0u64;
-    let entries = archive
-        .entries()
-        .map_err(|error| format!("files layer: {error}"))?;
+    let entries = archive.entries().map_err(LayerError::Tar)?;
     for entry in entries {
-        let mut entry = entry.map_err(|error| format!("files layer: {error}"))?;
+        let mut entry = entry.map_err(LayerError::Tar)?;
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_dir()) {
-            return Err(format!(
-                "files layer: {} is neither a file nor a directory: refused",
-                entry.path_bytes().escape_ascii()
+            return Err(LayerError::Special(
+                entry.path_bytes().escape_ascii().to_string(),
             ));
         }
         total = total.saturating_add(entry.size());
         if total > MAX_UNPACKED {
-            return Err("files layer: larger than 8 GiB unpacked: refused".into());
+            return Err(LayerError::TooLarge);
         }
-        let unpacked = entry
-            .unpack_in(into)
-            .map_err(|error| format!("files layer: {error}"))?;
+        let unpacked = entry.unpack_in(into).map_err(LayerError::Tar)?;
         if !unpacked {
-            return Err(format!(
-                "files layer: {} points outside the layer: refused",
-                entry.path_bytes().escape_ascii()
+            return Err(LayerError::Outside(
+                entry.path_bytes().escape_ascii().to_string(),
             ));
         }
     }
@@ -166,7 +178,10 @@ mod tests {
         builder.append_link(&mut header, "etc", "/etc").unwrap();
         let tar = builder.into_inner().unwrap();
         let error = unpack(&tar, &dir.join("out")).unwrap_err();
-        assert!(error.contains("neither a file"), "{error}");
+        assert!(
+            matches!(&error, LayerError::Special(name) if name == "etc"),
+            "{error}"
+        );
 
         let mut raw = tar::Header::new_gnu();
         raw.set_size(1);
@@ -178,7 +193,7 @@ mod tests {
         bytes.extend([b'x'; 512]);
         bytes.extend([0u8; 1024]);
         let error = unpack(&bytes, &dir.join("out2")).unwrap_err();
-        assert!(error.contains("outside"), "{error}");
+        assert!(matches!(error, LayerError::Outside(_)), "{error}");
         assert!(!dir.join("escape").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -84,6 +84,58 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// What the store, or an image's manifest, fails with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store's own files can't be read or written.
+    #[error("image store {}: {source} (set ATOLL_HOME to a writable directory)", path.display())]
+    Access {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is no sha256 digest")]
+    NotADigest(String),
+    #[error("blob {digest} is missing ({source}): pull or build the image again")]
+    MissingBlob {
+        digest: String,
+        source: std::io::Error,
+    },
+    #[error("blob {0} is corrupt (its content doesn't match its digest): remove the image with `atoll rmi` and pull or build it again")]
+    CorruptBlob(String),
+    #[error("{}: {source}", path.display())]
+    InvalidIndex {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A manifest or config that won't serialize (serde_json fails only
+    /// on non-string map keys, which none has).
+    #[error(transparent)]
+    Serialize(serde_json::Error),
+    #[error("manifest {digest} is invalid: {source}")]
+    InvalidManifest {
+        digest: String,
+        source: serde_json::Error,
+    },
+    #[error("config {digest} is invalid: {source}")]
+    InvalidConfig {
+        digest: String,
+        source: serde_json::Error,
+    },
+    /// An image arriving whose blob isn't what its manifest says.
+    #[error("{reference}: blob {digest} doesn't match its digest: refused")]
+    Mismatch { reference: String, digest: String },
+    /// A manifest tagged without all its blobs here.
+    #[error("{reference}: blob {digest} is missing")]
+    Incomplete { reference: String, digest: String },
+    /// A manifest from outside (a registry, a pack) that doesn't parse.
+    #[error("invalid image manifest: {0}")]
+    ImageManifest(serde_json::Error),
+    #[error("the image has no {0} layer: it isn't an atoll image")]
+    MissingLayer(&'static str),
+    #[error("files layer {0} has no absolute {FILES_PATH}: refused")]
+    FilesPath(String),
+}
+
 /// NAME:TAG split at the tag's colon (a registry's port colon is no tag).
 pub fn split_tag(reference: &str) -> Option<(&str, &str)> {
     reference
@@ -111,7 +163,7 @@ impl Store {
         data.join("atoll")
     }
 
-    pub fn open() -> Result<Self, String> {
+    pub fn open() -> Result<Self, StoreError> {
         let root = Self::root_dir();
         let store = Self { root };
         std::fs::create_dir_all(store.root.join("blobs/sha256"))
@@ -124,23 +176,23 @@ impl Store {
         Ok(store)
     }
 
-    fn error(&self, path: &Path, error: std::io::Error) -> String {
-        format!(
-            "image store {}: {error} (set ATOLL_HOME to a writable directory)",
-            path.display()
-        )
+    fn error(&self, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Access {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, String> {
+    fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
         let hex = digest
             .strip_prefix("sha256:")
             .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| format!("{digest} is no sha256 digest"))?;
+            .ok_or_else(|| StoreError::NotADigest(digest.to_string()))?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
     /// Stores `bytes` (idempotent: the same content is the same blob).
-    pub fn put(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor, String> {
+    pub fn put(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor, StoreError> {
         let digest = sha256(bytes);
         let path = self.blob_path(&digest)?;
         if !path.exists() {
@@ -158,28 +210,23 @@ impl Store {
     }
 
     /// A blob's bytes, checked against its digest and size.
-    pub fn get(&self, descriptor: &Descriptor) -> Result<Vec<u8>, String> {
+    pub fn get(&self, descriptor: &Descriptor) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(&descriptor.digest)?;
-        let bytes = std::fs::read(&path).map_err(|error| {
-            format!(
-                "blob {} is missing ({error}): pull or build the image again",
-                descriptor.digest
-            )
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::MissingBlob {
+            digest: descriptor.digest.clone(),
+            source,
         })?;
         if bytes.len() as u64 != descriptor.size || sha256(&bytes) != descriptor.digest {
-            return Err(format!(
-                "blob {} is corrupt (its content doesn't match its digest): remove the image with `atoll rmi` and pull or build it again",
-                descriptor.digest
-            ));
+            return Err(StoreError::CorruptBlob(descriptor.digest.clone()));
         }
         Ok(bytes)
     }
 
-    fn index(&self) -> Result<Index, String> {
+    fn index(&self) -> Result<Index, StoreError> {
         let path = self.root.join("index.json");
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|error| format!("{}: {error}", path.display())),
+                .map_err(|source| StoreError::InvalidIndex { path, source }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Index {
                 schema_version: 2,
                 manifests: Vec::new(),
@@ -188,17 +235,17 @@ impl Store {
         }
     }
 
-    fn save_index(&self, index: &Index) -> Result<(), String> {
+    fn save_index(&self, index: &Index) -> Result<(), StoreError> {
         let path = self.root.join("index.json");
         let temporary = path.with_extension(format!("json.{}", std::process::id()));
-        let text = serde_json::to_vec_pretty(index).map_err(|error| error.to_string())?;
+        let text = serde_json::to_vec_pretty(index).map_err(StoreError::Serialize)?;
         std::fs::write(&temporary, text)
             .and_then(|()| std::fs::rename(&temporary, &path))
             .map_err(|error| self.error(&path, error))
     }
 
     /// Names `manifest` REFERENCE (NAME:TAG), replacing what had the name.
-    pub fn tag(&self, reference: &str, manifest: &Descriptor) -> Result<(), String> {
+    pub fn tag(&self, reference: &str, manifest: &Descriptor) -> Result<(), StoreError> {
         let mut index = self.index()?;
         index
             .manifests
@@ -210,7 +257,7 @@ impl Store {
     }
 
     /// Every named image: (reference, manifest descriptor).
-    pub fn images(&self) -> Result<Vec<(String, Descriptor)>, String> {
+    pub fn images(&self) -> Result<Vec<(String, Descriptor)>, StoreError> {
         Ok(self
             .index()?
             .manifests
@@ -221,7 +268,7 @@ impl Store {
 
     /// The image a reference names; a bare NAME means NAME:latest, or the
     /// only tag NAME has.
-    pub fn resolve(&self, reference: &str) -> Result<Option<(String, Descriptor)>, String> {
+    pub fn resolve(&self, reference: &str) -> Result<Option<(String, Descriptor)>, StoreError> {
         let images = self.images()?;
         if let Some(found) = images.iter().find(|(name, _)| name == reference) {
             return Ok(Some(found.clone()));
@@ -242,38 +289,44 @@ impl Store {
         })
     }
 
-    pub fn manifest(&self, descriptor: &Descriptor) -> Result<Manifest, String> {
+    pub fn manifest(&self, descriptor: &Descriptor) -> Result<Manifest, StoreError> {
         let bytes = self.get(descriptor)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| format!("manifest {} is invalid: {error}", descriptor.digest))
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::InvalidManifest {
+            digest: descriptor.digest.clone(),
+            source,
+        })
     }
 
-    pub fn config(&self, manifest: &Manifest) -> Result<Config, String> {
+    pub fn config(&self, manifest: &Manifest) -> Result<Config, StoreError> {
         let bytes = self.get(&manifest.config)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| format!("config {} is invalid: {error}", manifest.config.digest))
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::InvalidConfig {
+            digest: manifest.config.digest.clone(),
+            source,
+        })
     }
 
     /// Stores an image that arrived from outside under REFERENCE: every
     /// blob its manifest lists must be given, each matching its digest.
-    pub fn import(
+    /// Fails as the source of the blobs does, or as the store does.
+    pub fn import<E: From<StoreError>>(
         &self,
         reference: &str,
         manifest_bytes: &[u8],
-        blob: &mut dyn FnMut(&Descriptor) -> Result<Vec<u8>, String>,
-    ) -> Result<Descriptor, String> {
+        blob: &mut dyn FnMut(&Descriptor) -> Result<Vec<u8>, E>,
+    ) -> Result<Descriptor, E> {
         let manifest = parse_manifest(manifest_bytes)?;
         for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
             let bytes = blob(descriptor)?;
             if bytes.len() as u64 != descriptor.size || sha256(&bytes) != descriptor.digest {
-                return Err(format!(
-                    "{reference}: blob {} doesn't match its digest: refused",
-                    descriptor.digest
-                ));
+                return Err(StoreError::Mismatch {
+                    reference: reference.to_string(),
+                    digest: descriptor.digest.clone(),
+                }
+                .into());
             }
             self.put(&descriptor.media_type, &bytes)?;
         }
-        self.tag_manifest(reference, manifest_bytes)
+        Ok(self.tag_manifest(reference, manifest_bytes)?)
     }
 
     /// Stores a manifest whose blobs are all here already, under REFERENCE.
@@ -281,13 +334,16 @@ impl Store {
         &self,
         reference: &str,
         manifest_bytes: &[u8],
-    ) -> Result<Descriptor, String> {
+    ) -> Result<Descriptor, StoreError> {
         let manifest = parse_manifest(manifest_bytes)?;
         if let Some(missing) = std::iter::once(&manifest.config)
             .chain(&manifest.layers)
             .find(|blob| !self.has(blob))
         {
-            return Err(format!("{reference}: blob {} is missing", missing.digest));
+            return Err(StoreError::Incomplete {
+                reference: reference.to_string(),
+                digest: missing.digest.clone(),
+            });
         }
         let descriptor = self.put(MANIFEST_TYPE, manifest_bytes)?;
         self.tag(reference, &descriptor)?;
@@ -316,12 +372,12 @@ impl Store {
     }
 
     /// The path a blob is stored at (for pulls that stream into it).
-    pub fn path_of(&self, descriptor: &Descriptor) -> Result<PathBuf, String> {
+    pub fn path_of(&self, descriptor: &Descriptor) -> Result<PathBuf, StoreError> {
         self.blob_path(&descriptor.digest)
     }
 
     /// The kernel artifacts here: (name, config, kernel layer).
-    pub fn kernels(&self) -> Result<Vec<(String, KernelConfig, Descriptor)>, String> {
+    pub fn kernels(&self) -> Result<Vec<(String, KernelConfig, Descriptor)>, StoreError> {
         let mut kernels = Vec::new();
         for (name, descriptor) in self.images()? {
             let Ok(manifest) = self.manifest(&descriptor) else {
@@ -330,9 +386,10 @@ impl Store {
             if manifest.config.media_type != KERNEL_CONFIG_TYPE {
                 continue;
             }
-            let Ok(config) = self
+            let Some(config) = self
                 .get(&manifest.config)
-                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             else {
                 continue;
             };
@@ -344,7 +401,7 @@ impl Store {
     }
 
     /// Removes a name (blobs stay until `prune`).
-    pub fn untag(&self, reference: &str) -> Result<bool, String> {
+    pub fn untag(&self, reference: &str) -> Result<bool, StoreError> {
         let mut index = self.index()?;
         let before = index.manifests.len();
         index
@@ -356,7 +413,7 @@ impl Store {
     }
 
     /// Deletes the blobs no named image uses; returns (count, bytes).
-    pub fn prune(&self) -> Result<(usize, u64), String> {
+    pub fn prune(&self) -> Result<(usize, u64), StoreError> {
         let mut used = BTreeSet::new();
         for (_, descriptor) in self.images()? {
             used.insert(descriptor.digest.clone());
@@ -393,12 +450,12 @@ pub struct Parts<'a> {
 }
 
 /// Stores a blob of a media type somewhere; returns its descriptor.
-pub type PutBlob<'a> = dyn FnMut(&str, &[u8]) -> Result<Descriptor, String> + 'a;
+pub type PutBlob<'a> = dyn FnMut(&str, &[u8]) -> Result<Descriptor, StoreError> + 'a;
 
 /// Puts an image's blobs with `put` and returns its manifest's bytes and
 /// descriptor: the same parts give the same digest wherever they go.
-pub fn compose(parts: &Parts, put: &mut PutBlob) -> Result<Descriptor, String> {
-    let config_bytes = serde_json::to_vec(parts.config).map_err(|error| error.to_string())?;
+pub fn compose(parts: &Parts, put: &mut PutBlob) -> Result<Descriptor, StoreError> {
+    let config_bytes = serde_json::to_vec(parts.config).map_err(StoreError::Serialize)?;
     let config = put(CONFIG_TYPE, &config_bytes)?;
     let mut kernel = put(KERNEL_TYPE, parts.kernel)?;
     kernel
@@ -417,7 +474,7 @@ pub fn compose(parts: &Parts, put: &mut PutBlob) -> Result<Descriptor, String> {
         layers,
         annotations: Default::default(),
     };
-    let bytes = serde_json::to_vec(&manifest).map_err(|error| error.to_string())?;
+    let bytes = serde_json::to_vec(&manifest).map_err(StoreError::Serialize)?;
     put(MANIFEST_TYPE, &bytes)
 }
 
@@ -441,7 +498,7 @@ pub fn kernel_version(kernel: &[u8]) -> String {
 }
 
 /// Builds and stores the image of an app: its manifest's descriptor.
-pub fn store_image(store: &Store, parts: &Parts) -> Result<Descriptor, String> {
+pub fn store_image(store: &Store, parts: &Parts) -> Result<Descriptor, StoreError> {
     compose(parts, &mut |media_type, bytes| store.put(media_type, bytes))
 }
 
@@ -454,13 +511,13 @@ pub struct Layers<'a> {
 }
 
 /// The kernel, program and files layers of an image.
-pub fn layers(manifest: &Manifest) -> Result<Layers<'_>, String> {
-    let find = |media: &str| {
+pub fn layers(manifest: &Manifest) -> Result<Layers<'_>, StoreError> {
+    let find = |media: &'static str| {
         manifest
             .layers
             .iter()
             .find(|layer| layer.media_type == media)
-            .ok_or_else(|| format!("the image has no {media} layer: it isn't an atoll image"))
+            .ok_or(StoreError::MissingLayer(media))
     };
     let mut files = Vec::new();
     for layer in manifest
@@ -472,12 +529,7 @@ pub fn layers(manifest: &Manifest) -> Result<Layers<'_>, String> {
             .annotations
             .get(FILES_PATH)
             .filter(|path| path.starts_with('/'))
-            .ok_or_else(|| {
-                format!(
-                    "files layer {} has no absolute {FILES_PATH}: refused",
-                    layer.digest
-                )
-            })?;
+            .ok_or_else(|| StoreError::FilesPath(layer.digest.clone()))?;
         files.push((layer, guest.as_str()));
     }
     Ok(Layers {
@@ -488,6 +540,6 @@ pub fn layers(manifest: &Manifest) -> Result<Layers<'_>, String> {
 }
 
 /// Parses a manifest that arrived from outside (a registry or a pack).
-pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, String> {
-    serde_json::from_slice(bytes).map_err(|error| format!("invalid image manifest: {error}"))
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, StoreError> {
+    serde_json::from_slice(bytes).map_err(StoreError::ImageManifest)
 }

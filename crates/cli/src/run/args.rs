@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::source::ImageToRun;
 use crate::error::CliError;
-use crate::size::{format_size, parse_size};
+use crate::size::{format_size, parse_size, SizeError};
 
 /// The environment an isle starts with, before `-e`: minimal and the same everywhere.
 const DEFAULT_ENV: [(&str, &str); 2] = [
@@ -114,9 +114,14 @@ pub struct RunArgs {
     pub(super) command: Vec<OsString>,
 }
 
+/// A `-p` (or `[run] publish`) that isn't `PORT[:GUESTPORT]`: the text as given.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid port '{0}': use PORT or PORT:GUESTPORT, each 1-65535")]
+pub(super) struct InvalidPort(String);
+
 /// Parses `PORT[:GUESTPORT]`.
-pub(super) fn parse_port(text: &str) -> Result<(u16, u16), String> {
-    let invalid = || format!("invalid port '{text}': use PORT or PORT:GUESTPORT, each 1-65535");
+pub(super) fn parse_port(text: &str) -> Result<(u16, u16), InvalidPort> {
+    let invalid = || InvalidPort(text.to_string());
     let number = |part: &str| {
         part.parse::<u16>()
             .ok()
@@ -129,10 +134,19 @@ pub(super) fn parse_port(text: &str) -> Result<(u16, u16), String> {
     }
 }
 
-/// Parses `--tmp-size`: a size, not 0 (which to tmpfs means unbounded).
-fn parse_tmp_size(text: &str) -> Result<u64, String> {
+#[derive(Debug, thiserror::Error)]
+enum TmpSizeError {
+    #[error(transparent)]
+    Size(#[from] SizeError),
+    /// 0, which to tmpfs means unbounded.
+    #[error("the private /tmp needs room: give at least 4K")]
+    Zero,
+}
+
+/// Parses `--tmp-size`: a size, not 0.
+fn parse_tmp_size(text: &str) -> Result<u64, TmpSizeError> {
     match parse_size(text)? {
-        0 => Err("the private /tmp needs room: give at least 4K".to_string()),
+        0 => Err(TmpSizeError::Zero),
         size => Ok(size),
     }
 }

@@ -28,6 +28,8 @@ use crate::size::parse_size;
 /// what killed it).
 pub fn run(args: RunArgs) -> Result<i32, CliError> {
     atoll_vmm::host::handle_termination(on_termination);
+    // Whatever keeps what PROGRAM names from running (a manifest, an
+    // image, a pull) is reported as bad input to `atoll run`.
     let mut args = apply_manifest(args).map_err(CliError::usage)?;
     let program_arg = PathBuf::from(&args.command[0]);
     let config_path = atoll_manager::config::path();

@@ -8,12 +8,12 @@ use crate::error::CliError;
 
 /// Parses `HOST:GUEST[:OPTIONS]`, OPTIONS a comma-separated list of `ro`
 /// or `rw` and `owners`; unknown or repeated options are refused.
-fn parse_volume(text: &str) -> Result<MountSpec, String> {
+fn parse_volume(text: &str) -> Result<MountSpec, CliError> {
     let invalid = || {
-        format!(
+        CliError::usage(format!(
             "invalid -v '{text}': use HOST:GUEST[:OPTIONS], with GUEST an absolute path \
              and OPTIONS among ro, rw, owners (comma-separated)"
-        )
+        ))
     };
     let mut parts = text.split(':');
     let (Some(host), Some(guest), options, None) =
@@ -31,26 +31,29 @@ fn parse_volume(text: &str) -> Result<MountSpec, String> {
         .flatten()
     {
         if !["ro", "rw", "owners"].contains(&option) {
-            return Err(format!(
+            return Err(CliError::usage(format!(
                 "invalid -v '{text}': unknown option '{option}' (use ro, rw or owners)"
-            ));
+            )));
         }
         if seen.contains(&option) {
-            return Err(format!(
+            return Err(CliError::usage(format!(
                 "invalid -v '{text}': option '{option}' given twice"
-            ));
+            )));
         }
         if seen.contains(&"ro") && option == "rw" || seen.contains(&"rw") && option == "ro" {
-            return Err(format!(
+            return Err(CliError::usage(format!(
                 "invalid -v '{text}': ro and rw contradict each other"
-            ));
+            )));
         }
         seen.push(option);
     }
-    let host =
-        std::fs::canonicalize(host).map_err(|error| format!("-v {text}: {host}: {error}"))?;
+    let host = std::fs::canonicalize(host)
+        .map_err(|error| CliError::usage(format!("-v {text}: {host}: {error}")))?;
     if !host.is_dir() {
-        return Err(format!("-v {text}: {} is not a directory", host.display()));
+        return Err(CliError::usage(format!(
+            "-v {text}: {} is not a directory",
+            host.display()
+        )));
     }
     Ok(MountSpec {
         host,
@@ -80,8 +83,7 @@ pub(super) fn mounts(
         let parsed = volumes
             .iter()
             .map(|volume| parse_volume(volume))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(CliError::usage)?;
+            .collect::<Result<Vec<_>, _>>()?;
         // Two at one guest path: one would silently hide the other.
         for (later, mount) in parsed.iter().enumerate() {
             if let Some(earlier) = parsed[..later]

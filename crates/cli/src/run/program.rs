@@ -34,15 +34,20 @@ fn open_refusal(shown: impl std::fmt::Display, error: &std::io::Error) -> CliErr
     }
 }
 
-/// Refuses anything but a regular file: a FIFO would block the read, a
-/// device (/dev/zero) never end it.
-fn check_regular_file(metadata: &std::fs::Metadata) -> Result<(), String> {
+/// Refuses anything but a regular file (as not executable): a FIFO would
+/// block the read, a device (/dev/zero) never end it.
+fn check_regular_file(
+    metadata: &std::fs::Metadata,
+    shown: impl std::fmt::Display,
+) -> Result<(), CliError> {
     use std::os::unix::fs::FileTypeExt;
     let kind = metadata.file_type();
     let what = if kind.is_file() {
         return Ok(());
     } else if kind.is_dir() {
-        return Err("is a directory: give a program file".to_string());
+        return Err(CliError::not_executable(format!(
+            "{shown}: is a directory: give a program file"
+        )));
     } else if kind.is_fifo() {
         "a FIFO"
     } else if kind.is_char_device() {
@@ -54,9 +59,9 @@ fn check_regular_file(metadata: &std::fs::Metadata) -> Result<(), String> {
     } else {
         "not a file"
     };
-    Err(format!(
-        "is not a regular file ({what}): give a program file"
-    ))
+    Err(CliError::not_executable(format!(
+        "{shown}: is not a regular file ({what}): give a program file"
+    )))
 }
 
 /// The program at PATH (found as a shell would) and its canonical path;
@@ -75,7 +80,7 @@ pub(super) fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), CliErro
     let not_executable = |reason: String| CliError::not_executable(format!("{shown}: {reason}"));
     // Looked at before it is opened: opening a device can have effects.
     let metadata = std::fs::metadata(&path).map_err(|error| open_refusal(&shown, &error))?;
-    check_regular_file(&metadata).map_err(not_executable)?;
+    check_regular_file(&metadata, &shown)?;
     // O_NONBLOCK: should it have become a FIFO since, opening it doesn't
     // wait for a writer; fstat then tells.
     let mut file = std::fs::File::options()
@@ -86,7 +91,7 @@ pub(super) fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), CliErro
     let metadata = file
         .metadata()
         .map_err(|error| not_executable(error.to_string()))?;
-    check_regular_file(&metadata).map_err(not_executable)?;
+    check_regular_file(&metadata, &shown)?;
     let read_error = |error: std::io::Error| not_executable(format!("cannot read it: {error}"));
     let mut image = Vec::new();
     (&mut file)

@@ -7,8 +7,49 @@ use std::path::{Path, PathBuf};
 
 use atoll_vmm::MountSpec;
 
-use super::args::{parse_port, RunArgs};
-use crate::size::parse_size;
+use super::args::{parse_port, InvalidPort, RunArgs};
+use crate::error::PathError;
+use crate::image::images::KernelError;
+use crate::image::pack::{BlobError, PackError};
+use crate::image::registry::RegistryError;
+use crate::image::rootfs::LayerError;
+use crate::image::store::StoreError;
+use crate::manifest::ManifestError;
+use crate::size::{parse_size, SizeError};
+
+/// Why what PROGRAM names (a project, an image, a `.isle` file) can't be run.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SourceError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{} isn't built yet: run `atoll build {}`", program.display(), project.display())]
+    NotBuilt { program: PathBuf, project: PathBuf },
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("[build] files: {}: {error}", host.display())]
+    Files {
+        host: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error(transparent)]
+    PackBlob(#[from] BlobError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{0}: pulled, but not in the store")]
+    NotPulled(String),
+    #[error("[run] memory: {0}")]
+    Memory(SizeError),
+    #[error("[run] publish: {0}")]
+    Publish(InvalidPort),
+}
 
 /// The kernel and program an image (or a `.isle` file) runs.
 pub(super) struct ImageToRun {
@@ -34,21 +75,19 @@ impl std::fmt::Debug for ImageToRun {
 /// Also `atoll run NAME[:TAG]` (an image of the local store, pulled first
 /// when it names a registry) and `atoll run FILE.isle`: run from verified
 /// blobs, with the image's kernel, files and settings.
-pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
+pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, SourceError> {
     let target = PathBuf::from(&args.command[0]);
     if crate::manifest::is_project(&target) {
         let manifest = crate::manifest::load(&target)?;
         let program = manifest.program(&target);
         if !program.is_file() {
-            return Err(format!(
-                "{} isn't built yet: run `atoll build {}`",
-                program.display(),
-                target.display()
-            ));
+            return Err(SourceError::NotBuilt {
+                program,
+                project: target,
+            });
         }
         if let Some(reference) = &manifest.kernel.image {
-            let bytes = std::fs::read(&program)
-                .map_err(|error| format!("{}: {error}", program.display()))?;
+            let bytes = std::fs::read(&program).map_err(PathError::at(&program))?;
             args.image = Some(ImageToRun {
                 kernel: Some(crate::image::images::pinned_kernel(reference)?),
                 program: bytes,
@@ -56,8 +95,8 @@ pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             });
         }
         for (host, guest) in manifest.files(&target) {
-            let host = std::fs::canonicalize(&host)
-                .map_err(|error| format!("[build] files: {}: {error}", host.display()))?;
+            let host =
+                std::fs::canonicalize(&host).map_err(|error| SourceError::Files { host, error })?;
             args.files.push(MountSpec {
                 host,
                 guest,
@@ -105,7 +144,7 @@ pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, String> {
             crate::image::registry::pull_image(&reference, true)?;
             store
                 .resolve(&reference)?
-                .ok_or_else(|| format!("{reference}: pulled, but not in the store"))?
+                .ok_or_else(|| SourceError::NotPulled(reference.clone()))?
                 .1
         }
         None => return Ok(args),
@@ -152,7 +191,7 @@ fn apply_settings(
     run: &crate::manifest::Run,
     argv0: OsString,
     project: Option<&Path>,
-) -> Result<RunArgs, String> {
+) -> Result<RunArgs, SourceError> {
     let mut command = vec![argv0];
     if args.command.len() > 1 {
         command.extend(args.command.drain(1..));
@@ -170,8 +209,7 @@ fn apply_settings(
     args.cores = args.cores.or(run.cores);
     if args.memory.is_none() {
         if let Some(memory) = &run.memory {
-            args.memory =
-                Some(parse_size(memory).map_err(|message| format!("[run] memory: {message}"))?);
+            args.memory = Some(parse_size(memory).map_err(SourceError::Memory)?);
         }
     }
     // Host paths in a manifest are relative to its project (an image's,
@@ -189,7 +227,7 @@ fn apply_settings(
     args.volumes = volumes;
     for port in &run.publish {
         args.publish
-            .push(parse_port(port).map_err(|message| format!("[run] publish: {message}"))?);
+            .push(parse_port(port).map_err(SourceError::Publish)?);
     }
     args.net |= run.net;
     Ok(args)
