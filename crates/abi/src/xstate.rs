@@ -38,6 +38,9 @@ pub struct Layout {
     pub components: u64,
     /// Bytes, a multiple of 64.
     pub size: u64,
+    /// Bytes for every component but the dynamic ones, a multiple of 64:
+    /// what a signal frame holds until the program asks for those.
+    pub size_without_dynamic: u64,
     /// In force but not advertised by CPUID: the program is told they don't
     /// exist, so they are neither saved nor offered.
     pub hidden: u64,
@@ -79,6 +82,7 @@ pub fn layout(xcr0: u64, cpuid: impl Fn(u32, u32) -> [u32; 4]) -> Result<Layout,
     }
     let components = xcr0 & advertised;
     let mut size = LEGACY_AND_HEADER;
+    let mut size_without_dynamic = LEGACY_AND_HEADER;
     for component in 2..64 {
         if components & (1 << component) == 0 {
             continue;
@@ -87,15 +91,21 @@ pub fn layout(xcr0: u64, cpuid: impl Fn(u32, u32) -> [u32; 4]) -> Result<Layout,
         if component_size == 0 {
             return Err(LayoutError::Undescribed { component });
         }
-        size = size.max(u64::from(offset) + u64::from(component_size));
+        let end = u64::from(offset) + u64::from(component_size);
+        size = size.max(end);
+        if DYNAMIC & (1 << component) == 0 {
+            size_without_dynamic = size_without_dynamic.max(end);
+        }
     }
     let size = size.next_multiple_of(64);
+    let size_without_dynamic = size_without_dynamic.next_multiple_of(64);
     if size > MAX_AREA {
         return Err(LayoutError::TooLarge { size });
     }
     Ok(Layout {
         components,
         size,
+        size_without_dynamic,
         hidden: xcr0 & !advertised,
     })
 }
@@ -108,6 +118,15 @@ impl Layout {
             self.components
         } else {
             self.components & !DYNAMIC
+        }
+    }
+
+    /// Bytes that [`Self::save_mask`]`(dynamic_permitted)` moves.
+    pub fn save_size(&self, dynamic_permitted: bool) -> u64 {
+        if dynamic_permitted {
+            self.size
+        } else {
+            self.size_without_dynamic
         }
     }
 }
@@ -212,6 +231,9 @@ mod tests {
         let layout = layout_on(&SAPPHIRE_RAPIDS, 0x602e7).unwrap();
         assert_eq!(layout.components, 0x602e7);
         assert_eq!(layout.size, 11008);
+        assert_eq!(layout.save_size(true), 11008);
+        // Up to the tile configuration, which ends at 2816.
+        assert_eq!(layout.save_size(false), 2816);
         // Tile data only once the program asked for it, as on Linux.
         assert_eq!(layout.save_mask(false), 0x202e7);
         assert_eq!(layout.save_mask(true), 0x602e7);

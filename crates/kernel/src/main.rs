@@ -20,6 +20,7 @@ mod mm;
 #[cfg_attr(test, path = "offload_fake.rs")]
 mod offload;
 mod sched;
+mod signals;
 mod time;
 mod trace;
 

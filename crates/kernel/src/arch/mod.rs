@@ -4,6 +4,8 @@
 //! simulated memory, so the kernel's logic runs unchanged in a test process.
 #![allow(unsafe_code)]
 
+mod syscall_frame;
+
 #[cfg(not(test))]
 pub mod x86_64;
 

@@ -1,9 +1,9 @@
 //! futex(2): argument decoding; the wait queues are in `sched::futex`.
 
-use atoll_abi::linux::errno::{EINVAL, ENOSYS};
+use atoll_abi::linux::errno::{EINTR, EINVAL, ENOSYS};
 
 use super::time::read_timespec;
-use super::SysResult;
+use super::{SysResult, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use crate::arch::x86_64::user;
 use crate::sched::futex as queues;
 use crate::time;
@@ -38,6 +38,19 @@ fn result(value: i64) -> SysResult {
     }
 }
 
+/// A wait a signal interrupted is restarted as Linux restarts it: an
+/// untimed one under SA_RESTART (or when no handler ran), a timed one only
+/// when no handler ran.
+fn restartable(result: i64, deadline: u64) -> i64 {
+    if result != -EINTR {
+        result
+    } else if deadline == 0 {
+        -ERESTARTSYS
+    } else {
+        -ERESTART_RESTARTBLOCK
+    }
+}
+
 pub fn futex(
     uaddr: u64,
     op: u64,
@@ -55,7 +68,10 @@ pub fn futex(
             } else {
                 time::monotonic_ns().saturating_add(read_timespec(timeout)?)
             };
-            result(queues::wait(uaddr, value as u32, u32::MAX, deadline))
+            result(restartable(
+                queues::wait(uaddr, value as u32, u32::MAX, deadline),
+                deadline,
+            ))
         }
         FUTEX_WAIT_BITSET => {
             check_word(uaddr)?;
@@ -75,7 +91,10 @@ pub fn futex(
                     .saturating_add(absolute.saturating_sub(now))
                     .max(1)
             };
-            result(queues::wait(uaddr, value as u32, value3 as u32, deadline))
+            result(restartable(
+                queues::wait(uaddr, value as u32, value3 as u32, deadline),
+                deadline,
+            ))
         }
         FUTEX_WAKE => {
             check_word(uaddr)?;

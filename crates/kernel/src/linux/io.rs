@@ -63,7 +63,7 @@ pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
 /// reaches the program only if it survives that.
 fn write_result(result: i64) -> SysResult {
     if result == -EPIPE {
-        super::signal::raise(super::signal::SIGPIPE)?;
+        super::signal::raise(u64::from(super::signal::SIGPIPE))?;
     }
     host_result(result)
 }

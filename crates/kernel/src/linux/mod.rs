@@ -14,14 +14,33 @@ mod signal;
 mod thread;
 mod time;
 
-use atoll_abi::linux::errno::ENOSYS;
+use atoll_abi::linux::errno::{EINTR, ENOSYS};
 use atoll_abi::syscalls::nr;
 
 use crate::arch::x86_64::entry::SyscallFrame;
+use crate::signals::state::SA_RESTART;
+use crate::signals::{self, Next, Resume};
 use crate::trace;
 
 /// What a handler returns: the syscall's value, or a positive errno.
 pub type SysResult = Result<u64, i64>;
+
+/// Linux's internal "interrupted, maybe restart" results. A call that a
+/// signal interrupts returns one; the way out turns it into EINTR or a
+/// restart, and the program never sees it.
+/// Restart unless a handler without SA_RESTART runs.
+pub const ERESTARTSYS: i64 = 512;
+/// Restart unless a handler runs (sigsuspend, pause).
+pub const ERESTARTNOHAND: i64 = 514;
+/// Restart (with what is left) unless a handler runs.
+pub const ERESTART_RESTARTBLOCK: i64 = 516;
+
+fn is_restart(result: i64) -> bool {
+    matches!(
+        -result,
+        ERESTARTSYS | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
+    )
+}
 
 /// Called by the syscall entry with the program's registers.
 pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
@@ -34,31 +53,67 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
         // rcx points just past the `syscall` that trapped.
         trace::count_trap_site(frame.rcx.wrapping_sub(2), frame.cpl);
     }
-    if matches!(number, nr::EXIT | nr::EXIT_GROUP) {
+    if matches!(number, nr::EXIT | nr::EXIT_GROUP | nr::RT_SIGRETURN) {
         // These don't return: count and trace them now, as strace does.
         trace::count(number, 0, rewritten);
         if trace::tracing() {
             trace::trace_exit(number, &args);
         }
+        if number == nr::RT_SIGRETURN {
+            signals::sigreturn(frame);
+        }
     }
+    let mut result = call(number, &args, frame);
+    // Signals to act on are acted on now, on the way out.
+    let me = crate::sched::current();
+    while signals::has_work(me) || is_restart(result) {
+        match signals::next_for_current() {
+            Next::Terminate(signal) => signals::terminate(signal),
+            Next::Handle(delivery) => {
+                let restart = match -result {
+                    ERESTARTSYS => delivery.action.flags & SA_RESTART != 0,
+                    _ => false,
+                };
+                let resume = if restart {
+                    Resume::Restart
+                } else if is_restart(result) {
+                    Resume::Return(-EINTR)
+                } else {
+                    Resume::Return(result)
+                };
+                signals::enter_handler_from_syscall(frame, &delivery, resume);
+                trace::count(number, result, rewritten);
+                return;
+            }
+            // Nothing to act on after all (it was ignored, or another
+            // thread took it): an interrupted call carries on.
+            Next::Nothing if is_restart(result) => result = call(number, &args, frame),
+            Next::Nothing => break,
+        }
+    }
+    trace::count(number, result, rewritten);
+    if trace::tracing() {
+        trace::trace_call(number, &args, result);
+    }
+    frame.rax = result as u64;
+}
+
+/// Performs one syscall; its result as the program would see it, or one
+/// of the restart codes above.
+fn call(number: u64, args: &[u64; 6], frame: &SyscallFrame) -> i64 {
     let outcome = if number == nr::CLONE {
         Some(thread::clone(frame))
     } else {
-        dispatch(number, &args)
+        dispatch(number, args)
     };
-    let result = match outcome {
+    match outcome {
         Some(Ok(value)) => value as i64,
         Some(Err(errno)) => -errno,
         None => {
             trace::warn_unsupported(number);
             -ENOSYS
         }
-    };
-    trace::count(number, result, rewritten);
-    if trace::tracing() {
-        trace::trace_call(number, &args, result);
     }
-    frame.rax = result as u64;
 }
 
 /// Routes one syscall; `None` when we don't implement it.
@@ -122,6 +177,12 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::KILL => signal::kill(a[0], a[1]),
         nr::TKILL => signal::tkill(a[0], a[1]),
         nr::TGKILL => signal::tgkill(a[0], a[1], a[2]),
+        nr::RT_SIGPENDING => signal::rt_sigpending(a[0], a[1]),
+        nr::RT_SIGSUSPEND => signal::rt_sigsuspend(a[0], a[1]),
+        nr::PAUSE => signal::pause(),
+        nr::RT_SIGTIMEDWAIT => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
+        nr::RT_SIGQUEUEINFO => signal::rt_sigqueueinfo_process(a[0], a[1], a[2]),
+        nr::RT_TGSIGQUEUEINFO => signal::rt_tgsigqueueinfo(a[0], a[1], a[2], a[3]),
 
         nr::FUTEX => return futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::SCHED_GETAFFINITY => sched::sched_getaffinity(a[0], a[1], a[2]),

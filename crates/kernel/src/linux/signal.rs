@@ -1,88 +1,32 @@
-//! Signals. Dispositions, the mask and the alternate stack are recorded
-//! faithfully; delivery of handlers is not implemented yet, so a signal the
-//! program sends itself acts as its default action (or is ignored).
+//! Signal syscalls: dispositions, masks, the alternate stack, sending,
+//! waiting. Delivery itself is in `crate::signals`.
 
-use core::fmt::Write;
+use atoll_abi::linux::errno::{EAGAIN, EINTR, EINVAL, EPERM, ESRCH};
 
-use atoll_abi::linux::errno::{EINVAL, ENOMEM, ESRCH};
-use spin::Mutex;
+use super::time::read_timespec;
+use super::{SysResult, ERESTARTNOHAND};
+use crate::arch::x86_64::{cpu, user};
+use crate::signals::state::{
+    valid, Action, AltStack, Info, SIGKILL, SIGSTOP, SI_TKILL, SI_USER, UNBLOCKABLE,
+};
+use crate::signals::{self, Target};
+use crate::{boot_info, sched, time};
 
-use super::SysResult;
-use crate::arch::x86_64::user;
-use crate::boot_info;
-use crate::trace::{self, LineBuffer};
+pub(super) use crate::signals::state::SIGPIPE;
 
-const SIGNAL_COUNT: usize = 64;
-const SIGKILL: u64 = 9;
-const SIGSTOP: u64 = 19;
-pub(super) const SIGPIPE: u64 = 13;
-const SIG_DFL: u64 = 0;
-const SIG_IGN: u64 = 1;
 const SIG_BLOCK: u64 = 0;
 const SIG_UNBLOCK: u64 = 1;
 const SIG_SETMASK: u64 = 2;
-const SS_ONSTACK: u32 = 1;
-const SS_DISABLE: u32 = 2;
-const MINSIGSTKSZ: u64 = 2048;
-const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
-
-/// The kernel's `struct sigaction` on x86_64.
-#[derive(Clone, Copy, Default)]
-#[repr(C)]
-struct SigAction {
-    handler: u64,
-    flags: u64,
-    restorer: u64,
-    mask: u64,
-}
-
-/// `stack_t`.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct SignalStack {
-    sp: u64,
-    flags: u32,
-    _pad: u32,
-    size: u64,
-}
-
-struct SignalState {
-    actions: [SigAction; SIGNAL_COUNT],
-    mask: u64,
-    /// Raised while blocked; acted on when unblocked.
-    pending: u64,
-    alt_stack: SignalStack,
-}
-
-static STATE: Mutex<SignalState> = Mutex::new(SignalState {
-    actions: [SigAction {
-        handler: 0,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    }; SIGNAL_COUNT],
-    mask: 0,
-    pending: 0,
-    alt_stack: SignalStack {
-        sp: 0,
-        flags: SS_DISABLE,
-        _pad: 0,
-        size: 0,
-    },
-});
-
-fn valid_signal(signal: u64) -> bool {
-    (1..=SIGNAL_COUNT as u64).contains(&signal)
-}
+const SIGSET_SIZE: u64 = 8;
 
 pub fn rt_sigaction(signal: u64, new: u64, old: u64, sigset_size: u64) -> SysResult {
-    if sigset_size != 8 || !valid_signal(signal) {
+    if sigset_size != SIGSET_SIZE || !valid(signal) {
         return Err(EINVAL);
     }
-    let index = signal as usize - 1;
-    let requested: Option<SigAction> = if new != 0 {
+    let signal = signal as u32;
+    let requested = if new != 0 {
         let [handler, flags, restorer, mask] = user::read::<[u64; 4]>(new)?;
-        Some(SigAction {
+        Some(Action {
             handler,
             flags,
             restorer,
@@ -94,19 +38,23 @@ pub fn rt_sigaction(signal: u64, new: u64, old: u64, sigset_size: u64) -> SysRes
     if requested.is_some() && (signal == SIGKILL || signal == SIGSTOP) {
         return Err(EINVAL);
     }
-    let mut state = STATE.lock();
+    let mut state = signals::lock();
     if old != 0 {
-        user::write(old, state.actions[index])?;
+        let action = state.action(signal);
+        user::write(
+            old,
+            [action.handler, action.flags, action.restorer, action.mask],
+        )?;
     }
-    if let Some(mut action) = requested {
-        action.mask &= !UNBLOCKABLE;
-        state.actions[index] = action;
+    if let Some(action) = requested {
+        state.set_action(signal, action);
+        signals::refresh_all(&state);
     }
     Ok(0)
 }
 
 pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigset_size: u64) -> SysResult {
-    if sigset_size != 8 {
+    if sigset_size != SIGSET_SIZE {
         return Err(EINVAL);
     }
     let requested: Option<u64> = if set != 0 {
@@ -114,187 +62,255 @@ pub fn rt_sigprocmask(how: u64, set: u64, old: u64, sigset_size: u64) -> SysResu
     } else {
         None
     };
-    let mut state = STATE.lock();
+    let me = sched::current();
+    let mut state = signals::lock();
+    let mask = state.threads[me].mask;
     let new_mask = match (requested, how) {
-        (None, _) => state.mask,
-        (Some(set), SIG_BLOCK) => state.mask | set,
-        (Some(set), SIG_UNBLOCK) => state.mask & !set,
+        (None, _) => mask,
+        (Some(set), SIG_BLOCK) => mask | set,
+        (Some(set), SIG_UNBLOCK) => mask & !set,
         (Some(set), SIG_SETMASK) => set,
         (Some(_), _) => return Err(EINVAL),
     } & !UNBLOCKABLE;
     if old != 0 {
-        user::write(old, state.mask)?;
+        user::write(old, mask)?;
     }
-    state.mask = new_mask;
-    // Signals raised while blocked take effect once unblocked.
-    let deliverable = state.pending & !state.mask;
-    if deliverable != 0 {
-        let signal = u64::from(deliverable.trailing_zeros()) + 1;
-        state.pending &= !(1 << (signal - 1));
-        drop(state);
-        act(signal);
+    state.threads[me].mask = new_mask;
+    // Signals it unblocks are delivered on this call's way out.
+    signals::refresh_thread(&state, me);
+    Ok(0)
+}
+
+pub fn rt_sigpending(set: u64, sigset_size: u64) -> SysResult {
+    if sigset_size > SIGSET_SIZE {
+        return Err(EINVAL);
     }
+    let me = sched::current();
+    let pending = {
+        let state = signals::lock();
+        let thread = &state.threads[me];
+        (thread.pending.set | state.shared.set) & thread.mask
+    };
+    user::write(set, pending)?;
     Ok(0)
 }
 
 pub fn sigaltstack(new: u64, old: u64) -> SysResult {
-    let requested: Option<SignalStack> = if new != 0 {
+    let requested: Option<AltStack> = if new != 0 {
         // stack_t is { void *ss_sp; int ss_flags; size_t ss_size; }.
         let [sp, flags, size] = user::read::<[u64; 3]>(new)?;
-        Some(SignalStack {
+        Some(AltStack {
             sp,
             flags: flags as u32,
-            _pad: 0,
             size,
         })
     } else {
         None
     };
-    let mut state = STATE.lock();
+    let me = sched::current();
+    let sp = cpu::user_stack_pointer();
+    let mut state = signals::lock();
+    let current = state.threads[me].alt_stack;
     if old != 0 {
-        user::write(old, state.alt_stack)?;
+        user::write(
+            old,
+            [
+                current.sp,
+                u64::from(current.reported_flags(sp)),
+                current.size,
+            ],
+        )?;
     }
     if let Some(stack) = requested {
-        if stack.flags & !(SS_DISABLE | SS_ONSTACK | (1 << 31)) != 0 {
-            return Err(EINVAL);
+        if current.contains(sp) {
+            return Err(EPERM);
         }
-        if stack.flags & SS_DISABLE != 0 {
-            state.alt_stack = SignalStack {
-                sp: 0,
-                flags: SS_DISABLE,
-                _pad: 0,
-                size: 0,
-            };
-        } else {
-            if stack.size < MINSIGSTKSZ {
-                return Err(ENOMEM);
-            }
-            state.alt_stack = SignalStack { flags: 0, ..stack };
-        }
+        state.threads[me].alt_stack = signals::linux_alt_stack(stack)?;
     }
     Ok(0)
 }
 
-fn signal_name(signal: u64) -> &'static str {
-    const NAMES: [&str; 31] = [
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    NAMES.get(signal as usize - 1).copied().unwrap_or("SIGRT")
+/// The details a signal sent by this program carries.
+fn sent_by_us(signal: u32, code: i32) -> Info {
+    let identity = boot_info().identity;
+    Info {
+        signal,
+        code,
+        pid: identity.pid,
+        uid: identity.uid,
+        ..Info::default()
+    }
 }
 
-/// Whether a signal's default action leaves the process running.
-fn ignored_by_default(signal: u64) -> bool {
-    // SIGCHLD, SIGCONT, SIGURG, SIGWINCH; SIGSTOP-like stops are treated as
-    // ignored because nothing could continue an isle.
-    matches!(signal, 17 | 18 | 23 | 28 | 19 | 20 | 21 | 22)
-}
-
-/// The program sent itself `signal`.
-pub(super) fn raise(signal: u64) -> SysResult {
+/// Sends `signal` (0: only checks) as `kill`/`tgkill` do.
+fn send(target: Target, signal: u64, code: i32) -> SysResult {
     if signal == 0 {
         return Ok(0);
     }
-    if !valid_signal(signal) {
+    if !valid(signal) {
         return Err(EINVAL);
     }
-    let mut state = STATE.lock();
-    let bit = 1 << (signal - 1);
-    if state.mask & bit != 0 {
-        state.pending |= bit;
-        return Ok(0);
-    }
-    drop(state);
-    act(signal);
+    signals::send(target, sent_by_us(signal as u32, code));
     Ok(0)
 }
 
-/// Takes `signal`'s action now: nothing when it is ignored, else the end
-/// of the isle (handlers can't run yet, so they count as the default).
-fn act(signal: u64) {
-    let action = STATE.lock().actions[signal as usize - 1];
-    if action.handler == SIG_IGN || (action.handler == SIG_DFL && ignored_by_default(signal)) {
-        return;
-    }
-    // A shell reports a SIGPIPE death silently; so does atoll.
-    if signal != SIGPIPE || action.handler != SIG_DFL {
-        let mut line = LineBuffer::<128>::new();
-        let _ = write!(line, "atoll: program killed by {}", signal_name(signal));
-        if action.handler != SIG_DFL {
-            let _ = write!(
-                line,
-                " (its handler was not run: isles don't deliver signals yet)"
-            );
-        }
-        let _ = writeln!(line);
-        trace::log(line.as_bytes());
-    }
-    crate::exit_isle(128 + signal as u8)
+/// The program sent itself `signal` (SIGPIPE from a write, for instance).
+pub(super) fn raise(signal: u64) -> SysResult {
+    send(Target::Thread(sched::current()), signal, SI_USER)
 }
 
 fn is_self(pid: u64) -> bool {
     let pid = pid as i64 as i32;
-    pid == 0 || pid as u32 == boot_info().identity.pid
+    pid == 0 || pid == -1 || pid as u32 == boot_info().identity.pid
 }
 
 pub fn kill(pid: u64, signal: u64) -> SysResult {
-    if signal > SIGNAL_COUNT as u64 {
+    if signal > 64 {
         return Err(EINVAL);
     }
     if !is_self(pid) {
         // The isle sees no other process (nor group) to signal.
         return Err(ESRCH);
     }
-    raise(signal)
+    send(Target::Process, signal, SI_USER)
+}
+
+/// The thread slot of `tid`, checked as tkill/tgkill check it.
+fn thread_of(tid: u64) -> Result<usize, i64> {
+    if (tid as i64 as i32) <= 0 {
+        return Err(EINVAL);
+    }
+    sched::lock().thread_by_tid(tid as u32).ok_or(ESRCH)
 }
 
 pub fn tkill(tid: u64, signal: u64) -> SysResult {
-    if tid as u32 != boot_info().identity.pid {
-        return Err(if (tid as i64 as i32) <= 0 {
-            EINVAL
-        } else {
-            ESRCH
-        });
+    let slot = thread_of(tid)?;
+    if signal > 64 {
+        return Err(EINVAL);
     }
-    raise(signal)
+    send(Target::Thread(slot), signal, SI_TKILL)
 }
 
 pub fn tgkill(tgid: u64, tid: u64, signal: u64) -> SysResult {
+    if (tgid as i64 as i32) <= 0 {
+        return Err(EINVAL);
+    }
     if tgid as u32 != boot_info().identity.pid {
-        return Err(if (tgid as i64 as i32) <= 0 {
-            EINVAL
-        } else {
-            ESRCH
-        });
+        return Err(ESRCH);
     }
     tkill(tid, signal)
+}
+
+/// rt_sigqueueinfo / rt_tgsigqueueinfo: a signal with a value. A program
+/// may only claim SI_QUEUE-like (negative) codes, as on Linux.
+pub fn rt_sigqueueinfo(target: Target, signal: u64, info: u64) -> SysResult {
+    if !valid(signal) {
+        return Err(EINVAL);
+    }
+    let [_signo_errno, code, _pid_uid, value] = user::read::<[u64; 4]>(info)?;
+    let code = code as u32 as i32;
+    if code >= 0 || code == SI_TKILL {
+        return Err(EPERM);
+    }
+    let mut details = sent_by_us(signal as u32, code);
+    details.address_or_value = value;
+    signals::send(target, details);
+    Ok(0)
+}
+
+pub fn rt_sigqueueinfo_process(pid: u64, signal: u64, info: u64) -> SysResult {
+    if !is_self(pid) {
+        return Err(ESRCH);
+    }
+    rt_sigqueueinfo(Target::Process, signal, info)
+}
+
+pub fn rt_tgsigqueueinfo(tgid: u64, tid: u64, signal: u64, info: u64) -> SysResult {
+    if tgid as u32 != boot_info().identity.pid {
+        return Err(ESRCH);
+    }
+    rt_sigqueueinfo(Target::Thread(thread_of(tid)?), signal, info)
+}
+
+/// Waits until a signal is to be acted on; its handler's frame then gets
+/// the mask from before the call. Restarted when the signal was ignored.
+fn wait_for_signal(temporary_mask: Option<u64>) -> SysResult {
+    let me = sched::current();
+    if let Some(mask) = temporary_mask {
+        let mut state = signals::lock();
+        let thread = &mut state.threads[me];
+        if thread.saved_mask.is_none() {
+            thread.saved_mask = Some(thread.mask);
+        }
+        thread.mask = mask & !UNBLOCKABLE;
+        signals::refresh_thread(&state, me);
+    }
+    while !signals::has_work(me) {
+        sched::block(sched::lock(), sched::Wait::Signal, 0);
+    }
+    Err(ERESTARTNOHAND)
+}
+
+pub fn pause() -> SysResult {
+    wait_for_signal(None)
+}
+
+pub fn rt_sigsuspend(mask: u64, sigset_size: u64) -> SysResult {
+    if sigset_size != SIGSET_SIZE {
+        return Err(EINVAL);
+    }
+    let mask: u64 = user::read(mask)?;
+    wait_for_signal(Some(mask))
+}
+
+/// siginfo_t as the waiting calls (sigtimedwait, signalfd) hand it over.
+fn write_info(address: u64, info: &Info) -> Result<(), i64> {
+    let mut words = [0u64; 16];
+    words[0] = u64::from(info.signal) | (u64::from(info.errno as u32) << 32);
+    words[1] = u64::from(info.code as u32);
+    words[2] = u64::from(info.pid) | (u64::from(info.uid) << 32);
+    words[3] = info.address_or_value;
+    user::write(address, words)
+}
+
+pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigset_size: u64) -> SysResult {
+    if sigset_size != SIGSET_SIZE {
+        return Err(EINVAL);
+    }
+    let wanted = user::read::<u64>(set)? & !UNBLOCKABLE;
+    let deadline = if timeout != 0 {
+        Some(time::monotonic_ns().saturating_add(read_timespec(timeout)?))
+    } else {
+        None
+    };
+    let me = sched::current();
+    loop {
+        let taken = {
+            let mut state = signals::lock();
+            let taken = state.take_from(me, wanted);
+            state.threads[me].waiting_for = if taken.is_some() { 0 } else { wanted };
+            signals::refresh_all(&state);
+            taken
+        };
+        if let Some(taken) = taken {
+            if info != 0 {
+                write_info(info, &taken)?;
+            }
+            return Ok(u64::from(taken.signal));
+        }
+        let now = time::monotonic_ns();
+        let interrupted = {
+            let state = signals::lock();
+            let thread = &state.threads[me];
+            (thread.pending.set | state.shared.set) & !thread.mask & !wanted != 0
+        };
+        let timed_out = deadline.is_some_and(|deadline| now >= deadline);
+        if interrupted || timed_out {
+            let mut state = signals::lock();
+            state.threads[me].waiting_for = 0;
+            signals::refresh_thread(&state, me);
+            return Err(if interrupted { EINTR } else { EAGAIN });
+        }
+        sched::block(sched::lock(), sched::Wait::Signal, deadline.unwrap_or(0));
+    }
 }

@@ -73,20 +73,33 @@ pub fn time(address: u64) -> SysResult {
     Ok(seconds)
 }
 
-pub fn nanosleep(request: u64, _remaining: u64) -> SysResult {
+pub fn nanosleep(request: u64, remaining: u64) -> SysResult {
     let duration = read_timespec(request)?;
-    sched::sleep_until(time::monotonic_ns().saturating_add(duration));
-    Ok(0)
+    sleep_for(duration, remaining)
 }
 
-pub fn clock_nanosleep(clock: u64, flags: u64, request: u64, _remaining: u64) -> SysResult {
+/// Sleeps `duration` ns; a signal to act on ends it early with EINTR and
+/// the time left written to `remaining` (if given), as on Linux.
+fn sleep_for(duration: u64, remaining: u64) -> SysResult {
+    let deadline = time::monotonic_ns().saturating_add(duration);
+    match sched::sleep_until(deadline) {
+        Ok(()) => Ok(0),
+        Err(errno) => {
+            if remaining != 0 {
+                write_timespec(remaining, deadline.saturating_sub(time::monotonic_ns()))?;
+            }
+            Err(errno)
+        }
+    }
+}
+
+pub fn clock_nanosleep(clock: u64, flags: u64, request: u64, remaining: u64) -> SysResult {
     let clock_now = now(clock)?;
     let requested = read_timespec(request)?;
-    let duration = if flags & TIMER_ABSTIME != 0 {
-        requested.saturating_sub(clock_now)
+    if flags & TIMER_ABSTIME != 0 {
+        // An absolute sleep has nothing left to report.
+        sleep_for(requested.saturating_sub(clock_now), 0)
     } else {
-        requested
-    };
-    sched::sleep_until(time::monotonic_ns().saturating_add(duration));
-    Ok(0)
+        sleep_for(requested, remaining)
+    }
 }

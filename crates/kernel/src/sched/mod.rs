@@ -51,9 +51,21 @@ pub enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
     None,
-    Futex { key: u64, bitset: u32 },
+    Futex {
+        key: u64,
+        bitset: u32,
+    },
     Sleep,
     Io,
+    /// sigsuspend, pause, sigtimedwait: until a signal is to be acted on.
+    Signal,
+}
+
+impl Wait {
+    /// Whether a signal ends the wait (offloaded I/O runs to completion).
+    fn interruptible(self) -> bool {
+        matches!(self, Wait::Futex { .. } | Wait::Sleep | Wait::Signal)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -508,6 +520,11 @@ fn reschedule(mut sched: MutexGuard<Scheduler>) {
 /// what the waker (or the timeout) says the call returns.
 pub fn block(mut sched: MutexGuard<Scheduler>, wait: Wait, deadline: u64) -> i64 {
     let me = current();
+    // A signal sent before we hold the lock was flagged before its sender
+    // took the lock to wake us: it ends the wait at once.
+    if wait.interruptible() && crate::signals::has_work(me) {
+        return -atoll_abi::linux::errno::EINTR;
+    }
     sched.wait_seq += 1;
     let seq = sched.wait_seq;
     let thread = &mut sched.threads[me];
@@ -522,6 +539,47 @@ pub fn block(mut sched: MutexGuard<Scheduler>, wait: Wait, deadline: u64) -> i64
     }
     reschedule(sched);
     SCHED.lock().threads[me].wake_result
+}
+
+/// Ends an interruptible wait of thread `slot` for a signal sent to it: the
+/// blocking call returns EINTR (which the call may turn into a restart).
+pub fn interrupt(slot: usize) {
+    let sched = SCHED.lock();
+    let thread = &sched.threads[slot];
+    if thread.state == State::Blocked && thread.wait.interruptible() {
+        wake_and_kick(sched, slot, -atoll_abi::linux::errno::EINTR);
+    }
+}
+
+/// The threads that exist, as a set of slots.
+pub fn live_threads() -> ThreadSet {
+    let sched = SCHED.lock();
+    let mut set = ThreadSet([0; MAX_THREADS / 64]);
+    for (slot, thread) in sched.threads.iter().enumerate() {
+        if !matches!(thread.state, State::Free | State::Dead) {
+            set.0[slot / 64] |= 1 << (slot % 64);
+        }
+    }
+    set
+}
+
+/// A set of thread slots.
+#[derive(Clone, Copy)]
+pub struct ThreadSet([u64; MAX_THREADS / 64]);
+
+impl ThreadSet {
+    pub fn iter(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+        (0..MAX_THREADS).filter(|&slot| self.0[slot / 64] & (1 << (slot % 64)) != 0)
+    }
+}
+
+/// The running thread's extended state: what xsave moves, its size in
+/// the standard format, and the thread's own save area.
+pub fn extended_state_of_current() -> (u64, u64, u64) {
+    let mask = xsave_mask();
+    let size = xstate_layout().save_size(mask & xstate::DYNAMIC != 0);
+    let area = SCHED.lock().threads[current()].xsave_area;
+    (mask, size, area)
 }
 
 /// Moves the current thread to a CPU its affinity allows.
@@ -541,13 +599,15 @@ pub extern "C" fn preempted(frame: &mut atoll_abi::boot::PreemptFrame) {
     offload::poll_completions();
     let mut sched = SCHED.lock();
     sched.wake_expired(time::monotonic_ns());
-    if sched.queue_len == 0 {
-        return;
+    if sched.queue_len != 0 {
+        let me = current();
+        sched.threads[me].state = State::Runnable;
+        sched.enqueue(me);
+        reschedule(sched);
+    } else {
+        drop(sched);
     }
-    let me = current();
-    sched.threads[me].state = State::Runnable;
-    sched.enqueue(me);
-    reschedule(sched);
+    crate::signals::deliver_before_return(frame);
 }
 
 /// sched_yield: let a waiting thread have this CPU.
@@ -562,12 +622,17 @@ pub fn yield_now() {
     reschedule(sched);
 }
 
-/// Sleeps until CLOCK_MONOTONIC reaches `deadline`, giving the CPU away.
-pub fn sleep_until(deadline: u64) {
+/// Sleeps until CLOCK_MONOTONIC reaches `deadline`, giving the CPU away;
+/// Err(EINTR) when a signal is to be acted on first.
+pub fn sleep_until(deadline: u64) -> Result<(), i64> {
+    let me = current();
     loop {
+        if crate::signals::has_work(me) {
+            return Err(atoll_abi::linux::errno::EINTR);
+        }
         let now = time::monotonic_ns();
         if now >= deadline {
-            return;
+            return Ok(());
         }
         if deadline - now < SPIN_SLEEP_NS {
             cpu::pause();
@@ -620,6 +685,7 @@ pub fn spawn_with(
         ..FREE_THREAD
     };
     SAVED_RSP[slot].store(saved_rsp, Ordering::Relaxed);
+    crate::signals::thread_created(slot, current());
     before_start(tid);
     sched.live += 1;
     sched.enqueue(slot);

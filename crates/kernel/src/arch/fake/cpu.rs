@@ -31,6 +31,11 @@ pub fn pause() {
 
 pub fn set_fs_base(_value: u64) {}
 
+/// No program stack in host tests: nothing is ever on an alternate stack.
+pub fn user_stack_pointer() -> u64 {
+    0
+}
+
 pub fn set_park_deadline(_ns: u64) {}
 
 pub fn preempt_frame() -> PreemptFrame {

@@ -1,15 +1,11 @@
-//! The syscall frame's fields the scheduler fills in, and no entry code.
+//! The syscall frame, and no entry code.
 
-/// What a new thread returns to user mode with (a subset of the real
-/// frame's registers: those the scheduler sets, and the result it leaves).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyscallFrame {
-    pub cpl: u64,
-    pub rax: u64,
-    pub rcx: u64,
-    pub r11: u64,
-    pub user_rsp: u64,
-}
+pub use super::super::syscall_frame::SyscallFrame;
 
 /// The simulated page tables have no TLB.
 pub fn flush_tlb() {}
+
+/// There is no program to return to in a host test.
+pub fn return_to_program(_context: &atoll_abi::boot::PreemptFrame) -> ! {
+    panic!("host tests never leave the kernel")
+}

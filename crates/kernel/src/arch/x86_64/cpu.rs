@@ -59,6 +59,13 @@ pub fn cpu_area() -> &'static CpuArea {
     unsafe { &*(address as *const CpuArea) }
 }
 
+/// The program's stack pointer as the running syscall entered.
+pub fn user_stack_pointer() -> u64 {
+    // SAFETY: a plain word of this CPU's own area, written by its syscall
+    // entry before the call was dispatched.
+    unsafe { core::ptr::read_volatile(&raw const (*cpu_area_mut()).user_rsp) }
+}
+
 /// Which CPU this is (0 is the boot CPU).
 pub fn cpu_index() -> usize {
     cpu_area().cpu_index as usize

@@ -11,30 +11,9 @@
 
 use atoll_abi::boot::{CPU_AREA_KERNEL_STACK_TOP, CPU_AREA_USER_RSP};
 
-/// Registers saved by the syscall entry, lowest address first.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyscallFrame {
-    /// Privilege level the entry ran at (3 on kvm-pvm, 0 on hardware KVM).
-    pub cpl: u64,
-    /// Syscall number on entry, result on return.
-    pub rax: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub r10: u64,
-    pub r8: u64,
-    pub r9: u64,
-    /// The program's return address.
-    pub rcx: u64,
-    /// The program's rflags.
-    pub r11: u64,
-    /// The program's stack pointer.
-    pub user_rsp: u64,
-    /// 1 when the call came through a rewritten site, 0 when it trapped
-    /// (also keeps the frame a multiple of 16 bytes).
-    pub rewritten: u64,
-}
+pub use super::super::syscall_frame::SyscallFrame;
+
+const _: () = assert!(core::mem::size_of::<SyscallFrame>().is_multiple_of(16));
 
 /// In %rax at an `int3` that asks the ring-0 pad for a TLB flush.
 const FLUSH_MAGIC: u32 = atoll_abi::mmio::TLB_FLUSH_MAGIC;
@@ -73,6 +52,12 @@ _start:
     // dispatches the call; `rewritten` says which entry came.
     .macro dispatch_syscall rewritten
     incq %gs:{epoch}
+    push %r15
+    push %r14
+    push %r13
+    push %r12
+    push %rbp
+    push %rbx
     push $\rewritten
     push %gs:{user_rsp}
     push %r11
@@ -108,6 +93,12 @@ atoll_syscall_return:
     mov {frame_user_rsp}(%rsp), %rcx
     mov %rcx, %gs:{user_rsp}
     incq %gs:{epoch}
+    mov {frame_rbx}(%rsp), %rbx
+    mov {frame_rbp}(%rsp), %rbp
+    mov {frame_r12}(%rsp), %r12
+    mov {frame_r13}(%rsp), %r13
+    mov {frame_r14}(%rsp), %r14
+    mov {frame_r15}(%rsp), %r15
     add $8, %rsp
     pop %rax
     pop %rdi
@@ -274,9 +265,32 @@ atoll_exception_common:
     user_code = const atoll_abi::layout::selector::USER_CODE,
     preempted = sym crate::sched::preempted,
     frame_user_rsp = const FRAME_USER_RSP,
+    frame_rbx = const core::mem::offset_of!(SyscallFrame, rbx),
+    frame_rbp = const core::mem::offset_of!(SyscallFrame, rbp),
+    frame_r12 = const core::mem::offset_of!(SyscallFrame, r12),
+    frame_r13 = const core::mem::offset_of!(SyscallFrame, r13),
+    frame_r14 = const core::mem::offset_of!(SyscallFrame, r14),
+    frame_r15 = const core::mem::offset_of!(SyscallFrame, r15),
     kernel_stack = const CPU_AREA_KERNEL_STACK_TOP,
     options(att_syntax)
 );
+
+/// Returns to the program with every register from `context`, leaving the
+/// kernel stack behind (the next entry starts it afresh from the top).
+pub fn return_to_program(context: &atoll_abi::boot::PreemptFrame) -> ! {
+    // SAFETY: `atoll_full_return` loads every register from the frame at
+    // %rdi and jumps to the program; it pushes only below the current rsp,
+    // so the frame (in our caller's stack frame or above) stays intact
+    // until read. Nothing on this kernel stack is needed afterwards: no
+    // lock is held and the next entry begins at the stack's top.
+    unsafe {
+        core::arch::asm!(
+            "jmp atoll_full_return",
+            in("rdi") context as *const atoll_abi::boot::PreemptFrame,
+            options(noreturn)
+        )
+    }
+}
 
 extern "C" {
     fn atoll_syscall_entry();

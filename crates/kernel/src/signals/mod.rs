@@ -1,0 +1,274 @@
+//! POSIX signals, as Linux delivers them: dispositions per process, masks
+//! and pending sets per thread (and one shared by the process), handlers
+//! run on the program's stack in Linux's frame, rt_sigreturn back.
+//!
+//! A signal is acted on when its thread next leaves the kernel: at the end
+//! of a syscall, after rt_sigreturn, or at a preemption upcall. Sending
+//! one to a thread blocked in the kernel (futex, sleep, sigsuspend) wakes
+//! it; the call then ends with EINTR or is restarted, as Linux decides.
+//! `state` holds the bookkeeping, `frame` the stack frame.
+
+pub mod frame;
+pub mod state;
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use atoll_abi::boot::PreemptFrame;
+use spin::{Mutex, MutexGuard};
+
+use crate::arch::x86_64::entry::{self, SyscallFrame};
+use crate::sched::{self, MAX_THREADS};
+use crate::trace::{self, LineBuffer};
+use state::{AltStack, Signals, SIGPIPE, SIGSEGV, SS_AUTODISARM};
+pub use state::{Delivery, Info, Next, Sent, Target};
+
+static SIGNALS: Mutex<Signals> = Mutex::new(Signals::NEW);
+
+/// Per thread: it has a signal to act on. Read without the lock on every
+/// syscall's way out; written under it.
+static WORK: [AtomicBool; MAX_THREADS] = [const { AtomicBool::new(false) }; MAX_THREADS];
+
+/// The signal state, locked; `refresh_*` after changing it.
+pub fn lock() -> MutexGuard<'static, Signals> {
+    SIGNALS.lock()
+}
+
+/// Recomputes `slot`'s work flag after its mask, waits or pending changed.
+pub fn refresh_thread(signals: &Signals, slot: usize) {
+    WORK[slot].store(signals.has_work(slot), Ordering::SeqCst);
+}
+
+/// Recomputes every thread's work flag after the shared set changed.
+pub fn refresh_all(signals: &Signals) {
+    for (slot, work) in WORK.iter().enumerate() {
+        work.store(signals.has_work(slot), Ordering::SeqCst);
+    }
+}
+
+/// Whether thread `slot` has a signal to act on (or to end a wait for).
+pub fn has_work(slot: usize) -> bool {
+    slot < MAX_THREADS && WORK[slot].load(Ordering::SeqCst)
+}
+
+/// Sends `info` to a thread or to the process, and wakes whoever must see
+/// it. A fatal default action ends the isle here.
+pub fn send(target: Target, info: Info) {
+    let me = sched::current();
+    let live = sched::live_threads();
+    let sent = {
+        let mut signals = lock();
+        let sent = signals.send(target, info, live.iter(), me);
+        match target {
+            Target::Thread(slot) => refresh_thread(&signals, slot),
+            Target::Process => refresh_all(&signals),
+        }
+        sent
+    };
+    match sent {
+        Sent::Terminate(signal) => terminate(signal),
+        Sent::Discarded | Sent::Queued(None) => {}
+        Sent::Queued(Some(slot)) if slot == me => {}
+        Sent::Queued(Some(slot)) => sched::interrupt(slot),
+    }
+}
+
+/// The next signal the running thread acts on.
+pub fn next_for_current() -> Next {
+    let me = sched::current();
+    let mut signals = lock();
+    let next = signals.next(me);
+    refresh_thread(&signals, me);
+    next
+}
+
+/// A thread was created by `creator`.
+pub fn thread_created(slot: usize, creator: usize) {
+    let mut signals = lock();
+    signals.thread_created(slot, creator);
+    refresh_thread(&signals, slot);
+}
+
+/// Ends the isle as `signal`'s default action does.
+pub fn terminate(signal: u32) -> ! {
+    // A shell reports a SIGPIPE death silently; so does atoll.
+    if signal != SIGPIPE {
+        let mut line = LineBuffer::<128>::new();
+        let _ = writeln!(line, "atoll: program killed by {}", name(signal));
+        trace::log(line.as_bytes());
+    }
+    crate::exit_isle(128 + signal as u8)
+}
+
+/// The running thread's extended-state save area and what it holds.
+fn extended_state() -> frame::ExtendedState {
+    let (mask, size, area) = sched::extended_state_of_current();
+    frame::ExtendedState { mask, size, area }
+}
+
+/// Turns `context` into the entry of `delivery`'s handler, its frame
+/// pushed; a stack that can't take the frame gets SIGSEGV, which ends the
+/// isle (as Linux's force_sigsegv does).
+pub fn enter_handler(context: &mut PreemptFrame, delivery: &Delivery) {
+    let fpu = extended_state();
+    match frame::push(context, delivery, &fpu) {
+        Ok(entered_alt_stack) => {
+            if entered_alt_stack && delivery.alt_stack.flags & SS_AUTODISARM != 0 {
+                lock().threads[sched::current()].alt_stack = AltStack::DISABLED;
+            }
+            if frame::reset_extended_state(&fpu).is_err() {
+                terminate(SIGSEGV);
+            }
+        }
+        Err(_) => terminate(SIGSEGV),
+    }
+}
+
+/// How a syscall interrupted by a handler carries on once it returns.
+pub enum Resume {
+    /// The program sees `result`.
+    Return(i64),
+    /// The call is made again, as Linux restarts it.
+    Restart,
+}
+
+/// Runs `delivery`'s handler on the way out of the syscall in `frame`.
+pub fn enter_handler_from_syscall(frame: &mut SyscallFrame, delivery: &Delivery, resume: Resume) {
+    let (rax, rip) = match resume {
+        Resume::Return(result) => (result as u64, frame.rcx),
+        // Back to the `syscall` instruction with the call's number, as
+        // Linux restarts; rewritten sites keep theirs (it then traps once).
+        Resume::Restart => (frame.rax, frame.rcx.wrapping_sub(2)),
+    };
+    let mut context = PreemptFrame {
+        rax,
+        rbx: frame.rbx,
+        rcx: frame.rcx,
+        rdx: frame.rdx,
+        rsi: frame.rsi,
+        rdi: frame.rdi,
+        rbp: frame.rbp,
+        r8: frame.r8,
+        r9: frame.r9,
+        r10: frame.r10,
+        r11: frame.r11,
+        r12: frame.r12,
+        r13: frame.r13,
+        r14: frame.r14,
+        r15: frame.r15,
+        rip,
+        rflags: frame.r11,
+        rsp: frame.user_rsp,
+    };
+    enter_handler(&mut context, delivery);
+    frame.rcx = context.rip;
+    frame.r11 = context.rflags;
+    frame.user_rsp = context.rsp;
+    frame.rdi = context.rdi;
+    frame.rsi = context.rsi;
+    frame.rdx = context.rdx;
+    frame.rax = context.rax;
+}
+
+/// Acts on the running thread's signals before it returns to `context`
+/// (a preemption upcall, or rt_sigreturn): a handler's entry replaces it.
+pub fn deliver_before_return(context: &mut PreemptFrame) {
+    if !has_work(sched::current()) {
+        return;
+    }
+    match next_for_current() {
+        Next::Nothing => {}
+        Next::Terminate(signal) => terminate(signal),
+        Next::Handle(delivery) => enter_handler(context, &delivery),
+    }
+}
+
+/// rt_sigreturn: back to where the handler interrupted, with the registers,
+/// mask, alternate stack and extended state its frame holds now.
+pub fn sigreturn(syscall: &SyscallFrame) -> ! {
+    let me = sched::current();
+    let fpu = extended_state();
+    // The handler's `ret` popped the restorer's address off the frame.
+    let frame_address = syscall.user_rsp.wrapping_sub(8);
+    let Ok(restored) = frame::pop(frame_address, syscall.r11, &fpu) else {
+        terminate(SIGSEGV);
+    };
+    {
+        let mut signals = lock();
+        let thread = &mut signals.threads[me];
+        thread.mask = restored.mask & !state::UNBLOCKABLE;
+        // As Linux's restore_altstack: not while running on the stack
+        // (sigaltstack's EPERM), and invalid settings change nothing.
+        if !thread.alt_stack.contains(syscall.user_rsp) {
+            if let Ok(stack) = linux_alt_stack(restored.alt_stack) {
+                thread.alt_stack = stack;
+            }
+        }
+        refresh_thread(&signals, me);
+    }
+    let mut context = restored.context;
+    deliver_before_return(&mut context);
+    entry::return_to_program(&context)
+}
+
+/// Smallest alternate stack sigaltstack(2) takes.
+pub const MINSIGSTKSZ: u64 = 2048;
+
+/// The alternate stack `requested` sets, or the errno sigaltstack gives.
+pub fn linux_alt_stack(requested: AltStack) -> Result<AltStack, i64> {
+    use atoll_abi::linux::errno::{EINVAL, ENOMEM};
+    let mode = requested.flags & !SS_AUTODISARM;
+    if mode != 0 && mode != state::SS_DISABLE && mode != state::SS_ONSTACK {
+        return Err(EINVAL);
+    }
+    if mode == state::SS_DISABLE {
+        return Ok(AltStack::DISABLED);
+    }
+    if requested.size < MINSIGSTKSZ {
+        return Err(ENOMEM);
+    }
+    Ok(AltStack {
+        flags: requested.flags & SS_AUTODISARM,
+        ..requested
+    })
+}
+
+pub fn name(signal: u32) -> &'static str {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    NAMES
+        .get((signal as usize).wrapping_sub(1))
+        .copied()
+        .unwrap_or("SIGRT")
+}
