@@ -197,6 +197,15 @@ pub struct CpuArea {
     /// CR2 at the last exception, left by the fault pad where the doorbell
     /// doesn't exit (QEMU), since that monitor can't read the register.
     pub fault_cr2: u64,
+    /// Nonzero when a fault in program code goes to the kernel instead of
+    /// the monitor (the program has a handler for a fault's signal): the
+    /// ring-0 pad then saves what follows and enters the kernel's fault
+    /// entry in ring 3.
+    pub fault_upcall: u64,
+    /// The program's registers at that fault.
+    pub fault_frame: PreemptFrame,
+    pub fault_vector: u64,
+    pub fault_error_code: u64,
     /// The kernel's panic message, for [`crate::mmio::PANIC`].
     pub panic_message: [u8; 1024],
     /// The program's registers at a preemption, saved by the monitor.

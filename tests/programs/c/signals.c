@@ -295,6 +295,55 @@ static void pthread_cancel_ends_a_sleeping_thread(void) {
     printf("pthread_cancel: canceled=%d\n", result == PTHREAD_CANCELED);
 }
 
+#include <sys/mman.h>
+
+static volatile int fault_code;
+static volatile uintptr_t fault_address;
+static void escape_fault(int signo, siginfo_t *info, void *context) {
+    (void)context;
+    seen_signo = signo;
+    fault_code = info->si_code;
+    fault_address = (uintptr_t)info->si_addr;
+    siglongjmp(jump, 1);
+}
+
+static char *volatile guarded;
+static void open_the_page(int signo, siginfo_t *info, void *context) {
+    (void)signo;
+    (void)context;
+    fault_code = info->si_code;
+    fault_address = (uintptr_t)info->si_addr;
+    mprotect(guarded, 4096, PROT_READ | PROT_WRITE);
+}
+
+static void faults_reach_their_handlers(void) {
+    install(SIGSEGV, escape_fault, 0);
+    if (sigsetjmp(jump, 1) == 0)
+        *(volatile int *)0x10 = 1;
+    printf("null write: signo=%d code=%d addr=%#lx\n", seen_signo, fault_code,
+           (unsigned long)fault_address);
+    install(SIGFPE, escape_fault, 0);
+    if (sigsetjmp(jump, 1) == 0) {
+        int zero = 0, one = 1;
+        __asm__ volatile("cltd\n\tidivl %1" : "+a"(one) : "r"(zero) : "rdx");
+    }
+    printf("divide by zero: signo=%d code=%d\n", seen_signo, fault_code);
+    install(SIGILL, escape_fault, 0);
+    if (sigsetjmp(jump, 1) == 0)
+        __asm__ volatile("ud2");
+    printf("ud2: signo=%d code=%d\n", seen_signo, fault_code);
+    // A handler that makes the access valid: the instruction runs again.
+    guarded = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    install(SIGSEGV, open_the_page, 0);
+    volatile char *slot = guarded + 100;
+    *slot = 42;
+    printf("guard page: code=%d at the slot=%d value=%d\n", fault_code,
+           fault_address == (uintptr_t)slot, *slot);
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGFPE, SIG_DFL);
+    signal(SIGILL, SIG_DFL);
+}
+
 static void default_action_of_sigterm(void) {
     pthread_t sleeper;
     pthread_create(&sleeper, NULL, sleep_forever, NULL);
@@ -322,6 +371,7 @@ int main(int argc, char **argv) {
     CASE(pthread_kill_reaches_another_thread);
     CASE(sigwait_in_a_dedicated_thread);
     CASE(pthread_cancel_ends_a_sleeping_thread);
+    CASE(faults_reach_their_handlers);
     // Only when asked: it ends the program.
     if (strcmp(only, "default_action_of_sigterm") == 0)
         default_action_of_sigterm();

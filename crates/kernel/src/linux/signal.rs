@@ -49,6 +49,7 @@ pub fn rt_sigaction(signal: u64, new: u64, old: u64, sigset_size: u64) -> SysRes
     if let Some(action) = requested {
         state.set_action(signal, action);
         signals::refresh_all(&state);
+        signals::publish_fault_handlers(&state);
     }
     Ok(0)
 }

@@ -73,6 +73,95 @@ pub fn send(target: Target, info: Info) {
     }
 }
 
+/// Exception vectors whose faults in program code become signals a
+/// handler may catch: #DE, #UD, #GP, #PF, #AC, #XM. Debug traps (#DB, #BP)
+/// stay the monitor's, for its debugger.
+pub const FAULT_UPCALL_VECTORS: u32 =
+    (1 << 0) | (1 << 6) | (1 << 13) | (1 << 14) | (1 << 17) | (1 << 19);
+
+/// Routes faults to the kernel exactly while one has a handler.
+pub fn publish_fault_handlers(signals: &Signals) {
+    crate::arch::x86_64::cpu::set_fault_upcall(signals.fault_handled());
+}
+
+/// The signal, si_code and si_addr Linux gives for exception `vector`.
+fn fault_info(vector: u64, error_code: u64, cr2: u64, context: &PreemptFrame) -> Info {
+    const SIGFPE: u32 = state::SIGFPE;
+    let (signal, code, address) = match vector {
+        0 => (SIGFPE, 1, context.rip),        // FPE_INTDIV
+        6 => (state::SIGILL, 2, context.rip), // ILL_ILLOPN
+        14 => {
+            // SEGV_ACCERR where something is mapped but may not be touched
+            // so, SEGV_MAPERR where nothing is.
+            let mapped = error_code & 1 != 0 || crate::mm::is_mapped(cr2 & !0xfff, 1);
+            (SIGSEGV, if mapped { 2 } else { 1 }, cr2)
+        }
+        17 => (state::SIGBUS, 1, context.rip), // BUS_ADRALN
+        19 => (SIGFPE, simd_fault_code(), context.rip),
+        _ => (SIGSEGV, state::SI_KERNEL, 0),
+    };
+    Info {
+        signal,
+        code,
+        address_or_value: address,
+        ..Info::default()
+    }
+}
+
+/// FPE_* for an SSE exception, from the unmasked flags MXCSR holds.
+fn simd_fault_code() -> i32 {
+    let mxcsr = crate::arch::x86_64::switch::mxcsr();
+    let raised = mxcsr & !(mxcsr >> 7) & 0x3f;
+    match raised {
+        r if r & 0x01 != 0 => 7, // FPE_FLTINV
+        r if r & 0x04 != 0 => 3, // FPE_FLTDIV
+        r if r & 0x08 != 0 => 4, // FPE_FLTOVF
+        r if r & 0x12 != 0 => 5, // FPE_FLTUND
+        r if r & 0x20 != 0 => 6, // FPE_FLTRES
+        _ => 0,
+    }
+}
+
+/// Entered from the fault pad (see `FAULT_UPCALL_VECTORS`) with the
+/// program's registers: its handler runs, or the monitor hears of the
+/// fault as if the kernel had not been asked.
+pub extern "C" fn faulted(frame: &mut PreemptFrame) {
+    let (context, vector, error_code, cr2) = crate::arch::x86_64::cpu::fault_report();
+    *frame = context;
+    let info = fault_info(vector, error_code, cr2, frame);
+    let me = sched::current();
+    let next = {
+        let mut signals = lock();
+        let next = signals.fault(me, info);
+        refresh_thread(&signals, me);
+        next
+    };
+    match next {
+        Next::Handle(delivery) => enter_handler(frame, &delivery),
+        _ => report_fault_to_monitor(frame, vector, error_code),
+    }
+}
+
+/// The monitor's FAULT report of a program fault, as the pad gives it.
+fn report_fault_to_monitor(context: &PreemptFrame, vector: u64, error_code: u64) -> ! {
+    use atoll_abi::layout::selector;
+    let report = atoll_abi::boot::ExceptionFrame {
+        vector,
+        error_code,
+        rip: context.rip,
+        cs: u64::from(selector::USER_CODE),
+        rflags: context.rflags,
+        rsp: context.rsp,
+        ss: u64::from(selector::USER_DATA),
+    };
+    // On this thread's kernel stack, which is guest RAM mapped one to one:
+    // its address is the one the monitor reads.
+    let address = &report as *const atoll_abi::boot::ExceptionFrame as u64;
+    loop {
+        crate::arch::x86_64::cpu::doorbell(atoll_abi::mmio::FAULT, address);
+    }
+}
+
 /// The next signal the running thread acts on.
 pub fn next_for_current() -> Next {
     let me = sched::current();

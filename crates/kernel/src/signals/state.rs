@@ -405,6 +405,26 @@ impl Signals {
         }
     }
 
+    /// A fault of `slot`'s own instruction: its handler runs now, or, when
+    /// it is blocked or has none, the isle ends (Linux's force_sig_fault).
+    pub fn fault(&mut self, slot: usize, info: Info) -> Next {
+        let signal = info.signal;
+        let handler = self.action(signal).handler;
+        if self.threads[slot].mask & bit(signal) != 0 || handler == SIG_DFL || handler == SIG_IGN {
+            return Next::Terminate(signal);
+        }
+        self.threads[slot].pending.add(info);
+        self.next(slot)
+    }
+
+    /// Whether a fault's signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE) has a
+    /// handler: faults then go to the kernel rather than the monitor.
+    pub fn fault_handled(&self) -> bool {
+        [SIGSEGV, SIGBUS, SIGILL, SIGFPE]
+            .iter()
+            .any(|&signal| !matches!(self.action(signal).handler, SIG_DFL | SIG_IGN))
+    }
+
     /// Takes a pending signal of `set` for `slot` (sigtimedwait, signalfd).
     pub fn take_from(&mut self, slot: usize, set: u64) -> Option<Info> {
         let thread = &mut self.threads[slot];
@@ -584,6 +604,27 @@ mod tests {
                 (SIGRTMIN, 3)
             ]
         );
+    }
+
+    #[test]
+    fn a_fault_runs_its_handler_unless_blocked_or_unhandled() {
+        let mut signals = boxed();
+        let fault = Info {
+            signal: SIGSEGV,
+            code: 1,
+            address_or_value: 0x10,
+            ..Info::default()
+        };
+        assert!(!signals.fault_handled());
+        assert_eq!(signals.fault(0, fault), Next::Terminate(SIGSEGV));
+        handled(&mut signals, SIGSEGV, 0, 0);
+        assert!(signals.fault_handled());
+        let Next::Handle(delivery) = signals.fault(0, fault) else {
+            panic!("the handler runs");
+        };
+        assert_eq!(delivery.info.address_or_value, 0x10);
+        // Faulting again inside the handler, SIGSEGV blocked: the end.
+        assert_eq!(signals.fault(0, fault), Next::Terminate(SIGSEGV));
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub fn user_stack_pointer() -> u64 {
 
 pub fn set_park_deadline(_ns: u64) {}
 
+/// Host tests take no faults.
+pub fn set_fault_upcall(_on: bool) {}
+
 pub fn preempt_frame() -> PreemptFrame {
     PreemptFrame::default()
 }
@@ -48,4 +51,9 @@ pub fn publish_sched_hints(_runnable_waiting: u64, _next_deadline_ns: u64) {}
 /// only happen in a running isle.
 pub fn doorbell(offset: u64, value: u64) {
     panic!("doorbell {offset:#x} ({value}) rung in a host test");
+}
+
+/// Host tests take no faults: nothing was saved.
+pub fn fault_report() -> (PreemptFrame, u64, u64, u64) {
+    (PreemptFrame::default(), 0, 0, 0)
 }

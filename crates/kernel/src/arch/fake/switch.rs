@@ -26,3 +26,8 @@ pub fn current_cpl() -> u64 {
 }
 
 pub fn set_kernel_stack_top(_top: u64) {}
+
+/// MXCSR's reset value: nothing raised, everything masked.
+pub fn mxcsr() -> u32 {
+    0x1f80
+}

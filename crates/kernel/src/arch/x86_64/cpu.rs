@@ -118,6 +118,38 @@ fn cpu_area_at(boot: &BootInfo, cpu: usize) -> *mut CpuArea {
     (boot.cpu_areas + cpu as u64 * boot.cpu_area_stride) as *mut CpuArea
 }
 
+/// Sends faults of program code to the kernel's fault entry (on) or to
+/// the monitor (off), on every CPU.
+pub fn set_fault_upcall(on: bool) {
+    let boot = crate::boot_info();
+    for cpu in 0..boot.cpu_count as usize {
+        // SAFETY: a plain word of CPU `cpu`'s area, read only by that CPU's
+        // fault pad; volatile because that may run at any moment.
+        unsafe {
+            core::ptr::write_volatile(
+                &raw mut (*cpu_area_at(boot, cpu)).fault_upcall,
+                u64::from(on),
+            )
+        };
+    }
+}
+
+/// What the fault pad saved of a fault it sent to the kernel: the
+/// program's registers, the vector, the error code and CR2.
+pub fn fault_report() -> (PreemptFrame, u64, u64, u64) {
+    let area = cpu_area_mut();
+    // SAFETY: this CPU's own area, written by its fault pad just before it
+    // entered the kernel's fault entry that calls us.
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*area).fault_frame),
+            core::ptr::read_volatile(&raw const (*area).fault_vector),
+            core::ptr::read_volatile(&raw const (*area).fault_error_code),
+            core::ptr::read_volatile(&raw const (*area).fault_cr2),
+        )
+    }
+}
+
 /// CPU `cpu`'s offload queue pair.
 pub fn queue_of(boot: &BootInfo, cpu: usize) -> &'static QueuePair {
     // SAFETY: the monitor placed `cpu_count` CpuAreas there for the whole
@@ -143,10 +175,10 @@ pub fn read_completion(cpu: usize, slot: usize) -> Completion {
 }
 
 /// Rings doorbell `offset` with `value`: one MMIO write, one VM exit.
-/// A final one (EXIT, PANIC) is also left in this CPU's area, for a
+/// A final one (EXIT, PANIC, FAULT) is also left in this CPU's area, for a
 /// monitor whose doorbell writes don't exit (QEMU) and which polls there.
 pub fn doorbell(offset: u64, value: u64) {
-    if matches!(offset, mmio::EXIT | mmio::PANIC) {
+    if matches!(offset, mmio::EXIT | mmio::PANIC | mmio::FAULT) {
         let area = cpu_area_mut();
         // SAFETY: this CPU's own area; volatile because the monitor polls
         // it from another thread. The value goes first: the monitor reads

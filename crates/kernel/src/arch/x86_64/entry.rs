@@ -152,6 +152,19 @@ atoll_preempt_entry:
     call {preempted}
     mov %rsp, %rdi
 
+    // The ring-0 pad sent a fault of program code here, its registers in
+    // this CPU's area, on the running thread's (empty) kernel stack.
+    .global atoll_fault_entry
+    .p2align 4
+atoll_fault_entry:
+    incq %gs:{epoch}
+    sub $144, %rsp
+    cld
+    mov %rsp, %rdi
+    call {faulted}
+    mov %rsp, %rdi
+    jmp atoll_full_return
+
     // Returns to the program with every register from the PreemptFrame at
     // %rdi, without touching its stack (the red zone stays intact).
     .global atoll_full_return
@@ -234,15 +247,66 @@ atoll_breakpoint:
     jmp atoll_exception_common
 
 atoll_exception_common:
-    // The doorbell needs %rax: keep the program's for a debugger.
+    // The doorbell needs %rax: keep the program's for a debugger. CR2 goes
+    // to this CPU's area (GS points there in every ring) for a monitor
+    // that can't read the register (QEMU).
     mov %rax, %gs:{fault_rax}
+    mov %cr2, %rax
+    mov %rax, %gs:{fault_cr2}
+    // A fault of program code whose signal has a handler goes to the
+    // kernel (in ring 3, on the thread's kernel stack) with the program's
+    // registers; everything else is the monitor's. The frame: vector 0,
+    // error code 8, rip 16, cs 24, rflags 32, rsp 40, ss 48.
+    cmpq $0, %gs:{fault_upcall}
+    je 5f
+    testb $3, 24(%rsp)
+    jz 5f
+    movabs ${kernel_base}, %rax
+    cmp %rax, 16(%rsp)
+    jae 5f
+    mov %rbx, %gs:{ff_rbx}
+    mov (%rsp), %rax
+    mov ${upcall_vectors}, %ebx
+    bt %rax, %rbx
+    jnc 4f
+    mov %rax, %gs:{fault_vector}
+    mov 8(%rsp), %rax
+    mov %rax, %gs:{fault_error_code}
+    mov 16(%rsp), %rax
+    mov %rax, %gs:{ff_rip}
+    mov 32(%rsp), %rax
+    mov %rax, %gs:{ff_rflags}
+    mov 40(%rsp), %rax
+    mov %rax, %gs:{ff_rsp}
+    mov %gs:{fault_rax}, %rax
+    mov %rax, %gs:{ff_rax}
+    mov %rcx, %gs:{ff_rcx}
+    mov %rdx, %gs:{ff_rdx}
+    mov %rsi, %gs:{ff_rsi}
+    mov %rdi, %gs:{ff_rdi}
+    mov %rbp, %gs:{ff_rbp}
+    mov %r8, %gs:{ff_r8}
+    mov %r9, %gs:{ff_r9}
+    mov %r10, %gs:{ff_r10}
+    mov %r11, %gs:{ff_r11}
+    mov %r12, %gs:{ff_r12}
+    mov %r13, %gs:{ff_r13}
+    mov %r14, %gs:{ff_r14}
+    mov %r15, %gs:{ff_r15}
+    push ${user_data}
+    push %gs:{kernel_stack}
+    push $0x202
+    push ${user_code}
+    lea atoll_fault_entry(%rip), %rax
+    push %rax
+    iretq
+4:
+    mov %gs:{ff_rbx}, %rbx
+5:
     movabs ${fault_doorbell}, %rax
     mov %rsp, (%rax)
     // Only reached where the doorbell didn't exit (QEMU): leave the report
-    // in this CPU's area (GS points there in every ring), for the monitor
-    // to poll, with CR2, which that monitor can't read.
-    mov %cr2, %rax
-    mov %rax, %gs:{fault_cr2}
+    // for the monitor to poll.
     mov %rsp, %gs:{last_doorbell_value}
     movq ${fault}, %gs:{last_doorbell}
 2:
@@ -264,6 +328,31 @@ atoll_exception_common:
     user_data = const atoll_abi::layout::selector::USER_DATA,
     user_code = const atoll_abi::layout::selector::USER_CODE,
     preempted = sym crate::sched::preempted,
+    faulted = sym crate::signals::faulted,
+    kernel_base = const atoll_abi::layout::KERNEL_VIRT_BASE,
+    upcall_vectors = const crate::signals::FAULT_UPCALL_VECTORS,
+    fault_upcall = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_upcall),
+    fault_vector = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_vector),
+    fault_error_code = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_error_code),
+    ff_rax = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rax),
+    ff_rbx = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rbx),
+    ff_rcx = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rcx),
+    ff_rdx = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rdx),
+    ff_rsi = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rsi),
+    ff_rdi = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rdi),
+    ff_rbp = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rbp),
+    ff_r8 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r8),
+    ff_r9 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r9),
+    ff_r10 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r10),
+    ff_r11 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r11),
+    ff_r12 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r12),
+    ff_r13 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r13),
+    ff_r14 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r14),
+    ff_r15 = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, r15),
+    ff_rip = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rip),
+    ff_rflags = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rflags),
+    ff_rsp = const core::mem::offset_of!(atoll_abi::boot::CpuArea, fault_frame) + core::mem::offset_of!(atoll_abi::boot::PreemptFrame, rsp),
+
     frame_user_rsp = const FRAME_USER_RSP,
     frame_rbx = const core::mem::offset_of!(SyscallFrame, rbx),
     frame_rbp = const core::mem::offset_of!(SyscallFrame, rbp),

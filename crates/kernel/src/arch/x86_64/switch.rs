@@ -117,6 +117,21 @@ pub fn restore_extended_state(area: u64, mask: u64) {
     }
 }
 
+/// The program's MXCSR, still live (the kernel never touches SSE state).
+/// Only ever called in ring 3, where SSE is native.
+pub fn mxcsr() -> u32 {
+    let mut value: u32 = 0;
+    // SAFETY: stmxcsr stores four bytes into `value`, which we own.
+    unsafe {
+        core::arch::asm!(
+            "stmxcsr [{}]",
+            in(reg) &mut value,
+            options(nostack, preserves_flags)
+        )
+    };
+    value
+}
+
 /// The XCR0 in force: which state components the CPU really manages for
 /// ring 3 (on kvm-pvm the host's, whatever the monitor asked for).
 pub fn xcr0() -> u64 {
