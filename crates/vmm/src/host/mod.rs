@@ -2,6 +2,9 @@
 //! clocks, random bytes.
 #![allow(unsafe_code)]
 
+pub(crate) mod fs;
+pub(crate) mod io;
+
 use atoll_abi::boot::{FixedStr, Identity, Utsname};
 
 /// The atoll process's ids; the isle reports them as its own.
