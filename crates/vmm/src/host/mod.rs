@@ -2,6 +2,8 @@
 //! clocks, random bytes.
 #![allow(unsafe_code)]
 
+pub(crate) mod fs;
+pub(crate) mod io;
 pub(crate) mod net;
 pub(crate) mod positioned_io;
 

@@ -1,16 +1,16 @@
 //! Offloaded file and path operations: decoding requests, with every guest
 //! string, buffer and struct checked, onto the isle's `Files`.
-#![allow(unsafe_code)]
 
-use std::ffi::CString;
+use std::os::fd::AsFd;
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, ENAMETOOLONG, ENOSYS};
-use atoll_abi::linux::{PATH_MAX, STAT_SIZE};
+use atoll_abi::linux::{AT_FDCWD_INT, PATH_MAX, STAT_SIZE};
 use atoll_abi::queue::{Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
+use super::errno;
 use crate::guest::memory::GuestRam;
-use crate::host::check;
+use crate::host;
 use crate::sandbox::Files;
 
 /// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
@@ -42,21 +42,6 @@ pub(super) fn write_guest(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<
         .map_err(|_| EFAULT)
 }
 
-/// The first `len` bytes (at most all) of a libc struct the host kernel
-/// filled in.
-///
-/// # Safety
-///
-/// Every byte of `value` must be initialized. libc types its structs'
-/// padding as possibly uninitialized, so `value` must have started zeroed
-/// and been written since only by the host kernel.
-unsafe fn struct_bytes<T>(value: &T, len: u64) -> &[u8] {
-    let len = (len as usize).min(std::mem::size_of::<T>());
-    // SAFETY: `len` bytes from the start of `value`, borrowed for the
-    // slice's lifetime, initialized as the caller promises.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), len) }
-}
-
 /// The two paths of renameat and linkat (`a[1]` and `a[3]`).
 fn path_pair(ram: &GuestRam, a: [u64; 6]) -> Result<(String, String), i64> {
     Ok((guest_string(ram, a[1])?, guest_string(ram, a[3])?))
@@ -86,10 +71,8 @@ fn record_lock(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
         l_len: i64::from_le_bytes(raw[16..24].try_into().unwrap_or_default()),
         l_pid: i32::from_le_bytes(raw[24..28].try_into().unwrap_or_default()),
     };
-    files.with_fd(a[0], |fd| {
-        // SAFETY: a lock command on an isle-owned fd with our own struct flock.
-        check(unsafe { libc::fcntl(fd, a[1] as i32, &mut lock) } as libc::c_long)
-    })??;
+    let held = files.host_fd(a[0])?;
+    host::fs::record_lock(held.as_fd(), a[1] as i32, &mut lock)?;
     if a[1] == F_GETLK || a[1] == F_OFD_GETLK {
         raw[0..2].copy_from_slice(&lock.l_type.to_le_bytes());
         raw[2..4].copy_from_slice(&lock.l_whence.to_le_bytes());
@@ -116,25 +99,20 @@ pub(super) fn handle(
         Opcode::StatAt => {
             let path = guest_string(ram, a[1])?;
             // Check the destination before doing anything.
-            if ram.host_range(a[2], STAT_SIZE).is_none() {
-                return Err(EFAULT);
-            }
-            let mut stat: libc::stat = zeroed_stat();
+            ram.slice(a[2], STAT_SIZE)?;
+            let mut stat = host::fs::zeroed_stat();
             files.stat_at(dirfd, &path, a[3] as i32, &mut stat)?;
-            // SAFETY: `stat` started zeroed; only the host kernel's stat wrote it.
-            let bytes = unsafe { struct_bytes(&stat, STAT_SIZE) };
-            write_guest(ram, a[2], bytes)?;
+            write_guest(ram, a[2], &host::fs::stat_bytes(&stat))?;
             Ok(0)
         }
         Opcode::GetDents => {
-            let buffer = ram.io_buffer(a[1], a[2])?;
-            files.with_fd(a[0], |fd| {
-                #[allow(unsafe_code)]
-                // SAFETY: the buffer lies inside guest RAM (checked above).
-                let done =
-                    unsafe { libc::syscall(libc::SYS_getdents64, fd, buffer, a[2].min(1 << 20)) };
-                check(done)
-            })?
+            let buffer = ram.slice(a[1], a[2])?;
+            let held = files.host_fd(a[0])?;
+            // At most 1 MiB of entries a call, however large the buffer.
+            let buffer = buffer
+                .subslice(0, buffer.len().min(1 << 20))
+                .map_err(|_| EFAULT)?;
+            host::fs::getdents64(held.as_fd(), &buffer).map(|done| done as i64)
         }
         Opcode::MkdirAt => files.mkdir(dirfd, &guest_string(ram, a[1])?, a[2] as u32),
         Opcode::UnlinkAt => files.unlink(dirfd, &guest_string(ram, a[1])?, a[2] as i32),
@@ -173,30 +151,25 @@ pub(super) fn handle(
         }
         Opcode::Fcntl => files.fcntl(a[0] as i64, a[1] as i32, a[2]),
         Opcode::CloseRange => files.close_range(a[0], a[1], a[2] != 0),
-        Opcode::Ftruncate => files.with_fd(a[0], |fd| {
-            #[allow(unsafe_code)]
-            // SAFETY: ftruncate on an isle-owned fd.
-            check(unsafe { libc::ftruncate(fd, a[1] as i64) } as libc::c_long)
-        })?,
+        // A negative length keeps its bits, for the host kernel to refuse.
+        Opcode::Ftruncate => rustix::fs::ftruncate(&*files.host_fd(a[0])?, a[1])
+            .map(|()| 0)
+            .map_err(errno),
         Opcode::Fsync if a[1] == 2 => {
             files.sync_mounts();
             Ok(0)
         }
-        Opcode::Fsync => files.with_fd(a[0], |fd| {
-            #[allow(unsafe_code)]
-            // SAFETY: fsync/fdatasync on an isle-owned fd.
-            check(unsafe {
-                if a[1] == 1 {
-                    libc::fdatasync(fd)
-                } else {
-                    libc::fsync(fd)
-                }
-            } as libc::c_long)
-        })?,
+        Opcode::Fsync => {
+            let held = files.host_fd(a[0])?;
+            let synced = if a[1] == 1 {
+                rustix::fs::fdatasync(&*held)
+            } else {
+                rustix::fs::fsync(&*held)
+            };
+            synced.map(|()| 0).map_err(errno)
+        }
         Opcode::Pipe => {
-            if ram.host_range(a[0], 8).is_none() {
-                return Err(EFAULT);
-            }
+            ram.slice(a[0], 8)?;
             let [read, write] = files.pipe(a[1] as i32)?;
             let mut bytes = [0u8; 8];
             bytes[..4].copy_from_slice(&read.to_le_bytes());
@@ -205,23 +178,18 @@ pub(super) fn handle(
             Ok(0)
         }
         Opcode::Pread | Opcode::Pwrite => {
-            let buffer = ram.io_buffer(a[1], a[2])?;
+            let buffer = ram.slice(a[1], a[2])?;
             let offset = a[3] as i64;
             if offset < 0 {
                 return Err(EINVAL);
             }
-            files.with_fd(a[0], |fd| {
-                #[allow(unsafe_code)]
-                // SAFETY: the buffer lies inside guest RAM (checked above).
-                let done = unsafe {
-                    if op == Opcode::Pread {
-                        libc::pread(fd, buffer.cast(), a[2] as usize, offset)
-                    } else {
-                        libc::pwrite(fd, buffer.cast(), a[2] as usize, offset)
-                    }
-                };
-                check(done as libc::c_long)
-            })?
+            let held = files.host_fd(a[0])?;
+            let done = if op == Opcode::Pread {
+                host::fs::pread(held.as_fd(), &buffer, offset)
+            } else {
+                host::fs::pwrite(held.as_fd(), &buffer, offset)
+            };
+            done.map(|done| done as i64)
         }
         Opcode::Umask => Ok(files.umask(a[0] as u32)),
         Opcode::Chmod => {
@@ -255,38 +223,28 @@ pub(super) fn handle(
             files.utimens(dirfd, path.as_deref(), times, a[3] as i32)
         }
         Opcode::StatFs => {
+            // statfs(path), or fstatfs(fd) without one.
             let path = optional_path(ram, a[0])?;
-            let mut out: libc::statfs = zeroed_statfs();
-            files.statfs(path.as_deref(), a[2] as i64, &mut out)?;
-            // SAFETY: `out` started zeroed; only the host kernel's statfs wrote it.
-            let bytes = unsafe { struct_bytes(&out, 120) };
-            write_guest(ram, a[1], bytes)?;
+            let statfs = match path {
+                Some(path) => {
+                    let target = files.open_path(i64::from(AT_FDCWD_INT), &path, true, false)?;
+                    host::fs::fstatfs(target.as_fd())?
+                }
+                None => host::fs::fstatfs(files.host_fd(a[2])?.as_fd())?,
+            };
+            write_guest(ram, a[1], &statfs)?;
             Ok(0)
         }
         Opcode::Statx => {
             let path = guest_string(ram, a[1])?;
             let flags = a[2] as i32;
-            if ram.host_range(a[4], 256).is_none() {
-                return Err(EFAULT);
-            }
-            let mut buffer = [0u8; 256];
-            let empty = CString::default();
-            let mut run = |fd: i32| {
-                // SAFETY: statx writes at most 256 bytes into our buffer.
-                check(unsafe {
-                    libc::syscall(
-                        libc::SYS_statx,
-                        fd,
-                        empty.as_ptr(),
-                        libc::AT_EMPTY_PATH | (flags & libc::AT_STATX_SYNC_TYPE),
-                        a[3] as u32,
-                        buffer.as_mut_ptr(),
-                    )
-                })
-            };
-            if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 && dirfd as i32 != libc::AT_FDCWD
+            ram.slice(a[4], host::fs::STATX_SIZE as u64)?;
+            let mask = a[3] as u32;
+            let buffer = if path.is_empty()
+                && flags & libc::AT_EMPTY_PATH != 0
+                && dirfd as i32 != libc::AT_FDCWD
             {
-                files.with_fd(a[0], run)??;
+                host::fs::statx(files.host_fd(a[0])?.as_fd(), flags, mask)?
             } else {
                 let target = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
                     "."
@@ -299,22 +257,21 @@ pub(super) fn handle(
                     flags & libc::AT_SYMLINK_NOFOLLOW == 0,
                     false,
                 )?;
-                run(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
-            }
+                host::fs::statx(fd.as_fd(), flags, mask)?
+            };
             write_guest(ram, a[4], &buffer)?;
             Ok(0)
         }
-        Opcode::Flock => files.with_fd(a[0], |fd| {
-            // SAFETY: flock on an isle-owned fd.
-            check(unsafe { libc::flock(fd, a[1] as i32) } as libc::c_long)
-        })?,
-        Opcode::Fallocate => files.with_fd(a[0], |fd| {
-            // SAFETY: fallocate on an isle-owned fd.
-            check(
-                unsafe { libc::fallocate(fd, a[1] as i32, a[2] as i64, a[3] as i64) }
-                    as libc::c_long,
-            )
-        })?,
+        Opcode::Flock => host::fs::flock(files.host_fd(a[0])?.as_fd(), a[1] as i32),
+        // Offsets keep their bits, for the host kernel to refuse a negative one.
+        Opcode::Fallocate => rustix::fs::fallocate(
+            &*files.host_fd(a[0])?,
+            rustix::fs::FallocateFlags::from_bits_retain(a[1] as u32),
+            a[2],
+            a[3],
+        )
+        .map(|()| 0)
+        .map_err(errno),
         Opcode::Chown => files.chown(
             dirfd,
             optional_path(ram, a[1])?.as_deref(),
@@ -336,22 +293,6 @@ pub(crate) fn read_guest(ram: &GuestRam, address: u64, len: usize) -> Result<Vec
         .read_slice(&mut bytes, GuestAddress(address))
         .map_err(|_| EFAULT)?;
     Ok(bytes)
-}
-
-fn zeroed_stat() -> libc::stat {
-    #[allow(unsafe_code)]
-    // SAFETY: libc::stat is plain integers; all-zero is a valid value.
-    unsafe {
-        std::mem::zeroed()
-    }
-}
-
-fn zeroed_statfs() -> libc::statfs {
-    #[allow(unsafe_code)]
-    // SAFETY: libc::statfs is plain integers; all-zero is a valid value.
-    unsafe {
-        std::mem::zeroed()
-    }
 }
 
 #[cfg(test)]

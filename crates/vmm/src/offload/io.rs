@@ -1,27 +1,24 @@
 //! The I/O handlers: read and write (plain and vectored), poll, fstat,
 //! terminal ioctls, lseek, splice/sendfile/copy_file_range and getrandom,
 //! on the isle's host fds and straight from or into the guest's pages.
-#![allow(unsafe_code)]
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL, ENOTTY};
-use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
+use atoll_abi::linux::errno::{EFAULT, EINVAL, EIO, ENOTTY, EOPNOTSUPP};
+use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE};
 use atoll_abi::queue::{transfer, Opcode, Request};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, ReadVolatile, VolatileMemoryError, WriteVolatile};
 
+use super::errno;
 use crate::guest::memory::GuestRam;
+use crate::host;
 use crate::sandbox::Files;
 
-fn errno_result(value: isize) -> i64 {
-    if value < 0 {
-        -i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        )
-    } else {
-        value as i64
+/// A failed read or write of guest memory on a host fd, as an errno.
+fn volatile_errno(error: VolatileMemoryError) -> i64 {
+    match error {
+        VolatileMemoryError::IOError(error) => error.raw_os_error().map_or(EIO, i64::from),
+        _ => EFAULT,
     }
 }
 
@@ -31,20 +28,41 @@ pub(super) fn read_write(
     op: Opcode,
     request: &Request,
 ) -> Result<i64, i64> {
-    let [fd, address, len, ..] = request.args;
-    let fd_held = files.host_fd(fd)?;
-    let fd = fd_held.as_raw_fd();
-    let buffer = ram.io_buffer(address, len)?;
-    // SAFETY: `buffer..buffer+len` lies inside guest RAM, which stays mapped;
-    // the kernel only reads or writes those bytes, whatever the guest does.
-    let done = unsafe {
-        if op == Opcode::Read {
-            libc::read(fd, buffer.cast(), len as usize)
-        } else {
-            libc::write(fd, buffer.cast(), len as usize)
-        }
+    let held = files.host_fd(request.args[0])?;
+    read_write_on(ram, held.as_fd(), op, request)
+}
+
+/// read(2) or write(2) of the request's guest buffer on `fd`, its host fd.
+pub(super) fn read_write_on(
+    ram: &GuestRam,
+    mut fd: BorrowedFd<'_>,
+    op: Opcode,
+    request: &Request,
+) -> Result<i64, i64> {
+    let [_, address, len, ..] = request.args;
+    let mut buffer = ram.slice(address, len)?;
+    let done = if op == Opcode::Read {
+        fd.read_volatile(&mut buffer)
+    } else {
+        fd.write_volatile(&buffer)
     };
-    Ok(errno_result(done))
+    done.map(|done| done as i64).map_err(volatile_errno)
+}
+
+/// write(2) of the request's guest buffer on `fd`, its host fd, only if
+/// it can go ahead without waiting (RWF_NOWAIT): EAGAIN if it would wait,
+/// EOPNOTSUPP if the host can't tell for this file.
+pub(super) fn write_without_waiting(
+    ram: &GuestRam,
+    fd: BorrowedFd<'_>,
+    request: &Request,
+) -> Result<i64, i64> {
+    let [_, address, len, ..] = request.args;
+    let buffer = ram.slice(address, len)?;
+    let at_file_position = -1;
+    let direction = host::io::Direction::Write;
+    host::io::vectored_at(fd, direction, &[buffer], at_file_position, libc::RWF_NOWAIT)
+        .map(|done| done as i64)
 }
 
 pub(super) fn vectored(
@@ -54,8 +72,7 @@ pub(super) fn vectored(
     request: &Request,
 ) -> Result<i64, i64> {
     let [fd, iov_address, count, ..] = request.args;
-    let fd_held = files.host_fd(fd)?;
-    let fd = fd_held.as_raw_fd();
+    let held = files.host_fd(fd)?;
     if count > IOV_MAX {
         return Err(EINVAL);
     }
@@ -66,73 +83,53 @@ pub(super) fn vectored(
             .read_slice(&mut raw, GuestAddress(iov_address))
             .map_err(|_| EFAULT)?;
     }
-    let mut iovecs = Vec::with_capacity(count as usize);
+    let mut buffers = Vec::with_capacity(count as usize);
     for chunk in raw.chunks_exact(IOVEC_SIZE as usize) {
         let base = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default());
         let len = u64::from_le_bytes(chunk[8..].try_into().unwrap_or_default());
         if len == 0 {
             continue;
         }
-        let pointer = ram.io_buffer(base, len)?;
-        iovecs.push(libc::iovec {
-            iov_base: pointer.cast(),
-            iov_len: len as usize,
-        });
+        buffers.push(ram.slice(base, len)?);
     }
-    // Unknown RWF_ flags are the host kernel's to refuse; wider ones are ours.
+    // Unknown RWF_ flags are the host kernel's to refuse; wider ones are
+    // ours. Offset -1 means the file position, as in preadv2(2).
     let offset = request.args[3] as i64;
-    let flags = i32::try_from(request.args[4]).map_err(|_| atoll_abi::linux::errno::EOPNOTSUPP)?;
-    // SAFETY: every iovec was checked to lie inside guest RAM; offset -1
-    // means the file position, as in preadv2(2).
-    let done = unsafe {
-        if op == Opcode::ReadVectored {
-            libc::preadv2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset, flags)
-        } else {
-            libc::pwritev2(fd, iovecs.as_ptr(), iovecs.len() as i32, offset, flags)
-        }
+    let flags = i32::try_from(request.args[4]).map_err(|_| EOPNOTSUPP)?;
+    let direction = if op == Opcode::ReadVectored {
+        host::io::Direction::Read
+    } else {
+        host::io::Direction::Write
     };
-    Ok(errno_result(done))
+    host::io::vectored_at(held.as_fd(), direction, &buffers, offset, flags).map(|done| done as i64)
 }
 
 pub(super) fn terminal_ioctl(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, command, address, ..] = request.args;
-    let fd_held = files.host_fd(fd)?;
-    let fd = fd_held.as_raw_fd();
-    let size = match command {
-        tty::TCGETS => tty::TERMIOS_SIZE,
-        tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
+    let held = files.host_fd(fd)?;
+    let answer = match command {
+        tty::TCGETS => host::io::terminal_settings(held.as_fd())?.to_vec(),
+        tty::TIOCGWINSZ => {
+            let size = rustix::termios::tcgetwinsize(&*held).map_err(errno)?;
+            [size.ws_row, size.ws_col, size.ws_xpixel, size.ws_ypixel]
+                .iter()
+                .flat_map(|field| field.to_le_bytes())
+                .collect()
+        }
         _ => return Err(ENOTTY),
     };
-    let mut answer = [0u8; 64];
-    // SAFETY: both requests write at most 60 bytes (glibc's termios is the
-    // largest) into our 64-byte buffer.
-    let done = unsafe { libc::ioctl(fd, command as libc::Ioctl, answer.as_mut_ptr()) };
-    if done < 0 {
-        return Ok(errno_result(done as isize));
-    }
     ram.memory()
-        .write_slice(&answer[..size as usize], GuestAddress(address))
+        .write_slice(&answer, GuestAddress(address))
         .map_err(|_| EFAULT)?;
-    Ok(i64::from(done))
+    Ok(0)
 }
 
 pub(super) fn fstat(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [fd, address, ..] = request.args;
-    let fd_held = files.host_fd(fd)?;
-    let fd = fd_held.as_raw_fd();
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat fills the struct we own.
-    let done = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
-    if done < 0 {
-        return Ok(errno_result(done as isize));
-    }
-    // SAFETY: zeroed, then written only by fstat, so every byte is
-    // initialized (libc types `__pad0` as maybe-uninit, but it was zeroed);
-    // libc::stat on x86_64 Linux is the kernel's struct stat, STAT_SIZE bytes.
-    let bytes =
-        unsafe { std::slice::from_raw_parts(stat.as_ptr().cast::<u8>(), STAT_SIZE as usize) };
+    let held = files.host_fd(fd)?;
+    let stat = host::fs::fstat(held.as_fd())?;
     ram.memory()
-        .write_slice(bytes, GuestAddress(address))
+        .write_slice(&host::fs::stat_bytes(&stat), GuestAddress(address))
         .map_err(|_| EFAULT)?;
     Ok(0)
 }
@@ -159,7 +156,7 @@ pub(super) fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i
             } else {
                 match files.host_fd(guest_fd as u64) {
                     Ok(fd) => {
-                        let raw = fd.as_raw_fd();
+                        let raw = std::os::fd::AsRawFd::as_raw_fd(&*fd);
                         held.push(fd);
                         raw
                     }
@@ -182,12 +179,8 @@ pub(super) fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i
     } else {
         timeout as i64 as i32
     };
-    // SAFETY: `fds` is our own array of `count` pollfds.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-    if ready < 0 {
-        return Ok(errno_result(ready as isize));
-    }
-    let mut total = i64::from(ready);
+    let ready = host::io::poll(&mut fds, timeout)?;
+    let mut total = ready as i64;
     for (chunk, host) in raw.chunks_exact_mut(POLLFD_SIZE as usize).zip(&fds) {
         let guest_fd = i32::from_le_bytes(chunk[..4].try_into().unwrap_or_default());
         let revents = if guest_fd >= 0 && host.fd < 0 {
@@ -204,25 +197,38 @@ pub(super) fn poll(ram: &GuestRam, files: &Files, request: &Request) -> Result<i
     Ok(total)
 }
 
+/// A poll request answered without waiting: what is ready at once.
+pub(super) fn poll_now(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
+    let mut now = *request;
+    now.args[2] = 0;
+    poll(ram, files, &now)
+}
+
 pub(super) fn lseek(files: &Files, request: &Request) -> Result<i64, i64> {
+    use rustix::fs::SeekFrom;
     let [fd, offset, whence, ..] = request.args;
-    let fd_held = files.host_fd(fd)?;
-    let fd = fd_held.as_raw_fd();
-    // SAFETY: lseek has no memory effects.
-    let position = unsafe { libc::lseek(fd, offset as i64, whence as i32) };
-    Ok(errno_result(position as isize))
+    let held = files.host_fd(fd)?;
+    let position = match whence as i32 {
+        libc::SEEK_SET => SeekFrom::Start(offset),
+        libc::SEEK_CUR => SeekFrom::Current(offset as i64),
+        libc::SEEK_END => SeekFrom::End(offset as i64),
+        libc::SEEK_DATA => SeekFrom::Data(offset),
+        libc::SEEK_HOLE => SeekFrom::Hole(offset),
+        _ => return Err(EINVAL),
+    };
+    rustix::fs::seek(&*held, position)
+        .map(|position| position as i64)
+        .map_err(errno)
 }
 
 pub(super) fn getrandom(ram: &GuestRam, request: &Request) -> Result<i64, i64> {
     let [address, len, flags, ..] = request.args;
-    let buffer = ram.io_buffer(address, len)?;
-    // SAFETY: the buffer lies inside guest RAM (checked above).
-    let done = unsafe { libc::getrandom(buffer.cast(), len as usize, flags as u32) };
-    Ok(errno_result(done))
+    let buffer = ram.slice(address, len)?;
+    host::io::getrandom(&buffer, flags as u32).map(|done| done as i64)
 }
 
 /// Reads the optional 64-bit offset at guest address `address` (0: none).
-fn read_offset(ram: &GuestRam, address: u64) -> Result<Option<i64>, i64> {
+fn read_offset(ram: &GuestRam, address: u64) -> Result<Option<u64>, i64> {
     if address == 0 {
         return Ok(None);
     }
@@ -232,7 +238,7 @@ fn read_offset(ram: &GuestRam, address: u64) -> Result<Option<i64>, i64> {
         .map_err(|_| EFAULT)
 }
 
-fn write_offset(ram: &GuestRam, address: u64, offset: Option<i64>) -> Result<(), i64> {
+fn write_offset(ram: &GuestRam, address: u64, offset: Option<u64>) -> Result<(), i64> {
     match offset {
         Some(value) if address != 0 => ram
             .memory()
@@ -242,54 +248,38 @@ fn write_offset(ram: &GuestRam, address: u64, offset: Option<i64>) -> Result<(),
     }
 }
 
-fn offset_pointer(offset: &mut Option<i64>) -> *mut i64 {
-    offset
-        .as_mut()
-        .map_or(std::ptr::null_mut(), |value| value as *mut i64)
-}
-
 /// splice, sendfile and copy_file_range between the isle's host fds: the
-/// data never passes through guest memory.
+/// data never passes through guest memory. Offsets are the kernel's
+/// loff_t bits either way (a negative one stays the host kernel's to refuse).
 pub(super) fn transfer(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [kind, fd_in, off_in_address, fd_out, off_out_address, len] = request.args;
     let (held_in, held_out) = (files.host_fd(fd_in)?, files.host_fd(fd_out)?);
-    let (fd_in, fd_out) = (held_in.as_raw_fd(), held_out.as_raw_fd());
     let mut off_in = read_offset(ram, off_in_address)?;
     let mut off_out = read_offset(ram, off_out_address)?;
     let len = len as usize;
-    // SAFETY: the offset pointers are null or point at our locals; the fds
-    // are the isle's own; the kernel moves data between them only.
-    let done = unsafe {
-        match kind {
-            transfer::SPLICE => libc::splice(
-                fd_in,
-                offset_pointer(&mut off_in),
-                fd_out,
-                offset_pointer(&mut off_out),
-                len,
-                request.flags,
-            ),
-            transfer::SENDFILE => libc::sendfile(fd_out, fd_in, offset_pointer(&mut off_in), len),
-            transfer::COPY_FILE_RANGE => libc::copy_file_range(
-                fd_in,
-                offset_pointer(&mut off_in),
-                fd_out,
-                offset_pointer(&mut off_out),
-                len,
-                request.flags,
-            ),
-            _ => return Err(EINVAL),
-        }
+    let done = match kind {
+        transfer::SPLICE => rustix::pipe::splice(
+            &*held_in,
+            off_in.as_mut(),
+            &*held_out,
+            off_out.as_mut(),
+            len,
+            rustix::pipe::SpliceFlags::from_bits_retain(request.flags),
+        ),
+        transfer::SENDFILE => rustix::fs::sendfile(&*held_out, &*held_in, off_in.as_mut(), len),
+        // copy_file_range takes no flags yet: Linux refuses any.
+        transfer::COPY_FILE_RANGE if request.flags != 0 => return Err(EINVAL),
+        transfer::COPY_FILE_RANGE => rustix::fs::copy_file_range(
+            &*held_in,
+            off_in.as_mut(),
+            &*held_out,
+            off_out.as_mut(),
+            len,
+        ),
+        _ => return Err(EINVAL),
     };
-    let result = errno_result(done);
+    let result = done.map(|done| done as i64).map_err(errno);
     write_offset(ram, off_in_address, off_in)?;
     write_offset(ram, off_out_address, off_out)?;
-    Ok(result)
-}
-
-/// Whether a poll request has something ready at once (it then runs inline).
-pub(super) fn poll_ready_now(ram: &GuestRam, files: &Files, request: &Request) -> bool {
-    let mut now = *request;
-    now.args[2] = 0;
-    poll(ram, files, &now).is_ok_and(|ready| ready != 0)
+    result
 }

@@ -28,10 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use atoll_abi::linux::errno::{EAGAIN, EINVAL};
+use atoll_abi::linux::errno::{EAGAIN, EINVAL, ENOSYS};
 use atoll_abi::queue::{
-    completion_offset, memory, offset, request_offset, Completion, Opcode, Request, DEPTH,
-    HOST_PARKED, HOST_POLLING,
+    completion_offset, offset, request_offset, Completion, Opcode, Request, DEPTH, HOST_PARKED,
+    HOST_POLLING,
 };
 use vm_memory::{Bytes, GuestAddress};
 
@@ -40,12 +40,18 @@ use crate::guest::AbiPlainData;
 use crate::sandbox::Files;
 use dispatch::handle;
 use net::NetPolicy;
+use pool::Serving;
 
 /// Poll this long without work before parking the server thread.
 const IDLE_BEFORE_PARK: Duration = Duration::from_micros(50);
 /// A parked thread re-checks its rings at least this often, in case a
 /// wake-up was lost to a guest that broke the protocol.
 const PARKED_RECHECK: Duration = Duration::from_millis(100);
+
+/// A host call's error (through rustix) as the errno the guest gets.
+fn errno(error: rustix::io::Errno) -> i64 {
+    i64::from(error.raw_os_error())
+}
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OffloadError {
@@ -111,7 +117,7 @@ pub struct Offload {
     cq_tails: Vec<Mutex<u32>>,
     /// The worker pool for blocking calls: its jobs, and how many workers
     /// exist and wait idle.
-    jobs: Mutex<std::collections::VecDeque<(usize, Request)>>,
+    jobs: Mutex<std::collections::VecDeque<(usize, Opcode, Request)>>,
     job_ready: Condvar,
     workers: std::sync::atomic::AtomicUsize,
     idle_workers: std::sync::atomic::AtomicUsize,
@@ -448,25 +454,23 @@ impl Offload {
             let request = self.read_request(state.base + request_offset(state.sq_head) as u64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
-            if Opcode::try_from(request.opcode) == Ok(Opcode::Memory)
-                && request.args[0] == memory::POPULATE
-            {
-                let result = self.populate_later(request.args[1], request.args[2]);
-                self.complete(state.index, request.tag, result);
+            // The opcode is decoded once; where the request is served is
+            // decided once, from it.
+            let Ok(op) = Opcode::try_from(request.opcode) else {
+                self.complete(state.index, request.tag, -ENOSYS);
                 continue;
-            }
-            // Blocking calls block only the calling guest thread: a pool
-            // worker waits for this one while the server goes on.
-            if self.would_block(&request) {
-                if self.refuse_blocking {
-                    self.complete(state.index, request.tag, -EAGAIN);
-                    continue;
+            };
+            let result = match self.serving(op, &request) {
+                Serving::Served(result) => result,
+                // Blocking calls block only the calling guest thread: a
+                // pool worker waits for this one while the server goes on
+                // (a full pool leaves it to the server).
+                Serving::Worker if self.refuse_blocking => -EAGAIN,
+                Serving::Worker if self.hand_to_worker(state.index, op, request) => continue,
+                Serving::Worker | Serving::Inline => {
+                    handle(&self.ram, &self.files, &self.net, op, &request)
                 }
-                if self.hand_to_worker(state.index, request) {
-                    continue;
-                }
-            }
-            let result = handle(&self.ram, &self.files, &self.net, &request);
+            };
             self.complete(state.index, request.tag, result);
         }
         Ok(true)
@@ -522,12 +526,9 @@ mod tests {
         ));
     }
 
-    /// Found by the fuzz target: a request that wrote over the completion
-    /// head left the server waiting for room forever. A head ahead of the
-    /// tail now stops the isle.
-    #[test]
-    fn a_completion_head_ahead_of_the_tail_is_a_protocol_error() {
-        let ram = Arc::new(GuestRam::new(4 << 20).unwrap());
+    /// `ram_size` bytes of guest RAM with one queue, at the address returned.
+    fn one_queue(ram_size: u64) -> (Arc<GuestRam>, Arc<Offload>, u64) {
+        let ram = Arc::new(GuestRam::new(ram_size).unwrap());
         let queue = 0x10000;
         let offload = Offload::new(
             Arc::clone(&ram),
@@ -535,6 +536,50 @@ mod tests {
             stdio_only(),
             NetPolicy::default(),
         );
+        (ram, offload, queue)
+    }
+
+    #[test]
+    fn an_unknown_opcode_is_enosys() {
+        let (ram, offload, queue) = one_queue(2 << 20);
+        let unknown = Request {
+            opcode: 999,
+            flags: 0,
+            tag: 42,
+            args: [0; 6],
+        };
+        let memory = ram.memory();
+        memory
+            .write_obj(
+                AbiPlainData(unknown),
+                GuestAddress(queue + request_offset(0) as u64),
+            )
+            .unwrap();
+        memory
+            .store(
+                1u32,
+                GuestAddress(queue + offset::SQ_TAIL as u64),
+                Ordering::SeqCst,
+            )
+            .unwrap();
+        let mut state = QueueState {
+            index: 0,
+            base: queue,
+            sq_head: 0,
+        };
+        assert_eq!(offload.drain(&mut state), Ok(true));
+        let AbiPlainData(completion) = memory
+            .read_obj::<AbiPlainData<Completion>>(GuestAddress(queue + completion_offset(0) as u64))
+            .unwrap();
+        assert_eq!((completion.tag, completion.result), (42, -ENOSYS));
+    }
+
+    /// Found by the fuzz target: a request that wrote over the completion
+    /// head left the server waiting for room forever. A head ahead of the
+    /// tail now stops the isle.
+    #[test]
+    fn a_completion_head_ahead_of_the_tail_is_a_protocol_error() {
+        let (ram, offload, queue) = one_queue(4 << 20);
         ram.memory()
             .store(
                 500u32,

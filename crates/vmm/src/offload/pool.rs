@@ -1,25 +1,46 @@
 //! The worker pool: a blocking request (a read from a pipe, a socket,
 //! a timed poll...) waits on a worker thread of its own, so it blocks only
-//! the guest thread that made it while the server goes on.
-#![allow(unsafe_code)]
+//! the guest thread that made it while the server goes on; and the one
+//! decision per request of where it is served.
 
-use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use atoll_abi::queue::{Opcode, Request};
+use atoll_abi::linux::errno::{EAGAIN, EOPNOTSUPP};
+use atoll_abi::queue::{memory, Opcode, Request};
+use rustix::event::{PollFd, PollFlags};
 
 use super::dispatch::handle;
-use super::io::poll_ready_now;
-use super::Offload;
+use super::{io, Offload};
+use crate::sandbox::FileKind;
 
 /// Most blocking calls waited on at once; beyond, they run on the server.
 const MAX_WORKERS: usize = 256;
 
+/// Whether this host's pipes take RWF_NOWAIT writes (older Linux refuses
+/// them): cleared at the first refusal, and pipe writes then poll first.
+static PIPES_TAKE_NOWAIT: AtomicBool = AtomicBool::new(true);
+
+/// Where the server serves one request, decided once, from its opcode.
+pub(super) enum Serving {
+    /// Here and now: it finishes on its own.
+    Inline,
+    /// On a pool worker: it may wait on something outside the isle.
+    Worker,
+    /// Already served while deciding, with this result.
+    Served(i64),
+}
+
 impl Offload {
     /// Queues a blocking request for a pool worker, starting one if none is
     /// idle. False when the pool is at its limit (the server runs it).
-    pub(super) fn hand_to_worker(self: &Arc<Self>, queue: usize, request: Request) -> bool {
+    pub(super) fn hand_to_worker(
+        self: &Arc<Self>,
+        queue: usize,
+        op: Opcode,
+        request: Request,
+    ) -> bool {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         if self.idle_workers.load(Ordering::SeqCst) == 0 {
             if self.workers.load(Ordering::SeqCst) >= MAX_WORKERS {
@@ -34,7 +55,7 @@ impl Offload {
             }
             self.workers.fetch_add(1, Ordering::SeqCst);
         }
-        jobs.push_back((queue, request));
+        jobs.push_back((queue, op, request));
         drop(jobs);
         self.job_ready.notify_one();
         true
@@ -43,7 +64,7 @@ impl Offload {
     /// A pool worker: runs blocking requests one at a time, forever.
     pub(super) fn work(self: Arc<Self>) {
         loop {
-            let (queue, request) = {
+            let (queue, op, request) = {
                 let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
                     if let Some(job) = jobs.pop_front() {
@@ -54,62 +75,210 @@ impl Offload {
                     self.idle_workers.fetch_sub(1, Ordering::SeqCst);
                 }
             };
-            let result = handle(&self.ram, &self.files, &self.net, &request);
+            let result = handle(&self.ram, &self.files, &self.net, op, &request);
             self.complete(queue, request.tag, result);
         }
     }
 
-    /// Whether a request would wait on something outside the isle's
-    /// control (a pipe, a terminal, a socket, a timed poll).
-    pub(super) fn would_block(&self, request: &Request) -> bool {
-        // Unknown opcodes are refused at once, on the server.
-        let Ok(op) = Opcode::try_from(request.opcode) else {
-            return false;
-        };
+    /// Where `request` (of opcode `op`) is served: on a worker if it would
+    /// wait on something outside the isle's control (a pipe, a terminal, a
+    /// socket, a timed poll), else here; some are served while deciding.
+    pub(super) fn serving(&self, op: Opcode, request: &Request) -> Serving {
         let a = request.args;
         let (events, small) = match op {
-            Opcode::Read
-            | Opcode::ReadVectored
-            | Opcode::Accept
-            | Opcode::RecvFrom
-            | Opcode::RecvMsg => (libc::POLLIN, true),
+            // Populating waits for the isle to have run a while: its own
+            // thread does it later.
+            Opcode::Memory if a[0] == memory::POPULATE => {
+                return Serving::Served(self.populate_later(a[1], a[2]));
+            }
+            Opcode::Read | Opcode::Write => return self.serving_read_write(op, request),
+            Opcode::ReadVectored | Opcode::Accept | Opcode::RecvFrom | Opcode::RecvMsg => {
+                (PollFlags::IN, true)
+            }
             // A pipe or socket with room takes PIPE_BUF bytes at once; a
             // larger write may wait for its reader.
-            Opcode::Write | Opcode::SendTo => (libc::POLLOUT, a[2] <= libc::PIPE_BUF as u64),
-            Opcode::WriteVectored | Opcode::SendMsg => (libc::POLLOUT, false),
-            Opcode::Connect => return true,
+            Opcode::SendTo => (PollFlags::OUT, a[2] <= libc::PIPE_BUF as u64),
+            Opcode::WriteVectored | Opcode::SendMsg => (PollFlags::OUT, false),
+            Opcode::Connect => return Serving::Worker,
             Opcode::Transfer => {
-                return !(self.is_regular_file(a[1]) && self.is_regular_file(a[3]));
+                return if self.files.is_regular_file(a[1]) && self.files.is_regular_file(a[3]) {
+                    Serving::Inline
+                } else {
+                    Serving::Worker
+                };
             }
             // A lock without LOCK_NB waits for its holder.
-            Opcode::Flock => return a[1] & libc::LOCK_NB as u64 == 0,
-            Opcode::Fcntl => return atoll_abi::linux::fcntl::waits(a[1]),
-            Opcode::EpollWait if a[3] == 0 => return false,
-            Opcode::EpollWait => (libc::POLLIN, true),
-            Opcode::Poll => return a[2] != 0 && !poll_ready_now(&self.ram, &self.files, request),
+            Opcode::Flock if a[1] & libc::LOCK_NB as u64 == 0 => return Serving::Worker,
+            Opcode::Fcntl if atoll_abi::linux::fcntl::waits(a[1]) => return Serving::Worker,
+            Opcode::EpollWait if a[3] == 0 => return Serving::Inline,
+            Opcode::EpollWait => (PollFlags::IN, true),
+            // A timed poll with something ready (or refused) is answered by
+            // the look without waiting.
+            Opcode::Poll if a[2] != 0 => {
+                return match io::poll_now(&self.ram, &self.files, request) {
+                    Ok(0) => Serving::Worker,
+                    result => Serving::Served(result.unwrap_or_else(|errno| -errno)),
+                };
+            }
             // Other file operations finish on their own (opening a FIFO is
             // the exception, and still runs on the server).
-            _ => return false,
+            _ => return Serving::Inline,
         };
-        // Regular files never wait on anyone.
-        if self.is_regular_file(a[0]) {
-            return false;
+        // Unknown fds are the handler's to refuse, at once.
+        let Ok((held, kind)) = self.files.host_fd_and_kind(a[0]) else {
+            return Serving::Inline;
+        };
+        match kind {
+            // Regular files never wait on anyone.
+            FileKind::Regular => Serving::Inline,
+            _ if !small => Serving::Worker,
+            _ if ready(held.as_fd(), events) => Serving::Inline,
+            _ => Serving::Worker,
         }
-        let Ok(held) = self.files.host_fd(a[0]) else {
-            return false;
-        };
-        let fd = held.as_raw_fd();
-        let mut probe = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: polls one fd the isle owns, without waiting.
-        let ready = unsafe { libc::poll(&mut probe, 1, 0) };
-        ready == 0 || !small
     }
 
-    pub(super) fn is_regular_file(&self, fd: u64) -> bool {
-        self.files.is_regular_file(fd)
+    /// [`Self::serving`] for read and write, which are served here with the
+    /// host fd looked up once, when they can't wait: a regular file; a
+    /// write of at most PIPE_BUF bytes that a pipe takes without waiting;
+    /// one to anything else that polls ready. The rest go to a worker.
+    fn serving_read_write(&self, op: Opcode, request: &Request) -> Serving {
+        let [fd, _, len, ..] = request.args;
+        let (held, kind) = match self.files.host_fd_and_kind(fd) {
+            Ok(found) => found,
+            Err(errno) => return Serving::Served(-errno),
+        };
+        let fd = held.as_fd();
+        let served_here = || {
+            Serving::Served(
+                io::read_write_on(&self.ram, fd, op, request).unwrap_or_else(|errno| -errno),
+            )
+        };
+        if kind == FileKind::Regular {
+            return served_here();
+        }
+        let events = if op == Opcode::Read {
+            PollFlags::IN
+        } else if len > libc::PIPE_BUF as u64 {
+            // A larger write may wait for its reader whatever is ready.
+            return Serving::Worker;
+        } else {
+            PollFlags::OUT
+        };
+        if op == Opcode::Write
+            && kind == FileKind::Pipe
+            && PIPES_TAKE_NOWAIT.load(Ordering::Relaxed)
+        {
+            // The write is its own readiness check: it goes in whole or
+            // not at all (EAGAIN, then a worker waits for room).
+            match io::write_without_waiting(&self.ram, fd, request) {
+                Err(EAGAIN) => return Serving::Worker,
+                Err(EOPNOTSUPP) => PIPES_TAKE_NOWAIT.store(false, Ordering::Relaxed),
+                result => return Serving::Served(result.unwrap_or_else(|errno| -errno)),
+            }
+        }
+        if ready(fd, events) {
+            served_here()
+        } else {
+            Serving::Worker
+        }
+    }
+}
+
+/// Whether `fd` has `events` ready now (or an error to report at once).
+fn ready(fd: BorrowedFd<'_>, events: PollFlags) -> bool {
+    let now = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut [PollFd::from_borrowed_fd(fd, events)], Some(&now)) != Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use atoll_abi::linux::errno::EPIPE;
+
+    use super::*;
+    use crate::guest::memory::GuestRam;
+    use crate::offload::net::NetPolicy;
+    use crate::offload::tests::stdio_only;
+
+    /// An offload whose isle has one pipe (made with `flags`): its fds.
+    fn with_pipe(flags: i32) -> (Arc<Offload>, [i32; 2]) {
+        let files = stdio_only();
+        let pipe = files.pipe(flags).unwrap();
+        let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
+        let offload = Offload::new(ram, vec![0x10000], files, NetPolicy::default());
+        (offload, pipe)
+    }
+
+    fn request(op: Opcode, fd: i32, len: u64) -> Request {
+        Request {
+            opcode: op.as_u32(),
+            flags: 0,
+            tag: 1,
+            args: [fd as u64, 0x1000, len, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn pipe_writes_are_served_at_once_until_the_pipe_is_full() {
+        let (offload, [read, write]) = with_pipe(0);
+        let mut written = 0;
+        loop {
+            match offload.serving(Opcode::Write, &request(Opcode::Write, write, 4096)) {
+                Serving::Served(done) => written += done,
+                Serving::Worker => break,
+                Serving::Inline => panic!("a pipe write is served or waits"),
+            }
+            assert!(written <= 16 << 20, "the pipe never filled");
+        }
+        assert!(written > 0 && written % 4096 == 0, "wrote {written}");
+        // More than PIPE_BUF may wait for the reader, whatever is ready.
+        let (empty, [_, large]) = with_pipe(0);
+        assert!(matches!(
+            empty.serving(Opcode::Write, &request(Opcode::Write, large, 8192)),
+            Serving::Worker
+        ));
+        // What was written is there to read at once.
+        assert!(matches!(
+            offload.serving(Opcode::Read, &request(Opcode::Read, read, 4096)),
+            Serving::Served(4096)
+        ));
+    }
+
+    #[test]
+    fn a_full_nonblocking_pipe_answers_eagain_and_a_readerless_one_epipe() {
+        let (offload, [read, write]) = with_pipe(libc::O_NONBLOCK);
+        let small = request(Opcode::Write, write, 512);
+        while let Serving::Served(done) = offload.serving(Opcode::Write, &small) {
+            assert_eq!(done, 512);
+        }
+        // The worker's write doesn't wait either: O_NONBLOCK is the isle's.
+        let on_worker = handle(
+            &offload.ram,
+            &offload.files,
+            &offload.net,
+            Opcode::Write,
+            &small,
+        );
+        assert_eq!(on_worker, -EAGAIN);
+        offload.files.close(i64::from(read)).unwrap();
+        assert!(matches!(
+            offload.serving(Opcode::Write, &small),
+            Serving::Served(result) if result == -EPIPE
+        ));
+    }
+
+    #[test]
+    fn bad_fds_and_unready_reads_are_decided_without_the_handler() {
+        let (offload, [read, _]) = with_pipe(0);
+        assert!(matches!(
+            offload.serving(Opcode::Write, &request(Opcode::Write, 77, 8)),
+            Serving::Served(result) if result == -atoll_abi::linux::errno::EBADF
+        ));
+        assert!(matches!(
+            offload.serving(Opcode::Read, &request(Opcode::Read, read, 8)),
+            Serving::Worker
+        ));
     }
 }

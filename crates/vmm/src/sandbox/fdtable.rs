@@ -29,8 +29,30 @@ pub(super) struct OpenFile {
     /// A Unix socket's guest addresses (local, peer) as the isle named
     /// them; the host knows them by names of its own.
     pub(super) socket_names: Option<Arc<SocketNames>>,
-    /// Whether it is a regular file (which never blocks), once asked.
-    pub(super) regular: Option<bool>,
+    /// What kind of file it is (whether calls on it may wait), once asked.
+    pub(super) kind: Option<FileKind>,
+}
+
+/// What a host fd is, as far as waiting on it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file: calls on it never wait on anyone.
+    Regular,
+    /// A pipe or FIFO: a write of at most PIPE_BUF bytes goes in whole or
+    /// not at all.
+    Pipe,
+    /// Anything else: a socket, a terminal, a device, a directory.
+    Other,
+}
+
+impl FileKind {
+    fn of(fd: &OwnedFd) -> Self {
+        match rustix::fs::fstat(fd).map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode)) {
+            Ok(rustix::fs::FileType::RegularFile) => Self::Regular,
+            Ok(rustix::fs::FileType::Fifo) => Self::Pipe,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// The guest `sockaddr_un`s a Unix socket was bound or connected to.
@@ -134,7 +156,7 @@ impl Files {
                 read_only: false,
                 keep_owners: false,
                 socket_names: None,
-                regular: None,
+                kind: None,
             },
             0,
         )
@@ -153,29 +175,28 @@ impl Files {
             read_only: true,
             keep_owners: false,
             socket_names: None,
-            regular: None,
+            kind: None,
         };
         Self::insert(&mut state, file, 0).map(i64::from)
     }
 
-    /// Whether guest fd `fd` is a regular file, which never makes a call
-    /// wait; fstat'ed once per fd, as the offload server asks on every I/O.
-    pub fn is_regular_file(&self, fd: u64) -> bool {
+    /// The host fd behind guest fd `fd`, as [`Self::host_fd`], and what kind
+    /// of file it is (fstat'ed once per fd), under one lock: the offload
+    /// server asks both on every I/O call.
+    pub fn host_fd_and_kind(&self, fd: u64) -> Result<(Arc<OwnedFd>, FileKind), i64> {
         let mut state = self.lock();
-        let Some(file) = i32::try_from(fd).ok().and_then(|fd| state.fds.get_mut(&fd)) else {
-            return false;
-        };
-        if let Some(regular) = file.regular {
-            return regular;
-        }
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: fstat into our buffer.
-        let done = unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) };
-        // SAFETY: zeroed, then filled by fstat if it succeeded.
-        let regular =
-            done == 0 && unsafe { stat.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG;
-        file.regular = Some(regular);
-        regular
+        let file = i32::try_from(fd)
+            .ok()
+            .and_then(|fd| state.fds.get_mut(&fd))
+            .ok_or(EBADF)?;
+        let kind = *file.kind.get_or_insert_with(|| FileKind::of(&file.fd));
+        Ok((Arc::clone(&file.fd), kind))
+    }
+
+    /// Whether guest fd `fd` is a regular file, which never makes a call wait.
+    pub fn is_regular_file(&self, fd: u64) -> bool {
+        self.host_fd_and_kind(fd)
+            .is_ok_and(|(_, kind)| kind == FileKind::Regular)
     }
 
     /// The guest names a Unix socket was given by bind or connect.
@@ -237,7 +258,7 @@ impl Files {
                     read_only: false,
                     keep_owners: false,
                     socket_names: None,
-                    regular: None,
+                    kind: None,
                 },
             );
         }
@@ -300,7 +321,7 @@ impl Files {
             read_only,
             keep_owners,
             socket_names,
-            regular: None,
+            kind: None,
         };
         if new >= 0 {
             state.fds.insert(new as i32, file);
@@ -372,7 +393,7 @@ impl Files {
                 read_only: false,
                 keep_owners: false,
                 socket_names: None,
-                regular: None,
+                kind: Some(FileKind::Pipe),
             },
             0,
         )?;
@@ -385,7 +406,7 @@ impl Files {
                 read_only: false,
                 keep_owners: false,
                 socket_names: None,
-                regular: None,
+                kind: Some(FileKind::Pipe),
             },
             0,
         ) {

@@ -43,7 +43,7 @@ use seccompiler::{
 
 use crate::offload::net::NetPolicy;
 
-pub use fdtable::{SocketNames, MAX_FDS};
+pub use fdtable::{FileKind, SocketNames, MAX_FDS};
 pub use mounts::{Files, FilesError, MountSpec, DEVICES};
 pub use resolve::normalize;
 

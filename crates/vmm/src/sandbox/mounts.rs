@@ -128,7 +128,7 @@ impl Files {
                         read_only: false,
                         keep_owners: false,
                         socket_names: None,
-                        regular: None,
+                        kind: None,
                     },
                 );
             }

@@ -309,7 +309,7 @@ impl Files {
                 read_only: false,
                 keep_owners: false,
                 socket_names: None,
-                regular: None,
+                kind: None,
             };
             return Self::insert(&mut state, file, 0).map(i64::from);
         }
@@ -335,7 +335,7 @@ impl Files {
             read_only: self.mounts[resolved.mount].read_only,
             keep_owners: self.mounts[resolved.mount].keep_owners,
             socket_names: None,
-            regular: None,
+            kind: None,
         };
         Self::insert(&mut state, file, 0).map(i64::from)
     }
