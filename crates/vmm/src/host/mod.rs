@@ -2,6 +2,11 @@
 //! clocks, random bytes.
 #![allow(unsafe_code)]
 
+pub mod alloc;
+#[cfg(test)]
+pub(crate) mod confine;
+pub(crate) mod files;
+
 use atoll_abi::boot::{FixedStr, Identity, Utsname};
 
 /// The atoll process's ids; the isle reports them as its own.
