@@ -15,16 +15,18 @@
 //! - [`sandbox`]: the monitor's confinement (Landlock, seccomp) and the
 //!   isle's view of files: `mounts`, `resolve`, `path_ops`, `fdtable`.
 //! - [`host`]: the few raw host calls and facts.
-//! - [`alloc`]: the `atoll` process's allocator (large buffers on huge pages).
+//! - [`alloc`] (in `host`): the `atoll` process's allocator (large buffers on
+//!   huge pages).
 //! - `fuzzing` (feature `fuzzing`): the offload server as the fuzz target drives it.
 #![deny(unsafe_code)]
 
-pub mod alloc;
 pub mod backend;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub(crate) mod guest;
 pub mod host;
+// The allocator lives with the raw host calls; `atoll_vmm::alloc` stays its name.
+pub use host::alloc;
 pub mod image;
 pub mod isle;
 pub(crate) mod offload;

@@ -1,7 +1,15 @@
-//! Small safe wrappers over host facts the isle reports: identity, uname,
-//! clocks, random bytes.
+//! The monitor's raw host calls, as small safe wrappers, by family: `fs`
+//! (stat, statfs, directory reads, locks), `files` (what rustix lacks for
+//! the sandbox's path calls), `io` (vectored and polled I/O on guest
+//! memory), `positioned_io`, `net` (sockets and their messages), `alloc`
+//! (the process's allocator), `confine` (the sandbox test's probes); and,
+//! here, host facts the isle reports: identity, uname, clocks, random bytes.
 #![allow(unsafe_code)]
 
+pub mod alloc;
+#[cfg(test)]
+pub(crate) mod confine;
+pub(crate) mod files;
 pub(crate) mod fs;
 pub(crate) mod io;
 pub(crate) mod net;

@@ -1,16 +1,17 @@
 //! The isle's fd table: guest fds index host fds the isle opened itself, so
 //! a guest can't name any other host fd.
-#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, MutexGuard};
 
 use atoll_abi::linux::errno::{EACCES, EBADF, EINVAL, EMFILE, EROFS};
+use rustix::fs::OFlags;
+use rustix::pipe::PipeFlags;
 
 use super::mounts::Files;
 use super::path_ops::with_umask;
-use crate::host::check;
+use super::{done, errno};
 
 /// Most fds an isle can have open (its RLIMIT_NOFILE).
 pub const MAX_FDS: i32 = 1024;
@@ -68,12 +69,8 @@ pub(super) struct State {
     pub(super) umask: u32,
 }
 
-pub(super) fn fstat(fd: RawFd) -> Result<libc::stat, i64> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: fstat into our buffer.
-    check(unsafe { libc::fstat(fd, stat.as_mut_ptr()) }.into())?;
-    // SAFETY: zeroed, then filled by fstat.
-    Ok(unsafe { stat.assume_init() })
+pub(super) fn fstat(fd: impl AsFd) -> Result<rustix::fs::Stat, i64> {
+    rustix::fs::fstat(fd).map_err(errno)
 }
 
 impl Files {
@@ -83,12 +80,12 @@ impl Files {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The host fd behind guest fd `fd`, valid while `state` is held.
-    pub(super) fn raw(state: &State, fd: i64) -> Result<RawFd, i64> {
+    /// The host fd behind guest fd `fd`, borrowed while `state` is held.
+    pub(super) fn borrow_fd(state: &State, fd: i64) -> Result<BorrowedFd<'_>, i64> {
         i32::try_from(fd)
             .ok()
             .and_then(|fd| state.fds.get(&fd))
-            .map(|file| file.fd.as_raw_fd())
+            .map(|file| file.fd.as_fd())
             .ok_or(EBADF)
     }
 
@@ -111,9 +108,7 @@ impl Files {
             .ok()
             .and_then(|fd| state.fds.get(&fd))
             .ok_or(EBADF)?;
-        // SAFETY: F_GETFL on an isle-owned fd has no memory effects.
-        let flags = check(unsafe { libc::fcntl(file.fd.as_raw_fd(), libc::F_GETFL) }.into())?;
-        let flags = flags as i32;
+        let flags = rustix::fs::fcntl_getfl(&file.fd).map_err(errno)?.bits() as i32;
         if flags & libc::O_PATH != 0 {
             return Err(EBADF);
         }
@@ -293,7 +288,7 @@ impl Files {
     /// dup (new < 0: lowest free fd at or above -new - 1) or dup3.
     pub fn dup(&self, old: i64, new: i64, flags: i32) -> Result<i64, i64> {
         let mut state = self.lock();
-        let raw = Self::raw(&state, old)?;
+        let host = Self::borrow_fd(&state, old)?;
         if new >= 0 && new == old {
             return if flags == i32::MIN {
                 Ok(new)
@@ -304,11 +299,7 @@ impl Files {
         if new >= i64::from(MAX_FDS) {
             return Err(EBADF);
         }
-        // SAFETY: duplicates a host fd the isle owns.
-        let copy = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
-        let copy = check(copy as libc::c_long)?;
-        // SAFETY: a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(copy as RawFd) };
+        let fd = rustix::io::fcntl_dupfd_cloexec(host, 3).map_err(errno)?;
         let original = state.fds.get(&(old as i32));
         let guest_path = original.and_then(|file| file.guest_path.clone());
         let read_only = original.is_some_and(|file| file.read_only);
@@ -362,11 +353,24 @@ impl Files {
             // Pipes are host pipes: the host kernel sizes them (rounding to
             // a power-of-two page count, capping unprivileged users at
             // pipe-max-size) and refuses other files with EBADF.
+            // The int argument is the low 32 bits, as fcntl(2) takes it.
             libc::F_GETFL | libc::F_SETFL | libc::F_GETPIPE_SZ | libc::F_SETPIPE_SZ => {
                 let state = self.lock();
-                let raw = Self::raw(&state, fd)?;
-                // SAFETY: a command taking an integer argument on an isle-owned fd.
-                check(unsafe { libc::fcntl(raw, command, argument as libc::c_int) } as libc::c_long)
+                let host = Self::borrow_fd(&state, fd)?;
+                let argument = argument as libc::c_int;
+                match command {
+                    libc::F_GETFL => rustix::fs::fcntl_getfl(host)
+                        .map(|flags| i64::from(flags.bits()))
+                        .map_err(errno),
+                    libc::F_SETFL => done(rustix::fs::fcntl_setfl(
+                        host,
+                        OFlags::from_bits_retain(argument as u32),
+                    )),
+                    libc::F_GETPIPE_SZ => rustix::pipe::fcntl_getpipe_size(host)
+                        .map(|size| size as i64)
+                        .map_err(errno),
+                    _ => crate::host::files::set_pipe_size(host, argument),
+                }
             }
             _ => Err(EINVAL),
         }
@@ -377,11 +381,10 @@ impl Files {
         if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
             return Err(EINVAL);
         }
-        let mut raw = [0; 2];
-        // SAFETY: pipe2 writes two fds into our array.
-        check(unsafe { libc::pipe2(raw.as_mut_ptr(), flags | libc::O_CLOEXEC) } as libc::c_long)?;
-        // SAFETY: two fresh fds we own.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(raw[0]), OwnedFd::from_raw_fd(raw[1])) };
+        let (read, write) = rustix::pipe::pipe_with(PipeFlags::from_bits_retain(
+            (flags | libc::O_CLOEXEC) as u32,
+        ))
+        .map_err(errno)?;
         let mut state = self.lock();
         let cloexec = flags & libc::O_CLOEXEC != 0;
         let read = Self::insert(
@@ -434,11 +437,11 @@ impl Files {
 
     /// The host fd behind guest fd `fd`, refusing files of read-only mounts
     /// (for attribute changes through an fd).
-    pub(super) fn raw_writable(state: &State, fd: i64) -> Result<RawFd, i64> {
-        Self::file_writable(state, fd).map(|file| file.fd.as_raw_fd())
+    pub(super) fn writable_fd(state: &State, fd: i64) -> Result<BorrowedFd<'_>, i64> {
+        Self::file_writable(state, fd).map(|file| file.fd.as_fd())
     }
 
-    /// [`Self::raw_writable`]'s file.
+    /// [`Self::writable_fd`]'s file.
     pub(super) fn file_writable(state: &State, fd: i64) -> Result<&OpenFile, i64> {
         let file = i32::try_from(fd)
             .ok()

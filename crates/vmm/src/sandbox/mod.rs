@@ -47,6 +47,16 @@ pub use fdtable::{FileKind, SocketNames, MAX_FDS};
 pub use mounts::{Files, FilesError, MountSpec, DEVICES};
 pub use resolve::normalize;
 
+/// A rustix error as the errno the isle is answered with.
+fn errno(error: rustix::io::Errno) -> i64 {
+    i64::from(error.raw_os_error())
+}
+
+/// A rustix call's outcome as a syscall's: 0, or the errno.
+fn done(result: rustix::io::Result<()>) -> Result<i64, i64> {
+    result.map(|()| 0).map_err(errno)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("cannot confine the monitor (Landlock): {0}")]
@@ -376,26 +386,19 @@ fn seccomp_filters() -> Result<[BpfProgram; 2], SandboxError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(unsafe_code)]
-
     use super::*;
-    use std::ffi::CString;
+    use crate::host::confine::{
+        clone3_errno, clone_process_errno, execve_errno, mount_errno, tiocsti_errno,
+    };
+    use rustix::fs::{Mode, OFlags};
     use std::os::fd::OwnedFd;
-
-    fn errno_of(result: libc::c_long) -> i32 {
-        if result < 0 {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-        } else {
-            0
-        }
-    }
 
     fn open_dir(path: &std::path::Path) -> OwnedFd {
         std::fs::File::open(path).unwrap().into()
     }
 
-    fn c(path: &std::path::Path) -> CString {
-        CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
+    fn errno_of<T>(result: rustix::io::Result<T>) -> i32 {
+        result.err().map_or(0, rustix::io::Errno::raw_os_error)
     }
 
     /// What one confined thread may and may not do, as errnos (0: done).
@@ -404,85 +407,48 @@ mod tests {
         read_only: &std::path::Path,
     ) -> Vec<(&'static str, i32)> {
         let mut seen = Vec::new();
-        let open = |path: &std::path::Path, flags: i32| {
-            // SAFETY: a plain open of a NUL-terminated path.
-            let fd = unsafe { libc::open(c(path).as_ptr(), flags | libc::O_CLOEXEC, 0o600) };
-            if fd >= 0 {
-                // SAFETY: we own the fd just opened.
-                unsafe { libc::close(fd) };
-            }
-            errno_of(fd.into())
+        let open = |path: &std::path::Path, flags: OFlags| {
+            errno_of(rustix::fs::open(
+                path,
+                flags | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ))
         };
         seen.push((
             "read inside a mount",
-            open(&writable.join("present"), libc::O_RDONLY),
+            open(&writable.join("present"), OFlags::RDONLY),
         ));
         seen.push((
             "create inside a mount",
-            open(&writable.join("new"), libc::O_WRONLY | libc::O_CREAT),
+            open(&writable.join("new"), OFlags::WRONLY | OFlags::CREATE),
         ));
         seen.push((
             "create inside a read-only mount",
-            open(&read_only.join("new"), libc::O_WRONLY | libc::O_CREAT),
+            open(&read_only.join("new"), OFlags::WRONLY | OFlags::CREATE),
         ));
         seen.push((
             "read a read-only mount",
-            open(&read_only.join("present"), libc::O_RDONLY),
+            open(&read_only.join("present"), OFlags::RDONLY),
         ));
         seen.push((
             "read outside the mounts",
-            open(std::path::Path::new("/etc/hostname"), libc::O_RDONLY),
+            open(std::path::Path::new("/etc/hostname"), OFlags::RDONLY),
         ));
         seen.push((
             "open /dev/null",
-            open(std::path::Path::new("/dev/null"), libc::O_RDWR),
+            open(std::path::Path::new("/dev/null"), OFlags::RDWR),
         ));
-        let program = CString::new("/nonexistent/program").unwrap();
-        let argv = [program.as_ptr(), std::ptr::null()];
-        // SAFETY: execve of a path that doesn't exist returns, allowed or not.
-        seen.push((
-            "execve",
-            errno_of(
-                unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), argv[1..].as_ptr()) }.into(),
-            ),
-        ));
-        // SAFETY: CLONE_SIGHAND without CLONE_VM is EINVAL where allowed, so
-        // no process is ever made.
-        seen.push((
-            "clone a process",
-            errno_of(unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_SIGHAND, 0, 0, 0, 0) }),
-        ));
-        // SAFETY: clone3 with no arguments is EINVAL where allowed.
-        seen.push((
-            "clone3",
-            errno_of(unsafe { libc::syscall(libc::SYS_clone3, 0, 0) }),
-        ));
-        // SAFETY: signal 0 only checks that the target exists.
+        seen.push(("execve", execve_errno(c"/nonexistent/program")));
+        seen.push(("clone a process", clone_process_errno()));
+        seen.push(("clone3", clone3_errno()));
         seen.push((
             "signal another process",
-            errno_of(unsafe { libc::kill(1, 0) }.into()),
+            errno_of(rustix::process::test_kill_process(
+                rustix::process::Pid::INIT,
+            )),
         ));
-        // SAFETY: a mount point that doesn't exist: ENOENT where allowed.
-        seen.push((
-            "mount",
-            errno_of(
-                unsafe {
-                    libc::mount(
-                        c"none".as_ptr(),
-                        c"/nonexistent/mount".as_ptr(),
-                        c"tmpfs".as_ptr(),
-                        0,
-                        std::ptr::null(),
-                    )
-                }
-                .into(),
-            ),
-        ));
-        // SAFETY: TIOCSTI on stdin with a byte we own; refused before use.
-        seen.push((
-            "ioctl TIOCSTI",
-            errno_of(unsafe { libc::ioctl(0, libc::TIOCSTI, c"x".as_ptr()) }.into()),
-        ));
+        seen.push(("mount", mount_errno(c"/nonexistent/mount")));
+        seen.push(("ioctl TIOCSTI", tiocsti_errno()));
         let unpublished = std::net::TcpStream::connect(("127.0.0.1", 9));
         seen.push((
             "connect to an unpublished port",
@@ -492,16 +458,9 @@ mod tests {
                 .unwrap_or(0),
         ));
         // A thread started now is confined too.
-        let inherited = std::thread::spawn(|| {
-            let program = CString::new("/nonexistent/program").unwrap();
-            let argv = [program.as_ptr(), std::ptr::null()];
-            // SAFETY: as above.
-            errno_of(
-                unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), argv[1..].as_ptr()) }.into(),
-            )
-        })
-        .join()
-        .unwrap();
+        let inherited = std::thread::spawn(|| execve_errno(c"/nonexistent/program"))
+            .join()
+            .unwrap();
         seen.push(("execve from a thread started later", inherited));
         seen
     }

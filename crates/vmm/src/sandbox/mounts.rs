@@ -1,14 +1,13 @@
 //! The isle's mounts (`-v HOST:GUEST[:ro]`), the devices every isle has,
 //! and [`Files`], the isle's view of files, made from them.
-#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use atoll_abi::linux::errno::ENOENT;
+use rustix::fs::{Mode, OFlags};
 
 use super::fdtable::{fstat, OpenFile, State};
 use super::resolve::normalize;
@@ -22,10 +21,9 @@ pub const DEVICES: [&str; 5] = [
     "/dev/urandom",
 ];
 
-pub(super) fn device(absolute: &str) -> Option<CString> {
-    DEVICES
-        .contains(&absolute)
-        .then(|| CString::new(absolute).unwrap_or_default())
+/// The host device `absolute` names, if it is one of [`DEVICES`].
+pub(super) fn device(absolute: &str) -> Option<&'static str> {
+    DEVICES.iter().copied().find(|&name| name == absolute)
 }
 
 /// One `-v HOST:GUEST[:OPTIONS]`.
@@ -84,27 +82,16 @@ impl Files {
             if !spec.guest.starts_with('/') {
                 return Err(FilesError::RelativeGuest(spec.guest.clone()));
             }
-            let host = CString::new(spec.host.as_os_str().as_encoded_bytes()).map_err(|_| {
-                FilesError::Open {
-                    host: spec.host.clone(),
-                    source: std::io::Error::from_raw_os_error(libc::EINVAL),
-                }
+            // A path with a NUL in it is EINVAL.
+            let root = rustix::fs::open(
+                &spec.host,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|errno| FilesError::Open {
+                host: spec.host.clone(),
+                source: errno.into(),
             })?;
-            // SAFETY: opens a path we own as a string; the fd is checked.
-            let fd = unsafe {
-                libc::open(
-                    host.as_ptr(),
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(FilesError::Open {
-                    host: spec.host.clone(),
-                    source: std::io::Error::last_os_error(),
-                });
-            }
-            // SAFETY: a fresh fd we own.
-            let root = unsafe { OwnedFd::from_raw_fd(fd) };
             mounts.push(Mount {
                 guest: normalize(&spec.guest),
                 root,
@@ -113,12 +100,10 @@ impl Files {
             });
         }
         let mut fds = BTreeMap::new();
-        for stdio in 0..3 {
-            // SAFETY: duplicates one of atoll's stdio fds, if it is open.
-            let fd = unsafe { libc::fcntl(stdio, libc::F_DUPFD_CLOEXEC, 3) };
-            if fd >= 0 {
-                // SAFETY: a fresh fd we own.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        for (stdio, own) in (0..).zip([stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]) {
+            // Skipped if atoll's own is closed (EBADF).
+            if let Ok(fd) = rustix::io::fcntl_dupfd_cloexec(own, 3) {
                 fds.insert(
                     stdio,
                     OpenFile {
@@ -195,28 +180,23 @@ impl Files {
     pub fn sync_mounts(&self) -> usize {
         let mut synced = Vec::new();
         for mount in &self.mounts {
-            let Ok(stat) = fstat(mount.root.as_raw_fd()) else {
+            let Ok(stat) = fstat(&mount.root) else {
                 continue;
             };
             if synced.contains(&stat.st_dev) {
                 continue;
             }
             // syncfs refuses O_PATH fds, which the roots are.
-            // SAFETY: opens "." beneath a mount root we own; the fd is checked.
-            let dir = unsafe {
-                libc::openat(
-                    mount.root.as_raw_fd(),
-                    c".".as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
-            };
-            if dir < 0 {
+            let Ok(dir) = rustix::fs::openat(
+                &mount.root,
+                c".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
                 continue;
-            }
-            // SAFETY: a fresh fd we own.
-            let dir = unsafe { OwnedFd::from_raw_fd(dir) };
-            // SAFETY: syncfs on our own directory fd; sync(2) ignores errors too.
-            unsafe { libc::syncfs(dir.as_raw_fd()) };
+            };
+            // sync(2) ignores errors too.
+            let _ = rustix::fs::syncfs(&dir);
             synced.push(stat.st_dev);
         }
         synced.len()

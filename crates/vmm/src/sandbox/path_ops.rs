@@ -1,24 +1,62 @@
 //! Operations on a name (stat, mkdir, unlink, rename, link, chmod...): each
 //! resolves its parent inside a mount and acts on the last component only;
 //! without `:owners`, files never get other owners or set-id bits.
-#![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use atoll_abi::linux::errno::{EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR, EPERM, ERANGE, EXDEV};
+use rustix::fs::{AtFlags, Mode, RenameFlags, Timespec, Timestamps, CWD, UTIME_NOW};
+use rustix::process::{Gid, Uid};
 
 use super::fdtable::{fstat, State};
 use super::mounts::{device, Files};
 use super::resolve::{c_string, Resolved, AT_FDCWD};
-use crate::host::check;
+use super::{done, errno};
+use crate::host::files::{access_fd, fstatfs, own_fs_struct};
 
 /// The user and group atoll runs as: without `:owners`, the only ids an
 /// isle may give a file.
 pub(super) fn monitor_ids() -> (u32, u32) {
-    // SAFETY: geteuid and getegid only read the caller's credentials.
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
+}
+
+/// A stat from rustix in the C library's struct the caller lent (which
+/// has the same fields: the kernel's `struct stat`).
+fn copy_stat(from: &rustix::fs::Stat, to: &mut libc::stat) {
+    to.st_dev = from.st_dev;
+    to.st_ino = from.st_ino;
+    to.st_nlink = from.st_nlink;
+    to.st_mode = from.st_mode;
+    to.st_uid = from.st_uid;
+    to.st_gid = from.st_gid;
+    to.st_rdev = from.st_rdev;
+    to.st_size = from.st_size;
+    to.st_blksize = from.st_blksize;
+    to.st_blocks = from.st_blocks;
+    to.st_atime = from.st_atime;
+    to.st_atime_nsec = from.st_atime_nsec as i64;
+    to.st_mtime = from.st_mtime;
+    to.st_mtime_nsec = from.st_mtime_nsec as i64;
+    to.st_ctime = from.st_ctime;
+    to.st_ctime_nsec = from.st_ctime_nsec as i64;
+}
+
+/// A chown id as rustix takes it: -1 (u32::MAX) leaves it unchanged.
+fn chown_id(id: u32) -> Option<u32> {
+    (id != u32::MAX).then_some(id)
+}
+
+/// A guest timespec as rustix takes it.
+fn timespec(time: &libc::timespec) -> Timespec {
+    Timespec {
+        tv_sec: time.tv_sec,
+        tv_nsec: time.tv_nsec,
+    }
 }
 
 /// What an isle may set of `mode` on a file of type `file_type` (S_IFMT
@@ -58,15 +96,12 @@ thread_local! {
 /// atoll's umask.
 pub(super) fn with_umask<R>(mask: u32, create: impl FnOnce() -> Result<R, i64>) -> Result<R, i64> {
     if !OWN_UMASK.get() {
-        // SAFETY: unshare(CLONE_FS) only gives this thread a copy of its fs_struct.
-        check(unsafe { libc::unshare(libc::CLONE_FS) }.into())?;
+        own_fs_struct()?;
         OWN_UMASK.set(true);
     }
-    // SAFETY: umask has no memory effects; this thread's fs_struct is its own.
-    let previous = unsafe { libc::umask(mask) };
+    let previous = rustix::process::umask(Mode::from_bits_retain(mask));
     let result = create();
-    // SAFETY: as above.
-    unsafe { libc::umask(previous) };
+    rustix::process::umask(previous);
     result
 }
 
@@ -91,8 +126,8 @@ impl Files {
             let resolved =
                 self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
             if let Some(name) = device(&resolved.absolute) {
-                // SAFETY: stat of one of the fixed device names into the struct we were lent.
-                return check(unsafe { libc::stat(name.as_ptr(), out) } as libc::c_long);
+                copy_stat(&rustix::fs::stat(name).map_err(errno)?, out);
+                return Ok(0);
             }
             let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
                 libc::O_NOFOLLOW
@@ -101,12 +136,12 @@ impl Files {
             };
             Some(self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?)
         };
-        let raw = match &target {
-            Some(fd) => fd.as_raw_fd(),
-            None => Self::raw(&state, dirfd)?,
+        let host = match &target {
+            Some(fd) => fd.as_fd(),
+            None => Self::borrow_fd(&state, dirfd)?,
         };
-        // SAFETY: fstat writes the struct we were lent.
-        check(unsafe { libc::fstat(raw, out) } as libc::c_long)
+        copy_stat(&fstat(host)?, out);
+        Ok(0)
     }
 
     pub fn mkdir(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
@@ -114,28 +149,18 @@ impl Files {
         let resolved = self.resolve(&state, dirfd, path)?;
         // Like Linux, an existing name is EEXIST even on a read-only mount.
         let (parent, name) = self.parent_of(&resolved)?;
-        let mut existing = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: fstatat on our parent fd and name, into our buffer.
-        let exists = unsafe {
-            libc::fstatat(
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                existing.as_mut_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        } == 0;
-        if exists {
+        if rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             return Err(EEXIST);
         }
         self.writable(&resolved)?;
         // Set-id bits in mkdir's mode mean nothing on Linux (a new
         // directory takes S_ISGID from its parent).
         with_umask(state.umask, || {
-            // SAFETY: mkdirat on our parent fd and name.
-            check(
-                unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), mode & 0o1777) }
-                    as libc::c_long,
-            )
+            done(rustix::fs::mkdirat(
+                &parent,
+                &name,
+                Mode::from_bits_retain(mode & 0o1777),
+            ))
         })
     }
 
@@ -149,8 +174,11 @@ impl Files {
         let (parent, name) =
             self.parent_of(&resolved)
                 .map_err(|e| if e == EEXIST { libc::EBUSY as i64 } else { e })?;
-        // SAFETY: unlinkat on our parent fd and name.
-        check(unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) } as libc::c_long)
+        done(rustix::fs::unlinkat(
+            &parent,
+            &name,
+            AtFlags::from_bits_retain(flags as u32),
+        ))
     }
 
     pub fn rename(
@@ -171,17 +199,13 @@ impl Files {
         let busy = |e: i64| if e == EEXIST { libc::EBUSY as i64 } else { e };
         let (from_parent, from_name) = self.parent_of(&from).map_err(busy)?;
         let (to_parent, to_name) = self.parent_of(&to).map_err(busy)?;
-        // SAFETY: renameat2 on our parent fds and names.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                from_parent.as_raw_fd(),
-                from_name.as_ptr(),
-                to_parent.as_raw_fd(),
-                to_name.as_ptr(),
-                flags,
-            )
-        })
+        done(rustix::fs::renameat_with(
+            &from_parent,
+            &from_name,
+            &to_parent,
+            &to_name,
+            RenameFlags::from_bits_retain(flags),
+        ))
     }
 
     /// linkat. With AT_SYMLINK_FOLLOW a final symlink of `old` is followed
@@ -232,31 +256,27 @@ impl Files {
         let from = match source {
             Source::Name(from) => from,
             Source::Held(source) => {
+                // The file we hold, by its fd's name (the magic link is
+                // followed, to that file).
                 let name = Self::fd_path(&source)?;
-                // SAFETY: linkat of the file we hold, by its fd's name (the
-                // magic link is followed, to that file).
-                return check(unsafe {
-                    libc::linkat(
-                        libc::AT_FDCWD,
-                        name.as_ptr(),
-                        to_parent.as_raw_fd(),
-                        to_name.as_ptr(),
-                        libc::AT_SYMLINK_FOLLOW,
-                    )
-                } as libc::c_long);
+                return done(rustix::fs::linkat(
+                    CWD,
+                    &name,
+                    &to_parent,
+                    &to_name,
+                    AtFlags::SYMLINK_FOLLOW,
+                ));
             }
         };
         let (from_parent, from_name) = self.parent_of(&from)?;
-        // SAFETY: linkat on our parent fds and names (never following symlinks).
-        check(unsafe {
-            libc::linkat(
-                from_parent.as_raw_fd(),
-                from_name.as_ptr(),
-                to_parent.as_raw_fd(),
-                to_name.as_ptr(),
-                0,
-            )
-        } as libc::c_long)
+        // Never following symlinks.
+        done(rustix::fs::linkat(
+            &from_parent,
+            &from_name,
+            &to_parent,
+            &to_name,
+            AtFlags::empty(),
+        ))
     }
 
     pub fn symlink(&self, target: &str, new_dirfd: i64, path: &str) -> Result<i64, i64> {
@@ -266,26 +286,16 @@ impl Files {
         let (parent, name) = self.parent_of(&resolved)?;
         // The target is stored as is: it is only ever resolved inside a mount.
         let target = c_string(target)?;
-        // SAFETY: symlinkat with our strings and parent fd.
-        check(
-            unsafe { libc::symlinkat(target.as_ptr(), parent.as_raw_fd(), name.as_ptr()) }
-                as libc::c_long,
-        )
+        done(rustix::fs::symlinkat(&target, &parent, &name))
     }
 
     pub fn readlink(&self, dirfd: i64, path: &str, buffer: &mut [u8]) -> Result<i64, i64> {
         let state = self.lock();
         let resolved = self.resolve(&state, dirfd, path)?;
         let (parent, name) = self.parent_of(&resolved).map_err(|_| EINVAL)?;
-        // SAFETY: readlinkat writes at most buffer.len() bytes into it.
-        check(unsafe {
-            libc::readlinkat(
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-            )
-        } as libc::c_long)
+        rustix::fs::readlinkat_raw(&parent, &name, buffer)
+            .map(|len| len as i64)
+            .map_err(errno)
     }
 
     pub fn access(&self, dirfd: i64, path: &str, mode: i32, flags: i32) -> Result<i64, i64> {
@@ -301,17 +311,7 @@ impl Files {
         if mode & libc::W_OK != 0 {
             self.writable(&resolved)?;
         }
-        let empty = c_string("")?;
-        // SAFETY: faccessat2 on our O_PATH fd with an empty path.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_faccessat2,
-                fd.as_raw_fd(),
-                empty.as_ptr(),
-                mode,
-                libc::AT_EMPTY_PATH | (flags & libc::AT_EACCESS),
-            )
-        })
+        access_fd(fd.as_fd(), mode, flags & libc::AT_EACCESS)
     }
 
     /// chdir(path), or fchdir(fd) when `path` is None.
@@ -328,13 +328,7 @@ impl Files {
                     .ok()
                     .and_then(|fd| state.fds.get(&fd))
                     .ok_or(EBADF)?;
-                let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
-                // SAFETY: `file.fd` is an open descriptor this table owns, and
-                // fstat writes at most one `libc::stat` into our buffer.
-                let rc = unsafe { libc::fstat(file.fd.as_raw_fd(), stat.as_mut_ptr()) };
-                check(rc as libc::c_long)?;
-                // SAFETY: zeroed, then filled by fstat.
-                let stat = unsafe { stat.assume_init() };
+                let stat = fstat(&file.fd)?;
                 if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {
                     return Err(ENOTDIR);
                 }
@@ -408,15 +402,16 @@ impl Files {
         let mode = if keep_owners {
             mode & 0o7777
         } else {
-            without_set_id(mode, fstat(target.as_raw_fd())?.st_mode & libc::S_IFMT)
+            without_set_id(mode, fstat(&target)?.st_mode & libc::S_IFMT)
         };
+        let mode = Mode::from_bits_retain(mode);
         if path.is_none() {
-            // SAFETY: fchmod on an isle-owned fd (EBADF for O_PATH, as on Linux).
-            return check(unsafe { libc::fchmod(target.as_raw_fd(), mode) } as libc::c_long);
+            // EBADF for O_PATH, as on Linux.
+            return done(rustix::fs::fchmod(&target, mode));
         }
+        // The file we opened (O_PATH), by its fd's name.
         let name = Self::fd_path(&target)?;
-        // SAFETY: chmod of the file we opened (O_PATH), by its fd's name.
-        check(unsafe { libc::chmod(name.as_ptr(), mode) } as libc::c_long)
+        done(rustix::fs::chmod(&name, mode))
     }
 
     /// fchownat(dirfd, path, owner, group, flags), or fchown(dirfd) when
@@ -439,26 +434,25 @@ impl Files {
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
         let (target, keep_owners) = self.changed_file(&state, dirfd, path, follow)?;
         if !keep_owners {
-            let stat = fstat(target.as_raw_fd())?;
+            let stat = fstat(&target)?;
             if !chown_permitted(owner, group, (stat.st_uid, stat.st_gid)) {
                 return Err(EPERM);
             }
         }
+        let owner = chown_id(owner).map(Uid::from_raw);
+        let group = chown_id(group).map(Gid::from_raw);
         if fchown {
-            // SAFETY: fchown on an isle-owned fd (EBADF for O_PATH, as on Linux).
-            return check(unsafe { libc::fchown(target.as_raw_fd(), owner, group) } as libc::c_long);
+            // EBADF for O_PATH, as on Linux.
+            return done(rustix::fs::fchown(&target, owner, group));
         }
-        let empty = c_string("")?;
-        // SAFETY: fchownat on a file we hold, with an empty path.
-        check(unsafe {
-            libc::fchownat(
-                target.as_raw_fd(),
-                empty.as_ptr(),
-                owner,
-                group,
-                libc::AT_EMPTY_PATH,
-            )
-        } as libc::c_long)
+        // The file we hold itself.
+        done(rustix::fs::chownat(
+            &target,
+            c"",
+            owner,
+            group,
+            AtFlags::EMPTY_PATH,
+        ))
     }
 
     /// utimensat(dirfd, path, times, flags); None path: futimens(dirfd).
@@ -470,23 +464,33 @@ impl Files {
         flags: i32,
     ) -> Result<i64, i64> {
         let state = self.lock();
-        let times_pointer = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+        // No times means now, which Linux takes both UTIME_NOW to mean too.
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_NOW,
+        };
+        let times = times.map_or(
+            Timestamps {
+                last_access: now,
+                last_modification: now,
+            },
+            |[access, modification]| Timestamps {
+                last_access: timespec(&access),
+                last_modification: timespec(&modification),
+            },
+        );
         match path {
-            None => {
-                let raw = Self::raw_writable(&state, dirfd)?;
-                // SAFETY: futimens reads two timespecs or none.
-                check(unsafe { libc::futimens(raw, times_pointer) } as libc::c_long)
-            }
+            None => done(rustix::fs::futimens(
+                Self::writable_fd(&state, dirfd)?,
+                &times,
+            )),
             Some(path) => {
                 let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
                 let (target, _) = self.target_for_change(&state, dirfd, path, follow)?;
+                // The file we just opened, by its fd's name (a symlink
+                // opened with O_NOFOLLOW is changed itself).
                 let name = Self::fd_path(&target)?;
-                // SAFETY: utimensat of the file we just opened, by its fd's
-                // name (a symlink opened with O_NOFOLLOW is changed itself).
-                check(
-                    unsafe { libc::utimensat(libc::AT_FDCWD, name.as_ptr(), times_pointer, 0) }
-                        as libc::c_long,
-                )
+                done(rustix::fs::utimensat(CWD, &name, &times, AtFlags::empty()))
             }
         }
     }
@@ -495,15 +499,14 @@ impl Files {
     pub fn statfs(&self, path: Option<&str>, fd: i64, out: &mut libc::statfs) -> Result<i64, i64> {
         let state = self.lock();
         let opened;
-        let raw = match path {
+        let host = match path {
             Some(path) => {
                 let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
                 opened = self.open_inside(&resolved, libc::O_PATH, 0)?;
-                opened.as_raw_fd()
+                opened.as_fd()
             }
-            None => Self::raw(&state, fd)?,
+            None => Self::borrow_fd(&state, fd)?,
         };
-        // SAFETY: fstatfs writes the struct we were lent.
-        check(unsafe { libc::fstatfs(raw, out) } as libc::c_long)
+        fstatfs(host, out)
     }
 }

@@ -4,30 +4,25 @@
 //! with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 //! from that mount's root: `..`, absolute symlinks, symlinks pointing out
 //! and /proc magic links can't reach anything outside.
-#![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use atoll_abi::linux::errno::{EADDRINUSE, EBADF, EEXIST, EINVAL, ELOOP, ENOENT, ENOTDIR, EROFS};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
+use super::errno;
 use super::fdtable::{OpenFile, State};
 use super::mounts::{device, Files};
 use super::path_ops::{with_umask, without_set_id};
-use crate::host::check;
 
 pub(super) use atoll_abi::linux::AT_FDCWD_INT as AT_FDCWD;
 
-const RESOLVE_NO_XDEV: u64 = 0x01;
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-
-const RESOLVE_IN_ROOT: u64 = 0x10;
-
-const RESOLVE: u64 = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+/// How every guest path is resolved beneath its mount's root.
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
 
 /// open(2) flags a guest may pass.
 const OPEN_FLAGS: i32 = libc::O_ACCMODE
@@ -146,7 +141,7 @@ impl Files {
             match self.open_with(
                 &whole,
                 libc::O_PATH | nofollow,
-                RESOLVE | RESOLVE_NO_SYMLINKS,
+                RESOLVE | ResolveFlags::NO_SYMLINKS,
             ) {
                 Err(ELOOP) => {}
                 _ => return Ok(absolute),
@@ -165,23 +160,14 @@ impl Files {
                     return Ok(absolute);
                 };
                 let mut target = vec![0u8; 4096];
-                let empty = c_string("")?;
-                // SAFETY: readlinkat on our O_PATH fd writes at most 4096 bytes; it
-                // fails (EINVAL/ENOENT) unless the fd is a symlink.
-                let len = unsafe {
-                    libc::readlinkat(
-                        fd.as_raw_fd(),
-                        empty.as_ptr(),
-                        target.as_mut_ptr().cast(),
-                        4096,
-                    )
-                };
-                if len <= 0 || target[0] != b'/' {
+                // Fails (EINVAL/ENOENT) unless the fd is a symlink.
+                let len = rustix::fs::readlinkat_raw(&fd, c"", &mut target[..]).unwrap_or(0);
+                if len == 0 || target[0] != b'/' {
                     // Not a symlink, or a relative one: the host follows
                     // those inside the mount.
                     continue;
                 }
-                target.truncate(len as usize);
+                target.truncate(len);
                 let target = String::from_utf8(target).map_err(|_| EINVAL)?;
                 let rest = parts[index + 1..].join("/");
                 absolute = normalize(&format!("{target}/{rest}"));
@@ -201,7 +187,12 @@ impl Files {
         self.open_with_mode(resolved, flags, mode, RESOLVE)
     }
 
-    fn open_with(&self, resolved: &Resolved, flags: i32, resolve: u64) -> Result<OwnedFd, i64> {
+    fn open_with(
+        &self,
+        resolved: &Resolved,
+        flags: i32,
+        resolve: ResolveFlags,
+    ) -> Result<OwnedFd, i64> {
         self.open_with_mode(resolved, flags, 0, resolve)
     }
 
@@ -210,38 +201,23 @@ impl Files {
         resolved: &Resolved,
         flags: i32,
         mode: u32,
-        resolve: u64,
+        resolve: ResolveFlags,
     ) -> Result<OwnedFd, i64> {
-        #[repr(C)]
-        struct OpenHow {
-            flags: u64,
-            mode: u64,
-            resolve: u64,
-        }
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC) as u32 as u64,
-            mode: if flags & (libc::O_CREAT | O_TMPFILE) != 0 {
-                u64::from(mode)
-            } else {
-                0
-            },
-            resolve,
+        // openat2 refuses a mode unless the call may create a file.
+        let mode = if flags & (libc::O_CREAT | O_TMPFILE) != 0 {
+            Mode::from_bits_retain(mode)
+        } else {
+            Mode::empty()
         };
         let path = c_string(&resolved.inside)?;
-        let root = self.mounts[resolved.mount].root.as_raw_fd();
-        // SAFETY: openat2 reads `how` and `path`, both ours and alive.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        let fd = check(fd)?;
-        // SAFETY: a fresh fd we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        rustix::fs::openat2(
+            &self.mounts[resolved.mount].root,
+            path,
+            OFlags::from_bits_retain((flags | libc::O_CLOEXEC) as u32),
+            mode,
+            resolve,
+        )
+        .map_err(errno)
     }
 
     /// The parent directory (opened as O_PATH) and the last component.
@@ -298,10 +274,8 @@ impl Files {
         if let Some(name) = device(&resolved.absolute) {
             let flags =
                 flags & (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND) | libc::O_CLOEXEC;
-            // SAFETY: opens one of the fixed device names.
-            let fd = check(unsafe { libc::open(name.as_ptr(), flags) } as libc::c_long)?;
-            // SAFETY: a fresh fd we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+            let fd = rustix::fs::open(name, OFlags::from_bits_retain(flags as u32), Mode::empty())
+                .map_err(errno)?;
             let file = OpenFile {
                 fd: Arc::new(fd),
                 guest_path: Some(resolved.absolute),

@@ -6,7 +6,6 @@
 //! ~0.14 s of page faults before any work. Large allocations get their own
 //! mapping with MADV_HUGEPAGE (faulted 2 MiB at a time); small ones go to
 //! the system allocator.
-#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
