@@ -31,10 +31,22 @@ pub struct SyscallFrame {
     pub r11: u64,
     /// The program's stack pointer.
     pub user_rsp: u64,
-    /// 1 when the call came through a rewritten site, 0 when it trapped
-    /// (also keeps the frame a multiple of 16 bytes).
+    /// 1 when the call came through a rewritten site, 0 when it trapped.
     pub rewritten: u64,
+    /// The program's callee-saved registers. The kernel's code keeps them
+    /// for the return; they are here for a new thread, which starts with
+    /// its parent's, as on Linux (Go's clone passes its arguments in r12,
+    /// r13 and r9). Also keeps the frame a multiple of 16 bytes.
+    pub rbx: u64,
+    pub rbp: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
 }
+
+// The entry pushes the frame onto a 16-byte aligned stack and calls Rust.
+const _: () = assert!(core::mem::size_of::<SyscallFrame>().is_multiple_of(16));
 
 /// In %rax at an `int3` that asks the ring-0 pad for a TLB flush.
 const FLUSH_MAGIC: u32 = atoll_abi::mmio::TLB_FLUSH_MAGIC;
@@ -73,6 +85,12 @@ _start:
     // dispatches the call; `rewritten` says which entry came.
     .macro dispatch_syscall rewritten
     incq %gs:{epoch}
+    push %r15
+    push %r14
+    push %r13
+    push %r12
+    push %rbp
+    push %rbx
     push $\rewritten
     push %gs:{user_rsp}
     push %r11

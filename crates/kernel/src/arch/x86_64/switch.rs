@@ -39,11 +39,24 @@ atoll_switch:
     .global atoll_thread_start
     .p2align 4
 atoll_thread_start:
-    // A new thread's first run: %rsp points at its SyscallFrame.
+    // A new thread's first run: %rsp points at its SyscallFrame, whose
+    // callee-saved registers the return leaves to us.
     call {after_switch}
+    mov {rbx}(%rsp), %rbx
+    mov {rbp}(%rsp), %rbp
+    mov {r12}(%rsp), %r12
+    mov {r13}(%rsp), %r13
+    mov {r14}(%rsp), %r14
+    mov {r15}(%rsp), %r15
     jmp atoll_syscall_return
 "#,
     after_switch = sym crate::sched::after_switch,
+    rbx = const core::mem::offset_of!(SyscallFrame, rbx),
+    rbp = const core::mem::offset_of!(SyscallFrame, rbp),
+    r12 = const core::mem::offset_of!(SyscallFrame, r12),
+    r13 = const core::mem::offset_of!(SyscallFrame, r13),
+    r14 = const core::mem::offset_of!(SyscallFrame, r14),
+    r15 = const core::mem::offset_of!(SyscallFrame, r15),
     options(att_syntax)
 );
 
