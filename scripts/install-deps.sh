@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what atoll needs on a fresh Debian/Ubuntu machine: C toolchains for
-# the test programs (and C++ for libFuzzer), a static busybox to run, a real
-# OCI registry for the image tests, and the pinned Rust toolchain with the
-# kernel's and the test programs' targets.
+# Installs what atoll needs on a fresh Debian/Ubuntu machine: C and Go
+# toolchains for the test programs (and C++ for libFuzzer), a static busybox
+# to run, a real OCI registry for the image tests, and the pinned Rust
+# toolchain with the kernel's and the test programs' targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +10,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Every tool a test needs is here (tests/common's `require` fails a CI run
 # that lacks one). libc6-dev: static glibc for gcc, which only recommends it.
-packages=(musl-tools gcc libc6-dev g++ make busybox-static util-linux docker-registry curl qemu-system-x86 gdb)
+packages=(musl-tools gcc libc6-dev g++ make busybox-static util-linux docker-registry curl qemu-system-x86 gdb golang-go)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -5,7 +5,10 @@
 //!   into `OUT_DIR/programs/glibc/NAME`;
 //! * the standalone cargo package `programs/rust` is built for
 //!   `x86_64-unknown-linux-musl` and its binaries are copied to
-//!   `OUT_DIR/programs/rust/NAME`.
+//!   `OUT_DIR/programs/rust/NAME`;
+//! * every `programs/go/*.go` is built on its own, statically
+//!   (`CGO_ENABLED=0`), into `OUT_DIR/programs/go/NAME`: standard library
+//!   only, offline, with the Go build cache inside `OUT_DIR`.
 
 use std::env;
 use std::fs;
@@ -16,7 +19,8 @@ use std::process::{Child, Command, Output, Stdio};
 const RUST_TARGET: &str = "x86_64-unknown-linux-musl";
 
 const INSTALL_HINT: &str = "install the test-program toolchains with \
-    `apt-get install musl-tools gcc` and `rustup target add x86_64-unknown-linux-musl`";
+    `apt-get install musl-tools gcc golang-go` and `rustup target add x86_64-unknown-linux-musl` \
+    (or run scripts/install-deps.sh)";
 
 /// Environment variables that the outer cargo sets for build scripts (or that a
 /// user may set for the outer build) and that must not leak into the nested
@@ -66,6 +70,11 @@ fn main() {
         &manifest_dir.join("programs").join("rust"),
         &out_dir.join("rust-target"),
         &programs_out.join("rust"),
+    );
+    build_go_programs(
+        &manifest_dir.join("programs").join("go"),
+        &out_dir.join("go-build"),
+        &programs_out.join("go"),
     );
 }
 
@@ -242,5 +251,51 @@ fn build_rust_programs(crate_dir: &Path, target_dir: &Path, dest: &Path) {
                 to.display()
             )
         });
+    }
+}
+
+/// Builds each `*.go` in `src_dir` as its own static program in `dest`.
+/// `work_dir` holds Go's build cache and GOPATH, so the build writes
+/// nothing outside the target directory and reads no user settings.
+fn build_go_programs(src_dir: &Path, work_dir: &Path, dest: &Path) {
+    println!("cargo:rerun-if-changed={}", src_dir.display());
+    let sources = files_with_ext(src_dir, "go");
+    for src in &sources {
+        println!("cargo:rerun-if-changed={}", src.display());
+    }
+    require_tool("go", &["version"]);
+    fresh_dir(dest);
+    create_dir(work_dir);
+    for src in &sources {
+        let out = dest.join(file_stem(src));
+        let output = Command::new("go")
+            .args(["build", "-trimpath", "-o"])
+            .arg(&out)
+            .arg(src)
+            .current_dir(src_dir)
+            // Static, standard library only, and no network: no module
+            // downloads, no toolchain switch, no user or workspace config.
+            .env("CGO_ENABLED", "0")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOENV", "off")
+            .env("GOWORK", "off")
+            .env("GOCACHE", work_dir.join("cache"))
+            .env("GOPATH", work_dir.join("gopath"))
+            .env_remove("GOOS")
+            .env_remove("GOARCH")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("atoll-testprogs: running `go build`: {e}; {INSTALL_HINT}"));
+        if !output.status.success() {
+            panic!(
+                "atoll-testprogs: `go build {}` failed ({}):\n{}{}",
+                src.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }

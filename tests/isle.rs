@@ -1,5 +1,5 @@
-//! Boots real isles running real programs (musl, glibc and Rust std builds)
-//! and checks they behave as they do on Linux.
+//! Boots real isles running real programs (musl, glibc, Rust std and Go
+//! builds) and checks they behave as they do on Linux.
 
 mod common;
 
@@ -392,6 +392,66 @@ fn memory_syscalls_fail_at_their_edges_as_linux_does() {
     for &flavor in Flavor::C {
         assert_same_as_native(flavor, "mmap_edges");
     }
+}
+
+/// Until isles deliver signals, Go programs run without asynchronous
+/// preemption: otherwise Go's sysmon preempts a goroutine that ran 10 ms
+/// (easily reached on a loaded host) with a SIGURG the isle can't deliver.
+const GO_WITHOUT_SIGNALS: &str = "GODEBUG=asyncpreemptoff=1";
+
+/// Runs Go program `name` with `args` natively and in an isle, both with
+/// only `env` (and what atoll adds: HOME, PATH); asserts both succeed, the
+/// same stdout and a quiet atoll, and returns that stdout.
+fn assert_go_matches_native(name: &str, args: &[&str], env: &[&str]) -> String {
+    let path = program(Flavor::Go, name);
+    let native = {
+        let _slot = isle_slot();
+        let mut native = std::process::Command::new(&path);
+        native.env_clear().args(args);
+        for pair in env {
+            let (key, value) = pair.split_once('=').expect("KEY=VALUE");
+            native.env(key, value);
+        }
+        native.output().expect("runs natively")
+    };
+    assert!(
+        native.status.success(),
+        "{name} natively: {}",
+        stderr(&native)
+    );
+    let mut isle_args = vec!["run"];
+    for pair in env {
+        isle_args.extend(["-e", pair]);
+    }
+    isle_args.push(path.to_str().expect("utf-8 path"));
+    isle_args.extend(args);
+    let isle = run(&isle_args);
+    assert_eq!(status(&isle), 0, "{name}: {}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native), "{name}");
+    assert_eq!(stderr(&isle), "", "{name}: atoll must be quiet");
+    stdout(&isle)
+}
+
+#[test]
+fn go_hello_prints_as_natively() {
+    // Go's runtime makes its own syscalls: threads whose registers carry
+    // the new thread's arguments, futexes, epoll, rlimits, and the vDSO's
+    // clock_gettime at symbol version LINUX_2.6.
+    let env = [
+        GO_WITHOUT_SIGNALS,
+        "GREETING=hi there",
+        "SHOW_ENV=GREETING,NOT_SET",
+    ];
+    assert_eq!(
+        assert_go_matches_native("hello", &["big", "world"], &env),
+        "Hello, big world\nGREETING=hi there\nNOT_SET unset\n"
+    );
+}
+
+#[test]
+#[ignore = "isles don't deliver signals yet (issue 16)"]
+fn go_preemption_notification_and_nil_panics_work_as_natively() {
+    assert_go_matches_native("signals", &[], &[]);
 }
 
 #[test]

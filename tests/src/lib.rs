@@ -1,9 +1,10 @@
 //! Paths to atoll's real test programs.
 //!
 //! The build script compiles the C programs in `programs/c/` with both
-//! `musl-gcc -static` and `gcc -static` (glibc), and the Rust programs in
-//! `programs/rust/src/bin/` for `x86_64-unknown-linux-musl`. All of them are
-//! fully static x86_64 Linux executables.
+//! `musl-gcc -static` and `gcc -static` (glibc), the Rust programs in
+//! `programs/rust/src/bin/` for `x86_64-unknown-linux-musl`, and the Go
+//! programs in `programs/go/` with `CGO_ENABLED=0`. All of them are fully
+//! static x86_64 Linux executables.
 //!
 //! ```no_run
 //! use atoll_testprogs::{program, Flavor};
@@ -26,10 +27,13 @@ pub enum Flavor {
     Glibc,
     /// Rust std, `x86_64-unknown-linux-musl` (static).
     Rust,
+    /// Go, `CGO_ENABLED=0` (static; the runtime makes its own syscalls).
+    Go,
 }
 
 impl Flavor {
-    /// Every flavor, in a stable order.
+    /// The flavors the common programs (hello, cat, exitcode, ...) are all
+    /// built in, in a stable order. Go has only programs of its own.
     pub const ALL: &'static [Flavor] = &[Flavor::Musl, Flavor::Glibc, Flavor::Rust];
 
     /// The C flavors (every program in `programs/c/` exists in both).
@@ -42,6 +46,7 @@ impl Flavor {
             Flavor::Musl => "musl",
             Flavor::Glibc => "glibc",
             Flavor::Rust => "rust",
+            Flavor::Go => "go",
         }
     }
 }
@@ -97,7 +102,7 @@ mod tests {
 
     #[test]
     fn every_flavor_has_hello() {
-        for &flavor in Flavor::ALL {
+        for &flavor in Flavor::ALL.iter().chain(&[Flavor::Go]) {
             let p = program(flavor, "hello");
             assert!(p.ends_with(format!("{}/hello", flavor.label())));
         }

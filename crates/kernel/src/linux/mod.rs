@@ -156,6 +156,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::ARCH_PRCTL => process::arch_prctl(a[0], a[1]),
         nr::PRLIMIT64 => process::prlimit64(a[0], a[1], a[2], a[3]),
         nr::GETRLIMIT => process::prlimit64(0, a[0], 0, a[1]),
+        nr::SETRLIMIT => process::prlimit64(0, a[0], a[1], 0),
         nr::UNAME => process::uname(a[0]),
         nr::SYSINFO => process::sysinfo(a[0]),
         nr::PRCTL => process::prctl(a[0], a[1], a[2], a[3], a[4]),
