@@ -394,11 +394,6 @@ fn memory_syscalls_fail_at_their_edges_as_linux_does() {
     }
 }
 
-/// Until isles deliver signals, Go programs run without asynchronous
-/// preemption: otherwise Go's sysmon preempts a goroutine that ran 10 ms
-/// (easily reached on a loaded host) with a SIGURG the isle can't deliver.
-const GO_WITHOUT_SIGNALS: &str = "GODEBUG=asyncpreemptoff=1";
-
 /// Runs Go program `name` with `args` natively and in an isle, both with
 /// only `env` (and what atoll adds: HOME, PATH); asserts both succeed, the
 /// same stdout and a quiet atoll, and returns that stdout.
@@ -437,11 +432,7 @@ fn go_hello_prints_as_natively() {
     // Go's runtime makes its own syscalls: threads whose registers carry
     // the new thread's arguments, futexes, epoll, rlimits, and the vDSO's
     // clock_gettime at symbol version LINUX_2.6.
-    let env = [
-        GO_WITHOUT_SIGNALS,
-        "GREETING=hi there",
-        "SHOW_ENV=GREETING,NOT_SET",
-    ];
+    let env = ["GREETING=hi there", "SHOW_ENV=GREETING,NOT_SET"];
     assert_eq!(
         assert_go_matches_native("hello", &["big", "world"], &env),
         "Hello, big world\nGREETING=hi there\nNOT_SET unset\n"
@@ -449,7 +440,7 @@ fn go_hello_prints_as_natively() {
 }
 
 #[test]
-#[ignore = "isles don't deliver signals yet (issue 16)"]
+#[ignore = "hangs in about half the runs, in its first step (a spinning goroutine preempted by SIGURG); notify and recover pass"]
 fn go_preemption_notification_and_nil_panics_work_as_natively() {
     assert_go_matches_native("signals", &[], &[]);
 }

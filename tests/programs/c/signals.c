@@ -318,8 +318,9 @@ static void open_the_page(int signo, siginfo_t *info, void *context) {
 
 static void faults_reach_their_handlers(void) {
     install(SIGSEGV, escape_fault, 0);
+    volatile int *volatile nowhere = (volatile int *)0x10;
     if (sigsetjmp(jump, 1) == 0)
-        *(volatile int *)0x10 = 1;
+        *nowhere = 1;
     printf("null write: signo=%d code=%d addr=%#lx\n", seen_signo, fault_code,
            (unsigned long)fault_address);
     install(SIGFPE, escape_fault, 0);

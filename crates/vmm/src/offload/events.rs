@@ -16,20 +16,6 @@ use crate::sandbox::Files;
 /// struct epoll_event is packed: 12 bytes on x86_64, in guest memory too.
 const EPOLL_EVENT_SIZE: u64 = 12;
 
-/// Whether `op` is one of [`handle`]'s.
-pub(super) fn handles(op: Opcode) -> bool {
-    matches!(
-        op,
-        Opcode::EpollCreate
-            | Opcode::EpollCtl
-            | Opcode::EpollWait
-            | Opcode::EventFd
-            | Opcode::TimerFdCreate
-            | Opcode::TimerFdSetTime
-            | Opcode::TimerFdGetTime
-    )
-}
-
 /// The event-fd opcodes; anything else is ENOSYS.
 pub(super) fn handle(
     ram: &GuestRam,

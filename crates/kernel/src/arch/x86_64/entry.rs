@@ -151,6 +151,7 @@ atoll_preempt_entry:
     mov %rsp, %rdi
     call {preempted}
     mov %rsp, %rdi
+    jmp atoll_full_return
 
     // The ring-0 pad sent a fault of program code here, its registers in
     // this CPU's area, on the running thread's (empty) kernel stack.

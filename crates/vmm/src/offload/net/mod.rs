@@ -175,31 +175,6 @@ fn show_address(
     write_guest(ram, len_pointer, &(bytes.len() as u32).to_le_bytes())
 }
 
-/// The socket opcodes; `None` for anything else.
-pub fn handle(
-    ram: &GuestRam,
-    files: &Files,
-    policy: &NetPolicy,
-    op: Opcode,
-    request: &Request,
-) -> Option<Result<i64, i64>> {
-    Some(match op {
-        Opcode::Socket => socket(files, request),
-        Opcode::SocketPair => socket_pair(ram, files, request),
-        Opcode::Bind | Opcode::Connect => bind_or_connect(ram, files, policy, op, request),
-        Opcode::Listen => listen(files, policy, request),
-        Opcode::Accept => accept(ram, files, policy, request),
-        Opcode::GetSockName | Opcode::GetPeerName => socket_name(ram, files, policy, op, request),
-        Opcode::SetSockOpt => set_option(ram, files, policy, request),
-        Opcode::GetSockOpt => get_option(ram, files, request),
-        Opcode::Shutdown => shutdown(files, request),
-        Opcode::SendTo => send_to(ram, files, policy, request),
-        Opcode::RecvFrom => receive_from(ram, files, policy, request),
-        Opcode::SendMsg | Opcode::RecvMsg => message(ram, files, policy, op, request),
-        _ => return None,
-    })
-}
-
 /// A socket type and protocol as the guest gave them, as rustix takes them.
 fn kind_and_protocol(kind: i32, protocol: i32) -> (SocketType, Option<Protocol>) {
     (
@@ -394,7 +369,7 @@ mod tests {
         }
     }
 
-    /// As the dispatch sends it: decoded once, then to the socket handler.
+    /// As the server sends it: decoded once, then through the one dispatch.
     fn serve(
         ram: &GuestRam,
         files: &Files,
@@ -402,7 +377,12 @@ mod tests {
         request: &Request,
     ) -> Option<Result<i64, i64>> {
         let op = Opcode::try_from(request.opcode).expect("tests send known opcodes");
-        handle(ram, files, policy, op, request)
+        Some(
+            match crate::offload::dispatch::handle(ram, files, policy, op, request) {
+                errno if errno < 0 => Err(-errno),
+                value => Ok(value),
+            },
+        )
     }
 
     fn inet(port: u16, loopback: bool) -> [u8; 16] {
