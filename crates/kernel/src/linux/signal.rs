@@ -264,16 +264,6 @@ pub fn rt_sigsuspend(mask: u64, sigset_size: u64) -> SysResult {
     wait_for_signal(Some(mask))
 }
 
-/// siginfo_t as the waiting calls (sigtimedwait, signalfd) hand it over.
-fn write_info(address: u64, info: &Info) -> Result<(), i64> {
-    let mut words = [0u64; 16];
-    words[0] = u64::from(info.signal) | (u64::from(info.errno as u32) << 32);
-    words[1] = u64::from(info.code as u32);
-    words[2] = u64::from(info.pid) | (u64::from(info.uid) << 32);
-    words[3] = info.address_or_value;
-    user::write(address, words)
-}
-
 pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigset_size: u64) -> SysResult {
     if sigset_size != SIGSET_SIZE {
         return Err(EINVAL);
@@ -290,12 +280,12 @@ pub fn rt_sigtimedwait(set: u64, info: u64, timeout: u64, sigset_size: u64) -> S
             let mut state = signals::lock();
             let taken = state.take_from(me, wanted);
             state.threads[me].waiting_for = if taken.is_some() { 0 } else { wanted };
-            signals::refresh_all(&state);
+            signals::refresh_thread(&state, me);
             taken
         };
         if let Some(taken) = taken {
             if info != 0 {
-                write_info(info, &taken)?;
+                user::write(info, crate::signals::frame::siginfo(&taken))?;
             }
             return Ok(u64::from(taken.signal));
         }

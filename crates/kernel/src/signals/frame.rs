@@ -175,8 +175,8 @@ fn is_fault(info: &Info) -> bool {
 
 /// siginfo_t's first 32 bytes (the rest is zero): signo, errno, code, then
 /// the union: si_pid/si_uid (kill), si_addr (faults), or si_timerid,
-/// si_overrun and si_value (timers).
-fn siginfo(info: &Info) -> [u64; 16] {
+/// si_overrun and si_value (timers). Also what sigtimedwait hands over.
+pub fn siginfo(info: &Info) -> [u64; 16] {
     let mut words = [0u64; 16];
     words[0] = u64::from(info.signal) | (u64::from(info.errno as u32) << 32);
     words[1] = u64::from(info.code as u32);
