@@ -33,8 +33,9 @@ pub(super) enum Serving {
 }
 
 impl Offload {
-    /// Queues a blocking request for a pool worker, starting one if none is
-    /// idle. False when the pool is at its limit (the server runs it).
+    /// Queues a blocking request for a pool worker, starting one unless an
+    /// idle worker is left for it. False when the pool is at its limit (the
+    /// server runs it).
     pub(super) fn hand_to_worker(
         self: &Arc<Self>,
         queue: usize,
@@ -42,7 +43,11 @@ impl Offload {
         request: Request,
     ) -> bool {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        if self.idle_workers.load(Ordering::SeqCst) == 0 {
+        // A notified worker counts as idle until it has taken its job, so
+        // each queued job already has one of the idle workers: a job queued
+        // with none left would wait behind one that may never end (an
+        // accept waiting for this very connect).
+        if self.idle_workers.load(Ordering::SeqCst) <= jobs.len() {
             if self.workers.load(Ordering::SeqCst) >= MAX_WORKERS {
                 return false;
             }
@@ -199,8 +204,11 @@ mod tests {
 
     use super::*;
     use crate::guest::memory::GuestRam;
+    use crate::guest::AbiPlainData;
     use crate::offload::net::NetPolicy;
     use crate::offload::tests::stdio_only;
+    use atoll_abi::queue::{completion_offset, offset, Completion};
+    use vm_memory::{Bytes, GuestAddress};
 
     /// An offload whose isle has one pipe (made with `flags`): its fds.
     fn with_pipe(flags: i32) -> (Arc<Offload>, [i32; 2]) {
@@ -267,6 +275,63 @@ mod tests {
             offload.serving(Opcode::Write, &small),
             Serving::Served(result) if result == -EPIPE
         ));
+    }
+
+    /// Found as a hang in the net tests: a worker that had just been
+    /// notified still counted as idle, so a connect queued right behind an
+    /// accept waited for the accept's worker, and the accept waited for the
+    /// connect.
+    #[test]
+    fn a_job_queued_behind_one_that_blocks_gets_a_worker_of_its_own() {
+        let (offload, [blocked_read, blocked_write]) = with_pipe(0);
+        let [ready_read, ready_write] = offload.files.pipe(0).unwrap();
+        let queue = 0x10000;
+        let completions = || -> u32 {
+            offload
+                .ram
+                .memory()
+                .load(
+                    GuestAddress(queue + offset::CQ_TAIL as u64),
+                    Ordering::SeqCst,
+                )
+                .unwrap()
+        };
+        // One worker, idle again after a job of its own.
+        assert!(offload.hand_to_worker(0, Opcode::Nop, request(Opcode::Nop, 0, 0)));
+        while completions() < 1 || offload.idle_workers.load(Ordering::SeqCst) < 1 {
+            std::thread::yield_now();
+        }
+        // Back to back, as the server hands them: the first waits for a
+        // writer that comes only once the second is served.
+        let mut waits = request(Opcode::Read, blocked_read, 8);
+        waits.tag = 2;
+        let mut served = request(Opcode::Read, ready_read, 8);
+        served.tag = 3;
+        let write_to = |fd: i32, bytes: &[u8]| {
+            let (held, _) = offload.files.host_fd_and_kind(fd as u64).unwrap();
+            rustix::io::write(held.as_fd(), bytes).unwrap();
+        };
+        write_to(ready_write, b"ready");
+        assert!(offload.hand_to_worker(0, Opcode::Read, waits));
+        assert!(offload.hand_to_worker(0, Opcode::Read, served));
+        let started = std::time::Instant::now();
+        while completions() < 2 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the second job waited behind the first"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let AbiPlainData(completion) = offload
+            .ram
+            .memory()
+            .read_obj::<AbiPlainData<Completion>>(GuestAddress(queue + completion_offset(1) as u64))
+            .unwrap();
+        assert_eq!((completion.tag, completion.result), (3, 5));
+        write_to(blocked_write, b"go");
+        while completions() < 3 {
+            std::thread::yield_now();
+        }
     }
 
     #[test]
