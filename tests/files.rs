@@ -1850,6 +1850,58 @@ chmod dir 04775: ok, mode 0775
 chown dir OTHER: Operation not permitted, mode 0775
 ";
 
+/// The host's files an isle is given to use, not to own: /dev/null, and
+/// its stdio (here a file of the host's as stdin). Their owner, mode and
+/// times stay as they were (found by the fuzz target, which had set the
+/// host's /dev/null to mode 0000 through a guest fd).
+#[test]
+fn isles_cannot_change_the_host_files_they_are_given_to_use() {
+    let dir = Scratch::new("host-files");
+    let given = dir.join("given");
+    fs::write(&given, "input\n").unwrap();
+    fs::set_permissions(&given, fs::Permissions::from_mode(0o644)).unwrap();
+    let facts = |path: &Path| {
+        let meta = fs::metadata(path).unwrap();
+        (
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        )
+    };
+    let (null_before, given_before) = (facts(Path::new("/dev/null")), facts(&given));
+    let refused: String = ["/dev/null", "stdin", "stdout", "dup of stdin"]
+        .iter()
+        .flat_map(|name| {
+            ["fchmod 0", "fchown OTHER", "futimens 1970"]
+                .map(|call| format!("{call} {name}: Operation not permitted\n"))
+        })
+        .collect();
+    for &flavor in Flavor::C {
+        let probe = program(flavor, "file_escapes");
+        let output = isle_program(
+            dir.path(),
+            &[],
+            probe.to_str().unwrap(),
+            &["--host-files", "1234"],
+            Some(given.clone()),
+        );
+        assert_eq!(code(&output), 0, "{flavor}: {}", text(&output.stderr));
+        assert_eq!(text(&output.stdout), refused, "{flavor}");
+        assert_eq!(
+            facts(Path::new("/dev/null")),
+            null_before,
+            "{flavor}: /dev/null"
+        );
+        assert_eq!(
+            facts(&given),
+            given_before,
+            "{flavor}: the file given as stdin"
+        );
+    }
+}
+
 /// Through a writable mount an isle can't leave the host holding a
 /// setuid or setgid program, nor files of another user; `:owners` lets
 /// it, as natively.

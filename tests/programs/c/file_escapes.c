@@ -1,7 +1,10 @@
 /* Tries, in directory DIR of a writable mount, what would leave the host
  * holding a set-id program or a file of another user:
  * `file_escapes DIR OTHER_ID OWN_UID OWN_GID`. Prints one line per attempt:
- * what it tried, `ok` or the error, and the mode the file has after it. */
+ * what it tried, `ok` or the error, and the mode the file has after it.
+ * `file_escapes --host-files OTHER_ID` tries to change the owner, mode and
+ * times of the host's files an isle is given to use: /dev/null and its
+ * stdio (never run it natively as root: it would succeed). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +24,34 @@ static void report(const char *what, int result, const char *path)
 		printf("%s: %s, mode %04o\n", what, outcome, st.st_mode & 07777);
 }
 
+static void try_host_file(const char *name, int fd, uid_t other)
+{
+	struct timespec epoch[2] = {{0, 0}, {0, 0}};
+	int results[3] = {fchmod(fd, 0), fchown(fd, other, other), futimens(fd, epoch)};
+	const char *calls[3] = {"fchmod 0", "fchown OTHER", "futimens 1970"};
+	for (int i = 0; i < 3; i++)
+		printf("%s %s: %s\n", calls[i], name, results[i] < 0 ? strerror(errno) : "ok");
+}
+
+static int host_files(uid_t other)
+{
+	int null = open("/dev/null", O_RDWR);
+	if (null < 0) {
+		perror("open /dev/null");
+		return 1;
+	}
+	try_host_file("/dev/null", null, other);
+	try_host_file("stdin", 0, other);
+	try_host_file("stdout", 1, other);
+	int copy = dup(0);
+	try_host_file("dup of stdin", copy, other);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--host-files") == 0)
+		return host_files((uid_t)atol(argv[2]));
 	if (argc != 5 || chdir(argv[1]) != 0) {
 		fprintf(stderr, "usage: file_escapes DIR OTHER_ID OWN_UID OWN_GID\n");
 		return 2;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, MutexGuard};
 
-use atoll_abi::linux::errno::{EACCES, EBADF, EINVAL, EMFILE, EROFS};
+use atoll_abi::linux::errno::{EACCES, EBADF, EINVAL, EMFILE, EPERM, EROFS};
 use rustix::fs::OFlags;
 use rustix::pipe::PipeFlags;
 
@@ -27,6 +27,10 @@ pub(super) struct OpenFile {
     pub(super) read_only: bool,
     /// Opened from a mount whose files may get any owner and set-id bits.
     pub(super) keep_owners: bool,
+    /// Not a file of the isle's mounts but one of the host's, given for use
+    /// (atoll's stdio, a device such as /dev/null): its owner, mode and
+    /// times stay the host's.
+    pub(super) host_owned: bool,
     /// A Unix socket's guest addresses (local, peer) as the isle named
     /// them; the host knows them by names of its own.
     pub(super) socket_names: Option<Arc<SocketNames>>,
@@ -150,6 +154,7 @@ impl Files {
                 close_on_exec: false,
                 read_only: false,
                 keep_owners: false,
+                host_owned: false,
                 socket_names: None,
                 kind: None,
             },
@@ -169,6 +174,7 @@ impl Files {
             close_on_exec,
             read_only: true,
             keep_owners: false,
+            host_owned: false,
             socket_names: None,
             kind: None,
         };
@@ -252,6 +258,7 @@ impl Files {
                     close_on_exec: false,
                     read_only: false,
                     keep_owners: false,
+                    host_owned: true,
                     socket_names: None,
                     kind: None,
                 },
@@ -304,6 +311,7 @@ impl Files {
         let guest_path = original.and_then(|file| file.guest_path.clone());
         let read_only = original.is_some_and(|file| file.read_only);
         let keep_owners = original.is_some_and(|file| file.keep_owners);
+        let host_owned = original.is_some_and(|file| file.host_owned);
         let socket_names = original.and_then(|file| file.socket_names.clone());
         let file = OpenFile {
             fd: Arc::new(fd),
@@ -311,6 +319,7 @@ impl Files {
             close_on_exec: flags & libc::O_CLOEXEC != 0 && flags != i32::MIN,
             read_only,
             keep_owners,
+            host_owned,
             socket_names,
             kind: None,
         };
@@ -395,6 +404,7 @@ impl Files {
                 close_on_exec: cloexec,
                 read_only: false,
                 keep_owners: false,
+                host_owned: false,
                 socket_names: None,
                 kind: Some(FileKind::Pipe),
             },
@@ -408,6 +418,7 @@ impl Files {
                 close_on_exec: cloexec,
                 read_only: false,
                 keep_owners: false,
+                host_owned: false,
                 socket_names: None,
                 kind: Some(FileKind::Pipe),
             },
@@ -436,7 +447,7 @@ impl Files {
     }
 
     /// The host fd behind guest fd `fd`, refusing files of read-only mounts
-    /// (for attribute changes through an fd).
+    /// (EROFS) and the host's own (EPERM), for attribute changes through an fd.
     pub(super) fn writable_fd(state: &State, fd: i64) -> Result<BorrowedFd<'_>, i64> {
         Self::file_writable(state, fd).map(|file| file.fd.as_fd())
     }
@@ -449,6 +460,9 @@ impl Files {
             .ok_or(EBADF)?;
         if file.read_only {
             return Err(EROFS);
+        }
+        if file.host_owned {
+            return Err(EPERM);
         }
         Ok(file)
     }

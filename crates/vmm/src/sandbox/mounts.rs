@@ -112,6 +112,7 @@ impl Files {
                         close_on_exec: false,
                         read_only: false,
                         keep_owners: false,
+                        host_owned: true,
                         socket_names: None,
                         kind: None,
                     },

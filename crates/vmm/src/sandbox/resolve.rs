@@ -282,6 +282,7 @@ impl Files {
                 close_on_exec: false,
                 read_only: false,
                 keep_owners: false,
+                host_owned: true,
                 socket_names: None,
                 kind: None,
             };
@@ -308,6 +309,7 @@ impl Files {
             close_on_exec: flags & libc::O_CLOEXEC != 0,
             read_only: self.mounts[resolved.mount].read_only,
             keep_owners: self.mounts[resolved.mount].keep_owners,
+            host_owned: false,
             socket_names: None,
             kind: None,
         };
