@@ -440,7 +440,6 @@ fn go_hello_prints_as_natively() {
 }
 
 #[test]
-#[ignore = "hangs in about half the runs, in its first step (a spinning goroutine preempted by SIGURG); notify and recover pass"]
 fn go_preemption_notification_and_nil_panics_work_as_natively() {
     assert_go_matches_native("signals", &[], &[]);
 }

@@ -36,6 +36,29 @@ fn handlers_behave_as_natively_under_qemu() {
     }
 }
 
+/// A thread spinning in program code on a CPU of its own never enters the
+/// kernel: the monitor interrupts its CPU to deliver the signal.
+#[test]
+fn a_signal_reaches_a_thread_spinning_on_another_cpu() {
+    let case = "a_spinning_thread_is_interrupted";
+    for &flavor in Flavor::C {
+        let output = run(&[
+            "run",
+            "-c",
+            "2",
+            "--overcommit",
+            program(flavor, "signals").to_str().unwrap(),
+            case,
+        ]);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        assert_eq!(
+            stdout(&output),
+            "spinning thread: stopped by its handler=1\n",
+            "{flavor}"
+        );
+    }
+}
+
 #[test]
 fn a_signal_without_a_handler_ends_the_isle_as_linux_would() {
     // SIGTERM sent to a created thread: no handler, so the whole program

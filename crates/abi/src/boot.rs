@@ -214,6 +214,11 @@ pub struct CpuArea {
     /// waiting for a CPU, and the earliest timed wait (CLOCK_MONOTONIC ns, 0: none).
     pub runnable_waiting: u64,
     pub next_deadline_ns: u64,
+    /// Nonzero when a signal waits for the thread running on this CPU: the
+    /// monitor interrupts the CPU once it is in program code (a thread
+    /// spinning there would otherwise see the signal only at its next
+    /// syscall). The monitor clears it when it interrupts.
+    pub signal_upcall: u64,
     /// This CPU's offload queue pair.
     pub queue: QueuePair,
 }

@@ -248,6 +248,33 @@ static void pthread_kill_reaches_another_thread(void) {
            seen_tid == worker_tid, (int)(intptr_t)eintr);
 }
 
+static volatile int spinner_started, spinner_stopped;
+static void stop_spinning(int signo, siginfo_t *info, void *context) {
+    (void)signo, (void)info, (void)context;
+    spinner_stopped = 1;
+}
+static void *spin_until_signalled(void *unused) {
+    (void)unused;
+    spinner_started = 1;
+    while (!spinner_stopped)
+        ;
+    return NULL;
+}
+
+/* The signal reaches a thread that never enters the kernel. */
+static void a_spinning_thread_is_interrupted(void) {
+    install(SIGUSR1, stop_spinning, 0);
+    pthread_t spinner;
+    pthread_create(&spinner, NULL, spin_until_signalled, NULL);
+    while (!spinner_started)
+        sched_yield();
+    struct timespec settle = {0, 20 * 1000 * 1000};
+    nanosleep(&settle, NULL);
+    pthread_kill(spinner, SIGUSR1);
+    pthread_join(spinner, NULL);
+    printf("spinning thread: stopped by its handler=%d\n", spinner_stopped);
+}
+
 static void *wait_for_sigusr2(void *unused) {
     (void)unused;
     sigset_t set;
@@ -376,5 +403,9 @@ int main(int argc, char **argv) {
     // Only when asked: it ends the program.
     if (strcmp(only, "default_action_of_sigterm") == 0)
         default_action_of_sigterm();
+    // Only when asked: it needs a CPU per thread or preemption, which an
+    // isle under QEMU doesn't have.
+    if (strcmp(only, "a_spinning_thread_is_interrupted") == 0)
+        a_spinning_thread_is_interrupted();
     return 0;
 }

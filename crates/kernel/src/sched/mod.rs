@@ -541,13 +541,22 @@ pub fn block(mut sched: MutexGuard<Scheduler>, wait: Wait, deadline: u64) -> i64
     SCHED.lock().threads[me].wake_result
 }
 
-/// Ends an interruptible wait of thread `slot` for a signal sent to it: the
-/// blocking call returns EINTR (which the call may turn into a restart).
+/// Makes thread `slot` see a signal sent to it: an interruptible wait ends
+/// (the blocking call returns EINTR, which the call may turn into a
+/// restart); a thread running on another CPU is interrupted there once it
+/// runs program code (in the kernel it sees the signal on its way out).
 pub fn interrupt(slot: usize) {
     let sched = SCHED.lock();
     let thread = &sched.threads[slot];
     if thread.state == State::Blocked && thread.wait.interruptible() {
         wake_and_kick(sched, slot, -atoll_abi::linux::errno::EINTR);
+    } else if thread.state == State::Running {
+        let me = cpu_index();
+        if let Some(cpu) =
+            (0..cpu_count()).find(|&cpu| cpu != me && CURRENT[cpu].load(Ordering::SeqCst) == slot)
+        {
+            cpu::request_signal_upcall(cpu);
+        }
     }
 }
 

@@ -47,6 +47,9 @@ pub fn preempt_frame() -> PreemptFrame {
 
 pub fn publish_sched_hints(_runnable_waiting: u64, _next_deadline_ns: u64) {}
 
+/// Host tests run no program code to interrupt.
+pub fn request_signal_upcall(_cpu: usize) {}
+
 /// Nothing in the tests may need the monitor: parking, kicks and exits
 /// only happen in a running isle.
 pub fn doorbell(offset: u64, value: u64) {

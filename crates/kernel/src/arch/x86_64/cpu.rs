@@ -102,6 +102,15 @@ pub fn publish_sched_hints(runnable_waiting: u64, next_deadline_ns: u64) {
     }
 }
 
+/// Asks the monitor to interrupt CPU `cpu` once it runs program code, so
+/// its thread acts on a signal sent to it.
+pub fn request_signal_upcall(cpu: usize) {
+    let area = cpu_area_at(crate::boot_info(), cpu);
+    // SAFETY: a plain word in that CPU's area that only the monitor reads
+    // and clears; volatile because it does so concurrently.
+    unsafe { core::ptr::write_volatile(&raw mut (*area).signal_upcall, 1) }
+}
+
 /// Copies a panic message into this CPU's area for the PANIC doorbell.
 pub fn set_panic_message(message: &[u8]) {
     let area = cpu_area_mut();

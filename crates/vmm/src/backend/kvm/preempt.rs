@@ -2,12 +2,14 @@
 //!
 //! A timer interrupt costs 100 µs or more on kvm-pvm, so no vCPU ever gets
 //! one. Instead a ticker thread looks at the kernel's scheduler hints every
-//! few milliseconds. When threads wait for a CPU (or a timed wait is due)
-//! and a vCPU has been running program code for a whole tick, the ticker
-//! signals that vCPU's thread. KVM_RUN returns, the vCPU thread saves the
+//! few milliseconds. When threads wait for a CPU (or a timed wait is due,
+//! or a completion waits to be reaped) and a vCPU has been running program
+//! code for a whole tick, the ticker signals that vCPU's thread. KVM_RUN returns, the vCPU thread saves the
 //! program's registers into the CPU area and redirects the vCPU to the
 //! kernel's preemption entry, like a signal upcall. Only program code is
 //! ever interrupted: a vCPU in the kernel reaches a scheduling point soon.
+//! The ticker also interrupts a vCPU whose thread has a signal to act on
+//! (the kernel flags it in the CPU area) as soon as it runs program code.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use atoll_abi::boot::{CpuArea, PreemptFrame};
 use atoll_abi::layout::KERNEL_VIRT_BASE;
+use atoll_abi::queue;
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -84,16 +87,39 @@ impl Preemption {
             let waiting = read(0, std::mem::offset_of!(CpuArea, runnable_waiting));
             let deadline = read(0, std::mem::offset_of!(CpuArea, next_deadline_ns));
             let due = deadline != 0 && crate::host::monotonic_ns() >= deadline;
+            // A completion nobody reaped: its thread waits to be woken by a
+            // CPU that enters the kernel.
+            let unreaped = (0..count).any(|cpu| {
+                let queue = std::mem::offset_of!(CpuArea, queue);
+                let index = |field: usize| {
+                    memory
+                        .load::<u32>(area_field(layout, cpu, queue + field), Ordering::SeqCst)
+                        .unwrap_or(0)
+                };
+                index(queue::offset::CQ_TAIL) != index(queue::offset::CQ_HEAD)
+            });
             let mut wanted = if waiting > 0 {
                 waiting as usize
             } else {
-                usize::from(due)
+                usize::from(due || unreaped)
             };
             for (cpu, last) in last_epoch.iter_mut().enumerate() {
                 let epoch = read(cpu, std::mem::offset_of!(CpuArea, user_epoch));
-                let in_program_all_tick = epoch % 2 == 1 && epoch == *last;
+                let in_program = epoch % 2 == 1;
+                let in_program_all_tick = in_program && epoch == *last;
                 *last = epoch;
-                if wanted > 0 && in_program_all_tick {
+                // A signal for the thread running there: interrupt it now if
+                // it runs program code (in the kernel it sees it on the way out).
+                let signal_field =
+                    area_field(layout, cpu, std::mem::offset_of!(CpuArea, signal_upcall));
+                let signalled =
+                    in_program && memory.read_obj::<u64>(signal_field).unwrap_or(0) != 0;
+                if signalled {
+                    let _ = memory.write_obj(0u64, signal_field);
+                }
+                if signalled {
+                    self.interrupt(cpu);
+                } else if wanted > 0 && in_program_all_tick {
                     wanted -= 1;
                     self.interrupt(cpu);
                 }
