@@ -59,6 +59,61 @@ fn a_signal_reaches_a_thread_spinning_on_another_cpu() {
     }
 }
 
+/// Ctrl-C and `atoll stop` signal atoll: the program gets the signal, as
+/// a native one gets it from the shell; its handler runs, or with none the
+/// default action ends it.
+#[test]
+fn signals_sent_to_atoll_reach_the_program() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    // Starts the probe (in an isle or natively), waits for its "ready",
+    // sends `signal` to the process; what it printed after, and its end.
+    let signalled = |flavor: Flavor, in_isle: bool, signal: i32| {
+        let _slot = isle_slot();
+        let probe = program(flavor, "signals");
+        let mut command = if in_isle {
+            let mut command = atoll();
+            command.arg("run").arg(&probe);
+            command
+        } else {
+            std::process::Command::new(&probe)
+        };
+        let mut child = command
+            .arg("waits_for_sigint_from_outside")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        assert_eq!(ready, "ready\n", "{flavor}");
+        // SAFETY: kill only sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        (rest, child.wait_with_output().unwrap())
+    };
+    for &flavor in Flavor::C {
+        let native = signalled(flavor, false, libc::SIGINT);
+        assert_eq!(
+            native.0, "SIGINT from outside: si_code 0\n",
+            "{flavor} natively"
+        );
+        let isle = signalled(flavor, true, libc::SIGINT);
+        assert_eq!(isle.0, native.0, "{flavor}: {}", stderr(&isle.1));
+        assert_eq!(status(&isle.1), 0, "{flavor}: {}", stderr(&isle.1));
+
+        // No handler for SIGTERM: natively the process dies of it; atoll
+        // exits as a shell reports that, quietly (whoever sent it knows).
+        let native = signalled(flavor, false, libc::SIGTERM);
+        assert_eq!(native.1.status.signal(), Some(libc::SIGTERM), "{flavor}");
+        let isle = signalled(flavor, true, libc::SIGTERM);
+        assert_eq!(status(&isle.1), 143, "{flavor}: {}", stderr(&isle.1));
+        assert_eq!(stderr(&isle.1), "", "{flavor}");
+    }
+}
+
 #[test]
 fn a_signal_without_a_handler_ends_the_isle_as_linux_would() {
     // SIGTERM sent to a created thread: no handler, so the whole program

@@ -219,6 +219,12 @@ pub struct CpuArea {
     /// spinning there would otherwise see the signal only at its next
     /// syscall). The monitor clears it when it interrupts.
     pub signal_upcall: u64,
+    /// Signals sent to atoll for the program (Ctrl-C's SIGINT, `atoll
+    /// stop`'s SIGTERM), kept in CPU 0's area: the monitor sets byte N-1
+    /// for signal N, then bumps `host_signals_raised`; the kernel clears
+    /// the bytes as it takes them.
+    pub host_signals: [u8; 64],
+    pub host_signals_raised: u64,
     /// This CPU's offload queue pair.
     pub queue: QueuePair,
 }

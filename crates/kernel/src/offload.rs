@@ -109,6 +109,12 @@ fn wait_for(op: Opcode, flags: u32, args: [u64; 6], may_yield: bool) -> i64 {
         if !spins.is_multiple_of(64) {
             continue;
         }
+        // A signal from the host that ends the isle can't wait for a call
+        // that may never complete (a read of a terminal, say); only a
+        // caller holding no lock may send it (sending takes locks).
+        if may_yield {
+            crate::signals::take_from_host();
+        }
         let waited = time::monotonic_ns() - started;
         // Give the core away if a thread wants it now or a sleeper will.
         if may_yield

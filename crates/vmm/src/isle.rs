@@ -433,6 +433,11 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
             realtime_ns: clock_in_vdso + vdso_data::REALTIME_NS as u64,
         },
     ];
+    crate::program_signals::start(
+        Arc::clone(&ram),
+        (0..cpu_count).map(|cpu| layout.cpu_area(cpu)).collect(),
+        Arc::clone(&offload),
+    );
     let outcome = backend.run(Running {
         clock_slots,
         ram,
@@ -444,6 +449,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         service_core: config.service_core,
         started,
     });
+    crate::program_signals::stop();
     stop_publishing_stats();
     if config.flags & atoll_abi::boot::flags::SYSCALL_SUMMARY != 0 {
         report_rewriting(config.rewrite, &plan.census);

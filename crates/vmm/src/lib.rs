@@ -2,6 +2,8 @@
 //! design:
 //!
 //! - [`isle`]: puts the rest together: [`isle::run`].
+//! - [`program_signals`]: signals sent to atoll, passed on to the running
+//!   isle's program.
 //! - `guest/`: guest RAM (`memory`) and what is written into it before boot
 //!   (`setup`: page tables, descriptor tables, the system area, boot info).
 //! - [`image`]: the program and kernel images: `loader` (ELF loading and
@@ -30,6 +32,7 @@ pub use host::alloc;
 pub mod image;
 pub mod isle;
 pub(crate) mod offload;
+pub mod program_signals;
 pub mod sandbox;
 
 pub use backend::qemu::QemuOptions;

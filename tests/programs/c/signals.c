@@ -275,6 +275,22 @@ static void a_spinning_thread_is_interrupted(void) {
     printf("spinning thread: stopped by its handler=%d\n", spinner_stopped);
 }
 
+static volatile int outside_code = -1;
+static void note_outside(int signo, siginfo_t *info, void *context) {
+    (void)signo, (void)context;
+    outside_code = info->si_code;
+}
+
+/* Says "ready", then waits for a SIGINT from outside the program (Ctrl-C);
+ * a SIGTERM then finds no handler. */
+static void waits_for_sigint_from_outside(void) {
+    install(SIGINT, note_outside, 0);
+    printf("ready\n");
+    while (outside_code < 0)
+        pause();
+    printf("SIGINT from outside: si_code %d\n", outside_code);
+}
+
 static void *wait_for_sigusr2(void *unused) {
     (void)unused;
     sigset_t set;
@@ -407,5 +423,8 @@ int main(int argc, char **argv) {
     // isle under QEMU doesn't have.
     if (strcmp(only, "a_spinning_thread_is_interrupted") == 0)
         a_spinning_thread_is_interrupted();
+    // Only when asked: it waits for a signal from outside.
+    if (strcmp(only, "waits_for_sigint_from_outside") == 0)
+        waits_for_sigint_from_outside();
     return 0;
 }

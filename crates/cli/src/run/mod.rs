@@ -249,9 +249,20 @@ fn detach() -> Result<i32, CliError> {
 static CLEANUP: std::sync::Mutex<(Option<PathBuf>, Option<u32>)> =
     std::sync::Mutex::new((None, None));
 
-/// SIGTERM (`atoll stop`), SIGINT (Ctrl-C) or SIGHUP: clean up, then exit
-/// with the status the signal would have given.
+/// SIGTERM (`atoll stop`), SIGINT (Ctrl-C) or SIGHUP: while an isle runs
+/// it goes on to the program, whose disposition decides (the run ends when
+/// the isle does). Else, or when the isle's kernel doesn't take it within
+/// a second: clean up, then exit with the status the signal would have given.
 fn on_termination(signal: i32) {
+    if atoll_vmm::program_signals::pass_on(signal) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < deadline {
+            if atoll_vmm::program_signals::taken(signal) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
     let (tmp, isle) = std::mem::take(&mut *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(tmp) = tmp {
         let _ = std::fs::remove_dir_all(tmp);

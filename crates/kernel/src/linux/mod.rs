@@ -65,6 +65,7 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     }
     let mut result = call(number, &args, frame);
     // Signals to act on are acted on now, on the way out.
+    signals::take_from_host();
     let me = crate::sched::current();
     while signals::has_work(me) || is_restart(result) {
         match signals::next_for_current() {

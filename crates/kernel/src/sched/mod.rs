@@ -419,6 +419,7 @@ pub fn run_cpu() -> ! {
     let mut spin_started = 0;
     loop {
         offload::poll_completions();
+        crate::signals::take_from_host();
         let now = time::monotonic_ns();
         let mut sched = SCHED.lock();
         let earliest = sched.wake_expired(now);
@@ -616,6 +617,7 @@ pub extern "C" fn preempted(frame: &mut atoll_abi::boot::PreemptFrame) {
     } else {
         drop(sched);
     }
+    crate::signals::take_from_host();
     crate::signals::deliver_before_return(frame);
 }
 

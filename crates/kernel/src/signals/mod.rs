@@ -17,10 +17,11 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use atoll_abi::boot::PreemptFrame;
 use spin::{Mutex, MutexGuard};
 
+use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::entry::{self, SyscallFrame};
 use crate::sched::{self, MAX_THREADS};
 use crate::trace::{self, LineBuffer};
-use state::{AltStack, Signals, SIGPIPE, SIGSEGV, SS_AUTODISARM};
+use state::{AltStack, Signals, SIGPIPE, SIGSEGV, SI_USER, SS_AUTODISARM};
 pub use state::{Delivery, Info, Next, Sent, Target};
 
 static SIGNALS: Mutex<Signals> = Mutex::new(Signals::NEW);
@@ -51,10 +52,38 @@ pub fn has_work(slot: usize) -> bool {
     slot < MAX_THREADS && WORK[slot].load(Ordering::SeqCst)
 }
 
+/// Sends the signals the monitor passed on from the host (Ctrl-C, `atoll
+/// stop`) to the process, as a kill(2) from outside the isle.
+pub fn take_from_host() {
+    let mut pending = cpu::take_host_signals();
+    while pending != 0 {
+        let signal = pending.trailing_zeros() + 1;
+        pending &= pending - 1;
+        let info = Info {
+            signal,
+            code: SI_USER,
+            ..Info::default()
+        };
+        // Whoever sent it knows why the program ends: no report (a shell
+        // says nothing of a Ctrl-C either).
+        if let Sent::Terminate(signal) = queue(Target::Process, info) {
+            crate::exit_isle(128 + signal as u8);
+        }
+    }
+}
+
 /// Sends `info` to a thread or to the process, and wakes whoever must see
 /// it. A fatal default action ends the isle here.
 pub fn send(target: Target, info: Info) {
-    let me = sched::current();
+    if let Sent::Terminate(signal) = queue(target, info) {
+        terminate(signal);
+    }
+}
+
+/// [`send`], but a fatal default action is the caller's to carry out.
+fn queue(target: Target, info: Info) -> Sent {
+    // An idle CPU's context when the sender is the host.
+    let me = sched::current_context();
     let live = sched::live_threads();
     let sent = {
         let mut signals = lock();
@@ -65,12 +94,12 @@ pub fn send(target: Target, info: Info) {
         }
         sent
     };
-    match sent {
-        Sent::Terminate(signal) => terminate(signal),
-        Sent::Discarded | Sent::Queued(None) => {}
-        Sent::Queued(Some(slot)) if slot == me => {}
-        Sent::Queued(Some(slot)) => sched::interrupt(slot),
+    if let Sent::Queued(Some(slot)) = sent {
+        if slot != me {
+            sched::interrupt(slot);
+        }
     }
+    sent
 }
 
 /// Exception vectors whose faults in program code become signals a

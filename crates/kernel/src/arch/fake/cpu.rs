@@ -47,6 +47,11 @@ pub fn preempt_frame() -> PreemptFrame {
 
 pub fn publish_sched_hints(_runnable_waiting: u64, _next_deadline_ns: u64) {}
 
+/// Host tests have no monitor to pass signals on.
+pub fn take_host_signals() -> u64 {
+    0
+}
+
 /// Host tests run no program code to interrupt.
 pub fn request_signal_upcall(_cpu: usize) {}
 

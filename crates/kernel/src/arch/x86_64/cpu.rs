@@ -4,6 +4,7 @@ use atoll_abi::boot::{BootInfo, CpuArea, PreemptFrame};
 use atoll_abi::layout::MMIO_BASE;
 use atoll_abi::mmio;
 use atoll_abi::queue::{Completion, QueuePair, Request};
+use core::sync::atomic::Ordering;
 
 /// Reads the time stamp counter (native in ring 3: no exit).
 #[inline]
@@ -109,6 +110,37 @@ pub fn request_signal_upcall(cpu: usize) {
     // SAFETY: a plain word in that CPU's area that only the monitor reads
     // and clears; volatile because it does so concurrently.
     unsafe { core::ptr::write_volatile(&raw mut (*area).signal_upcall, 1) }
+}
+
+/// Signals the monitor passed on from the host since the last look, as a
+/// set (bit N-1: signal N). One load when there are none.
+pub fn take_host_signals() -> u64 {
+    static SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let area = cpu_area_at(crate::boot_info(), 0);
+    // SAFETY: a word of CPU 0's area that only the monitor writes.
+    let raised = unsafe { core::ptr::read_volatile(&raw const (*area).host_signals_raised) };
+    let seen = SEEN.load(Ordering::Acquire);
+    if raised == seen
+        || SEEN
+            .compare_exchange(seen, raised, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        return 0;
+    }
+    let mut taken = 0;
+    for index in 0..64 {
+        // SAFETY: byte `index` of the area's `host_signals`, which the
+        // monitor sets and the kernel clears, both atomically.
+        let byte = unsafe {
+            &*(&raw const (*area).host_signals)
+                .cast::<core::sync::atomic::AtomicU8>()
+                .add(index)
+        };
+        if byte.swap(0, Ordering::AcqRel) != 0 {
+            taken |= 1 << index;
+        }
+    }
+    taken
 }
 
 /// Copies a panic message into this CPU's area for the PANIC doorbell.

@@ -1,0 +1,101 @@
+//! Signals sent to atoll itself (Ctrl-C's SIGINT, `atoll stop`'s SIGTERM,
+//! SIGHUP) while an isle runs go on to its program, as a kill(2) from
+//! outside the isle would: the program's disposition decides what happens.
+//!
+//! The monitor sets the signal's byte in CPU 0's area and bumps a counter;
+//! then every CPU is asked to look: a CPU in program code is interrupted
+//! by the ticker (`signal_upcall`), a parked one is kicked. The kernel
+//! clears the byte when it takes the signal, so the monitor can tell a
+//! kernel that took it from one that isn't looking (under QEMU, say).
+
+use std::sync::{Arc, Mutex};
+
+use atoll_abi::boot::CpuArea;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::guest::memory::GuestRam;
+use crate::offload::Offload;
+
+/// The running isle, while it runs.
+struct Route {
+    ram: Arc<GuestRam>,
+    /// Guest addresses of the CPU areas.
+    areas: Vec<u64>,
+    offload: Arc<Offload>,
+    raised: u64,
+}
+
+static ROUTE: Mutex<Option<Route>> = Mutex::new(None);
+
+fn field(area: u64, offset: usize) -> GuestAddress {
+    GuestAddress(area + offset as u64)
+}
+
+/// Signals sent to atoll go to this isle until [`stop`].
+pub(crate) fn start(ram: Arc<GuestRam>, areas: Vec<u64>, offload: Arc<Offload>) {
+    *ROUTE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Route {
+        ram,
+        areas,
+        offload,
+        raised: 0,
+    });
+}
+
+/// The isle has ended: signals are atoll's again.
+pub(crate) fn stop() {
+    ROUTE.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
+
+/// Passes `signal` on to the running isle's program; false when no isle
+/// runs (or the number is no signal).
+pub fn pass_on(signal: i32) -> bool {
+    let mut route = ROUTE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(route) = route.as_mut() else {
+        return false;
+    };
+    let (Ok(index @ 0..64), Some(&first)) = (usize::try_from(signal - 1), route.areas.first())
+    else {
+        return false;
+    };
+    let memory = route.ram.memory();
+    let byte = field(first, std::mem::offset_of!(CpuArea, host_signals) + index);
+    if memory
+        .store(1u8, byte, std::sync::atomic::Ordering::SeqCst)
+        .is_err()
+    {
+        return false;
+    }
+    route.raised += 1;
+    let _ = memory.store(
+        route.raised,
+        field(first, std::mem::offset_of!(CpuArea, host_signals_raised)),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    for (cpu, &area) in route.areas.iter().enumerate() {
+        let _ = memory.write_obj(
+            1u64,
+            field(area, std::mem::offset_of!(CpuArea, signal_upcall)),
+        );
+        route.offload.kick_vcpu(cpu);
+    }
+    true
+}
+
+/// Whether the isle's kernel has taken `signal` since it was passed on, or
+/// the isle has ended (nothing is left to take it).
+pub fn taken(signal: i32) -> bool {
+    let route = ROUTE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(route) = route.as_ref() else {
+        return true;
+    };
+    let (Ok(index @ 0..64), Some(&first)) = (usize::try_from(signal - 1), route.areas.first())
+    else {
+        return false;
+    };
+    let byte = field(first, std::mem::offset_of!(CpuArea, host_signals) + index);
+    route
+        .ram
+        .memory()
+        .load::<u8>(byte, std::sync::atomic::Ordering::SeqCst)
+        .is_ok_and(|value| value == 0)
+}
