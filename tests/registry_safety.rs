@@ -303,7 +303,7 @@ fn a_runtime_directory_someone_else_prepared_is_refused() {
     std::fs::create_dir_all(&copies).unwrap();
     std::fs::set_permissions(&copies, std::fs::Permissions::from_mode(0o755)).unwrap();
     let atoll = copies.join("atoll");
-    std::fs::copy(env!("CARGO_BIN_EXE_atoll"), &atoll).unwrap();
+    copy_executable(Path::new(env!("CARGO_BIN_EXE_atoll")), &atoll);
     let ps_as = |uid: u32| {
         Command::new(&setpriv)
             .arg(format!("--reuid={uid}"))

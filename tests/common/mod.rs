@@ -267,6 +267,25 @@ pub fn assert_c_program_matches_native(name: &str) {
 /// (/dev/kvm is root's): atoll and programs copied where nobody can run
 /// them, scratch directories nobody owns, and a registry of nobody's own.
 /// Removed when dropped.
+/// Copies a program that a test will run. The copy is written by `cp`, not
+/// by this process: a test on another thread that forks while this process
+/// holds the copy open for writing passes that fd on to its child, and
+/// exec of the copy then fails with ETXTBSY until the child execs.
+pub fn copy_executable(from: &Path, to: &Path) {
+    let copied = Command::new("cp")
+        .arg("--")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap_or_else(|e| panic!("cp {} {}: {e}", from.display(), to.display()));
+    assert!(
+        copied.success(),
+        "cp {} {}: {copied}",
+        from.display(),
+        to.display()
+    );
+}
+
 pub struct AsNobody {
     dir: PathBuf,
     setpriv: PathBuf,
@@ -290,7 +309,10 @@ impl AsNobody {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755)).unwrap();
         let nobody = Self { dir, setpriv };
-        std::fs::copy(env!("CARGO_BIN_EXE_atoll"), nobody.dir.join("atoll")).unwrap();
+        copy_executable(
+            Path::new(env!("CARGO_BIN_EXE_atoll")),
+            &nobody.dir.join("atoll"),
+        );
         let registry = nobody.owned_dir("registry");
         std::fs::set_permissions(&registry, PermissionsExt::from_mode(0o700)).unwrap();
         Some(nobody)
@@ -303,7 +325,7 @@ impl AsNobody {
     /// A copy of `program` nobody can run.
     pub fn copy(&self, program: &Path) -> PathBuf {
         let copy = self.dir.join(program.file_name().unwrap());
-        std::fs::copy(program, &copy).unwrap();
+        copy_executable(program, &copy);
         copy
     }
 
