@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -1498,6 +1499,71 @@ fn an_unmounted_host_cwd_is_not_the_isles() {
     );
 }
 
+/// Behind atoll's own checks, the host kernel confines the monitor's
+/// threads that act on a running isle's requests: the offload server and
+/// the pool worker blocked in the isle's read have no_new_privs and
+/// atoll's two seccomp filters (the unit tests in vmm's sandbox show what
+/// those filters refuse); the vCPU threads, which run only guest code,
+/// need neither.
+#[test]
+fn the_threads_serving_a_running_isle_are_confined_by_the_host_kernel() {
+    let Some(busybox) = require(static_busybox()) else {
+        return;
+    };
+    let dir = Scratch::new("confined");
+    let _slot = isle_slot();
+    // cat blocks reading its stdin: a pool worker holds that read.
+    let mut child = atoll()
+        .current_dir(dir.path())
+        .args(["run", busybox, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("atoll starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first\n").unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert_eq!(first, "first\n", "{}", {
+        let _ = child.kill();
+        text(&child.wait_with_output().unwrap().stderr)
+    });
+    let pid = child.id();
+    let mut threads: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let fields = status
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .map(|(key, value)| (key.to_string(), value.trim().to_string()))
+            .collect();
+        threads.push((name.trim().to_string(), fields));
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(code(&output), 0, "{}", text(&output.stderr));
+
+    let serving: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| ["atoll-offload", "atoll-io"].contains(&name.as_str()))
+        .collect();
+    let names: Vec<&str> = serving.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(
+        names.contains(&"atoll-offload") && names.contains(&"atoll-io"),
+        "the isle's threads: {:?}",
+        threads.iter().map(|(name, _)| name).collect::<Vec<_>>()
+    );
+    for (name, fields) in serving {
+        let field = |key: &str| fields.get(key).map(String::as_str).unwrap_or("absent");
+        assert_eq!(field("Seccomp"), "2", "{name}: not in seccomp filter mode");
+        assert_eq!(field("Seccomp_filters"), "2", "{name}: atoll's two filters");
+        assert_eq!(field("NoNewPrivs"), "1", "{name}");
+    }
+}
+
 // ----------------------------------------------------- a Rust std program
 
 #[test]
@@ -1661,84 +1727,161 @@ fn private_tmps_of(pid: u32) -> Vec<PathBuf> {
         .collect()
 }
 
+/// One way atoll is run for the private /tmp tests.
+struct TmpRunner {
+    who: &'static str,
+    uid: u32,
+    /// A copy of tmpfill this user can run.
+    tmpfill: PathBuf,
+    /// `atoll run`, as this user, in a directory of theirs.
+    run: Box<dyn Fn() -> Command>,
+}
+
+/// As root (atoll makes the tmpfs itself) and, where the test can drop to
+/// nobody, as nobody under QEMU (a helper in a user namespace of its own
+/// makes it). `name` tells this test's nobody directory from others'.
+fn tmp_runners(dir: &Path, name: &str) -> Vec<TmpRunner> {
+    let dir = dir.to_path_buf();
+    let mut runners = vec![TmpRunner {
+        who: "root",
+        uid: 0,
+        tmpfill: program(Flavor::Musl, "tmpfill"),
+        run: Box::new(move || {
+            let mut run = atoll();
+            run.current_dir(&dir).arg("run").stdin(Stdio::null());
+            run
+        }),
+    }];
+    if let Some(nobody) = AsNobody::new(name) {
+        let own = nobody.owned_dir("work");
+        runners.push(TmpRunner {
+            who: "nobody",
+            uid: NOBODY,
+            tmpfill: nobody.copy(&program(Flavor::Musl, "tmpfill")),
+            run: Box::new(move || {
+                let mut run = nobody.atoll();
+                run.current_dir(&own).arg("run").stdin(Stdio::null());
+                run
+            }),
+        });
+    }
+    runners
+}
+
 /// An isle's /tmp and /dev/shm hold at most --tmp-size, or the memory limit
-/// (-m), together: past it writes get ENOSPC, as on a full tmpfs.
+/// (-m), together: past it writes get ENOSPC, as on a full tmpfs; as root
+/// and as another user.
 #[test]
 fn the_private_tmp_is_bounded() {
     let dir = Scratch::new("tmp-bound");
-    let tmpfill = program(Flavor::Musl, "tmpfill");
-    let tmpfill = tmpfill.to_str().unwrap();
-    for (atoll_args, path, bound) in [
-        (&["--tmp-size", "8M"][..], "/tmp/fill", 8),
-        (&["-m", "64M"][..], "/dev/shm/fill", 64),
-    ] {
-        let output = isle_program(dir.path(), atoll_args, tmpfill, &[path, "100"], None);
-        let said = text(&output.stdout);
-        let written: u64 = said
-            .strip_prefix("wrote ")
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|mib| mib.parse().ok())
-            .unwrap_or(u64::MAX);
-        assert!(
-            said.ends_with(": No space left on device\n") && written <= bound,
-            "{atoll_args:?} writing 100 MiB to {path}: {said:?}, stderr {}",
-            text(&output.stderr)
-        );
-        assert_eq!(code(&output), 1, "{atoll_args:?}");
+    for TmpRunner {
+        who, tmpfill, run, ..
+    } in tmp_runners(dir.path(), "tmp-bound")
+    {
+        for (atoll_args, path, bound) in [
+            (&["--tmp-size", "8M"][..], "/tmp/fill", 8),
+            (&["-m", "64M"][..], "/dev/shm/fill", 64),
+        ] {
+            let output = {
+                let _slot = isle_slot();
+                run()
+                    .args(atoll_args)
+                    .arg(&tmpfill)
+                    .args([path, "100"])
+                    .output()
+                    .expect("atoll runs")
+            };
+            let said = text(&output.stdout);
+            let written: u64 = said
+                .strip_prefix("wrote ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|mib| mib.parse().ok())
+                .unwrap_or(u64::MAX);
+            assert!(
+                said.ends_with(": No space left on device\n") && written <= bound,
+                "as {who}, {atoll_args:?} writing 100 MiB to {path}: {said:?}, stderr {}",
+                text(&output.stderr)
+            );
+            assert_eq!(code(&output), 1, "as {who}, {atoll_args:?}");
+        }
+        // A tmpfs of size 0 would have no bound at all.
+        let output = {
+            let _slot = isle_slot();
+            run()
+                .args(["--tmp-size", "0"])
+                .arg(&tmpfill)
+                .args(["/tmp/f", "1"])
+                .output()
+                .expect("atoll runs")
+        };
+        assert_eq!(code(&output), 2, "as {who}: {}", text(&output.stderr));
     }
-    // A tmpfs of size 0 would have no bound at all.
-    let output = isle_program(
-        dir.path(),
-        &["--tmp-size", "0"],
-        tmpfill,
-        &["/tmp/f", "1"],
-        None,
-    );
-    assert_eq!(code(&output), 2, "{}", text(&output.stderr));
 }
 
 /// While the isle runs, its /tmp lives on a tmpfs of mode 0700 that no
 /// host path names; once atoll is killed (SIGKILL: no clean-up) nothing of
-/// it is left.
+/// it is left; as root and as another user.
 #[test]
 fn a_killed_isles_tmp_leaves_nothing_behind() {
     let dir = Scratch::new("tmp-kill");
-    let _slot = isle_slot();
-    let mut child = atoll()
-        .current_dir(dir.path())
-        .args(["run", program(Flavor::Musl, "tmpfill").to_str().unwrap()])
-        .args(["/tmp/fill", "4", "wait"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("atoll starts");
-    let pid = child.id();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let said: Vec<String> = lines.by_ref().take(2).map_while(Result::ok).collect();
-    assert_eq!(said, ["wrote 4 MiB: done", "waiting"]);
-    // atoll reaches it through an fd of its own: find that directory.
-    let roots: Vec<(PathBuf, u32)> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-        .filter(|fd| fd.path().join("tmp/fill").is_file())
-        .map(|fd| {
-            let mode = fs::metadata(fd.path()).unwrap().permissions().mode();
-            (fd.path(), mode & 0o7777)
-        })
-        .collect();
-    assert!(!roots.is_empty(), "no fd of atoll leads to the isle's /tmp");
-    for (root, mode) in &roots {
-        assert_eq!(*mode, 0o700, "{} is open to other users", root.display());
+    for TmpRunner {
+        who,
+        uid,
+        tmpfill,
+        run,
+    } in tmp_runners(dir.path(), "tmp-kill")
+    {
+        let _slot = isle_slot();
+        let mut child = run()
+            .arg(&tmpfill)
+            .args(["/tmp/fill", "4", "wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("atoll starts");
+        let pid = child.id();
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let said: Vec<String> = lines.by_ref().take(2).map_while(Result::ok).collect();
+        assert_eq!(said, ["wrote 4 MiB: done", "waiting"], "as {who}");
+        // atoll reaches it through an fd of its own: find that directory
+        // (setpriv execs atoll, so the pid is atoll's).
+        let roots: Vec<(PathBuf, u32, u32)> = fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|fd| fd.path().join("tmp/fill").is_file())
+            .map(|fd| {
+                let meta = fs::metadata(fd.path()).unwrap();
+                (fd.path(), meta.permissions().mode() & 0o7777, meta.uid())
+            })
+            .collect();
+        assert!(
+            !roots.is_empty(),
+            "as {who}: no fd of atoll leads to the isle's /tmp"
+        );
+        for (root, mode, owner) in &roots {
+            assert_eq!(
+                *mode,
+                0o700,
+                "as {who}: {} is open to other users",
+                root.display()
+            );
+            assert_eq!(
+                *owner,
+                uid,
+                "as {who}: {} is not the user's",
+                root.display()
+            );
+        }
+        assert_eq!(
+            private_tmps_of(pid),
+            Vec::<PathBuf>::new(),
+            "as {who}: a host path names it"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(private_tmps_of(pid), Vec::<PathBuf>::new(), "as {who}");
     }
-    assert_eq!(
-        private_tmps_of(pid),
-        Vec::<PathBuf>::new(),
-        "a host path names it"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(private_tmps_of(pid), Vec::<PathBuf>::new());
 }
 
 // ------------------------------------------------- the isle's file system

@@ -372,3 +372,109 @@ fn a_runtime_directory_someone_else_prepared_is_refused() {
     let _ = std::fs::remove_file(linked);
     let _ = std::fs::remove_dir_all(&copies);
 }
+
+/// Files planted in the registry (by its owner's mistake, or a program of
+/// theirs gone wrong) are never followed: a symlink in place of
+/// isles.json, the lock, the stats or logs directory or a stats file
+/// leaves its target as it was, and a registry file someone opened up to
+/// everyone is made 0600 again when atoll next writes it.
+#[test]
+fn planted_links_and_open_modes_in_the_registry_are_not_followed_or_kept() {
+    let _slot = isle_slot();
+    let hello = program(Flavor::Musl, "hello");
+    let sleeper = program(Flavor::Musl, "sleeper");
+    let target = std::env::temp_dir().join(format!("atoll-safety-target-{}", std::process::id()));
+    let intact = |after: &str| {
+        assert_eq!(
+            std::fs::read(&target).ok().as_deref(),
+            Some(&b"precious"[..]),
+            "{after}: {} was written through a link",
+            target.display()
+        );
+        assert_eq!(mode(&target), 0o644, "{after}: its mode changed");
+    };
+    let fresh = |name: &str| {
+        std::fs::write(&target, b"precious").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let dir = registry_dir(name);
+        make_private(&dir);
+        dir
+    };
+
+    // Where atoll reads or locks, the link is an error that names it.
+    for link in ["isles.json", "lock"] {
+        let dir = fresh("link");
+        std::os::unix::fs::symlink(&target, dir.join(link)).unwrap();
+        for args in [vec!["ps"], vec!["run", hello.to_str().unwrap()]] {
+            let output = atoll_in(&dir, &args);
+            assert_eq!(
+                status(&output),
+                125,
+                "{link}, {args:?}: {}",
+                stderr(&output)
+            );
+            assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+            assert!(
+                stderr(&output).contains(&format!("{link} is a symbolic link")),
+                "{link}, {args:?}: the error doesn't say what is wrong: {}",
+                stderr(&output)
+            );
+            intact(&format!("{link}, {args:?}"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // The stats and logs directories: a link is refused, as for the
+    // registry's own directory.
+    for subdir in ["stats", "logs"] {
+        let dir = fresh("subdir");
+        let elsewhere = registry_dir("elsewhere");
+        make_private(&elsewhere);
+        std::os::unix::fs::symlink(&elsewhere, dir.join(subdir)).unwrap();
+        let output = atoll_in(&dir, &["run", "-d", sleeper.to_str().unwrap(), "1"]);
+        let _ = atoll_in(&dir, &["stop", "--all", "-t", "1"]);
+        let left: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().flatten().collect();
+        assert!(
+            left.is_empty(),
+            "{subdir} as a link: atoll wrote {left:?} through it; stderr {}",
+            stderr(&output)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&elsewhere);
+    }
+
+    // The stats file of the next isle, planted as a link to the target:
+    // the isle runs, the target is not written.
+    let dir = fresh("stats-link");
+    std::fs::write(dir.join("isles.json"), br#"{"next_id": 7, "isles": []}"#).unwrap();
+    let stats = dir.join("stats");
+    make_private(&stats);
+    std::os::unix::fs::symlink(&target, stats.join("7.json")).unwrap();
+    let output = atoll_in(&dir, &["run", sleeper.to_str().unwrap(), "1"]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    intact("a stats file planted as a link");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A registry file left open to everyone is 0600 once atoll writes it.
+    let dir = fresh("open-modes");
+    for file in ["isles.json", "lock"] {
+        let path = dir.join(file);
+        std::fs::write(
+            &path,
+            if file == "lock" {
+                &b""[..]
+            } else {
+                br#"{"next_id": 1, "isles": []}"#
+            },
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let output = atoll_in(&dir, &["run", hello.to_str().unwrap()]);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    for file in ["isles.json", "lock"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&target);
+}

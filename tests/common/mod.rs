@@ -263,10 +263,6 @@ pub fn assert_c_program_matches_native(name: &str) {
     }
 }
 
-/// A place to run isles as an unprivileged user (nobody), under QEMU's TCG
-/// (/dev/kvm is root's): atoll and programs copied where nobody can run
-/// them, scratch directories nobody owns, and a registry of nobody's own.
-/// Removed when dropped.
 /// Copies a program that a test will run. The copy is written by `cp`, not
 /// by this process: a test on another thread that forks while this process
 /// holds the copy open for writing passes that fd on to its child, and
@@ -286,6 +282,10 @@ pub fn copy_executable(from: &Path, to: &Path) {
     );
 }
 
+/// A place to run isles as an unprivileged user (nobody), under QEMU's TCG
+/// (/dev/kvm is root's): atoll and programs copied where nobody can run
+/// them, scratch directories nobody owns, and a registry of nobody's own.
+/// Removed when dropped.
 pub struct AsNobody {
     dir: PathBuf,
     setpriv: PathBuf,

@@ -103,6 +103,8 @@ pub enum StateError {
     NotOwned { path: PathBuf, owner: u32, uid: u32 },
     #[error("{path} is a symbolic link: atoll keeps its registry only in a real directory; remove it, or {USE_YOUR_OWN}")]
     Symlink { path: PathBuf },
+    #[error("{path} is a symbolic link: atoll follows none in its registry; remove it if no isles are running")]
+    LinkedFile { path: PathBuf },
     #[error("{path} is not a directory: remove it, or {USE_YOUR_OWN}")]
     NotDirectory { path: PathBuf },
     #[error("{path} is open to other users (mode {mode:04o}), who could then make atoll signal or delete what they like: run `chmod 700 {path}`, or {USE_YOUR_OWN}")]
@@ -352,9 +354,11 @@ pub fn lock() -> Result<(Locked, Vec<Record>), StateError> {
 pub fn lock_in(dir: &Path) -> Result<(Locked, Vec<Record>), StateError> {
     private_dir(dir)?;
     let lock_path = dir.join("lock");
-    let lock = private_file(&lock_path, false).map_err(|source| StateError::Lock {
-        path: lock_path.clone(),
-        source,
+    let lock = private_file(&lock_path, false).map_err(|source| {
+        file_error(&lock_path, source, |path, source| StateError::Lock {
+            path,
+            source,
+        })
     })?;
     flock(&lock).map_err(|source| StateError::Lock {
         path: lock_path,
@@ -444,16 +448,32 @@ fn read_state(path: &Path) -> Result<State, StateError> {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
         Err(source) => {
-            return Err(StateError::Read {
-                path: path.to_path_buf(),
+            return Err(file_error(path, source, |path, source| StateError::Read {
+                path,
                 source,
-            })
+            }))
         }
     };
     serde_json::from_slice(&bytes).map_err(|error| StateError::Corrupt {
         path: path.to_path_buf(),
         reason: error.to_string(),
     })
+}
+
+/// `other`, unless opening `path` failed because it is a symbolic link
+/// (O_NOFOLLOW's ELOOP).
+fn file_error(
+    path: &Path,
+    source: std::io::Error,
+    other: impl FnOnce(PathBuf, std::io::Error) -> StateError,
+) -> StateError {
+    if source.raw_os_error() == Some(libc::ELOOP) {
+        StateError::LinkedFile {
+            path: path.to_path_buf(),
+        }
+    } else {
+        other(path.to_path_buf(), source)
+    }
 }
 
 /// Deletes log `path` of the registry in `dir`, and nothing else.

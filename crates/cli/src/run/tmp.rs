@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 /// A private /tmp and /dev/shm (and the skeleton root) for one isle: on a
 /// tmpfs of its own, bounded, mounted nowhere (see
 /// [`atoll_vmm::host::detached_tmpfs`]), which goes with atoll however it
-/// ends. Where atoll can't make one (not root), a directory of mode 0700
-/// in /dev/shm, unbounded, removed when atoll exits (or by the next atoll
+/// ends, for root and other users alike. Where the host allows no tmpfs
+/// (no unprivileged user namespaces), a directory of mode 0700 in
+/// /dev/shm, unbounded, removed when atoll exits (or by the next atoll
 /// command after a kill -9).
 pub(super) struct PrivateTmp {
     /// Where it is: /proc/self/fd/N for the tmpfs.

@@ -2,7 +2,8 @@
 //! (stat, statfs, directory reads, locks), `files` (what rustix lacks for
 //! the sandbox's path calls), `io` (vectored and polled I/O on guest
 //! memory), `positioned_io`, `net` (sockets and their messages), `alloc`
-//! (the process's allocator), `confine` (the sandbox test's probes); and,
+//! (the process's allocator), `confine` (the sandbox test's probes), `tmpfs`
+//! (the isle's private /tmp); and,
 //! here, host facts the isle reports: identity, uname, clocks, random bytes.
 #![allow(unsafe_code)]
 
@@ -14,6 +15,9 @@ pub(crate) mod fs;
 pub(crate) mod io;
 pub(crate) mod net;
 pub(crate) mod positioned_io;
+mod tmpfs;
+
+pub use tmpfs::detached_tmpfs;
 
 use atoll_abi::boot::{FixedStr, Identity, Utsname};
 
@@ -147,70 +151,6 @@ pub fn limit_file_size(bytes: u64) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// A tmpfs of at most `size` bytes, mode 0700, nosuid and nodev, mounted
-/// nowhere: reachable only through the returned fd (as
-/// `/proc/self/fd/N/...`), so no other host user can even name it, and it
-/// is gone with the last fd of it, however this process ends (kill -9
-/// included). Making one needs CAP_SYS_ADMIN (atoll as root).
-pub fn detached_tmpfs(size: u64) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    const FSOPEN_CLOEXEC: u32 = 1;
-    const FSCONFIG_SET_STRING: u32 = 1;
-    const FSCONFIG_CMD_CREATE: u32 = 6;
-    const FSMOUNT_CLOEXEC: u32 = 1;
-    const MOUNT_ATTR_NOSUID: u32 = 2;
-    const MOUNT_ATTR_NODEV: u32 = 4;
-    let checked = |result: libc::c_long| {
-        if result < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(result as i32)
-        }
-    };
-    let name = c"tmpfs";
-    // SAFETY: fsopen reads a NUL-terminated name; the fd is checked.
-    let context =
-        checked(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: a fresh fd we own.
-    let context = unsafe { std::os::fd::OwnedFd::from_raw_fd(context) };
-    let size = std::ffi::CString::new(size.to_string()).unwrap_or_default();
-    for (key, value) in [(c"size", size.as_c_str()), (c"mode", c"0700")] {
-        // SAFETY: fsconfig reads two NUL-terminated strings of ours.
-        checked(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                context.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                key.as_ptr(),
-                value.as_ptr(),
-                0,
-            )
-        })?;
-    }
-    // SAFETY: fsconfig with no strings: creates the superblock.
-    checked(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            context.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_char>(),
-            0,
-        )
-    })?;
-    // SAFETY: fsmount on our context; the fd is checked.
-    let mount = checked(unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            context.as_raw_fd(),
-            FSMOUNT_CLOEXEC,
-            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )
-    })?;
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(mount) })
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, and so in
