@@ -12,6 +12,14 @@ fn handlers_masks_stacks_and_waits_behave_as_natively() {
     assert_c_program_matches_native("signals");
 }
 
+/// alarm, setitimer and timer_create, each case of `programs/c/timers.c`
+/// compared with a native run: signals on time, with the siginfo, the
+/// overruns and the thread Linux gives.
+#[test]
+fn timers_send_their_signals_as_natively() {
+    assert_c_program_matches_native("timers");
+}
+
 #[test]
 fn handlers_behave_as_natively_under_qemu() {
     if require(qemu_system()).is_none() {

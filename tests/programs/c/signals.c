@@ -14,6 +14,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "handlers.h"
+
 static volatile sig_atomic_t handled;
 static volatile int seen_signo, seen_code, seen_pid_is_ours, seen_tid;
 
@@ -24,18 +26,6 @@ static void on_info(int signo, siginfo_t *info, void *context) {
     seen_code = info->si_code;
     seen_pid_is_ours = info->si_pid == getpid();
     seen_tid = (int)syscall(SYS_gettid);
-}
-
-static void install(int signo, void (*action)(int, siginfo_t *, void *), int flags) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = action;
-    sa.sa_flags = SA_SIGINFO | flags;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(signo, &sa, NULL) != 0) {
-        perror("sigaction");
-        exit(1);
-    }
 }
 
 static void raise_runs_the_handler(void) {
@@ -234,11 +224,7 @@ static void *wait_in_pause(void *unused) {
 static void pthread_kill_reaches_another_thread(void) {
     install(SIGUSR1, on_info, 0);
     handled = 0;
-    worker_tid = 0;
-    pthread_t worker;
-    pthread_create(&worker, NULL, wait_in_pause, NULL);
-    while (worker_tid == 0)
-        sched_yield();
+    pthread_t worker = start_thread_with_tid(wait_in_pause, &worker_tid);
     struct timespec settle = {0, 20 * 1000 * 1000};
     nanosleep(&settle, NULL);
     pthread_kill(worker, SIGUSR1);

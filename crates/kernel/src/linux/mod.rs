@@ -13,6 +13,7 @@ mod sched;
 mod signal;
 mod thread;
 mod time;
+mod timer;
 
 use atoll_abi::linux::errno::{EINTR, ENOSYS};
 use atoll_abi::syscalls::nr;
@@ -172,6 +173,15 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::TIME => time::time(a[0]),
         nr::NANOSLEEP => time::nanosleep(a[0], a[1]),
         nr::CLOCK_NANOSLEEP => time::clock_nanosleep(a[0], a[1], a[2], a[3]),
+
+        nr::ALARM => timer::alarm(a[0]),
+        nr::GETITIMER => timer::getitimer(a[0], a[1]),
+        nr::SETITIMER => timer::setitimer(a[0], a[1], a[2]),
+        nr::TIMER_CREATE => timer::timer_create(a[0], a[1], a[2]),
+        nr::TIMER_SETTIME => timer::timer_settime(a[0], a[1], a[2], a[3]),
+        nr::TIMER_GETTIME => timer::timer_gettime(a[0], a[1]),
+        nr::TIMER_GETOVERRUN => timer::timer_getoverrun(a[0]),
+        nr::TIMER_DELETE => timer::timer_delete(a[0]),
 
         nr::RT_SIGACTION => signal::rt_sigaction(a[0], a[1], a[2], a[3]),
         nr::RT_SIGPROCMASK => signal::rt_sigprocmask(a[0], a[1], a[2], a[3]),

@@ -6,16 +6,16 @@ use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::{sched, time};
 
-const CLOCK_REALTIME: u64 = 0;
-const CLOCK_MONOTONIC: u64 = 1;
-const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
-const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
-const CLOCK_MONOTONIC_RAW: u64 = 4;
-const CLOCK_REALTIME_COARSE: u64 = 5;
-const CLOCK_MONOTONIC_COARSE: u64 = 6;
-const CLOCK_BOOTTIME: u64 = 7;
-const TIMER_ABSTIME: u64 = 1;
-const NS_PER_SEC: u64 = 1_000_000_000;
+pub(super) const CLOCK_REALTIME: u64 = 0;
+pub(super) const CLOCK_MONOTONIC: u64 = 1;
+pub(super) const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+pub(super) const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+pub(super) const CLOCK_MONOTONIC_RAW: u64 = 4;
+pub(super) const CLOCK_REALTIME_COARSE: u64 = 5;
+pub(super) const CLOCK_MONOTONIC_COARSE: u64 = 6;
+pub(super) const CLOCK_BOOTTIME: u64 = 7;
+pub(super) const TIMER_ABSTIME: u64 = 1;
+pub(super) const NS_PER_SEC: u64 = 1_000_000_000;
 
 fn now(clock: u64) -> Result<u64, i64> {
     match clock {
@@ -29,18 +29,27 @@ fn now(clock: u64) -> Result<u64, i64> {
     }
 }
 
-fn write_timespec(address: u64, ns: u64) -> Result<(), i64> {
-    user::write(address, [ns / NS_PER_SEC, ns % NS_PER_SEC])
+/// ns as a `struct timespec`.
+pub(super) fn ns_timespec(ns: u64) -> [u64; 2] {
+    [ns / NS_PER_SEC, ns % NS_PER_SEC]
 }
 
-pub(super) fn read_timespec(address: u64) -> Result<u64, i64> {
-    let [seconds, nanoseconds]: [i64; 2] = user::read(address)?;
+/// A `struct timespec` in ns; EINVAL if negative or not normalised.
+pub(super) fn timespec_ns([seconds, nanoseconds]: [i64; 2]) -> Result<u64, i64> {
     if seconds < 0 || !(0..NS_PER_SEC as i64).contains(&nanoseconds) {
         return Err(EINVAL);
     }
     Ok((seconds as u64)
         .saturating_mul(NS_PER_SEC)
         .saturating_add(nanoseconds as u64))
+}
+
+fn write_timespec(address: u64, ns: u64) -> Result<(), i64> {
+    user::write(address, ns_timespec(ns))
+}
+
+pub(super) fn read_timespec(address: u64) -> Result<u64, i64> {
+    timespec_ns(user::read(address)?)
 }
 
 pub fn clock_gettime(clock: u64, timespec: u64) -> SysResult {

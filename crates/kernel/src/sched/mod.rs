@@ -135,12 +135,20 @@ static CPU_COUNT: AtomicUsize = AtomicUsize::new(1);
 /// Earliest timed wait (0: none); the scheduler lock orders its updates.
 static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
 
-/// Shares the run queue length and the earliest deadline with the monitor.
-fn publish_hints() {
-    cpu::publish_sched_hints(
-        QUEUED.load(Ordering::Relaxed) as u64,
-        NEXT_DEADLINE.load(Ordering::Relaxed),
-    );
+/// Shares the run queue length and the earliest deadline, of a timed
+/// wait or a timer, with the monitor.
+pub fn publish_hints() {
+    cpu::publish_sched_hints(QUEUED.load(Ordering::Relaxed) as u64, next_deadline());
+}
+
+/// The earliest of the earliest timed wait and the earliest timer (0: none).
+fn next_deadline() -> u64 {
+    let waits = NEXT_DEADLINE.load(Ordering::Relaxed);
+    match crate::signals::timers::next_expiry() {
+        0 => waits,
+        timer if waits == 0 => timer,
+        timer => timer.min(waits),
+    }
 }
 /// Each thread's save area, sized at boot from the XCR0 in force.
 static XSTATE: spin::Once<xstate::Layout> = spin::Once::new();
@@ -421,8 +429,10 @@ pub fn run_cpu() -> ! {
         offload::poll_completions();
         crate::signals::take_from_host();
         let now = time::monotonic_ns();
+        crate::signals::timers::fire_expired(now);
         let mut sched = SCHED.lock();
-        let earliest = sched.wake_expired(now);
+        sched.wake_expired(now);
+        let earliest = next_deadline();
         sched.reap();
         if let Some(next) = sched.pick(cpu) {
             CPU_STATE[cpu].store(BUSY, Ordering::SeqCst);
@@ -607,6 +617,7 @@ pub fn migrate() {
 pub extern "C" fn preempted(frame: &mut atoll_abi::boot::PreemptFrame) {
     *frame = cpu::preempt_frame();
     offload::poll_completions();
+    crate::signals::timers::fire_expired(time::monotonic_ns());
     let mut sched = SCHED.lock();
     sched.wake_expired(time::monotonic_ns());
     if sched.queue_len != 0 {
@@ -718,7 +729,7 @@ pub fn others_waiting() -> bool {
 /// Whether a thread sleeps until a deadline (possibly one just passed):
 /// its wakeup needs a CPU that runs the scheduler.
 pub fn timers_pending() -> bool {
-    NEXT_DEADLINE.load(Ordering::Relaxed) != 0
+    next_deadline() != 0
 }
 
 /// Marks this CPU as parked while a thread on it waits in the monitor, so

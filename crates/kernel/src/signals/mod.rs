@@ -10,6 +10,7 @@
 
 pub mod frame;
 pub mod state;
+pub mod timers;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};

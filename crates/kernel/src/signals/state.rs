@@ -2,6 +2,7 @@
 //! per-thread masks and pending sets, the process's shared pending set,
 //! and the choice of what to do next. Unit-tested on the host.
 
+use super::timers::MAX_TIMERS;
 use crate::sched::MAX_THREADS;
 
 pub const SIGNAL_COUNT: usize = 64;
@@ -197,6 +198,21 @@ impl Pending {
         info
     }
 
+    /// Adds `count` to the overrun of POSIX timer `timer_id`'s queued
+    /// signal; false when none is queued here.
+    pub fn add_timer_overrun(&mut self, timer_id: u32, count: u32) -> bool {
+        let queued = self.queue[..self.len]
+            .iter_mut()
+            .find(|info| info.code == SI_TIMER && info.timer_id == timer_id);
+        match queued {
+            Some(info) => {
+                info.overrun = info.overrun.saturating_add(count).min(i32::MAX as u32);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Forgets every instance of `signal` (it became ignored).
     pub fn discard(&mut self, signal: u32) {
         while self.set & bit(signal) != 0 {
@@ -269,6 +285,9 @@ pub struct Signals {
     pub actions: [Action; SIGNAL_COUNT],
     pub shared: Pending,
     pub threads: [ThreadSignals; MAX_THREADS],
+    /// Per POSIX timer: the overrun its last delivered signal carried
+    /// (timer_getoverrun).
+    pub delivered_overrun: [u32; MAX_TIMERS],
 }
 
 impl Signals {
@@ -281,6 +300,7 @@ impl Signals {
         }; SIGNAL_COUNT],
         shared: Pending::EMPTY,
         threads: [ThreadSignals::NEW; MAX_THREADS],
+        delivered_overrun: [0; MAX_TIMERS],
     };
 
     pub fn action(&self, signal: u32) -> Action {
@@ -329,8 +349,11 @@ impl Signals {
                 .chain(live.clone())
                 .find(|&slot| live.clone().any(|l| l == slot) && self.wants(slot, signal)),
         };
+        // Blocked by the receiver's mask: a thread in sigwait for it still
+        // blocks it (Linux's real_blocked), so the wait takes it, however
+        // fatal or ignored its disposition.
         let blocked = match receiver {
-            Some(slot) => !self.wants(slot, signal),
+            Some(slot) => self.threads[slot].mask & bit(signal) != 0,
             None => true,
         };
         if signal == SIGKILL || (!blocked && self.fatal_by_default(signal)) {
@@ -374,6 +397,7 @@ impl Signals {
             } else {
                 self.shared.take(signal)
             };
+            self.note_delivery(&info);
             let action = self.action(signal);
             if self.ignored(signal) {
                 continue;
@@ -429,11 +453,36 @@ impl Signals {
     pub fn take_from(&mut self, slot: usize, set: u64) -> Option<Info> {
         let thread = &mut self.threads[slot];
         let own = thread.pending.set & set;
-        if own != 0 {
-            return Some(thread.pending.take(own.trailing_zeros() + 1));
-        }
         let shared = self.shared.set & set;
-        (shared != 0).then(|| self.shared.take(shared.trailing_zeros() + 1))
+        let info = if own != 0 {
+            thread.pending.take(own.trailing_zeros() + 1)
+        } else if shared != 0 {
+            self.shared.take(shared.trailing_zeros() + 1)
+        } else {
+            return None;
+        };
+        self.note_delivery(&info);
+        Some(info)
+    }
+
+    /// A POSIX timer's signal leaves the pending sets: its overrun is
+    /// what timer_getoverrun reports from now on.
+    fn note_delivery(&mut self, info: &Info) {
+        if info.code == SI_TIMER {
+            if let Some(overrun) = self.delivered_overrun.get_mut(info.timer_id as usize) {
+                *overrun = info.overrun;
+            }
+        }
+    }
+
+    /// Adds `count` to the overrun of POSIX timer `timer_id`'s signal if
+    /// one is still pending anywhere; false when none is.
+    pub fn add_timer_overrun(&mut self, timer_id: u32, count: u32) -> bool {
+        self.shared.add_timer_overrun(timer_id, count)
+            || self
+                .threads
+                .iter_mut()
+                .any(|thread| thread.pending.add_timer_overrun(timer_id, count))
     }
 
     /// Installs `action` for `signal`; a signal that becomes ignored is
@@ -638,6 +687,25 @@ mod tests {
         let taken = signals.take_from(1, bit(SIGUSR2)).expect("pending");
         assert_eq!((taken.signal, taken.pid), (SIGUSR2, 5));
         assert_eq!(signals.take_from(1, bit(SIGUSR2)), None);
+    }
+
+    #[test]
+    fn a_fatal_signal_a_thread_waits_for_in_sigwait_is_taken_not_fatal() {
+        const SIGTIMER: u32 = 32;
+        let mut signals = boxed();
+        signals.threads[1].mask = !UNBLOCKABLE;
+        signals.threads[1].waiting_for = bit(SIGTIMER);
+        let sent = signals.send(Target::Thread(1), from(SIGTIMER, 5), threads(&[0, 1]), 0);
+        assert_eq!(sent, Sent::Queued(Some(1)));
+        assert_eq!(
+            signals.take_from(1, bit(SIGTIMER)).map(|info| info.signal),
+            Some(SIGTIMER)
+        );
+        // Sent to the process, it goes to that thread too, not to one that
+        // would die of it.
+        signals.threads[0].mask = bit(SIGTIMER);
+        let sent = signals.send(Target::Process, from(SIGTIMER, 5), threads(&[0, 1]), 0);
+        assert_eq!(sent, Sent::Queued(Some(1)));
     }
 
     #[test]
