@@ -67,6 +67,29 @@ fn a_signal_reaches_a_thread_spinning_on_another_cpu() {
     }
 }
 
+/// Waits until a thread of process `pid` sleeps reading a pipe.
+fn wait_until_a_thread_reads_a_pipe(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let reading = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|task| {
+                std::fs::read_to_string(task.path().join("wchan"))
+                    .is_ok_and(|wchan| wchan.contains("pipe_read"))
+            });
+        if reading {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never blocked reading its stdin"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Ctrl-C and `atoll stop` signal atoll: the program gets the signal, as
 /// a native one gets it from the shell; its handler runs, or with none the
 /// default action ends it.
@@ -86,8 +109,10 @@ fn signals_sent_to_atoll_reach_the_program() {
         } else {
             std::process::Command::new(&probe)
         };
+        // Its stdin: a pipe kept open and never written, to block in.
         let mut child = command
             .arg("waits_for_sigint_from_outside")
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -96,6 +121,9 @@ fn signals_sent_to_atoll_reach_the_program() {
         let mut ready = String::new();
         stdout.read_line(&mut ready).unwrap();
         assert_eq!(ready, "ready\n", "{flavor}");
+        // Sent once it blocks reading stdin (natively, or on the atoll
+        // worker serving the read), so the read is what the signal ends.
+        wait_until_a_thread_reads_a_pipe(child.id());
         // SAFETY: kill only sends a signal to our own child.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         let mut rest = String::new();
@@ -105,7 +133,7 @@ fn signals_sent_to_atoll_reach_the_program() {
     for &flavor in Flavor::C {
         let native = signalled(flavor, false, libc::SIGINT);
         assert_eq!(
-            native.0, "SIGINT from outside: si_code 0\n",
+            native.0, "SIGINT from outside: si_code 0, read -1 Interrupted system call\n",
             "{flavor} natively"
         );
         let isle = signalled(flavor, true, libc::SIGINT);

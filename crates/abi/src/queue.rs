@@ -215,6 +215,10 @@ opcodes! {
     RemapFile = 66,
     /// memory(kind, address, len): a [`memory`] request on guest RAM.
     Memory = 67,
+    /// Interrupts the request at ring position `args[1]` of queue
+    /// `args[0]` for a signal: if it waits on the host, it ends at once
+    /// with EINTR (one not yet begun doesn't begin). Sent unwaited.
+    Interrupt = 68,
 }
 
 impl Opcode {
@@ -371,7 +375,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::Memory.as_u32() + 1, "numbers stay dense");
+        assert_eq!(known, Opcode::Interrupt.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

@@ -6,7 +6,7 @@
 //! then, if another thread wants the CPU, it blocks and gives it away, else
 //! it parks the vCPU until the host completes the request.
 
-use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use atoll_abi::layout::MAX_CPUS;
 use atoll_abi::mmio;
@@ -28,6 +28,11 @@ static DONE: [AtomicBool; CONTEXTS] = [const { AtomicBool::new(false) }; CONTEXT
 /// NO_CPU): whoever reaps that completion on another CPU must kick it.
 static PARKED_ON: [AtomicUsize; CONTEXTS] = [const { AtomicUsize::new(NO_CPU) }; CONTEXTS];
 const NO_CPU: usize = usize::MAX;
+
+/// Where a context's request waiting on the host sits, while a signal may
+/// interrupt it: `(cpu + 1) << 32 | ring position`; 0 when none (or once
+/// the interrupt is sent).
+static INTERRUPTIBLE_AT: [AtomicU64; CONTEXTS] = [const { AtomicU64::new(0) }; CONTEXTS];
 
 /// One reaper per completion ring at a time.
 static REAPING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -57,7 +62,7 @@ const UNWAITED: u64 = u64::MAX;
 
 /// Sends `op` and returns at once; its result is dropped.
 pub fn send(op: Opcode, args: [u64; 6]) {
-    submit(Request {
+    let _ = submit(Request {
         opcode: op.as_u32(),
         flags: 0,
         tag: UNWAITED,
@@ -65,8 +70,9 @@ pub fn send(op: Opcode, args: [u64; 6]) {
     });
 }
 
-/// Puts `request` into this CPU's ring and wakes the host if it sleeps.
-fn submit(request: Request) {
+/// Puts `request` into this CPU's ring and wakes the host if it sleeps;
+/// returns (cpu, ring position).
+fn submit(request: Request) -> (usize, u32) {
     let cpu = sched::cpu_index();
     let queue = queue_of(cpu);
     // Only this CPU produces into its ring, so the tail is ours to move.
@@ -84,25 +90,59 @@ fn submit(request: Request) {
     if queue.host_state.value.load(Ordering::SeqCst) == HOST_PARKED {
         cpu::doorbell(mmio::WAKE_HOST, cpu as u64);
     }
+    (cpu, tail)
+}
+
+/// A signal for thread `slot`: if it waits for the host, the host ends
+/// that wait (EINTR, which the wait turns into a restart code). Once per
+/// wait.
+pub fn interrupt_host_wait(slot: usize) {
+    let Some(at) = INTERRUPTIBLE_AT.get(slot) else {
+        return;
+    };
+    let at = at.swap(0, Ordering::SeqCst);
+    if at != 0 {
+        let (cpu, position) = ((at >> 32) - 1, at & u64::from(u32::MAX));
+        send(Opcode::Interrupt, [cpu, position, 0, 0, 0, 0]);
+    }
 }
 
 fn wait_for(op: Opcode, flags: u32, args: [u64; 6], may_yield: bool) -> i64 {
     let cpu = sched::cpu_index();
     let me = sched::current_context();
     DONE[me].store(false, Ordering::Relaxed);
-    submit(Request {
+    let (ring, position) = submit(Request {
         opcode: op.as_u32(),
         flags,
         tag: me as u64,
         args,
     });
+    // A program's call may be interrupted by a signal; the kernel's own,
+    // which hold locks, may not.
+    let interruptible = may_yield && me < MAX_THREADS;
+    if interruptible {
+        let at = ((ring as u64 + 1) << 32) | u64::from(position);
+        INTERRUPTIBLE_AT[me].store(at, Ordering::SeqCst);
+        // A signal that came while the request went in.
+        if crate::signals::has_work(me) {
+            interrupt_host_wait(me);
+        }
+    }
 
     let started = time::monotonic_ns();
     let mut spins: u32 = 0;
     loop {
         poll_completions();
         if DONE[me].load(Ordering::Acquire) {
-            return RESULT[me].load(Ordering::Relaxed);
+            let result = RESULT[me].load(Ordering::Relaxed);
+            let interrupted = interruptible && INTERRUPTIBLE_AT[me].swap(0, Ordering::SeqCst) == 0;
+            // Ended for a signal: the way out decides, per the handler's
+            // SA_RESTART, between EINTR and doing it again.
+            return if interrupted && result == -atoll_abi::linux::errno::EINTR {
+                -crate::linux::ERESTARTSYS
+            } else {
+                result
+            };
         }
         cpu::pause();
         spins = spins.wrapping_add(1);
@@ -114,6 +154,11 @@ fn wait_for(op: Opcode, flags: u32, args: [u64; 6], may_yield: bool) -> i64 {
         // caller holding no lock may send it (sending takes locks).
         if may_yield {
             crate::signals::take_from_host();
+        }
+        // A signal this thread took itself (from the host, say): no one
+        // else asks the host to end the wait.
+        if interruptible && crate::signals::has_work(me) {
+            interrupt_host_wait(me);
         }
         let waited = time::monotonic_ns() - started;
         // Give the core away if a thread wants it now or a sleeper will.

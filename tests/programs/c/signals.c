@@ -13,6 +13,8 @@
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include "handlers.h"
 
@@ -267,14 +269,78 @@ static void note_outside(int signo, siginfo_t *info, void *context) {
     outside_code = info->si_code;
 }
 
-/* Says "ready", then waits for a SIGINT from outside the program (Ctrl-C);
- * a SIGTERM then finds no handler. */
+/* Says "ready", then waits for a SIGINT from outside the program (Ctrl-C)
+ * in a read of stdin, a pipe nobody writes: the handler runs and the read
+ * ends with EINTR. A SIGTERM then finds no handler. */
 static void waits_for_sigint_from_outside(void) {
     install(SIGINT, note_outside, 0);
     printf("ready\n");
-    while (outside_code < 0)
-        pause();
-    printf("SIGINT from outside: si_code %d\n", outside_code);
+    char byte;
+    ssize_t got = read(0, &byte, 1);
+    int error = errno;
+    printf("SIGINT from outside: si_code %d, read %zd %s\n", outside_code, got,
+           got < 0 ? strerror(error) : "");
+}
+
+/* A thread blocked in a call served on the host (a read of an empty pipe,
+ * a recv, a poll) is interrupted by a signal another thread sends: the
+ * call ends with EINTR, or is restarted under SA_RESTART as Linux
+ * decides per call. */
+static int interrupted_pipe[2];
+static void refill_pipe(int signo, siginfo_t *info, void *context) {
+    (void)signo, (void)info, (void)context;
+    handled++;
+    if (write(interrupted_pipe[1], "r", 1) != 1)
+        _exit(3);
+}
+
+static void interrupted_after(int signo) {
+    main_thread = pthread_self();
+    pthread_t sender;
+    pthread_create(&sender, NULL, send_later, (void *)(intptr_t)signo);
+    pthread_detach(sender);
+}
+
+static void blocked_calls_are_interrupted(void) {
+    if (pipe(interrupted_pipe) != 0) {
+        perror("pipe");
+        exit(1);
+    }
+    char byte = 0;
+    install(SIGUSR1, on_info, 0);
+    handled = 0;
+    interrupted_after(SIGUSR1);
+    ssize_t got = read(interrupted_pipe[0], &byte, 1);
+    int error = errno;
+    printf("read, no SA_RESTART: %zd %s handled=%d\n", got, strerror(error), handled);
+
+    install(SIGUSR1, refill_pipe, SA_RESTART);
+    handled = 0;
+    interrupted_after(SIGUSR1);
+    got = read(interrupted_pipe[0], &byte, 1);
+    printf("read, SA_RESTART: restarted and got %zd byte '%c' handled=%d\n", got, byte, handled);
+
+    install(SIGUSR1, on_info, SA_RESTART);
+    handled = 0;
+    interrupted_after(SIGUSR1);
+    struct pollfd wait_for = {.fd = interrupted_pipe[0], .events = POLLIN};
+    int ready = poll(&wait_for, 1, -1);
+    error = errno;
+    printf("poll, SA_RESTART: %d %s handled=%d\n", ready, strerror(error), handled);
+
+    int pair[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, pair);
+    install(SIGUSR1, on_info, 0);
+    handled = 0;
+    interrupted_after(SIGUSR1);
+    got = recv(pair[0], &byte, 1, 0);
+    error = errno;
+    printf("recv, no SA_RESTART: %zd %s handled=%d\n", got, strerror(error), handled);
+    close(pair[0]);
+    close(pair[1]);
+    close(interrupted_pipe[0]);
+    close(interrupted_pipe[1]);
+    signal(SIGUSR1, SIG_DFL);
 }
 
 static void *wait_for_sigusr2(void *unused) {
@@ -402,6 +468,7 @@ int main(int argc, char **argv) {
     CASE(sigwait_in_a_dedicated_thread);
     CASE(pthread_cancel_ends_a_sleeping_thread);
     CASE(faults_reach_their_handlers);
+    CASE(blocked_calls_are_interrupted);
     // Only when asked: it ends the program.
     if (strcmp(only, "default_action_of_sigterm") == 0)
         default_action_of_sigterm();

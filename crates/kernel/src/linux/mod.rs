@@ -101,8 +101,29 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
 }
 
 /// Performs one syscall; its result as the program would see it, or one
-/// of the restart codes above.
+/// of the restart codes above. An offloaded call a signal interrupted
+/// comes back as ERESTARTSYS; the waits that SA_RESTART never restarts
+/// (signal(7)) end with EINTR when a handler runs.
 fn call(number: u64, args: &[u64; 6], frame: &SyscallFrame) -> i64 {
+    let result = perform(number, args, frame);
+    let never_restarted = matches!(
+        number,
+        nr::POLL
+            | nr::PPOLL
+            | nr::SELECT
+            | nr::PSELECT6
+            | nr::EPOLL_WAIT
+            | nr::EPOLL_PWAIT
+            | nr::EPOLL_PWAIT2
+    );
+    if never_restarted && result == -ERESTARTSYS {
+        -ERESTARTNOHAND
+    } else {
+        result
+    }
+}
+
+fn perform(number: u64, args: &[u64; 6], frame: &SyscallFrame) -> i64 {
     let outcome = if number == nr::CLONE {
         Some(thread::clone(frame))
     } else {

@@ -561,13 +561,21 @@ pub fn interrupt(slot: usize) {
     let thread = &sched.threads[slot];
     if thread.state == State::Blocked && thread.wait.interruptible() {
         wake_and_kick(sched, slot, -atoll_abi::linux::errno::EINTR);
-    } else if thread.state == State::Running {
+        return;
+    }
+    if thread.state == State::Running {
         let me = cpu_index();
         if let Some(cpu) =
             (0..cpu_count()).find(|&cpu| cpu != me && CURRENT[cpu].load(Ordering::SeqCst) == slot)
         {
             cpu::request_signal_upcall(cpu);
         }
+    }
+    drop(sched);
+    // Waiting for the host (blocked, or polling on its CPU): the host ends
+    // the wait, unless the signal is one the thread blocks.
+    if crate::signals::has_work(slot) {
+        offload::interrupt_host_wait(slot);
     }
 }
 

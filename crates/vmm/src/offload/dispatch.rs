@@ -26,6 +26,8 @@ pub(super) fn handle(
         Opcode::Nop => Ok(0),
         Opcode::Log => log(ram, request),
         Opcode::Memory => memory_request(ram, request),
+        // The server itself serves it, before handlers are reached.
+        Opcode::Interrupt => Ok(0),
 
         Opcode::Read | Opcode::Write => io::read_write(ram, files, op, request),
         Opcode::ReadVectored | Opcode::WriteVectored => io::vectored(ram, files, op, request),

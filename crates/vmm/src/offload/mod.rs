@@ -20,6 +20,7 @@ mod dispatch;
 mod events;
 pub mod file_mapping;
 mod fs;
+mod interrupt;
 mod io;
 pub mod net;
 mod pool;
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use atoll_abi::linux::errno::{EAGAIN, EINVAL, ENOSYS};
+use atoll_abi::linux::errno::{EAGAIN, EINTR, EINVAL, ENOSYS};
 use atoll_abi::queue::{
     completion_offset, offset, request_offset, Completion, Opcode, Request, DEPTH, HOST_PARKED,
     HOST_POLLING,
@@ -41,6 +42,8 @@ use crate::sandbox::Files;
 use dispatch::handle;
 use net::NetPolicy;
 use pool::Serving;
+
+pub(crate) use interrupt::signal_number as interrupt_signal;
 
 /// Poll this long without work before parking the server thread.
 const IDLE_BEFORE_PARK: Duration = Duration::from_micros(50);
@@ -117,11 +120,15 @@ pub struct Offload {
     cq_tails: Vec<Mutex<u32>>,
     /// The worker pool for blocking calls: its jobs, and how many workers
     /// exist and wait idle.
-    jobs: Mutex<std::collections::VecDeque<(usize, Opcode, Request)>>,
+    jobs: Mutex<std::collections::VecDeque<pool::Job>>,
     job_ready: Condvar,
     workers: std::sync::atomic::AtomicUsize,
     idle_workers: std::sync::atomic::AtomicUsize,
     vcpus: Vec<VcpuPark>,
+    /// How far the server has read each submission ring.
+    consumed: Vec<std::sync::atomic::AtomicU32>,
+    /// Requests a signal interrupts (see `interrupt`).
+    interrupts: Mutex<interrupt::Interrupts>,
     failure: Mutex<Option<OffloadError>>,
     /// Answer EAGAIN instead of waiting (the fuzz target, which must
     /// never hang on a pipe nobody writes).
@@ -141,6 +148,8 @@ impl Offload {
     pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>, files: Files, net: NetPolicy) -> Arc<Self> {
         let vcpus = queues.iter().map(|_| VcpuPark::default()).collect();
         let cq_tails = queues.iter().map(|_| Mutex::new(0)).collect();
+        let consumed = queues.iter().map(|_| Default::default()).collect();
+        interrupt::install_handler();
         Arc::new(Self {
             ram,
             files,
@@ -153,6 +162,8 @@ impl Offload {
             queues,
             server: Parker::default(),
             vcpus,
+            consumed,
+            interrupts: Mutex::default(),
             failure: Mutex::new(None),
             refuse_blocking: false,
             completed: std::sync::atomic::AtomicU64::new(0),
@@ -451,22 +462,34 @@ impl Offload {
         }
         tracing::trace!(pending, at = crate::host::monotonic_ns(), "serving");
         for _ in 0..pending {
+            let position = (state.index, state.sq_head);
             let request = self.read_request(state.base + request_offset(state.sq_head) as u64);
             state.sq_head = state.sq_head.wrapping_add(1);
             self.store(state.base + offset::SQ_HEAD as u64, state.sq_head);
+            if let Some(consumed) = self.consumed.get(state.index) {
+                consumed.store(state.sq_head, Ordering::SeqCst);
+            }
             // The opcode is decoded once; where the request is served is
             // decided once, from it.
             let Ok(op) = Opcode::try_from(request.opcode) else {
                 self.complete(state.index, request.tag, -ENOSYS);
                 continue;
             };
+            if op == Opcode::Interrupt {
+                let target = (request.args[0] as usize, request.args[1] as u32);
+                self.interrupt(target);
+                self.complete(state.index, request.tag, 0);
+                continue;
+            }
             let result = match self.serving(op, &request) {
                 Serving::Served(result) => result,
+                // Interrupted by a signal before it began: it doesn't.
+                Serving::Worker if self.interrupted_early(position) => -EINTR,
                 // Blocking calls block only the calling guest thread: a
                 // pool worker waits for this one while the server goes on
                 // (a full pool leaves it to the server).
                 Serving::Worker if self.refuse_blocking => -EAGAIN,
-                Serving::Worker if self.hand_to_worker(state.index, op, request) => continue,
+                Serving::Worker if self.hand_to_worker(position, op, request) => continue,
                 Serving::Worker | Serving::Inline => {
                     handle(&self.ram, &self.files, &self.net, op, &request)
                 }

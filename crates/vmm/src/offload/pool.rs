@@ -12,6 +12,7 @@ use atoll_abi::queue::{memory, Opcode, Request};
 use rustix::event::{PollFd, PollFlags};
 
 use super::dispatch::handle;
+use super::interrupt::Position;
 use super::{io, Offload};
 use crate::sandbox::FileKind;
 
@@ -21,6 +22,14 @@ const MAX_WORKERS: usize = 256;
 /// Whether this host's pipes take RWF_NOWAIT writes (older Linux refuses
 /// them): cleared at the first refusal, and pipe writes then poll first.
 static PIPES_TAKE_NOWAIT: AtomicBool = AtomicBool::new(true);
+
+/// A blocking request waiting for a worker.
+pub(super) struct Job {
+    /// Where it was read: what an interrupt names it by.
+    pub(super) position: Position,
+    pub(super) op: Opcode,
+    pub(super) request: Request,
+}
 
 /// Where the server serves one request, decided once, from its opcode.
 pub(super) enum Serving {
@@ -38,7 +47,7 @@ impl Offload {
     /// server runs it).
     pub(super) fn hand_to_worker(
         self: &Arc<Self>,
-        queue: usize,
+        position: Position,
         op: Opcode,
         request: Request,
     ) -> bool {
@@ -60,7 +69,11 @@ impl Offload {
             }
             self.workers.fetch_add(1, Ordering::SeqCst);
         }
-        jobs.push_back((queue, op, request));
+        jobs.push_back(Job {
+            position,
+            op,
+            request,
+        });
         drop(jobs);
         self.job_ready.notify_one();
         true
@@ -69,10 +82,11 @@ impl Offload {
     /// A pool worker: runs blocking requests one at a time, forever.
     pub(super) fn work(self: Arc<Self>) {
         loop {
-            let (queue, op, request) = {
+            let job = {
                 let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
                     if let Some(job) = jobs.pop_front() {
+                        self.worker_started(job.position);
                         break job;
                     }
                     self.idle_workers.fetch_add(1, Ordering::SeqCst);
@@ -80,8 +94,9 @@ impl Offload {
                     self.idle_workers.fetch_sub(1, Ordering::SeqCst);
                 }
             };
-            let result = handle(&self.ram, &self.files, &self.net, op, &request);
-            self.complete(queue, request.tag, result);
+            let result = handle(&self.ram, &self.files, &self.net, job.op, &job.request);
+            self.worker_finished(job.position);
+            self.complete(job.position.0, job.request.tag, result);
         }
     }
 
@@ -199,7 +214,7 @@ fn ready(fd: BorrowedFd<'_>, events: PollFlags) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use atoll_abi::linux::errno::EPIPE;
 
     use super::*;
@@ -211,7 +226,7 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
 
     /// An offload whose isle has one pipe (made with `flags`): its fds.
-    fn with_pipe(flags: i32) -> (Arc<Offload>, [i32; 2]) {
+    pub(in crate::offload) fn with_pipe(flags: i32) -> (Arc<Offload>, [i32; 2]) {
         let files = stdio_only();
         let pipe = files.pipe(flags).unwrap();
         let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
@@ -219,7 +234,7 @@ mod tests {
         (offload, pipe)
     }
 
-    fn request(op: Opcode, fd: i32, len: u64) -> Request {
+    pub(in crate::offload) fn request(op: Opcode, fd: i32, len: u64) -> Request {
         Request {
             opcode: op.as_u32(),
             flags: 0,
@@ -297,7 +312,7 @@ mod tests {
                 .unwrap()
         };
         // One worker, idle again after a job of its own.
-        assert!(offload.hand_to_worker(0, Opcode::Nop, request(Opcode::Nop, 0, 0)));
+        assert!(offload.hand_to_worker((0, 0), Opcode::Nop, request(Opcode::Nop, 0, 0)));
         while completions() < 1 || offload.idle_workers.load(Ordering::SeqCst) < 1 {
             std::thread::yield_now();
         }
@@ -312,8 +327,8 @@ mod tests {
             rustix::io::write(held.as_fd(), bytes).unwrap();
         };
         write_to(ready_write, b"ready");
-        assert!(offload.hand_to_worker(0, Opcode::Read, waits));
-        assert!(offload.hand_to_worker(0, Opcode::Read, served));
+        assert!(offload.hand_to_worker((0, 1), Opcode::Read, waits));
+        assert!(offload.hand_to_worker((0, 2), Opcode::Read, served));
         let started = std::time::Instant::now();
         while completions() < 2 {
             assert!(

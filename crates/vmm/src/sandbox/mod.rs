@@ -11,7 +11,8 @@
 //! - seccomp: the calls the handlers make, and nothing else, which fails
 //!   with EPERM: no new process (clone only with CLONE_THREAD, clone3
 //!   ENOSYS so threads fall back to clone), no program (execve), no
-//!   mounts, namespaces, ptrace, signals to others, or new privileges.
+//!   mounts, namespaces, ptrace, signals to others (to its own threads,
+//!   only the one that interrupts a host call), or new privileges.
 //!
 //! Both are prepared before boot, where an error can still be reported,
 //! and applied on the server thread before it serves its first request.
@@ -371,6 +372,18 @@ fn seccomp_filters() -> Result<[BpfProgram; 2], SandboxError> {
         libc::SYS_clone,
         vec![SeccompRule::new(vec![thread]).map_err(seccomp_error)?],
     );
+    // Signals only to this process's own threads, only the one that
+    // interrupts a worker's host call (pthread_kill is tgkill).
+    let equals = |index: u8, value: u64| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+            .map_err(seccomp_error)
+    };
+    let own_process = equals(0, u64::from(std::process::id()))?;
+    let interrupt = equals(2, crate::offload::interrupt_signal() as u64)?;
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![own_process, interrupt]).map_err(seccomp_error)?],
+    );
     let allowlist = compile(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -388,7 +401,8 @@ fn seccomp_filters() -> Result<[BpfProgram; 2], SandboxError> {
 mod tests {
     use super::*;
     use crate::host::confine::{
-        clone3_errno, clone_process_errno, execve_errno, mount_errno, tiocsti_errno,
+        clone3_errno, clone_process_errno, execve_errno, mount_errno, signal_own_thread_errno,
+        tiocsti_errno,
     };
     use rustix::fs::{Mode, OFlags};
     use std::os::fd::OwnedFd;
@@ -446,6 +460,10 @@ mod tests {
             errno_of(rustix::process::test_kill_process(
                 rustix::process::Pid::INIT,
             )),
+        ));
+        seen.push((
+            "signal its own thread with another signal",
+            signal_own_thread_errno(),
         ));
         seen.push(("mount", mount_errno(c"/nonexistent/mount")));
         seen.push(("ioctl TIOCSTI", tiocsti_errno()));
@@ -511,6 +529,7 @@ mod tests {
                 ("clone a process", libc::EPERM),
                 ("clone3", libc::ENOSYS),
                 ("signal another process", libc::EPERM),
+                ("signal its own thread with another signal", libc::EPERM),
                 ("mount", libc::EPERM),
                 ("ioctl TIOCSTI", libc::EPERM),
                 ("connect to an unpublished port", libc::EACCES),
