@@ -19,6 +19,8 @@ mod offload;
 mod qemu;
 #[path = "isle_vs_native/rewriting.rs"]
 mod rewriting;
+#[path = "isle_vs_native/signals.rs"]
+mod signals;
 #[path = "isle_vs_native/startup.rs"]
 mod startup;
 #[path = "isle_vs_native/threads.rs"]
@@ -36,6 +38,7 @@ use memory::{memory_section, vmm_overhead_mib};
 use offload::offload_section;
 use qemu::qemu_section;
 use rewriting::rewrite_section;
+use signals::signals_section;
 use startup::{bare_vm_process, startup_phases};
 use threads::threads_section;
 
@@ -48,7 +51,7 @@ fn main() {
         return;
     }
     // `cargo bench -p atoll-cli --bench isle_vs_native -- --rewriting`
-    // (or --isles): just that table.
+    // (or --isles, --images, --qemu, --memory, --signals): just that table.
     if std::env::args().any(|arg| arg == "--rewriting") {
         rewrite_section();
         return;
@@ -67,6 +70,10 @@ fn main() {
     }
     if std::env::args().any(|arg| arg == "--memory") {
         memory_section();
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--signals") {
+        signals_section();
         return;
     }
     let hello = program(Flavor::Musl, "hello");
@@ -173,6 +180,7 @@ fn main() {
     );
 
     threads_section();
+    signals_section();
     memory_section();
     offload_section();
     rewrite_section();

@@ -99,7 +99,7 @@ fn signals_sent_to_atoll_reach_the_program() {
     use std::os::unix::process::ExitStatusExt;
     // Starts the probe (in an isle or natively), waits for its "ready",
     // sends `signal` to the process; what it printed after, and its end.
-    let signalled = |flavor: Flavor, in_isle: bool, signal: i32| {
+    let signalled = |flavor: Flavor, in_isle: bool, signals: &[i32]| {
         let _slot = isle_slot();
         let probe = program(flavor, "signals");
         let mut command = if in_isle {
@@ -124,29 +124,41 @@ fn signals_sent_to_atoll_reach_the_program() {
         // Sent once it blocks reading stdin (natively, or on the atoll
         // worker serving the read), so the read is what the signal ends.
         wait_until_a_thread_reads_a_pipe(child.id());
-        // SAFETY: kill only sends a signal to our own child.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        for &signal in signals {
+            // SAFETY: kill only sends a signal to our own child.
+            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        }
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
         (rest, child.wait_with_output().unwrap())
     };
     for &flavor in Flavor::C {
-        let native = signalled(flavor, false, libc::SIGINT);
+        // A resize (SIGWINCH, ignored by default) goes by; Ctrl-C ends the
+        // read.
+        let native = signalled(flavor, false, &[libc::SIGWINCH, libc::SIGINT]);
         assert_eq!(
             native.0, "SIGINT from outside: si_code 0, read -1 Interrupted system call\n",
             "{flavor} natively"
         );
-        let isle = signalled(flavor, true, libc::SIGINT);
+        let isle = signalled(flavor, true, &[libc::SIGWINCH, libc::SIGINT]);
         assert_eq!(isle.0, native.0, "{flavor}: {}", stderr(&isle.1));
         assert_eq!(status(&isle.1), 0, "{flavor}: {}", stderr(&isle.1));
 
-        // No handler for SIGTERM: natively the process dies of it; atoll
-        // exits as a shell reports that, quietly (whoever sent it knows).
-        let native = signalled(flavor, false, libc::SIGTERM);
-        assert_eq!(native.1.status.signal(), Some(libc::SIGTERM), "{flavor}");
-        let isle = signalled(flavor, true, libc::SIGTERM);
-        assert_eq!(status(&isle.1), 143, "{flavor}: {}", stderr(&isle.1));
-        assert_eq!(stderr(&isle.1), "", "{flavor}");
+        // No handler for SIGTERM, SIGQUIT or SIGUSR1: natively the process
+        // dies of it; atoll exits as a shell reports that, quietly
+        // (whoever sent it knows).
+        for signal in [libc::SIGTERM, libc::SIGQUIT, libc::SIGUSR1] {
+            let native = signalled(flavor, false, &[signal]);
+            assert_eq!(native.1.status.signal(), Some(signal), "{flavor}");
+            let isle = signalled(flavor, true, &[signal]);
+            assert_eq!(
+                status(&isle.1),
+                128 + signal,
+                "{flavor}: {}",
+                stderr(&isle.1)
+            );
+            assert_eq!(stderr(&isle.1), "", "{flavor}");
+        }
     }
 }
 

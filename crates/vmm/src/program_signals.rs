@@ -1,6 +1,7 @@
 //! Signals sent to atoll itself (Ctrl-C's SIGINT, `atoll stop`'s SIGTERM,
-//! SIGHUP) while an isle runs go on to its program, as a kill(2) from
-//! outside the isle would: the program's disposition decides what happens.
+//! SIGQUIT, SIGHUP, SIGWINCH, SIGUSR1/2) while an isle runs go on to its
+//! program, as a kill(2) from outside the isle would: the program's
+//! disposition decides what happens.
 //!
 //! The monitor sets the signal's byte in CPU 0's area and bumps a counter;
 //! then every CPU is asked to look: a CPU in program code is interrupted

@@ -8,7 +8,7 @@
 
 /* `action` for `signo`, with SA_SIGINFO and `flags`; the probe ends if
  * sigaction fails. */
-static void install(int signo, void (*action)(int, siginfo_t *, void *), int flags) {
+static inline void install(int signo, void (*action)(int, siginfo_t *, void *), int flags) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = action;
@@ -21,7 +21,7 @@ static void install(int signo, void (*action)(int, siginfo_t *, void *), int fla
 }
 
 /* Starts `body`, which stores its tid in `*tid` first; returns once it has. */
-static pthread_t start_thread_with_tid(void *(*body)(void *), volatile int *tid) {
+static inline pthread_t start_thread_with_tid(void *(*body)(void *), volatile int *tid) {
     *tid = 0;
     pthread_t thread;
     pthread_create(&thread, NULL, body, NULL);

@@ -153,17 +153,16 @@ pub fn limit_file_size(bytes: u64) -> std::io::Result<()> {
     }
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, and so in
-/// every thread it starts afterwards, and hands each one that arrives to
-/// `handler` on a thread of its own: atoll cleans up, then exits as the
-/// signal would have made it. Call it before starting other threads.
-pub fn handle_termination(handler: impl Fn(i32) + Send + 'static) {
+/// Blocks `signals` in the calling thread, and so in every thread it
+/// starts afterwards, and hands each one that arrives to `handler` on a
+/// thread of its own. Call it before starting other threads.
+pub fn handle_signals(signals: &[i32], handler: impl Fn(i32) + Send + 'static) {
     // SAFETY: a zeroed sigset_t is valid storage for sigemptyset, which
     // initializes it; sigaddset and pthread_sigmask only read and write it.
     let set = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        for &signal in signals {
             libc::sigaddset(&mut set, signal);
         }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
@@ -179,7 +178,7 @@ pub fn handle_termination(handler: impl Fn(i32) + Send + 'static) {
             }
         });
     if let Err(error) = spawned {
-        tracing::debug!(%error, "no signal thread: termination won't clean up");
+        tracing::debug!(%error, "no signal thread: signals act on atoll itself");
     }
 }
 

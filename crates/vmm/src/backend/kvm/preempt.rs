@@ -2,9 +2,11 @@
 //!
 //! A timer interrupt costs 100 µs or more on kvm-pvm, so no vCPU ever gets
 //! one. Instead a ticker thread looks at the kernel's scheduler hints every
-//! few milliseconds. When threads wait for a CPU (or a timed wait is due,
-//! or a completion waits to be reaped) and a vCPU has been running program
-//! code for a whole tick, the ticker signals that vCPU's thread. KVM_RUN returns, the vCPU thread saves the
+//! few milliseconds, and as a timed wait or a timer falls due. When threads
+//! wait for a CPU (or a completion waits to be reaped) and a vCPU has been
+//! running program code for a whole tick, or when a deadline has passed
+//! and a vCPU runs program code, the ticker signals that vCPU's thread.
+//! KVM_RUN returns, the vCPU thread saves the
 //! program's registers into the CPU area and redirects the vCPU to the
 //! kernel's preemption entry, like a signal upcall. Only program code is
 //! ever interrupted: a vCPU in the kernel reaches a scheduling point soon.
@@ -26,6 +28,9 @@ use crate::guest::setup::Layout;
 
 /// How often the ticker looks; a CPU is preempted after one to two ticks.
 pub const TICK: Duration = Duration::from_millis(5);
+/// The shortest sleep between looks, so a deadline the kernel hasn't
+/// acted on yet (its CPU is in the kernel) doesn't make the ticker spin.
+const MIN_SLEEP: Duration = Duration::from_micros(100);
 
 /// Per-vCPU preemption state shared by the ticker and the vCPU threads.
 pub struct Preemption {
@@ -76,8 +81,19 @@ impl Preemption {
     fn tick_forever(&self, ram: &GuestRam, layout: &Layout) {
         let count = self.requested.len();
         let mut last_epoch = vec![0u64; count];
+        let mut deadline: u64 = 0;
+        let mut acted_on: u64 = 0;
         loop {
-            std::thread::sleep(TICK);
+            // A tick, or less when a timed wait or a timer is due sooner;
+            // a whole tick again once the ticker has acted on a deadline
+            // the kernel hasn't moved on from yet.
+            let now = crate::host::monotonic_ns();
+            let sleep = match deadline {
+                0 => TICK,
+                deadline if deadline == acted_on => TICK,
+                deadline => Duration::from_nanos(deadline.saturating_sub(now)).min(TICK),
+            };
+            std::thread::sleep(sleep.max(MIN_SLEEP));
             let memory = ram.memory();
             let read = |cpu: usize, offset: usize| {
                 memory
@@ -85,7 +101,7 @@ impl Preemption {
                     .unwrap_or(0)
             };
             let waiting = read(0, std::mem::offset_of!(CpuArea, runnable_waiting));
-            let deadline = read(0, std::mem::offset_of!(CpuArea, next_deadline_ns));
+            deadline = read(0, std::mem::offset_of!(CpuArea, next_deadline_ns));
             let due = deadline != 0 && crate::host::monotonic_ns() >= deadline;
             // A completion nobody reaped: its thread waits to be woken by a
             // CPU that enters the kernel.
@@ -101,8 +117,14 @@ impl Preemption {
             let mut wanted = if waiting > 0 {
                 waiting as usize
             } else {
-                usize::from(due || unreaped)
+                usize::from(unreaped)
             };
+            // Something due: the first CPU running program code goes to the
+            // kernel now, not after a whole tick there.
+            let mut due_now = due;
+            if due {
+                acted_on = deadline;
+            }
             for (cpu, last) in last_epoch.iter_mut().enumerate() {
                 let epoch = read(cpu, std::mem::offset_of!(CpuArea, user_epoch));
                 let in_program = epoch % 2 == 1;
@@ -117,7 +139,8 @@ impl Preemption {
                 if signalled {
                     let _ = memory.write_obj(0u64, signal_field);
                 }
-                if signalled {
+                if signalled || (due_now && in_program) {
+                    due_now = false;
                     self.interrupt(cpu);
                 } else if wanted > 0 && in_program_all_tick {
                     wanted -= 1;

@@ -1,0 +1,32 @@
+//! Issue 16: what a signal costs, isle against native.
+
+use atoll_testprogs::{program, Flavor};
+
+use super::measure::{isle_with, median_figure, native_on, row};
+
+/// The signals table.
+pub fn signals_section() {
+    let probe = program(Flavor::Glibc, "signal_bench");
+    let two = ["-c", "2", "--overcommit"];
+    println!("\n| signals | isle | native | isle/native | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (what, key) in [
+        ("raise -> handler -> return, cycles", "raise_cycles"),
+        (
+            "pthread_kill to a thread spinning on another core, until its handler runs, cycles",
+            "pthread_kill_cycles",
+        ),
+        (
+            "setitimer every 10 ms while computing: handler lateness past due, cycles",
+            "timer_cycles",
+        ),
+    ] {
+        row(
+            what,
+            median_figure(|| isle_with(&two, &probe, &[]), key, false),
+            median_figure(|| native_on(None, &probe, &[]), key, false),
+            "",
+            "report",
+        );
+    }
+}
