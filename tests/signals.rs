@@ -20,6 +20,14 @@ fn timers_send_their_signals_as_natively() {
     assert_c_program_matches_native("timers");
 }
 
+/// signalfd, `programs/c/signalfd.c` against a native run: blocked
+/// signals read with their siginfo, blocking and not, through a dup, and
+/// the fd's readiness as poll and epoll see it.
+#[test]
+fn signalfd_reads_signals_as_natively() {
+    assert_c_program_matches_native("signalfd");
+}
+
 #[test]
 fn handlers_behave_as_natively_under_qemu() {
     if require(qemu_system()).is_none() {

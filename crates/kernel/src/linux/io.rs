@@ -54,6 +54,9 @@ pub(super) fn check_buffer(address: u64, len: u64) -> Result<(), i64> {
 
 pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
     let fd = fd_arg(fd)?;
+    if let Some(result) = super::signalfd::read(fd, buffer, len) {
+        return result;
+    }
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
     host_result(offload::call(Opcode::Read, [fd, buffer, len, 0, 0, 0]))
@@ -162,7 +165,16 @@ fn vectored(op: Opcode, fd: u64, iov: u64, count: u64, offset: u64, flags: u64) 
 
 pub fn close(fd: u64) -> SysResult {
     let fd = fd_arg(fd)?;
-    host_result(offload::call(Opcode::Close, [fd, 0, 0, 0, 0, 0]))
+    let closed = host_result(offload::call(Opcode::Close, [fd, 0, 0, 0, 0, 0]))?;
+    super::signalfd::closed(fd);
+    Ok(closed)
+}
+
+/// A dup's result: `new` is a copy of `old` now.
+fn duplicated(old: u64, result: SysResult) -> SysResult {
+    let new = result?;
+    super::signalfd::duplicated(old, new);
+    Ok(new)
 }
 
 pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
@@ -313,29 +325,36 @@ pub fn pwrite64(fd: u64, buffer: u64, len: u64, offset: u64) -> SysResult {
 }
 
 pub fn dup(fd: u64) -> SysResult {
-    host_result(offload::call(
-        Opcode::Dup,
-        [fd_arg(fd)?, u64::MAX, 0, 0, 0, 0],
-    ))
+    let fd = fd_arg(fd)?;
+    duplicated(
+        fd,
+        host_result(offload::call(Opcode::Dup, [fd, u64::MAX, 0, 0, 0, 0])),
+    )
 }
 
 pub fn dup2(old: u64, new: u64) -> SysResult {
     // dup2 of an fd onto itself just checks it (i32::MIN tells the host so).
     let flags = if old == new { i32::MIN as u64 } else { 0 };
-    host_result(offload::call(
-        Opcode::Dup,
-        [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
-    ))
+    duplicated(
+        old,
+        host_result(offload::call(
+            Opcode::Dup,
+            [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
+        )),
+    )
 }
 
 pub fn dup3(old: u64, new: u64, flags: u64) -> SysResult {
     if flags & !(O_CLOEXEC) != 0 {
         return Err(EINVAL);
     }
-    host_result(offload::call(
-        Opcode::Dup,
-        [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
-    ))
+    duplicated(
+        old,
+        host_result(offload::call(
+            Opcode::Dup,
+            [fd_arg(old)?, fd_arg(new)?, flags, 0, 0, 0],
+        )),
+    )
 }
 
 const O_CLOEXEC: u64 = 0o2000000;
@@ -344,11 +363,16 @@ pub fn fcntl(fd: u64, command: u64, argument: u64) -> SysResult {
     use atoll_abi::linux::fcntl::*;
     let fd = fd_arg(fd)?;
     match command {
-        F_DUPFD | F_GETFD | F_SETFD | F_GETFL | F_SETFL | F_DUPFD_CLOEXEC | F_GETPIPE_SZ
-        | F_SETPIPE_SZ => host_result(offload::call(
-            Opcode::Fcntl,
-            [fd, command, argument, 0, 0, 0],
-        )),
+        F_DUPFD | F_DUPFD_CLOEXEC => duplicated(
+            fd,
+            host_result(offload::call(
+                Opcode::Fcntl,
+                [fd, command, argument, 0, 0, 0],
+            )),
+        ),
+        F_GETFD | F_SETFD | F_GETFL | F_SETFL | F_GETPIPE_SZ | F_SETPIPE_SZ => host_result(
+            offload::call(Opcode::Fcntl, [fd, command, argument, 0, 0, 0]),
+        ),
         command if is_record_lock(command) => {
             check_buffer(argument, FLOCK_SIZE)?;
             host_result(offload::call(
@@ -367,6 +391,9 @@ pub fn close_range(first: u64, last: u64, flags: u64) -> SysResult {
         return Err(EINVAL);
     }
     // The isle has one fd table, so UNSHARE has nothing to unshare.
+    if flags & CLOSE_RANGE_CLOEXEC == 0 {
+        super::signalfd::closed_range(u64::from(first), u64::from(last));
+    }
     host_result(offload::call(
         Opcode::CloseRange,
         [

@@ -11,6 +11,7 @@ mod process;
 mod random;
 mod sched;
 mod signal;
+mod signalfd;
 mod thread;
 mod time;
 mod timer;
@@ -22,6 +23,8 @@ use crate::arch::x86_64::entry::SyscallFrame;
 use crate::signals::state::SA_RESTART;
 use crate::signals::{self, Next, Resume};
 use crate::trace;
+
+pub use signalfd::signal_queued as signalfd_queued;
 
 /// What a handler returns: the syscall's value, or a positive errno.
 pub type SysResult = Result<u64, i64>;
@@ -216,6 +219,8 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::RT_SIGTIMEDWAIT => signal::rt_sigtimedwait(a[0], a[1], a[2], a[3]),
         nr::RT_SIGQUEUEINFO => signal::rt_sigqueueinfo_process(a[0], a[1], a[2]),
         nr::RT_TGSIGQUEUEINFO => signal::rt_tgsigqueueinfo(a[0], a[1], a[2], a[3]),
+        nr::SIGNALFD => signalfd::signalfd(a[0], a[1], a[2]),
+        nr::SIGNALFD4 => signalfd::signalfd4(a[0], a[1], a[2], a[3]),
 
         nr::FUTEX => return futex::futex(a[0], a[1], a[2], a[3], a[4], a[5]),
         nr::SCHED_GETAFFINITY => sched::sched_getaffinity(a[0], a[1], a[2]),

@@ -95,8 +95,11 @@ fn queue(target: Target, info: Info) -> Sent {
         }
         sent
     };
-    if let Sent::Queued(Some(slot)) = sent {
-        if slot != me {
+    if let Sent::Queued(receiver) = sent {
+        // Pending now: a signalfd waiting for it becomes readable.
+        #[cfg(not(test))]
+        crate::linux::signalfd_queued(info.signal);
+        if let Some(slot) = receiver.filter(|&slot| slot != me) {
             sched::interrupt(slot);
         }
     }
