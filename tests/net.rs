@@ -97,6 +97,55 @@ fn http_get(port: u16, path: &str) -> String {
     panic!("the isle's server never listened on {port}");
 }
 
+/// `path` from the server on host port `port`: with curl where there is
+/// one (as a user would), else by hand.
+fn fetch(port: u16, path: &str) -> String {
+    if !std::path::Path::new("/usr/bin/curl").exists() {
+        return http_get(port, path);
+    }
+    let output = std::process::Command::new("/usr/bin/curl")
+        .args([
+            "-s",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "0",
+        ])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Go's net/http under `-p`, on two CPUs: its netpoller, timers, GC and
+/// goroutines answer curl, then it shuts down cleanly.
+#[test]
+fn a_go_http_server_in_an_isle_answers_curl() {
+    let host = free_port();
+    let path = program(Flavor::Go, "httpd");
+    let _slot = isle_slot();
+    let server = atoll()
+        .args(["run", "-c", "2", "--overcommit", "-p"])
+        .arg(format!("{host}:8080"))
+        .args([path.to_str().unwrap(), "8080", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for index in 0..5 {
+        let body = fetch(host, &format!("/go{index}"));
+        assert_eq!(
+            body,
+            format!("hello from Go in an isle: request {index} for /go{index} (64 blocks)\n")
+        );
+    }
+    let output = server.wait_with_output().unwrap();
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), "serving on 8080\n");
+    assert_eq!(stderr(&output), "");
+}
+
 #[test]
 fn a_host_client_talks_to_an_http_server_in_an_isle() {
     let host = free_port();
@@ -115,25 +164,8 @@ fn a_host_client_talks_to_an_http_server_in_an_isle() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let use_curl = std::path::Path::new("/usr/bin/curl").exists();
     for index in 0..3 {
-        let body = if use_curl {
-            let output = std::process::Command::new("/usr/bin/curl")
-                .args([
-                    "-s",
-                    "--retry",
-                    "20",
-                    "--retry-connrefused",
-                    "--retry-delay",
-                    "0",
-                ])
-                .arg(format!("http://127.0.0.1:{host}/page{index}"))
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        } else {
-            http_get(host, &format!("/page{index}"))
-        };
+        let body = fetch(host, &format!("/page{index}"));
         assert!(
             body.contains(&format!(
                 "hello from an isle: request {index} for /page{index}"

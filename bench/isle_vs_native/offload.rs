@@ -126,11 +126,22 @@ pub fn offload_section() {
 /// Requests per second of the same small HTTP server, in an isle and
 /// natively, under wrk (when installed).
 fn http_row() {
+    http_rps_row(
+        "HTTP requests per second under wrk (1 connection)",
+        &program(Flavor::Rust, "httpd"),
+        &[],
+        (29600, 29601),
+    );
+}
+
+/// Requests per second of `httpd` (arguments: PORT N), natively on host
+/// port `ports.0` and in an isle (with `isle_flags`) published on
+/// `ports.1`, under wrk with one connection (when wrk is installed).
+pub fn http_rps_row(what: &str, httpd: &Path, isle_flags: &[&str], ports: (u16, u16)) {
     if !Path::new("/usr/bin/wrk").exists() {
-        println!("| HTTP requests per second under wrk | - | - | - | wrk not installed |");
+        println!("| {what} | - | - | - | wrk not installed |");
         return;
     }
-    let httpd = program(Flavor::Rust, "httpd");
     let measure = |mut server: std::process::Child, port: u16| -> f64 {
         std::thread::sleep(Duration::from_millis(300));
         let output = Command::new("/usr/bin/wrk")
@@ -146,25 +157,22 @@ fn http_row() {
             .unwrap_or(f64::NAN)
     };
     let count = "100000000";
-    let native = Command::new(&httpd)
-        .args(["29600", count])
+    let native = Command::new(httpd)
+        .args([&ports.0.to_string(), count])
         .stdout(Stdio::null())
         .spawn()
         .expect("native server");
-    let native_rps = measure(native, 29600);
+    let native_rps = measure(native, ports.0);
     let isle = Command::new(ATOLL)
-        .args(["run", "-p", "29601:8080"])
-        .arg(&httpd)
+        .arg("run")
+        .args(isle_flags)
+        .arg("-p")
+        .arg(format!("{}:8080", ports.1))
+        .arg(httpd)
         .args(["8080", count])
         .stdout(Stdio::null())
         .spawn()
         .expect("isle server");
-    let isle_rps = measure(isle, 29601);
-    row(
-        "HTTP requests per second under wrk (1 connection)",
-        isle_rps,
-        native_rps,
-        "",
-        "at least 0.9x",
-    );
+    let isle_rps = measure(isle, ports.1);
+    row(what, isle_rps, native_rps, "", "at least 0.9x");
 }

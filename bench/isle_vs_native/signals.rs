@@ -1,8 +1,10 @@
-//! Issue 16: what a signal costs, isle against native.
+//! Issue 16: what a signal costs, isle against native, and a Go server
+//! (whose runtime lives on signals) under wrk.
 
 use atoll_testprogs::{program, Flavor};
 
 use super::measure::{isle_with, median_figure, native_on, row};
+use super::offload::http_rps_row;
 
 /// The signals table.
 pub fn signals_section() {
@@ -29,4 +31,10 @@ pub fn signals_section() {
             "report",
         );
     }
+    http_rps_row(
+        "Go net/http requests per second under wrk (1 connection, -c 2)",
+        &program(Flavor::Go, "httpd"),
+        &two,
+        (29610, 29611),
+    );
 }
