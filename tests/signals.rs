@@ -20,6 +20,21 @@ fn timers_send_their_signals_as_natively() {
     assert_c_program_matches_native("timers");
 }
 
+/// A Rust std program's handlers, through the C library it links: raise,
+/// pthread_kill to a std thread, setitimer while computing.
+#[test]
+fn a_rust_programs_handlers_run_as_natively() {
+    let path = program(Flavor::Rust, "signals");
+    let native = {
+        let _slot = isle_slot();
+        std::process::Command::new(&path).output().unwrap()
+    };
+    assert!(native.status.success(), "natively: {}", stderr(&native));
+    let isle = run(&["run", path.to_str().unwrap()]);
+    assert_eq!(status(&isle), 0, "{}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native));
+}
+
 /// signalfd, `programs/c/signalfd.c` against a native run: blocked
 /// signals read with their siginfo, blocking and not, through a dup, and
 /// the fd's readiness as poll and epoll see it.
@@ -98,47 +113,66 @@ fn wait_until_a_thread_reads_a_pipe(pid: u32) {
     }
 }
 
+/// Starts `name ARGS` (in an isle or natively), waits for its "ready"
+/// and until it blocks reading its stdin, sends `signals` to the process;
+/// what it printed after, and its end.
+fn signalled(
+    flavor: Flavor,
+    name: &str,
+    args: &[&str],
+    in_isle: bool,
+    signals: &[i32],
+) -> (String, std::process::Output) {
+    use std::io::BufRead;
+    let _slot = isle_slot();
+    let probe = program(flavor, name);
+    let mut command = if in_isle {
+        let mut command = atoll();
+        command.arg("run").arg(&probe);
+        command
+    } else {
+        std::process::Command::new(&probe)
+    };
+    // Its stdin: a pipe kept open and never written, to block in.
+    let mut child = command
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert_eq!(ready, "ready\n", "{flavor}");
+    if flavor != Flavor::Go {
+        // Sent once it blocks reading stdin (natively, or on the atoll
+        // worker serving the read), so the read is what the signal ends.
+        wait_until_a_thread_reads_a_pipe(child.id());
+    }
+    for &signal in signals {
+        // SAFETY: kill only sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    (rest, child.wait_with_output().unwrap())
+}
+
 /// Ctrl-C and `atoll stop` signal atoll: the program gets the signal, as
 /// a native one gets it from the shell; its handler runs, or with none the
 /// default action ends it.
 #[test]
 fn signals_sent_to_atoll_reach_the_program() {
-    use std::io::BufRead;
     use std::os::unix::process::ExitStatusExt;
-    // Starts the probe (in an isle or natively), waits for its "ready",
-    // sends `signal` to the process; what it printed after, and its end.
     let signalled = |flavor: Flavor, in_isle: bool, signals: &[i32]| {
-        let _slot = isle_slot();
-        let probe = program(flavor, "signals");
-        let mut command = if in_isle {
-            let mut command = atoll();
-            command.arg("run").arg(&probe);
-            command
-        } else {
-            std::process::Command::new(&probe)
-        };
-        // Its stdin: a pipe kept open and never written, to block in.
-        let mut child = command
-            .arg("waits_for_sigint_from_outside")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).unwrap();
-        assert_eq!(ready, "ready\n", "{flavor}");
-        // Sent once it blocks reading stdin (natively, or on the atoll
-        // worker serving the read), so the read is what the signal ends.
-        wait_until_a_thread_reads_a_pipe(child.id());
-        for &signal in signals {
-            // SAFETY: kill only sends a signal to our own child.
-            assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-        }
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        (rest, child.wait_with_output().unwrap())
+        signalled(
+            flavor,
+            "signals",
+            &["waits_for_sigint_from_outside"],
+            in_isle,
+            signals,
+        )
     };
     for &flavor in Flavor::C {
         // A resize (SIGWINCH, ignored by default) goes by; Ctrl-C ends the
@@ -168,6 +202,17 @@ fn signals_sent_to_atoll_reach_the_program() {
             assert_eq!(stderr(&isle.1), "", "{flavor}");
         }
     }
+}
+
+/// Go's os/signal.Notify catches the Ctrl-C sent to atoll while a
+/// goroutine computes, as natively.
+#[test]
+fn a_go_program_catches_ctrl_c_sent_to_atoll() {
+    let native = signalled(Flavor::Go, "notify", &[], false, &[libc::SIGINT]);
+    assert_eq!(native.0, "caught interrupt\n", "natively");
+    let isle = signalled(Flavor::Go, "notify", &[], true, &[libc::SIGINT]);
+    assert_eq!(isle.0, native.0, "{}", stderr(&isle.1));
+    assert_eq!(status(&isle.1), 0, "{}", stderr(&isle.1));
 }
 
 #[test]
