@@ -9,17 +9,23 @@ use std::process::Output;
 
 use common::*;
 
-/// (calls, rewritten) from the total line of a `--syscall-summary`.
-fn totals(output: &Output) -> (u64, u64) {
+/// The figures of the `--syscall-summary` line that ends with `name`.
+fn summary_figures(output: &Output, name: &str) -> (String, Vec<u64>) {
     let summary = stderr(output);
     let line = summary
         .lines()
-        .find(|line| line.trim_end().ends_with("  total"))
-        .unwrap_or_else(|| panic!("no total line in:\n{summary}"));
-    let numbers: Vec<u64> = line
+        .find(|line| line.trim_end().ends_with(&format!(" {name}")))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{summary}"));
+    let numbers = line
         .split_whitespace()
         .filter_map(|field| field.parse().ok())
         .collect();
+    (line.to_string(), numbers)
+}
+
+/// (calls, rewritten) from the total line of a `--syscall-summary`.
+fn totals(output: &Output) -> (u64, u64) {
+    let (line, numbers) = summary_figures(output, " total");
     match numbers[..] {
         [calls, rewritten, trapped] => {
             assert_eq!(calls, rewritten + trapped, "{line}");
@@ -162,5 +168,31 @@ fn rewriting_covers_the_calls_of_busybox() {
         args.extend_from_slice(applet);
         let output = run(&args);
         assert_covered(&format!("busybox {}", applet[0]), &output);
+    }
+}
+
+/// A handler's return goes through the C library's signal trampoline
+/// (`__restore_rt`: `mov $15,%rax; syscall`), whose .eh_frame entry starts
+/// one byte before its code, as signal trampolines' do. Its rt_sigreturn
+/// is rewritten like any call: a raise and its handler trap nowhere.
+#[test]
+fn a_handlers_return_through_the_signal_trampoline_is_rewritten() {
+    if no_rewrite_asked() {
+        return;
+    }
+    for &flavor in Flavor::C {
+        let path = program(flavor, "signals");
+        let output = run(&[
+            "run",
+            "--syscall-summary",
+            path.to_str().unwrap(),
+            "raise_runs_the_handler",
+        ]);
+        assert_eq!(status(&output), 0, "{flavor}: {}", stderr(&output));
+        let (line, numbers) = summary_figures(&output, "rt_sigreturn");
+        assert!(
+            matches!(numbers[..], [calls, _, rewritten, 0] if calls == 2 && rewritten == 2),
+            "{flavor}: {line}"
+        );
     }
 }

@@ -129,15 +129,17 @@ fn http_row() {
     http_rps_row(
         "HTTP requests per second under wrk (1 connection)",
         &program(Flavor::Rust, "httpd"),
+        "/",
         &[],
         (29600, 29601),
     );
 }
 
-/// Requests per second of `httpd` (arguments: PORT N), natively on host
-/// port `ports.0` and in an isle (with `isle_flags`) published on
-/// `ports.1`, under wrk with one connection (when wrk is installed).
-pub fn http_rps_row(what: &str, httpd: &Path, isle_flags: &[&str], ports: (u16, u16)) {
+/// Requests per second for `path` of `httpd` (arguments: PORT N),
+/// natively on host port `ports.0` and in an isle (with `isle_flags`)
+/// published on `ports.1`, under wrk with one connection (when wrk is
+/// installed).
+pub fn http_rps_row(what: &str, httpd: &Path, path: &str, isle_flags: &[&str], ports: (u16, u16)) {
     if !Path::new("/usr/bin/wrk").exists() {
         println!("| {what} | - | - | - | wrk not installed |");
         return;
@@ -145,7 +147,12 @@ pub fn http_rps_row(what: &str, httpd: &Path, isle_flags: &[&str], ports: (u16, 
     let measure = |mut server: std::process::Child, port: u16| -> f64 {
         std::thread::sleep(Duration::from_millis(300));
         let output = Command::new("/usr/bin/wrk")
-            .args(["-t1", "-c1", "-d3s", &format!("http://127.0.0.1:{port}/")])
+            .args([
+                "-t1",
+                "-c1",
+                "-d3s",
+                &format!("http://127.0.0.1:{port}{path}"),
+            ])
             .output()
             .expect("wrk runs");
         let _ = server.kill();

@@ -1,7 +1,8 @@
 // httpd PORT N: a net/http server that answers N requests, then shuts
 // down and exits 0. Each answer comes from a goroutine of net/http's,
 // after a timer and with the collector run, so the runtime's netpoller,
-// timers, GC and goroutine scheduling all take part.
+// timers, GC and goroutine scheduling all take part; /plain is answered
+// at once, for load tests.
 package main
 
 import (
@@ -31,6 +32,11 @@ func main() {
 	server := &http.Server{Addr: ":" + port}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		index := served.Add(1) - 1
+		// /plain (the bench's) answers at once.
+		if r.URL.Path == "/plain" {
+			fmt.Fprintf(w, "hello from Go in an isle: request %d\n", index)
+			return
+		}
 		<-time.After(time.Millisecond)
 		garbage := make([][]byte, 0, 64)
 		for i := 0; i < 64; i++ {

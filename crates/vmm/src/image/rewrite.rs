@@ -157,11 +157,15 @@ fn functions(elf: &Elf, image: &[u8]) -> BTreeSet<Function> {
                     continue;
                 };
                 if let Ok(fde) = partial.parse(EhFrame::cie_from_offset) {
-                    let start = fde.initial_address();
-                    if start != 0 && fde.len() > 0 {
+                    // A signal trampoline's entry (glibc's and musl's
+                    // __restore_rt, CIE augmentation "S") starts one byte
+                    // before its code, for unwinders that look up pc - 1.
+                    let skip = u64::from(fde.is_signal_trampoline());
+                    let start = fde.initial_address() + skip;
+                    if fde.initial_address() != 0 && fde.len() > skip {
                         found.insert(Function {
                             start,
-                            end: start.saturating_add(fde.len()),
+                            end: fde.initial_address().saturating_add(fde.len()),
                             open_ended: false,
                         });
                     }
@@ -457,7 +461,7 @@ impl Plan {
 }
 
 /// First line of a cached plan; a new analysis gets a new version.
-const PLAN_HEADER: &str = "atoll rewrite plan 3";
+const PLAN_HEADER: &str = "atoll rewrite plan 4";
 
 /// Where plans are cached: $XDG_CACHE_HOME/atoll or ~/.cache/atoll.
 fn cache_directory() -> Option<std::path::PathBuf> {
@@ -731,7 +735,7 @@ mod tests {
         let back = Plan::from_text(&text).unwrap();
         assert_eq!((back.sites, back.census), (plan.sites.clone(), plan.census));
         for damaged in [
-            text.replace("plan 3", "plan 0"),
+            text.replace(PLAN_HEADER, "atoll rewrite plan 0"),
             text.replace("site 401005 401000 401005", "site 401005 400000 401005"),
             text.replace("site 401005 401000 401005", "site 401005 401000 401009"),
             text.replace("census 2 1 3", "census 2 2 3"),
