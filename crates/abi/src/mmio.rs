@@ -18,6 +18,10 @@ pub const WAKE_HOST: u64 = 0x18;
 pub const PARK: u64 = 0x20;
 /// Value: a CPU index. Wake that vCPU if it is parked (it has work now).
 pub const KICK: u64 = 0x28;
+/// Value: a CPU index. The thread running there has a signal to act on
+/// (its CPU area's `signal_upcall` is set): interrupt that vCPU now if it
+/// runs program code, rather than at the ticker's next look.
+pub const SIGNAL: u64 = 0x30;
 /// Size of the doorbell page.
 pub const SIZE: u64 = 0x1000;
 

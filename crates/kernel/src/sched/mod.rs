@@ -569,6 +569,9 @@ pub fn interrupt(slot: usize) {
             (0..cpu_count()).find(|&cpu| cpu != me && CURRENT[cpu].load(Ordering::SeqCst) == slot)
         {
             cpu::request_signal_upcall(cpu);
+            // Now, not at the ticker's next look (up to a tick away): the
+            // sender pays one exit.
+            cpu::doorbell(mmio::SIGNAL, cpu as u64);
         }
     }
     drop(sched);

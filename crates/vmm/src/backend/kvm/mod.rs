@@ -233,6 +233,13 @@ pub(super) fn run_until_stop(
                 continue;
             }
             VcpuEvent::Doorbell {
+                offset: mmio::SIGNAL,
+                value,
+            } => {
+                preemption.interrupt_for_signal(value as usize);
+                continue;
+            }
+            VcpuEvent::Doorbell {
                 offset: mmio::PARK, ..
             } => {
                 // The vCPU's own index, not what the guest wrote.

@@ -150,6 +150,15 @@ impl Preemption {
         }
     }
 
+    /// The SIGNAL doorbell: a thread on vCPU `cpu` has a signal. Interrupted
+    /// now; if it isn't in program code then, the kernel sees the signal on
+    /// its way out (and the ticker's look catches the rest).
+    pub fn interrupt_for_signal(&self, cpu: usize) {
+        if cpu < self.requested.len() {
+            self.interrupt(cpu);
+        }
+    }
+
     fn interrupt(&self, cpu: usize) {
         let thread = self.threads[cpu].load(Ordering::SeqCst);
         if thread == 0 {
