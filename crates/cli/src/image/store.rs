@@ -57,7 +57,8 @@ pub struct Descriptor {
 pub struct Manifest {
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
-    #[serde(rename = "mediaType")]
+    /// Optional in the OCI image spec (skopeo, for one, leaves it out).
+    #[serde(rename = "mediaType", default)]
     pub media_type: String,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
@@ -542,4 +543,26 @@ pub fn layers(manifest: &Manifest) -> Result<Layers<'_>, StoreError> {
 /// Parses a manifest that arrived from outside (a registry or a pack).
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, StoreError> {
     serde_json::from_slice(bytes).map_err(StoreError::ImageManifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OCI image spec makes the manifest's mediaType optional; skopeo
+    /// writes manifests without one.
+    #[test]
+    fn a_manifest_without_a_media_type_is_read() {
+        let manifest = br#"{"schemaVersion":2,
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":2},
+            "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:bb","size":3}]}"#;
+        let manifest = parse_manifest(manifest).expect("a valid OCI manifest");
+        assert_eq!(manifest.media_type, "");
+        assert_eq!(
+            manifest.config.media_type,
+            "application/vnd.oci.image.config.v1+json"
+        );
+        assert_eq!(manifest.layers.len(), 1);
+        assert!(parse_manifest(br#"{"schemaVersion":2,"layers":[]}"#).is_err());
+    }
 }
