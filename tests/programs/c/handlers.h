@@ -29,3 +29,9 @@ static inline pthread_t start_thread_with_tid(void *(*body)(void *), volatile in
         sched_yield();
     return thread;
 }
+
+/* In main, with `const char *only` the case asked for ("" for all): runs
+ * case `name` if it is asked for. */
+#define CASE(name)                                                                                 \
+    if (!*only || strcmp(only, #name) == 0)                                                        \
+    name()

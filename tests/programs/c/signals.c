@@ -452,9 +452,6 @@ static void default_action_of_sigterm(void) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *only = argc > 1 ? argv[1] : "";
-#define CASE(name)                                                                                 \
-    if (!*only || strcmp(only, #name) == 0)                                                        \
-    name()
     CASE(raise_runs_the_handler);
     CASE(a_handler_changes_the_saved_context);
     CASE(masks_hold_signals_until_unblocked);

@@ -238,7 +238,10 @@ fn read_signals(fd: u64, mask: u64, buffer: u64, len: u64) -> SysResult {
             return Ok((taken * SIGINFO_SIZE) as u64);
         }
         settle(fd);
-        let status = host_result(offload::call(Opcode::Fcntl, [fd, 3, 0, 0, 0, 0]))?;
+        let status = host_result(offload::call(
+            Opcode::Fcntl,
+            [fd, atoll_abi::linux::fcntl::F_GETFL, 0, 0, 0, 0],
+        ))?;
         if status & O_NONBLOCK != 0 {
             return Err(EAGAIN);
         }
