@@ -53,6 +53,9 @@ pub struct IsleConfig<'a> {
     pub service_core: Option<usize>,
     /// What of the host's files the isle sees.
     pub mounts: Vec<MountSpec>,
+    /// Guest paths the isle can't open or list, though a mount holds them
+    /// (the host's secrets in its /etc).
+    pub hidden_paths: Vec<String>,
     /// Guest paths of mounts nothing but this isle can see (its private
     /// /tmp and /dev/shm).
     pub private_dirs: Vec<String>,
@@ -133,6 +136,31 @@ fn copy_segments(
     }
     Ok(())
 }
+
+/// Reads and parses the interpreter `name` a program asks for, through the
+/// isle's files, to be loaded on the first 2 MiB boundary above `above`.
+fn load_interpreter(
+    files: &Files,
+    name: &str,
+    above: u64,
+) -> Result<(Vec<u8>, Program), LoadError> {
+    let bytes = files
+        .read_file(name, MAX_INTERPRETER_SIZE)
+        .map_err(|errno| LoadError::MissingInterpreter {
+            name: name.to_string(),
+            reason: host::errno_text(errno),
+        })?;
+    let base = align_up(above, LARGE_PAGE_SIZE);
+    let parsed =
+        loader::parse_interpreter(&bytes, base).map_err(|error| LoadError::BadInterpreter {
+            name: name.to_string(),
+            reason: error.to_string(),
+        })?;
+    Ok((bytes, parsed))
+}
+
+/// The largest interpreter read: ld.so is a few hundred KiB.
+const MAX_INTERPRETER_SIZE: u64 = 64 << 20;
 
 /// Writes the stubs of `plan` at `area` and patches its sites, in guest
 /// memory, before any vCPU exists.
@@ -272,20 +300,36 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .cpu_count
         .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
     let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
-    let plan = if config.rewrite {
-        rewrite::analyze_cached(config.program_image).biased(program.bias)
-    } else {
-        rewrite::Plan::default()
+    let mut files = Files::new(&config.mounts, &config.cwd)?;
+    files.set_private_dirs(&config.private_dirs);
+    files.set_hidden(&config.hidden_paths);
+    // A dynamic program starts in its interpreter, read from the isle's own
+    // files (a --rootfs has its own) and loaded above the program.
+    let interpreter = match &program.interpreter {
+        Some(name) => Some(load_interpreter(&files, name, program.image_end)?),
+        None => None,
     };
-    // The stubs go right after the image, within reach of a rel32 jump.
-    let stub_area = align_up(program.image_end, PAGE_SIZE);
+    let images: Vec<(&[u8], &Program)> = std::iter::once((config.program_image, &program))
+        .chain(
+            interpreter
+                .as_ref()
+                .map(|(bytes, parsed)| (&bytes[..], parsed)),
+        )
+        .collect();
+    let mut plan = rewrite::Plan::default();
+    if config.rewrite {
+        for (bytes, parsed) in &images {
+            plan.merge(rewrite::analyze_cached(bytes).biased(parsed.bias));
+        }
+    }
+    let images_end = images.iter().map(|(_, parsed)| parsed.image_end).max();
+    // The stubs go right after the images, within reach of a rel32 jump.
+    let stub_area = align_up(images_end.unwrap_or(program.image_end), PAGE_SIZE);
     // Then the vDSO (its size doesn't depend on the clock it carries).
     let vdso_base = align_up(stub_area + rewrite::stub_area_size(&plan), PAGE_SIZE);
     let vdso_size = vdso::image(&kernel.vdso, &ClockInfo::default()).len() as u64;
     let heap_start = align_up(vdso_base + vdso_size, PAGE_SIZE);
     layout.check_program(program.image_start, heap_start)?;
-    let mut files = Files::new(&config.mounts, &config.cwd)?;
-    files.set_private_dirs(&config.private_dirs);
     let mut backend = backend::open(&config.backend, cpu_count, config.memory_size)?;
     tracing::debug!(elapsed = ?started.elapsed(), backend = backend.name(), "program parsed, backend open");
 
@@ -301,9 +345,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let huge_end = align_down(layout.stack_bottom, LARGE_PAGE_SIZE);
     ram.advise_huge_pages(huge_start, huge_end.saturating_sub(huge_start));
 
-    copy_segments(&ram, config.program_image, &program.segments, |address| {
-        address
-    })?;
+    for (bytes, parsed) in &images {
+        copy_segments(&ram, bytes, &parsed.segments, |address| address)?;
+    }
     copy_segments(&ram, config.kernel_image, &kernel.segments, |address| {
         layout.kernel_physical(address)
     })?;
@@ -329,7 +373,12 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         (AT_PHENT, program.phdr_entry_size),
         (AT_PHNUM, program.phdr_count),
         (AT_PAGESZ, PAGE_SIZE),
-        (AT_BASE, 0),
+        (
+            AT_BASE,
+            interpreter
+                .as_ref()
+                .map_or(0, |(_, parsed)| parsed.image_start),
+        ),
         (AT_FLAGS, 0),
         (AT_ENTRY, program.entry),
         (AT_UID, u64::from(identity.uid)),
@@ -385,7 +434,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         program: ProgramInfo {
             image_start: program.image_start,
             image_end: program.image_end,
-            entry: program.entry,
+            entry: interpreter
+                .as_ref()
+                .map_or(program.entry, |(_, parsed)| parsed.entry),
             stack_pointer,
             stack_bottom: layout.stack_bottom,
             stack_top: layout.stack_top,

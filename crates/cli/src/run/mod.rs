@@ -17,7 +17,7 @@ use atoll_vmm::{IsleConfig, IsleError, NetPolicy, Outcome};
 pub use self::args::RunArgs;
 use self::args::{check_memory, default_memory_limit, environment};
 use self::backend::{address_space, choose_backend, kernel_symbols_file};
-use self::mounts::mounts;
+use self::mounts::{mounts, View};
 use self::program::read_program;
 use self::source::apply_manifest;
 use self::tmp::PrivateTmp;
@@ -79,6 +79,8 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     let envp = environment(&args.env)?;
     let shown = program_arg.display();
     let image_to_run = args.image.take();
+    // A host program sees the host's system directories; an image has its own.
+    let host_program = image_to_run.is_none();
     let (kernel_image, image, exe_path) = match image_to_run {
         Some(image) => (image.kernel, image.program, image.exe_path),
         None => {
@@ -124,7 +126,11 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         tmp.directory().map(Path::to_path_buf),
         Some(registration.id),
     );
-    let (mounts, cwd) = mounts(&args.volumes, &args.files, &tmp)?;
+    let View {
+        mounts,
+        cwd,
+        hidden,
+    } = mounts(&args.volumes, &args.files, &tmp, host_program)?;
     let private_dirs = mounts
         .iter()
         .filter(|mount| mount.host.starts_with(&tmp.path) && !mount.read_only)
@@ -173,6 +179,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         service_core,
         private_dirs,
         mounts,
+        hidden_paths: hidden,
         cwd,
         net: NetPolicy {
             published: args.publish,

@@ -63,13 +63,58 @@ fn parse_volume(text: &str) -> Result<MountSpec, CliError> {
     })
 }
 
+/// The host's system directories a host program's isle sees, read-only,
+/// at the same paths: its libraries, ld.so's cache and configuration, and
+/// the data files programs read (Python's stdlib, zoneinfo, /etc/passwd).
+/// Where the host has a symlink (merged /usr: /lib -> usr/lib), the isle
+/// has the same symlink. Nothing else of the host is shown: not /home,
+/// /root, /var, /srv, /opt, /mnt, /media, /boot or /run, nor the host's
+/// /proc and /sys.
+const SYSTEM_DIRS: [&str; 8] = [
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+/// What of the host's /etc an isle never sees: credentials and private
+/// keys, which a program running as root could otherwise read.
+pub(crate) const HIDDEN_IN_ETC: [&str; 18] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_dsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/etc/ssl/private",
+    "/etc/security/opasswd",
+    "/etc/krb5.keytab",
+    "/etc/credstore",
+    "/etc/credstore.encrypted",
+    "/etc/NetworkManager/system-connections",
+    "/etc/wpa_supplicant",
+    "/etc/docker/key.json",
+];
+
+/// The isle's view of files.
+pub(super) struct View {
+    pub(super) mounts: Vec<MountSpec>,
+    /// Its initial working directory (a guest path).
+    pub(super) cwd: String,
+    /// Guest paths it can't reach though a mount holds them.
+    pub(super) hidden: Vec<String>,
+}
+
 /// The isle's mounts (the current directory by default, plus a private
-/// /tmp and /dev/shm unless they are mounted) and its working directory.
+/// /tmp and /dev/shm unless they are mounted, plus the host's system
+/// directories for a host program) and its working directory.
 pub(super) fn mounts(
     volumes: &[String],
     files: &[MountSpec],
     tmp: &PrivateTmp,
-) -> Result<(Vec<MountSpec>, String), CliError> {
+    host_system: bool,
+) -> Result<View, CliError> {
     let host_cwd = std::env::current_dir()
         .map_err(|error| CliError::usage(format!("cannot read the current directory: {error}")))?;
     let mut mounts = if volumes.is_empty() {
@@ -127,6 +172,10 @@ pub(super) fn mounts(
     // A read-only root holding just the mount points (and /dev), so that
     // `/`, `..` above a mount and `mkdir -p` of absolute paths behave.
     let root = tmp.path.join("root");
+    let mut hidden = Vec::new();
+    if host_system && !mounts.iter().any(|mount| mount.guest == "/") {
+        hidden = system_view(&mut mounts, &root)?;
+    }
     for mount in &mounts {
         let _ = std::fs::create_dir_all(root.join(mount.guest.trim_start_matches('/')));
     }
@@ -139,5 +188,56 @@ pub(super) fn mounts(
             keep_owners: false,
         });
     }
-    Ok((mounts, cwd))
+    Ok(View {
+        mounts,
+        cwd,
+        hidden,
+    })
+}
+
+/// Adds [`SYSTEM_DIRS`] the user hasn't mounted over: directories as
+/// read-only mounts, symlinks as the same symlinks in the isle's `root`.
+/// Returns the paths to hide.
+fn system_view(
+    mounts: &mut Vec<MountSpec>,
+    root: &std::path::Path,
+) -> Result<Vec<String>, CliError> {
+    let mut hidden = Vec::new();
+    for dir in SYSTEM_DIRS {
+        // A user's mount at or above it wins (-v /x:/usr, or the cwd /usr/src
+        // is more specific and stays).
+        if mounts
+            .iter()
+            .any(|mount| mount.guest == dir || dir.starts_with(&format!("{}/", mount.guest)))
+        {
+            continue;
+        }
+        let host = std::path::Path::new(dir);
+        let Ok(metadata) = std::fs::symlink_metadata(host) else {
+            continue;
+        };
+        if metadata.file_type().is_symlink() {
+            let target = std::fs::read_link(host).map_err(|error| {
+                CliError::failed(format!("cannot read the host's {dir}: {error}"))
+            })?;
+            let link = root.join(dir.trim_start_matches('/'));
+            if let Some(parent) = link.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            std::os::unix::fs::symlink(&target, &link).map_err(|error| {
+                CliError::failed(format!("cannot make {dir} in the isle's root: {error}"))
+            })?;
+        } else if metadata.is_dir() {
+            mounts.push(MountSpec {
+                host: host.to_path_buf(),
+                guest: dir.into(),
+                read_only: true,
+                keep_owners: false,
+            });
+            if dir == "/etc" {
+                hidden.extend(HIDDEN_IN_ETC.iter().map(|path| path.to_string()));
+            }
+        }
+    }
+    Ok(hidden)
 }

@@ -15,6 +15,7 @@ mod signalfd;
 mod thread;
 mod time;
 mod timer;
+mod xattr;
 
 use atoll_abi::linux::errno::{EINTR, ENOSYS};
 use atoll_abi::syscalls::nr;
@@ -332,7 +333,36 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::FSYNC => io::fsync(a[0], false),
         nr::FDATASYNC => io::fsync(a[0], true),
         nr::FTRUNCATE => io::ftruncate(a[0], a[1]),
+
+        nr::GETXATTR | nr::LGETXATTR | nr::FGETXATTR => {
+            xattr::getxattr(xattr_file(number, a[0]), a[1])
+        }
+        nr::LISTXATTR | nr::LLISTXATTR | nr::FLISTXATTR => {
+            xattr::listxattr(xattr_file(number, a[0]))
+        }
+        nr::SETXATTR
+        | nr::LSETXATTR
+        | nr::FSETXATTR
+        | nr::REMOVEXATTR
+        | nr::LREMOVEXATTR
+        | nr::FREMOVEXATTR => xattr::setxattr(xattr_file(number, a[0]), a[1]),
         _ => return None,
     };
     Some(result)
+}
+
+/// The file an xattr call names: its first argument, a path (followed or
+/// not, as the call's l- prefix says) or an fd (the f- calls).
+fn xattr_file(number: u64, first: u64) -> xattr::File {
+    match number {
+        nr::FGETXATTR | nr::FLISTXATTR | nr::FSETXATTR | nr::FREMOVEXATTR => xattr::File::Fd(first),
+        nr::LGETXATTR | nr::LLISTXATTR | nr::LSETXATTR | nr::LREMOVEXATTR => xattr::File::Path {
+            path: first,
+            follow: false,
+        },
+        _ => xattr::File::Path {
+            path: first,
+            follow: true,
+        },
+    }
 }

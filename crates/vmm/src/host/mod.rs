@@ -125,6 +125,16 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// Ignore SIGPIPE so a closed pipe shows up as EPIPE, which the isle turns
 /// into the program's own SIGPIPE.
+/// What errno `errno` (positive or negated) means, as strerror says it.
+pub fn errno_text(errno: i64) -> String {
+    let error = std::io::Error::from_raw_os_error(errno.unsigned_abs() as i32);
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
 pub fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN has no memory-safety conditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };

@@ -1,8 +1,11 @@
 //! ELF loading: the program (untrusted input) and the kernel (built in).
 //!
-//! A program must be a static x86_64 ELF executable: ET_EXEC, or ET_DYN
-//! without an interpreter (static-pie, loaded at PIE_LOAD_BASE; it relocates
-//! itself). Every header field is checked before it is used.
+//! A program is an x86_64 ELF executable: ET_EXEC at its link address, or
+//! ET_DYN (PIE, static-pie, or a dynamic loader run as a program) at
+//! PIE_LOAD_BASE. One that names an interpreter (PT_INTERP) is started
+//! there instead: the interpreter, an ET_DYN, is loaded above the program
+//! and maps the libraries itself. Every header field is checked before it
+//! is used.
 
 use atoll_abi::layout::{
     align_down, align_up, KERNEL_VIRT_BASE, MAX_RAM_SIZE, PAGE_SIZE, PIE_LOAD_BASE,
@@ -25,10 +28,12 @@ pub enum LoadError {
     #[error("is not an executable (ELF type {0})")]
     NotExecutable(String),
     #[error(
-        "is dynamically linked (it asks for {0}); isles run static programs: build with \
-         `musl-gcc -static`, `gcc -static` or `cargo build --target x86_64-unknown-linux-musl`"
+        "is dynamically linked, and its interpreter {name} is not in the isle ({reason}): \
+         run it with --rootfs DIR holding its libraries, or link it statically"
     )]
-    Dynamic(String),
+    MissingInterpreter { name: String, reason: String },
+    #[error("is dynamically linked, and its interpreter {name} {reason}")]
+    BadInterpreter { name: String, reason: String },
     #[error("is a corrupt ELF: {0}")]
     Corrupt(String),
 }
@@ -55,8 +60,10 @@ pub struct Program {
     pub phdr_count: u64,
     pub phdr_entry_size: u64,
     pub position_independent: bool,
-    /// What was added to the ELF's addresses to load it (0 unless static-pie).
+    /// What was added to the ELF's addresses to load it (0 unless ET_DYN).
     pub bias: u64,
+    /// The interpreter it asks for (PT_INTERP), a path in the isle.
+    pub interpreter: Option<String>,
 }
 
 fn describe_start(bytes: &[u8]) -> String {
@@ -143,6 +150,28 @@ fn program_headers(bytes: &[u8], header: &Header) -> Result<Vec<ProgramHeader>, 
 
 /// Parses and checks a program image.
 pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
+    parse_at(bytes, PIE_LOAD_BASE)
+}
+
+/// Parses and checks a program's interpreter, loaded at `base` (a page
+/// boundary): an ET_DYN that needs no interpreter itself.
+pub fn parse_interpreter(bytes: &[u8], base: u64) -> Result<Program, LoadError> {
+    let interpreter = parse_at(bytes, base)?;
+    if !interpreter.position_independent {
+        return Err(LoadError::NotExecutable(
+            "EXEC, where an interpreter must be DYN (position-independent)".into(),
+        ));
+    }
+    if let Some(name) = interpreter.interpreter {
+        return Err(LoadError::NotExecutable(format!(
+            "an interpreter that asks for an interpreter itself ({name})"
+        )));
+    }
+    Ok(interpreter)
+}
+
+/// [`parse_program`] with ET_DYN images placed at `base`.
+fn parse_at(bytes: &[u8], base: u64) -> Result<Program, LoadError> {
     let header = parse_header(bytes)?;
     let position_independent = match header.e_type {
         header::ET_EXEC => false,
@@ -154,21 +183,10 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
         }
     };
     let headers = program_headers(bytes, &header)?;
-    if let Some(interp) = headers.iter().find(|ph| ph.p_type == PT_INTERP) {
-        let start = interp.p_offset as usize;
-        let end = start
-            .saturating_add(interp.p_filesz as usize)
-            .min(bytes.len());
-        let name = bytes.get(start..end).unwrap_or_default();
-        let name = String::from_utf8_lossy(name)
-            .trim_end_matches('\0')
-            .to_string();
-        return Err(LoadError::Dynamic(if name.is_empty() {
-            "an interpreter".into()
-        } else {
-            name
-        }));
-    }
+    let interpreter = match headers.iter().find(|ph| ph.p_type == PT_INTERP) {
+        Some(interp) => Some(interpreter_name(bytes, interp)?),
+        None => None,
+    };
     if header.e_entry == 0 {
         return Err(LoadError::NotExecutable(
             "DYN without an entry point (a shared library)".into(),
@@ -181,8 +199,7 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
     }
     let min_address = loads.iter().map(|ph| ph.p_vaddr).min().unwrap_or(0);
     let bias = if position_independent {
-        PIE_LOAD_BASE
-            .checked_sub(align_down(min_address, PAGE_SIZE))
+        base.checked_sub(align_down(min_address, PAGE_SIZE))
             .ok_or_else(|| LoadError::Corrupt(format!("PIE segments start at {min_address:#x}")))?
     } else {
         0
@@ -274,7 +291,27 @@ pub fn parse_program(bytes: &[u8]) -> Result<Program, LoadError> {
         phdr_entry_size: u64::from(header.e_phentsize),
         position_independent,
         bias,
+        interpreter,
     })
+}
+
+/// The path PT_INTERP names: NUL-terminated, absolute, in the file.
+fn interpreter_name(bytes: &[u8], interp: &ProgramHeader) -> Result<String, LoadError> {
+    let name = usize::try_from(interp.p_offset)
+        .ok()
+        .zip(usize::try_from(interp.p_filesz).ok())
+        .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
+        .ok_or_else(|| LoadError::Corrupt("PT_INTERP lies outside the file".into()))?;
+    let name = name.strip_suffix(b"\0").unwrap_or(name);
+    match std::str::from_utf8(name) {
+        Ok(name) if name.starts_with('/') && !name.contains('\0') && name.len() < 4096 => {
+            Ok(name.to_string())
+        }
+        _ => Err(LoadError::Corrupt(format!(
+            "PT_INTERP is not an absolute path: {:?}",
+            String::from_utf8_lossy(&name[..name.len().min(80)])
+        ))),
+    }
 }
 
 /// The built-in kernel: its segments (at kernel virtual addresses) and the

@@ -389,6 +389,15 @@ pub fn analyze(image: &[u8]) -> Plan {
 }
 
 impl Plan {
+    /// Adds the sites of another image's plan (already biased) to this one.
+    pub fn merge(&mut self, other: Plan) {
+        self.sites.extend(other.sites);
+        self.census.proved += other.census.proved;
+        self.census.rewritten += other.census.rewritten;
+        self.census.unfit.extend(other.census.unfit);
+        self.census.undecodable_functions += other.census.undecodable_functions;
+    }
+
     /// The plan for the image loaded `bias` above its ELF addresses.
     pub fn biased(mut self, bias: u64) -> Self {
         for site in &mut self.sites {

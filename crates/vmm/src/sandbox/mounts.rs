@@ -62,6 +62,8 @@ pub struct Files {
     pub(super) state: Mutex<State>,
     /// Guest paths of directories only this isle can see.
     pub(super) private_dirs: Vec<String>,
+    /// Guest paths the isle can't reach, though a mount holds them.
+    pub(super) hidden: Vec<String>,
 }
 
 impl Files {
@@ -121,6 +123,7 @@ impl Files {
         }
         Ok(Self {
             private_dirs: Vec::new(),
+            hidden: Vec::new(),
             mounts,
             state: Mutex::new(State {
                 fds,
@@ -133,6 +136,22 @@ impl Files {
     /// Names the directories (guest paths) only this isle can see.
     pub fn set_private_dirs(&mut self, dirs: &[String]) {
         self.private_dirs = dirs.iter().map(|dir| normalize(dir)).collect();
+    }
+
+    /// Hides guest paths (and what is below them): opening, stat or
+    /// listing them finds nothing, as if the mount didn't hold them.
+    pub fn set_hidden(&mut self, paths: &[String]) {
+        self.hidden = paths.iter().map(|path| normalize(path)).collect();
+    }
+
+    /// Whether the normalized absolute guest path is hidden.
+    pub(super) fn is_hidden(&self, absolute: &str) -> bool {
+        self.hidden.iter().any(|hidden| {
+            absolute == hidden
+                || absolute
+                    .strip_prefix(hidden.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
 
     /// Whether guest fd `fd` was opened under a directory only this isle
@@ -151,6 +170,9 @@ impl Files {
 
     /// The mount showing a normalized absolute guest path, and the path inside it.
     pub(super) fn locate(&self, absolute: &str) -> Result<(usize, String), i64> {
+        if self.is_hidden(absolute) {
+            return Err(ENOENT);
+        }
         let mount = self
             .mounts
             .iter()

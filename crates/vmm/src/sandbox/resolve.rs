@@ -75,9 +75,9 @@ pub fn normalize(path: &str) -> String {
 
 impl Files {
     /// Resolves `path` (relative to `dirfd`'s guest path or the cwd) to a
-    /// mount and the path inside it. Absolute symlinks met on the way are
-    /// followed in the isle's namespace (the host kernel, confined to the
-    /// mount, would take them relative to the mount); a final one only if
+    /// mount and the path inside it. Symlinks met on the way are followed
+    /// in the isle's namespace (the host kernel, confined to the mount,
+    /// would take them relative to the mount); a final one only if
     /// `follow_last`.
     pub(super) fn resolve_follow(
         &self,
@@ -123,7 +123,7 @@ impl Files {
         self.resolve_follow(state, dirfd, path, false)
     }
 
-    /// Rewrites `absolute` until no absolute symlink lies on it (see
+    /// Rewrites `absolute` until no symlink lies on it (see
     /// [`Self::resolve_follow`]); ELOOP after 40 rewrites, as Linux.
     fn expand_symlinks(&self, mut absolute: String, follow_last: bool) -> Result<String, i64> {
         'rewrite: for _ in 0..40 {
@@ -162,15 +162,22 @@ impl Files {
                 let mut target = vec![0u8; 4096];
                 // Fails (EINVAL/ENOENT) unless the fd is a symlink.
                 let len = rustix::fs::readlinkat_raw(&fd, c"", &mut target[..]).unwrap_or(0);
-                if len == 0 || target[0] != b'/' {
-                    // Not a symlink, or a relative one: the host follows
-                    // those inside the mount.
+                if len == 0 {
                     continue;
                 }
                 target.truncate(len);
                 let target = String::from_utf8(target).map_err(|_| EINVAL)?;
                 let rest = parts[index + 1..].join("/");
-                absolute = normalize(&format!("{target}/{rest}"));
+                // A relative one is taken from its directory in the isle's
+                // namespace too: its `..` may leave the mount (/lib ->
+                // usr/lib in a root that only holds the mount point).
+                let from = if target.starts_with('/') {
+                    String::new()
+                } else {
+                    let mount_guest = &self.mounts[mount].guest;
+                    format!("{mount_guest}/{}", parts[..index].join("/"))
+                };
+                absolute = normalize(&format!("{from}/{target}/{rest}"));
                 continue 'rewrite;
             }
             return Ok(absolute);
@@ -332,5 +339,32 @@ impl Files {
         }
         let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
         self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
+    }
+
+    /// The whole of the regular file at absolute guest path `path`, as the
+    /// isle would read it (symlinks followed in its namespace), if it is at
+    /// most `limit` bytes: how the monitor reads a program's interpreter.
+    pub fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, i64> {
+        use std::io::Read;
+        let fd = {
+            let state = self.lock();
+            let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
+            self.open_inside(&resolved, libc::O_RDONLY, 0)?
+        };
+        let file = std::fs::File::from(fd);
+        let metadata = file
+            .metadata()
+            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
+        if !metadata.is_file() {
+            return Err(i64::from(libc::EACCES));
+        }
+        if metadata.len() > limit {
+            return Err(i64::from(libc::EFBIG));
+        }
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
+        Ok(bytes)
     }
 }
