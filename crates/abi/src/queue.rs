@@ -219,6 +219,11 @@ opcodes! {
     /// `args[0]` for a signal: if it waits on the host, it ends at once
     /// with EINTR (one not yet begun doesn't begin). Sent unwaited.
     Interrupt = 68,
+    /// Rewrites the syscall sites of code just read from a file into guest
+    /// memory (mmap PROT_EXEC): (fd, address, len, offset, area,
+    /// area_len). With `area` 0 it returns the bytes of stubs needed (0:
+    /// none); then it writes them at `area` and patches the sites.
+    RewriteMapped = 69,
 }
 
 impl Opcode {
@@ -375,7 +380,11 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::Interrupt.as_u32() + 1, "numbers stay dense");
+        assert_eq!(
+            known,
+            Opcode::RewriteMapped.as_u32() + 1,
+            "numbers stay dense"
+        );
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

@@ -162,34 +162,6 @@ fn load_interpreter(
 /// The largest interpreter read: ld.so is a few hundred KiB.
 const MAX_INTERPRETER_SIZE: u64 = 64 << 20;
 
-/// Writes the stubs of `plan` at `area` and patches its sites, in guest
-/// memory, before any vCPU exists.
-fn rewrite_sites(
-    ram: &GuestRam,
-    plan: &rewrite::Plan,
-    area: u64,
-    entry: u64,
-) -> Result<(), SetupError> {
-    let code = |address: u64, len: usize| {
-        let mut bytes = vec![0u8; len];
-        ram.memory()
-            .read_slice(&mut bytes, GuestAddress(address))
-            .ok()
-            .map(|()| bytes)
-    };
-    let (stubs, patches) = rewrite::build(plan, area, entry, code);
-    let write = |bytes: &[u8], address: u64| {
-        ram.memory()
-            .write_slice(bytes, GuestAddress(address))
-            .map_err(|error| SetupError::Memory(error.to_string()))
-    };
-    write(&stubs, area)?;
-    for (address, bytes) in patches {
-        write(&bytes, address)?;
-    }
-    Ok(())
-}
-
 /// The thread writing this process's stats file, while it runs.
 struct StatsPublisher {
     /// Dropped to stop it.
@@ -291,6 +263,20 @@ fn report_rewriting(enabled: bool, census: &rewrite::Census) {
     }
 }
 
+/// The rest of `--syscall-summary`'s rewriting report: the code mapped
+/// from files (libraries) as the program ran.
+fn report_mapped_rewriting(census: &rewrite::Census) {
+    if census.proved == 0 {
+        return;
+    }
+    eprintln!(
+        "atoll: syscall sites in mapped libraries: {} found by decoding, {} rewritten, {} left trapping",
+        census.proved,
+        census.rewritten,
+        census.unfit.len()
+    );
+}
+
 /// Boots an isle and runs the program to completion.
 pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let started = std::time::Instant::now();
@@ -351,7 +337,14 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     copy_segments(&ram, config.kernel_image, &kernel.segments, |address| {
         layout.kernel_physical(address)
     })?;
-    rewrite_sites(&ram, &plan, stub_area, kernel.rewritten_entry)?;
+    // The monitor copied the images itself: every site is as analyzed.
+    crate::offload::code::write_rewrites(&ram, &plan, stub_area, kernel.rewritten_entry, |_, _| {
+        true
+    })
+    .map_err(|_| SetupError::Memory("the syscall stubs lie outside guest RAM".into()))?;
+    if config.rewrite {
+        crate::offload::code::enable(kernel.rewritten_entry);
+    }
     tracing::debug!(census = ?plan.census, "syscall sites rewritten");
     setup::write_page_tables(ram.memory(), &layout, heap_start)?;
     setup::write_descriptor_tables(ram.memory(), &layout, kernel.exception_vectors)?;
@@ -504,6 +497,9 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     stop_publishing_stats();
     if config.flags & atoll_abi::boot::flags::SYSCALL_SUMMARY != 0 {
         report_rewriting(config.rewrite, &plan.census);
+        if config.rewrite {
+            report_mapped_rewriting(&crate::offload::code::census());
+        }
     }
     Ok(outcome)
 }

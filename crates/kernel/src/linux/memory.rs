@@ -245,9 +245,10 @@ fn map_file(request: FileMap, show: impl FnOnce(u64, u64) -> Result<(), i64>) ->
     Ok(start)
 }
 
-/// MAP_PRIVATE of a file: a private copy read in now.
+/// MAP_PRIVATE of a file: a private copy read in now. Code (PROT_EXEC)
+/// then has its syscall sites rewritten by the host, before it can run.
 fn map_private_file(request: FileMap) -> SysResult {
-    map_file(request, |start, _| {
+    let start = map_file(request, |start, _| {
         let len = request.len;
         let mut done = 0;
         while done < len {
@@ -261,7 +262,42 @@ fn map_private_file(request: FileMap) -> SysResult {
             }
         }
         Ok(())
-    })
+    })?;
+    if request.prot & PROT_EXEC != 0 {
+        rewrite_mapped_code(request, start);
+    }
+    Ok(start)
+}
+
+/// Has the host rewrite the syscall sites of code just read in at `start`
+/// (see `atoll_vmm::offload::code`): it says how much room the stubs need,
+/// the kernel maps that nearby (mmap places downwards, so just below) and
+/// the host fills it and patches the sites. Any failure only leaves the
+/// sites trapping, which is correct, just slower.
+fn rewrite_mapped_code(request: FileMap, start: u64) {
+    let args = [request.fd, start, request.len, request.offset, 0, 0];
+    let needed = offload::call(Opcode::RewriteMapped, args);
+    if needed <= 0 {
+        return;
+    }
+    let Ok(area) = mm::map_anonymous(0, needed as u64, Placement::Anywhere, Access::ReadWrite)
+    else {
+        return;
+    };
+    let args = [
+        request.fd,
+        start,
+        request.len,
+        request.offset,
+        area,
+        needed as u64,
+    ];
+    if offload::call(Opcode::RewriteMapped, args) <= 0 {
+        let _ = mm::unmap(area, needed as u64);
+        return;
+    }
+    // The stubs are code: nothing writes them again.
+    let _ = mm::protect(area, needed as u64, Access::Read);
 }
 
 /// MAP_SHARED of a file: the kernel reserves the range, the host shows

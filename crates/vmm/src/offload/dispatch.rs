@@ -7,7 +7,7 @@ use atoll_abi::queue::{memory, Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::net::NetPolicy;
-use super::{events, file_mapping, fs, io, net};
+use super::{code, events, file_mapping, fs, io, net};
 use crate::guest::memory::GuestRam;
 use crate::sandbox::Files;
 
@@ -79,6 +79,7 @@ pub(super) fn handle(
         Opcode::MapFile | Opcode::UnmapFile | Opcode::Msync | Opcode::RemapFile => {
             file_mapping::handle(ram, files, op, request)
         }
+        Opcode::RewriteMapped => code::rewrite_mapped(ram, files, request),
 
         Opcode::Socket => net::socket(files, request),
         Opcode::SocketPair => net::socket_pair(ram, files, request),

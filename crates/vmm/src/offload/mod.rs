@@ -16,6 +16,7 @@
 //!   - [`net`]: sockets under the network policy;
 //!   - [`file_mapping`]: MAP_SHARED file mappings.
 
+pub mod code;
 mod dispatch;
 mod events;
 pub mod file_mapping;
