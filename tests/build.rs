@@ -1,8 +1,10 @@
 //! Builds the real test programs that atoll runs inside its isle.
 //!
-//! * every `programs/c/*.c` is compiled twice, statically (with `-pthread`):
-//!   with `musl-gcc` into `OUT_DIR/programs/musl/NAME` and with `gcc` (glibc)
-//!   into `OUT_DIR/programs/glibc/NAME`;
+//! * every `programs/c/*.c` is compiled four times (with `-pthread`):
+//!   statically with `musl-gcc` into `OUT_DIR/programs/musl/NAME` and with
+//!   `gcc` (glibc) into `OUT_DIR/programs/glibc/NAME`, and dynamically into
+//!   `musl-dynamic/` and `glibc-dynamic/`; those in `programs/c/dynamic/`
+//!   (dlopen) only dynamically;
 //! * the standalone cargo package `programs/rust` is built for
 //!   `x86_64-unknown-linux-musl` and its binaries are copied to
 //!   `OUT_DIR/programs/rust/NAME`;
@@ -44,16 +46,32 @@ struct CCompiler {
     program: &'static str,
     /// Output sub-directory (the flavor label).
     flavor: &'static str,
+    /// How it links: `-static`, or nothing for a dynamic PIE.
+    link: &'static [&'static str],
 }
 
 const C_COMPILERS: &[CCompiler] = &[
     CCompiler {
         program: "musl-gcc",
         flavor: "musl",
+        link: &["-static"],
     },
     CCompiler {
         program: "gcc",
         flavor: "glibc",
+        link: &["-static"],
+    },
+    // Dynamically linked (PIE, the distribution's default): run through
+    // the interpreter each names, with the host's shared libraries.
+    CCompiler {
+        program: "musl-gcc",
+        flavor: "musl-dynamic",
+        link: &[],
+    },
+    CCompiler {
+        program: "gcc",
+        flavor: "glibc-dynamic",
+        link: &[],
     },
 ];
 
@@ -144,12 +162,19 @@ fn build_c_programs(src_dir: &Path, programs_out: &Path) {
     // Start every compile first, then collect them: the compiles are
     // independent, so this runs them in parallel.
     let mut jobs: Vec<(String, Child)> = Vec::new();
-    for src in &sources {
+    // Those in `dynamic/` need a dynamic linker (dlopen): only those builds.
+    let dynamic_only = files_with_ext(&src_dir.join("dynamic"), "c");
+    for src in sources.iter().chain(&dynamic_only) {
+        println!("cargo:rerun-if-changed={}", src.display());
         let name = file_stem(src);
         for cc in C_COMPILERS {
+            if dynamic_only.contains(src) && cc.link.contains(&"-static") {
+                continue;
+            }
             let out = programs_out.join(cc.flavor).join(&name);
             let child = Command::new(cc.program)
-                .args(["-static", "-O2", "-g", "-Wall", "-pthread", "-o"])
+                .args(cc.link)
+                .args(["-O2", "-g", "-Wall", "-pthread", "-o"])
                 .arg(&out)
                 .arg(src)
                 .stdin(Stdio::null())

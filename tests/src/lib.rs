@@ -3,8 +3,8 @@
 //! The build script compiles the C programs in `programs/c/` with both
 //! `musl-gcc -static` and `gcc -static` (glibc), the Rust programs in
 //! `programs/rust/src/bin/` for `x86_64-unknown-linux-musl`, and the Go
-//! programs in `programs/go/` with `CGO_ENABLED=0`. All of them are fully
-//! static x86_64 Linux executables.
+//! programs in `programs/go/` with `CGO_ENABLED=0`, all as fully static
+//! x86_64 Linux executables; and the C programs again dynamically linked.
 //!
 //! ```no_run
 //! use atoll_testprogs::{program, Flavor};
@@ -29,6 +29,12 @@ pub enum Flavor {
     Rust,
     /// Go, `CGO_ENABLED=0` (static; the runtime makes its own syscalls).
     Go,
+    /// C, dynamically linked against musl (`musl-gcc`, PIE, started by
+    /// /lib/ld-musl-x86_64.so.1).
+    MuslDynamic,
+    /// C, dynamically linked against glibc (`gcc`, PIE, started by
+    /// /lib64/ld-linux-x86-64.so.2).
+    GlibcDynamic,
 }
 
 impl Flavor {
@@ -36,8 +42,12 @@ impl Flavor {
     /// built in, in a stable order. Go has only programs of its own.
     pub const ALL: &'static [Flavor] = &[Flavor::Musl, Flavor::Glibc, Flavor::Rust];
 
-    /// The C flavors (every program in `programs/c/` exists in both).
+    /// The static C flavors (every program in `programs/c/` exists in all
+    /// the C flavors).
     pub const C: &'static [Flavor] = &[Flavor::Musl, Flavor::Glibc];
+
+    /// The dynamically linked C flavors.
+    pub const DYNAMIC: &'static [Flavor] = &[Flavor::MuslDynamic, Flavor::GlibcDynamic];
 
     /// Short name; also the sub-directory of [`programs_dir`] holding the
     /// flavor's binaries.
@@ -47,6 +57,8 @@ impl Flavor {
             Flavor::Glibc => "glibc",
             Flavor::Rust => "rust",
             Flavor::Go => "go",
+            Flavor::MuslDynamic => "musl-dynamic",
+            Flavor::GlibcDynamic => "glibc-dynamic",
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::queue::QueuePair;
 /// "ATOLLBOO": identifies a [`BootInfo`].
 pub const BOOT_MAGIC: u64 = 0x4f4f_424c_4c4f_5441;
 /// Bumped on every incompatible change of the structures in this crate.
-pub const BOOT_VERSION: u32 = 5;
+pub const BOOT_VERSION: u32 = 6;
 
 /// Boot flags.
 pub mod flags {
@@ -68,7 +68,17 @@ pub struct Identity {
     pub gid: u32,
     pub euid: u32,
     pub egid: u32,
+    /// Process group and session.
+    pub pgid: u32,
+    pub sid: u32,
+    /// Supplementary groups: the first `group_count` of `groups`.
+    pub group_count: u32,
+    pub groups: [u32; MAX_GROUPS],
 }
+
+/// Most supplementary groups the isle reports (Linux allows 65,536;
+/// users have a handful).
+pub const MAX_GROUPS: usize = 31;
 
 /// Where the loaded program's pieces are.
 #[repr(C)]

@@ -437,3 +437,16 @@ pub fn getdents64(fd: u64, buffer: u64, len: u64) -> SysResult {
         [fd_arg(fd)?, buffer, len, 0, 0, 0],
     ))
 }
+
+/// posix_fadvise: advice only, which the isle takes and lets go (the host
+/// reads ahead as it sees fit); the fd and the advice are checked as Linux
+/// checks them.
+pub fn fadvise64(fd: u64, advice: u64) -> SysResult {
+    const POSIX_FADV_NOREUSE: u64 = 5;
+    const F_GETFD: u64 = 1;
+    fcntl(fd, F_GETFD, 0)?;
+    if advice > POSIX_FADV_NOREUSE {
+        return Err(atoll_abi::linux::errno::EINVAL);
+    }
+    Ok(0)
+}

@@ -492,3 +492,22 @@ pub fn msync(address: u64, len: u64, flags: u64) -> SysResult {
     }
     Ok(0)
 }
+
+/// mincore(address, len, vector): every mapped page of an isle is in
+/// memory (the host backs what is handed out, and nothing is swapped to
+/// the isle's knowledge), so each byte says 1; ENOMEM where a page is not
+/// mapped, as Linux.
+pub fn mincore(address: u64, len: u64, vector: u64) -> SysResult {
+    if !address.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    let len = page_len(len).ok_or(ENOMEM)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    if !mm::is_mapped(address, len) {
+        return Err(ENOMEM);
+    }
+    crate::arch::x86_64::user::fill(vector, len / PAGE_SIZE, 1)?;
+    Ok(0)
+}

@@ -168,12 +168,17 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::MPROTECT => memory::mprotect(a[0], a[1], a[2]),
         nr::MADVISE => memory::madvise(a[0], a[1], a[2]),
         nr::MSYNC => memory::msync(a[0], a[1], a[2]),
+        nr::MINCORE => memory::mincore(a[0], a[1], a[2]),
 
         nr::EXIT_GROUP => process::exit_group(a[0]),
         nr::EXIT => thread::exit(a[0]),
         nr::GETPID => process::getpid(),
         nr::GETTID => thread::gettid(),
         nr::GETPPID => process::getppid(),
+        nr::GETPGRP => process::getpgrp(),
+        nr::GETPGID => process::process_group_or_session(a[0], false),
+        nr::GETSID => process::process_group_or_session(a[0], true),
+        nr::GETGROUPS => process::getgroups(a[0], a[1]),
         nr::GETUID => process::getuid(),
         nr::GETEUID => process::geteuid(),
         nr::GETGID => process::getgid(),
@@ -187,8 +192,9 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::UNAME => process::uname(a[0]),
         nr::SYSINFO => process::sysinfo(a[0]),
         nr::PRCTL => process::prctl(a[0], a[1], a[2], a[3], a[4]),
-        // Deliberately absent, silently: libc falls back without them.
-        nr::RSEQ | nr::CLONE3 => Err(ENOSYS),
+        // Deliberately absent, silently: libc falls back without them
+        // (musl's dynamic loader does membarrier with signals to each thread).
+        nr::RSEQ | nr::CLONE3 | nr::MEMBARRIER => Err(ENOSYS),
         // An isle has no child processes to wait for.
         nr::WAIT4 | nr::WAITID => Err(atoll_abi::linux::errno::ECHILD),
 
@@ -333,6 +339,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::FSYNC => io::fsync(a[0], false),
         nr::FDATASYNC => io::fsync(a[0], true),
         nr::FTRUNCATE => io::ftruncate(a[0], a[1]),
+        nr::FADVISE64 => io::fadvise64(a[0], a[3]),
 
         nr::GETXATTR | nr::LGETXATTR | nr::FGETXATTR => {
             xattr::getxattr(xattr_file(number, a[0]), a[1])

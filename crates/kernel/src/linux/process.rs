@@ -20,6 +20,39 @@ pub fn getpid() -> SysResult {
     Ok(u64::from(identity().pid))
 }
 
+pub fn getpgrp() -> SysResult {
+    Ok(u64::from(identity().pgid))
+}
+
+/// getpgid and getsid: only the isle's own process (0 or its pid) exists.
+pub fn process_group_or_session(pid: u64, session: bool) -> SysResult {
+    let me = identity();
+    if pid as i32 != 0 && pid as i32 as u32 != me.pid {
+        return Err(ESRCH);
+    }
+    Ok(u64::from(if session { me.sid } else { me.pgid }))
+}
+
+/// getgroups(size, list): the atoll process's supplementary groups.
+pub fn getgroups(size: u64, list: u64) -> SysResult {
+    let me = identity();
+    let count = (me.group_count as usize).min(me.groups.len());
+    let size = size as i32;
+    if size < 0 {
+        return Err(EINVAL);
+    }
+    if size == 0 {
+        return Ok(count as u64);
+    }
+    if (size as usize) < count {
+        return Err(EINVAL);
+    }
+    for (index, group) in me.groups[..count].iter().enumerate() {
+        user::write(list + 4 * index as u64, *group)?;
+    }
+    Ok(count as u64)
+}
+
 pub fn getppid() -> SysResult {
     Ok(u64::from(identity().ppid))
 }

@@ -23,6 +23,11 @@ use atoll_abi::boot::{FixedStr, Identity, Utsname};
 
 /// The atoll process's ids; the isle reports them as its own.
 pub fn identity() -> Identity {
+    let mut groups = [0u32; atoll_abi::boot::MAX_GROUPS];
+    // SAFETY: getgroups writes at most `groups.len()` entries into the
+    // array; it fails (-1, EINVAL) if there are more, which leaves none.
+    let group_count =
+        unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) }.max(0);
     // SAFETY: these calls have no preconditions and cannot fail.
     unsafe {
         Identity {
@@ -32,6 +37,10 @@ pub fn identity() -> Identity {
             gid: libc::getgid(),
             euid: libc::geteuid(),
             egid: libc::getegid(),
+            pgid: libc::getpgrp() as u32,
+            sid: libc::getsid(0) as u32,
+            group_count: group_count as u32,
+            groups,
         }
     }
 }
