@@ -825,8 +825,8 @@ fn busybox_tar_round_trips_as_natively() {
     ]);
     pair.exact(&["mkdir", "out"]);
     pair.exact(&["tar", "xf", "pack.tar", "-C", "out"]);
-    // The archives list the same members (archive bytes differ: user names
-    // come from /etc/passwd, which the isle doesn't see).
+    // The archives list the same members (archive bytes may differ: tar
+    // records times and owners as each side sees them).
     pair.sorted(&["tar", "tf", "pack.tar"]);
     let native_tree = tree(&pair.native.join("out"));
     let isle_tree = tree(&pair.isle.join("out"));
@@ -946,13 +946,14 @@ struct Escape {
     original: BTreeMap<String, Node>,
 }
 
-/// The first line of the host's /etc/passwd (or a stand-in if unreadable).
-fn passwd_line() -> String {
-    fs::read_to_string("/etc/passwd")
+/// The first line of the host's /etc/shadow, which isles never see (or a
+/// stand-in if unreadable).
+fn shadow_line() -> String {
+    fs::read_to_string("/etc/shadow")
         .ok()
         .and_then(|text| text.lines().next().map(str::to_string))
         .filter(|line| !line.is_empty())
-        .unwrap_or_else(|| "root:x:0:0:".into())
+        .unwrap_or_else(|| "root:*:".into())
 }
 
 impl Escape {
@@ -968,7 +969,7 @@ impl Escape {
         let link = |target: &str, name: &str| {
             std::os::unix::fs::symlink(target, mnt.join(name)).unwrap();
         };
-        link("/etc/passwd", "to-passwd");
+        link("/etc/shadow", "to-shadow");
         link("../secret", "up");
         link(base.join("secret").to_str().unwrap(), "host-absolute");
         link("..", "parent");
@@ -1012,19 +1013,19 @@ impl Escape {
     }
 
     /// Records a problem if `output` succeeded, leaked the secret or
-    /// /etc/passwd (on stdout, stderr or into a file in the mount), or
+    /// /etc/shadow (on stdout, stderr or into a file in the mount), or
     /// changed the secret; then restores everything.
     fn refused(&self, what: &str, output: &Output, problems: &mut Vec<String>) {
         let out = text(&output.stdout);
         let err = text(&output.stderr);
-        let passwd = passwd_line();
+        let shadow = shadow_line();
         if code(output) == 0 {
             problems.push(format!(
                 "{what}: exit 0, stdout {}",
                 excerpt(&output.stdout)
             ));
         }
-        for leaked in [&self.secret, &passwd] {
+        for leaked in [&self.secret, &shadow] {
             if out.contains(leaked.as_str()) || err.contains(leaked.as_str()) {
                 problems.push(format!("{what}: LEAKED {leaked:?}: {out:?} {err:?}"));
             }
@@ -1037,7 +1038,7 @@ impl Escape {
                 } else {
                     String::new()
                 };
-                if content.contains(&self.secret) || content.contains(&passwd) {
+                if content.contains(&self.secret) || content.contains(&shadow) {
                     problems.push(format!("{what}: LEAKED into the mount as {name}"));
                 } else if self.original.contains_key(&name) {
                     problems.push(format!("{what}: changed {name} in the mount: {node:?}"));
@@ -1071,15 +1072,15 @@ fn reads_cannot_leave_the_mounts() {
         vec!["cat", "/data/./../secret"],
         vec!["cat", "/data/up"],
         vec!["cat", "/data/sub-up"],
-        vec!["cat", "/data/to-passwd"],
+        vec!["cat", "/data/to-shadow"],
         vec!["cat", "/data/host-absolute"],
         vec!["cat", "/data/parent/secret"],
         vec!["cat", "/data/parent-slash/secret"],
         vec!["cat", "/data/parent/parent/secret"],
-        vec!["cat", "/etc/passwd"],
-        vec!["cat", "/proc/self/root/etc/passwd"],
+        vec!["cat", "/etc/shadow"],
+        vec!["cat", "/proc/self/root/etc/shadow"],
         vec!["cat", "/proc/self/cwd/../secret"],
-        vec!["cat", "/proc/1/root/etc/passwd"],
+        vec!["cat", "/proc/1/root/etc/shadow"],
         vec!["cat", &host_secret],
         vec!["head", "-c", "100", "/data/up"],
         vec!["cp", "/data/up", "/data/copied"],
@@ -1102,13 +1103,13 @@ fn reads_cannot_leave_the_mounts() {
         vec!["cat", "./sub/../../secret"],
         vec!["cat", "up"],
         vec!["cat", "sub-up"],
-        vec!["cat", "to-passwd"],
+        vec!["cat", "to-shadow"],
         vec!["cat", "host-absolute"],
         vec!["cat", "parent/secret"],
         vec!["cat", "parent-slash/secret"],
         vec!["cat", &host_secret],
-        vec!["cat", "/etc/passwd"],
-        vec!["cat", "/proc/self/root/etc/passwd"],
+        vec!["cat", "/etc/shadow"],
+        vec!["cat", "/proc/self/root/etc/shadow"],
         vec!["cat", "/proc/self/cwd/../secret"],
         vec!["cp", "../secret", "copied"],
         vec!["cp", "up", "copied"],

@@ -358,3 +358,22 @@ impl Drop for AsNobody {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Whether this run asks every isle not to rewrite (CI runs the tests
+/// again with ATOLL_NO_REWRITE=1).
+pub fn no_rewrite_asked() -> bool {
+    std::env::var_os("ATOLL_NO_REWRITE").is_some_and(|value| !value.is_empty() && value != "0")
+}
+
+/// The rewriting verdict of a `--syscall-summary` where rewriting is off:
+/// true (and checked) if it is, so the caller stops there.
+pub fn summary_says_not_rewritten(summary: &str) -> bool {
+    if no_rewrite_asked() {
+        assert!(
+            summary.contains("not rewritten (--no-rewrite)"),
+            "{summary}"
+        );
+        return true;
+    }
+    false
+}
