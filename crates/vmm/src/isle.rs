@@ -61,6 +61,9 @@ pub struct IsleConfig<'a> {
     pub private_dirs: Vec<String>,
     /// The isle's initial working directory (a guest path).
     pub cwd: String,
+    /// The uid and gid the program runs as (an image's User, `-u`); none:
+    /// atoll's own.
+    pub user: Option<(u32, u32)>,
     /// What the isle may do on the network.
     pub net: NetPolicy,
     /// Rewrite the program's syscall sites into calls (see `rewrite`).
@@ -360,7 +363,11 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         kernel: &kernel,
         cpu_count,
     })?;
-    let identity = host::identity();
+    let mut identity = host::identity();
+    if let Some((uid, gid)) = config.user {
+        (identity.uid, identity.euid, identity.gid, identity.egid) = (uid, uid, gid, gid);
+        identity.group_count = 0;
+    }
     let auxv = vec![
         (AT_PHDR, program.phdr_address),
         (AT_PHENT, program.phdr_entry_size),

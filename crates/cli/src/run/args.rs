@@ -60,6 +60,15 @@ pub struct RunArgs {
     /// Show host directory HOST at GUEST in the isle; repeatable. OPTIONS, comma-separated: ro (read-only), owners (let the isle chown its files to anyone and make set-id programs). Default: the current directory at its own path
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:OPTIONS]")]
     pub(super) volumes: Vec<String>,
+    /// The isle's `/`: host directory DIR (a Debian tree made by mmdebstrap, say), read-only unless `:rw`; PROGRAM, its interpreter and libraries are found inside it. Instead of the host's system directories and the current directory
+    #[arg(long, value_name = "DIR[:rw]")]
+    pub(super) rootfs: Option<String>,
+    /// The isle's working directory [default: the image's, else the current directory (a host program), else /]
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub(super) workdir: Option<String>,
+    /// Run as USER[:GROUP], names (from the isle's /etc/passwd and /etc/group) or numbers [default: the image's user, else atoll's]
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub(super) user: Option<String>,
     /// Most the isle's /tmp and /dev/shm hold together, e.g. 256M; past it writes get ENOSPC [default: the memory limit]
     #[arg(long, value_name = "SIZE", value_parser = parse_tmp_size)]
     pub(super) tmp_size: Option<u64>,
@@ -101,6 +110,9 @@ pub struct RunArgs {
     /// What an image or a .isle file supplies (not a flag)
     #[arg(skip)]
     pub(super) image: Option<ImageToRun>,
+    /// The root filesystem an image supplies (not a flag)
+    #[arg(skip)]
+    pub(super) root: Option<MountSpec>,
     /// Files layers and a project's `[build] files`, mounted read-only (not a flag)
     #[arg(skip)]
     pub(super) files: Vec<MountSpec>,

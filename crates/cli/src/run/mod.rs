@@ -6,6 +6,7 @@ mod mounts;
 mod program;
 mod source;
 pub(crate) mod tmp;
+mod user;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -17,8 +18,8 @@ use atoll_vmm::{IsleConfig, IsleError, NetPolicy, Outcome};
 pub use self::args::RunArgs;
 use self::args::{check_memory, default_memory_limit, environment};
 use self::backend::{address_space, choose_backend, kernel_symbols_file};
-use self::mounts::{mounts, View};
-use self::program::read_program;
+use self::mounts::{mounts, parse_rootfs, Root, View};
+use self::program::{read_program, read_program_in_root};
 use self::source::apply_manifest;
 use self::tmp::PrivateTmp;
 use crate::error::{CliError, STATUS_ATOLL_FAILED};
@@ -77,13 +78,43 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     // The program and the environment are checked before anything is
     // claimed: a bad one holds no core, however it fails.
     let envp = environment(&args.env)?;
+    let workdir = match &args.workdir {
+        Some(dir) if dir.starts_with('/') => Some(atoll_vmm::sandbox::normalize(dir)),
+        Some(dir) => {
+            return Err(CliError::usage(format!(
+                "-w {dir}: give an absolute path inside the isle"
+            )))
+        }
+        None => None,
+    };
     let shown = program_arg.display();
     let image_to_run = args.image.take();
-    // A host program sees the host's system directories; an image has its own.
-    let host_program = image_to_run.is_none();
-    let (kernel_image, image, exe_path) = match image_to_run {
-        Some(image) => (image.kernel, image.program, image.exe_path),
-        None => {
+    let tree = match (args.root.take(), &args.rootfs) {
+        (Some(_), Some(_)) => {
+            return Err(CliError::usage(
+                "--rootfs: the image has a root filesystem of its own: give one or the other",
+            ))
+        }
+        (Some(root), None) => Some(root),
+        (None, Some(text)) => Some(parse_rootfs(text)?),
+        (None, None) => None,
+    };
+    // A host program sees the host's system directories; an image, or a
+    // program in a root filesystem, has its own.
+    let root = match (&tree, &image_to_run) {
+        (Some(tree), _) => Root::Tree(tree),
+        (None, Some(_)) => Root::Empty,
+        (None, None) => Root::HostSystem,
+    };
+    let (kernel_image, image, exe_path) = match (image_to_run, &tree) {
+        (Some(image), _) => (image.kernel, image.program, image.exe_path),
+        (None, Some(tree)) => {
+            let files = atoll_vmm::sandbox::Files::new(std::slice::from_ref(tree), "/")
+                .map_err(|error| CliError::usage(format!("--rootfs: {error}")))?;
+            let (image, path) = read_program_in_root(&files, &program_arg, &envp)?;
+            (None, image, path)
+        }
+        (None, None) => {
             let (image, path) = read_program(&program_arg)?;
             (None, image, path)
         }
@@ -130,7 +161,16 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         mounts,
         cwd,
         hidden,
-    } = mounts(&args.volumes, &args.files, &tmp, host_program)?;
+    } = mounts(&args.volumes, &args.files, &tmp, root)?;
+    let cwd = workdir.unwrap_or(cwd);
+    let user = match &args.user {
+        Some(text) => {
+            let files = atoll_vmm::sandbox::Files::new(&mounts, &cwd)
+                .map_err(|error| CliError::failed(format!("the isle's files: {error}")))?;
+            Some(user::resolve_user(&files, text)?)
+        }
+        None => None,
+    };
     let private_dirs = mounts
         .iter()
         .filter(|mount| mount.host.starts_with(&tmp.path) && !mount.read_only)
@@ -181,6 +221,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         mounts,
         hidden_paths: hidden,
         cwd,
+        user,
         net: NetPolicy {
             published: args.publish,
             outbound: args.net,

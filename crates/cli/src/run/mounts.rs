@@ -63,6 +63,34 @@ fn parse_volume(text: &str) -> Result<MountSpec, CliError> {
     })
 }
 
+/// Parses `--rootfs DIR[:rw]`: DIR as the isle's `/`, read-only unless `:rw`.
+pub(super) fn parse_rootfs(text: &str) -> Result<MountSpec, CliError> {
+    let (dir, read_only) = match text.rsplit_once(':') {
+        Some((dir, "rw")) => (dir, false),
+        Some((dir, "ro")) => (dir, true),
+        Some((_, option)) if !option.contains('/') => {
+            return Err(CliError::usage(format!(
+                "invalid --rootfs '{text}': unknown option '{option}' (use DIR, DIR:ro or DIR:rw)"
+            )))
+        }
+        _ => (text, true),
+    };
+    let host = std::fs::canonicalize(dir)
+        .map_err(|error| CliError::usage(format!("--rootfs {dir}: {error}")))?;
+    if !host.is_dir() {
+        return Err(CliError::usage(format!(
+            "--rootfs {}: is not a directory: give the root of a file tree",
+            host.display()
+        )));
+    }
+    Ok(MountSpec {
+        host,
+        guest: "/".into(),
+        read_only,
+        keep_owners: false,
+    })
+}
+
 /// The host's system directories a host program's isle sees, read-only,
 /// at the same paths: its libraries, ld.so's cache and configuration, and
 /// the data files programs read (Python's stdlib, zoneinfo, /etc/passwd).
@@ -106,18 +134,41 @@ pub(super) struct View {
     pub(super) hidden: Vec<String>,
 }
 
-/// The isle's mounts (the current directory by default, plus a private
-/// /tmp and /dev/shm unless they are mounted, plus the host's system
-/// directories for a host program) and its working directory.
+/// Where an isle's `/` comes from.
+pub(super) enum Root<'a> {
+    /// A root filesystem of its own (`--rootfs`, an image's layers).
+    Tree(&'a MountSpec),
+    /// A host program's: the host's system directories.
+    HostSystem,
+    /// Nothing but the mount points (an isle image's program).
+    Empty,
+}
+
+/// The isle's mounts (the current directory by default, unless it has a
+/// root filesystem of its own; a private /tmp and /dev/shm unless they are
+/// mounted; the host's system directories for a host program) and its
+/// working directory.
 pub(super) fn mounts(
     volumes: &[String],
     files: &[MountSpec],
     tmp: &PrivateTmp,
-    host_system: bool,
+    root: Root,
 ) -> Result<View, CliError> {
     let host_cwd = std::env::current_dir()
         .map_err(|error| CliError::usage(format!("cannot read the current directory: {error}")))?;
-    let mut mounts = if volumes.is_empty() {
+    let mut mounts = if let Root::Tree(tree) = root {
+        // As a container's: its own tree, and only the volumes asked for.
+        let mut mounts = vec![tree.clone()];
+        for volume in parse_volumes(volumes)? {
+            if volume.guest == "/" {
+                return Err(CliError::usage(
+                    "-v at / and a root filesystem (--rootfs, an image's) both give the isle's /: give one",
+                ));
+            }
+            mounts.push(volume);
+        }
+        mounts
+    } else if volumes.is_empty() {
         vec![MountSpec {
             host: host_cwd.clone(),
             guest: host_cwd.to_string_lossy().into_owned(),
@@ -125,23 +176,7 @@ pub(super) fn mounts(
             keep_owners: false,
         }]
     } else {
-        let parsed = volumes
-            .iter()
-            .map(|volume| parse_volume(volume))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Two at one guest path: one would silently hide the other.
-        for (later, mount) in parsed.iter().enumerate() {
-            if let Some(earlier) = parsed[..later]
-                .iter()
-                .position(|other| other.guest == mount.guest)
-            {
-                return Err(CliError::usage(format!(
-                    "-v {} and -v {} both mount at {}: give each guest path once",
-                    volumes[earlier], volumes[later], mount.guest
-                )));
-            }
-        }
-        parsed
+        parse_volumes(volumes)?
     };
     mounts.extend(files.iter().cloned());
     // /dev/shm is where shm_open and sem_open make their files.
@@ -157,8 +192,10 @@ pub(super) fn mounts(
     }
     // Start where the user is, if a mount shows that directory: at its
     // path inside the isle. Otherwise at the root.
+    let in_tree = matches!(root, Root::Tree(_));
     let cwd = mounts
         .iter()
+        .filter(|_| !in_tree)
         .filter_map(|mount| {
             let rest = host_cwd.strip_prefix(&mount.host).ok()?;
             let guest = std::path::Path::new(&mount.guest).join(rest);
@@ -169,20 +206,20 @@ pub(super) fn mounts(
         })
         .max_by_key(|(depth, _)| *depth)
         .map_or_else(|| "/".to_string(), |(_, guest)| guest);
-    // A read-only root holding just the mount points (and /dev), so that
-    // `/`, `..` above a mount and `mkdir -p` of absolute paths behave.
-    let root = tmp.path.join("root");
     let mut hidden = Vec::new();
-    if host_system && !mounts.iter().any(|mount| mount.guest == "/") {
-        hidden = system_view(&mut mounts, &root)?;
-    }
-    for mount in &mounts {
-        let _ = std::fs::create_dir_all(root.join(mount.guest.trim_start_matches('/')));
-    }
-    let _ = std::fs::create_dir_all(root.join("dev"));
     if !mounts.iter().any(|mount| mount.guest == "/") {
+        // A read-only root holding just the mount points (and /dev), so that
+        // `/`, `..` above a mount and `mkdir -p` of absolute paths behave.
+        let synthetic = tmp.path.join("root");
+        if matches!(root, Root::HostSystem) {
+            hidden = system_view(&mut mounts, &synthetic)?;
+        }
+        for mount in &mounts {
+            let _ = std::fs::create_dir_all(synthetic.join(mount.guest.trim_start_matches('/')));
+        }
+        let _ = std::fs::create_dir_all(synthetic.join("dev"));
         mounts.push(MountSpec {
-            host: root,
+            host: synthetic,
             guest: "/".into(),
             read_only: true,
             keep_owners: false,
@@ -193,6 +230,27 @@ pub(super) fn mounts(
         cwd,
         hidden,
     })
+}
+
+/// The `-v` volumes, each guest path at most once (one would silently
+/// hide the other).
+fn parse_volumes(volumes: &[String]) -> Result<Vec<MountSpec>, CliError> {
+    let parsed = volumes
+        .iter()
+        .map(|volume| parse_volume(volume))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (later, mount) in parsed.iter().enumerate() {
+        if let Some(earlier) = parsed[..later]
+            .iter()
+            .position(|other| other.guest == mount.guest)
+        {
+            return Err(CliError::usage(format!(
+                "-v {} and -v {} both mount at {}: give each guest path once",
+                volumes[earlier], volumes[later], mount.guest
+            )));
+        }
+    }
+    Ok(parsed)
 }
 
 /// Adds [`SYSTEM_DIRS`] the user hasn't mounted over: directories as

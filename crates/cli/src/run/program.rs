@@ -120,3 +120,61 @@ pub(super) fn read_program(program: &Path) -> Result<(Vec<u8>, PathBuf), CliErro
     }
     Ok((image, std::fs::canonicalize(&path).unwrap_or(path)))
 }
+
+/// PROGRAM inside a root filesystem, found as a shell in the isle would
+/// (a path if it has a slash, else in the isle's PATH), and read through
+/// the isle's own namespace, so its symlinks resolve inside the tree.
+/// Returns its bytes and its path in the isle.
+pub(super) fn read_program_in_root(
+    files: &atoll_vmm::sandbox::Files,
+    program: &Path,
+    envp: &[Vec<u8>],
+) -> Result<(Vec<u8>, PathBuf), CliError> {
+    let shown = program.display();
+    let name = program.to_string_lossy();
+    let candidates: Vec<String> = if name.contains('/') {
+        vec![name.into_owned()]
+    } else {
+        let path = envp
+            .iter()
+            .find_map(|entry| entry.strip_prefix(b"PATH="))
+            .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
+        path.split(|&byte| byte == b':')
+            .filter(|dir| dir.starts_with(b"/"))
+            .map(|dir| format!("{}/{name}", String::from_utf8_lossy(dir)))
+            .collect()
+    };
+    let mut first_error = None;
+    for candidate in &candidates {
+        match files.read_file(candidate, MAX_PROGRAM_SIZE) {
+            Ok(image) => {
+                atoll_vmm::isle::check_program_start(&image)
+                    .map_err(|error| CliError::not_executable(format!("{shown}: {error}")))?;
+                return Ok((image, PathBuf::from(candidate)));
+            }
+            Err(errno) if errno == i64::from(libc::ENOENT) => {}
+            Err(errno) => {
+                first_error.get_or_insert(errno);
+            }
+        }
+    }
+    let where_ = if candidates.len() == 1 {
+        "in the root filesystem"
+    } else {
+        "in the isle's PATH"
+    };
+    Err(match first_error {
+        None => CliError::not_found(format!("{shown}: no such file {where_}")),
+        Some(errno) if errno == i64::from(libc::EFBIG) => CliError::not_executable(format!(
+            "{shown}: is more than the {} atoll takes as a program",
+            format_size(MAX_PROGRAM_SIZE)
+        )),
+        Some(errno) if errno == i64::from(libc::EACCES) => CliError::not_executable(format!(
+            "{shown}: is not a regular file {where_}: give a program file"
+        )),
+        Some(errno) => CliError::not_executable(format!(
+            "{shown}: {}",
+            std::io::Error::from_raw_os_error(errno as i32)
+        )),
+    })
+}

@@ -1,6 +1,7 @@
 //! The Linux syscall table: numbers from `atoll_abi::syscalls::nr`, one file
 //! per family. Handlers return `Ok(value)` or `Err(errno)`.
 
+mod credentials;
 mod events;
 mod fs;
 mod futex;
@@ -179,10 +180,18 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::GETPGID => process::process_group_or_session(a[0], false),
         nr::GETSID => process::process_group_or_session(a[0], true),
         nr::GETGROUPS => process::getgroups(a[0], a[1]),
-        nr::GETUID => process::getuid(),
-        nr::GETEUID => process::geteuid(),
-        nr::GETGID => process::getgid(),
-        nr::GETEGID => process::getegid(),
+        nr::GETUID => credentials::getuid(),
+        nr::GETEUID => credentials::geteuid(),
+        nr::GETGID => credentials::getgid(),
+        nr::GETEGID => credentials::getegid(),
+        nr::SETUID => credentials::set_id(a[0], false),
+        nr::SETGID => credentials::set_id(a[0], true),
+        nr::SETREUID => credentials::set_real_effective(a[0], a[1], false),
+        nr::SETREGID => credentials::set_real_effective(a[0], a[1], true),
+        nr::SETRESUID => credentials::set_real_effective_saved(a[0], a[1], a[2], false),
+        nr::SETRESGID => credentials::set_real_effective_saved(a[0], a[1], a[2], true),
+        nr::GETRESUID => credentials::get_real_effective_saved(a[0], a[1], a[2], false),
+        nr::GETRESGID => credentials::get_real_effective_saved(a[0], a[1], a[2], true),
         nr::SET_TID_ADDRESS => thread::set_tid_address(a[0]),
         nr::SET_ROBUST_LIST => thread::set_robust_list(a[0], a[1]),
         nr::ARCH_PRCTL => process::arch_prctl(a[0], a[1]),

@@ -57,22 +57,6 @@ pub fn getppid() -> SysResult {
     Ok(u64::from(identity().ppid))
 }
 
-pub fn getuid() -> SysResult {
-    Ok(u64::from(identity().uid))
-}
-
-pub fn geteuid() -> SysResult {
-    Ok(u64::from(identity().euid))
-}
-
-pub fn getgid() -> SysResult {
-    Ok(u64::from(identity().gid))
-}
-
-pub fn getegid() -> SysResult {
-    Ok(u64::from(identity().egid))
-}
-
 const ARCH_SET_GS: u64 = 0x1001;
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;

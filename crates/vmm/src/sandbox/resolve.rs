@@ -349,7 +349,9 @@ impl Files {
         let fd = {
             let state = self.lock();
             let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
-            self.open_inside(&resolved, libc::O_RDONLY, 0)?
+            // O_NONBLOCK: a FIFO there doesn't wait for a writer (fstat
+            // then refuses it).
+            self.open_inside(&resolved, libc::O_RDONLY | libc::O_NONBLOCK, 0)?
         };
         let file = std::fs::File::from(fd);
         let metadata = file
