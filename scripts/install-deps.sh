@@ -11,7 +11,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Every tool a test needs is here (tests/common's `require` fails a CI run
 # that lacks one). libc6-dev: static glibc for gcc, which only recommends it.
 # wrk: the bench's HTTP rows.
-packages=(musl-tools gcc libc6-dev g++ make busybox-static util-linux docker-registry curl qemu-system-x86 gdb golang-go wrk python3 perl lua5.4 gawk sqlite3)
+# mmdebstrap: a Debian root filesystem; skopeo and umoci: OCI images of it.
+packages=(musl-tools gcc libc6-dev g++ make busybox-static util-linux docker-registry curl qemu-system-x86 gdb golang-go wrk python3 perl lua5.4 gawk sqlite3 mmdebstrap skopeo umoci)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
@@ -24,28 +24,6 @@ const C_PROGRAMS: [&str; 10] = [
     "syscall_bytes",
     "threads",
 ];
-
-/// A fresh directory outside /tmp (the isle's /tmp is its own), removed
-/// when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        let path = std::env::current_dir()
-            .unwrap()
-            .join("target")
-            .join(format!("dynamic-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(std::fs::canonicalize(&path).unwrap())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Runs `program args` natively and in an isle, both in `dir`.
 fn both(dir: &Path, program: &str, args: &[&str]) -> (Output, Output) {

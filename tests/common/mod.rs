@@ -359,6 +359,35 @@ impl Drop for AsNobody {
     }
 }
 
+/// A fresh directory under target/, outside /tmp (the isle's /tmp is its
+/// own), removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Self {
+        let binary = std::env::current_exe().ok();
+        let binary = binary
+            .as_deref()
+            .and_then(Path::file_stem)
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.split('-').next())
+            .unwrap_or("test");
+        let path = std::env::current_dir()
+            .unwrap()
+            .join("target")
+            .join(format!("{binary}-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(std::fs::canonicalize(&path).unwrap())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Whether this run asks every isle not to rewrite (CI runs the tests
 /// again with ATOLL_NO_REWRITE=1).
 pub fn no_rewrite_asked() -> bool {

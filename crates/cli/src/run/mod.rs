@@ -162,13 +162,14 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         cwd,
         hidden,
     } = mounts(&args.volumes, &args.files, &tmp, root)?;
+    let files = atoll_vmm::sandbox::Files::new(&mounts, "/")
+        .map_err(|error| CliError::failed(format!("the isle's files: {error}")))?;
+    if let Some(dir) = &workdir {
+        check_workdir(&files, dir)?;
+    }
     let cwd = workdir.unwrap_or(cwd);
     let user = match &args.user {
-        Some(text) => {
-            let files = atoll_vmm::sandbox::Files::new(&mounts, &cwd)
-                .map_err(|error| CliError::failed(format!("the isle's files: {error}")))?;
-            Some(user::resolve_user(&files, text)?)
-        }
+        Some(text) => Some(user::resolve_user(&files, text)?),
         None => None,
     };
     let private_dirs = mounts
@@ -252,6 +253,20 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             .map_or_else(CliError::status, |status| *status),
     );
     ended
+}
+
+/// `-w DIR` must name a directory the isle sees: docker would make it, but
+/// a root filesystem is read-only by default, so a typo is refused instead.
+fn check_workdir(files: &atoll_vmm::sandbox::Files, dir: &str) -> Result<(), CliError> {
+    let fd = files
+        .open_path(i64::from(libc::AT_FDCWD), dir, true, false)
+        .map_err(|_| CliError::usage(format!("-w {dir}: no such directory in the isle")))?;
+    match std::fs::File::from(fd).metadata() {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        _ => Err(CliError::usage(format!(
+            "-w {dir}: is not a directory in the isle"
+        ))),
+    }
 }
 
 /// `atoll run -d`: the same command again as a child in its own process

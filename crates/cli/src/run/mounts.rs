@@ -75,8 +75,14 @@ pub(super) fn parse_rootfs(text: &str) -> Result<MountSpec, CliError> {
         }
         _ => (text, true),
     };
-    let host = std::fs::canonicalize(dir)
-        .map_err(|error| CliError::usage(format!("--rootfs {dir}: {error}")))?;
+    let host = std::fs::canonicalize(dir).map_err(|error| {
+        CliError::usage(match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("--rootfs {dir}: no such directory: give the root of a file tree")
+            }
+            _ => format!("--rootfs {dir}: {error}"),
+        })
+    })?;
     if !host.is_dir() {
         return Err(CliError::usage(format!(
             "--rootfs {}: is not a directory: give the root of a file tree",
