@@ -9,6 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use atoll_testprogs::{program, Flavor};
 
+pub mod debian;
+pub mod registry;
+
 /// What a test needs from the host, if `found`. Otherwise, in CI
 /// (`CI=true`) the test fails: CI installs every tool the tests use
 /// (scripts/install-deps.sh), so a missing one there is a bug, not a reason
@@ -365,6 +368,7 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(label: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let binary = std::env::current_exe().ok();
         let binary = binary
             .as_deref()
@@ -375,7 +379,11 @@ impl Scratch {
         let path = std::env::current_dir()
             .unwrap()
             .join("target")
-            .join(format!("{binary}-{label}-{}", std::process::id()));
+            .join(format!(
+                "{binary}-{label}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Self(std::fs::canonicalize(&path).unwrap())

@@ -16,6 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::error::{CliError, PathError};
+use crate::image::oci;
 use crate::image::store::{self, Store, StoreError};
 
 /// No network step of push, pull, login or search waits longer.
@@ -80,8 +81,15 @@ pub enum RegistryError {
     /// The registry's manifest of IMAGE doesn't parse.
     #[error("{image}: {source}")]
     InvalidManifest { image: String, source: StoreError },
-    #[error("{image} isn't an atoll image (its config is {config_type})")]
-    NotAtollImage { image: String, config_type: String },
+    #[error(
+        "{image} is neither an atoll image nor a container image (its config is {config_type})"
+    )]
+    NotAnImage { image: String, config_type: String },
+    #[error("{image}: {source}")]
+    Container {
+        image: String,
+        source: crate::image::oci::OciError,
+    },
     #[error("{image}: {source}")]
     Pull {
         image: String,
@@ -428,20 +436,41 @@ pub fn pull_image(text: &str, quiet: bool) -> Result<String, RegistryError> {
     let client = client(&registry);
     let auth = auth_for(&registry);
     let store = Store::open()?;
-    let (manifest_bytes, _) = network(
+    let accepted = [
+        store::MANIFEST_TYPE,
+        oci::OCI_INDEX,
+        oci::DOCKER_MANIFEST,
+        oci::DOCKER_LIST,
+    ];
+    let container_error = |source| RegistryError::Container {
+        image: text.to_string(),
+        source,
+    };
+    let (mut manifest_bytes, _) = network(
         &registry,
-        client.pull_manifest_raw(&reference, &auth, &[store::MANIFEST_TYPE]),
+        client.pull_manifest_raw(&reference, &auth, &accepted),
     )?;
+    // A multi-platform image: its linux/amd64 manifest, by digest (which
+    // the client checks the manifest against).
+    if oci::is_index(&manifest_bytes) {
+        let digest = oci::pick_platform(&manifest_bytes).map_err(container_error)?;
+        let by_digest = reference.clone_with_digest(digest);
+        (manifest_bytes, _) = network(
+            &registry,
+            client.pull_manifest_raw(&by_digest, &auth, &accepted),
+        )?;
+    }
     let manifest = store::parse_manifest(&manifest_bytes).map_err(|source| {
         RegistryError::InvalidManifest {
             image: text.to_string(),
             source,
         }
     })?;
-    if manifest.config.media_type != store::CONFIG_TYPE
-        && manifest.config.media_type != store::KERNEL_CONFIG_TYPE
-    {
-        return Err(RegistryError::NotAtollImage {
+    let media = manifest.config.media_type.as_str();
+    if oci::is_container_config(media) {
+        oci::check_layers(&manifest).map_err(container_error)?;
+    } else if media != store::CONFIG_TYPE && media != store::KERNEL_CONFIG_TYPE {
+        return Err(RegistryError::NotAnImage {
             image: text.to_string(),
             config_type: manifest.config.media_type,
         });

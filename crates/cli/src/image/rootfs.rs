@@ -71,21 +71,22 @@ fn add_tree(
     Ok(())
 }
 
-fn cache_root() -> PathBuf {
+/// atoll's cache: `$XDG_CACHE_HOME/atoll`, else `~/.cache/atoll`.
+pub fn cache_root() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/".into())).join(".cache")
         })
-        .join("atoll/files")
+        .join("atoll")
 }
 
 /// The directory holding layer `digest` unpacked; `tar` (already checked
 /// against the digest) is unpacked there the first time.
 pub fn unpacked(digest: &str, tar: &[u8]) -> Result<PathBuf, LayerError> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    let root = cache_root();
+    let root = cache_root().join("files");
     let dir = root.join(hex);
     if dir.is_dir() {
         return Ok(dir);

@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// Run as USER[:GROUP], names (from the isle's /etc/passwd and /etc/group) or numbers [default: the image's user, else atoll's]
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub(super) user: Option<String>,
+    /// A container image: run PROGRAM instead of its Entrypoint (its Cmd is dropped unless arguments follow the image)
+    #[arg(long, value_name = "PROGRAM")]
+    pub(super) entrypoint: Option<String>,
     /// Most the isle's /tmp and /dev/shm hold together, e.g. 256M; past it writes get ENOSPC [default: the memory limit]
     #[arg(long, value_name = "SIZE", value_parser = parse_tmp_size)]
     pub(super) tmp_size: Option<u64>,

@@ -32,6 +32,11 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     // Whatever keeps what PROGRAM names from running (a manifest, an
     // image, a pull) is reported as bad input to `atoll run`.
     let mut args = apply_manifest(args).map_err(CliError::usage)?;
+    if args.entrypoint.is_some() && args.root.is_none() {
+        return Err(CliError::usage(
+            "--entrypoint: only a container image has an Entrypoint to replace: give the program itself",
+        ));
+    }
     let program_arg = PathBuf::from(&args.command[0]);
     let config_path = atoll_manager::config::path();
     let (mut host_config, partitions) =

@@ -10,6 +10,7 @@ use atoll_vmm::MountSpec;
 use super::args::{parse_port, InvalidPort, RunArgs};
 use crate::error::PathError;
 use crate::image::images::KernelError;
+use crate::image::oci::{ContainerConfig, ImageConfig};
 use crate::image::pack::{BlobError, PackError};
 use crate::image::registry::RegistryError;
 use crate::image::rootfs::LayerError;
@@ -43,6 +44,10 @@ pub(super) enum SourceError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Container(#[from] crate::image::oci::OciError),
+    #[error("{0}: the image has neither Entrypoint nor Cmd: give the program after the image")]
+    NoCommand(String),
     #[error("{0}: pulled, but not in the store")]
     NotPulled(String),
     #[error("[run] memory: {0}")]
@@ -150,6 +155,17 @@ pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, SourceError> 
         None => return Ok(args),
     };
     let image = store.manifest(&descriptor)?;
+    if crate::image::oci::is_container_config(&image.config.media_type) {
+        let config = ImageConfig::read(&store, &image)?;
+        let root = crate::image::oci::root_filesystem(&store, &image, &config)?;
+        args.root = Some(MountSpec {
+            host: root,
+            guest: "/".into(),
+            read_only: true,
+            keep_owners: false,
+        });
+        return apply_container_config(args, &config.config.unwrap_or_default(), &reference);
+    }
     let config = store.config(&image)?;
     let layers = crate::image::store::layers(&image)?;
     for (layer, guest) in &layers.files {
@@ -172,6 +188,46 @@ pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, SourceError> 
         exe_path: store.path_of(layers.program)?,
     });
     apply_settings(args, &config.run, argv0(&config), None)
+}
+
+/// A container image's process, as docker starts it: `--entrypoint`
+/// replaces the Entrypoint (and drops the Cmd), arguments after the image
+/// replace the Cmd; the image's Env comes under `-e`; its WorkingDir and
+/// User apply unless `-w` and `-u` say otherwise.
+fn apply_container_config(
+    mut args: RunArgs,
+    config: &ContainerConfig,
+    reference: &str,
+) -> Result<RunArgs, SourceError> {
+    let entrypoint: Vec<OsString> = match &args.entrypoint {
+        Some(program) if program.is_empty() => Vec::new(),
+        Some(program) => vec![program.into()],
+        None => config
+            .entrypoint
+            .iter()
+            .flatten()
+            .map(OsString::from)
+            .collect(),
+    };
+    let cmd: Vec<OsString> = if args.command.len() > 1 {
+        args.command.drain(1..).collect()
+    } else if args.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        config.cmd.iter().flatten().map(OsString::from).collect()
+    };
+    let command: Vec<OsString> = entrypoint.into_iter().chain(cmd).collect();
+    if command.is_empty() {
+        return Err(SourceError::NoCommand(reference.to_string()));
+    }
+    args.command = command;
+    let mut env: Vec<OsString> = config.env.iter().flatten().map(OsString::from).collect();
+    env.append(&mut args.env);
+    args.env = env;
+    let given = |value: &Option<String>| value.clone().filter(|text| !text.is_empty());
+    args.workdir = args.workdir.take().or_else(|| given(&config.working_dir));
+    args.user = args.user.take().or_else(|| given(&config.user));
+    Ok(args)
 }
 
 /// An image's program sees its own file name as argv[0], as it would
