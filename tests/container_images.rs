@@ -349,6 +349,25 @@ fn layers_unpack_once_per_diff_id_whatever_their_compression() {
         };
         assert_eq!(stdout(&ran), expected, "{name}");
     }
+    // A pulled Docker v2 image goes back as one, byte for byte.
+    let pulled = format!("{}/me/docker:1", registry.address);
+    let again = format!("{}/me/docker-again:1", registry.address);
+    assert_eq!(status(&work.run(&["tag", &pulled, &again])), 0);
+    let pushed = work.run(&["push", &again]);
+    assert_eq!(status(&pushed), 0, "{}", stderr(&pushed));
+    let raw = |image: &str| {
+        let remote = format!("docker://{image}");
+        stdout(&tool_run(
+            &skopeo,
+            &["inspect", "--raw", "--tls-verify=false", &remote],
+        ))
+    };
+    let manifest = raw(&again);
+    assert!(
+        manifest.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{manifest}"
+    );
+    assert_eq!(manifest, raw(&pulled));
     let cache = work.dir.join("cache/atoll");
     // The base layer once (four encodings, one diff_id) and the upper one.
     assert_eq!(subdirectories(&cache.join("layers")).len(), 2);

@@ -128,7 +128,15 @@ pub fn inspect(args: InspectArgs) -> Result<i32, CliError> {
         return Err(no_such_image(&args.image));
     };
     let manifest = store.manifest(&descriptor)?;
-    let config = store.config(&manifest)?;
+    // As stored: an atoll image's run settings or a container image's
+    // config alike.
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.get(&manifest.config)?).map_err(|source| {
+            StoreError::InvalidConfig {
+                digest: manifest.config.digest.clone(),
+                source,
+            }
+        })?;
     let value = serde_json::json!({
         "name": name, "digest": descriptor.digest,
         "manifest": manifest, "config": config,

@@ -397,7 +397,11 @@ fn push_image(source: &str, target: &str, quiet: bool) -> Result<String, Registr
         });
         futures_util::future::try_join_all(uploads).await?;
         // The manifest goes as the store has it, so its digest is kept.
-        let content_type = reqwest::header::HeaderValue::from_static(store::MANIFEST_TYPE);
+        // (A Docker v2 manifest goes as one: registries check the two agree.)
+        let content_type = reqwest::header::HeaderValue::from_str(&descriptor.media_type)
+            .unwrap_or(reqwest::header::HeaderValue::from_static(
+                store::MANIFEST_TYPE,
+            ));
         client
             .push_manifest_raw(&reference, manifest_bytes.clone(), content_type)
             .await

@@ -346,7 +346,12 @@ impl Store {
                 digest: missing.digest.clone(),
             });
         }
-        let descriptor = self.put(MANIFEST_TYPE, manifest_bytes)?;
+        // A Docker v2 manifest keeps its own media type.
+        let media_type = match manifest.media_type.as_str() {
+            "" => MANIFEST_TYPE,
+            given => given,
+        };
+        let descriptor = self.put(media_type, manifest_bytes)?;
         self.tag(reference, &descriptor)?;
         Ok(descriptor)
     }
