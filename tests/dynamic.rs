@@ -314,3 +314,53 @@ fn the_host_shows_its_system_directories_and_hides_the_rest() {
         stderr(&output)
     );
 }
+
+/// What programs read of /proc and /sys tells the isle's truth: its one
+/// CPU (where Linux shows the machine's), its memory limit, its argv, its
+/// ids, its fds and its mounts.
+#[test]
+fn proc_and_sys_show_the_isle_not_the_host() {
+    for (path, package) in [
+        ("/usr/bin/python3", "python3"),
+        ("/usr/bin/nproc", "coreutils"),
+    ] {
+        if require(tool(path, package)).is_none() {
+            return;
+        }
+    }
+    let scratch = Scratch::new("proc");
+    let dir = scratch.0.to_str().unwrap();
+    std::fs::write(scratch.0.join("data.txt"), "x").unwrap();
+    let machine = std::thread::available_parallelism().unwrap().get();
+    let native = Command::new("/usr/bin/nproc").output().unwrap();
+    assert_eq!(stdout(&native), format!("{machine}\n"));
+    let nproc = run(&["run", "/usr/bin/nproc"]);
+    assert_eq!(status(&nproc), 0, "{}", stderr(&nproc));
+    assert_eq!(stdout(&nproc), "1\n");
+    let grep = run(&["run", "/usr/bin/grep", "-c", "^processor", "/proc/cpuinfo"]);
+    assert_eq!(stdout(&grep), "1\n", "{}", stderr(&grep));
+
+    let script = "import os, sys
+f = open('data.txt')
+status = dict(line.split(':', 1) for line in open('/proc/self/status').read().splitlines())
+mem = open('/proc/meminfo').read().splitlines()[0].split()
+mounts = [line.split()[1] for line in open('/proc/mounts')]
+print(os.cpu_count(), open('/sys/devices/system/cpu/online').read().strip())
+print(open('/proc/self/cmdline').read().split('\\0') == sys.orig_argv + [''])
+print(os.readlink('/proc/self/fd/%d' % f.fileno()) == os.path.abspath('data.txt'))
+print(status['Pid'].strip() == str(os.getpid()), status['Uid'].split()[0] == str(os.getuid()))
+print(mem[0], mem[1], '/usr' in mounts, os.getcwd() in mounts)";
+    let output = {
+        let _slot = isle_slot();
+        atoll()
+            .args(["run", "-m", "1G", "/usr/bin/python3", "-c", script])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "1 0\nTrue\nTrue\nTrue True\nMemTotal: 1048576 True True\n"
+    );
+}

@@ -368,6 +368,15 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         (identity.uid, identity.euid, identity.gid, identity.egid) = (uid, uid, gid, gid);
         identity.group_count = 0;
     }
+    files.set_isle_facts(crate::sandbox::IsleFacts {
+        identity,
+        argv: config.argv.clone(),
+        host_cpus: match config.vcpu_cores.len() as u64 {
+            count if count == cpu_count => config.vcpu_cores.clone(),
+            _ => (0..cpu_count as usize).collect(),
+        },
+        memory_bytes: config.memory_limit,
+    });
     let auxv = vec![
         (AT_PHDR, program.phdr_address),
         (AT_PHENT, program.phdr_entry_size),

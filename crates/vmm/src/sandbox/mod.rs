@@ -28,6 +28,7 @@
 mod fdtable;
 mod mounts;
 mod path_ops;
+mod procfs;
 mod resolve;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ use crate::offload::net::NetPolicy;
 
 pub use fdtable::{FileKind, SocketNames, MAX_FDS};
 pub use mounts::{Files, FilesError, MountSpec, DEVICES};
+pub use procfs::IsleFacts;
 pub use resolve::normalize;
 
 /// A rustix error as the errno the isle is answered with.

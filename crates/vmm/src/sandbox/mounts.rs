@@ -64,6 +64,9 @@ pub struct Files {
     pub(super) private_dirs: Vec<String>,
     /// Guest paths the isle can't reach, though a mount holds them.
     pub(super) hidden: Vec<String>,
+    /// What the isle's /proc and /sys show.
+    pub(super) facts: super::procfs::IsleFacts,
+    pub(super) host: super::procfs::HostSources,
 }
 
 impl Files {
@@ -124,6 +127,8 @@ impl Files {
         Ok(Self {
             private_dirs: Vec::new(),
             hidden: Vec::new(),
+            facts: Default::default(),
+            host: Default::default(),
             mounts,
             state: Mutex::new(State {
                 fds,

@@ -6,13 +6,15 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use atoll_abi::linux::errno::{EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR, EPERM, ERANGE, EXDEV};
+use atoll_abi::linux::errno::{
+    EACCES, EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR, EPERM, ERANGE, EXDEV,
+};
 use rustix::fs::{AtFlags, Mode, RenameFlags, Timespec, Timestamps, CWD, UTIME_NOW};
 use rustix::process::{Gid, Uid};
 
 use super::fdtable::{fstat, State};
 use super::mounts::{device, Files};
-use super::resolve::{c_string, Resolved, AT_FDCWD};
+use super::resolve::{c_string, Resolved, Target, AT_FDCWD};
 use super::{done, errno};
 use crate::host::files::{access_fd, fstatfs, own_fs_struct};
 
@@ -123,8 +125,15 @@ impl Files {
                 None
             }
         } else {
-            let resolved =
-                self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+            let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+            let resolved = match self.target(&state, dirfd, path, follow)? {
+                Target::Mount(resolved) => resolved,
+                Target::Synthetic(absolute) => {
+                    let fd = self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow)?;
+                    copy_stat(&fstat(&fd)?, out);
+                    return Ok(0);
+                }
+            };
             if let Some(name) = device(&resolved.absolute) {
                 copy_stat(&rustix::fs::stat(name).map_err(errno)?, out);
                 return Ok(0);
@@ -291,7 +300,15 @@ impl Files {
 
     pub fn readlink(&self, dirfd: i64, path: &str, buffer: &mut [u8]) -> Result<i64, i64> {
         let state = self.lock();
-        let resolved = self.resolve(&state, dirfd, path)?;
+        let resolved = match self.target(&state, dirfd, path, false)? {
+            Target::Mount(resolved) => resolved,
+            Target::Synthetic(absolute) => {
+                let target = self.synthetic_link(&state, &absolute)?;
+                let len = target.len().min(buffer.len());
+                buffer[..len].copy_from_slice(&target.as_bytes()[..len]);
+                return Ok(len as i64);
+            }
+        };
         let (parent, name) = self.parent_of(&resolved).map_err(|_| EINVAL)?;
         rustix::fs::readlinkat_raw(&parent, &name, buffer)
             .map(|len| len as i64)
@@ -300,8 +317,18 @@ impl Files {
 
     pub fn access(&self, dirfd: i64, path: &str, mode: i32, flags: i32) -> Result<i64, i64> {
         let state = self.lock();
-        let resolved =
-            self.resolve_follow(&state, dirfd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)?;
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let resolved = match self.target(&state, dirfd, path, follow)? {
+            Target::Mount(resolved) => resolved,
+            Target::Synthetic(absolute) => {
+                // Readable by all, writable and executable by none.
+                self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow)?;
+                return match mode & (libc::W_OK | libc::X_OK) {
+                    0 => Ok(0),
+                    _ => Err(EACCES),
+                };
+            }
+        };
         let nofollow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
             libc::O_NOFOLLOW
         } else {

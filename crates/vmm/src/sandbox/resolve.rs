@@ -16,6 +16,7 @@ use super::errno;
 use super::fdtable::{OpenFile, State};
 use super::mounts::{device, Files};
 use super::path_ops::{with_umask, without_set_id};
+use super::procfs::is_synthetic;
 
 pub(super) use atoll_abi::linux::AT_FDCWD_INT as AT_FDCWD;
 
@@ -54,6 +55,12 @@ pub(super) struct Resolved {
     pub(super) absolute: String,
 }
 
+/// Where a guest path leads: into a mount, or to a /proc or /sys file.
+pub(super) enum Target {
+    Mount(Resolved),
+    Synthetic(String),
+}
+
 pub(super) fn c_string(text: &str) -> Result<CString, i64> {
     CString::new(text).map_err(|_| EINVAL)
 }
@@ -86,6 +93,22 @@ impl Files {
         path: &str,
         follow_last: bool,
     ) -> Result<Resolved, i64> {
+        match self.target(state, dirfd, path, follow_last)? {
+            Target::Mount(resolved) => Ok(resolved),
+            // Only reads reach /proc and /sys (see `target`).
+            Target::Synthetic(_) => Err(ENOENT),
+        }
+    }
+
+    /// [`Self::resolve_follow`], or the isle's /proc or /sys path that
+    /// `path` names (no mount shadows those).
+    pub(super) fn target(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: &str,
+        follow_last: bool,
+    ) -> Result<Target, i64> {
         if path.is_empty() {
             return Err(ENOENT);
         }
@@ -104,6 +127,9 @@ impl Files {
             format!("{base}/{path}")
         };
         let absolute = self.expand_symlinks(normalize(&joined), follow_last)?;
+        if is_synthetic(&absolute) {
+            return Ok(Target::Synthetic(absolute));
+        }
         let (mount, inside) = self.locate(&absolute)?;
         // Keep a trailing slash: it means "must be a directory".
         let inside = if path.ends_with('/') && inside != "." {
@@ -111,11 +137,11 @@ impl Files {
         } else {
             inside
         };
-        Ok(Resolved {
+        Ok(Target::Mount(Resolved {
             mount,
             inside,
             absolute,
-        })
+        }))
     }
 
     /// [`Self::resolve_follow`] without following a final symlink.
@@ -127,6 +153,10 @@ impl Files {
     /// [`Self::resolve_follow`]); ELOOP after 40 rewrites, as Linux.
     fn expand_symlinks(&self, mut absolute: String, follow_last: bool) -> Result<String, i64> {
         'rewrite: for _ in 0..40 {
+            // A link into /proc (Debian's /etc/mtab) ends there.
+            if is_synthetic(&absolute) {
+                return Ok(absolute);
+            }
             let (mount, inside) = self.locate(&absolute)?;
             if inside == "." {
                 return Ok(absolute);
@@ -277,7 +307,24 @@ impl Files {
             flags
         };
         let mut state = self.lock();
-        let resolved = self.resolve_follow(&state, dirfd, path, flags & libc::O_NOFOLLOW == 0)?;
+        let follow = flags & libc::O_NOFOLLOW == 0;
+        let resolved = match self.target(&state, dirfd, path, follow)? {
+            Target::Mount(resolved) => resolved,
+            Target::Synthetic(absolute) => {
+                let fd = self.open_synthetic(&state, &absolute, flags, follow)?;
+                let file = OpenFile {
+                    fd: Arc::new(fd),
+                    guest_path: Some(absolute),
+                    close_on_exec: flags & libc::O_CLOEXEC != 0,
+                    read_only: true,
+                    keep_owners: false,
+                    host_owned: false,
+                    socket_names: None,
+                    kind: None,
+                };
+                return Self::insert(&mut state, file, 0).map(i64::from);
+            }
+        };
         if let Some(name) = device(&resolved.absolute) {
             let flags =
                 flags & (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND) | libc::O_CLOEXEC;
@@ -333,7 +380,18 @@ impl Files {
         for_write: bool,
     ) -> Result<OwnedFd, i64> {
         let state = self.lock();
-        let resolved = self.resolve_follow(&state, dirfd, path, follow)?;
+        let resolved = match self.target(&state, dirfd, path, follow)? {
+            Target::Mount(resolved) => resolved,
+            Target::Synthetic(_) if for_write => return Err(EROFS),
+            // Files only: a name (a socket's, say) never reaches another fd
+            // through /proc/self/fd.
+            Target::Synthetic(absolute) => {
+                return match self.open_synthetic(&state, &absolute, libc::O_RDONLY, false) {
+                    Err(ELOOP) => Err(ENOENT),
+                    opened => opened,
+                };
+            }
+        };
         if for_write {
             self.writable(&resolved)?;
         }

@@ -1,0 +1,524 @@
+//! The isle's own /proc and /sys files, as far as programs read them, made
+//! when they are opened from what the monitor knows of the isle: its
+//! argv, identity, CPUs, memory, mounts and fds. Never the host's: an isle
+//! on one core says one CPU, whatever the machine has.
+//!
+//! Each opens as a sealed, read-only memfd holding the text, so read,
+//! pread, lseek and fstat behave as on any file. `/proc/self/fd/N` reads as
+//! a link to the guest path the fd was opened with.
+
+use std::os::fd::OwnedFd;
+
+use atoll_abi::boot::Identity;
+use atoll_abi::linux::errno::{EACCES, EINVAL, ELOOP, ENOENT};
+
+use super::errno;
+use super::fdtable::State;
+use super::mounts::Files;
+
+/// What the monitor knows of the isle that its /proc shows.
+#[derive(Clone, Default)]
+pub struct IsleFacts {
+    pub identity: Identity,
+    pub argv: Vec<Vec<u8>>,
+    /// The host CPUs the vCPUs run on, in vCPU order.
+    pub host_cpus: Vec<usize>,
+    /// The isle's memory limit.
+    pub memory_bytes: u64,
+}
+
+/// What a synthetic path is.
+enum Entry {
+    File(Vec<u8>),
+    /// A symlink's target (`/proc/self/fd/N`).
+    Link(String),
+}
+
+/// Whether `absolute` (a normalized guest path) is one of the synthetic
+/// trees, which no mount can shadow.
+pub(super) fn is_synthetic(absolute: &str) -> bool {
+    let under = |root: &str| {
+        absolute == root
+            || absolute
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    under("/proc") || under("/sys")
+}
+
+/// `/proc/PID/...`, `/proc/self/...` and `/proc/thread-self/...` of the
+/// isle's own process, as `self/...`.
+fn own_process(rest: &str, pid: u32) -> Option<String> {
+    let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let own = first == "self" || first == "thread-self" || first == pid.to_string();
+    own.then(|| format!("self/{tail}"))
+}
+
+/// A CPU list as /sys writes one: "0", "0-3".
+fn cpu_list(count: usize) -> String {
+    match count {
+        0 | 1 => "0\n".into(),
+        count => format!("0-{}\n", count - 1),
+    }
+}
+
+/// What the host tells of itself, read (or opened) before the monitor is
+/// confined, when it can still reach its own /proc.
+#[derive(Default)]
+pub(super) struct HostSources {
+    cpuinfo: String,
+    boot_time: String,
+    /// The monitor's own /proc/self/status and stat, re-read from offset
+    /// 0 each time (procfs makes them anew).
+    own_status: Option<std::fs::File>,
+    own_stat: Option<std::fs::File>,
+}
+
+impl HostSources {
+    fn read() -> Self {
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                stat.lines()
+                    .find_map(|line| line.strip_prefix("btime "))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "0".into());
+        Self {
+            cpuinfo: std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+            boot_time,
+            own_status: std::fs::File::open("/proc/self/status").ok(),
+            own_stat: std::fs::File::open("/proc/self/stat").ok(),
+        }
+    }
+}
+
+/// The whole of a procfs file opened earlier, as it reads now.
+fn reread(file: &Option<std::fs::File>) -> String {
+    let Some(file) = file else {
+        return String::new();
+    };
+    let mut bytes = vec![0u8; 8192];
+    let len = std::os::unix::fs::FileExt::read_at(file, &mut bytes, 0).unwrap_or(0);
+    bytes.truncate(len);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+impl Files {
+    /// What the isle's /proc and /sys show; call before the monitor is
+    /// confined (the host's own /proc is read or opened here).
+    pub fn set_isle_facts(&mut self, facts: IsleFacts) {
+        self.facts = facts;
+        self.host = HostSources::read();
+    }
+
+    fn entry(&self, state: &State, absolute: &str) -> Result<Entry, i64> {
+        let facts = &self.facts;
+        let cpus = facts.host_cpus.len().max(1);
+        if let Some(name) = absolute.strip_prefix("/sys/devices/system/cpu/") {
+            return match name {
+                "online" | "possible" | "present" => Ok(Entry::File(cpu_list(cpus).into_bytes())),
+                _ => Err(ENOENT),
+            };
+        }
+        let rest = absolute.strip_prefix("/proc/").ok_or(ENOENT)?;
+        let path = own_process(rest, facts.identity.pid).unwrap_or_else(|| rest.to_string());
+        let text = match path.as_str() {
+            "cpuinfo" => self.cpuinfo(),
+            "meminfo" => self.meminfo(),
+            "stat" => self.stat(),
+            "mounts" | "self/mounts" => self.mounts_text(),
+            "self/cmdline" => {
+                let mut bytes = Vec::new();
+                for arg in &facts.argv {
+                    bytes.extend_from_slice(arg);
+                    bytes.push(0);
+                }
+                return Ok(Entry::File(bytes));
+            }
+            "self/status" => self.status(state),
+            "self/comm" => format!("{}\n", self.comm()),
+            other => {
+                if let Some(fd) = other.strip_prefix("self/fd/") {
+                    return self.fd_link(state, fd).map(Entry::Link);
+                }
+                return Err(ENOENT);
+            }
+        };
+        Ok(Entry::File(text.into_bytes()))
+    }
+
+    /// The program's name as Linux keeps it: argv[0]'s last part, 15 bytes.
+    fn comm(&self) -> String {
+        let argv0 = self.facts.argv.first().map(Vec::as_slice).unwrap_or(b"");
+        let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
+        String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
+    }
+
+    fn fd_link(&self, state: &State, fd: &str) -> Result<String, i64> {
+        let number: i32 = fd.parse().map_err(|_| ENOENT)?;
+        let file = state.fds.get(&number).ok_or(ENOENT)?;
+        if let Some(path) = &file.guest_path {
+            return Ok(path.clone());
+        }
+        // Pipes, sockets, terminals: what Linux says of the host's. A host
+        // file given as stdio keeps its host path to itself.
+        let host = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&*file.fd)
+        );
+        let target = std::fs::read_link(host).map_err(|_| ENOENT)?;
+        let target = target.to_string_lossy();
+        let shown = ["pipe:", "socket:", "anon_inode:", "/dev/"]
+            .iter()
+            .any(|prefix| target.starts_with(prefix));
+        Ok(match shown {
+            true => target.into_owned(),
+            false => format!("anon_inode:[host file {number}]"),
+        })
+    }
+
+    /// The host's description of the first vCPU's core, once per vCPU,
+    /// numbered as the isle numbers them.
+    fn cpuinfo(&self) -> String {
+        let blocks: Vec<&str> = self
+            .host
+            .cpuinfo
+            .split("\n\n")
+            .filter(|b| !b.trim().is_empty())
+            .collect();
+        let cpus = self.facts.host_cpus.len().max(1);
+        let mut text = String::new();
+        for vcpu in 0..cpus {
+            let host_cpu = self.facts.host_cpus.get(vcpu).copied().unwrap_or(0);
+            let Some(block) = blocks.get(host_cpu).or(blocks.first()) else {
+                break;
+            };
+            for line in block.lines() {
+                let key = line.split(':').next().unwrap_or("").trim();
+                let line = match key {
+                    "processor" | "core id" | "apicid" | "initial apicid" => {
+                        format!("{}: {vcpu}", line.split(':').next().unwrap_or(key))
+                    }
+                    "physical id" => format!("{}: 0", line.split(':').next().unwrap_or(key)),
+                    "siblings" | "cpu cores" => {
+                        format!("{}: {cpus}", line.split(':').next().unwrap_or(key))
+                    }
+                    _ => line.to_string(),
+                };
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// The isle's memory: its limit is all it has; what the monitor holds
+    /// of it resident is what is used.
+    fn meminfo(&self) -> String {
+        let total_kib = self.facts.memory_bytes / 1024;
+        let resident_kib = reread(&self.host.own_status)
+            .lines()
+            .find_map(|line| line.strip_prefix("RssAnon:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0u64)
+            .min(total_kib);
+        let free_kib = total_kib - resident_kib;
+        let mut text = String::new();
+        for (key, kib) in [
+            ("MemTotal", total_kib),
+            ("MemFree", free_kib),
+            ("MemAvailable", free_kib),
+            ("Buffers", 0),
+            ("Cached", 0),
+            ("SwapCached", 0),
+            ("SwapTotal", 0),
+            ("SwapFree", 0),
+            ("Shmem", 0),
+        ] {
+            text.push_str(&format!("{:<16}{kib:>8} kB\n", format!("{key}:")));
+        }
+        text
+    }
+
+    /// /proc/stat: the isle's CPUs, with the monitor's CPU time (which is
+    /// the isle's: its vCPUs are its threads) shared among them.
+    fn stat(&self) -> String {
+        let cpus = self.facts.host_cpus.len().max(1) as u64;
+        // The monitor's user and system time in clock ticks (fields 14 and
+        // 15 of its own stat, after the parenthesized name).
+        let own = reread(&self.host.own_stat);
+        let fields: Vec<u64> = own
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (user, system) = (
+            fields.get(11).copied().unwrap_or(0),
+            fields.get(12).copied().unwrap_or(0),
+        );
+        let line = |name: &str, user: u64, system: u64| {
+            format!("{name} {user} 0 {system} 0 0 0 0 0 0 0\n")
+        };
+        let mut text = line("cpu ", user, system);
+        for cpu in 0..cpus {
+            text.push_str(&line(&format!("cpu{cpu}"), user / cpus, system / cpus));
+        }
+        text.push_str(&format!(
+            "intr 0\nctxt 0\nbtime {}\nprocesses 1\nprocs_running {cpus}\nprocs_blocked 0\n",
+            self.host.boot_time.trim()
+        ));
+        text
+    }
+
+    /// The isle's mounts, as /proc/mounts lists them.
+    fn mounts_text(&self) -> String {
+        let mut text = String::from("proc /proc proc ro,nosuid,nodev,noexec 0 0\n");
+        text.push_str("sysfs /sys sysfs ro,nosuid,nodev,noexec 0 0\n");
+        let mut mounts: Vec<_> = self.mounts.iter().collect();
+        mounts.sort_by(|a, b| a.guest.cmp(&b.guest));
+        for mount in mounts {
+            let kind = if self.private_dirs.contains(&mount.guest) {
+                "tmpfs"
+            } else {
+                "atoll"
+            };
+            let options = if mount.read_only { "ro" } else { "rw" };
+            let escaped = mount
+                .guest
+                .replace('\\', "\\134")
+                .replace(' ', "\\040")
+                .replace('\t', "\\011")
+                .replace('\n', "\\012");
+            text.push_str(&format!("{kind} {escaped} {kind} {options} 0 0\n"));
+        }
+        text
+    }
+
+    fn status(&self, state: &State) -> String {
+        let id = &self.facts.identity;
+        let cpus = self.facts.host_cpus.len().max(1);
+        let groups: Vec<String> = id.groups[..(id.group_count as usize).min(id.groups.len())]
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        format!(
+            "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\n\
+             PPid:\t{}\nTracerPid:\t0\nUid:\t{uid}\t{euid}\t{euid}\t{euid}\n\
+             Gid:\t{gid}\t{egid}\t{egid}\t{egid}\nFDSize:\t{}\nGroups:\t{}\n\
+             VmSize:\t{:>8} kB\nCpus_allowed_list:\t{}\n",
+            self.comm(),
+            state.umask,
+            id.ppid,
+            state
+                .fds
+                .keys()
+                .next_back()
+                .map_or(64, |&last| (last + 1).max(64)),
+            groups.join(" "),
+            self.facts.memory_bytes / 1024,
+            cpu_list(cpus).trim_end(),
+            pid = id.pid,
+            uid = id.uid,
+            euid = id.euid,
+            gid = id.gid,
+            egid = id.egid,
+        )
+    }
+
+    /// The isle's /proc or /sys file at `absolute`, opened for reading;
+    /// `/proc/self/fd/N` opens what fd N is (unless `follow` is off).
+    pub(super) fn open_synthetic(
+        &self,
+        state: &State,
+        absolute: &str,
+        flags: i32,
+        follow: bool,
+    ) -> Result<OwnedFd, i64> {
+        match self.entry(state, absolute)? {
+            Entry::File(bytes) => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY
+                    || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+                {
+                    return Err(EACCES);
+                }
+                sealed_memfd(&bytes)
+            }
+            Entry::Link(_) if !follow => Err(ELOOP),
+            Entry::Link(_) => {
+                let number: i32 = absolute
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| ENOENT)?;
+                let file = state.fds.get(&number).ok_or(ENOENT)?;
+                rustix::io::fcntl_dupfd_cloexec(&*file.fd, 3).map_err(errno)
+            }
+        }
+    }
+
+    /// The target of the isle's /proc symlink at `absolute` (EINVAL for
+    /// a file, as readlink says of anything not a link).
+    pub(super) fn synthetic_link(&self, state: &State, absolute: &str) -> Result<String, i64> {
+        match self.entry(state, absolute)? {
+            Entry::Link(target) => Ok(target),
+            Entry::File(_) => Err(EINVAL),
+        }
+    }
+}
+
+/// `bytes` in a memfd sealed against any change, at offset 0, mode 0444.
+fn sealed_memfd(bytes: &[u8]) -> Result<OwnedFd, i64> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(
+        c"atoll-proc",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(errno)?;
+    let mut written = 0;
+    while written < bytes.len() {
+        written += rustix::io::write(&fd, &bytes[written..]).map_err(errno)?;
+    }
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_bits_retain(0o444)).map_err(errno)?;
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
+    )
+    .map_err(errno)?;
+    rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0)).map_err(errno)?;
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn isle_files(cpus: usize) -> Files {
+        let mut files = Files::new(&[], "/").unwrap();
+        files.set_isle_facts(IsleFacts {
+            identity: Identity {
+                pid: 4242,
+                ppid: 1,
+                uid: 1000,
+                euid: 1000,
+                gid: 100,
+                egid: 100,
+                ..Default::default()
+            },
+            argv: vec![
+                b"/usr/bin/python3".to_vec(),
+                b"-c".to_vec(),
+                b"pass".to_vec(),
+            ],
+            host_cpus: (2..2 + cpus).collect(),
+            memory_bytes: 512 << 20,
+        });
+        files
+    }
+
+    fn read(files: &Files, path: &str) -> Result<String, i64> {
+        let state = files.lock();
+        let fd = files.open_synthetic(&state, path, libc::O_RDONLY, true)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).unwrap();
+        Ok(text)
+    }
+
+    #[test]
+    fn the_isle_shows_its_own_cpus_memory_and_process() {
+        let files = isle_files(1);
+        assert_eq!(
+            read(&files, "/sys/devices/system/cpu/online").unwrap(),
+            "0\n"
+        );
+        assert_eq!(
+            read(&files, "/proc/self/cmdline").unwrap(),
+            "/usr/bin/python3\0-c\0pass\0"
+        );
+        assert_eq!(
+            read(&files, "/proc/4242/cmdline").unwrap(),
+            read(&files, "/proc/self/cmdline").unwrap()
+        );
+        let status = read(&files, "/proc/self/status").unwrap();
+        assert!(status.starts_with("Name:\tpython3\n"), "{status}");
+        assert!(
+            status.contains("\nPid:\t4242\n") && status.contains("\nUid:\t1000\t1000"),
+            "{status}"
+        );
+        let meminfo = read(&files, "/proc/meminfo").unwrap();
+        assert!(
+            meminfo.starts_with("MemTotal:         524288 kB\n"),
+            "{meminfo}"
+        );
+        let cpuinfo = read(&files, "/proc/cpuinfo").unwrap();
+        assert_eq!(cpuinfo.matches("processor").count(), 1, "{cpuinfo}");
+        let stat = read(&files, "/proc/stat").unwrap();
+        assert!(
+            stat.contains("\ncpu0 ") && !stat.contains("\ncpu1 "),
+            "{stat}"
+        );
+        assert_eq!(isle_files(4).facts.host_cpus.len(), 4);
+        assert_eq!(
+            read(&isle_files(4), "/sys/devices/system/cpu/possible").unwrap(),
+            "0-3\n"
+        );
+        assert_eq!(
+            read(&isle_files(4), "/proc/cpuinfo")
+                .unwrap()
+                .matches("processor")
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn other_paths_and_writes_are_refused_as_linux_does() {
+        let files = isle_files(1);
+        assert_eq!(read(&files, "/proc/1/cmdline").unwrap_err(), ENOENT);
+        assert_eq!(read(&files, "/proc/kcore").unwrap_err(), ENOENT);
+        assert_eq!(read(&files, "/sys/kernel/mm").unwrap_err(), ENOENT);
+        let state = files.lock();
+        let write = files.open_synthetic(&state, "/proc/meminfo", libc::O_WRONLY, true);
+        assert_eq!(write.unwrap_err(), EACCES);
+        assert!(!is_synthetic("/procfs/x") && is_synthetic("/proc") && is_synthetic("/sys/x"));
+        assert!(files.synthetic_link(&state, "/proc/self/fd/1").is_ok());
+        assert_eq!(
+            files
+                .synthetic_link(&state, "/proc/self/fd/99")
+                .unwrap_err(),
+            ENOENT
+        );
+        assert_eq!(
+            files.synthetic_link(&state, "/proc/cpuinfo").unwrap_err(),
+            EINVAL
+        );
+        drop(state);
+        // Through the isle's own calls: a path, a stat, a readlink.
+        let fd = files.open(
+            i64::from(libc::AT_FDCWD),
+            "/proc/self/status",
+            libc::O_RDONLY,
+            0,
+        );
+        assert!(fd.is_ok_and(|fd| fd >= 3));
+        let mut stat = crate::host::fs::zeroed_stat();
+        assert_eq!(
+            files.stat_at(i64::from(libc::AT_FDCWD), "/proc/meminfo", 0, &mut stat),
+            Ok(0)
+        );
+        assert_eq!(stat.st_mode & libc::S_IFMT, libc::S_IFREG);
+        let mut buffer = [0u8; 64];
+        assert!(files
+            .readlink(i64::from(libc::AT_FDCWD), "/proc/self/fd/0", &mut buffer)
+            .is_ok());
+        assert_eq!(
+            files.open(i64::from(libc::AT_FDCWD), "/proc/cpuinfo", libc::O_RDWR, 0),
+            Err(EACCES)
+        );
+    }
+}
