@@ -224,6 +224,12 @@ opcodes! {
     /// area_len). With `area` 0 it returns the bytes of stubs needed (0:
     /// none); then it writes them at `area` and patches the sites.
     RewriteMapped = 69,
+    /// The isle's RLIMIT_NOFILE soft limit changed: (limit). New fds are
+    /// numbered below it (EMFILE otherwise), dup2 and F_DUPFD at or above
+    /// it fail.
+    FdLimit = 70,
+    /// mknodat(dirfd, path, mode): regular files, FIFOs and socket files.
+    MknodAt = 71,
 }
 
 impl Opcode {
@@ -380,11 +386,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(
-            known,
-            Opcode::RewriteMapped.as_u32() + 1,
-            "numbers stay dense"
-        );
+        assert_eq!(known, Opcode::MknodAt.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

@@ -289,6 +289,8 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .cpu_count
         .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
     let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
+    // The isle's fds are the monitor's: room for all it may open, and ours.
+    host::raise_open_file_limit(crate::sandbox::MAX_FDS as u64 + 256);
     let mut files = Files::new(&config.mounts, &config.cwd)?;
     files.set_private_dirs(&config.private_dirs);
     files.set_hidden(&config.hidden_paths);

@@ -1,5 +1,6 @@
-/* Positioned vectored I/O, close_range and fcntl record locks (POSIX and
- * open-file-description locks), printing what each call returned so a run
+/* Positioned vectored I/O, close_range, fcntl record locks (POSIX and
+ * open-file-description locks), close-on-exec as each fd-making call
+ * asks, RLIMIT_NOFILE, FIFOs made by mknod, printing what each call returned so a run
  * in an isle can be compared line by line with a native one. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -8,7 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -130,6 +137,69 @@ static void locking(void)
 	close(second);
 }
 
+static long cloexec(int fd)
+{
+	if (fd < 0)
+		return fd;
+	long flag = fcntl(fd, F_GETFD) & FD_CLOEXEC;
+	close(fd);
+	return flag;
+}
+
+static void close_on_exec(void)
+{
+	int pair[2];
+	report("socket FD_CLOEXEC", cloexec(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)));
+	report("socket plain", cloexec(socket(AF_UNIX, SOCK_STREAM, 0)));
+	report("eventfd EFD_CLOEXEC", cloexec(eventfd(0, EFD_CLOEXEC)));
+	report("eventfd plain", cloexec(eventfd(0, 0)));
+	report("timerfd TFD_CLOEXEC", cloexec(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC)));
+	report("epoll EPOLL_CLOEXEC", cloexec(epoll_create1(EPOLL_CLOEXEC)));
+	report("socketpair", socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+	report("socketpair FD_CLOEXEC", cloexec(pair[0]) + cloexec(pair[1]));
+}
+
+static void open_file_limit(void)
+{
+	struct rlimit limit = {16, 16};
+	report("setrlimit NOFILE 16", setrlimit(RLIMIT_NOFILE, &limit));
+	int last = -1, fd;
+	while ((fd = open("/dev/null", O_RDONLY)) >= 0)
+		last = fd;
+	printf("opened up to fd %d, then %s\n", last, errno_name(errno));
+	report("dup2 to the limit", dup2(0, 16));
+	report("F_DUPFD at the limit", fcntl(0, F_DUPFD, 16));
+	for (fd = 3; fd <= last; fd++)
+		close(fd);
+	report("open below the limit", cloexec(open("/dev/null", O_RDONLY)));
+}
+
+static void fifos(void)
+{
+	char fifo[300], below[320];
+	snprintf(fifo, sizeof fifo, "%s.fifo", path);
+	report("mknod S_IFIFO", mknod(fifo, S_IFIFO | 0600, 0));
+	struct stat st;
+	report("stat the FIFO", stat(fifo, &st));
+	printf("is a FIFO: %d, mode %o\n", S_ISFIFO(st.st_mode), st.st_mode & 0777);
+	report("mknod it again", mknod(fifo, S_IFIFO | 0600, 0));
+	report("mkfifo a second", mkfifo(path, 0600));
+	report("mkfifo it again", mkfifo(path, 0600));
+	unlink(path);
+	int reader = open(fifo, O_RDONLY | O_NONBLOCK);
+	int writer = open(fifo, O_WRONLY | O_NONBLOCK);
+	report("write into the FIFO", write(writer, "fifo", 4));
+	char bytes[8] = {0};
+	report("read it back", read(reader, bytes, sizeof bytes));
+	printf("read: %s\n", bytes);
+	close(reader);
+	close(writer);
+	snprintf(below, sizeof below, "%s/below", fifo);
+	report("utimensat below a non-directory", utimensat(AT_FDCWD, below, NULL, 0));
+	report("mknod below a non-directory", mknod(below, S_IFIFO | 0600, 0));
+	unlink(fifo);
+}
+
 int main(void)
 {
 	snprintf(path, sizeof path, "/tmp/atoll-fdcalls-%d", (int)getpid());
@@ -137,5 +207,8 @@ int main(void)
 	closing();
 	locking();
 	unlink(path);
+	close_on_exec();
+	fifos();
+	open_file_limit();
 	return 0;
 }

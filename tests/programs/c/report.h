@@ -15,6 +15,11 @@ static const char *errno_name(int e)
 	case EINVAL: return "EINVAL";
 	case ENOSYS: return "ENOSYS";
 	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case ENOENT: return "ENOENT";
+	case EEXIST: return "EEXIST";
+	case ENOTDIR: return "ENOTDIR";
+	case EMFILE: return "EMFILE";
+	case EROFS: return "EROFS";
 	default: return "other";
 	}
 }

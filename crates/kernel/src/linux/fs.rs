@@ -81,6 +81,10 @@ pub fn mkdirat(dirfd: u64, path: u64, mode: u64) -> SysResult {
     call(Opcode::MkdirAt, [dirfd, path_arg(path)?, mode, 0, 0, 0])
 }
 
+pub fn mknodat(dirfd: u64, path: u64, mode: u64, _device: u64) -> SysResult {
+    call(Opcode::MknodAt, [dirfd, path_arg(path)?, mode, 0, 0, 0])
+}
+
 pub fn unlinkat(dirfd: u64, path: u64, flags: u64) -> SysResult {
     call(Opcode::UnlinkAt, [dirfd, path_arg(path)?, flags, 0, 0, 0])
 }

@@ -290,6 +290,8 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::FACCESSAT2 => fs::faccessat2(a[0], a[1], a[2], a[3]),
         nr::MKDIR => fs::mkdirat(atoll_abi::linux::AT_FDCWD, a[0], a[1]),
         nr::MKDIRAT => fs::mkdirat(a[0], a[1], a[2]),
+        nr::MKNOD => fs::mknodat(atoll_abi::linux::AT_FDCWD, a[0], a[1], a[2]),
+        nr::MKNODAT => fs::mknodat(a[0], a[1], a[2], a[3]),
         nr::RMDIR => fs::rmdir(a[0]),
         nr::UNLINK => fs::unlinkat(atoll_abi::linux::AT_FDCWD, a[0], 0),
         nr::UNLINKAT => fs::unlinkat(a[0], a[1], a[2]),

@@ -4,9 +4,12 @@ use atoll_abi::linux::errno::{EFAULT, EINVAL, EOPNOTSUPP, EPERM, ESRCH};
 use atoll_abi::xstate;
 use spin::Mutex;
 
+use atoll_abi::queue::Opcode;
+
+use super::io::host_result;
 use super::SysResult;
 use crate::arch::x86_64::{cpu, user};
-use crate::boot_info;
+use crate::{boot_info, offload};
 
 pub fn exit_group(status: u64) -> SysResult {
     crate::exit_isle(status as u8)
@@ -157,6 +160,10 @@ pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
         }
         if hard > limits[resource][1] {
             return Err(EPERM);
+        }
+        if resource == RLIMIT_NOFILE {
+            // The host numbers fds: it enforces the limit.
+            host_result(offload::call(Opcode::FdLimit, [soft, 0, 0, 0, 0, 0]))?;
         }
         limits[resource] = [soft, hard];
     }

@@ -172,6 +172,22 @@ pub fn limit_file_size(bytes: u64) -> std::io::Result<()> {
     }
 }
 
+/// Raises this process's soft RLIMIT_NOFILE as far as its hard one allows
+/// (to at most `wanted`): every fd an isle opens is one of ours.
+pub fn raise_open_file_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Blocks `signals` in the calling thread, and so in every thread it
 /// starts afterwards, and hands each one that arrives to `handler` on a
 /// thread of its own. Call it before starting other threads.

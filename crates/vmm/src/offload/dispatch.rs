@@ -44,6 +44,7 @@ pub(super) fn handle(
         | Opcode::Statx
         | Opcode::GetDents
         | Opcode::MkdirAt
+        | Opcode::MknodAt
         | Opcode::UnlinkAt
         | Opcode::RenameAt
         | Opcode::LinkAt
@@ -63,6 +64,7 @@ pub(super) fn handle(
         | Opcode::Pread
         | Opcode::Pwrite
         | Opcode::Umask
+        | Opcode::FdLimit
         | Opcode::Chmod
         | Opcode::Chown
         | Opcode::UtimensAt

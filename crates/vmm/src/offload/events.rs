@@ -30,7 +30,12 @@ pub(super) fn handle(
             if flags & !libc::EPOLL_CLOEXEC != 0 {
                 return Err(EINVAL);
             }
-            adopt(files, epoll::create(epoll::CreateFlags::CLOEXEC))
+            let close_on_exec = flags & libc::EPOLL_CLOEXEC != 0;
+            adopt(
+                files,
+                epoll::create(epoll::CreateFlags::CLOEXEC),
+                close_on_exec,
+            )
         }
         Opcode::EpollCtl => {
             let target = files.host_fd(a[2])?;
@@ -85,9 +90,14 @@ pub(super) fn handle(
             if flags & !(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE) != 0 {
                 return Err(EINVAL);
             }
+            let close_on_exec = flags & libc::EFD_CLOEXEC != 0;
             let flags =
                 rustix::event::EventfdFlags::from_bits_retain((flags | libc::EFD_CLOEXEC) as u32);
-            adopt(files, rustix::event::eventfd(a[0] as u32, flags))
+            adopt(
+                files,
+                rustix::event::eventfd(a[0] as u32, flags),
+                close_on_exec,
+            )
         }
         Opcode::TimerFdCreate => {
             use rustix::time::TimerfdClockId;
@@ -104,9 +114,14 @@ pub(super) fn handle(
                 libc::CLOCK_BOOTTIME_ALARM => TimerfdClockId::BoottimeAlarm,
                 _ => return Err(EINVAL),
             };
+            let close_on_exec = flags & libc::TFD_CLOEXEC != 0;
             let flags =
                 rustix::time::TimerfdFlags::from_bits_retain((flags | libc::TFD_CLOEXEC) as u32);
-            adopt(files, rustix::time::timerfd_create(clock, flags))
+            adopt(
+                files,
+                rustix::time::timerfd_create(clock, flags),
+                close_on_exec,
+            )
         }
         Opcode::TimerFdSetTime => {
             let words: Vec<i64> = read_guest(ram, a[2], 32)?
@@ -149,8 +164,12 @@ fn timeout_from_ms(ms: i32) -> Option<Timespec> {
     })
 }
 
-fn adopt(files: &Files, made: rustix::io::Result<OwnedFd>) -> Result<i64, i64> {
-    files.adopt(made.map_err(errno)?)
+fn adopt(
+    files: &Files,
+    made: rustix::io::Result<OwnedFd>,
+    close_on_exec: bool,
+) -> Result<i64, i64> {
+    files.adopt(made.map_err(errno)?, close_on_exec)
 }
 
 fn itimerspec_bytes(spec: &Itimerspec) -> [u8; 32] {

@@ -115,6 +115,7 @@ pub(super) fn handle(
             host::fs::getdents64(held.as_fd(), &buffer).map(|done| done as i64)
         }
         Opcode::MkdirAt => files.mkdir(dirfd, &guest_string(ram, a[1])?, a[2] as u32),
+        Opcode::MknodAt => files.mknod(dirfd, &guest_string(ram, a[1])?, a[2] as u32),
         Opcode::UnlinkAt => files.unlink(dirfd, &guest_string(ram, a[1])?, a[2] as i32),
         Opcode::RenameAt => {
             let (old, new) = path_pair(ram, a)?;
@@ -192,6 +193,7 @@ pub(super) fn handle(
             done.map(|done| done as i64)
         }
         Opcode::Umask => Ok(files.umask(a[0] as u32)),
+        Opcode::FdLimit => Ok(files.set_fd_limit(a[0])),
         Opcode::Chmod => {
             let path = optional_path(ram, a[1])?;
             files.chmod(dirfd, path.as_deref(), a[2] as u32)

@@ -13,8 +13,11 @@ use super::mounts::Files;
 use super::path_ops::with_umask;
 use super::{done, errno};
 
-/// Most fds an isle can have open (its RLIMIT_NOFILE).
-pub const MAX_FDS: i32 = 1024;
+/// Most fds an isle can have open: the hard RLIMIT_NOFILE it is given.
+pub const MAX_FDS: i32 = 4096;
+
+/// The soft RLIMIT_NOFILE an isle starts with, as Linux's default.
+pub const DEFAULT_FD_LIMIT: i32 = 1024;
 
 pub(super) struct OpenFile {
     /// Shared so a call in flight on a worker keeps the host fd open (and
@@ -71,6 +74,8 @@ pub(super) struct State {
     pub(super) fds: BTreeMap<i32, OpenFile>,
     pub(super) cwd: String,
     pub(super) umask: u32,
+    /// The isle's soft RLIMIT_NOFILE (at most [`MAX_FDS`]).
+    pub(super) fd_limit: i32,
 }
 
 pub(super) fn fstat(fd: impl AsFd) -> Result<rustix::fs::Stat, i64> {
@@ -136,22 +141,23 @@ impl Files {
         while state.fds.contains_key(&fd) {
             fd += 1;
         }
-        if fd >= MAX_FDS {
+        if fd >= state.fd_limit {
             return Err(EMFILE);
         }
         state.fds.insert(fd, file);
         Ok(fd)
     }
 
-    /// Gives the isle a host fd (a socket the host made for it); returns its guest fd.
-    pub fn adopt(&self, fd: OwnedFd) -> Result<i64, i64> {
+    /// Gives the isle a host fd (a socket the host made for it), close-on-
+    /// exec as the isle asked; returns its guest fd.
+    pub fn adopt(&self, fd: OwnedFd, close_on_exec: bool) -> Result<i64, i64> {
         let mut state = self.lock();
         Self::insert(
             &mut state,
             OpenFile {
                 fd: Arc::new(fd),
                 guest_path: None,
-                close_on_exec: false,
+                close_on_exec,
                 read_only: false,
                 keep_owners: false,
                 host_owned: false,
@@ -292,6 +298,12 @@ impl Files {
         Ok(0)
     }
 
+    /// The isle set its RLIMIT_NOFILE: fds already open stay open.
+    pub fn set_fd_limit(&self, limit: u64) -> i64 {
+        self.lock().fd_limit = limit.min(MAX_FDS as u64) as i32;
+        0
+    }
+
     /// dup (new < 0: lowest free fd at or above -new - 1) or dup3.
     pub fn dup(&self, old: i64, new: i64, flags: i32) -> Result<i64, i64> {
         let mut state = self.lock();
@@ -303,7 +315,7 @@ impl Files {
                 Err(EINVAL)
             };
         }
-        if new >= i64::from(MAX_FDS) {
+        if new >= i64::from(state.fd_limit) {
             return Err(EBADF);
         }
         let fd = rustix::io::fcntl_dupfd_cloexec(host, 3).map_err(errno)?;
@@ -339,8 +351,10 @@ impl Files {
                 } else {
                     0
                 };
-                let lowest = argument.min(MAX_FDS as u64) as i64;
-                self.dup(fd, -lowest - 1, flags)
+                if argument >= self.lock().fd_limit as u64 {
+                    return Err(EINVAL);
+                }
+                self.dup(fd, -(argument as i64) - 1, flags)
             }
             libc::F_GETFD => {
                 let state = self.lock();

@@ -134,6 +134,7 @@ impl Files {
                 fds,
                 cwd: normalize(cwd),
                 umask: 0o022,
+                fd_limit: super::fdtable::DEFAULT_FD_LIMIT,
             }),
         })
     }

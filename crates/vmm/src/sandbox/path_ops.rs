@@ -153,15 +153,27 @@ impl Files {
         Ok(0)
     }
 
-    pub fn mkdir(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
-        let state = self.lock();
-        let resolved = self.resolve(&state, dirfd, path)?;
-        // Like Linux, an existing name is EEXIST even on a read-only mount.
+    /// Where a new name goes: its parent (O_PATH) and last component, on a
+    /// writable mount. Like Linux, an existing name is EEXIST even on a
+    /// read-only mount.
+    fn new_name(
+        &self,
+        state: &State,
+        dirfd: i64,
+        path: &str,
+    ) -> Result<(Resolved, OwnedFd, CString), i64> {
+        let resolved = self.resolve(state, dirfd, path)?;
         let (parent, name) = self.parent_of(&resolved)?;
         if rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             return Err(EEXIST);
         }
         self.writable(&resolved)?;
+        Ok((resolved, parent, name))
+    }
+
+    pub fn mkdir(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
+        let state = self.lock();
+        let (_, parent, name) = self.new_name(&state, dirfd, path)?;
         // Set-id bits in mkdir's mode mean nothing on Linux (a new
         // directory takes S_ISGID from its parent).
         with_umask(state.umask, || {
@@ -169,6 +181,33 @@ impl Files {
                 &parent,
                 &name,
                 Mode::from_bits_retain(mode & 0o1777),
+            ))
+        })
+    }
+
+    /// mknodat for what an unprivileged process may make: regular files,
+    /// FIFOs and socket files (devices are EPERM, as without CAP_MKNOD).
+    pub fn mknod(&self, dirfd: i64, path: &str, mode: u32) -> Result<i64, i64> {
+        let kind = match mode & libc::S_IFMT {
+            0 => libc::S_IFREG,
+            libc::S_IFCHR | libc::S_IFBLK => return Err(EPERM),
+            kind @ (libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK) => kind,
+            _ => return Err(EINVAL),
+        };
+        let state = self.lock();
+        let (resolved, parent, name) = self.new_name(&state, dirfd, path)?;
+        let permissions = if self.mounts[resolved.mount].keep_owners {
+            mode & 0o7777
+        } else {
+            without_set_id(mode & 0o7777, kind)
+        };
+        with_umask(state.umask, || {
+            done(rustix::fs::mknodat(
+                &parent,
+                &name,
+                rustix::fs::FileType::from_raw_mode(kind),
+                Mode::from_bits_retain(permissions),
+                0,
             ))
         })
     }
@@ -408,9 +447,10 @@ impl Files {
         follow: bool,
     ) -> Result<(OwnedFd, bool), i64> {
         let resolved = self.resolve_follow(state, dirfd, path, follow)?;
-        self.writable(&resolved)?;
         let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        // The lookup's errors (ENOENT, ENOTDIR) come before EROFS, as Linux's.
         let fd = self.open_inside(&resolved, libc::O_PATH | nofollow, 0)?;
+        self.writable(&resolved)?;
         Ok((fd, self.mounts[resolved.mount].keep_owners))
     }
 

@@ -187,6 +187,7 @@ fn kind_and_protocol(kind: i32, protocol: i32) -> (SocketType, Option<Protocol>)
 pub(super) fn socket(files: &Files, request: &Request) -> Result<i64, i64> {
     let [domain, kind, protocol, ..] = request.args;
     let (domain, kind, protocol) = (domain as i32, kind as i32, protocol as i32);
+    let close_on_exec = kind & libc::SOCK_CLOEXEC != 0;
     if ![libc::AF_INET, libc::AF_INET6, libc::AF_UNIX].contains(&domain) {
         return Err(EAFNOSUPPORT);
     }
@@ -194,13 +195,14 @@ pub(super) fn socket(files: &Files, request: &Request) -> Result<i64, i64> {
     let (kind, protocol) = kind_and_protocol(kind, protocol);
     let family = AddressFamily::from_raw(domain as u16);
     let made = rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, protocol);
-    files.adopt(made.map_err(errno)?)
+    files.adopt(made.map_err(errno)?, close_on_exec)
 }
 
 /// socketpair(domain, type, protocol, fds): Unix sockets only.
 pub(super) fn socket_pair(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
     let [domain, kind, protocol, fds, ..] = request.args;
     let (kind, protocol) = (kind as i32, protocol as i32);
+    let close_on_exec = kind & libc::SOCK_CLOEXEC != 0;
     match domain as i32 {
         libc::AF_UNIX => {}
         // As Linux answers: TCP and UDP make no pairs.
@@ -213,8 +215,8 @@ pub(super) fn socket_pair(ram: &GuestRam, files: &Files, request: &Request) -> R
     let (first, second) =
         rustix::net::socketpair(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, protocol)
             .map_err(errno)?;
-    let first = files.adopt(first)?;
-    let second = files.adopt(second)?;
+    let first = files.adopt(first, close_on_exec)?;
+    let second = files.adopt(second, close_on_exec)?;
     let mut bytes = [0u8; 8];
     bytes[..4].copy_from_slice(&(first as i32).to_le_bytes());
     bytes[4..].copy_from_slice(&(second as i32).to_le_bytes());
@@ -272,9 +274,10 @@ pub(super) fn accept(
     let [fd, address, len_pointer, flags, ..] = request.args;
     let socket = files.host_fd(fd)?;
     let mut peer = vec![0u8; MAX_ADDRESS];
+    let close_on_exec = flags as i32 & libc::SOCK_CLOEXEC != 0;
     let flags = (flags as i32 & (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)) | libc::SOCK_CLOEXEC;
     let (connection, peer_len) = net::accept(socket.as_fd(), &mut peer, flags)?;
-    let guest = files.adopt(connection)?;
+    let guest = files.adopt(connection, close_on_exec)?;
     if let Some(local) = files.socket_names(fd)?.local {
         unix::remember(files, guest as u64, Some(&local), None);
     }
