@@ -5,6 +5,8 @@
 //! table's measurements live in `isle_vs_native/`, named for what they
 //! measure; `measure` has the timing and table-row helpers they share.
 
+#[path = "isle_vs_native/dynamic.rs"]
+mod dynamic;
 #[path = "isle_vs_native/images.rs"]
 mod images;
 #[path = "isle_vs_native/isles.rs"]
@@ -31,6 +33,7 @@ use std::process::Command;
 
 use atoll_testprogs::{program, Flavor};
 
+use dynamic::dynamic_section;
 use images::images_section;
 use isles::isles_section;
 use measure::{isle, median_figure, wall_ms, ATOLL, RUNS};
@@ -51,7 +54,8 @@ fn main() {
         return;
     }
     // `cargo bench -p atoll-cli --bench isle_vs_native -- --rewriting`
-    // (or --isles, --images, --qemu, --memory, --signals): just that table.
+    // (or --isles, --images, --qemu, --memory, --signals, --dynamic): just
+    // that table.
     if std::env::args().any(|arg| arg == "--rewriting") {
         rewrite_section();
         return;
@@ -74,6 +78,10 @@ fn main() {
     }
     if std::env::args().any(|arg| arg == "--signals") {
         signals_section();
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--dynamic") {
+        dynamic_section();
         return;
     }
     let hello = program(Flavor::Musl, "hello");
@@ -186,6 +194,7 @@ fn main() {
     rewrite_section();
     isles_section();
     images_section();
+    dynamic_section();
 
     println!("\nwhere one `atoll run hello` spends its time (monitor log, ms since atoll's main):");
     let mut previous = 0.0;
