@@ -440,3 +440,116 @@ fn bad_container_image_requests_get_one_line_errors() {
     let refused = work.run(&["pull", &odd]);
     assert_one_line_error(&refused, 125, &["tar+lz4", "tar, tar+gzip and tar+zstd"]);
 }
+
+#[test]
+fn a_project_builds_on_a_debian_base_and_runs_on_its_root() {
+    let Some((layout, registry, work, skopeo)) = setup("base") else {
+        return;
+    };
+    let base = format!("{}/me/debian:1", registry.address);
+    layout.push(&skopeo, "base", &base, &[]);
+    let project = work.dir.join("ondebian");
+    std::fs::create_dir_all(project.join("static")).unwrap();
+    std::fs::write(project.join("static/note.txt"), "from the project\n").unwrap();
+    std::fs::write(
+        project.join("main.c"),
+        r#"#include <stdio.h>
+#include <stdlib.h>
+static void show(const char *path) {
+	char line[128] = "";
+	FILE *f = fopen(path, "r");
+	printf("%s: %s", path, f && fgets(line, sizeof line, f) ? line : "missing\n");
+}
+int main(int argc, char **argv) {
+	show("/etc/debian_version");
+	show("/srv/note.txt");
+	show("/proc/meminfo");
+	printf("argv[0] %s, argv[1] %s, GREETING %s\n", argv[0], argc > 1 ? argv[1] : "-", getenv("GREETING"));
+	return 0;
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("atoll.toml"),
+        format!(
+            "[app]\nname = \"ondebian\"\nversion = \"0.1.0\"\n\n[build]\n\
+             command = \"gcc -O2 -o ondebian main.c\"\nfiles = [\"static:/srv\"]\n\
+             base = \"{base}\"\n\n[run]\nprogram = \"ondebian\"\nargs = [\"from-the-toml\"]\n\
+             env = {{ GREETING = \"hello\" }}\nmemory = \"256M\"\n"
+        ),
+    )
+    .unwrap();
+    let built = work.atoll(&project, &["build"], "");
+    assert_eq!(status(&built), 0, "{}", stderr(&built));
+    assert!(
+        stdout(&built).contains("on ") && stdout(&built).contains("/usr/local/bin/ondebian"),
+        "{}",
+        stdout(&built)
+    );
+    let version =
+        std::fs::read_to_string(debian_tree().unwrap().join("etc/debian_version")).unwrap();
+    let expected = |arg: &str, greeting: &str| {
+        format!(
+            "/etc/debian_version: {version}/srv/note.txt: from the project\n\
+             /proc/meminfo: MemTotal:         262144 kB\n\
+             argv[0] /usr/local/bin/ondebian, argv[1] {arg}, GREETING {greeting}\n"
+        )
+    };
+    // As an image and as the project; arguments and -e override the toml.
+    for (args, arg, greeting) in [
+        (vec!["run", "ondebian:0.1.0"], "from-the-toml", "hello"),
+        (
+            vec!["run", "-e", "GREETING=flag", "ondebian:0.1.0", "given"],
+            "given",
+            "flag",
+        ),
+        (
+            vec!["run", project.to_str().unwrap()],
+            "from-the-toml",
+            "hello",
+        ),
+    ] {
+        let ran = work.run(&args);
+        assert_eq!(status(&ran), 0, "{args:?}: {}", stderr(&ran));
+        assert_eq!(stdout(&ran), expected(arg, greeting), "{args:?}");
+    }
+    // It is a container image: pushed, its config says what docker needs.
+    let remote = format!("{}/me/ondebian:1", registry.address);
+    assert_eq!(status(&work.run(&["tag", "ondebian:0.1.0", &remote])), 0);
+    let pushed = work.run(&["push", &remote]);
+    assert_eq!(status(&pushed), 0, "{}", stderr(&pushed));
+    let config = tool_run(
+        &skopeo,
+        &[
+            "inspect",
+            "--config",
+            "--tls-verify=false",
+            &format!("docker://{remote}"),
+        ],
+    );
+    let config: Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        json!(["/usr/local/bin/ondebian"])
+    );
+    assert_eq!(config["config"]["Cmd"], json!(["from-the-toml"]));
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+
+    // A base that is no container image is refused in one line.
+    let plain = work.dir.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("main.c"), "int main(void) { return 0; }\n").unwrap();
+    std::fs::write(
+        plain.join("atoll.toml"),
+        "[app]\nname = \"plain\"\nversion = \"1\"\n\n[build]\ncommand = \"gcc -o plain main.c\"\n\
+         base = \"nothing-here:1\"\n\n[run]\nprogram = \"plain\"\n",
+    )
+    .unwrap();
+    let refused = work.atoll(&plain, &["build", "-q"], "");
+    assert_one_line_error(
+        &refused,
+        2,
+        &["[build] base nothing-here:1", "no such image"],
+    );
+}

@@ -10,6 +10,8 @@
 //! lang = "rust"            # or "c"; or command = "make CC=musl-gcc"
 //! files = ["static:/srv"]  # project directories packed into the image,
 //!                          # seen read-only at that path in the isle
+//! # base = "localhost:5000/me/debian:12"  # run on this image's root
+//! #                        # filesystem (the program is /usr/local/bin/NAME)
 //!
 //! [run]
 //! program = "target/x86_64-unknown-linux-musl/release/hello"  # default by lang
@@ -67,6 +69,10 @@ pub struct Build {
     pub command: Option<String>,
     #[serde(default)]
     pub files: Vec<String>,
+    /// A container image (REGISTRY/NAME:TAG, or one in the store) whose
+    /// root filesystem the program runs on; the image built is then a
+    /// container image too.
+    pub base: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -133,6 +139,10 @@ pub enum InvalidManifest {
     Files(String),
     #[error("give [build] lang or command, or [run] program")]
     NoProgram,
+    #[error(
+        "[build] base and [kernel] image: an image on a base runs on this atoll's kernel: give one"
+    )]
+    BaseWithKernelImage,
 }
 
 /// The manifest in `dir`, checked; errors name the file and line.
@@ -170,6 +180,9 @@ pub fn parse(text: &str) -> Result<Manifest, InvalidManifest> {
     }
     for files in &manifest.build.files {
         split_files(files)?;
+    }
+    if manifest.build.base.is_some() && manifest.kernel.image.is_some() {
+        return Err(InvalidManifest::BaseWithKernelImage);
     }
     if manifest.build.lang.is_none()
         && manifest.build.command.is_none()

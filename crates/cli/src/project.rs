@@ -214,15 +214,19 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
             manifest::FILE_NAME
         ))
     })?;
-    if let Err(error) = atoll_vmm::image::loader::parse_program(&bytes) {
-        return Err(CliError::not_executable(format!(
-            "{}: {error}",
-            program.display()
-        )));
-    }
+    let linking = match atoll_vmm::image::loader::parse_program(&bytes) {
+        Ok(parsed) if parsed.interpreter.is_some() => "dynamic",
+        Ok(_) => "static",
+        Err(error) => {
+            return Err(CliError::not_executable(format!(
+                "{}: {error}",
+                program.display()
+            )))
+        }
+    };
     if !args.quiet {
         println!(
-            "built {} {}: {} ({} KiB, static x86_64)",
+            "built {} {}: {} ({} KiB, {linking} x86_64)",
             manifest.app.name,
             manifest.app.version,
             program.display(),
@@ -231,6 +235,19 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
     }
     // And its image in the local store, named NAME:VERSION.
     let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
+    if let Some(base) = &manifest.build.base {
+        let descriptor = build_on_base(&manifest, dir, base, &bytes)?;
+        let store = Store::open()?;
+        store.tag(&reference, &descriptor)?;
+        if !args.quiet {
+            println!(
+                "image {reference} ({}) on {base}: the program is {}",
+                &descriptor.digest[..19],
+                crate::image::oci::program_path(&manifest.app.name)
+            );
+        }
+        return Ok(0);
+    }
     let owned = project_parts(&manifest, dir, bytes)?;
     let store = Store::open()?;
     let descriptor = store::store_image(&store, &owned.parts())?;
@@ -243,6 +260,55 @@ pub fn build(args: BuildArgs) -> Result<i32, CliError> {
         );
     }
     Ok(0)
+}
+
+/// The project's program as a layer on container image `base` (pulled
+/// first when it names a registry and isn't here).
+fn build_on_base(
+    manifest: &Manifest,
+    dir: &Path,
+    base: &str,
+    program: &[u8],
+) -> Result<store::Descriptor, CliError> {
+    let store = Store::open()?;
+    let found = match store.resolve(base)? {
+        Some((_, descriptor)) => descriptor,
+        None if crate::image::registry::looks_remote(base) => {
+            crate::image::registry::pull_image(base, true)?;
+            store
+                .resolve(base)?
+                .ok_or_else(|| CliError::failed(format!("[build] base {base}: pulled, but not in the store")))?
+                .1
+        }
+        None => {
+            return Err(CliError::usage(format!(
+                "[build] base {base}: no such image here (see `atoll images`); give REGISTRY/NAME:TAG to pull it"
+            )))
+        }
+    };
+    let image = store.manifest(&found)?;
+    if !crate::image::oci::is_container_config(&image.config.media_type) {
+        return Err(CliError::usage(format!(
+            "[build] base {base}: not a container image (its config is {}): give one docker runs",
+            image.config.media_type
+        )));
+    }
+    let mut files = Vec::new();
+    for (host, guest) in manifest.files(dir) {
+        if !host.is_dir() {
+            return Err(PartsError::FilesNotADirectory(host).into());
+        }
+        files.push((guest, host));
+    }
+    crate::image::oci::compose_on_base(
+        &store,
+        &image,
+        &manifest.app.name,
+        program,
+        &files,
+        &manifest.run,
+    )
+    .map_err(|error| CliError::failed(format!("[build] base {base}: {error}")))
 }
 
 /// An image's parts, owned: what `store::Parts` borrows.

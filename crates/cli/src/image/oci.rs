@@ -43,6 +43,8 @@ pub enum OciError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Io(#[from] PathError),
+    #[error(transparent)]
+    Files(#[from] crate::image::rootfs::LayerError),
     #[error("image config {digest} is invalid: {source}")]
     InvalidConfig {
         digest: String,
@@ -102,6 +104,130 @@ pub struct ContainerConfig {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
+    #[serde(default)]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The label an image built on a base keeps its `[run]` settings in.
+pub const RUN_LABEL: &str = "dev.atoll.run";
+
+/// Where an image built on a base holds its program.
+pub fn program_path(name: &str) -> String {
+    format!("/usr/local/bin/{name}")
+}
+
+/// A project's program (and `[build] files` directories, as (where the
+/// isle sees it, project directory)) as one more layer on a container
+/// image: a container image again, which docker could run too. Its
+/// Entrypoint is the program, its Cmd the `[run]` args, its Env the
+/// base's under `[run]` env; the other settings ride in [`RUN_LABEL`].
+/// Returns the new manifest's descriptor.
+pub fn compose_on_base(
+    store: &Store,
+    base: &Manifest,
+    name: &str,
+    program: &[u8],
+    files: &[(String, PathBuf)],
+    run: &crate::manifest::Run,
+) -> Result<Descriptor, OciError> {
+    let layer = program_layer(name, program, files)?;
+    let diff_id = crate::image::store::sha256(&layer);
+    let layer = store.put("application/vnd.oci.image.layer.v1.tar", &layer)?;
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&store.get(&base.config)?).map_err(|source| {
+            OciError::InvalidConfig {
+                digest: base.config.digest.clone(),
+                source,
+            }
+        })?;
+    let process = &mut config["config"];
+    if !process.is_object() {
+        *process = serde_json::json!({});
+    }
+    let mut env: Vec<String> = process["Env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (key, value) in &run.env {
+        env.retain(|entry| entry.split('=').next() != Some(key.as_str()));
+        env.push(format!("{key}={value}"));
+    }
+    process["Env"] = serde_json::json!(env);
+    process["Entrypoint"] = serde_json::json!([program_path(name)]);
+    process["Cmd"] = serde_json::json!(run.args);
+    let settings = serde_json::to_string(run).map_err(StoreError::Serialize)?;
+    if !process["Labels"].is_object() {
+        process["Labels"] = serde_json::json!({});
+    }
+    process["Labels"][RUN_LABEL] = serde_json::json!(settings);
+    match config["rootfs"]["diff_ids"].as_array_mut() {
+        Some(diff_ids) => diff_ids.push(serde_json::json!(diff_id)),
+        None => config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [diff_id]}),
+    }
+    if let Some(history) = config["history"].as_array_mut() {
+        history.push(serde_json::json!({ "created_by": "atoll build" }));
+    }
+    let config_bytes = serde_json::to_vec(&config).map_err(StoreError::Serialize)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: crate::image::store::MANIFEST_TYPE.into(),
+        config: store.put(OCI_CONFIG, &config_bytes)?,
+        layers: base.layers.iter().cloned().chain([layer]).collect(),
+        annotations: Default::default(),
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(StoreError::Serialize)?;
+    Ok(store.put(crate::image::store::MANIFEST_TYPE, &bytes)?)
+}
+
+/// A tar header as a reproducible layer has it: owned by root, no time.
+fn root_owned_header(mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header
+}
+
+/// The tar of a project's layer: reproducible (no times, owned by root).
+fn program_layer(
+    name: &str,
+    program: &[u8],
+    files: &[(String, PathBuf)],
+) -> Result<Vec<u8>, OciError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    let tar_error = |source| OciError::Tar {
+        digest: "of the program".into(),
+        source,
+    };
+    let directory = |builder: &mut tar::Builder<Vec<u8>>, path: &str| {
+        let mut header = root_owned_header(0o755, 0);
+        header.set_entry_type(tar::EntryType::Directory);
+        builder.append_data(&mut header, path, std::io::empty())
+    };
+    for dir in ["usr", "usr/local", "usr/local/bin"] {
+        directory(&mut builder, dir).map_err(tar_error)?;
+    }
+    let mut header = root_owned_header(0o755, program.len() as u64);
+    let inside = program_path(name);
+    builder
+        .append_data(&mut header, inside.trim_start_matches('/'), program)
+        .map_err(tar_error)?;
+    for (guest, host) in files {
+        let guest = atoll_vmm::sandbox::normalize(guest);
+        let parts: Vec<&str> = guest.split('/').filter(|part| !part.is_empty()).collect();
+        for depth in 1..=parts.len() {
+            directory(&mut builder, &parts[..depth].join("/")).map_err(tar_error)?;
+        }
+        crate::image::rootfs::add_tree(&mut builder, host, Path::new(&parts.join("/")))?;
+    }
+    builder.into_inner().map_err(tar_error)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -36,7 +36,7 @@ pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, LayerError> {
     Ok(builder.into_inner().map_err(PathError::at(dir))?)
 }
 
-fn add_tree(
+pub(crate) fn add_tree(
     builder: &mut tar::Builder<Vec<u8>>,
     dir: &Path,
     inside: &Path,

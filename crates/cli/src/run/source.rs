@@ -10,7 +10,7 @@ use atoll_vmm::MountSpec;
 use super::args::{parse_port, InvalidPort, RunArgs};
 use crate::error::PathError;
 use crate::image::images::KernelError;
-use crate::image::oci::{ContainerConfig, ImageConfig};
+use crate::image::oci::{ContainerConfig, ImageConfig, RUN_LABEL};
 use crate::image::pack::{BlobError, PackError};
 use crate::image::registry::RegistryError;
 use crate::image::rootfs::LayerError;
@@ -46,6 +46,8 @@ pub(super) enum SourceError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Container(#[from] crate::image::oci::OciError),
+    #[error("{0}: the image's {RUN_LABEL} label is invalid: {1}")]
+    RunLabel(String, serde_json::Error),
     #[error("{0}: the image has neither Entrypoint nor Cmd: give the program after the image")]
     NoCommand(String),
     #[error("{0}: pulled, but not in the store")]
@@ -81,7 +83,26 @@ impl std::fmt::Debug for ImageToRun {
 /// when it names a registry) and `atoll run FILE.isle`: run from verified
 /// blobs, with the image's kernel, files and settings.
 pub(super) fn apply_manifest(mut args: RunArgs) -> Result<RunArgs, SourceError> {
-    let target = PathBuf::from(&args.command[0]);
+    let mut target = PathBuf::from(&args.command[0]);
+    if crate::manifest::is_project(&target) {
+        let manifest = crate::manifest::load(&target)?;
+        if manifest.build.base.is_some() {
+            // Its program runs on the base's root filesystem: from the
+            // image `atoll build` made.
+            let reference = format!("{}:{}", manifest.app.name, manifest.app.version);
+            if crate::image::store::Store::open()?
+                .resolve(&reference)?
+                .is_none()
+            {
+                return Err(SourceError::NotBuilt {
+                    program: manifest.program(&target),
+                    project: target,
+                });
+            }
+            args.command[0] = reference.into();
+            target = PathBuf::from(&args.command[0]);
+        }
+    }
     if crate::manifest::is_project(&target) {
         let manifest = crate::manifest::load(&target)?;
         let program = manifest.program(&target);
@@ -227,7 +248,19 @@ fn apply_container_config(
     let given = |value: &Option<String>| value.clone().filter(|text| !text.is_empty());
     args.workdir = args.workdir.take().or_else(|| given(&config.working_dir));
     args.user = args.user.take().or_else(|| given(&config.user));
-    Ok(args)
+    // An image atoll built on a base keeps its other settings in a label.
+    match config
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(RUN_LABEL))
+    {
+        Some(settings) => {
+            let run: crate::manifest::Run = serde_json::from_str(settings)
+                .map_err(|error| SourceError::RunLabel(reference.to_string(), error))?;
+            apply_resources(args, &run, None)
+        }
+        None => Ok(args),
+    }
 }
 
 /// An image's program sees its own file name as argv[0], as it would
@@ -262,6 +295,16 @@ fn apply_settings(
         .collect();
     env.append(&mut args.env);
     args.env = env;
+    apply_resources(args, run, project)
+}
+
+/// The settings of an app's `[run]` beyond its command and env: cores,
+/// memory, volumes, ports, network (flags win).
+fn apply_resources(
+    mut args: RunArgs,
+    run: &crate::manifest::Run,
+    project: Option<&Path>,
+) -> Result<RunArgs, SourceError> {
     args.cores = args.cores.or(run.cores);
     if args.memory.is_none() {
         if let Some(memory) = &run.memory {
