@@ -293,13 +293,7 @@ fn build_on_base(
             image.config.media_type
         )));
     }
-    let mut files = Vec::new();
-    for (host, guest) in manifest.files(dir) {
-        if !host.is_dir() {
-            return Err(PartsError::FilesNotADirectory(host).into());
-        }
-        files.push((guest, host));
-    }
+    let files = project_files(manifest, dir)?;
     crate::image::oci::compose_on_base(
         &store,
         &image,
@@ -348,6 +342,19 @@ pub enum PartsError {
     Kernel(#[from] KernelError),
 }
 
+/// The `[build] files` directories as (where the isle sees it, project
+/// directory), each checked to be a directory.
+fn project_files(manifest: &Manifest, dir: &Path) -> Result<Vec<(String, PathBuf)>, PartsError> {
+    manifest
+        .files(dir)
+        .into_iter()
+        .map(|(host, guest)| match host.is_dir() {
+            true => Ok((guest, host)),
+            false => Err(PartsError::FilesNotADirectory(host)),
+        })
+        .collect()
+}
+
 /// A built project as image parts: its settings, program and files layers.
 pub fn project_parts(
     manifest: &Manifest,
@@ -355,10 +362,7 @@ pub fn project_parts(
     program: Vec<u8>,
 ) -> Result<OwnedParts, PartsError> {
     let mut files = Vec::new();
-    for (host, guest) in manifest.files(dir) {
-        if !host.is_dir() {
-            return Err(PartsError::FilesNotADirectory(host));
-        }
+    for (guest, host) in project_files(manifest, dir)? {
         files.push((guest, crate::image::rootfs::pack_dir(&host)?));
     }
     let kernel = match &manifest.kernel.image {

@@ -591,15 +591,10 @@ fn unpack_layer(tar: &mut dyn Read, into: &Path, digest: &str) -> Result<(), Oci
     Ok(())
 }
 
-/// Applies one unpacked layer onto `root`, as overlayfs would show it.
-fn apply_layer(layer: &Path, root: &Path) -> Result<(), OciError> {
-    apply_dir(layer, root)?;
-    Ok(())
-}
-
 /// Merges layer directory `from` into `to` (a real directory, never a
-/// symlink: every level is checked as it is made).
-fn apply_dir(from: &Path, to: &Path) -> Result<(), OciError> {
+/// symlink: every level is checked as it is made), as overlayfs would show
+/// the layer on top of what `to` holds.
+fn apply_layer(from: &Path, to: &Path) -> Result<(), OciError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut entries: Vec<_> = std::fs::read_dir(from)
         .map_err(PathError::at(from))?
@@ -635,7 +630,7 @@ fn apply_dir(from: &Path, to: &Path) -> Result<(), OciError> {
             }
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700))
                 .map_err(PathError::at(&target))?;
-            apply_dir(&source, &target)?;
+            apply_layer(&source, &target)?;
             if is_root() {
                 std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid()))
                     .map_err(PathError::at(&target))?;

@@ -30,8 +30,11 @@ pub struct IsleFacts {
 /// What a synthetic path is.
 enum Entry {
     File(Vec<u8>),
-    /// A symlink's target (`/proc/self/fd/N`).
-    Link(String),
+    /// `/proc/self/fd/N`: a link to what fd N was opened as.
+    FdLink {
+        fd: i32,
+        target: String,
+    },
 }
 
 /// Whether `absolute` (a normalized guest path) is one of the synthetic
@@ -140,7 +143,9 @@ impl Files {
             "self/comm" => format!("{}\n", self.comm()),
             other => {
                 if let Some(fd) = other.strip_prefix("self/fd/") {
-                    return self.fd_link(state, fd).map(Entry::Link);
+                    let fd: i32 = fd.parse().map_err(|_| ENOENT)?;
+                    let target = self.fd_link(state, fd)?;
+                    return Ok(Entry::FdLink { fd, target });
                 }
                 return Err(ENOENT);
             }
@@ -155,8 +160,7 @@ impl Files {
         String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
     }
 
-    fn fd_link(&self, state: &State, fd: &str) -> Result<String, i64> {
-        let number: i32 = fd.parse().map_err(|_| ENOENT)?;
+    fn fd_link(&self, state: &State, number: i32) -> Result<String, i64> {
         let file = state.fds.get(&number).ok_or(ENOENT)?;
         if let Some(path) = &file.guest_path {
             return Ok(path.clone());
@@ -348,15 +352,9 @@ impl Files {
                 }
                 sealed_memfd(&bytes)
             }
-            Entry::Link(_) if !follow => Err(ELOOP),
-            Entry::Link(_) => {
-                let number: i32 = absolute
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .map_err(|_| ENOENT)?;
-                let file = state.fds.get(&number).ok_or(ENOENT)?;
+            Entry::FdLink { .. } if !follow => Err(ELOOP),
+            Entry::FdLink { fd, .. } => {
+                let file = state.fds.get(&fd).ok_or(ENOENT)?;
                 rustix::io::fcntl_dupfd_cloexec(&*file.fd, 3).map_err(errno)
             }
         }
@@ -366,7 +364,7 @@ impl Files {
     /// a file, as readlink says of anything not a link).
     pub(super) fn synthetic_link(&self, state: &State, absolute: &str) -> Result<String, i64> {
         match self.entry(state, absolute)? {
-            Entry::Link(target) => Ok(target),
+            Entry::FdLink { target, .. } => Ok(target),
             Entry::File(_) => Err(EINVAL),
         }
     }
