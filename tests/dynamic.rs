@@ -25,6 +25,25 @@ const C_PROGRAMS: [&str; 10] = [
     "threads",
 ];
 
+/// How many syscall sites `--syscall-summary` says were rewritten in code
+/// mapped as the program ran (None where rewriting is off).
+fn mapped_sites_rewritten(output: &Output) -> Option<u64> {
+    assert_eq!(status(output), 0, "{}", stderr(output));
+    let summary = stderr(output);
+    if summary_says_not_rewritten(&summary) {
+        return None;
+    }
+    let line = summary
+        .lines()
+        .find(|line| line.contains("syscall sites in mapped libraries:"))
+        .unwrap_or_else(|| panic!("no mapped-library line in:\n{summary}"));
+    let rewritten = line
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" rewritten"))
+        .and_then(|number| number.parse().ok());
+    Some(rewritten.unwrap_or_else(|| panic!("{line}")))
+}
+
 /// Runs `program args` natively and in an isle, both in `dir`.
 fn both(dir: &Path, program: &str, args: &[&str]) -> (Output, Output) {
     let native = {
@@ -92,23 +111,12 @@ fn dlopen_maps_a_library_whose_code_runs_rewritten() {
     assert_same(&dir, dlprobe, &["libm.so.6", "cos", "0.25"]);
     assert_same(&dir, dlprobe, &["libm.so.6", "no_such_function"]);
     let output = run(&["run", "--syscall-summary", dlprobe, "libm.so.6", "cos"]);
-    assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert!(stdout(&output).contains("cos(0.5) = 0.877582561890"));
-    let summary = stderr(&output);
-    if summary_says_not_rewritten(&summary) {
-        return;
-    }
     // libc's and libm's sites, found as ld.so and dlopen mapped them.
-    let line = summary
-        .lines()
-        .find(|line| line.contains("syscall sites in mapped libraries:"))
-        .unwrap_or_else(|| panic!("no mapped-library line in:\n{summary}"));
-    let rewritten: u64 = line
-        .split(", ")
-        .find_map(|part| part.strip_suffix(" rewritten"))
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!(rewritten > 100, "{line}");
+    let Some(rewritten) = mapped_sites_rewritten(&output) else {
+        return;
+    };
+    assert!(rewritten > 100, "{}", stderr(&output));
 }
 
 #[test]
@@ -363,4 +371,38 @@ print(mem[0], mem[1], '/usr' in mounts, os.getcwd() in mounts)";
         stdout(&output),
         "1 0\nTrue\nTrue\nTrue True\nMemTotal: 1048576 True True\n"
     );
+}
+
+/// A program's own memory map and fds as /proc shows them, static or
+/// dynamic: its stack, code, libc, heap, a file mapped and reprotected,
+/// what pthread_getattr_np takes from the map, /proc/self/fd/ and
+/// /proc/self listed, and its own code copied from its file and made
+/// executable by mprotect, which is rewritten like code mmap maps.
+#[test]
+fn programs_read_their_own_memory_map_and_fds_as_natively() {
+    let scratch = Scratch::new("maps");
+    for flavor in Flavor::C.iter().chain(Flavor::DYNAMIC) {
+        // In the cwd, so the isle sees the file the map names.
+        let copy = scratch.0.join(format!("mapsprobe-{flavor}"));
+        std::fs::copy(program(*flavor, "mapsprobe"), &copy).unwrap();
+        let copy = copy.to_str().unwrap();
+        let (native, isle) = both(&scratch.0, copy, &[]);
+        assert!(native.status.success(), "{flavor}: {}", stdout(&native));
+        assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
+        assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
+        assert!(stdout(&isle).contains("copied code's getpid: same\n"));
+    }
+    // The static program maps no library: the only code planned as it
+    // was mapped is the copy mprotect made executable.
+    let output = {
+        let _slot = isle_slot();
+        atoll()
+            .args(["run", "--syscall-summary", "./mapsprobe-musl"])
+            .current_dir(&scratch.0)
+            .output()
+            .unwrap()
+    };
+    if let Some(rewritten) = mapped_sites_rewritten(&output) {
+        assert!(rewritten > 0, "{}", stderr(&output));
+    }
 }

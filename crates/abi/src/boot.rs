@@ -161,6 +161,8 @@ pub struct BootInfo {
     /// 2 MiB mapping (for PROT_NONE guard pages).
     pub spare_page_tables: u64,
     pub spare_page_table_count: u64,
+    /// The memory map ([`crate::regions::RegionTable`]), in the system area.
+    pub regions: u64,
     pub program: ProgramInfo,
     pub clock: ClockInfo,
     pub identity: Identity,
@@ -440,7 +442,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            16 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            17 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

@@ -4,7 +4,8 @@
 //! where things live in guest memory ([`layout`]), what the monitor hands the
 //! kernel at boot ([`boot`]), the offload queue format ([`queue`]), the doorbells
 //! the kernel rings with single MMIO writes ([`mmio`]) and the Linux constants
-//! both sides need ([`linux`], [`syscalls`]).
+//! both sides need ([`linux`], [`syscalls`]) and the memory map both keep
+//! ([`regions`]).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -13,5 +14,6 @@ pub mod layout;
 pub mod linux;
 pub mod mmio;
 pub mod queue;
+pub mod regions;
 pub mod syscalls;
 pub mod xstate;

@@ -200,8 +200,10 @@ opcodes! {
     /// Shares a file's pages into guest RAM: (fd, address, len, prot,
     /// offset). The page-aligned `[address, address + len)` of the heap
     /// then shows the file from `offset` on, as mmap(MAP_SHARED) would.
-    /// Returns 1 when the mapping may be made writable (the fd was opened
-    /// for reading and writing on a writable mount), else 0. ENODEV where
+    /// Returns the file's name in the memory map (`regions::Region::name`)
+    /// shifted left by one, with bit 0 set when the mapping may be made
+    /// writable (the fd was opened for reading and writing on a writable
+    /// mount). ENODEV where
     /// the backend can't (QEMU) or the fd is no regular file.
     MapFile = 63,
     /// Puts private zeroed memory back over `[address, address + len)`
@@ -220,8 +222,9 @@ opcodes! {
     /// with EINTR (one not yet begun doesn't begin). Sent unwaited.
     Interrupt = 68,
     /// Rewrites the syscall sites of code just read from a file into guest
-    /// memory (mmap PROT_EXEC): (fd, address, len, offset, area,
-    /// area_len). With `area` 0 it returns the bytes of stubs needed (0:
+    /// memory (mmap PROT_EXEC, or mprotect to it): (name, address, len,
+    /// offset, area, area_len), `name` as [`Opcode::MapPrivateFile`] gave
+    /// it. Sites whose bytes no longer are the file's stay trapping. With `area` 0 it returns the bytes of stubs needed (0:
     /// none); then it writes them at `area` and patches the sites.
     RewriteMapped = 69,
     /// The isle's RLIMIT_NOFILE soft limit changed: (limit). New fds are
@@ -230,6 +233,11 @@ opcodes! {
     FdLimit = 70,
     /// mknodat(dirfd, path, mode): regular files, FIFOs and socket files.
     MknodAt = 71,
+    /// mmap(MAP_PRIVATE) of a file: reads it into guest memory, (fd,
+    /// address, len, offset), zeros past its end; returns the file's name
+    /// in the memory map (`regions::Region::name`, 0: none). ENODEV for
+    /// what can't be mapped (a directory, a pipe).
+    MapPrivateFile = 72,
 }
 
 impl Opcode {
@@ -386,7 +394,11 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::MknodAt.as_u32() + 1, "numbers stay dense");
+        assert_eq!(
+            known,
+            Opcode::MapPrivateFile.as_u32() + 1,
+            "numbers stay dense"
+        );
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

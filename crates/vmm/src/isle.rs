@@ -16,6 +16,7 @@ use vm_memory::{Bytes, GuestAddress};
 use crate::backend::kvm::vcpu::KvmError;
 use crate::backend::{self, BackendChoice, BootPlan, ClockSlots, Running};
 use crate::guest::memory::{GuestRam, MemoryError};
+use crate::guest::regions;
 use crate::guest::setup::{self, Layout, SetupError, StackSpec};
 use crate::host;
 use crate::image::loader::{self, LoadError, Program};
@@ -378,6 +379,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
             _ => (0..cpu_count as usize).collect(),
         },
         memory_bytes: config.memory_limit,
+        exe_path: String::from_utf8_lossy(&config.exe_path).into_owned(),
     });
     let auxv = vec![
         (AT_PHDR, program.phdr_address),
@@ -442,6 +444,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         page_table_root: layout.cr3(),
         spare_page_tables: layout.spare_page_tables,
         spare_page_table_count: setup::SPARE_PAGE_TABLES,
+        regions: layout.regions,
         program: ProgramInfo {
             image_start: program.image_start,
             image_end: program.image_end,
@@ -459,6 +462,22 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         reserved: [0; 2],
     };
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
+    let program_name = files.name_loaded_image(&String::from_utf8_lossy(&config.exe_path));
+    let mut loaded_images = vec![(&program, program_name)];
+    if let (Some(name), Some((_, parsed))) = (&program.interpreter, &interpreter) {
+        loaded_images.push((parsed, files.name_loaded_image(name)));
+    }
+    let loaded = regions::Loaded {
+        images: loaded_images,
+        stubs: stub_area..vdso_base,
+        vdso: vdso_base..heap_start,
+    };
+    regions::write(
+        ram.memory(),
+        layout.regions,
+        &regions::loaded(&layout, &loaded),
+    )?;
+    files.set_region_table(Arc::clone(&ram), layout.regions);
     // Files can show only in the heap, where mmap places them.
     ram.file_mappings().set_window(heap_start, layout.heap_end);
 

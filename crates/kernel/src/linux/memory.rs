@@ -3,14 +3,15 @@
 //! pages over the range of guest RAM the kernel reserved for them (see
 //! `atoll_vmm::offload::file_mapping`); [`FILE_RANGES`] remembers which those are.
 
-use atoll_abi::linux::errno::{EACCES, EFAULT, EINVAL, EISDIR, ENODEV, ENOMEM};
+use atoll_abi::linux::errno::{EACCES, EFAULT, EINVAL, ENODEV, ENOMEM};
 use atoll_abi::queue::Opcode;
 use spin::Mutex;
 
 use super::io::host_result;
 use super::SysResult;
-use crate::mm::{self, Access, Placement};
+use crate::mm::{self, regions, Access, Placement};
 use crate::offload;
+use atoll_abi::regions::{flags, names, Region};
 
 const PAGE_SIZE: u64 = 4096;
 const PROT_ALL: u64 = 0x7 | 0x0100_0000 | 0x0200_0000; // READ|WRITE|EXEC|GROWSDOWN|GROWSUP
@@ -154,6 +155,41 @@ fn access(prot: u64) -> Access {
     }
 }
 
+/// `prot` as the memory map's protection bits.
+fn region_access(prot: u64) -> u32 {
+    let mut access = 0;
+    for (bit, flag) in [
+        (PROT_READ, flags::READ),
+        (PROT_WRITE, flags::WRITE),
+        (PROT_EXEC, flags::EXEC),
+    ] {
+        if prot & bit != 0 {
+            access |= flag;
+        }
+    }
+    access
+}
+
+/// Enters a new mapping at `start` in the memory map; if the map is full,
+/// the mapping is undone and the call fails with ENOMEM, as Linux does
+/// past max_map_count.
+fn record(start: u64, len: u64, offset: u64, name: u32, flags: u32) -> SysResult {
+    let end = start + page_len(len).ok_or(ENOMEM)?;
+    let region = Region {
+        start,
+        end,
+        offset,
+        name,
+        flags,
+    };
+    if let Err(errno) = regions::map(region) {
+        let _ = release_files(start, end);
+        let _ = mm::unmap(start, len);
+        return Err(errno);
+    }
+    Ok(start)
+}
+
 pub fn brk(requested: u64) -> SysResult {
     Ok(mm::brk(requested))
 }
@@ -188,10 +224,21 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
     if flags & MAP_ANONYMOUS != 0 {
         // Anonymous MAP_SHARED memory is only shared with forks, which an
         // isle doesn't have, so it is private memory here.
-        if flags & MAP_STACK != 0 {
-            return mm::map_stack(address, len, placement, access);
-        }
-        return mm::map_anonymous(address, len, placement, access);
+        let start = match flags & MAP_STACK != 0 {
+            true => mm::map_stack(address, len, placement, access)?,
+            false => mm::map_anonymous(address, len, placement, access)?,
+        };
+        let shared = match kind {
+            MAP_PRIVATE => 0,
+            _ => flags::SHARED,
+        };
+        return record(
+            start,
+            len,
+            0,
+            names::ANONYMOUS,
+            region_access(prot) | shared,
+        );
     }
     let request = FileMap {
         address,
@@ -248,34 +295,34 @@ fn map_file(request: FileMap, show: impl FnOnce(u64, u64) -> Result<(), i64>) ->
 /// MAP_PRIVATE of a file: a private copy read in now. Code (PROT_EXEC)
 /// then has its syscall sites rewritten by the host, before it can run.
 fn map_private_file(request: FileMap) -> SysResult {
-    let start = map_file(request, |start, _| {
-        let len = request.len;
-        let mut done = 0;
-        while done < len {
-            let chunk = (len - done).min(1 << 30);
-            match super::io::pread64(request.fd, start + done, chunk, request.offset + done) {
-                Ok(0) => break,
-                Ok(read) => done += read,
-                // Directories and other unreadables can't be mapped.
-                Err(EISDIR) => return Err(ENODEV),
-                Err(errno) => return Err(errno),
-            }
-        }
+    let mut name = names::ANONYMOUS;
+    let start = map_file(request, |start, end| {
+        let read = offload::call(
+            Opcode::MapPrivateFile,
+            [request.fd, start, end - start, request.offset, 0, 0],
+        );
+        name = host_result(read)? as u32;
         Ok(())
     })?;
+    let access = region_access(request.prot);
+    record(start, request.len, request.offset, name, access)?;
     if request.prot & PROT_EXEC != 0 {
-        rewrite_mapped_code(request, start);
+        let len = page_len(request.len).ok_or(ENOMEM)?;
+        rewrite_mapped_code(name, start, len, request.offset);
     }
     Ok(start)
 }
 
-/// Has the host rewrite the syscall sites of code just read in at `start`
-/// (see `atoll_vmm::offload::code`): it says how much room the stubs need,
-/// the kernel maps that nearby (mmap places downwards, so just below) and
-/// the host fills it and patches the sites. Any failure only leaves the
-/// sites trapping, which is correct, just slower.
-fn rewrite_mapped_code(request: FileMap, start: u64) {
-    let args = [request.fd, start, request.len, request.offset, 0, 0];
+/// Has the host rewrite the syscall sites of code read from file `name`
+/// at `start` (see `atoll_vmm::offload::code`): it says how much room the
+/// stubs need, the kernel maps that nearby (mmap places downwards, so
+/// just below) and the host fills it and patches the sites. Any failure
+/// only leaves the sites trapping, which is correct, just slower.
+fn rewrite_mapped_code(name: u32, start: u64, len: u64, offset: u64) {
+    if name < names::FIRST_FILE {
+        return;
+    }
+    let args = [u64::from(name), start, len, offset, 0, 0];
     let needed = offload::call(Opcode::RewriteMapped, args);
     if needed <= 0 {
         return;
@@ -284,20 +331,20 @@ fn rewrite_mapped_code(request: FileMap, start: u64) {
     else {
         return;
     };
-    let args = [
-        request.fd,
-        start,
-        request.len,
-        request.offset,
-        area,
-        needed as u64,
-    ];
+    let args = [u64::from(name), start, len, offset, area, needed as u64];
     if offload::call(Opcode::RewriteMapped, args) <= 0 {
         let _ = mm::unmap(area, needed as u64);
         return;
     }
     // The stubs are code: nothing writes them again.
     let _ = mm::protect(area, needed as u64, Access::Read);
+    let _ = record(
+        area,
+        needed as u64,
+        0,
+        names::ANONYMOUS,
+        flags::READ | flags::EXEC,
+    );
 }
 
 /// MAP_SHARED of a file: the kernel reserves the range, the host shows
@@ -308,7 +355,8 @@ fn map_shared_file(request: FileMap) -> SysResult {
     if fd < 0 {
         return Err(atoll_abi::linux::errno::EBADF);
     }
-    map_file(request, |start, end| {
+    let mut name = names::ANONYMOUS;
+    let start = map_file(request, |start, end| {
         let range = FileRange {
             start,
             end,
@@ -336,10 +384,13 @@ fn map_shared_file(request: FileMap) -> SysResult {
             .iter_mut()
             .find(|r| r.start == start && r.end == end)
         {
-            mine.may_write = result == 1;
+            mine.may_write = result & 1 == 1;
         }
+        name = (result >> 1) as u32;
         Ok(())
-    })
+    })?;
+    let access = region_access(request.prot) | flags::SHARED;
+    record(start, request.len, request.offset, name, access)
 }
 
 pub fn munmap(address: u64, len: u64) -> SysResult {
@@ -349,6 +400,7 @@ pub fn munmap(address: u64, len: u64) -> SysResult {
     let end = page_len(len)
         .and_then(|len| address.checked_add(len))
         .ok_or(EINVAL)?;
+    regions::unmap(address, end)?;
     release_files(address, end)?;
     mm::unmap(address, len).map(|()| 0)
 }
@@ -369,12 +421,19 @@ pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, _new_address: u6
         }
         _ => None,
     };
-    match file {
-        None => mm::remap(old, old_len, new_len, may_move),
+    let new = match file {
+        None => mm::remap(old, old_len, new_len, may_move)?,
         // Linux refuses a remap across several mappings.
-        Some(None) => Err(EFAULT),
-        Some(Some(range)) => remap_file(range, old, old_len, new_len, may_move),
-    }
+        Some(None) => return Err(EFAULT),
+        Some(Some(range)) => remap_file(range, old, old_len, new_len, may_move)?,
+    };
+    // Both lengths were whole pages' worth once mm took them.
+    let (old_len, new_len) = (
+        old_len.next_multiple_of(PAGE_SIZE),
+        new_len.next_multiple_of(PAGE_SIZE),
+    );
+    regions::remap(old, old_len, new, new_len)?;
+    Ok(new)
 }
 
 /// mremap of (part of) a file-shared range: the host shows the file at
@@ -421,10 +480,10 @@ pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
     if !address.is_multiple_of(4096) || prot & !PROT_ALL != 0 {
         return Err(EINVAL);
     }
+    let end = address.saturating_add(page_len(len).unwrap_or(u64::MAX));
     if prot & PROT_WRITE != 0 {
         // As Linux: a shared file mapping can't become writable unless its
         // fd was opened for writing.
-        let end = address.saturating_add(page_len(len).unwrap_or(u64::MAX));
         let ranges = FILE_RANGES.lock();
         let read_only = ranges
             .live()
@@ -434,7 +493,26 @@ pub fn mprotect(address: u64, len: u64, prot: u64) -> SysResult {
             return Err(EACCES);
         }
     }
-    mm::protect(address, len, access(prot)).map(|()| 0)
+    // Private copies of a file's code becoming executable: rewritten as
+    // mmap(PROT_EXEC) rewrites them (only sites still as the file has
+    // them; code that was ever writable is left trapping, as changed code is).
+    let (pieces, count) = regions::pieces::<16>(address, end);
+    let becoming_code = |piece: &&Region| {
+        piece.is_file() && piece.flags & (flags::EXEC | flags::SHARED | flags::WRITTEN) == 0
+    };
+    mm::protect(address, len, access(prot))?;
+    regions::protect(address, end, region_access(prot))?;
+    if prot & (PROT_EXEC | PROT_WRITE) == PROT_EXEC {
+        for piece in pieces[..count].iter().filter(becoming_code) {
+            rewrite_mapped_code(
+                piece.name,
+                piece.start,
+                piece.end - piece.start,
+                piece.offset,
+            );
+        }
+    }
+    Ok(0)
 }
 
 pub fn madvise(address: u64, len: u64, advice: u64) -> SysResult {

@@ -14,11 +14,13 @@
 //! What is where: this file holds the address space's state and the
 //! syscall-facing API; `mappings` decides where brk and mmap ranges go,
 //! `backing` what the host backs and counts against the limit, and
-//! `page_tables` the protections and TLB flushes.
+//! `page_tables` the protections and TLB flushes; `regions` keeps the
+//! memory map as /proc/self/maps shows it.
 
 mod backing;
 mod mappings;
 mod page_tables;
+pub mod regions;
 
 use atoll_abi::boot::BootInfo;
 use atoll_abi::layout::{
@@ -135,6 +137,7 @@ static KERNEL_PHYS_START: spin::Once<u64> = spin::Once::new();
 
 pub fn init(boot: &BootInfo) {
     KERNEL_PHYS_START.call_once(|| boot.kernel_phys_start);
+    regions::init(boot);
     let mut space = SPACE.lock();
     space.brk_start = boot.heap_start;
     space.brk = boot.heap_start;
@@ -195,7 +198,15 @@ pub fn guest_physical(address: u64) -> u64 {
 
 /// brk(2): returns the new break, or the old one when the request fails.
 pub fn brk(requested: u64) -> u64 {
-    SPACE.lock().set_brk(requested)
+    let mut space = SPACE.lock();
+    let old_limit = space.brk_limit();
+    let brk = space.set_brk(requested);
+    let (start, limit) = (space.brk_start, space.brk_limit());
+    drop(space);
+    if limit != old_limit {
+        regions::set_heap(start, old_limit, limit);
+    }
+    brk
 }
 
 /// Where an mmap may go.

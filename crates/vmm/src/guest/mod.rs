@@ -4,8 +4,10 @@
 //!   populate and release, slot attachment.
 //! - [`setup`]: the memory layout, page tables, GDT/IDT/TSS, per-CPU areas,
 //!   the boot info and the program's initial stack.
+//! - [`regions`]: the memory map the kernel keeps, as loaded and as read back.
 
 pub mod memory;
+pub mod regions;
 pub mod setup;
 
 /// An abi struct as vm-memory plain data, so `read_obj` and `write_obj`
@@ -20,6 +22,11 @@ pub struct AbiPlainData<T>(pub T);
 // `boot_info_has_no_padding` test), so every byte of a value is initialized.
 #[allow(unsafe_code)]
 unsafe impl vm_memory::ByteValued for AbiPlainData<atoll_abi::boot::BootInfo> {}
+
+// SAFETY: Region is `repr(C)` of three u64s and two u32s: 32 bytes with
+// no padding, and any bytes make a valid value.
+#[allow(unsafe_code)]
+unsafe impl vm_memory::ByteValued for AbiPlainData<atoll_abi::regions::Region> {}
 
 // SAFETY: LongModeStart is `repr(C)` of u64s and arrays of u64s only: any
 // bytes make a valid value, and there is no padding between or after them.

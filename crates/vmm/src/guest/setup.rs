@@ -53,6 +53,8 @@ pub struct Layout {
     pub page_table_pages: u64,
     /// Pages for the kernel to split 2 MiB mappings with.
     pub spare_page_tables: u64,
+    /// The memory map (`atoll_abi::regions::RegionTable`).
+    pub regions: u64,
     pub cpu_areas: u64,
     pub cpu_area_stride: u64,
     pub kernel_phys_start: u64,
@@ -67,6 +69,8 @@ pub struct Layout {
 pub const SPARE_PAGE_TABLES: u64 = 128;
 const CPU_AREA_SIZE: u64 = align_up(size_of::<CpuArea>() as u64, PAGE_SIZE);
 const TSS_SIZE: u64 = 104;
+const REGION_TABLE_PAGES: u64 =
+    align_up(atoll_abi::regions::TABLE_SIZE as u64, PAGE_SIZE) / PAGE_SIZE;
 
 impl Layout {
     /// Plans an isle of `ram_size` bytes with `cpu_count` vCPUs and a kernel
@@ -82,7 +86,8 @@ impl Layout {
         }
         let cpu_area_stride = CPU_AREA_SIZE + KERNEL_STACK_SIZE + EXCEPTION_STACK_SIZE;
         let fixed_pages = 1 /* boot info */ + 1 /* GDT */ + 1 /* IDT */ + 2 /* TSS */;
-        let system_size = (fixed_pages + page_table_pages + SPARE_PAGE_TABLES) * PAGE_SIZE
+        let system_size = (fixed_pages + page_table_pages + SPARE_PAGE_TABLES + REGION_TABLE_PAGES)
+            * PAGE_SIZE
             + cpu_count * cpu_area_stride;
         let kernel_size = align_up(kernel_span, PAGE_SIZE);
         let needed = system_size + kernel_size + stack_size_for(ram_size) + STACK_GUARD + MIN_HEAP;
@@ -96,7 +101,8 @@ impl Layout {
         let tss = idt + PAGE_SIZE;
         let page_tables = tss + 2 * PAGE_SIZE;
         let spare_page_tables = page_tables + page_table_pages * PAGE_SIZE;
-        let cpu_areas = spare_page_tables + SPARE_PAGE_TABLES * PAGE_SIZE;
+        let regions = spare_page_tables + SPARE_PAGE_TABLES * PAGE_SIZE;
+        let cpu_areas = regions + REGION_TABLE_PAGES * PAGE_SIZE;
         // Kernel, system area and the top of the stack share the last huge
         // page(s) of RAM: boot touches as few huge pages as possible.
         let kernel_phys_start = system_start - kernel_size;
@@ -113,6 +119,7 @@ impl Layout {
             page_tables,
             page_table_pages,
             spare_page_tables,
+            regions,
             cpu_areas,
             cpu_area_stride,
             kernel_phys_start,

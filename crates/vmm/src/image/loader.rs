@@ -45,6 +45,8 @@ pub struct Segment {
     pub mem_size: u64,
     pub file_offset: u64,
     pub file_size: u64,
+    /// p_flags: PF_R, PF_W, PF_X.
+    pub flags: u32,
 }
 
 /// A parsed program, ready to be copied into guest memory.
@@ -232,6 +234,7 @@ fn parse_at(bytes: &[u8], base: u64) -> Result<Program, LoadError> {
                 mem_size: ph.p_memsz,
                 file_offset: ph.p_offset,
                 file_size: ph.p_filesz,
+                flags: ph.p_flags,
             }),
             _ => {
                 return Err(LoadError::Corrupt(format!(
@@ -401,6 +404,7 @@ pub fn parse_kernel(bytes: &[u8]) -> Result<Kernel, LoadError> {
             mem_size: ph.p_memsz,
             file_offset: ph.p_offset,
             file_size: ph.p_filesz,
+            flags: ph.p_flags,
         });
     }
     let span = segments

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
-use atoll_abi::linux::errno::{EFAULT, EINVAL, ENODEV};
+use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENODEV};
 use atoll_abi::queue::Request;
 use goblin::elf::program_header::PT_LOAD;
 use goblin::elf::Elf;
@@ -226,17 +226,19 @@ fn read_whole(file: &OwnedFd, size: u64) -> Result<Vec<u8>, i64> {
     Ok(bytes)
 }
 
-/// REWRITE_MAPPED(fd, address, len, offset, area, area_len): with `area`
+/// REWRITE_MAPPED(name, address, len, offset, area, area_len), the file
+/// named as the memory map names it: with `area`
 /// 0, the bytes of stubs the sites in the range need (0: none, or
 /// rewriting is off); else writes them at `[area, area + area_len)` and
 /// patches the sites. Returns how many it patched.
 pub(super) fn rewrite_mapped(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
-    let [fd, address, len, offset, area, area_len] = request.args;
+    let [name, address, len, offset, area, area_len] = request.args;
     let Some(&entry) = ENTRY.get() else {
         return Ok(0);
     };
     ram.slice(address, len)?;
-    let file = files.host_fd(fd)?;
+    let name = u32::try_from(name).map_err(|_| EBADF)?;
+    let file = files.named_file(name).ok_or(EBADF)?;
     let plan = match plan_of(&file) {
         Ok(plan) => plan,
         // Not a regular file: nothing to rewrite, and mmap goes on.

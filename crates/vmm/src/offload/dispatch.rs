@@ -78,9 +78,11 @@ pub(super) fn handle(
         | Opcode::TimerFdSetTime
         | Opcode::TimerFdGetTime => events::handle(ram, files, op, request),
 
-        Opcode::MapFile | Opcode::UnmapFile | Opcode::Msync | Opcode::RemapFile => {
-            file_mapping::handle(ram, files, op, request)
-        }
+        Opcode::MapFile
+        | Opcode::MapPrivateFile
+        | Opcode::UnmapFile
+        | Opcode::Msync
+        | Opcode::RemapFile => file_mapping::handle(ram, files, op, request),
         Opcode::RewriteMapped => code::rewrite_mapped(ram, files, request),
 
         Opcode::Socket => net::socket(files, request),

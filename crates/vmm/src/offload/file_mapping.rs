@@ -109,7 +109,7 @@ impl FileMappings {
     }
 }
 
-/// Performs a MAP_FILE, UNMAP_FILE, MSYNC or REMAP_FILE request.
+/// Performs a MAP_FILE, UNMAP_FILE, MSYNC, REMAP_FILE or MAP_PRIVATE_FILE request.
 pub fn handle(ram: &GuestRam, files: &Files, op: Opcode, request: &Request) -> Result<i64, i64> {
     let a = request.args;
     match op {
@@ -121,6 +121,7 @@ pub fn handle(ram: &GuestRam, files: &Files, op: Opcode, request: &Request) -> R
         }
         Opcode::Msync => msync(ram, a),
         Opcode::RemapFile => remap(ram, a),
+        Opcode::MapPrivateFile => map_private(ram, files, a),
         _ => Err(EINVAL),
     }
 }
@@ -199,6 +200,28 @@ fn write_back(ram: &GuestRam, mapping: &Mapping) -> Result<(), i64> {
     Ok(())
 }
 
+/// mmap(MAP_PRIVATE) of guest fd `a[0]`: its bytes from offset `a[3]`
+/// copied into guest `[a[1], a[1] + a[2])`, zeros past its end. Returns
+/// the file's name in the memory map.
+fn map_private(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
+    let [fd, address, len, offset, ..] = a;
+    let range = checked_range(ram, address, len)?;
+    if !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    let (held, _) = files.mappable_fd(fd)?;
+    let kind = file_stat(&held)?.st_mode & libc::S_IFMT;
+    // Pipes, sockets, directories can't be mapped; /dev/zero reads zeros.
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR && kind != libc::S_IFBLK {
+        return Err(ENODEV);
+    }
+    match copy_in(ram, range, &held, offset) {
+        Err(errno) if errno == i64::from(libc::ESPIPE) => return Err(ENODEV),
+        result => result?,
+    }
+    Ok(i64::from(files.name_mapped_fd(fd)?))
+}
+
 /// mmap(MAP_SHARED) of guest fd `a[0]` over guest `[a[1], a[1] + a[2])`
 /// with protection `a[3]`, from file offset `a[4]`.
 fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
@@ -260,7 +283,8 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
             view,
         },
     );
-    Ok(i64::from(writable))
+    let name = files.name_mapped_fd(fd)?;
+    Ok(i64::from(name) << 1 | i64::from(writable))
 }
 
 fn insert(state: &mut State, mapping: Mapping) {
@@ -480,7 +504,10 @@ mod tests {
         let fd = isle.open("/data/file", libc::O_RDWR);
         let at = WINDOW.0 + PAGE_SIZE;
         let map = [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0];
-        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
+        assert_eq!(
+            isle.call(Opcode::MapFile, map).map(|shown| shown & 1),
+            Ok(1)
+        );
         assert_eq!(isle.read(at, 7), b"initial");
         // Guest RAM's host mapping is the file's page cache now.
         isle.ram
@@ -523,7 +550,10 @@ mod tests {
         let fd = isle.open("/data/file", libc::O_RDWR);
         let at = WINDOW.0;
         let map = [fd, at, 4 * PAGE_SIZE, PROT_RW, 0, 0];
-        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
+        assert_eq!(
+            isle.call(Opcode::MapFile, map).map(|shown| shown & 1),
+            Ok(1)
+        );
         assert_eq!(isle.read(at + 3 * PAGE_SIZE, 4), [0; 4]);
         assert_eq!(isle.read(at, 7), b"initial");
     }
@@ -534,7 +564,10 @@ mod tests {
         let fd = isle.open("/data/file", libc::O_RDWR);
         let (old, new) = (WINDOW.0, WINDOW.0 + (1 << 20));
         let map = [fd, old, PAGE_SIZE, PROT_RW, PAGE_SIZE, 0];
-        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
+        assert_eq!(
+            isle.call(Opcode::MapFile, map).map(|shown| shown & 1),
+            Ok(1)
+        );
         let remap = [old, PAGE_SIZE, new, 2 * PAGE_SIZE, 0, 0];
         assert_eq!(isle.call(Opcode::RemapFile, remap), Ok(0));
         assert_eq!(isle.read(old, 1), [0]);
@@ -589,8 +622,11 @@ mod tests {
         assert_eq!(map(fd, at, page, 1, !(page - 1)), Err(EOVERFLOW));
         assert_eq!(isle.ram.file_mappings().count(), 0);
         // A read-only fd maps read-only (and may never be made writable).
-        assert_eq!(map(read_only, at, page, 1, 0), Ok(0));
-        assert_eq!(map(on_ro_mount, at + page, page, 1, 0), Ok(0));
+        assert_eq!(map(read_only, at, page, 1, 0).map(|shown| shown & 1), Ok(0));
+        assert_eq!(
+            map(on_ro_mount, at + page, page, 1, 0).map(|shown| shown & 1),
+            Ok(0)
+        );
         let both = (libc::MS_SYNC | libc::MS_ASYNC) as u64;
         assert_eq!(
             isle.call(Opcode::Msync, [at, page, both, 0, 0, 0]),
@@ -613,7 +649,7 @@ mod tests {
         let map = |fd| isle.call(Opcode::MapFile, [fd, at, 2 * PAGE_SIZE, PROT_RW, 0, 0]);
         assert_eq!(map(fd), Err(ENODEV));
         let shm = isle.open("/dev/shm/file", libc::O_RDWR);
-        assert_eq!(map(shm), Ok(1));
+        assert_eq!(map(shm).map(|shown| shown & 1), Ok(1));
         assert_eq!(isle.read(at, 7), b"initial");
         isle.ram
             .memory()
@@ -622,7 +658,10 @@ mod tests {
         // A second copy starts with what the first wrote.
         let again = isle.open("/dev/shm/file", libc::O_RDONLY);
         let second = [again, at + (1 << 20), PAGE_SIZE, 1, PAGE_SIZE, 0];
-        assert_eq!(isle.call(Opcode::MapFile, second), Ok(0));
+        assert_eq!(
+            isle.call(Opcode::MapFile, second).map(|shown| shown & 1),
+            Ok(0)
+        );
         assert_eq!(isle.read(at + (1 << 20), 6), b"copied");
         let sync = [at, 2 * PAGE_SIZE, libc::MS_SYNC as u64, 0, 0, 0];
         assert_eq!(isle.call(Opcode::Msync, sync), Ok(0));
@@ -652,7 +691,10 @@ mod tests {
             .unwrap();
         let shm = isle.open("/dev/shm/file", libc::O_RDWR);
         let map = [shm, at, 4 * PAGE_SIZE, PROT_RW, 0, 0];
-        assert_eq!(isle.call(Opcode::MapFile, map), Ok(1));
+        assert_eq!(
+            isle.call(Opcode::MapFile, map).map(|shown| shown & 1),
+            Ok(1)
+        );
         assert_eq!(isle.read(at, 7), b"initial");
         assert_eq!(
             isle.read(past_end, 2 * PAGE_SIZE as usize),

@@ -107,6 +107,10 @@ pub(super) fn handle(
         }
         Opcode::GetDents => {
             let buffer = ram.slice(a[1], a[2])?;
+            if let Some(entries) = files.synthetic_entries(a[0], buffer.len().min(1 << 20))? {
+                write_guest(ram, a[1], &entries)?;
+                return Ok(entries.len() as i64);
+            }
             let held = files.host_fd(a[0])?;
             // At most 1 MiB of entries a call, however large the buffer.
             let buffer = buffer
@@ -229,7 +233,7 @@ pub(super) fn handle(
             let path = optional_path(ram, a[0])?;
             let statfs = match path {
                 Some(path) => {
-                    let target = files.open_path(i64::from(AT_FDCWD_INT), &path, true, false)?;
+                    let target = files.open_path(i64::from(AT_FDCWD_INT), &path, true, true)?;
                     host::fs::fstatfs(target.as_fd())?
                 }
                 None => host::fs::fstatfs(files.host_fd(a[2])?.as_fd())?,
@@ -253,12 +257,8 @@ pub(super) fn handle(
                 } else {
                     path.as_str()
                 };
-                let fd = files.open_path(
-                    dirfd,
-                    target,
-                    flags & libc::AT_SYMLINK_NOFOLLOW == 0,
-                    false,
-                )?;
+                let fd =
+                    files.open_path(dirfd, target, flags & libc::AT_SYMLINK_NOFOLLOW == 0, true)?;
                 host::fs::statx(fd.as_fd(), flags, mask)?
             };
             write_guest(ram, a[4], &buffer)?;

@@ -23,9 +23,11 @@
 //! - `mounts`: the mounts and devices an isle sees, and `Files` itself;
 //! - `resolve`: guest paths resolved inside a mount, never outside;
 //! - `path_ops`: the operations on a name (stat, mkdir, rename, chmod...);
-//! - `fdtable`: the table of the isle's fds.
+//! - `fdtable`: the table of the isle's fds;
+//! - `procfs` and `maps`: the isle's own /proc and /sys.
 
 mod fdtable;
+mod maps;
 mod mounts;
 mod path_ops;
 mod procfs;

@@ -67,16 +67,24 @@ pub struct Files {
     /// What the isle's /proc and /sys show.
     pub(super) facts: super::procfs::IsleFacts,
     pub(super) host: super::procfs::HostSources,
+    /// The files the isle's memory shows, for /proc/self/maps.
+    pub(super) named: super::maps::NamedFiles,
 }
 
 impl Files {
     /// The mounts' host directories: every path the isle names resolves
     /// beneath one of them.
     pub fn reachable(&self) -> impl Iterator<Item = crate::sandbox::Reachable<'_>> {
-        self.mounts.iter().map(|mount| crate::sandbox::Reachable {
+        let mounts = self.mounts.iter().map(|mount| crate::sandbox::Reachable {
             root: mount.root.as_fd(),
             read_only: mount.read_only,
-        })
+        });
+        // And the empty directory /proc's directories open as.
+        let proc_directory = self.host.reachable().map(|root| crate::sandbox::Reachable {
+            root,
+            read_only: true,
+        });
+        mounts.chain(proc_directory)
     }
 
     /// Opens the mounts and gives the isle fds 0, 1 and 2 (duplicates of
@@ -129,6 +137,7 @@ impl Files {
             hidden: Vec::new(),
             facts: Default::default(),
             host: Default::default(),
+            named: Default::default(),
             mounts,
             state: Mutex::new(State {
                 fds,

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use atoll_abi::linux::errno::{
-    EACCES, EBADF, EEXIST, EINVAL, ENOENT, ENOTDIR, EPERM, ERANGE, EXDEV,
+    EACCES, EBADF, EEXIST, EINVAL, ELOOP, ENOENT, ENOTDIR, EPERM, ERANGE, EXDEV,
 };
 use rustix::fs::{AtFlags, Mode, RenameFlags, Timespec, Timestamps, CWD, UTIME_NOW};
 use rustix::process::{Gid, Uid};
@@ -129,7 +129,11 @@ impl Files {
             let resolved = match self.target(&state, dirfd, path, follow)? {
                 Target::Mount(resolved) => resolved,
                 Target::Synthetic(absolute) => {
-                    let fd = self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow)?;
+                    let fd = match self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow) {
+                        // A link itself (lstat).
+                        Err(ELOOP) => self.host.link()?,
+                        opened => opened?,
+                    };
                     copy_stat(&fstat(&fd)?, out);
                     return Ok(0);
                 }
@@ -360,8 +364,12 @@ impl Files {
         let resolved = match self.target(&state, dirfd, path, follow)? {
             Target::Mount(resolved) => resolved,
             Target::Synthetic(absolute) => {
-                // Readable by all, writable and executable by none.
-                self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow)?;
+                // Readable by all, writable and executable by none. A link
+                // not followed is there if it names something.
+                match self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow) {
+                    Err(ELOOP) if !follow => {}
+                    opened => drop(opened?),
+                }
                 return match mode & (libc::W_OK | libc::X_OK) {
                     0 => Ok(0),
                     _ => Err(EACCES),

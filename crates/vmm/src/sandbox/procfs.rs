@@ -10,7 +10,8 @@
 use std::os::fd::OwnedFd;
 
 use atoll_abi::boot::Identity;
-use atoll_abi::linux::errno::{EACCES, EINVAL, ELOOP, ENOENT};
+use atoll_abi::linux::errno::{EACCES, EINVAL, EISDIR, ELOOP, ENOENT};
+use rustix::fs::OFlags;
 
 use super::errno;
 use super::fdtable::State;
@@ -25,6 +26,8 @@ pub struct IsleFacts {
     pub host_cpus: Vec<usize>,
     /// The isle's memory limit.
     pub memory_bytes: u64,
+    /// The program's guest path, where /proc/self/exe leads.
+    pub exe_path: String,
 }
 
 /// What a synthetic path is.
@@ -35,6 +38,49 @@ enum Entry {
         fd: i32,
         target: String,
     },
+    /// `/proc/self/exe`: a link to the program (followed when resolving).
+    ExeLink(String),
+    /// A directory: its entries' names and d_types.
+    Dir(Vec<(String, u8)>),
+}
+
+/// The entries of the directory `path` (as `entry` names paths: "self/",
+/// "self/fd/", "" for /proc itself), if it is one.
+fn directory(files: &Files, state: &State, path: &str) -> Option<Vec<(String, u8)>> {
+    fn files_named(names: &'static [&'static str]) -> impl Iterator<Item = (String, u8)> {
+        names.iter().map(|name| (name.to_string(), libc::DT_REG))
+    }
+    let entries: Vec<(String, u8)> = match path.trim_end_matches('/') {
+        "" => files_named(&["cpuinfo", "meminfo", "stat", "mounts"])
+            .chain([
+                ("self".into(), libc::DT_LNK),
+                ("thread-self".into(), libc::DT_LNK),
+                (files.facts.identity.pid.to_string(), libc::DT_DIR),
+            ])
+            .collect(),
+        "self" => files_named(&["cmdline", "comm", "status", "mounts", "maps"])
+            .chain([("exe".into(), libc::DT_LNK), ("fd".into(), libc::DT_DIR)])
+            .collect(),
+        "self/fd" => state
+            .fds
+            .keys()
+            .map(|fd| (fd.to_string(), libc::DT_LNK))
+            .collect(),
+        _ => return None,
+    };
+    Some(entries)
+}
+
+/// The directories of /sys the isle has, and what each holds.
+fn sys_directory(absolute: &str) -> Option<Vec<(String, u8)>> {
+    let (names, kind): (&[&str], u8) = match absolute {
+        "/sys" => (&["devices"], libc::DT_DIR),
+        "/sys/devices" => (&["system"], libc::DT_DIR),
+        "/sys/devices/system" => (&["cpu"], libc::DT_DIR),
+        "/sys/devices/system/cpu" => (&["online", "possible", "present"], libc::DT_REG),
+        _ => return None,
+    };
+    Some(names.iter().map(|name| (name.to_string(), kind)).collect())
 }
 
 /// Whether `absolute` (a normalized guest path) is one of the synthetic
@@ -75,6 +121,12 @@ pub(super) struct HostSources {
     /// 0 each time (procfs makes them anew).
     own_status: Option<std::fs::File>,
     own_stat: Option<std::fs::File>,
+    /// An empty directory, already removed: what the isle's /proc and /sys
+    /// directories open as (their entries are listed by the monitor).
+    empty_directory: Option<OwnedFd>,
+    /// A symlink, already removed (O_PATH): what lstat and statx see of
+    /// the isle's /proc links (readlink asks the monitor for the target).
+    link: Option<OwnedFd>,
 }
 
 impl HostSources {
@@ -92,8 +144,68 @@ impl HostSources {
             boot_time,
             own_status: std::fs::File::open("/proc/self/status").ok(),
             own_stat: std::fs::File::open("/proc/self/stat").ok(),
+            empty_directory: removed_directory(),
+            link: removed_symlink(),
         }
     }
+
+    /// A symlink fd of the isle's /proc links, for lstat.
+    pub(super) fn link(&self) -> Result<OwnedFd, i64> {
+        let link = self.link.as_ref().ok_or(ENOENT)?;
+        rustix::io::fcntl_dupfd_cloexec(link, 3).map_err(errno)
+    }
+
+    /// What the confinement must let the monitor open: the empty directory.
+    pub(super) fn reachable(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.empty_directory.as_ref().map(std::os::fd::AsFd::as_fd)
+    }
+
+    /// A directory fd of its own (its own position) for a synthetic directory.
+    fn empty_directory(&self) -> Result<OwnedFd, i64> {
+        let directory = self.empty_directory.as_ref().ok_or(ENOENT)?;
+        rustix::fs::openat(
+            directory,
+            c".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(errno)
+    }
+}
+
+/// A name of the monitor's own in the host's temporary directory.
+fn scratch_name(what: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    std::env::temp_dir().join(format!("atoll-{what}-{}-{nanos}", std::process::id()))
+}
+
+/// A fresh symlink opened (O_PATH) and then removed.
+fn removed_symlink() -> Option<OwnedFd> {
+    let path = scratch_name("proc-link");
+    std::os::unix::fs::symlink("/", &path).ok()?;
+    let opened = rustix::fs::open(
+        &path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    );
+    let _ = std::fs::remove_file(&path);
+    opened.ok()
+}
+
+/// A fresh directory opened and then removed, mode 0555.
+fn removed_directory() -> Option<OwnedFd> {
+    let path = scratch_name("proc-dir");
+    std::fs::create_dir(&path).ok()?;
+    let opened = rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    );
+    let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o555));
+    let _ = std::fs::remove_dir(&path);
+    opened.ok()
 }
 
 /// The whole of a procfs file opened earlier, as it reads now.
@@ -108,6 +220,13 @@ fn reread(file: &Option<std::fs::File>) -> String {
 }
 
 impl Files {
+    /// The program's path if `absolute` is its /proc/PID/exe.
+    pub(super) fn own_exe(&self, absolute: &str) -> Option<&str> {
+        let rest = absolute.strip_prefix("/proc/")?;
+        let path = own_process(rest, self.facts.identity.pid)?;
+        (path == "self/exe" && !self.facts.exe_path.is_empty()).then_some(&self.facts.exe_path)
+    }
+
     /// What the isle's /proc and /sys show; call before the monitor is
     /// confined (the host's own /proc is read or opened here).
     pub fn set_isle_facts(&mut self, facts: IsleFacts) {
@@ -118,6 +237,12 @@ impl Files {
     fn entry(&self, state: &State, absolute: &str) -> Result<Entry, i64> {
         let facts = &self.facts;
         let cpus = facts.host_cpus.len().max(1);
+        if let Some(entries) = sys_directory(absolute) {
+            return Ok(Entry::Dir(entries));
+        }
+        if absolute == "/proc" {
+            return Ok(Entry::Dir(directory(self, state, "").unwrap_or_default()));
+        }
         if let Some(name) = absolute.strip_prefix("/sys/devices/system/cpu/") {
             return match name {
                 "online" | "possible" | "present" => Ok(Entry::File(cpu_list(cpus).into_bytes())),
@@ -126,6 +251,9 @@ impl Files {
         }
         let rest = absolute.strip_prefix("/proc/").ok_or(ENOENT)?;
         let path = own_process(rest, facts.identity.pid).unwrap_or_else(|| rest.to_string());
+        if let Some(entries) = directory(self, state, &path) {
+            return Ok(Entry::Dir(entries));
+        }
         let text = match path.as_str() {
             "cpuinfo" => self.cpuinfo(),
             "meminfo" => self.meminfo(),
@@ -141,6 +269,13 @@ impl Files {
             }
             "self/status" => self.status(state),
             "self/comm" => format!("{}\n", self.comm()),
+            "self/maps" => self.maps_text(),
+            "self/exe" => {
+                return self
+                    .own_exe(absolute)
+                    .map(|exe| Entry::ExeLink(exe.into()))
+                    .ok_or(ENOENT)
+            }
             other => {
                 if let Some(fd) = other.strip_prefix("self/fd/") {
                     let fd: i32 = fd.parse().map_err(|_| ENOENT)?;
@@ -160,7 +295,7 @@ impl Files {
         String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
     }
 
-    fn fd_link(&self, state: &State, number: i32) -> Result<String, i64> {
+    pub(super) fn fd_link(&self, state: &State, number: i32) -> Result<String, i64> {
         let file = state.fds.get(&number).ok_or(ENOENT)?;
         if let Some(path) = &file.guest_path {
             return Ok(path.clone());
@@ -352,7 +487,15 @@ impl Files {
                 }
                 sealed_memfd(&bytes)
             }
-            Entry::FdLink { .. } if !follow => Err(ELOOP),
+            Entry::Dir(_) => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_CREAT != 0 {
+                    return Err(EISDIR);
+                }
+                self.host.empty_directory()
+            }
+            Entry::FdLink { .. } | Entry::ExeLink(_) if !follow => Err(ELOOP),
+            // Followed before it gets here (see `expand_symlinks`).
+            Entry::ExeLink(_) => Err(ELOOP),
             Entry::FdLink { fd, .. } => {
                 let file = state.fds.get(&fd).ok_or(ENOENT)?;
                 rustix::io::fcntl_dupfd_cloexec(&*file.fd, 3).map_err(errno)
@@ -364,10 +507,70 @@ impl Files {
     /// a file, as readlink says of anything not a link).
     pub(super) fn synthetic_link(&self, state: &State, absolute: &str) -> Result<String, i64> {
         match self.entry(state, absolute)? {
-            Entry::FdLink { target, .. } => Ok(target),
-            Entry::File(_) => Err(EINVAL),
+            Entry::FdLink { target, .. } | Entry::ExeLink(target) => Ok(target),
+            Entry::File(_) | Entry::Dir(_) => Err(EINVAL),
         }
     }
+
+    /// getdents64 of guest fd `fd` if it is one of the isle's /proc or
+    /// /sys directories: its entries now, from the fd's position (which
+    /// lseek and rewinddir move, as on any directory). None for any other fd.
+    pub fn synthetic_entries(&self, fd: u64, room: usize) -> Result<Option<Vec<u8>>, i64> {
+        let state = self.lock();
+        let Some(file) = i32::try_from(fd).ok().and_then(|fd| state.fds.get(&fd)) else {
+            return Ok(None);
+        };
+        let Some(absolute) = file.guest_path.as_deref().filter(|path| is_synthetic(path)) else {
+            return Ok(None);
+        };
+        let Ok(Entry::Dir(entries)) = self.entry(&state, absolute) else {
+            return Ok(None);
+        };
+        let position =
+            rustix::fs::seek(&*file.fd, rustix::fs::SeekFrom::Current(0)).map_err(errno)?;
+        let all = [
+            (".".to_string(), libc::DT_DIR),
+            ("..".to_string(), libc::DT_DIR),
+        ]
+        .into_iter()
+        .chain(entries);
+        let mut bytes = Vec::new();
+        let mut next = position;
+        for (index, (name, kind)) in all.enumerate().skip(position as usize) {
+            let record = dirent64(absolute, &name, kind, index as i64 + 1);
+            if bytes.len() + record.len() > room {
+                if bytes.is_empty() {
+                    return Err(EINVAL);
+                }
+                break;
+            }
+            bytes.extend_from_slice(&record);
+            next = index as u64 + 1;
+        }
+        rustix::fs::seek(&*file.fd, rustix::fs::SeekFrom::Start(next)).map_err(errno)?;
+        Ok(Some(bytes))
+    }
+}
+
+/// One `struct linux_dirent64`: inode, next offset, record length, type,
+/// the name with its NUL, padded to 8 bytes. The inode is made up from
+/// the path, never 0 (which readdir skips).
+fn dirent64(directory: &str, name: &str, kind: u8, next: i64) -> Vec<u8> {
+    let inode = format!("{directory}/{name}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
+        })
+        | 1;
+    let length = (19 + name.len() + 1).next_multiple_of(8);
+    let mut record = Vec::with_capacity(length);
+    record.extend_from_slice(&inode.to_ne_bytes());
+    record.extend_from_slice(&next.to_ne_bytes());
+    record.extend_from_slice(&(length as u16).to_ne_bytes());
+    record.push(kind);
+    record.extend_from_slice(name.as_bytes());
+    record.resize(length, 0);
+    record
 }
 
 /// `bytes` in a memfd sealed against any change, at offset 0, mode 0444.
@@ -415,6 +618,7 @@ mod tests {
             ],
             host_cpus: (2..2 + cpus).collect(),
             memory_bytes: 512 << 20,
+            exe_path: "/usr/bin/python3".into(),
         });
         files
     }
@@ -471,6 +675,82 @@ mod tests {
                 .matches("processor")
                 .count(),
             4
+        );
+    }
+
+    /// The names in a getdents64 answer.
+    fn names(entries: &[u8]) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut at = 0;
+        while at < entries.len() {
+            let length = u16::from_ne_bytes([entries[at + 16], entries[at + 17]]) as usize;
+            let name = &entries[at + 19..at + length];
+            let end = name.iter().position(|&b| b == 0).unwrap();
+            names.push(String::from_utf8(name[..end].to_vec()).unwrap());
+            at += length;
+        }
+        names
+    }
+
+    #[test]
+    fn directories_list_what_the_isle_has_and_links_stat_as_links() {
+        let files = isle_files(1);
+        let at_cwd = i64::from(libc::AT_FDCWD);
+        let fd = files.open(
+            at_cwd,
+            "/proc/self/fd",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        );
+        let fd = fd.unwrap() as u64;
+        let listed = names(&files.synthetic_entries(fd, 4096).unwrap().unwrap());
+        assert_eq!(listed[..2], [".", ".."]);
+        assert!(["0", "1", "2", &fd.to_string()]
+            .iter()
+            .all(|n| listed.contains(&n.to_string())));
+        // Read to the end, then from the start again after a rewind.
+        assert_eq!(files.synthetic_entries(fd, 4096).unwrap(), Some(Vec::new()));
+        let state = files.lock();
+        let host = Files::borrow_fd(&state, fd as i64).unwrap();
+        rustix::fs::seek(host, rustix::fs::SeekFrom::Start(0)).unwrap();
+        drop(state);
+        // A buffer with room for one entry gets one at a time.
+        let one = files.synthetic_entries(fd, 24).unwrap().unwrap();
+        assert_eq!(names(&one), ["."]);
+        assert_eq!(files.synthetic_entries(fd, 8), Err(EINVAL));
+        let own = files.open(at_cwd, "/proc/4242", libc::O_RDONLY, 0).unwrap() as u64;
+        let listed = names(&files.synthetic_entries(own, 4096).unwrap().unwrap());
+        assert!(listed.contains(&"maps".to_string()) && listed.contains(&"exe".to_string()));
+        let sys = files
+            .open(at_cwd, "/sys/devices/system/cpu", libc::O_RDONLY, 0)
+            .unwrap();
+        let listed = names(&files.synthetic_entries(sys as u64, 4096).unwrap().unwrap());
+        assert_eq!(listed[2..], ["online", "possible", "present"]);
+        // Not a directory of ours: not answered here.
+        let meminfo = files
+            .open(at_cwd, "/proc/meminfo", libc::O_RDONLY, 0)
+            .unwrap();
+        assert_eq!(files.synthetic_entries(meminfo as u64, 4096), Ok(None));
+        assert_eq!(
+            files.open(at_cwd, "/proc/self", libc::O_WRONLY, 0),
+            Err(EISDIR)
+        );
+        let mut stat = crate::host::fs::zeroed_stat();
+        let nofollow = libc::AT_SYMLINK_NOFOLLOW;
+        files
+            .stat_at(at_cwd, "/proc/self/fd/0", nofollow, &mut stat)
+            .unwrap();
+        assert_eq!(stat.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        files
+            .stat_at(at_cwd, "/proc/self/exe", nofollow, &mut stat)
+            .unwrap();
+        assert_eq!(stat.st_mode & libc::S_IFMT, libc::S_IFLNK);
+        files.stat_at(at_cwd, "/proc/self", 0, &mut stat).unwrap();
+        assert_eq!(stat.st_mode & libc::S_IFMT, libc::S_IFDIR);
+        let state = files.lock();
+        assert_eq!(
+            files.synthetic_link(&state, "/proc/self/exe").unwrap(),
+            "/usr/bin/python3"
         );
     }
 

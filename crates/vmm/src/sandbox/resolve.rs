@@ -151,11 +151,22 @@ impl Files {
 
     /// Rewrites `absolute` until no symlink lies on it (see
     /// [`Self::resolve_follow`]); ELOOP after 40 rewrites, as Linux.
-    fn expand_symlinks(&self, mut absolute: String, follow_last: bool) -> Result<String, i64> {
+    pub(super) fn expand_symlinks(
+        &self,
+        mut absolute: String,
+        follow_last: bool,
+    ) -> Result<String, i64> {
         'rewrite: for _ in 0..40 {
-            // A link into /proc (Debian's /etc/mtab) ends there.
+            // A link into /proc (Debian's /etc/mtab) ends there, unless
+            // it is /proc/self/exe, which leads back to the program.
             if is_synthetic(&absolute) {
-                return Ok(absolute);
+                match self.own_exe(&absolute) {
+                    Some(exe) if follow_last => {
+                        absolute = normalize(exe);
+                        continue 'rewrite;
+                    }
+                    _ => return Ok(absolute),
+                }
             }
             let (mount, inside) = self.locate(&absolute)?;
             if inside == "." {
@@ -371,30 +382,29 @@ impl Files {
     }
 
     /// A file for the last component of a path, as O_PATH (for statx and
-    /// chown, which then act on it with AT_EMPTY_PATH).
+    /// statfs, which then act on it with AT_EMPTY_PATH). A /proc/self/fd
+    /// link followed leads to its fd's file only if `through_fd_links`:
+    /// a socket's name never reaches another fd that way.
     pub fn open_path(
         &self,
         dirfd: i64,
         path: &str,
         follow: bool,
-        for_write: bool,
+        through_fd_links: bool,
     ) -> Result<OwnedFd, i64> {
         let state = self.lock();
         let resolved = match self.target(&state, dirfd, path, follow)? {
             Target::Mount(resolved) => resolved,
-            Target::Synthetic(_) if for_write => return Err(EROFS),
-            // Files only: a name (a socket's, say) never reaches another fd
-            // through /proc/self/fd.
             Target::Synthetic(absolute) => {
-                return match self.open_synthetic(&state, &absolute, libc::O_RDONLY, false) {
+                let follow_link = follow && through_fd_links;
+                return match self.open_synthetic(&state, &absolute, libc::O_RDONLY, follow_link) {
+                    // A link itself, for statx without following.
+                    Err(ELOOP) if !follow => self.host.link(),
                     Err(ELOOP) => Err(ENOENT),
                     opened => opened,
                 };
             }
         };
-        if for_write {
-            self.writable(&resolved)?;
-        }
         let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
         self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
     }

@@ -242,3 +242,19 @@ pub fn boot_info_at(address: u64) -> &'static BootInfo {
     // stays mapped and unchanged for the whole run.
     unsafe { &*(address as *const BootInfo) }
 }
+
+/// The memory map the monitor placed in the system area, if it lies there
+/// whole and aligned.
+pub fn region_table(boot: &BootInfo) -> Option<&'static mut atoll_abi::regions::RegionTable> {
+    use atoll_abi::regions::{RegionTable, TABLE_SIZE};
+    let start = boot.regions;
+    let end = start.checked_add(TABLE_SIZE as u64)?;
+    let inside = boot.system_start <= start && end <= boot.system_end;
+    if !inside || !start.is_multiple_of(core::mem::align_of::<RegionTable>() as u64) {
+        return None;
+    }
+    // SAFETY: the monitor reserved these bytes of the system area for the
+    // table for the whole run, nothing else in the isle uses them, and the
+    // one caller (`mm::regions::init`) keeps the reference behind a lock.
+    Some(unsafe { &mut *(start as *mut RegionTable) })
+}
