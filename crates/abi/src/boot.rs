@@ -163,6 +163,10 @@ pub struct BootInfo {
     pub spare_page_table_count: u64,
     /// The memory map ([`crate::regions::RegionTable`]), in the system area.
     pub regions: u64,
+    /// 0 at the first boot. A forked child's kernel starts on its parent's
+    /// memory with the parent's generation + 1, and resumes the thread
+    /// that forked (see the kernel's `sched::resume_after_fork`).
+    pub generation: u64,
     pub program: ProgramInfo,
     pub clock: ClockInfo,
     pub identity: Identity,
@@ -442,7 +446,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            17 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            18 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

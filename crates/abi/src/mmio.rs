@@ -22,6 +22,9 @@ pub const KICK: u64 = 0x28;
 /// (its CPU area's `signal_upcall` is set): interrupt that vCPU now if it
 /// runs program code, rather than at the ticker's next look.
 pub const SIGNAL: u64 = 0x30;
+/// Value: a signal number. The program was killed by it (its default
+/// action): the isle is done, and its process ends as killed by it.
+pub const KILLED: u64 = 0x38;
 /// Size of the doorbell page.
 pub const SIZE: u64 = 0x1000;
 

@@ -238,6 +238,14 @@ opcodes! {
     /// in the memory map (`regions::Region::name`, 0: none). ENODEV for
     /// what can't be mapped (a directory, a pipe).
     MapPrivateFile = 72,
+    /// fork: the host forks the isle's process; the child's isle resumes
+    /// the calling thread (its kernel on the memory copied, generation + 1).
+    /// Returns the child's pid.
+    Fork = 73,
+    /// wait4(pid, options, status address): the host waits for a child
+    /// of the isle's process; returns its pid (0 with WNOHANG and none
+    /// done), and writes its wait status (an i32) where asked.
+    Wait = 74,
 }
 
 impl Opcode {

@@ -27,7 +27,7 @@ mod trace;
 #[cfg(not(test))]
 use core::fmt::Write;
 #[cfg(not(test))]
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use arch::x86_64::cpu;
 #[cfg(not(test))]
@@ -62,11 +62,22 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
             boot.magic, boot.version
         );
     }
+    // Which boot this is: 1 + the generation (a forked child's memory
+    // holds its parent's kernel, booted already).
+    let this_boot = boot.generation + 1;
     if cpu::cpu_area().cpu_index != 0 {
         // Secondary CPUs wait for the boot CPU to set the kernel up.
-        while !BOOTED.load(Ordering::Acquire) {
+        while BOOTED.load(Ordering::Acquire) != this_boot {
             cpu::pause();
         }
+        sched::run_cpu();
+    }
+    if boot.generation != 0 {
+        // A forked child: the parent's kernel, its memory as it was, with
+        // only the thread that forked going on (see `linux::process::fork`).
+        time::init(&boot.clock);
+        linux::resume_forked_child(boot);
+        BOOTED.store(this_boot, Ordering::Release);
         sched::run_cpu();
     }
     BOOT_INFO.call_once(|| boot);
@@ -78,19 +89,29 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
     }
     sched::init(boot);
     mm::populate_reserves();
-    BOOTED.store(true, Ordering::Release);
+    BOOTED.store(this_boot, Ordering::Release);
     sched::run_cpu()
 }
 
-/// Set once the boot CPU has the kernel ready for the others.
+/// Set once the boot CPU has the kernel ready for the others: to the
+/// number of the boot (generation + 1), so a forked child's CPUs wait too.
 #[cfg(not(test))]
-static BOOTED: AtomicBool = AtomicBool::new(false);
+static BOOTED: AtomicU64 = AtomicU64::new(0);
 
 /// Ends the isle with `status` as the atoll process's exit status.
 pub fn exit_isle(status: u8) -> ! {
     trace::print_summary_if_asked();
     loop {
         cpu::doorbell(mmio::EXIT, u64::from(status));
+    }
+}
+
+/// Ends the isle as its program killed by `signal` (the monitor's process
+/// ends the same way, or with 128 + `signal`).
+pub fn end_isle_killed(signal: u32) -> ! {
+    trace::print_summary_if_asked();
+    loop {
+        cpu::doorbell(mmio::KILLED, u64::from(signal));
     }
 }
 

@@ -228,6 +228,19 @@ pub fn poll_completions() {
     }
 }
 
+/// In a forked child: no request is in flight (the monitor cleared the
+/// rings; the parent's requests are the parent's).
+pub fn reset_after_fork() {
+    for context in 0..CONTEXTS {
+        DONE[context].store(false, Ordering::Relaxed);
+        PARKED_ON[context].store(NO_CPU, Ordering::Relaxed);
+        INTERRUPTIBLE_AT[context].store(0, Ordering::Relaxed);
+    }
+    for reaping in &REAPING {
+        reaping.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Whether any completion waits to be reaped.
 pub fn completions_pending() -> bool {
     (0..sched::cpu_count()).any(|cpu| {

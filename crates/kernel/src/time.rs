@@ -8,6 +8,7 @@ use atoll_abi::boot::ClockInfo;
 
 use crate::arch::x86_64::cpu;
 
+#[derive(Clone, Copy)]
 struct Calibration {
     tsc_at_boot: u64,
     realtime_ns: u64,
@@ -16,26 +17,32 @@ struct Calibration {
     ns_per_tick_q32: u64,
 }
 
-static CALIBRATION: spin::Once<Calibration> = spin::Once::new();
+/// Set at boot, and again in a forked child, whose new VM has a TSC of
+/// its own.
+static CALIBRATION: spin::RwLock<Calibration> = spin::RwLock::new(Calibration {
+    tsc_at_boot: 0,
+    realtime_ns: 0,
+    monotonic_ns: 0,
+    ns_per_tick_q32: 0,
+});
 
 pub fn init(clock: &ClockInfo) {
     if clock.tsc_khz == 0 {
         panic!("the monitor reported a TSC frequency of 0 kHz");
     }
-    let ns_per_tick_q32 = clock.ns_per_tick_q32();
-    CALIBRATION.call_once(|| Calibration {
+    *CALIBRATION.write() = Calibration {
         tsc_at_boot: clock.tsc_at_boot,
         realtime_ns: clock.realtime_ns,
         monotonic_ns: clock.monotonic_ns,
-        ns_per_tick_q32,
-    });
+        ns_per_tick_q32: clock.ns_per_tick_q32(),
+    };
 }
 
-fn calibration() -> &'static Calibration {
-    CALIBRATION.get().expect("clock calibrated at boot")
+fn calibration() -> Calibration {
+    *CALIBRATION.read()
 }
 
-fn ns_since_boot(calibration: &Calibration) -> u64 {
+fn ns_since_boot(calibration: Calibration) -> u64 {
     let ticks = cpu::rdtsc().saturating_sub(calibration.tsc_at_boot);
     ((u128::from(ticks) * u128::from(calibration.ns_per_tick_q32)) >> 32) as u64
 }

@@ -285,7 +285,7 @@ fn report_mapped_rewriting(census: &rewrite::Census) {
 pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     let started = std::time::Instant::now();
     let program = loader::parse_program(config.program_image)?;
-    let kernel = loader::parse_kernel(config.kernel_image).map_err(IsleError::Kernel)?;
+    let kernel = Arc::new(loader::parse_kernel(config.kernel_image).map_err(IsleError::Kernel)?);
     let cpu_count = config
         .cpu_count
         .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
@@ -445,6 +445,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         spare_page_tables: layout.spare_page_tables,
         spare_page_table_count: setup::SPARE_PAGE_TABLES,
         regions: layout.regions,
+        generation: 0,
         program: ProgramInfo {
             image_start: program.image_start,
             image_end: program.image_end,
@@ -488,7 +489,13 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .collect();
     let confinement =
         crate::sandbox::Confinement::prepare(files.reachable(), &DEVICES, &config.net)?;
-    let offload = Offload::new(Arc::clone(&ram), queues, files, config.net.clone());
+    let files = Arc::new(files);
+    let offload = Offload::new(
+        Arc::clone(&ram),
+        queues,
+        Arc::clone(&files),
+        config.net.clone(),
+    );
     backend.configure_offload(&offload);
     offload.spawn(config.service_core, confinement);
     if let Some(path) = config.stats_path.clone() {
@@ -514,6 +521,26 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
             realtime_ns: clock_in_vdso + vdso_data::REALTIME_NS as u64,
         },
     ];
+    crate::process::start_forker(crate::process::Resume {
+        backend: match &config.backend {
+            // A child isn't debugged: it runs on.
+            BackendChoice::Kvm { device, .. } => BackendChoice::Kvm {
+                device: device.clone(),
+                gdb: None,
+            },
+            other => other.clone(),
+        },
+        cpu_count,
+        layout: layout.clone(),
+        heap: heap_start..layout.heap_end,
+        kernel: Arc::clone(&kernel),
+        ram: Arc::clone(&ram),
+        files,
+        net: config.net.clone(),
+        vcpu_cores: config.vcpu_cores.clone(),
+        service_core: config.service_core,
+        clock_slots: clock_slots.clone(),
+    });
     crate::program_signals::start(
         Arc::clone(&ram),
         (0..cpu_count).map(|cpu| layout.cpu_area(cpu)).collect(),
@@ -553,6 +580,11 @@ pub(crate) fn doorbell_outcome(
 ) -> Outcome {
     match offset {
         mmio::EXIT => Outcome::Exited(value as u8),
+        // The kernel said so itself (a default action), where it reports it.
+        mmio::KILLED => Outcome::Killed {
+            signal: value as u32 & 0x7f,
+            report: String::new(),
+        },
         mmio::PANIC => {
             Outcome::Crashed(format!("kernel panic: {}", panic_message(ram, layout, cpu)))
         }

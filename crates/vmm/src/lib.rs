@@ -4,6 +4,7 @@
 //! - [`isle`]: puts the rest together: [`isle::run`].
 //! - [`program_signals`]: signals sent to atoll, passed on to the running
 //!   isle's program.
+//! - `process`: the isle's processes: fork (a host fork of the monitor), wait.
 //! - `guest/`: guest RAM (`memory`) and what is written into it before boot
 //!   (`setup`: page tables, descriptor tables, the system area, boot info).
 //! - [`image`]: the program and kernel images: `loader` (ELF loading and
@@ -32,6 +33,7 @@ pub use host::alloc;
 pub mod image;
 pub mod isle;
 pub(crate) mod offload;
+pub(crate) mod process;
 pub mod program_signals;
 pub mod sandbox;
 

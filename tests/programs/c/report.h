@@ -20,6 +20,8 @@ static const char *errno_name(int e)
 	case ENOTDIR: return "ENOTDIR";
 	case EMFILE: return "EMFILE";
 	case EROFS: return "EROFS";
+	case ECHILD: return "ECHILD";
+	case EINTR: return "EINTR";
 	default: return "other";
 	}
 }

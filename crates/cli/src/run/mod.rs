@@ -242,6 +242,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     let mut registration = registration;
     let ended = match outcome {
         Ok(Outcome::Exited(status)) => Ok(i32::from(status)),
+        Ok(Outcome::Killed { signal, report }) if report.is_empty() => Ok(128 + signal as i32),
         Ok(Outcome::Killed { signal, report }) => {
             Err(CliError::with_status(128 + signal as i32, report))
         }

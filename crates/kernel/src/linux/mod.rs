@@ -26,6 +26,7 @@ use crate::signals::state::SA_RESTART;
 use crate::signals::{self, Next, Resume};
 use crate::trace;
 
+pub use process::resume_forked_child;
 pub use signalfd::signal_queued as signalfd_queued;
 
 /// What a handler returns: the syscall's value, or a positive errno.
@@ -129,10 +130,10 @@ fn call(number: u64, args: &[u64; 6], frame: &SyscallFrame) -> i64 {
 }
 
 fn perform(number: u64, args: &[u64; 6], frame: &SyscallFrame) -> i64 {
-    let outcome = if number == nr::CLONE {
-        Some(thread::clone(frame))
-    } else {
-        dispatch(number, args)
+    let outcome = match number {
+        nr::CLONE => Some(thread::clone(frame)),
+        nr::FORK | nr::VFORK => Some(process::fork(frame, 0, 0)),
+        _ => dispatch(number, args),
     };
     match outcome {
         Some(Ok(value)) => value as i64,
@@ -176,6 +177,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::GETPID => process::getpid(),
         nr::GETTID => thread::gettid(),
         nr::GETPPID => process::getppid(),
+        nr::WAIT4 => process::wait4(a[0], a[1], a[2], a[3]),
         nr::GETPGRP => process::getpgrp(),
         nr::GETPGID => process::process_group_or_session(a[0], false),
         nr::GETSID => process::process_group_or_session(a[0], true),
@@ -205,7 +207,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         // (musl's dynamic loader does membarrier with signals to each thread).
         nr::RSEQ | nr::CLONE3 | nr::MEMBARRIER => Err(ENOSYS),
         // An isle has no child processes to wait for.
-        nr::WAIT4 | nr::WAITID => Err(atoll_abi::linux::errno::ECHILD),
+        nr::WAITID => Err(atoll_abi::linux::errno::ECHILD),
 
         nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
         nr::CLOCK_GETRES => time::clock_getres(a[0], a[1]),

@@ -1,5 +1,7 @@
 //! Process identity and lifetime: exit, ids, TLS, limits, uname.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use atoll_abi::linux::errno::{EFAULT, EINVAL, EOPNOTSUPP, EPERM, ESRCH};
 use atoll_abi::xstate;
 use spin::Mutex;
@@ -8,11 +10,146 @@ use atoll_abi::queue::Opcode;
 
 use super::io::host_result;
 use super::SysResult;
+use crate::arch::x86_64::entry::SyscallFrame;
 use crate::arch::x86_64::{cpu, user};
 use crate::{boot_info, offload};
 
 pub fn exit_group(status: u64) -> SysResult {
     crate::exit_isle(status as u8)
+}
+
+const CLONE_SETTLS: u64 = 0x80000;
+const CLONE_PARENT_SETTID: u64 = 0x100000;
+const CLONE_CHILD_CLEARTID: u64 = 0x200000;
+const CLONE_CHILD_SETTID: u64 = 0x1000000;
+const WNOHANG: u64 = 1;
+const WUNTRACED: u64 = 2;
+const WCONTINUED: u64 = 8;
+const WAIT_THREAD_FLAGS: u64 = 0x2000_0000 | 0x4000_0000 | 0x8000_0000; // __WNOTHREAD, __WALL, __WCLONE
+/// sizeof(struct rusage)
+const RUSAGE_SIZE: u64 = 144;
+
+/// What a forked child resumes: written by the parent just before it asks
+/// the host to fork, so the child's copy of memory holds it.
+#[derive(Clone, Copy)]
+struct ForkRecord {
+    slot: usize,
+    frame: SyscallFrame,
+    fs_base: u64,
+    flags: u64,
+    child_tid: u64,
+}
+
+static FORK_RECORD: Mutex<Option<ForkRecord>> = Mutex::new(None);
+/// One fork at a time (the record is the child's only word).
+static FORKING: AtomicBool = AtomicBool::new(false);
+
+/// fork, vfork and clone without CLONE_THREAD: the host forks the isle's
+/// process (its memory is copied on write by the host kernel) and the
+/// child's isle resumes this thread in [`resume_forked_child`]. A vfork
+/// child gets its own copy too, so its parent goes on at once.
+pub fn fork(frame: &SyscallFrame, flags: u64, child_tid: u64) -> SysResult {
+    if flags & CLONE_PARENT_SETTID != 0 {
+        user::read::<u32>(frame.rdx)?;
+    }
+    while FORKING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        crate::sched::yield_now();
+    }
+    let me = crate::sched::current();
+    let child_frame = SyscallFrame {
+        rax: 0,
+        user_rsp: if frame.rsi != 0 && flags != 0 {
+            frame.rsi
+        } else {
+            frame.user_rsp
+        },
+        ..*frame
+    };
+    let fs_base = if flags & CLONE_SETTLS != 0 {
+        frame.r8
+    } else {
+        cpu::fs_base()
+    };
+    *FORK_RECORD.lock() = Some(ForkRecord {
+        slot: me,
+        frame: child_frame,
+        fs_base,
+        flags,
+        child_tid,
+    });
+    crate::sched::save_extended_state_of_current();
+    let result = host_result(offload::call(Opcode::Fork, [0; 6]));
+    *FORK_RECORD.lock() = None;
+    FORKING.store(false, Ordering::Release);
+    let pid = result?;
+    if flags & CLONE_PARENT_SETTID != 0 {
+        let _ = user::write(frame.rdx, pid as u32);
+    }
+    Ok(pid)
+}
+
+/// The forked child's kernel, before its CPUs run: only the thread that
+/// forked goes on, as the child's first thread (its tid the child's pid).
+pub fn resume_forked_child(boot: &atoll_abi::boot::BootInfo) {
+    let Some(record) = FORK_RECORD.lock().take() else {
+        panic!("a forked child's memory holds no fork record");
+    };
+    FORKING.store(false, Ordering::Relaxed);
+    let tid = boot.identity.pid;
+    if record.flags & CLONE_CHILD_SETTID != 0 {
+        let _ = user::write(record.child_tid, tid);
+    }
+    let clear_child_tid = match record.flags & CLONE_CHILD_CLEARTID {
+        0 => 0,
+        _ => record.child_tid,
+    };
+    offload::reset_after_fork();
+    crate::signals::reset_after_fork(record.slot);
+    crate::sched::resume_after_fork(
+        record.slot,
+        &record.frame,
+        record.fs_base,
+        tid,
+        clear_child_tid,
+    );
+}
+
+/// wait4(pid, wstatus, options, rusage): the host waits for a child of the
+/// isle's process (pid > 0, -1 any; process groups are the host's too).
+pub fn wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> SysResult {
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WAIT_THREAD_FLAGS) != 0 {
+        return Err(EINVAL);
+    }
+    if wstatus != 0 {
+        user::read::<u32>(wstatus)?;
+    }
+    if rusage != 0 {
+        user::read::<u8>(rusage)?;
+    }
+    let done = host_result(offload::call(
+        Opcode::Wait,
+        [
+            pid,
+            options & (WNOHANG | WUNTRACED | WCONTINUED),
+            0,
+            0,
+            0,
+            0,
+        ],
+    ))?;
+    let (child, status) = (done >> 32, done as u32);
+    if child != 0 {
+        if wstatus != 0 {
+            user::write(wstatus, status)?;
+        }
+        if rusage != 0 {
+            user::fill(rusage, RUSAGE_SIZE, 0)?;
+        }
+    }
+    Ok(child)
 }
 
 fn identity() -> &'static atoll_abi::boot::Identity {

@@ -3,7 +3,7 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use atoll_abi::linux::errno::{EINVAL, ENOSYS};
+use atoll_abi::linux::errno::EINVAL;
 
 use super::SysResult;
 use crate::arch::x86_64::entry::SyscallFrame;
@@ -36,23 +36,46 @@ const SUPPORTED: u64 = CLONE_VM
     | 0xff; // the exit signal: irrelevant for threads
 const USER_ADDRESS_END: u64 = 0x0000_8000_0000_0000;
 
+/// What a new process's clone may ask (besides its exit signal).
+const PROCESS_FLAGS: u64 = CLONE_VM
+    | CLONE_VFORK
+    | CLONE_PARENT_SETTID
+    | CLONE_CHILD_SETTID
+    | CLONE_CHILD_CLEARTID
+    | CLONE_SETTLS;
+const CLONE_VFORK: u64 = 0x4000;
+
 static FORK_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Says once which clone flags of a new process the isle can't give.
+fn warn_unsupported_process(flags: u64) {
+    if !FORK_WARNED.swap(true, Ordering::Relaxed) {
+        let mut line = LineBuffer::<128>::new();
+        let _ = writeln!(
+            line,
+            "atoll: unsupported: a new process with clone flags {:#x}",
+            flags & !(PROCESS_FLAGS | 0xff)
+        );
+        trace::log(line.as_bytes());
+    }
+}
 
 /// clone(flags, stack, parent_tid, child_tid, tls) for threads.
 pub fn clone(frame: &SyscallFrame) -> SysResult {
     let (flags, stack, parent_tid, child_tid, tls) =
         (frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8);
     let thread = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND;
-    if flags & thread != thread {
-        if !FORK_WARNED.swap(true, Ordering::Relaxed) {
-            let mut line = LineBuffer::<128>::new();
-            let _ = writeln!(
-                line,
-                "atoll: unsupported: new processes (clone without CLONE_THREAD, fork)"
-            );
-            trace::log(line.as_bytes());
+    if flags & CLONE_THREAD == 0 {
+        // A new process: fork, or vfork and posix_spawn's CLONE_VM |
+        // CLONE_VFORK, whose child runs on its own copy of memory here.
+        if flags & !(PROCESS_FLAGS | 0xff) != 0 {
+            warn_unsupported_process(flags);
+            return Err(EINVAL);
         }
-        return Err(ENOSYS);
+        return super::process::fork(frame, flags, child_tid);
+    }
+    if flags & thread != thread {
+        return Err(EINVAL);
     }
     if flags & !SUPPORTED != 0 || (flags & CLONE_SETTLS != 0 && tls >= USER_ADDRESS_END) {
         return Err(EINVAL);

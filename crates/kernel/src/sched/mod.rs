@@ -418,6 +418,65 @@ pub fn init(boot: &BootInfo) {
     sched.enqueue(0);
 }
 
+/// Saves the calling thread's x87/SSE/AVX state to its area (where a
+/// forked child's copy of it is restored from).
+pub fn save_extended_state_of_current() {
+    let area = SCHED.lock().threads[current()].xsave_area;
+    switch::save_extended_state(area, xsave_mask());
+}
+
+/// In a forked child, before any CPU runs: of the parent's threads only
+/// `slot` goes on, as thread `tid`, returning to the program with `frame`
+/// (fork's 0 in rax) and its extended state as saved in its area. The
+/// others' kernel stacks are freed; their program stacks stay mapped, as
+/// in a Linux child.
+pub fn resume_after_fork(
+    slot: usize,
+    frame: &SyscallFrame,
+    fs_base: u64,
+    tid: u32,
+    clear_child_tid: u64,
+) {
+    let mut sched = SCHED.lock();
+    for (other, thread) in sched.threads.iter_mut().enumerate() {
+        if other != slot && thread.state != State::Free {
+            free_stack(thread.stack_base);
+            *thread = FREE_THREAD;
+        }
+    }
+    let thread = &mut sched.threads[slot];
+    *thread = Thread {
+        tid,
+        state: State::Runnable,
+        stack_base: thread.stack_base,
+        stack_top: thread.stack_top,
+        xsave_area: thread.xsave_area,
+        fs_base,
+        clear_child_tid,
+        affinity: thread.affinity,
+        ..FREE_THREAD
+    };
+    let stack_top = thread.stack_top;
+    for on_cpu in &ON_CPU {
+        on_cpu.store(false, Ordering::Relaxed);
+    }
+    for cpu in 0..MAX_CPUS {
+        CURRENT[cpu].store(usize::MAX, Ordering::Relaxed);
+        PREVIOUS[cpu].store(usize::MAX, Ordering::Relaxed);
+        CPU_STATE[cpu].store(BUSY, Ordering::Relaxed);
+    }
+    SAVED_RSP[slot].store(
+        switch::prepare_new_thread(stack_top, frame),
+        Ordering::Relaxed,
+    );
+    NEXT_DEADLINE.store(0, Ordering::Relaxed);
+    sched.queue_head = 0;
+    sched.queue_len = 0;
+    sched.next_tid = tid + 1;
+    sched.live = 1;
+    sched.enqueue(slot);
+}
+
 /// Every CPU's life after boot: run threads, poll, park.
 pub fn run_cpu() -> ! {
     let cpu = cpu_index();

@@ -31,6 +31,23 @@ static SIGNALS: Mutex<Signals> = Mutex::new(Signals::NEW);
 /// syscall's way out; written under it.
 static WORK: [AtomicBool; MAX_THREADS] = [const { AtomicBool::new(false) }; MAX_THREADS];
 
+/// In a forked child: dispositions, the forking thread's mask and
+/// alternate stack carry over; nothing is pending and no timer runs, as
+/// fork(2) says. Thread `slot` is the child's only thread.
+pub fn reset_after_fork(slot: usize) {
+    let mut signals = SIGNALS.lock();
+    let kept = signals.threads[slot];
+    signals.shared = state::Pending::EMPTY;
+    signals.threads = [state::ThreadSignals::NEW; MAX_THREADS];
+    signals.threads[slot].mask = kept.mask;
+    signals.threads[slot].alt_stack = kept.alt_stack;
+    for work in &WORK {
+        work.store(false, Ordering::Relaxed);
+    }
+    drop(signals);
+    timers::reset_after_fork();
+}
+
 /// The signal state, locked; `refresh_*` after changing it.
 pub fn lock() -> MutexGuard<'static, Signals> {
     SIGNALS.lock()
@@ -213,13 +230,14 @@ pub fn thread_created(slot: usize, creator: usize) {
 
 /// Ends the isle as `signal`'s default action does.
 pub fn terminate(signal: u32) -> ! {
-    // A shell reports a SIGPIPE death silently; so does atoll.
-    if signal != SIGPIPE {
+    // A shell reports a SIGPIPE death silently; so does atoll. A forked
+    // child's death is its parent's to report, as natively.
+    if signal != SIGPIPE && crate::boot_info().generation == 0 {
         let mut line = LineBuffer::<128>::new();
         let _ = writeln!(line, "atoll: program killed by {}", name(signal));
         trace::log(line.as_bytes());
     }
-    crate::exit_isle(128 + signal as u8)
+    crate::end_isle_killed(signal)
 }
 
 /// The running thread's extended-state save area and what it holds.

@@ -253,6 +253,12 @@ static TIMERS: Mutex<Timers> = Mutex::new(Timers::NEW);
 /// [`Timers::next_expiry`], for lock-free looks (0: none armed).
 static NEXT_EXPIRY: AtomicU64 = AtomicU64::new(0);
 
+/// A forked child has no timers (fork(2): neither interval nor POSIX ones).
+pub fn reset_after_fork() {
+    *TIMERS.lock() = Timers::NEW;
+    NEXT_EXPIRY.store(0, Ordering::Relaxed);
+}
+
 /// The earliest armed timer's expiry, CLOCK_MONOTONIC ns (0: none).
 pub fn next_expiry() -> u64 {
     NEXT_EXPIRY.load(Ordering::Relaxed)

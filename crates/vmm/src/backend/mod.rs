@@ -102,6 +102,7 @@ pub struct Running {
 
 /// Guest addresses of one copy of the clock calibration: a guest TSC value
 /// and the host clocks at that instant.
+#[derive(Clone, Copy)]
 pub struct ClockSlots {
     pub tsc_at_boot: u64,
     pub monotonic_ns: u64,

@@ -48,6 +48,8 @@ pub enum MemoryError {
 /// [`atoll_abi::queue::memory::ATTACH`]); attaching one twice is harmless.
 pub trait RamSlots: Send + Sync {
     fn attach(&self, slot: u64) -> Result<(), String>;
+    /// The slots attached so far (a forked child's new VM attaches them too).
+    fn attached(&self) -> Vec<u64>;
 }
 
 /// The isle's RAM, guest-physical `0..size`.
@@ -64,7 +66,7 @@ pub struct GuestRam {
     created: std::time::Instant,
     /// Set by a backend whose vCPUs reach RAM a slot at a time (KVM);
     /// unset, all of RAM is reachable from the start.
-    slots: std::sync::OnceLock<Box<dyn RamSlots>>,
+    slots: std::sync::RwLock<Option<Box<dyn RamSlots>>>,
 }
 
 // SAFETY: `host_base` points into the mapping owned by `memory`, which lives
@@ -128,7 +130,7 @@ impl GuestRam {
             file_mappings: crate::offload::file_mapping::FileMappings::new(!shared),
             shared,
             created: std::time::Instant::now(),
-            slots: std::sync::OnceLock::new(),
+            slots: std::sync::RwLock::new(None),
         })
     }
 
@@ -145,9 +147,11 @@ impl GuestRam {
         self.host_base as u64
     }
 
-    /// Lets `slots` decide which parts of RAM the vCPUs reach.
-    pub fn set_slots(&self, slots: Box<dyn RamSlots>) {
-        let _ = self.slots.set(slots);
+    /// Lets `slots` decide which parts of RAM the vCPUs reach; returns the
+    /// slots it replaces (a forked child's, which were its parent VM's).
+    pub fn set_slots(&self, slots: Box<dyn RamSlots>) -> Option<Box<dyn RamSlots>> {
+        let mut current = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        current.replace(slots)
     }
 
     /// Makes `[address, address + len)` reachable by the vCPUs: the slots
@@ -160,7 +164,8 @@ impl GuestRam {
         if end > self.size || len == 0 {
             return Err(einval);
         }
-        let Some(slots) = self.slots.get() else {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let Some(slots) = slots.as_ref() else {
             return Ok(());
         };
         for slot in address / RAM_SLOT_SIZE..end.div_ceil(RAM_SLOT_SIZE) {

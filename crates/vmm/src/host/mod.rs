@@ -3,7 +3,7 @@
 //! the sandbox's path calls), `io` (vectored and polled I/O on guest
 //! memory), `positioned_io`, `net` (sockets and their messages), `alloc`
 //! (the process's allocator), `confine` (the sandbox test's probes), `tmpfs`
-//! (the isle's private /tmp); and,
+//! (the isle's private /tmp), `process` (fork, waitpid, a child's end); and,
 //! here, host facts the isle reports: identity, uname, clocks, random bytes.
 #![allow(unsafe_code)]
 
@@ -15,6 +15,7 @@ pub(crate) mod fs;
 pub(crate) mod io;
 pub(crate) mod net;
 pub(crate) mod positioned_io;
+pub(crate) mod process;
 mod tmpfs;
 
 pub use tmpfs::detached_tmpfs;

@@ -34,6 +34,11 @@ static ENTRY: OnceLock<u64> = OnceLock::new();
 /// Plans of the files this isle mapped code from, by identity.
 static PLANS: Mutex<Option<HashMap<FileIdentity, Arc<FilePlan>>>> = Mutex::new(None);
 
+/// Held while the process forks, so no other thread holds it then.
+pub(crate) fn hold_for_fork() -> impl Drop {
+    PLANS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Files to analyze, sent to the planner thread with where to answer.
 type PlanJob = (Vec<u8>, mpsc::SyncSender<FilePlan>);
 

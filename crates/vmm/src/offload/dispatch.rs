@@ -85,6 +85,9 @@ pub(super) fn handle(
         | Opcode::RemapFile => file_mapping::handle(ram, files, op, request),
         Opcode::RewriteMapped => code::rewrite_mapped(ram, files, request),
 
+        Opcode::Fork => crate::process::fork(),
+        Opcode::Wait => crate::process::wait(request.args[0], request.args[1]),
+
         Opcode::Socket => net::socket(files, request),
         Opcode::SocketPair => net::socket_pair(ram, files, request),
         Opcode::Bind | Opcode::Connect => net::bind_or_connect(ram, files, net, op, request),

@@ -103,6 +103,11 @@ impl FileMappings {
         f()
     }
 
+    /// Held while the process forks, so no other thread holds it then.
+    pub fn hold_for_fork(&self) -> impl Drop + '_ {
+        self.lock()
+    }
+
     /// How many ranges show files.
     pub fn count(&self) -> usize {
         self.lock().mappings.len()

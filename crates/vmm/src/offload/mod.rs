@@ -114,7 +114,7 @@ pub struct Offload {
     queues: Vec<u64>,
     server: Parker,
     /// The isle's mounts and fds.
-    files: Files,
+    files: Arc<Files>,
     /// What the isle may do on the network.
     net: NetPolicy,
     /// Completion tails, one per queue: the server and workers both post.
@@ -146,7 +146,12 @@ pub struct Offload {
 
 impl Offload {
     /// `queues`: guest addresses of each vCPU's QueuePair.
-    pub fn new(ram: Arc<GuestRam>, queues: Vec<u64>, files: Files, net: NetPolicy) -> Arc<Self> {
+    pub fn new(
+        ram: Arc<GuestRam>,
+        queues: Vec<u64>,
+        files: Arc<Files>,
+        net: NetPolicy,
+    ) -> Arc<Self> {
         let vcpus = queues.iter().map(|_| VcpuPark::default()).collect();
         let cq_tails = queues.iter().map(|_| Mutex::new(0)).collect();
         let consumed = queues.iter().map(|_| Default::default()).collect();
@@ -223,7 +228,7 @@ impl Offload {
         files: Files,
         net: NetPolicy,
     ) -> Arc<Self> {
-        let mut offload = Self::new(ram, vec![queue], files, net);
+        let mut offload = Self::new(ram, vec![queue], Arc::new(files), net);
         if let Some(offload) = Arc::get_mut(&mut offload) {
             offload.refuse_blocking = true;
         }
@@ -529,7 +534,7 @@ mod tests {
         let offload = Offload::new(
             Arc::clone(&ram),
             vec![0x10000],
-            stdio_only(),
+            Arc::new(stdio_only()),
             NetPolicy::default(),
         );
         ram.memory()
@@ -557,7 +562,7 @@ mod tests {
         let offload = Offload::new(
             Arc::clone(&ram),
             vec![queue],
-            stdio_only(),
+            Arc::new(stdio_only()),
             NetPolicy::default(),
         );
         (ram, offload, queue)
@@ -669,7 +674,7 @@ mod tests {
         let mut offload = Offload::new(
             Arc::clone(&ram),
             vec![queue],
-            stdio_only(),
+            Arc::new(stdio_only()),
             NetPolicy::default(),
         );
         let mut state = QueueState {
@@ -734,7 +739,7 @@ mod tests {
                     offload = Offload::new(
                         Arc::clone(&ram),
                         vec![queue],
-                        stdio_only(),
+                        Arc::new(stdio_only()),
                         NetPolicy::default(),
                     );
                     state = QueueState {

@@ -119,7 +119,8 @@ impl Offload {
             // larger write may wait for its reader.
             Opcode::SendTo => (PollFlags::OUT, a[2] <= libc::PIPE_BUF as u64),
             Opcode::WriteVectored | Opcode::SendMsg => (PollFlags::OUT, false),
-            Opcode::Connect => return Serving::Worker,
+            Opcode::Connect | Opcode::Fork => return Serving::Worker,
+            Opcode::Wait if a[1] & libc::WNOHANG as u64 == 0 => return Serving::Worker,
             Opcode::Transfer => {
                 return if self.files.is_regular_file(a[1]) && self.files.is_regular_file(a[3]) {
                     Serving::Inline
@@ -230,7 +231,7 @@ pub(super) mod tests {
         let files = stdio_only();
         let pipe = files.pipe(flags).unwrap();
         let ram = Arc::new(GuestRam::new(2 << 20).unwrap());
-        let offload = Offload::new(ram, vec![0x10000], files, NetPolicy::default());
+        let offload = Offload::new(ram, vec![0x10000], Arc::new(files), NetPolicy::default());
         (offload, pipe)
     }
 

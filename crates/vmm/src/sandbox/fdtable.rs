@@ -89,6 +89,11 @@ impl Files {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Held while the process forks, so no other thread holds them then.
+    pub fn hold_for_fork(&self) -> (impl Drop + '_, impl Drop + '_) {
+        (self.lock(), self.named.hold_for_fork())
+    }
+
     /// The host fd behind guest fd `fd`, borrowed while `state` is held.
     pub(super) fn borrow_fd(state: &State, fd: i64) -> Result<BorrowedFd<'_>, i64> {
         i32::try_from(fd)

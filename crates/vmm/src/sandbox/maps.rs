@@ -31,6 +31,10 @@ pub(super) struct NamedFiles {
 }
 
 impl NamedFiles {
+    pub(super) fn hold_for_fork(&self) -> impl Drop + '_ {
+        self.lock()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Vec<NamedFile>> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -10,7 +10,8 @@
 //!   Landlock (or with an older ABI) get what they support.
 //! - seccomp: the calls the handlers make, and nothing else, which fails
 //!   with EPERM: no new process (clone only with CLONE_THREAD, clone3
-//!   ENOSYS so threads fall back to clone), no program (execve), no
+//!   ENOSYS so threads fall back to clone; a fork is done by a thread of
+//!   its own, unconfined), no program (execve), no
 //!   mounts, namespaces, ptrace, signals to others (to its own threads,
 //!   only the one that interrupts a host call), or new privileges.
 //!
@@ -153,6 +154,8 @@ fn landlock_rules<'a>(
 
 /// The calls the handlers (and the Rust runtime under them) make.
 const ALLOWED: &[libc::c_long] = &[
+    // The isle's child processes (their monitors): waited for.
+    libc::SYS_wait4,
     // Files.
     libc::SYS_read,
     libc::SYS_write,

@@ -219,7 +219,10 @@ pub fn read_completion(cpu: usize, slot: usize) -> Completion {
 /// A final one (EXIT, PANIC, FAULT) is also left in this CPU's area, for a
 /// monitor whose doorbell writes don't exit (QEMU) and which polls there.
 pub fn doorbell(offset: u64, value: u64) {
-    if matches!(offset, mmio::EXIT | mmio::PANIC | mmio::FAULT) {
+    if matches!(
+        offset,
+        mmio::EXIT | mmio::KILLED | mmio::PANIC | mmio::FAULT
+    ) {
         let area = cpu_area_mut();
         // SAFETY: this CPU's own area; volatile because the monitor polls
         // it from another thread. The value goes first: the monitor reads

@@ -62,7 +62,17 @@ impl Backend for KvmBackend {
                 slots.attach(slot).map_err(vcpu::KvmError::Slots)?;
             }
         }
-        boot.ram.set_slots(Box::new(slots));
+        // A forked child's RAM was its parent VM's: the new VM reaches all
+        // the parent reached.
+        if let Some(inherited) = boot.ram.set_slots(Box::new(slots)) {
+            for slot in inherited.attached() {
+                let start = slot * RAM_SLOT_SIZE;
+                let len = RAM_SLOT_SIZE.min(boot.ram.size().saturating_sub(start));
+                boot.ram
+                    .attach(start, len)
+                    .map_err(|_| vcpu::KvmError::Slots(format!("cannot attach slot {slot}")))?;
+            }
+        }
         let cpuid: CpuId = vcpu::guest_cpuid(&self.kvm)?;
         vcpu::check_guest_cpu(&cpuid)?;
         for index in 0..boot.cpu_count {

@@ -122,6 +122,15 @@ impl KvmSlots {
 }
 
 impl crate::guest::memory::RamSlots for KvmSlots {
+    fn attached(&self) -> Vec<u64> {
+        let attached = self.attached.lock().unwrap_or_else(|e| e.into_inner());
+        (0..)
+            .zip(attached.iter())
+            .filter(|(_, &on)| on)
+            .map(|(slot, _)| slot)
+            .collect()
+    }
+
     fn attach(&self, slot: u64) -> Result<(), String> {
         use atoll_abi::layout::RAM_SLOT_SIZE;
         let mut attached = self

@@ -1,0 +1,68 @@
+//! The host calls behind the isle's processes: fork, waitpid and the way
+//! a forked child's monitor ends.
+
+/// What `fork` returned to this process.
+pub enum Forked {
+    Parent { child: u32 },
+    Child,
+}
+
+/// fork(2) of the whole atoll process. Only the calling thread goes on in
+/// the child; the caller holds every lock the child will take.
+pub fn fork() -> Result<Forked, i64> {
+    // SAFETY: fork has no memory-safety preconditions; the child runs only
+    // the calling thread, whose callers hold the locks it goes on to use.
+    match unsafe { libc::fork() } {
+        -1 => Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EAGAIN),
+        )),
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent {
+            child: child as u32,
+        }),
+    }
+}
+
+/// waitpid(pid, options): the child's pid (0 under WNOHANG with none done)
+/// and its wait status.
+pub fn waitpid(pid: i32, options: i32) -> Result<(u32, i32), i64> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int, into `status`, which we own.
+    let done = unsafe { libc::waitpid(pid, &mut status, options) };
+    match done {
+        -1 => Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ECHILD),
+        )),
+        child => Ok((child as u32, status)),
+    }
+}
+
+/// Ends this process as one killed by `signal`, so its parent's wait sees
+/// WIFSIGNALED; with `status` if the signal doesn't end it.
+pub fn die_of(signal: i32, status: i32) -> ! {
+    // SAFETY: resetting a disposition, unblocking and raising have no
+    // memory-safety preconditions; _exit never returns.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+        libc::_exit(status)
+    }
+}
+
+/// Ends this process at once with `status`: a forked child's monitor must
+/// not run its parent's exit path (which owns the isle's /tmp, say).
+pub fn exit_now(status: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(status) }
+}

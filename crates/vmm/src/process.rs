@@ -1,0 +1,230 @@
+//! The isle's processes, as McKernel makes them: each isle process has a
+//! host process of its own, its monitor. `fork` is a host fork of the
+//! monitor: guest RAM, a private mapping, is copied on write by the host
+//! kernel, and the host fds behind the isle's (its files, pipes, sockets)
+//! are inherited as Linux's are. The child builds a new VM around the
+//! memory it inherited and boots it with the generation in the boot info
+//! bumped: its kernel, the parent's as it was, resumes only the thread that
+//! forked. `wait` is the host's waitpid; a child's monitor ends as its
+//! program did (its exit status, or killed by the same signal). Pids are
+//! host pids.
+//!
+//! The fork itself runs on a thread of its own, started before the
+//! serving threads are confined (their seccomp filter allows no new
+//! process), which holds the locks the child goes on to take.
+
+use std::mem::offset_of;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+
+use atoll_abi::boot::{BootInfo, ClockInfo, CpuArea, Identity};
+use atoll_abi::queue::QueuePair;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::backend::{self, BackendChoice, BootPlan, ClockSlots, Running};
+use crate::guest::memory::GuestRam;
+use crate::guest::setup::{self, Layout};
+use crate::host::process::{self as host_process, Forked};
+use crate::image::loader::Kernel;
+use crate::isle::Outcome;
+use crate::offload::net::NetPolicy;
+use crate::offload::Offload;
+use crate::sandbox::Files;
+
+/// What a forked child needs to run its isle again.
+#[derive(Clone)]
+pub(crate) struct Resume {
+    pub backend: BackendChoice,
+    pub cpu_count: u64,
+    pub layout: Layout,
+    pub heap: std::ops::Range<u64>,
+    pub kernel: Arc<Kernel>,
+    pub ram: Arc<GuestRam>,
+    pub files: Arc<Files>,
+    pub net: NetPolicy,
+    pub vcpu_cores: Vec<usize>,
+    pub service_core: Option<usize>,
+    /// Where the guest keeps its clock calibration (boot info and vDSO).
+    pub clock_slots: Vec<ClockSlots>,
+}
+
+type Reply = Sender<Result<i64, i64>>;
+
+/// The forking thread's inbox, while an isle runs.
+static FORKER: Mutex<Option<Sender<Reply>>> = Mutex::new(None);
+
+/// Starts the thread that forks this isle's process when its program asks.
+pub(crate) fn start_forker(resume: Resume) {
+    let (requests, inbox) = channel::<Reply>();
+    *FORKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
+    std::thread::Builder::new()
+        .name("atoll-fork".into())
+        .spawn(move || {
+            for reply in inbox {
+                let forked = {
+                    // No other thread may hold these in the child: it
+                    // takes them, and the threads that held them are gone.
+                    let _files = resume.files.hold_for_fork();
+                    let _mappings = resume.ram.file_mappings().hold_for_fork();
+                    let _plans = crate::offload::code::hold_for_fork();
+                    host_process::fork()
+                };
+                match forked {
+                    Ok(Forked::Parent { child }) => {
+                        let _ = reply.send(Ok(i64::from(child)));
+                    }
+                    Ok(Forked::Child) => run_child(&resume),
+                    Err(errno) => {
+                        let _ = reply.send(Err(errno));
+                    }
+                }
+            }
+        })
+        .expect("spawning a thread only fails when the host is out of resources");
+}
+
+/// FORK: the child's pid, once the host has forked.
+pub(crate) fn fork() -> Result<i64, i64> {
+    let (reply, answer) = channel();
+    let requests = FORKER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    requests
+        .ok_or(atoll_abi::linux::errno::ENOSYS)?
+        .send(reply)
+        .map_err(|_| atoll_abi::linux::errno::EAGAIN)?;
+    answer
+        .recv()
+        .unwrap_or(Err(atoll_abi::linux::errno::EAGAIN))
+}
+
+/// WAIT(pid, options): `pid << 32 | status`, as the kernel unpacks it.
+pub(crate) fn wait(pid: u64, options: u64) -> Result<i64, i64> {
+    let options = options as i32 & (libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED);
+    let (child, status) = host_process::waitpid(pid as i32, options)?;
+    Ok(i64::from(child) << 32 | i64::from(status as u32))
+}
+
+/// The forked child's monitor: a new VM on the inherited memory, its
+/// kernel told it is a child, then the isle run to its end, and this
+/// process ended as its program ended.
+fn run_child(resume: &Resume) -> ! {
+    let outcome = match boot_child(resume) {
+        Ok(outcome) => outcome,
+        Err(error) => Outcome::Crashed(error.to_string()),
+    };
+    match outcome {
+        Outcome::Exited(status) => host_process::exit_now(i32::from(status)),
+        Outcome::Killed { signal, report } => {
+            if !report.is_empty() {
+                eprintln!("atoll: {report}");
+            }
+            host_process::die_of(signal as i32, 128 + signal as i32)
+        }
+        Outcome::Crashed(report) => {
+            eprintln!("atoll: isle crashed: {report}");
+            host_process::exit_now(125)
+        }
+    }
+}
+
+fn boot_child(resume: &Resume) -> Result<Outcome, crate::isle::IsleError> {
+    let started = std::time::Instant::now();
+    let memory = resume.ram.memory();
+    let memory_error =
+        |error: vm_memory::GuestMemoryError| setup::SetupError::Memory(error.to_string());
+    // Who it is now, and that its kernel resumes rather than boots.
+    let boot_info = resume.layout.boot_info;
+    let identity = boot_info + offset_of!(BootInfo, identity) as u64;
+    memory
+        .write_obj(
+            std::process::id(),
+            GuestAddress(identity + offset_of!(Identity, pid) as u64),
+        )
+        .map_err(memory_error)?;
+    let parent = std::os::unix::process::parent_id();
+    memory
+        .write_obj(
+            parent,
+            GuestAddress(identity + offset_of!(Identity, ppid) as u64),
+        )
+        .map_err(memory_error)?;
+    let generation = GuestAddress(boot_info + offset_of!(BootInfo, generation) as u64);
+    let parent_generation: u64 = memory.read_obj(generation).map_err(memory_error)?;
+    memory
+        .write_obj(parent_generation + 1, generation)
+        .map_err(memory_error)?;
+    // Fresh rings: the parent's requests in flight are the parent's.
+    for cpu in 0..resume.cpu_count {
+        let queue = resume.layout.cpu_area(cpu) + offset_of!(CpuArea, queue) as u64;
+        let zeros = vec![0u8; std::mem::size_of::<QueuePair>()];
+        memory
+            .write_slice(&zeros, GuestAddress(queue))
+            .map_err(memory_error)?;
+        setup::write_cpu_area(memory, &resume.layout, cpu)?;
+    }
+    let mut backend = backend::open(&resume.backend, resume.cpu_count, resume.ram.size())?;
+    let cpu = backend.prepare(&BootPlan {
+        ram: &resume.ram,
+        layout: &resume.layout,
+        heap: resume.heap.clone(),
+        kernel: &resume.kernel,
+        cpu_count: resume.cpu_count,
+    })?;
+    // The new VM's TSC is its own: the kernel and the vDSO calibrate anew.
+    write_clock(&resume.ram, boot_info, &resume.clock_slots, &cpu.clock).map_err(memory_error)?;
+    let queues = (0..resume.cpu_count)
+        .map(|cpu| resume.layout.cpu_area(cpu) + offset_of!(CpuArea, queue) as u64)
+        .collect();
+    let confinement = crate::sandbox::Confinement::prepare(
+        resume.files.reachable(),
+        &crate::sandbox::DEVICES,
+        &resume.net,
+    )?;
+    let offload = Offload::new(
+        Arc::clone(&resume.ram),
+        queues,
+        Arc::clone(&resume.files),
+        resume.net.clone(),
+    );
+    backend.configure_offload(&offload);
+    offload.spawn(resume.service_core, confinement);
+    crate::program_signals::start(
+        Arc::clone(&resume.ram),
+        (0..resume.cpu_count)
+            .map(|cpu| resume.layout.cpu_area(cpu))
+            .collect(),
+        Arc::clone(&offload),
+    );
+    // The child may fork too: a forking thread of its own.
+    start_forker(resume.clone());
+    tracing::debug!(elapsed = ?started.elapsed(), "forked child's isle ready");
+    Ok(backend.run(Running {
+        clock_slots: resume.clock_slots.to_vec(),
+        ram: Arc::clone(&resume.ram),
+        layout: resume.layout.clone(),
+        offload,
+        preempt_entry: resume.kernel.preempt_entry,
+        exception_vectors: resume.kernel.exception_vectors,
+        vcpu_cores: resume.vcpu_cores.clone(),
+        service_core: resume.service_core,
+        started,
+    }))
+}
+
+/// Writes a new clock calibration where the kernel (the boot info) and the
+/// vDSO read it.
+fn write_clock(
+    ram: &GuestRam,
+    boot_info: u64,
+    slots: &[ClockSlots],
+    clock: &ClockInfo,
+) -> Result<(), vm_memory::GuestMemoryError> {
+    let memory = ram.memory();
+    let khz = boot_info + (offset_of!(BootInfo, clock) + offset_of!(ClockInfo, tsc_khz)) as u64;
+    memory.write_obj(clock.tsc_khz, GuestAddress(khz))?;
+    for slot in slots {
+        memory.write_obj(clock.tsc_at_boot, GuestAddress(slot.tsc_at_boot))?;
+        memory.write_obj(clock.monotonic_ns, GuestAddress(slot.monotonic_ns))?;
+        memory.write_obj(clock.realtime_ns, GuestAddress(slot.realtime_ns))?;
+    }
+    Ok(())
+}
