@@ -39,3 +39,65 @@ fn forked_children_run_and_are_waited_for_as_natively() {
         assert_eq!(stderr(&isle), "", "{flavor}");
     }
 }
+
+/// busybox sh as a user's scripts use it, each script compared with a
+/// native run: pipelines, subshells, command substitution, background
+/// jobs and wait, trap, a script file, sh -c in sh -c (Debian's dash, a
+/// dynamic program), find -exec, xargs, timeout, exit statuses.
+#[test]
+fn shell_scripts_run_as_natively() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let scratch = Scratch::new("shell");
+    std::fs::write(
+        scratch.0.join("script.sh"),
+        "#!/bin/busybox sh\necho \"script args: $*\"\nexit 5\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        scratch.0.join("script.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let scripts = [
+        "echo a | tr a b; printf 'x\\ny\\nz\\n' | sort -r | head -n 1",
+        "(exit 4); echo \"subshell $?\"; (cd / && pwd); false | true; echo \"pipeline $?\"",
+        "x=$(echo sub); echo \"got $x $(echo $(echo nested))\"",
+        "sleep 0.1 & echo started; wait; echo \"waited $?\"",
+        "trap 'echo trapped' USR1; kill -USR1 $$; echo after",
+        "./script.sh a b; echo \"script $?\"",
+        "sh -c 'sh -c \"exit 3\"'; echo \"nested $?\"",
+        "echo x > f.txt; find . -name f.txt -exec cat {} \\;; echo f.txt | xargs cat; rm f.txt",
+        "timeout 5 echo in time; echo \"timeout $?\"",
+        "for i in 1 2 3; do echo $i | cat; done; exit 7",
+        "nosuchcommand 2>/dev/null; echo \"missing $?\"",
+    ];
+    for script in scripts {
+        let native = {
+            let _slot = isle_slot();
+            Command::new(&busybox)
+                .args(["sh", "-c", script])
+                .current_dir(&scratch.0)
+                .output()
+                .unwrap()
+        };
+        let isle = {
+            let _slot = isle_slot();
+            atoll()
+                .arg("run")
+                .arg(&busybox)
+                .args(["sh", "-c", script])
+                .current_dir(&scratch.0)
+                .output()
+                .unwrap()
+        };
+        assert_eq!(
+            isle.status.code(),
+            native.status.code(),
+            "{script}: {}",
+            stderr(&isle)
+        );
+        assert_eq!(stdout(&isle), stdout(&native), "{script}");
+    }
+}

@@ -167,6 +167,9 @@ pub struct BootInfo {
     /// memory with the parent's generation + 1, and resumes the thread
     /// that forked (see the kernel's `sched::resume_after_fork`).
     pub generation: u64,
+    /// What execve carries over from the program before: its blocked
+    /// signals, and the signals it ignored (bit n - 1 for signal n).
+    pub signals: ExecSignals,
     pub program: ProgramInfo,
     pub clock: ClockInfo,
     pub identity: Identity,
@@ -175,6 +178,15 @@ pub struct BootInfo {
     pub exe_path: FixedStr<256>,
     /// Makes the size a multiple of 8 so the struct has no padding bytes.
     pub reserved: [u8; 2],
+}
+
+/// The signal state execve(2) keeps: the mask, and SIG_IGN dispositions
+/// (handled signals go back to their defaults).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecSignals {
+    pub blocked: u64,
+    pub ignored: u64,
 }
 
 /// Per-CPU area, addressed through the GS base by the syscall entry.
@@ -446,7 +458,7 @@ mod tests {
     #[test]
     fn boot_info_has_no_padding() {
         let fields =
-            18 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
+            20 * 8 + size_of::<ProgramInfo>() + size_of::<ClockInfo>() + size_of::<Identity>();
         let strings = 6 * 65 + 256 + 2;
         assert_eq!(size_of::<BootInfo>(), fields + strings);
         assert_eq!(size_of::<BootInfo>() % 8, 0);

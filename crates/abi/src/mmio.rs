@@ -25,6 +25,9 @@ pub const SIGNAL: u64 = 0x30;
 /// Value: a signal number. The program was killed by it (its default
 /// action): the isle is done, and its process ends as killed by it.
 pub const KILLED: u64 = 0x38;
+/// The program was replaced (execve): the host accepted the new one
+/// ([`crate::queue::Opcode::Exec`]), and this isle is done.
+pub const EXEC: u64 = 0x40;
 /// Size of the doorbell page.
 pub const SIZE: u64 = 0x1000;
 

@@ -246,6 +246,13 @@ opcodes! {
     /// of the isle's process; returns its pid (0 with WNOHANG and none
     /// done), and writes its wait status (an i32) where asked.
     Wait = 74,
+    /// execve(at): (dirfd, path, argv, envp, flags, the guest address of
+    /// the caller's `boot::ExecSignals`). The host checks the program and
+    /// keeps it, its arguments and the signal state; 0 then, and the
+    /// kernel rings [`crate::mmio::EXEC`]: the isle is replaced by one
+    /// running the new program, in the same process, with the same fds
+    /// (but those marked close-on-exec).
+    Exec = 75,
 }
 
 impl Opcode {
@@ -402,11 +409,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(
-            known,
-            Opcode::MapPrivateFile.as_u32() + 1,
-            "numbers stay dense"
-        );
+        assert_eq!(known, Opcode::Exec.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

@@ -88,6 +88,7 @@ extern "C" fn kernel_main(boot_info_address: u64) -> ! {
         panic!("panic requested at boot (--debug-panic)");
     }
     sched::init(boot);
+    signals::init(boot);
     mm::populate_reserves();
     BOOTED.store(this_boot, Ordering::Release);
     sched::run_cpu()
@@ -103,6 +104,13 @@ pub fn exit_isle(status: u8) -> ! {
     trace::print_summary_if_asked();
     loop {
         cpu::doorbell(mmio::EXIT, u64::from(status));
+    }
+}
+
+/// Ends the isle for the program that replaces it (execve).
+pub fn exit_isle_replaced() -> ! {
+    loop {
+        cpu::doorbell(mmio::EXEC, 0);
     }
 }
 

@@ -85,6 +85,9 @@ pub enum Outcome {
     Killed { signal: u32, report: String },
     /// The isle itself failed: kernel panic, triple fault, KVM error.
     Crashed(String),
+    /// The program was replaced by execve: [`run`] boots the next isle and
+    /// never returns this.
+    Exec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +226,16 @@ pub fn stop_publishing_stats() {
     }
 }
 
+/// In a forked child: the parent's publisher is not this process's (its
+/// thread didn't survive the fork), so it is forgotten, not stopped.
+pub(crate) fn forget_stats_publisher() {
+    let publisher = STATS_PUBLISHER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    std::mem::forget(publisher);
+}
+
 /// Writes `bytes` to `path` as a file only its owner may read or write,
 /// whatever the umask; never through a symlink.
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -281,27 +294,127 @@ fn report_mapped_rewriting(census: &rewrite::Census) {
     );
 }
 
-/// Boots an isle and runs the program to completion.
+/// How every isle of this process runs, whatever program: the
+/// [`IsleConfig`] but its program and files, owned, so that a forked
+/// child's monitor keeps it.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub backend: BackendChoice,
+    pub kernel_image: Arc<[u8]>,
+    pub memory_size: u64,
+    pub memory_limit: u64,
+    pub flags: u64,
+    pub cpu_count: u64,
+    pub vcpu_cores: Vec<usize>,
+    pub service_core: Option<usize>,
+    pub user: Option<(u32, u32)>,
+    pub net: NetPolicy,
+    pub rewrite: bool,
+    pub stats_path: Option<PathBuf>,
+    pub numa_node: Option<u32>,
+}
+
+impl Settings {
+    fn of(config: &IsleConfig) -> Self {
+        Self {
+            backend: config.backend.clone(),
+            kernel_image: Arc::from(config.kernel_image),
+            memory_size: config.memory_size,
+            memory_limit: config.memory_limit,
+            flags: config.flags,
+            cpu_count: config.cpu_count,
+            vcpu_cores: config.vcpu_cores.clone(),
+            service_core: config.service_core,
+            user: config.user,
+            net: config.net.clone(),
+            rewrite: config.rewrite,
+            stats_path: config.stats_path.clone(),
+            numa_node: config.numa_node,
+        }
+    }
+}
+
+/// The program an isle runs: the one atoll was given, then each one an
+/// execve put in its place.
+pub(crate) struct ProgramRun<'a> {
+    image: std::borrow::Cow<'a, [u8]>,
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+    exe_path: Vec<u8>,
+    signals: atoll_abi::boot::ExecSignals,
+}
+
+impl ProgramRun<'static> {
+    /// The program an execve accepted.
+    pub(crate) fn replacing(next: crate::process::Replacement) -> Self {
+        Self {
+            image: std::borrow::Cow::Owned(next.image),
+            argv: next.argv,
+            envp: next.envp,
+            exe_path: next.exe_path,
+            signals: next.signals,
+        }
+    }
+}
+
+/// Boots an isle and runs the program to completion; an execve ends that
+/// isle and boots the next in the same process, on the same files (but
+/// the fds marked close-on-exec).
 pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
-    let started = std::time::Instant::now();
-    let program = loader::parse_program(config.program_image)?;
-    let kernel = Arc::new(loader::parse_kernel(config.kernel_image).map_err(IsleError::Kernel)?);
-    let cpu_count = config
-        .cpu_count
-        .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
-    let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
     // The isle's fds are the monitor's: room for all it may open, and ours.
     host::raise_open_file_limit(crate::sandbox::MAX_FDS as u64 + 256);
     let mut files = Files::new(&config.mounts, &config.cwd)?;
     files.set_private_dirs(&config.private_dirs);
     files.set_hidden(&config.hidden_paths);
+    files.read_host_sources();
+    let files = Arc::new(files);
+    let program = ProgramRun {
+        image: std::borrow::Cow::Borrowed(config.program_image),
+        argv: config.argv.clone(),
+        envp: config.envp.clone(),
+        exe_path: config.exe_path.clone(),
+        signals: Default::default(),
+    };
+    run_replacing(&Settings::of(&config), &files, program)
+}
+
+/// Runs `program`, then whatever each execve replaces it with, until one
+/// ends.
+pub(crate) fn run_replacing(
+    settings: &Settings,
+    files: &Arc<Files>,
+    mut program: ProgramRun,
+) -> Result<Outcome, IsleError> {
+    loop {
+        match boot(settings, files, &program)? {
+            Outcome::Exec => {
+                let Some(next) = crate::process::take_replacement() else {
+                    return Ok(Outcome::Crashed("execve with no program to run".into()));
+                };
+                files.close_on_exec();
+                program = ProgramRun::replacing(next);
+            }
+            outcome => return Ok(outcome),
+        }
+    }
+}
+
+/// One isle: `program` booted and run until it ends or is replaced.
+fn boot(config: &Settings, files: &Arc<Files>, run: &ProgramRun) -> Result<Outcome, IsleError> {
+    let started = std::time::Instant::now();
+    let program = loader::parse_program(&run.image)?;
+    let kernel = Arc::new(loader::parse_kernel(&config.kernel_image).map_err(IsleError::Kernel)?);
+    let cpu_count = config
+        .cpu_count
+        .clamp(1, atoll_abi::layout::MAX_CPUS as u64);
+    let layout = Layout::plan(config.memory_size, cpu_count, kernel.span)?;
     // A dynamic program starts in its interpreter, read from the isle's own
     // files (a --rootfs has its own) and loaded above the program.
     let interpreter = match &program.interpreter {
-        Some(name) => Some(load_interpreter(&files, name, program.image_end)?),
+        Some(name) => Some(load_interpreter(files, name, program.image_end)?),
         None => None,
     };
-    let images: Vec<(&[u8], &Program)> = std::iter::once((config.program_image, &program))
+    let images: Vec<(&[u8], &Program)> = std::iter::once((&run.image[..], &program))
         .chain(
             interpreter
                 .as_ref()
@@ -340,7 +453,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     for (bytes, parsed) in &images {
         copy_segments(&ram, bytes, &parsed.segments, |address| address)?;
     }
-    copy_segments(&ram, config.kernel_image, &kernel.segments, |address| {
+    copy_segments(&ram, &config.kernel_image, &kernel.segments, |address| {
         layout.kernel_physical(address)
     })?;
     // The monitor copied the images itself: every site is as analyzed.
@@ -373,13 +486,13 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     }
     files.set_isle_facts(crate::sandbox::IsleFacts {
         identity,
-        argv: config.argv.clone(),
+        argv: run.argv.clone(),
         host_cpus: match config.vcpu_cores.len() as u64 {
             count if count == cpu_count => config.vcpu_cores.clone(),
             _ => (0..cpu_count as usize).collect(),
         },
         memory_bytes: config.memory_limit,
-        exe_path: String::from_utf8_lossy(&config.exe_path).into_owned(),
+        exe_path: String::from_utf8_lossy(&run.exe_path).into_owned(),
     });
     let auxv = vec![
         (AT_PHDR, program.phdr_address),
@@ -406,13 +519,13 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         (AT_CLKTCK, 100),
         (AT_SYSINFO_EHDR, vdso_base),
     ];
-    let execfn = config.argv.first().cloned().unwrap_or_default();
+    let execfn = run.argv.first().cloned().unwrap_or_default();
     let stack_pointer = setup::write_initial_stack(
         ram.memory(),
         &layout,
         &StackSpec {
-            argv: &config.argv,
-            envp: &config.envp,
+            argv: &run.argv,
+            envp: &run.envp,
             execfn: &execfn,
             random: host::random_bytes(),
             auxv,
@@ -446,6 +559,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         spare_page_table_count: setup::SPARE_PAGE_TABLES,
         regions: layout.regions,
         generation: 0,
+        signals: run.signals,
         program: ProgramInfo {
             image_start: program.image_start,
             image_end: program.image_end,
@@ -459,11 +573,11 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         clock: cpu.clock,
         identity,
         uname: host::uname(),
-        exe_path: FixedStr::new(&config.exe_path),
+        exe_path: FixedStr::new(&run.exe_path),
         reserved: [0; 2],
     };
     setup::write_boot_info(ram.memory(), &layout, &boot_info)?;
-    let program_name = files.name_loaded_image(&String::from_utf8_lossy(&config.exe_path));
+    let program_name = files.name_loaded_image(&String::from_utf8_lossy(&run.exe_path));
     let mut loaded_images = vec![(&program, program_name)];
     if let (Some(name), Some((_, parsed))) = (&program.interpreter, &interpreter) {
         loaded_images.push((parsed, files.name_loaded_image(name)));
@@ -489,11 +603,10 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         .collect();
     let confinement =
         crate::sandbox::Confinement::prepare(files.reachable(), &DEVICES, &config.net)?;
-    let files = Arc::new(files);
     let offload = Offload::new(
         Arc::clone(&ram),
         queues,
-        Arc::clone(&files),
+        Arc::clone(files),
         config.net.clone(),
     );
     backend.configure_offload(&offload);
@@ -535,11 +648,16 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         heap: heap_start..layout.heap_end,
         kernel: Arc::clone(&kernel),
         ram: Arc::clone(&ram),
-        files,
+        files: Arc::clone(files),
         net: config.net.clone(),
         vcpu_cores: config.vcpu_cores.clone(),
         service_core: config.service_core,
         clock_slots: clock_slots.clone(),
+        settings: Arc::new(Settings {
+            // A child's monitor publishes no figures of its own yet.
+            stats_path: None,
+            ..config.clone()
+        }),
     });
     crate::program_signals::start(
         Arc::clone(&ram),
@@ -550,15 +668,20 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
         clock_slots,
         ram,
         layout,
-        offload,
+        offload: Arc::clone(&offload),
         preempt_entry: kernel.preempt_entry,
         exception_vectors: kernel.exception_vectors,
-        vcpu_cores: config.vcpu_cores,
+        vcpu_cores: config.vcpu_cores.clone(),
         service_core: config.service_core,
         started,
     });
     crate::program_signals::stop();
     stop_publishing_stats();
+    if outcome == Outcome::Exec {
+        // Its successor serves the isle's files from here on.
+        offload.stop();
+        return Ok(outcome);
+    }
     if config.flags & atoll_abi::boot::flags::SYSCALL_SUMMARY != 0 {
         report_rewriting(config.rewrite, &plan.census);
         if config.rewrite {
@@ -580,6 +703,7 @@ pub(crate) fn doorbell_outcome(
 ) -> Outcome {
     match offset {
         mmio::EXIT => Outcome::Exited(value as u8),
+        mmio::EXEC => Outcome::Exec,
         // The kernel said so itself (a default action), where it reports it.
         mmio::KILLED => Outcome::Killed {
             signal: value as u32 & 0x7f,

@@ -46,9 +46,34 @@ pub(crate) struct Resume {
     pub service_core: Option<usize>,
     /// Where the guest keeps its clock calibration (boot info and vDSO).
     pub clock_slots: Vec<ClockSlots>,
+    /// How the isles after an execve run.
+    pub settings: Arc<crate::isle::Settings>,
 }
 
 type Reply = Sender<Result<i64, i64>>;
+
+/// The program an execve accepted, with its arguments and the signal
+/// state it keeps: what the isle that replaces this one runs.
+pub(crate) struct Replacement {
+    pub image: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub exe_path: Vec<u8>,
+    pub signals: atoll_abi::boot::ExecSignals,
+}
+
+static REPLACEMENT: Mutex<Option<Replacement>> = Mutex::new(None);
+
+/// Keeps what an accepted execve runs (a later one replaces it: the last
+/// one the isle ends for is the one that runs).
+pub(crate) fn replace_with(replacement: Replacement) {
+    *REPLACEMENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(replacement);
+}
+
+/// What the isle ended for (the EXEC doorbell) runs next.
+pub(crate) fn take_replacement() -> Option<Replacement> {
+    REPLACEMENT.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
 
 /// The forking thread's inbox, while an isle runs.
 static FORKER: Mutex<Option<Sender<Reply>>> = Mutex::new(None);
@@ -106,11 +131,35 @@ pub(crate) fn wait(pid: u64, options: u64) -> Result<i64, i64> {
 /// The forked child's monitor: a new VM on the inherited memory, its
 /// kernel told it is a child, then the isle run to its end, and this
 /// process ended as its program ended.
+/// A signal sent to a child's monitor (they come blocked from the parent,
+/// whose waiting thread is gone): the program's disposition decides; with
+/// no isle to take it, it ends the process as it would any.
+fn on_signal(signal: i32) {
+    let harmless = signal == libc::SIGCHLD || signal == libc::SIGWINCH;
+    if !crate::program_signals::pass_on_and_wait(signal) && !harmless {
+        host_process::die_of(signal, 128 + signal);
+    }
+}
+
 fn run_child(resume: &Resume) -> ! {
-    let outcome = match boot_child(resume) {
+    crate::isle::forget_stats_publisher();
+    crate::host::handle_signals(&crate::program_signals::PASSED_ON, on_signal);
+    let mut outcome = match boot_child(resume) {
         Ok(outcome) => outcome,
         Err(error) => Outcome::Crashed(error.to_string()),
     };
+    if outcome == Outcome::Exec {
+        // fork, then exec: the child's next isle runs the new program.
+        outcome = match take_replacement() {
+            Some(next) => {
+                resume.files.close_on_exec();
+                let program = crate::isle::ProgramRun::replacing(next);
+                crate::isle::run_replacing(&resume.settings, &resume.files, program)
+                    .unwrap_or_else(|error| Outcome::Crashed(error.to_string()))
+            }
+            None => Outcome::Crashed("execve with no program to run".into()),
+        };
+    }
     match outcome {
         Outcome::Exited(status) => host_process::exit_now(i32::from(status)),
         Outcome::Killed { signal, report } => {
@@ -123,6 +172,7 @@ fn run_child(resume: &Resume) -> ! {
             eprintln!("atoll: isle crashed: {report}");
             host_process::exit_now(125)
         }
+        Outcome::Exec => unreachable!("run_replacing boots what an execve asks for"),
     }
 }
 
@@ -197,17 +247,22 @@ fn boot_child(resume: &Resume) -> Result<Outcome, crate::isle::IsleError> {
     // The child may fork too: a forking thread of its own.
     start_forker(resume.clone());
     tracing::debug!(elapsed = ?started.elapsed(), "forked child's isle ready");
-    Ok(backend.run(Running {
+    let outcome = backend.run(Running {
         clock_slots: resume.clock_slots.to_vec(),
         ram: Arc::clone(&resume.ram),
         layout: resume.layout.clone(),
-        offload,
+        offload: Arc::clone(&offload),
         preempt_entry: resume.kernel.preempt_entry,
         exception_vectors: resume.kernel.exception_vectors,
         vcpu_cores: resume.vcpu_cores.clone(),
         service_core: resume.service_core,
         started,
-    }))
+    });
+    crate::program_signals::stop();
+    if outcome == Outcome::Exec {
+        offload.stop();
+    }
+    Ok(outcome)
 }
 
 /// Writes a new clock calibration where the kernel (the boot info) and the

@@ -47,6 +47,39 @@ pub(crate) fn stop() {
     ROUTE.lock().unwrap_or_else(|e| e.into_inner()).take();
 }
 
+/// The signals atoll passes on to the program: `atoll stop`'s SIGTERM,
+/// the terminal's SIGINT (Ctrl-C), SIGQUIT (Ctrl-\), SIGHUP and SIGWINCH
+/// (a resize), SIGUSR1/SIGUSR2 sent to atoll, and SIGCHLD (a child
+/// process of the isle's, which is one of atoll's, ended).
+pub const PASSED_ON: [i32; 8] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+    libc::SIGWINCH,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Passes `signal` on to the running isle's program and waits (up to a
+/// second) for its kernel to take it; false when no isle took it. What
+/// atoll does then is its own: SIGCHLD and SIGWINCH do nothing, the others
+/// end atoll as their default would.
+pub fn pass_on_and_wait(signal: i32) -> bool {
+    if !pass_on(signal) {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        if taken(signal) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
 /// Passes `signal` on to the running isle's program; false when no isle
 /// runs (or the number is no signal).
 pub fn pass_on(signal: i32) -> bool {

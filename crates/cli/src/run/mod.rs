@@ -28,7 +28,7 @@ use crate::size::parse_size;
 /// `atoll run`: the program's exit status, or why it couldn't run (or
 /// what killed it).
 pub fn run(args: RunArgs) -> Result<i32, CliError> {
-    atoll_vmm::host::handle_signals(&PASSED_ON, on_signal);
+    atoll_vmm::host::handle_signals(&atoll_vmm::program_signals::PASSED_ON, on_signal);
     // Whatever keeps what PROGRAM names from running (a manifest, an
     // image, a pull) is reported as bad input to `atoll run`.
     let mut args = apply_manifest(args).map_err(CliError::usage)?;
@@ -247,6 +247,8 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             Err(CliError::with_status(128 + signal as i32, report))
         }
         Ok(Outcome::Crashed(report)) => Err(CliError::failed(format!("isle crashed: {report}"))),
+        // atoll_vmm::run boots what an execve asks for; it never ends so.
+        Ok(Outcome::Exec) => Err(CliError::failed("isle crashed: an execve was left unrun")),
         Err(IsleError::Program(error)) => {
             Err(CliError::not_executable(format!("{shown}: {error}")))
         }
@@ -318,35 +320,16 @@ fn detach() -> Result<i32, CliError> {
 static CLEANUP: std::sync::Mutex<(Option<PathBuf>, Option<u32>)> =
     std::sync::Mutex::new((None, None));
 
-/// The signals atoll passes on to the program: `atoll stop`'s SIGTERM,
-/// the terminal's SIGINT (Ctrl-C), SIGQUIT (Ctrl-\), SIGHUP and SIGWINCH
-/// (a resize), and SIGUSR1/SIGUSR2 sent to atoll.
-const PASSED_ON: [i32; 7] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGHUP,
-    libc::SIGWINCH,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
-/// One of [`PASSED_ON`]: while an isle runs it goes on to the program,
+/// One of [`PASSED_ON`](atoll_vmm::program_signals::PASSED_ON): while an isle runs it goes on to the program,
 /// whose disposition decides (the run ends when the isle does). Else, or
 /// when the isle's kernel doesn't take it within a second, it acts on atoll
-/// as its default would: SIGWINCH is ignored; the others clean up, then
+/// as its default would: SIGWINCH and SIGCHLD are ignored; the others clean up, then
 /// exit with the status the signal would have given.
 fn on_signal(signal: i32) {
-    if atoll_vmm::program_signals::pass_on(signal) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-        while std::time::Instant::now() < deadline {
-            if atoll_vmm::program_signals::taken(signal) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+    if atoll_vmm::program_signals::pass_on_and_wait(signal) {
+        return;
     }
-    if signal == libc::SIGWINCH {
+    if signal == libc::SIGWINCH || signal == libc::SIGCHLD {
         return;
     }
     let (tmp, isle) = std::mem::take(&mut *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()));

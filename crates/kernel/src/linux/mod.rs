@@ -178,6 +178,8 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::GETTID => thread::gettid(),
         nr::GETPPID => process::getppid(),
         nr::WAIT4 => process::wait4(a[0], a[1], a[2], a[3]),
+        nr::EXECVE => process::execveat(atoll_abi::linux::AT_FDCWD, a[0], a[1], a[2], 0),
+        nr::EXECVEAT => process::execveat(a[0], a[1], a[2], a[3], a[4]),
         nr::GETPGRP => process::getpgrp(),
         nr::GETPGID => process::process_group_or_session(a[0], false),
         nr::GETSID => process::process_group_or_session(a[0], true),

@@ -117,6 +117,20 @@ pub fn resume_forked_child(boot: &atoll_abi::boot::BootInfo) {
     );
 }
 
+/// execve and execveat: the host checks the program and keeps it with its
+/// arguments (reading them from the program's memory) and what the
+/// signals carry over; then this isle ends and the process's next one
+/// runs the new program. Only a failure returns.
+pub fn execveat(dirfd: u64, path: u64, argv: u64, envp: u64, flags: u64) -> SysResult {
+    let signals = crate::signals::exec_state();
+    let state = crate::mm::guest_physical(&signals as *const _ as u64);
+    host_result(offload::call(
+        Opcode::Exec,
+        [dirfd, path, argv, envp, flags, state],
+    ))?;
+    crate::exit_isle_replaced()
+}
+
 /// wait4(pid, wstatus, options, rusage): the host waits for a child of the
 /// isle's process (pid > 0, -1 any; process groups are the host's too).
 pub fn wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> SysResult {

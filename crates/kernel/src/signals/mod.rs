@@ -31,6 +31,32 @@ static SIGNALS: Mutex<Signals> = Mutex::new(Signals::NEW);
 /// syscall's way out; written under it.
 static WORK: [AtomicBool; MAX_THREADS] = [const { AtomicBool::new(false) }; MAX_THREADS];
 
+/// What execve carries over: the calling thread's mask, and the signals
+/// the program ignores.
+pub fn exec_state() -> atoll_abi::boot::ExecSignals {
+    let signals = SIGNALS.lock();
+    let ignored = (1..=state::SIGNAL_COUNT as u32)
+        .filter(|&signal| signals.action(signal).handler == state::SIG_IGN)
+        .fold(0u64, |set, signal| set | 1 << (signal - 1));
+    atoll_abi::boot::ExecSignals {
+        blocked: signals.threads[sched::current()].mask,
+        ignored,
+    }
+}
+
+/// At boot: what the program before an execve left (nothing at first).
+pub fn init(boot: &atoll_abi::boot::BootInfo) {
+    let mut signals = SIGNALS.lock();
+    signals.threads[0].mask = boot.signals.blocked & !state::UNBLOCKABLE;
+    for signal in 1..=state::SIGNAL_COUNT as u32 {
+        let bit = 1u64 << (signal - 1);
+        if boot.signals.ignored & bit & !state::UNBLOCKABLE != 0 {
+            signals.actions[signal as usize - 1].handler = state::SIG_IGN;
+        }
+    }
+    refresh_all(&signals);
+}
+
 /// In a forked child: dispositions, the forking thread's mask and
 /// alternate stack carry over; nothing is pending and no timer runs, as
 /// fork(2) says. Thread `slot` is the child's only thread.

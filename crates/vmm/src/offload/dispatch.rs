@@ -7,7 +7,7 @@ use atoll_abi::queue::{memory, Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::net::NetPolicy;
-use super::{code, events, file_mapping, fs, io, net};
+use super::{code, events, exec, file_mapping, fs, io, net};
 use crate::guest::memory::GuestRam;
 use crate::sandbox::Files;
 
@@ -87,6 +87,7 @@ pub(super) fn handle(
 
         Opcode::Fork => crate::process::fork(),
         Opcode::Wait => crate::process::wait(request.args[0], request.args[1]),
+        Opcode::Exec => exec::exec(ram, files, request.args),
 
         Opcode::Socket => net::socket(files, request),
         Opcode::SocketPair => net::socket_pair(ram, files, request),

@@ -14,10 +14,18 @@ use crate::host;
 use crate::sandbox::Files;
 
 /// Reads a NUL-terminated path from guest memory (at most PATH_MAX bytes).
-fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
+pub(super) fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
+    let bytes = guest_c_string(ram, address, PATH_MAX as usize)?;
+    // Paths are bytes on Linux; the isle's must be UTF-8.
+    String::from_utf8(bytes).map_err(|_| EINVAL)
+}
+
+/// A C string in guest memory, without its NUL: EFAULT where it leaves
+/// RAM, ENAMETOOLONG past `max` bytes.
+pub(super) fn guest_c_string(ram: &GuestRam, address: u64, max: usize) -> Result<Vec<u8>, i64> {
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 256];
-    while (bytes.len() as u64) < PATH_MAX {
+    while bytes.len() < max {
         let at = address.checked_add(bytes.len() as u64).ok_or(EFAULT)?;
         let available = ram.size().saturating_sub(at).min(chunk.len() as u64) as usize;
         if available == 0 {
@@ -28,8 +36,7 @@ fn guest_string(ram: &GuestRam, address: u64) -> Result<String, i64> {
             .map_err(|_| EFAULT)?;
         if let Some(end) = chunk[..available].iter().position(|&b| b == 0) {
             bytes.extend_from_slice(&chunk[..end]);
-            // Paths are bytes on Linux; the isle's must be UTF-8.
-            return String::from_utf8(bytes).map_err(|_| EINVAL);
+            return Ok(bytes);
         }
         bytes.extend_from_slice(&chunk[..available]);
     }

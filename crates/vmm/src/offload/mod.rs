@@ -19,6 +19,7 @@
 pub mod code;
 mod dispatch;
 mod events;
+mod exec;
 pub mod file_mapping;
 mod fs;
 mod interrupt;
@@ -63,6 +64,9 @@ pub enum OffloadError {
     Protocol(String),
     #[error("{0}")]
     Confinement(String),
+    /// The isle was replaced (execve): its successor serves its files.
+    #[error("the isle was replaced")]
+    Replaced,
 }
 
 /// A flag plus condition variable, for parking and waking a thread.
@@ -304,6 +308,14 @@ impl Offload {
             park.kicked.store(true, Ordering::SeqCst);
             park.parker.wake();
         }
+    }
+
+    /// Stops serving this isle: the program in it was replaced. The server
+    /// and the idle workers end; a worker blocked in a host call ends
+    /// with it.
+    pub fn stop(&self) {
+        self.fail(OffloadError::Replaced);
+        self.job_ready.notify_all();
     }
 
     /// Why the server stopped, if it did.

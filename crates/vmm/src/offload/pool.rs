@@ -89,6 +89,11 @@ impl Offload {
                         self.worker_started(job.position);
                         break job;
                     }
+                    if self.failure().is_some() {
+                        // The isle is gone (or replaced): so is its pool.
+                        self.workers.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
                     self.idle_workers.fetch_add(1, Ordering::SeqCst);
                     jobs = self.job_ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
                     self.idle_workers.fetch_sub(1, Ordering::SeqCst);

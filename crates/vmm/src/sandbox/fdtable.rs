@@ -89,6 +89,11 @@ impl Files {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// execve: the fds marked close-on-exec are closed.
+    pub fn close_on_exec(&self) {
+        self.lock().fds.retain(|_, file| !file.close_on_exec);
+    }
+
     /// Held while the process forks, so no other thread holds them then.
     pub fn hold_for_fork(&self) -> (impl Drop + '_, impl Drop + '_) {
         (self.lock(), self.named.hold_for_fork())

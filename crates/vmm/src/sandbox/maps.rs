@@ -27,7 +27,7 @@ struct NamedFile {
 pub(super) struct NamedFiles {
     files: Mutex<Vec<NamedFile>>,
     /// Guest RAM and the table's guest address, once booting.
-    table: Option<(Arc<crate::guest::memory::GuestRam>, u64)>,
+    table: Mutex<Option<(Arc<crate::guest::memory::GuestRam>, u64)>>,
 }
 
 impl NamedFiles {
@@ -70,8 +70,8 @@ fn identity(fd: &OwnedFd) -> (u64, u64) {
 
 impl Files {
     /// Where the kernel keeps the memory map, in `ram`.
-    pub fn set_region_table(&mut self, ram: Arc<crate::guest::memory::GuestRam>, table: u64) {
-        self.named.table = Some((ram, table));
+    pub fn set_region_table(&self, ram: Arc<crate::guest::memory::GuestRam>, table: u64) {
+        *self.named.table.lock().unwrap_or_else(|e| e.into_inner()) = Some((ram, table));
     }
 
     /// Names the file guest fd `fd` is, for a mapping of it.
@@ -127,10 +127,16 @@ impl Files {
 
     /// /proc/self/maps as Linux writes it.
     pub(super) fn maps_text(&self) -> String {
-        let Some((ram, table)) = &self.named.table else {
+        let shown = self
+            .named
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some((ram, table)) = shown else {
             return String::new();
         };
-        let regions = crate::guest::regions::read(ram.memory(), *table);
+        let regions = crate::guest::regions::read(ram.memory(), table);
         let files = self.named.lock();
         let mut text = String::new();
         for region in regions {

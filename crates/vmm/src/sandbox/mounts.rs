@@ -65,7 +65,7 @@ pub struct Files {
     /// Guest paths the isle can't reach, though a mount holds them.
     pub(super) hidden: Vec<String>,
     /// What the isle's /proc and /sys show.
-    pub(super) facts: super::procfs::IsleFacts,
+    pub(super) facts: std::sync::RwLock<Arc<super::procfs::IsleFacts>>,
     pub(super) host: super::procfs::HostSources,
     /// The files the isle's memory shows, for /proc/self/maps.
     pub(super) named: super::maps::NamedFiles,

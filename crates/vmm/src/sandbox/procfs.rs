@@ -8,6 +8,7 @@
 //! a link to the guest path the fd was opened with.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use atoll_abi::boot::Identity;
 use atoll_abi::linux::errno::{EACCES, EINVAL, EISDIR, ELOOP, ENOENT};
@@ -55,7 +56,7 @@ fn directory(files: &Files, state: &State, path: &str) -> Option<Vec<(String, u8
             .chain([
                 ("self".into(), libc::DT_LNK),
                 ("thread-self".into(), libc::DT_LNK),
-                (files.facts.identity.pid.to_string(), libc::DT_DIR),
+                (files.facts().identity.pid.to_string(), libc::DT_DIR),
             ])
             .collect(),
         "self" => files_named(&["cmdline", "comm", "status", "mounts", "maps"])
@@ -221,21 +222,32 @@ fn reread(file: &Option<std::fs::File>) -> String {
 
 impl Files {
     /// The program's path if `absolute` is its /proc/PID/exe.
-    pub(super) fn own_exe(&self, absolute: &str) -> Option<&str> {
+    pub(super) fn own_exe(&self, absolute: &str) -> Option<String> {
         let rest = absolute.strip_prefix("/proc/")?;
-        let path = own_process(rest, self.facts.identity.pid)?;
-        (path == "self/exe" && !self.facts.exe_path.is_empty()).then_some(&self.facts.exe_path)
+        let facts = self.facts();
+        let path = own_process(rest, facts.identity.pid)?;
+        (path == "self/exe" && !facts.exe_path.is_empty()).then(|| facts.exe_path.clone())
+    }
+
+    /// What the isle's /proc shows now (an execve changes it).
+    pub(super) fn facts(&self) -> Arc<IsleFacts> {
+        Arc::clone(&self.facts.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// What the isle's /proc and /sys show; call before the monitor is
     /// confined (the host's own /proc is read or opened here).
-    pub fn set_isle_facts(&mut self, facts: IsleFacts) {
-        self.facts = facts;
+    pub fn set_isle_facts(&self, facts: IsleFacts) {
+        *self.facts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(facts);
+    }
+
+    /// Reads (or opens) what the host tells of itself; call before the
+    /// monitor is confined, when it can still reach its own /proc.
+    pub fn read_host_sources(&mut self) {
         self.host = HostSources::read();
     }
 
     fn entry(&self, state: &State, absolute: &str) -> Result<Entry, i64> {
-        let facts = &self.facts;
+        let facts = self.facts();
         let cpus = facts.host_cpus.len().max(1);
         if let Some(entries) = sys_directory(absolute) {
             return Ok(Entry::Dir(entries));
@@ -270,12 +282,7 @@ impl Files {
             "self/status" => self.status(state),
             "self/comm" => format!("{}\n", self.comm()),
             "self/maps" => self.maps_text(),
-            "self/exe" => {
-                return self
-                    .own_exe(absolute)
-                    .map(|exe| Entry::ExeLink(exe.into()))
-                    .ok_or(ENOENT)
-            }
+            "self/exe" => return self.own_exe(absolute).map(Entry::ExeLink).ok_or(ENOENT),
             other => {
                 if let Some(fd) = other.strip_prefix("self/fd/") {
                     let fd: i32 = fd.parse().map_err(|_| ENOENT)?;
@@ -290,7 +297,8 @@ impl Files {
 
     /// The program's name as Linux keeps it: argv[0]'s last part, 15 bytes.
     fn comm(&self) -> String {
-        let argv0 = self.facts.argv.first().map(Vec::as_slice).unwrap_or(b"");
+        let facts = self.facts();
+        let argv0 = facts.argv.first().map(Vec::as_slice).unwrap_or(b"");
         let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
         String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
     }
@@ -326,10 +334,11 @@ impl Files {
             .split("\n\n")
             .filter(|b| !b.trim().is_empty())
             .collect();
-        let cpus = self.facts.host_cpus.len().max(1);
+        let facts = self.facts();
+        let cpus = facts.host_cpus.len().max(1);
         let mut text = String::new();
         for vcpu in 0..cpus {
-            let host_cpu = self.facts.host_cpus.get(vcpu).copied().unwrap_or(0);
+            let host_cpu = facts.host_cpus.get(vcpu).copied().unwrap_or(0);
             let Some(block) = blocks.get(host_cpu).or(blocks.first()) else {
                 break;
             };
@@ -356,7 +365,7 @@ impl Files {
     /// The isle's memory: its limit is all it has; what the monitor holds
     /// of it resident is what is used.
     fn meminfo(&self) -> String {
-        let total_kib = self.facts.memory_bytes / 1024;
+        let total_kib = self.facts().memory_bytes / 1024;
         let resident_kib = reread(&self.host.own_status)
             .lines()
             .find_map(|line| line.strip_prefix("RssAnon:"))
@@ -384,7 +393,7 @@ impl Files {
     /// /proc/stat: the isle's CPUs, with the monitor's CPU time (which is
     /// the isle's: its vCPUs are its threads) shared among them.
     fn stat(&self) -> String {
-        let cpus = self.facts.host_cpus.len().max(1) as u64;
+        let cpus = self.facts().host_cpus.len().max(1) as u64;
         // The monitor's user and system time in clock ticks (fields 14 and
         // 15 of its own stat, after the parenthesized name).
         let own = reread(&self.host.own_stat);
@@ -439,8 +448,9 @@ impl Files {
     }
 
     fn status(&self, state: &State) -> String {
-        let id = &self.facts.identity;
-        let cpus = self.facts.host_cpus.len().max(1);
+        let facts = self.facts();
+        let id = &facts.identity;
+        let cpus = facts.host_cpus.len().max(1);
         let groups: Vec<String> = id.groups[..(id.group_count as usize).min(id.groups.len())]
             .iter()
             .map(u32::to_string)
@@ -459,7 +469,7 @@ impl Files {
                 .next_back()
                 .map_or(64, |&last| (last + 1).max(64)),
             groups.join(" "),
-            self.facts.memory_bytes / 1024,
+            facts.memory_bytes / 1024,
             cpu_list(cpus).trim_end(),
             pid = id.pid,
             uid = id.uid,
@@ -601,6 +611,7 @@ mod tests {
 
     fn isle_files(cpus: usize) -> Files {
         let mut files = Files::new(&[], "/").unwrap();
+        files.read_host_sources();
         files.set_isle_facts(IsleFacts {
             identity: Identity {
                 pid: 4242,
@@ -664,7 +675,7 @@ mod tests {
             stat.contains("\ncpu0 ") && !stat.contains("\ncpu1 "),
             "{stat}"
         );
-        assert_eq!(isle_files(4).facts.host_cpus.len(), 4);
+        assert_eq!(isle_files(4).facts().host_cpus.len(), 4);
         assert_eq!(
             read(&isle_files(4), "/sys/devices/system/cpu/possible").unwrap(),
             "0-3\n"

@@ -162,7 +162,7 @@ impl Files {
             if is_synthetic(&absolute) {
                 match self.own_exe(&absolute) {
                     Some(exe) if follow_last => {
-                        absolute = normalize(exe);
+                        absolute = normalize(&exe);
                         continue 'rewrite;
                     }
                     _ => return Ok(absolute),
@@ -412,6 +412,35 @@ impl Files {
     /// The whole of the regular file at absolute guest path `path`, as the
     /// isle would read it (symlinks followed in its namespace), if it is at
     /// most `limit` bytes: how the monitor reads a program's interpreter.
+    /// The program at `path` (relative to `dirfd`) for execve, with its
+    /// guest path (symlinks followed): a regular file with an execute bit
+    /// (EACCES otherwise, as for a directory), at most `limit` bytes.
+    pub fn executable(&self, dirfd: i64, path: &str, limit: u64) -> Result<(Vec<u8>, String), i64> {
+        use std::io::Read;
+        let (fd, absolute) = {
+            let state = self.lock();
+            let resolved = self.resolve_follow(&state, dirfd, path, true)?;
+            let fd = self.open_inside(&resolved, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+            (fd, resolved.absolute)
+        };
+        let file = std::fs::File::from(fd);
+        let metadata = file
+            .metadata()
+            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
+        let executable = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111;
+        if !metadata.is_file() || executable == 0 {
+            return Err(i64::from(libc::EACCES));
+        }
+        if metadata.len() > limit {
+            return Err(i64::from(libc::ENOMEM));
+        }
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
+        Ok((bytes, absolute))
+    }
+
     pub fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, i64> {
         use std::io::Read;
         let fd = {

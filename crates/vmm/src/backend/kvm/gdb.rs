@@ -412,6 +412,8 @@ impl<'a> run_blocking::BlockingEventLoop for EventLoop<'a> {
                             SingleThreadStopReason::Terminated(Signal(*signal as u8))
                         }
                         Outcome::Crashed(_) => SingleThreadStopReason::Terminated(Signal::SIGKILL),
+                        // The debugged program is gone: a new one runs.
+                        Outcome::Exec => SingleThreadStopReason::Exited(0),
                     };
                     target.ended = Some(outcome);
                     break reason;
