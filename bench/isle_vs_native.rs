@@ -17,6 +17,8 @@ mod measure;
 mod memory;
 #[path = "isle_vs_native/offload.rs"]
 mod offload;
+#[path = "isle_vs_native/processes.rs"]
+mod processes;
 #[path = "isle_vs_native/qemu.rs"]
 mod qemu;
 #[path = "isle_vs_native/rewriting.rs"]
@@ -39,6 +41,7 @@ use isles::isles_section;
 use measure::{isle, median_figure, wall_ms, ATOLL, RUNS};
 use memory::{memory_section, vmm_overhead_mib};
 use offload::offload_section;
+use processes::processes_section;
 use qemu::qemu_section;
 use rewriting::rewrite_section;
 use signals::signals_section;
@@ -54,7 +57,8 @@ fn main() {
         return;
     }
     // `cargo bench -p atoll-cli --bench isle_vs_native -- --rewriting`
-    // (or --isles, --images, --qemu, --memory, --signals, --dynamic): just
+    // (or --isles, --images, --qemu, --memory, --signals, --dynamic,
+    // --processes): just
     // that table.
     if std::env::args().any(|arg| arg == "--rewriting") {
         rewrite_section();
@@ -82,6 +86,10 @@ fn main() {
     }
     if std::env::args().any(|arg| arg == "--dynamic") {
         dynamic_section();
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--processes") {
+        processes_section();
         return;
     }
     let hello = program(Flavor::Musl, "hello");
@@ -195,6 +203,7 @@ fn main() {
     isles_section();
     images_section();
     dynamic_section();
+    processes_section();
 
     println!("\nwhere one `atoll run hello` spends its time (monitor log, ms since atoll's main):");
     let mut previous = 0.0;

@@ -42,7 +42,7 @@ fn forked_children_run_and_are_waited_for_as_natively() {
 
 /// busybox sh as a user's scripts use it, each script compared with a
 /// native run: pipelines, subshells, command substitution, background
-/// jobs and wait, trap, a script file, sh -c in sh -c (Debian's dash, a
+/// jobs and wait, trap, kill of a child, a script file, sh -c in sh -c (Debian's dash, a
 /// dynamic program), find -exec, xargs, timeout, exit statuses.
 #[test]
 fn shell_scripts_run_as_natively() {
@@ -66,6 +66,7 @@ fn shell_scripts_run_as_natively() {
         "x=$(echo sub); echo \"got $x $(echo $(echo nested))\"",
         "sleep 0.1 & echo started; wait; echo \"waited $?\"",
         "trap 'echo trapped' USR1; kill -USR1 $$; echo after",
+        "sleep 5 & kill $!; wait $!; echo \"terminated $?\"; sleep 5 & kill -9 $!; wait $!; echo \"killed $?\"",
         "./script.sh a b; echo \"script $?\"",
         "sh -c 'sh -c \"exit 3\"'; echo \"nested $?\"",
         "echo x > f.txt; find . -name f.txt -exec cat {} \\;; echo f.txt | xargs cat; rm f.txt",

@@ -253,6 +253,9 @@ opcodes! {
     /// running the new program, in the same process, with the same fds
     /// (but those marked close-on-exec).
     Exec = 75,
+    /// kill(pid, signal) of another of the isle's processes: a child of
+    /// this one (ESRCH for any other).
+    Kill = 76,
 }
 
 impl Opcode {
@@ -409,7 +412,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::Exec.as_u32() + 1, "numbers stay dense");
+        assert_eq!(known, Opcode::Kill.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

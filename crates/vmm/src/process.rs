@@ -52,6 +52,25 @@ pub(crate) struct Resume {
 
 type Reply = Sender<Result<i64, i64>>;
 
+/// What the unconfined thread does for the serving ones.
+enum Request {
+    Fork(Reply),
+    /// kill(pid, signal), pid one of this process's children.
+    Kill {
+        pid: u32,
+        signal: i32,
+        reply: Reply,
+    },
+}
+
+/// This process's children not yet waited for: the only processes its
+/// isle may signal by pid.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn children() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The program an execve accepted, with its arguments and the signal
 /// state it keeps: what the isle that replaces this one runs.
 pub(crate) struct Replacement {
@@ -76,26 +95,36 @@ pub(crate) fn take_replacement() -> Option<Replacement> {
 }
 
 /// The forking thread's inbox, while an isle runs.
-static FORKER: Mutex<Option<Sender<Reply>>> = Mutex::new(None);
+static FORKER: Mutex<Option<Sender<Request>>> = Mutex::new(None);
 
 /// Starts the thread that forks this isle's process when its program asks.
 pub(crate) fn start_forker(resume: Resume) {
-    let (requests, inbox) = channel::<Reply>();
+    let (requests, inbox) = channel::<Request>();
     *FORKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
     std::thread::Builder::new()
         .name("atoll-fork".into())
         .spawn(move || {
-            for reply in inbox {
+            for request in inbox {
+                let reply = match request {
+                    Request::Kill { pid, signal, reply } => {
+                        let _ = reply.send(host_process::kill(pid, signal));
+                        continue;
+                    }
+                    Request::Fork(reply) => reply,
+                };
                 let forked = {
                     // No other thread may hold these in the child: it
                     // takes them, and the threads that held them are gone.
                     let _files = resume.files.hold_for_fork();
                     let _mappings = resume.ram.file_mappings().hold_for_fork();
                     let _plans = crate::offload::code::hold_for_fork();
+                    let _children = children();
+                    let _route = crate::program_signals::hold_for_fork();
                     host_process::fork()
                 };
                 match forked {
                     Ok(Forked::Parent { child }) => {
+                        children().push(child);
                         let _ = reply.send(Ok(i64::from(child)));
                     }
                     Ok(Forked::Child) => run_child(&resume),
@@ -108,23 +137,42 @@ pub(crate) fn start_forker(resume: Resume) {
         .expect("spawning a thread only fails when the host is out of resources");
 }
 
-/// FORK: the child's pid, once the host has forked.
-pub(crate) fn fork() -> Result<i64, i64> {
+/// Asks the unconfined thread to do `request`; waits for its answer.
+fn ask(request: impl FnOnce(Reply) -> Request) -> Result<i64, i64> {
     let (reply, answer) = channel();
     let requests = FORKER.lock().unwrap_or_else(|e| e.into_inner()).clone();
     requests
         .ok_or(atoll_abi::linux::errno::ENOSYS)?
-        .send(reply)
+        .send(request(reply))
         .map_err(|_| atoll_abi::linux::errno::EAGAIN)?;
     answer
         .recv()
         .unwrap_or(Err(atoll_abi::linux::errno::EAGAIN))
 }
 
+/// KILL(pid, signal): a child of this process only (ESRCH for any other:
+/// the isle sees no process of the host's).
+pub(crate) fn kill(pid: u64, signal: u64) -> Result<i64, i64> {
+    let pid = u32::try_from(pid).map_err(|_| atoll_abi::linux::errno::ESRCH)?;
+    if !children().contains(&pid) {
+        return Err(atoll_abi::linux::errno::ESRCH);
+    }
+    let signal = i32::try_from(signal).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
+    ask(|reply| Request::Kill { pid, signal, reply })
+}
+
+/// FORK: the child's pid, once the host has forked.
+pub(crate) fn fork() -> Result<i64, i64> {
+    ask(Request::Fork)
+}
+
 /// WAIT(pid, options): `pid << 32 | status`, as the kernel unpacks it.
 pub(crate) fn wait(pid: u64, options: u64) -> Result<i64, i64> {
     let options = options as i32 & (libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED);
     let (child, status) = host_process::waitpid(pid as i32, options)?;
+    if child != 0 && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
+        children().retain(|&known| known != child);
+    }
     Ok(i64::from(child) << 32 | i64::from(status as u32))
 }
 
@@ -143,6 +191,8 @@ fn on_signal(signal: i32) {
 
 fn run_child(resume: &Resume) -> ! {
     crate::isle::forget_stats_publisher();
+    // The parent's children are its own.
+    children().clear();
     crate::host::handle_signals(&crate::program_signals::PASSED_ON, on_signal);
     let mut outcome = match boot_child(resume) {
         Ok(outcome) => outcome,

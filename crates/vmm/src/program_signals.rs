@@ -43,6 +43,11 @@ pub(crate) fn start(ram: Arc<GuestRam>, areas: Vec<u64>, offload: Arc<Offload>) 
 }
 
 /// The isle has ended: signals are atoll's again.
+/// Held while the process forks, so no other thread holds it then.
+pub(crate) fn hold_for_fork() -> impl Drop {
+    ROUTE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(crate) fn stop() {
     ROUTE.lock().unwrap_or_else(|e| e.into_inner()).take();
 }

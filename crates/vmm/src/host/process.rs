@@ -41,6 +41,19 @@ pub fn waitpid(pid: i32, options: i32) -> Result<(u32, i32), i64> {
     }
 }
 
+/// kill(pid, signal).
+pub fn kill(pid: u32, signal: i32) -> Result<i64, i64> {
+    // SAFETY: kill has no memory-safety preconditions.
+    match unsafe { libc::kill(pid as libc::pid_t, signal) } {
+        0 => Ok(0),
+        _ => Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ESRCH),
+        )),
+    }
+}
+
 /// Ends this process as one killed by `signal`, so its parent's wait sees
 /// WIFSIGNALED; with `status` if the signal doesn't end it.
 pub fn die_of(signal: i32, status: i32) -> ! {

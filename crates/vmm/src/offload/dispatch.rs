@@ -88,6 +88,7 @@ pub(super) fn handle(
         Opcode::Fork => crate::process::fork(),
         Opcode::Wait => crate::process::wait(request.args[0], request.args[1]),
         Opcode::Exec => exec::exec(ram, files, request.args),
+        Opcode::Kill => crate::process::kill(request.args[0], request.args[1]),
 
         Opcode::Socket => net::socket(files, request),
         Opcode::SocketPair => net::socket_pair(ram, files, request),
