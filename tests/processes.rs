@@ -13,12 +13,25 @@ use common::*;
 /// getppid, a grandchild, ECHILD: as natively, static and dynamic.
 #[test]
 fn forked_children_run_and_are_waited_for_as_natively() {
-    let scratch = Scratch::new("fork");
+    compare_in_every_flavor("forkwait", "exit(3): waited, exited 3\n");
+}
+
+/// Process groups and sessions as shells use them, a signal to a group,
+/// and waitid's siginfo: as natively.
+#[test]
+fn process_groups_sessions_and_waitid_as_natively() {
+    compare_in_every_flavor("pgroups", "leader: killed by signal 15\n");
+}
+
+/// Runs C program `name` natively and in an isle, static and dynamic: the
+/// same status and output, which holds `expected`.
+fn compare_in_every_flavor(name: &str, expected: &str) {
+    let scratch = Scratch::new(name);
     for flavor in Flavor::C.iter().chain(Flavor::DYNAMIC) {
-        let forkwait = program(*flavor, "forkwait");
+        let probe = program(*flavor, name);
         let native = {
             let _slot = isle_slot();
-            Command::new(&forkwait)
+            Command::new(&probe)
                 .current_dir(&scratch.0)
                 .output()
                 .unwrap()
@@ -28,14 +41,18 @@ fn forked_children_run_and_are_waited_for_as_natively() {
             let _slot = isle_slot();
             atoll()
                 .arg("run")
-                .arg(&forkwait)
+                .arg(&probe)
                 .current_dir(&scratch.0)
                 .output()
                 .unwrap()
         };
         assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
         assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
-        assert!(stdout(&isle).contains("exit(3): waited, exited 3\n"));
+        assert!(
+            stdout(&isle).contains(expected),
+            "{flavor}: {}",
+            stdout(&isle)
+        );
         assert_eq!(stderr(&isle), "", "{flavor}");
     }
 }

@@ -256,6 +256,20 @@ opcodes! {
     /// kill(pid, signal) of another of the isle's processes: a child of
     /// this one (ESRCH for any other).
     Kill = 76,
+    /// waitid(idtype, id, options, siginfo address): as [`Opcode::Wait`],
+    /// with the child's siginfo (128 bytes) written where asked (0: not).
+    WaitId = 77,
+    /// Process groups and sessions: (what, pid, pgid) with `what` one of
+    /// [`group`]'s; pid 0 or this process, or one of its children.
+    Group = 78,
+}
+
+/// [`Opcode::Group`]'s `what`.
+pub mod group {
+    pub const GETPGID: u64 = 0;
+    pub const SETPGID: u64 = 1;
+    pub const GETSID: u64 = 2;
+    pub const SETSID: u64 = 3;
 }
 
 impl Opcode {
@@ -412,7 +426,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::Kill.as_u32() + 1, "numbers stay dense");
+        assert_eq!(known, Opcode::Group.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

@@ -58,6 +58,8 @@ enum Request {
     /// kill(pid, signal), pid one of this process's children.
     Kill {
         pid: u32,
+        /// killpg of a group one of the isle's processes leads.
+        group: bool,
         signal: i32,
         reply: Reply,
     },
@@ -106,8 +108,17 @@ pub(crate) fn start_forker(resume: Resume) {
         .spawn(move || {
             for request in inbox {
                 let reply = match request {
-                    Request::Kill { pid, signal, reply } => {
-                        let _ = reply.send(host_process::kill(pid, signal));
+                    Request::Kill {
+                        pid,
+                        group,
+                        signal,
+                        reply,
+                    } => {
+                        let sent = match group {
+                            true => host_process::kill_group(pid, signal),
+                            false => host_process::kill(pid, signal),
+                        };
+                        let _ = reply.send(sent);
                         continue;
                     }
                     Request::Fork(reply) => reply,
@@ -137,6 +148,35 @@ pub(crate) fn start_forker(resume: Resume) {
         .expect("spawning a thread only fails when the host is out of resources");
 }
 
+/// WAITID(idtype, id, options, info): the child's siginfo written to guest
+/// memory at `info` (if not 0); a reaped child is no longer signalled.
+pub(crate) fn waitid(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
+    let [idtype, id, options, info, ..] = a;
+    let allowed = libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT;
+    let options = options as i32;
+    if options & !allowed != 0 || options & (libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED) == 0
+    {
+        return Err(atoll_abi::linux::errno::EINVAL);
+    }
+    if info != 0 {
+        ram.slice(info, 128)?;
+    }
+    let siginfo = host_process::waitid(idtype as u32, id as u32, options)?;
+    // si_code at 8, si_pid at 16 (the kernel's siginfo layout).
+    let code = i32::from_ne_bytes(siginfo[8..12].try_into().unwrap_or_default());
+    let pid = u32::from_ne_bytes(siginfo[16..20].try_into().unwrap_or_default());
+    let ended = matches!(code, libc::CLD_EXITED | libc::CLD_KILLED | libc::CLD_DUMPED);
+    if pid != 0 && ended && options & libc::WNOWAIT == 0 {
+        children().retain(|&known| known != pid);
+    }
+    if info != 0 {
+        ram.memory()
+            .write_slice(&siginfo, GuestAddress(info))
+            .map_err(|_| atoll_abi::linux::errno::EFAULT)?;
+    }
+    Ok(0)
+}
+
 /// Asks the unconfined thread to do `request`; waits for its answer.
 fn ask(request: impl FnOnce(Reply) -> Request) -> Result<i64, i64> {
     let (reply, answer) = channel();
@@ -150,15 +190,52 @@ fn ask(request: impl FnOnce(Reply) -> Request) -> Result<i64, i64> {
         .unwrap_or(Err(atoll_abi::linux::errno::EAGAIN))
 }
 
+/// Whether `pid` is this process or one of its children not yet waited
+/// for: what the isle may act on (a group it leads is its own, too).
+fn ours(pid: u32) -> bool {
+    pid == std::process::id() || children().contains(&pid)
+}
+
 /// KILL(pid, signal): a child of this process only (ESRCH for any other:
-/// the isle sees no process of the host's).
+/// the isle sees no process of the host's); pid 0 or below, a process
+/// group one of the isle's processes leads (this process's own group when
+/// 0), ESRCH for the group atoll was started in.
 pub(crate) fn kill(pid: u64, signal: u64) -> Result<i64, i64> {
-    let pid = u32::try_from(pid).map_err(|_| atoll_abi::linux::errno::ESRCH)?;
-    if !children().contains(&pid) {
+    let signal = i32::try_from(signal).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
+    let pid = pid as i64 as i32;
+    let (target, group) = match pid {
+        0 => (
+            host_process::group(atoll_abi::queue::group::GETPGID, 0, 0)? as u32,
+            true,
+        ),
+        pid if pid < -1 => (pid.unsigned_abs(), true),
+        pid if pid > 0 => (pid as u32, false),
+        _ => return Err(atoll_abi::linux::errno::ESRCH),
+    };
+    if !ours(target) || (!group && target == std::process::id()) {
         return Err(atoll_abi::linux::errno::ESRCH);
     }
-    let signal = i32::try_from(signal).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
-    ask(|reply| Request::Kill { pid, signal, reply })
+    ask(|reply| Request::Kill {
+        pid: target,
+        group,
+        signal,
+        reply,
+    })
+}
+
+/// GROUP(what, pid, pgid): process groups and sessions, of this process
+/// or a child (ESRCH for another); a group to join must be one an isle
+/// process leads (EPERM otherwise), as Linux keeps groups in a session.
+pub(crate) fn group(what: u64, pid: u64, pgid: u64) -> Result<i64, i64> {
+    let pid = u32::try_from(pid).map_err(|_| atoll_abi::linux::errno::ESRCH)?;
+    if pid != 0 && !ours(pid) {
+        return Err(atoll_abi::linux::errno::ESRCH);
+    }
+    let pgid = u32::try_from(pgid).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
+    if what == atoll_abi::queue::group::SETPGID && pgid != 0 && !ours(pgid) {
+        return Err(atoll_abi::linux::errno::EPERM);
+    }
+    host_process::group(what, pid, pgid)
 }
 
 /// FORK: the child's pid, once the host has forked.

@@ -181,8 +181,10 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::EXECVE => process::execveat(atoll_abi::linux::AT_FDCWD, a[0], a[1], a[2], 0),
         nr::EXECVEAT => process::execveat(a[0], a[1], a[2], a[3], a[4]),
         nr::GETPGRP => process::getpgrp(),
-        nr::GETPGID => process::process_group_or_session(a[0], false),
-        nr::GETSID => process::process_group_or_session(a[0], true),
+        nr::GETPGID => process::group(atoll_abi::queue::group::GETPGID, a[0], 0),
+        nr::GETSID => process::group(atoll_abi::queue::group::GETSID, a[0], 0),
+        nr::SETPGID => process::group(atoll_abi::queue::group::SETPGID, a[0], a[1]),
+        nr::SETSID => process::group(atoll_abi::queue::group::SETSID, 0, 0),
         nr::GETGROUPS => process::getgroups(a[0], a[1]),
         nr::GETUID => credentials::getuid(),
         nr::GETEUID => credentials::geteuid(),
@@ -209,7 +211,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         // (musl's dynamic loader does membarrier with signals to each thread).
         nr::RSEQ | nr::CLONE3 | nr::MEMBARRIER => Err(ENOSYS),
         // An isle has no child processes to wait for.
-        nr::WAITID => Err(atoll_abi::linux::errno::ECHILD),
+        nr::WAITID => process::waitid(a[0], a[1], a[2], a[3], a[4]),
 
         nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
         nr::CLOCK_GETRES => time::clock_getres(a[0], a[1]),

@@ -117,6 +117,26 @@ pub fn resume_forked_child(boot: &atoll_abi::boot::BootInfo) {
     );
 }
 
+/// waitid(idtype, id, infop, options, rusage): the host waits; its
+/// siginfo is written to `infop` by the host (checked here first).
+pub fn waitid(idtype: u64, id: u64, infop: u64, options: u64, rusage: u64) -> SysResult {
+    if infop != 0 {
+        user::read::<u8>(infop)?;
+        user::read::<u8>(infop.saturating_add(127))?;
+    }
+    if rusage != 0 {
+        user::read::<u8>(rusage)?;
+    }
+    host_result(offload::call(
+        Opcode::WaitId,
+        [idtype, id, options & !WAIT_THREAD_FLAGS, infop, 0, 0],
+    ))?;
+    if rusage != 0 {
+        user::fill(rusage, RUSAGE_SIZE, 0)?;
+    }
+    Ok(0)
+}
+
 /// execve and execveat: the host checks the program and keeps it with its
 /// arguments (reading them from the program's memory) and what the
 /// signals carry over; then this isle ends and the process's next one
@@ -175,16 +195,16 @@ pub fn getpid() -> SysResult {
 }
 
 pub fn getpgrp() -> SysResult {
-    Ok(u64::from(identity().pgid))
+    group(atoll_abi::queue::group::GETPGID, 0, 0)
 }
 
-/// getpgid and getsid: only the isle's own process (0 or its pid) exists.
-pub fn process_group_or_session(pid: u64, session: bool) -> SysResult {
-    let me = identity();
-    if pid as i32 != 0 && pid as i32 as u32 != me.pid {
-        return Err(ESRCH);
+/// getpgid, setpgid, getsid, setsid: the host's, for this process or a
+/// child (the monitor is the process).
+pub fn group(what: u64, pid: u64, pgid: u64) -> SysResult {
+    if (pid as i64 as i32) < 0 || (pgid as i64 as i32) < 0 {
+        return Err(EINVAL);
     }
-    Ok(u64::from(if session { me.sid } else { me.pgid }))
+    host_result(offload::call(Opcode::Group, [what, pid, pgid, 0, 0, 0]))
 }
 
 /// getgroups(size, list): the atoll process's supplementary groups.

@@ -169,19 +169,22 @@ pub fn kill(pid: u64, signal: u64) -> SysResult {
     if signal > 64 {
         return Err(EINVAL);
     }
-    if !is_self(pid) {
-        // Another process of the isle's (a child): the host sends it, and
-        // its monitor passes it on. No group but its own is seen.
-        if (pid as i64 as i32) <= 0 {
-            return Err(ESRCH);
-        }
-        return super::io::host_result(crate::offload::call(
-            atoll_abi::queue::Opcode::Kill,
-            [pid, signal, 0, 0, 0, 0],
-        ))
-        .map(|_| 0);
+    let pid = pid as i64 as i32;
+    if pid as u32 == boot_info().identity.pid || pid == -1 {
+        return send(Target::Process, signal, SI_USER);
     }
-    send(Target::Process, signal, SI_USER)
+    // Another process of the isle's (a child), or a group one of them
+    // leads: the host sends it, each monitor passes it on (this one's too).
+    let sent = super::io::host_result(crate::offload::call(
+        atoll_abi::queue::Opcode::Kill,
+        [pid as i64 as u64, signal, 0, 0, 0, 0],
+    ));
+    match sent {
+        // The group atoll was started in holds processes not the isle's:
+        // only this one is signalled.
+        Err(ESRCH) if pid == 0 => send(Target::Process, signal, SI_USER),
+        sent => sent.map(|_| 0),
+    }
 }
 
 /// The thread slot of `tid`, checked as tkill/tgkill check it.

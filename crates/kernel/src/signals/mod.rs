@@ -111,7 +111,7 @@ pub fn take_from_host() {
         // Whoever sent it knows why the program ends: no report (a shell
         // says nothing of a Ctrl-C either).
         if let Sent::Terminate(signal) = queue(Target::Process, info) {
-            crate::exit_isle(128 + signal as u8);
+            crate::end_isle_killed(signal);
         }
     }
 }

@@ -41,6 +41,69 @@ pub fn waitpid(pid: i32, options: i32) -> Result<(u32, i32), i64> {
     }
 }
 
+/// waitid(idtype, id, options): the siginfo it fills (zeroed if no child
+/// was ready under WNOHANG), as its 128 bytes.
+pub fn waitid(idtype: u32, id: u32, options: i32) -> Result<[u8; 128], i64> {
+    let mut info = [0u8; 128];
+    // SAFETY: waitid writes one siginfo_t (128 bytes) into `info`, which is
+    // that big and suitably aligned for the kernel's byte-wise copy.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_waitid,
+            idtype,
+            id,
+            info.as_mut_ptr(),
+            options,
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
+    match done {
+        -1 => Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ECHILD),
+        )),
+        _ => Ok(info),
+    }
+}
+
+/// getpgid, setpgid, getsid or setsid (`atoll_abi::queue::group`).
+pub fn group(what: u64, pid: u32, pgid: u32) -> Result<i64, i64> {
+    use atoll_abi::queue::group::{GETPGID, GETSID, SETPGID, SETSID};
+    let (pid, pgid) = (pid as libc::pid_t, pgid as libc::pid_t);
+    // SAFETY: these calls have no memory-safety preconditions.
+    let done = unsafe {
+        match what {
+            GETPGID => libc::getpgid(pid),
+            SETPGID => libc::setpgid(pid, pgid),
+            GETSID => libc::getsid(pid),
+            SETSID => libc::setsid(),
+            _ => return Err(i64::from(libc::EINVAL)),
+        }
+    };
+    match done {
+        -1 => Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EPERM),
+        )),
+        done => Ok(i64::from(done)),
+    }
+}
+
+/// killpg(pgid, signal).
+pub fn kill_group(pgid: u32, signal: i32) -> Result<i64, i64> {
+    // SAFETY: killpg has no memory-safety preconditions.
+    match unsafe { libc::killpg(pgid as libc::pid_t, signal) } {
+        0 => Ok(0),
+        _ => Err(i64::from(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::ESRCH),
+        )),
+    }
+}
+
 /// kill(pid, signal).
 pub fn kill(pid: u32, signal: i32) -> Result<i64, i64> {
     // SAFETY: kill has no memory-safety preconditions.

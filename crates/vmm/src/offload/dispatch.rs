@@ -89,6 +89,11 @@ pub(super) fn handle(
         Opcode::Wait => crate::process::wait(request.args[0], request.args[1]),
         Opcode::Exec => exec::exec(ram, files, request.args),
         Opcode::Kill => crate::process::kill(request.args[0], request.args[1]),
+        Opcode::WaitId => crate::process::waitid(ram, request.args),
+        Opcode::Group => {
+            let [what, pid, pgid, ..] = request.args;
+            crate::process::group(what, pid, pgid)
+        }
 
         Opcode::Socket => net::socket(files, request),
         Opcode::SocketPair => net::socket_pair(ram, files, request),

@@ -126,6 +126,7 @@ impl Offload {
             Opcode::WriteVectored | Opcode::SendMsg => (PollFlags::OUT, false),
             Opcode::Connect | Opcode::Fork => return Serving::Worker,
             Opcode::Wait if a[1] & libc::WNOHANG as u64 == 0 => return Serving::Worker,
+            Opcode::WaitId if a[2] & libc::WNOHANG as u64 == 0 => return Serving::Worker,
             Opcode::Transfer => {
                 return if self.files.is_regular_file(a[1]) && self.files.is_regular_file(a[3]) {
                     Serving::Inline

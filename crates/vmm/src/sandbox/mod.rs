@@ -156,6 +156,12 @@ fn landlock_rules<'a>(
 const ALLOWED: &[libc::c_long] = &[
     // The isle's child processes (their monitors): waited for.
     libc::SYS_wait4,
+    libc::SYS_waitid,
+    // Their process groups and sessions (the handler checks whose).
+    libc::SYS_getpgid,
+    libc::SYS_setpgid,
+    libc::SYS_getsid,
+    libc::SYS_setsid,
     // Files.
     libc::SYS_read,
     libc::SYS_write,
