@@ -119,3 +119,47 @@ fn shell_scripts_run_as_natively() {
         assert_eq!(stdout(&isle), stdout(&native), "{script}");
     }
 }
+
+/// GNU make -j2 (its jobserver waits in pselect with SIGCHLD let through),
+/// recipes that run shell commands and a pipeline: as natively.
+#[test]
+fn make_runs_recipes_in_parallel_as_natively() {
+    let Some(make) = require(tool("/usr/bin/make", "make")) else {
+        return;
+    };
+    let scratch = Scratch::new("make");
+    std::fs::write(
+        scratch.0.join("Makefile"),
+        "all: a.out b.out c.out\n\tcat a.out b.out c.out | sort -r\n\n\
+         %.out:\n\techo \"made $@\" > $@\n\tsleep 0.05\n",
+    )
+    .unwrap();
+    let clean = || {
+        for name in ["a.out", "b.out", "c.out"] {
+            let _ = std::fs::remove_file(scratch.0.join(name));
+        }
+    };
+    clean();
+    let native = {
+        let _slot = isle_slot();
+        Command::new(&make)
+            .args(["-s", "-j2"])
+            .current_dir(&scratch.0)
+            .output()
+            .unwrap()
+    };
+    clean();
+    let isle = {
+        let _slot = isle_slot();
+        atoll()
+            .arg("run")
+            .arg(&make)
+            .args(["-s", "-j2"])
+            .current_dir(&scratch.0)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(status(&isle), 0, "{}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native));
+    assert_eq!(stdout(&isle), "made c.out\nmade b.out\nmade a.out\n");
+}

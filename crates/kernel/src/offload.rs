@@ -57,6 +57,34 @@ pub fn call_without_yielding(op: Opcode, args: [u64; 6]) -> i64 {
     wait_for(op, 0, args, false)
 }
 
+/// [`call`] with the vCPU parked in the host until the result is in, doing
+/// nothing else meanwhile: the host may act on a quiet kernel (fork copies
+/// its memory, which then holds no lock taken halfway).
+pub fn call_parked(op: Opcode, args: [u64; 6]) -> i64 {
+    let cpu = sched::cpu_index();
+    let me = sched::current_context();
+    DONE[me].store(false, Ordering::Relaxed);
+    submit(Request {
+        opcode: op.as_u32(),
+        flags: 0,
+        tag: me as u64,
+        args,
+    });
+    loop {
+        poll_completions();
+        if DONE[me].load(Ordering::Acquire) {
+            return RESULT[me].load(Ordering::Relaxed);
+        }
+        let _parked = sched::park_busy_cpu();
+        PARKED_ON[me].store(cpu, Ordering::SeqCst);
+        if !DONE[me].load(Ordering::SeqCst) && !completions_pending() {
+            cpu::set_park_deadline(0);
+            cpu::doorbell(mmio::PARK, cpu as u64);
+        }
+        PARKED_ON[me].store(NO_CPU, Ordering::SeqCst);
+    }
+}
+
 /// Tag of a request nobody waits for (above every context).
 const UNWAITED: u64 = u64::MAX;
 

@@ -634,31 +634,34 @@ fn boot(config: &Settings, files: &Arc<Files>, run: &ProgramRun) -> Result<Outco
             realtime_ns: clock_in_vdso + vdso_data::REALTIME_NS as u64,
         },
     ];
-    crate::process::start_forker(crate::process::Resume {
-        backend: match &config.backend {
-            // A child isn't debugged: it runs on.
-            BackendChoice::Kvm { device, .. } => BackendChoice::Kvm {
-                device: device.clone(),
-                gdb: None,
+    crate::process::start_forker(
+        crate::process::Resume {
+            backend: match &config.backend {
+                // A child isn't debugged: it runs on.
+                BackendChoice::Kvm { device, .. } => BackendChoice::Kvm {
+                    device: device.clone(),
+                    gdb: None,
+                },
+                other => other.clone(),
             },
-            other => other.clone(),
+            cpu_count,
+            layout: layout.clone(),
+            heap: heap_start..layout.heap_end,
+            kernel: Arc::clone(&kernel),
+            ram: Arc::clone(&ram),
+            files: Arc::clone(files),
+            net: config.net.clone(),
+            vcpu_cores: config.vcpu_cores.clone(),
+            service_core: config.service_core,
+            clock_slots: clock_slots.clone(),
+            settings: Arc::new(Settings {
+                // A child's monitor publishes no figures of its own yet.
+                stats_path: None,
+                ..config.clone()
+            }),
         },
-        cpu_count,
-        layout: layout.clone(),
-        heap: heap_start..layout.heap_end,
-        kernel: Arc::clone(&kernel),
-        ram: Arc::clone(&ram),
-        files: Arc::clone(files),
-        net: config.net.clone(),
-        vcpu_cores: config.vcpu_cores.clone(),
-        service_core: config.service_core,
-        clock_slots: clock_slots.clone(),
-        settings: Arc::new(Settings {
-            // A child's monitor publishes no figures of its own yet.
-            stats_path: None,
-            ..config.clone()
-        }),
-    });
+        Arc::downgrade(&offload),
+    );
     crate::program_signals::start(
         Arc::clone(&ram),
         (0..cpu_count).map(|cpu| layout.cpu_area(cpu)).collect(),

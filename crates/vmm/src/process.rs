@@ -100,7 +100,7 @@ pub(crate) fn take_replacement() -> Option<Replacement> {
 static FORKER: Mutex<Option<Sender<Request>>> = Mutex::new(None);
 
 /// Starts the thread that forks this isle's process when its program asks.
-pub(crate) fn start_forker(resume: Resume) {
+pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
     let (requests, inbox) = channel::<Request>();
     *FORKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
     std::thread::Builder::new()
@@ -123,6 +123,14 @@ pub(crate) fn start_forker(resume: Resume) {
                     }
                     Request::Fork(reply) => reply,
                 };
+                // The kernel asked with its vCPU parked (see its
+                // `offload::call_parked`): its memory holds no lock taken
+                // halfway. A vCPU of another thread may still run.
+                if let Some(offload) = offload.upgrade() {
+                    if !offload.wait_until_parked(std::time::Duration::from_millis(100)) {
+                        tracing::debug!("forking with a vCPU still running");
+                    }
+                }
                 let forked = {
                     // No other thread may hold these in the child: it
                     // takes them, and the threads that held them are gone.
@@ -372,7 +380,7 @@ fn boot_child(resume: &Resume) -> Result<Outcome, crate::isle::IsleError> {
         Arc::clone(&offload),
     );
     // The child may fork too: a forking thread of its own.
-    start_forker(resume.clone());
+    start_forker(resume.clone(), Arc::downgrade(&offload));
     tracing::debug!(elapsed = ?started.elapsed(), "forked child's isle ready");
     let outcome = backend.run(Running {
         clock_slots: resume.clock_slots.to_vec(),

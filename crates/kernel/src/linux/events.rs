@@ -190,11 +190,24 @@ pub fn select(nfds: u64, read: u64, write: u64, except: u64, timeout: u64) -> Sy
     pselect(nfds, read, write, except, timeout_ms)
 }
 
-pub fn pselect6(nfds: u64, read: u64, write: u64, except: u64, timeout: u64) -> SysResult {
+/// pselect6: `mask` points at { sigset pointer, its size }, as the kernel
+/// takes it (0: no mask).
+pub fn pselect6(
+    nfds: u64,
+    read: u64,
+    write: u64,
+    except: u64,
+    timeout: u64,
+    mask: u64,
+) -> SysResult {
     let timeout_ms = if timeout == 0 {
         -1
     } else {
         (read_timespec(timeout)?.div_ceil(1_000_000)).min(i32::MAX as u64) as i64
     };
-    pselect(nfds, read, write, except, timeout_ms)
+    let [set, size] = match mask {
+        0 => [0, 0],
+        mask => crate::arch::x86_64::user::read::<[u64; 2]>(mask)?,
+    };
+    super::signal::with_temporary_mask(set, size, || pselect(nfds, read, write, except, timeout_ms))
 }

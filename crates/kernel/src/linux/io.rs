@@ -225,7 +225,7 @@ pub fn poll(fds: u64, count: u64, timeout_ms: u64) -> SysResult {
     ))
 }
 
-pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64) -> SysResult {
+pub fn ppoll(fds: u64, count: u64, timeout: u64, sigmask: u64, sigsetsize: u64) -> SysResult {
     let timeout_ms: i64 = if timeout == 0 {
         -1
     } else {
@@ -238,7 +238,7 @@ pub fn ppoll(fds: u64, count: u64, timeout: u64, _sigmask: u64, _sigsetsize: u64
             .saturating_add((spec[1] + 999_999) / 1_000_000)
             .min(i32::MAX as i64)
     };
-    poll(fds, count, timeout_ms as u64)
+    super::signal::with_temporary_mask(sigmask, sigsetsize, || poll(fds, count, timeout_ms as u64))
 }
 
 pub fn lseek(fd: u64, offset: u64, whence: u64) -> SysResult {

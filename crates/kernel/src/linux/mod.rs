@@ -263,7 +263,7 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::TIMERFD_SETTIME => events::timerfd_settime(a[0], a[1], a[2], a[3]),
         nr::TIMERFD_GETTIME => events::timerfd_gettime(a[0], a[1]),
         nr::SELECT => events::select(a[0], a[1], a[2], a[3], a[4]),
-        nr::PSELECT6 => events::pselect6(a[0], a[1], a[2], a[3], a[4]),
+        nr::PSELECT6 => events::pselect6(a[0], a[1], a[2], a[3], a[4], a[5]),
 
         nr::SOCKET => net::socket(a[0], a[1], a[2]),
         nr::SOCKETPAIR => net::socketpair(a[0], a[1], a[2], a[3]),

@@ -81,7 +81,7 @@ pub fn fork(frame: &SyscallFrame, flags: u64, child_tid: u64) -> SysResult {
         child_tid,
     });
     crate::sched::save_extended_state_of_current();
-    let result = host_result(offload::call(Opcode::Fork, [0; 6]));
+    let result = host_result(offload::call_parked(Opcode::Fork, [0; 6]));
     *FORK_RECORD.lock() = None;
     FORKING.store(false, Ordering::Release);
     let pid = result?;

@@ -244,18 +244,58 @@ pub fn rt_tgsigqueueinfo(tgid: u64, tid: u64, signal: u64, info: u64) -> SysResu
     rt_sigqueueinfo(Target::Thread(thread_of(tid)?), signal, info)
 }
 
+/// Thread `me`'s mask is `mask` for a call's duration; the one it had is
+/// kept for after (a handler's return, or the call's end).
+fn set_temporary_mask(me: usize, mask: u64) {
+    let mut state = signals::lock();
+    let thread = &mut state.threads[me];
+    if thread.saved_mask.is_none() {
+        thread.saved_mask = Some(thread.mask);
+    }
+    thread.mask = mask & !UNBLOCKABLE;
+    signals::refresh_thread(&state, me);
+}
+
+/// Runs `call` with the thread's mask replaced by the one at `mask`
+/// (ppoll's, pselect6's): a signal that mask lets through ends the call
+/// (at once if one is already pending) and its handler runs with it, the
+/// mask from before restored after, as sigsuspend's. No mask: as is.
+pub(super) fn with_temporary_mask(
+    mask: u64,
+    sigset_size: u64,
+    call: impl FnOnce() -> SysResult,
+) -> SysResult {
+    if mask == 0 {
+        return call();
+    }
+    if sigset_size != SIGSET_SIZE {
+        return Err(EINVAL);
+    }
+    let mask: u64 = user::read(mask)?;
+    let me = sched::current();
+    set_temporary_mask(me, mask);
+    let result = match signals::has_work(me) {
+        true => Err(EINTR),
+        false => call(),
+    };
+    // No signal to deliver on the way out: the mask is the old one again.
+    if !signals::has_work(me) {
+        let mut state = signals::lock();
+        let thread = &mut state.threads[me];
+        if let Some(old) = thread.saved_mask.take() {
+            thread.mask = old;
+        }
+        signals::refresh_thread(&state, me);
+    }
+    result
+}
+
 /// Waits until a signal is to be acted on; its handler's frame then gets
 /// the mask from before the call. Restarted when the signal was ignored.
 fn wait_for_signal(temporary_mask: Option<u64>) -> SysResult {
     let me = sched::current();
     if let Some(mask) = temporary_mask {
-        let mut state = signals::lock();
-        let thread = &mut state.threads[me];
-        if thread.saved_mask.is_none() {
-            thread.saved_mask = Some(thread.mask);
-        }
-        thread.mask = mask & !UNBLOCKABLE;
-        signals::refresh_thread(&state, me);
+        set_temporary_mask(me, mask);
     }
     while !signals::has_work(me) {
         sched::block(sched::lock(), sched::Wait::Signal, 0);

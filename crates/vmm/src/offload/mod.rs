@@ -302,6 +302,26 @@ impl Offload {
         }
     }
 
+    /// Waits (at most `patience`) until every vCPU is parked in the host:
+    /// then the guest's kernel runs nowhere and holds none of its locks,
+    /// as a fork must find it. False if one kept running.
+    pub(crate) fn wait_until_parked(&self, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        loop {
+            if self
+                .vcpus
+                .iter()
+                .all(|park| park.waiting.load(Ordering::SeqCst))
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// The KICK doorbell: vCPU `cpu` has work; wake it if it is parked.
     pub fn kick_vcpu(&self, cpu: usize) {
         if let Some(park) = self.vcpus.get(cpu) {
