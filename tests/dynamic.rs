@@ -44,31 +44,6 @@ fn mapped_sites_rewritten(output: &Output) -> Option<u64> {
     Some(rewritten.unwrap_or_else(|| panic!("{line}")))
 }
 
-/// Runs `program args` natively and in an isle, both in `dir`.
-fn both(dir: &Path, program: &str, args: &[&str]) -> (Output, Output) {
-    let native = {
-        let _slot = isle_slot();
-        Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .env("TZ", "UTC")
-            .output()
-            .unwrap()
-    };
-    let isle = {
-        let _slot = isle_slot();
-        atoll()
-            .arg("run")
-            .args(["-e", "TZ=UTC"])
-            .arg(program)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap()
-    };
-    (native, isle)
-}
-
 /// Asserts the isle ran `program args` as natively: the same status, the
 /// same output, the same error output.
 fn assert_same(dir: &Path, program: &str, args: &[&str]) {

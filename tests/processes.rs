@@ -28,24 +28,8 @@ fn process_groups_sessions_and_waitid_as_natively() {
 fn compare_in_every_flavor(name: &str, expected: &str) {
     let scratch = Scratch::new(name);
     for flavor in Flavor::C.iter().chain(Flavor::DYNAMIC) {
-        let probe = program(*flavor, name);
-        let native = {
-            let _slot = isle_slot();
-            Command::new(&probe)
-                .current_dir(&scratch.0)
-                .output()
-                .unwrap()
-        };
+        let (native, isle) = both(&scratch.0, program(*flavor, name), &[]);
         assert!(native.status.success(), "{flavor}: {}", stdout(&native));
-        let isle = {
-            let _slot = isle_slot();
-            atoll()
-                .arg("run")
-                .arg(&probe)
-                .current_dir(&scratch.0)
-                .output()
-                .unwrap()
-        };
         assert_eq!(status(&isle), 0, "{flavor}: {}", stderr(&isle));
         assert_eq!(stdout(&isle), stdout(&native), "{flavor}");
         assert!(
@@ -92,24 +76,7 @@ fn shell_scripts_run_as_natively() {
         "nosuchcommand 2>/dev/null; echo \"missing $?\"",
     ];
     for script in scripts {
-        let native = {
-            let _slot = isle_slot();
-            Command::new(&busybox)
-                .args(["sh", "-c", script])
-                .current_dir(&scratch.0)
-                .output()
-                .unwrap()
-        };
-        let isle = {
-            let _slot = isle_slot();
-            atoll()
-                .arg("run")
-                .arg(&busybox)
-                .args(["sh", "-c", script])
-                .current_dir(&scratch.0)
-                .output()
-                .unwrap()
-        };
+        let (native, isle) = both(&scratch.0, &busybox, &["sh", "-c", script]);
         assert_eq!(
             isle.status.code(),
             native.status.code(),

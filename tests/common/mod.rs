@@ -414,3 +414,29 @@ pub fn summary_says_not_rewritten(summary: &str) -> bool {
     }
     false
 }
+
+/// Runs `program args` natively and in an isle, both in `dir` with TZ
+/// UTC, one isle slot at a time.
+pub fn both(dir: &Path, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> (Output, Output) {
+    let native = {
+        let _slot = isle_slot();
+        Command::new(&program)
+            .args(args)
+            .current_dir(dir)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap()
+    };
+    let isle = {
+        let _slot = isle_slot();
+        atoll()
+            .arg("run")
+            .args(["-e", "TZ=UTC"])
+            .arg(&program)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    (native, isle)
+}

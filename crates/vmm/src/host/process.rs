@@ -1,6 +1,15 @@
 //! The host calls behind the isle's processes: fork, waitpid and the way
 //! a forked child's monitor ends.
 
+/// The calling thread's errno, or `fallback` where there is none.
+fn last_errno(fallback: i32) -> i64 {
+    i64::from(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(fallback),
+    )
+}
+
 /// What `fork` returned to this process.
 pub enum Forked {
     Parent { child: u32 },
@@ -13,11 +22,7 @@ pub fn fork() -> Result<Forked, i64> {
     // SAFETY: fork has no memory-safety preconditions; the child runs only
     // the calling thread, whose callers hold the locks it goes on to use.
     match unsafe { libc::fork() } {
-        -1 => Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EAGAIN),
-        )),
+        -1 => Err(last_errno(libc::EAGAIN)),
         0 => Ok(Forked::Child),
         child => Ok(Forked::Parent {
             child: child as u32,
@@ -32,11 +37,7 @@ pub fn waitpid(pid: i32, options: i32) -> Result<(u32, i32), i64> {
     // SAFETY: waitpid writes one int, into `status`, which we own.
     let done = unsafe { libc::waitpid(pid, &mut status, options) };
     match done {
-        -1 => Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ECHILD),
-        )),
+        -1 => Err(last_errno(libc::ECHILD)),
         child => Ok((child as u32, status)),
     }
 }
@@ -58,11 +59,7 @@ pub fn waitid(idtype: u32, id: u32, options: i32) -> Result<[u8; 128], i64> {
         )
     };
     match done {
-        -1 => Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ECHILD),
-        )),
+        -1 => Err(last_errno(libc::ECHILD)),
         _ => Ok(info),
     }
 }
@@ -82,11 +79,7 @@ pub fn group(what: u64, pid: u32, pgid: u32) -> Result<i64, i64> {
         }
     };
     match done {
-        -1 => Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EPERM),
-        )),
+        -1 => Err(last_errno(libc::EPERM)),
         done => Ok(i64::from(done)),
     }
 }
@@ -96,11 +89,7 @@ pub fn kill_group(pgid: u32, signal: i32) -> Result<i64, i64> {
     // SAFETY: killpg has no memory-safety preconditions.
     match unsafe { libc::killpg(pgid as libc::pid_t, signal) } {
         0 => Ok(0),
-        _ => Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ESRCH),
-        )),
+        _ => Err(last_errno(libc::ESRCH)),
     }
 }
 
@@ -109,11 +98,7 @@ pub fn kill(pid: u32, signal: i32) -> Result<i64, i64> {
     // SAFETY: kill has no memory-safety preconditions.
     match unsafe { libc::kill(pid as libc::pid_t, signal) } {
         0 => Ok(0),
-        _ => Err(i64::from(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::ESRCH),
-        )),
+        _ => Err(last_errno(libc::ESRCH)),
     }
 }
 

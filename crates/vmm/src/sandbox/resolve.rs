@@ -409,61 +409,69 @@ impl Files {
         self.open_inside(&resolved, libc::O_PATH | nofollow, 0)
     }
 
-    /// The whole of the regular file at absolute guest path `path`, as the
-    /// isle would read it (symlinks followed in its namespace), if it is at
-    /// most `limit` bytes: how the monitor reads a program's interpreter.
     /// The program at `path` (relative to `dirfd`) for execve, with its
     /// guest path (symlinks followed): a regular file with an execute bit
     /// (EACCES otherwise, as for a directory), at most `limit` bytes.
     pub fn executable(&self, dirfd: i64, path: &str, limit: u64) -> Result<(Vec<u8>, String), i64> {
-        use std::io::Read;
+        let (file, metadata, absolute) = self.open_for_reading(dirfd, path)?;
+        let executable = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111;
+        if executable == 0 {
+            return Err(i64::from(libc::EACCES));
+        }
+        let bytes = read_whole(file, &metadata, limit, libc::ENOMEM)?;
+        Ok((bytes, absolute))
+    }
+
+    /// The whole of the regular file at absolute guest path `path`, as the
+    /// isle would read it (symlinks followed in its namespace), if it is at
+    /// most `limit` bytes: how the monitor reads a program's interpreter.
+    pub fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, i64> {
+        let (file, metadata, _) = self.open_for_reading(i64::from(AT_FDCWD), path)?;
+        read_whole(file, &metadata, limit, libc::EFBIG)
+    }
+
+    /// The regular file at `path` (relative to `dirfd`, symlinks followed)
+    /// opened for reading, its metadata and its guest path; EACCES for
+    /// anything else.
+    fn open_for_reading(
+        &self,
+        dirfd: i64,
+        path: &str,
+    ) -> Result<(std::fs::File, std::fs::Metadata, String), i64> {
         let (fd, absolute) = {
             let state = self.lock();
             let resolved = self.resolve_follow(&state, dirfd, path, true)?;
+            // O_NONBLOCK: a FIFO there doesn't wait for a writer (it is
+            // refused below).
             let fd = self.open_inside(&resolved, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
             (fd, resolved.absolute)
         };
         let file = std::fs::File::from(fd);
-        let metadata = file
-            .metadata()
-            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
-        let executable = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111;
-        if !metadata.is_file() || executable == 0 {
-            return Err(i64::from(libc::EACCES));
-        }
-        if metadata.len() > limit {
-            return Err(i64::from(libc::ENOMEM));
-        }
-        let mut bytes = Vec::with_capacity(metadata.len() as usize);
-        file.take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
-        Ok((bytes, absolute))
-    }
-
-    pub fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, i64> {
-        use std::io::Read;
-        let fd = {
-            let state = self.lock();
-            let resolved = self.resolve_follow(&state, i64::from(AT_FDCWD), path, true)?;
-            // O_NONBLOCK: a FIFO there doesn't wait for a writer (fstat
-            // then refuses it).
-            self.open_inside(&resolved, libc::O_RDONLY | libc::O_NONBLOCK, 0)?
-        };
-        let file = std::fs::File::from(fd);
-        let metadata = file
-            .metadata()
-            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
+        let metadata = file.metadata().map_err(io_errno)?;
         if !metadata.is_file() {
             return Err(i64::from(libc::EACCES));
         }
-        if metadata.len() > limit {
-            return Err(i64::from(libc::EFBIG));
-        }
-        let mut bytes = Vec::with_capacity(metadata.len() as usize);
-        file.take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|error| i64::from(error.raw_os_error().unwrap_or(libc::EIO)))?;
-        Ok(bytes)
+        Ok((file, metadata, absolute))
     }
+}
+
+/// An I/O error as the errno the isle is answered with.
+fn io_errno(error: std::io::Error) -> i64 {
+    i64::from(error.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// All of `file`, `too_big` if it holds more than `limit` bytes.
+fn read_whole(
+    file: std::fs::File,
+    metadata: &std::fs::Metadata,
+    limit: u64,
+    too_big: i32,
+) -> Result<Vec<u8>, i64> {
+    use std::io::Read;
+    if metadata.len() > limit {
+        return Err(i64::from(too_big));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(limit).read_to_end(&mut bytes).map_err(io_errno)?;
+    Ok(bytes)
 }
