@@ -10,7 +10,8 @@ use common::*;
 
 /// fork, a pipe from child to parent, exit and signal statuses, WNOHANG,
 /// a child's own copy of memory, an fd's offset shared across the fork,
-/// getppid, a grandchild, ECHILD: as natively, static and dynamic.
+/// getppid, a grandchild, the time a child used, ECHILD: as natively,
+/// static and dynamic.
 #[test]
 fn forked_children_run_and_are_waited_for_as_natively() {
     compare_in_every_flavor("forkwait", "exit(3): waited, exited 3\n");
@@ -129,4 +130,102 @@ fn make_runs_recipes_in_parallel_as_natively() {
     assert_eq!(status(&isle), 0, "{}", stderr(&isle));
     assert_eq!(stdout(&isle), stdout(&native));
     assert_eq!(stdout(&isle), "made c.out\nmade b.out\nmade a.out\n");
+}
+
+/// gcc compiling and linking a two-file C program inside an isle (it forks
+/// cc1, as and collect2, which runs ld): the program it makes is the one
+/// a native gcc makes, byte for byte, and runs as natively in an isle too.
+#[test]
+fn gcc_compiles_and_links_in_an_isle_as_natively() {
+    let Some(gcc) = require(tool("/usr/bin/gcc", "gcc")) else {
+        return;
+    };
+    let scratch = Scratch::new("gcc");
+    std::fs::write(scratch.0.join("greet.h"), "int greet(const char *who);\n").unwrap();
+    std::fs::write(
+        scratch.0.join("greet.c"),
+        "#include <stdio.h>\n#include \"greet.h\"\n\
+         int greet(const char *who) { return printf(\"hello, %s\\n\", who); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.0.join("main.c"),
+        "#include \"greet.h\"\nint main(int argc, char **argv) {\n\
+         return greet(argc > 1 ? argv[1] : \"world\") == 12 ? 3 : 1;\n}\n",
+    )
+    .unwrap();
+    let compile = ["-O2", "-Wall", "-o", "greet", "main.c", "greet.c"];
+    let native_gcc = {
+        let _slot = isle_slot();
+        Command::new(&gcc)
+            .args(compile)
+            .current_dir(&scratch.0)
+            .output()
+            .unwrap()
+    };
+    assert!(native_gcc.status.success(), "{}", stderr(&native_gcc));
+    let native_binary = std::fs::read(scratch.0.join("greet")).unwrap();
+    std::fs::remove_file(scratch.0.join("greet")).unwrap();
+    let isle_gcc = {
+        let _slot = isle_slot();
+        atoll()
+            .arg("run")
+            .arg(&gcc)
+            .args(compile)
+            .current_dir(&scratch.0)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(status(&isle_gcc), 0, "{}", stderr(&isle_gcc));
+    assert_eq!(stderr(&isle_gcc), "", "gcc in the isle");
+    let isle_binary = std::fs::read(scratch.0.join("greet")).unwrap();
+    assert!(
+        isle_binary == native_binary,
+        "the isle's gcc made a different program ({} bytes against {})",
+        isle_binary.len(),
+        native_binary.len()
+    );
+    let (native, isle) = both(&scratch.0, scratch.0.join("greet"), &["isle"]);
+    assert_eq!(native.status.code(), Some(3), "{}", stderr(&native));
+    assert_eq!(status(&isle), 3, "{}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native));
+    assert_eq!(stdout(&isle), "hello, isle\n");
+}
+
+/// python3's subprocess as programs use it: run with captured output and
+/// input, check_output through a shell, a failing command's status, a
+/// missing program's FileNotFoundError, a pipeline of two Popens.
+#[test]
+fn python_subprocess_runs_as_natively() {
+    let Some(python) = require(tool("/usr/bin/python3", "python3")) else {
+        return;
+    };
+    let scratch = Scratch::new("subprocess");
+    let script = r#"
+import subprocess, sys
+done = subprocess.run(["tr", "a-z", "A-Z"], input=b"isle\n", capture_output=True)
+print("run:", done.returncode, done.stdout)
+print("shell:", subprocess.check_output("echo one; echo two | wc -l", shell=True).split())
+print("status:", subprocess.run(["sh", "-c", "exit 7"]).returncode)
+try:
+    subprocess.run(["/no/such/program"])
+except FileNotFoundError as error:
+    print("missing:", error.errno, error.strerror)
+first = subprocess.Popen(["printf", "b\na\nc\n"], stdout=subprocess.PIPE)
+second = subprocess.Popen(["sort"], stdin=first.stdout, stdout=subprocess.PIPE)
+first.stdout.close()
+print("pipeline:", second.communicate()[0], first.wait(), second.returncode)
+sys.exit(5)
+"#;
+    std::fs::write(scratch.0.join("script.py"), script).unwrap();
+    let (native, isle) = both(&scratch.0, &python, &["script.py"]);
+    assert_eq!(native.status.code(), Some(5), "{}", stderr(&native));
+    assert_eq!(status(&isle), 5, "{}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native));
+    assert!(
+        stdout(&isle).contains("missing: 2 No such file or directory"),
+        "{}",
+        stdout(&isle)
+    );
+    assert_eq!(stderr(&isle), "");
 }

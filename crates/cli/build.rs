@@ -67,8 +67,8 @@ fn main() {
         .unwrap_or_else(|error| panic!("cannot run cargo to build the kernel: {error}"));
     if !status.success() {
         panic!(
-            "building the isle kernel failed; it needs the x86_64-unknown-none target: \
-             rustup target add x86_64-unknown-none"
+            "building the isle kernel failed (its errors are above; if it says the \
+             x86_64-unknown-none target is missing: rustup target add x86_64-unknown-none)"
         );
     }
     let kernel = target_dir.join("x86_64-unknown-none/release/atoll-kernel");

@@ -242,9 +242,10 @@ opcodes! {
     /// the calling thread (its kernel on the memory copied, generation + 1).
     /// Returns the child's pid.
     Fork = 73,
-    /// wait4(pid, options, status address): the host waits for a child
-    /// of the isle's process; returns its pid (0 with WNOHANG and none
-    /// done), and writes its wait status (an i32) where asked.
+    /// wait4(pid, options, rusage address): the host waits for a child of
+    /// the isle's process; returns `pid << 32 | wait status` (pid 0 with
+    /// WNOHANG and none done), and writes the child's struct rusage where
+    /// asked (0: not).
     Wait = 74,
     /// execve(at): (dirfd, path, argv, envp, flags, the guest address of
     /// the caller's `boot::ExecSignals`). The host checks the program and
@@ -256,12 +257,17 @@ opcodes! {
     /// kill(pid, signal) of another of the isle's processes: a child of
     /// this one (ESRCH for any other).
     Kill = 76,
-    /// waitid(idtype, id, options, siginfo address): as [`Opcode::Wait`],
-    /// with the child's siginfo (128 bytes) written where asked (0: not).
+    /// waitid(idtype, id, options, siginfo address, rusage address): as
+    /// [`Opcode::Wait`], with the child's siginfo (128 bytes) and struct
+    /// rusage written where asked (0: not).
     WaitId = 77,
     /// Process groups and sessions: (what, pid, pgid) with `what` one of
     /// [`group`]'s; pid 0 or this process, or one of its children.
     Group = 78,
+    /// getrusage(who, address): the host's struct rusage of the isle's
+    /// process (RUSAGE_SELF) or of its children waited for
+    /// (RUSAGE_CHILDREN), written at the address.
+    Usage = 79,
 }
 
 /// [`Opcode::Group`]'s `what`.
@@ -426,7 +432,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::Group.as_u32() + 1, "numbers stay dense");
+        assert_eq!(known, Opcode::Usage.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

@@ -159,7 +159,7 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
 /// WAITID(idtype, id, options, info): the child's siginfo written to guest
 /// memory at `info` (if not 0); a reaped child is no longer signalled.
 pub(crate) fn waitid(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
-    let [idtype, id, options, info, ..] = a;
+    let [idtype, id, options, info, usage_at, ..] = a;
     let allowed = libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT;
     let options = options as i32;
     if options & !allowed != 0 || options & (libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED) == 0
@@ -169,7 +169,10 @@ pub(crate) fn waitid(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
     if info != 0 {
         ram.slice(info, 128)?;
     }
-    let siginfo = host_process::waitid(idtype as u32, id as u32, options)?;
+    if usage_at != 0 {
+        ram.slice(usage_at, std::mem::size_of::<host_process::Rusage>() as u64)?;
+    }
+    let (siginfo, usage) = host_process::waitid(idtype as u32, id as u32, options)?;
     // si_code at 8, si_pid at 16 (the kernel's siginfo layout).
     let code = i32::from_ne_bytes(siginfo[8..12].try_into().unwrap_or_default());
     let pid = u32::from_ne_bytes(siginfo[16..20].try_into().unwrap_or_default());
@@ -177,11 +180,33 @@ pub(crate) fn waitid(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
     if pid != 0 && ended && options & libc::WNOWAIT == 0 {
         children().retain(|&known| known != pid);
     }
-    if info != 0 {
+    write_at(ram, info, &siginfo)?;
+    write_at(ram, usage_at, &usage)?;
+    Ok(0)
+}
+
+/// Writes `bytes` to guest memory at `address`, unless that is 0 (not
+/// asked for).
+fn write_at(ram: &GuestRam, address: u64, bytes: &[u8]) -> Result<(), i64> {
+    if address != 0 {
         ram.memory()
-            .write_slice(&siginfo, GuestAddress(info))
+            .write_slice(bytes, GuestAddress(address))
             .map_err(|_| atoll_abi::linux::errno::EFAULT)?;
     }
+    Ok(())
+}
+
+/// USAGE(who, address): the host's getrusage of this process or of its
+/// children waited for, written to guest memory at `address`.
+pub(crate) fn usage(ram: &GuestRam, who: u64, address: u64) -> Result<i64, i64> {
+    let who = match who as u32 as i32 {
+        libc::RUSAGE_SELF => libc::RUSAGE_SELF,
+        libc::RUSAGE_CHILDREN => libc::RUSAGE_CHILDREN,
+        _ => return Err(atoll_abi::linux::errno::EINVAL),
+    };
+    let usage = host_process::rusage(who)?;
+    ram.slice(address, usage.len() as u64)?;
+    write_at(ram, address, &usage)?;
     Ok(0)
 }
 
@@ -251,12 +276,19 @@ pub(crate) fn fork() -> Result<i64, i64> {
     ask(Request::Fork)
 }
 
-/// WAIT(pid, options): `pid << 32 | status`, as the kernel unpacks it.
-pub(crate) fn wait(pid: u64, options: u64) -> Result<i64, i64> {
+/// WAIT(pid, options, usage address): `pid << 32 | status`, as the kernel
+/// unpacks it; the child's struct rusage written at the address (0: not).
+pub(crate) fn wait(ram: &GuestRam, pid: u64, options: u64, usage_at: u64) -> Result<i64, i64> {
     let options = options as i32 & (libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED);
-    let (child, status) = host_process::waitpid(pid as i32, options)?;
+    if usage_at != 0 {
+        ram.slice(usage_at, std::mem::size_of::<host_process::Rusage>() as u64)?;
+    }
+    let (child, status, usage) = host_process::wait4(pid as i32, options)?;
     if child != 0 && (libc::WIFEXITED(status) || libc::WIFSIGNALED(status)) {
         children().retain(|&known| known != child);
+    }
+    if child != 0 {
+        write_at(ram, usage_at, &usage)?;
     }
     Ok(i64::from(child) << 32 | i64::from(status as u32))
 }

@@ -1,7 +1,8 @@
 // forkwait: processes as a shell uses them: fork, a pipe from child to
 // parent, wait statuses (an exit code, a signal, WNOHANG), the child's
 // own copy of memory, an fd (and its offset) shared across the fork,
-// getppid, ECHILD when no child is left, and a child's own children.
+// getppid, ECHILD when no child is left, a child's own children, and
+// the time a child used (wait4's rusage, getrusage, times).
 // Prints only what is the same run to run (and natively).
 #define _GNU_SOURCE
 #include <errno.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/times.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +102,40 @@ int main(void) {
     }
     waited = waitpid(child, &status, 0);
     status_of("a child that waited for its own", waited == child ? child : 0, status);
+
+    // A child that spins for 30 ms of its own time: its parent sees it.
+    child = fork();
+    if (child == 0) {
+        struct timespec used;
+        do
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used);
+        while (used.tv_sec == 0 && used.tv_nsec < 30 * 1000 * 1000);
+        _exit(0);
+    }
+    struct rusage usage;
+    memset(&usage, 0, sizeof usage);
+    waited = wait4(child, &status, 0, &usage);
+    long child_us = usage.ru_utime.tv_sec * 1000000L + usage.ru_utime.tv_usec +
+                    usage.ru_stime.tv_sec * 1000000L + usage.ru_stime.tv_usec;
+    printf("wait4's rusage: %s, the child's time %s\n", waited == child ? "the child's" : "none",
+           child_us >= 10000 ? "at least 10 ms" : "too short");
+    memset(&usage, 0, sizeof usage);
+    int done = getrusage(RUSAGE_CHILDREN, &usage);
+    long children_us = usage.ru_utime.tv_sec * 1000000L + usage.ru_utime.tv_usec +
+                       usage.ru_stime.tv_sec * 1000000L + usage.ru_stime.tv_usec;
+    printf("getrusage(RUSAGE_CHILDREN): %d, %s\n", done,
+           children_us >= child_us ? "at least the child's" : "less than the child's");
+    memset(&usage, 0, sizeof usage);
+    done = getrusage(RUSAGE_SELF, &usage);
+    printf("getrusage(RUSAGE_SELF): %d, max RSS %s\n", done, usage.ru_maxrss > 0 ? "> 0" : "0");
+    errno = 0;
+    done = getrusage(7, &usage);
+    printf("getrusage(7): %d %s\n", done, errno_name(errno));
+    struct tms ticks;
+    memset(&ticks, 0, sizeof ticks);
+    clock_t since = times(&ticks);
+    printf("times: %s, children's ticks %s\n", since > 0 ? "> 0" : "0",
+           ticks.tms_cutime + ticks.tms_cstime > 0 ? "> 0" : "0");
 
     errno = 0;
     waited = waitpid(-1, &status, 0);

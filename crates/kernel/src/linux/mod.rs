@@ -212,6 +212,8 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::RSEQ | nr::CLONE3 | nr::MEMBARRIER => Err(ENOSYS),
         // An isle has no child processes to wait for.
         nr::WAITID => process::waitid(a[0], a[1], a[2], a[3], a[4]),
+        nr::GETRUSAGE => process::getrusage(a[0], a[1]),
+        nr::TIMES => process::times(a[0]),
 
         nr::CLOCK_GETTIME => time::clock_gettime(a[0], a[1]),
         nr::CLOCK_GETRES => time::clock_getres(a[0], a[1]),

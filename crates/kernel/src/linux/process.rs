@@ -26,8 +26,6 @@ const WNOHANG: u64 = 1;
 const WUNTRACED: u64 = 2;
 const WCONTINUED: u64 = 8;
 const WAIT_THREAD_FLAGS: u64 = 0x2000_0000 | 0x4000_0000 | 0x8000_0000; // __WNOTHREAD, __WALL, __WCLONE
-/// sizeof(struct rusage)
-const RUSAGE_SIZE: u64 = 144;
 
 /// What a forked child resumes: written by the parent just before it asks
 /// the host to fork, so the child's copy of memory holds it.
@@ -125,14 +123,22 @@ pub fn waitid(idtype: u64, id: u64, infop: u64, options: u64, rusage: u64) -> Sy
         user::read::<u8>(infop.saturating_add(127))?;
     }
     if rusage != 0 {
-        user::read::<u8>(rusage)?;
+        user::read::<[u64; 18]>(rusage)?;
     }
+    let mut usage = Rusage::default();
     host_result(offload::call(
         Opcode::WaitId,
-        [idtype, id, options & !WAIT_THREAD_FLAGS, infop, 0, 0],
+        [
+            idtype,
+            id,
+            options & !WAIT_THREAD_FLAGS,
+            infop,
+            usage.host_address(),
+            0,
+        ],
     ))?;
     if rusage != 0 {
-        user::fill(rusage, RUSAGE_SIZE, 0)?;
+        user::write(rusage, usage)?;
     }
     Ok(0)
 }
@@ -161,14 +167,15 @@ pub fn wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> SysResult {
         user::read::<u32>(wstatus)?;
     }
     if rusage != 0 {
-        user::read::<u8>(rusage)?;
+        user::read::<[u64; 18]>(rusage)?;
     }
+    let mut usage = Rusage::default();
     let done = host_result(offload::call(
         Opcode::Wait,
         [
             pid,
             options & (WNOHANG | WUNTRACED | WCONTINUED),
-            0,
+            usage.host_address(),
             0,
             0,
             0,
@@ -180,7 +187,7 @@ pub fn wait4(pid: u64, wstatus: u64, options: u64, rusage: u64) -> SysResult {
             user::write(wstatus, status)?;
         }
         if rusage != 0 {
-            user::fill(rusage, RUSAGE_SIZE, 0)?;
+            user::write(rusage, usage)?;
         }
     }
     Ok(child)
@@ -339,6 +346,86 @@ pub fn prlimit64(pid: u64, resource: u64, new: u64, old: u64) -> SysResult {
         limits[resource] = [soft, hard];
     }
     Ok(0)
+}
+
+const RUSAGE_SELF: i64 = 0;
+const RUSAGE_CHILDREN: i64 = -1;
+const RUSAGE_THREAD: i64 = 1;
+/// USER_HZ: times() counts in these.
+const CLOCK_TICKS_PER_SEC: u64 = 100;
+
+/// struct rusage: two timevals, then fourteen longs.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Rusage {
+    user_time: [u64; 2],
+    system_time: [u64; 2],
+    counts: [u64; 14],
+}
+
+impl Rusage {
+    /// Where the host writes this one (this kernel stack, inside guest
+    /// RAM); taking it `mut` says the host will.
+    fn host_address(&mut self) -> u64 {
+        crate::mm::guest_physical(self as *mut Rusage as u64)
+    }
+}
+
+/// The host's struct rusage of this process (RUSAGE_SELF: the isle's
+/// process is the host's) or of its children waited for.
+fn host_rusage(who: i64) -> Result<Rusage, i64> {
+    let mut usage = Rusage::default();
+    host_result(offload::call(
+        Opcode::Usage,
+        [who as u64, usage.host_address(), 0, 0, 0, 0],
+    ))?;
+    Ok(usage)
+}
+
+fn timeval_microseconds(timeval: [u64; 2]) -> u64 {
+    timeval[0] * 1_000_000 + timeval[1]
+}
+
+/// getrusage: RUSAGE_THREAD is the calling thread's own core time (it
+/// runs alone on its core), with the process's counts.
+pub fn getrusage(who: u64, address: u64) -> SysResult {
+    // An int: the upper half of the register is not the caller's.
+    let who = i64::from(who as u32 as i32);
+    let mut usage = match who {
+        RUSAGE_SELF | RUSAGE_CHILDREN | RUSAGE_THREAD => host_rusage(if who == RUSAGE_THREAD {
+            RUSAGE_SELF
+        } else {
+            who
+        })?,
+        _ => return Err(EINVAL),
+    };
+    if who == RUSAGE_THREAD {
+        let ns = crate::time::boottime_ns();
+        usage.user_time = [ns / 1_000_000_000, ns % 1_000_000_000 / 1000];
+        usage.system_time = [0; 2];
+    }
+    user::write(address, usage)?;
+    Ok(0)
+}
+
+/// times: the process's and its waited-for children's times in clock
+/// ticks, as getrusage has them; returns the ticks since the isle booted.
+pub fn times(address: u64) -> SysResult {
+    if address != 0 {
+        let own = host_rusage(RUSAGE_SELF)?;
+        let children = host_rusage(RUSAGE_CHILDREN)?;
+        let ticks = |timeval| timeval_microseconds(timeval) / (1_000_000 / CLOCK_TICKS_PER_SEC);
+        user::write(
+            address,
+            [
+                ticks(own.user_time),
+                ticks(own.system_time),
+                ticks(children.user_time),
+                ticks(children.system_time),
+            ],
+        )?;
+    }
+    Ok(crate::time::boottime_ns() / (1_000_000_000 / CLOCK_TICKS_PER_SEC))
 }
 
 pub fn uname(buffer: u64) -> SysResult {

@@ -30,24 +30,43 @@ pub fn fork() -> Result<Forked, i64> {
     }
 }
 
-/// waitpid(pid, options): the child's pid (0 under WNOHANG with none done)
-/// and its wait status.
-pub fn waitpid(pid: i32, options: i32) -> Result<(u32, i32), i64> {
+/// struct rusage, as its bytes.
+pub type Rusage = [u8; std::mem::size_of::<libc::rusage>()];
+
+/// wait4(pid, options): the child's pid (0 under WNOHANG with none done),
+/// its wait status and the resources it used.
+pub fn wait4(pid: i32, options: i32) -> Result<(u32, i32, Rusage), i64> {
     let mut status = 0;
-    // SAFETY: waitpid writes one int, into `status`, which we own.
-    let done = unsafe { libc::waitpid(pid, &mut status, options) };
+    let mut usage = [0u8; std::mem::size_of::<libc::rusage>()];
+    // SAFETY: wait4 writes one int into `status` and one struct rusage
+    // into `usage`, which is exactly that big; both are ours.
+    let done = unsafe { libc::wait4(pid, &mut status, options, usage.as_mut_ptr().cast()) };
     match done {
         -1 => Err(last_errno(libc::ECHILD)),
-        child => Ok((child as u32, status)),
+        child => Ok((child as u32, status, usage)),
+    }
+}
+
+/// getrusage(who): RUSAGE_SELF (this process, the isle's) or
+/// RUSAGE_CHILDREN (its children waited for).
+pub fn rusage(who: i32) -> Result<Rusage, i64> {
+    let mut usage = [0u8; std::mem::size_of::<libc::rusage>()];
+    // SAFETY: getrusage writes one struct rusage into `usage`, that big.
+    match unsafe { libc::getrusage(who, usage.as_mut_ptr().cast()) } {
+        0 => Ok(usage),
+        _ => Err(last_errno(libc::EINVAL)),
     }
 }
 
 /// waitid(idtype, id, options): the siginfo it fills (zeroed if no child
-/// was ready under WNOHANG), as its 128 bytes.
-pub fn waitid(idtype: u32, id: u32, options: i32) -> Result<[u8; 128], i64> {
+/// was ready under WNOHANG), as its 128 bytes, and the resources the
+/// child used.
+pub fn waitid(idtype: u32, id: u32, options: i32) -> Result<([u8; 128], Rusage), i64> {
     let mut info = [0u8; 128];
-    // SAFETY: waitid writes one siginfo_t (128 bytes) into `info`, which is
-    // that big and suitably aligned for the kernel's byte-wise copy.
+    let mut usage = [0u8; std::mem::size_of::<libc::rusage>()];
+    // SAFETY: waitid writes one siginfo_t (128 bytes) into `info` and one
+    // struct rusage into `usage`, each that big, for the kernel's
+    // byte-wise copy.
     let done = unsafe {
         libc::syscall(
             libc::SYS_waitid,
@@ -55,12 +74,12 @@ pub fn waitid(idtype: u32, id: u32, options: i32) -> Result<[u8; 128], i64> {
             id,
             info.as_mut_ptr(),
             options,
-            std::ptr::null_mut::<libc::c_void>(),
+            usage.as_mut_ptr(),
         )
     };
     match done {
         -1 => Err(last_errno(libc::ECHILD)),
-        _ => Ok(info),
+        _ => Ok((info, usage)),
     }
 }
 

@@ -86,7 +86,11 @@ pub(super) fn handle(
         Opcode::RewriteMapped => code::rewrite_mapped(ram, files, request),
 
         Opcode::Fork => crate::process::fork(),
-        Opcode::Wait => crate::process::wait(request.args[0], request.args[1]),
+        Opcode::Wait => {
+            let [pid, options, usage_at, ..] = request.args;
+            crate::process::wait(ram, pid, options, usage_at)
+        }
+        Opcode::Usage => crate::process::usage(ram, request.args[0], request.args[1]),
         Opcode::Exec => exec::exec(ram, files, request.args),
         Opcode::Kill => crate::process::kill(request.args[0], request.args[1]),
         Opcode::WaitId => crate::process::waitid(ram, request.args),

@@ -157,6 +157,8 @@ const ALLOWED: &[libc::c_long] = &[
     // The isle's child processes (their monitors): waited for.
     libc::SYS_wait4,
     libc::SYS_waitid,
+    // The resources this process (the isle's) and its children used.
+    libc::SYS_getrusage,
     // Their process groups and sessions (the handler checks whose).
     libc::SYS_getpgid,
     libc::SYS_setpgid,
