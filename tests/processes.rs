@@ -24,6 +24,17 @@ fn process_groups_sessions_and_waitid_as_natively() {
     compare_in_every_flavor("pgroups", "leader: killed by signal 15\n");
 }
 
+/// Memory and futexes shared between processes: MAP_SHARED anonymous
+/// memory, process-shared semaphores and mutexes, shm_open, a named
+/// semaphore, a timed-out wait: as natively.
+#[test]
+fn processes_share_memory_and_futexes_as_natively() {
+    compare_in_every_flavor(
+        "sharedmem",
+        "process-shared mutex: counter 40000 of 40000, child status 0\n",
+    );
+}
+
 /// Runs C program `name` natively and in an isle, static and dynamic: the
 /// same status and output, which holds `expected`.
 fn compare_in_every_flavor(name: &str, expected: &str) {
@@ -224,6 +235,63 @@ sys.exit(5)
     assert_eq!(stdout(&isle), stdout(&native));
     assert!(
         stdout(&isle).contains("missing: 2 No such file or directory"),
+        "{}",
+        stdout(&isle)
+    );
+    assert_eq!(stderr(&isle), "");
+}
+
+/// python3's multiprocessing: a Pool(2) of forked workers (its queues
+/// locked by semaphores in shared memory), a shared Value under its lock,
+/// a Process and its exit code, a Queue between processes.
+#[test]
+fn python_multiprocessing_runs_as_natively() {
+    let Some(python) = require(tool("/usr/bin/python3", "python3")) else {
+        return;
+    };
+    let scratch = Scratch::new("multiprocessing");
+    let script = r#"
+import multiprocessing as mp, os, sys
+
+def square(x):
+    return x * x
+
+def add(total, times):
+    for _ in range(times):
+        with total.get_lock():
+            total.value += 1
+
+def report(queue):
+    queue.put(("from a child", os.getppid() == parent))
+    sys.exit(3)
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    parent = os.getpid()
+    with mp.Pool(2) as pool:
+        print("pool:", pool.map(square, range(12)))
+        print("async:", pool.apply_async(square, (9,)).get(timeout=30))
+    total = mp.Value("i", 0)
+    adders = [mp.Process(target=add, args=(total, 500)) for _ in range(2)]
+    for adder in adders:
+        adder.start()
+    for adder in adders:
+        adder.join()
+    print("value:", total.value, [adder.exitcode for adder in adders])
+    queue = mp.Queue()
+    child = mp.Process(target=report, args=(queue,))
+    child.start()
+    print("queue:", queue.get(timeout=30))
+    child.join()
+    print("exit code:", child.exitcode)
+"#;
+    std::fs::write(scratch.0.join("script.py"), script).unwrap();
+    let (native, isle) = both(&scratch.0, &python, &["script.py"]);
+    assert!(native.status.success(), "{}", stderr(&native));
+    assert_eq!(status(&isle), 0, "{}", stderr(&isle));
+    assert_eq!(stdout(&isle), stdout(&native));
+    assert!(
+        stdout(&isle).contains("value: 1000 [0, 0]"),
         "{}",
         stdout(&isle)
     );

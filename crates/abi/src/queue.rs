@@ -268,6 +268,23 @@ opcodes! {
     /// process (RUSAGE_SELF) or of its children waited for
     /// (RUSAGE_CHILDREN), written at the address.
     Usage = 79,
+    /// mmap(MAP_SHARED | MAP_ANONYMOUS) over guest (address, len): the
+    /// host shows a new memfd's pages there, which the process's forks
+    /// share. ENODEV where it can't (QEMU).
+    MapSharedMemory = 80,
+    /// A futex in memory the host shows from a file (which other
+    /// processes may share): (address, [`shared_futex`] kind, value, ns
+    /// left before the wait times out (0: never), bitset). A wait returns
+    /// 0, EAGAIN, ETIMEDOUT or EINTR; a wake, how many it woke.
+    SharedFutex = 81,
+}
+
+/// [`Opcode::SharedFutex`]'s kinds.
+pub mod shared_futex {
+    /// Wait while the word holds the value (FUTEX_WAIT_BITSET).
+    pub const WAIT: u64 = 0;
+    /// Wake up to value waiters (FUTEX_WAKE_BITSET).
+    pub const WAKE: u64 = 1;
 }
 
 /// [`Opcode::Group`]'s `what`.
@@ -432,7 +449,11 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(known, Opcode::Usage.as_u32() + 1, "numbers stay dense");
+        assert_eq!(
+            known,
+            Opcode::SharedFutex.as_u32() + 1,
+            "numbers stay dense"
+        );
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

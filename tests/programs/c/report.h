@@ -22,6 +22,7 @@ static const char *errno_name(int e)
 	case EROFS: return "EROFS";
 	case ECHILD: return "ECHILD";
 	case EINTR: return "EINTR";
+	case ETIMEDOUT: return "ETIMEDOUT";
 	default: return "other";
 	}
 }

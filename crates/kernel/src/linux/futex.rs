@@ -1,12 +1,16 @@
 //! futex(2): argument decoding; the wait queues are in `sched::futex`.
+//! A shared futex (no FUTEX_PRIVATE_FLAG) in memory the host shows from a
+//! file, which other processes may map, is the host's own: it waits and
+//! wakes there, keyed on the shared page as Linux keys it.
 
-use atoll_abi::linux::errno::{EINTR, EINVAL, ENOSYS};
+use atoll_abi::linux::errno::{EINTR, EINVAL, ENOSYS, ETIMEDOUT};
+use atoll_abi::queue::{shared_futex, Opcode};
 
 use super::time::read_timespec;
 use super::{SysResult, ERESTARTSYS, ERESTART_RESTARTBLOCK};
 use crate::arch::x86_64::user;
 use crate::sched::futex as queues;
-use crate::time;
+use crate::{offload, time};
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
@@ -51,6 +55,71 @@ fn restartable(result: i64, deadline: u64) -> i64 {
     }
 }
 
+/// FUTEX_WAIT_BITSET's absolute timeout as a deadline on the monotonic
+/// clock (0: none).
+fn bitset_deadline(op: u64, timeout: u64) -> Result<u64, i64> {
+    if timeout == 0 {
+        return Ok(0);
+    }
+    let absolute = read_timespec(timeout)?;
+    let now = if op & FUTEX_CLOCK_REALTIME != 0 {
+        time::realtime_ns()
+    } else {
+        time::monotonic_ns()
+    };
+    Ok(time::monotonic_ns()
+        .saturating_add(absolute.saturating_sub(now))
+        .max(1))
+}
+
+/// A shared futex the host waits on or wakes (see the module's note):
+/// FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAKE, FUTEX_WAKE_BITSET. The
+/// requeue and wake-op calls, which pshared mutexes and condition
+/// variables no longer make, are ENOSYS there.
+fn host_futex(uaddr: u64, op: u64, value: u64, timeout: u64, value3: u64) -> Option<SysResult> {
+    let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    let outcome = (|| {
+        check_word(uaddr)?;
+        let bitset = match command {
+            FUTEX_WAIT | FUTEX_WAKE => u64::from(u32::MAX),
+            FUTEX_WAIT_BITSET | FUTEX_WAKE_BITSET if value3 as u32 != 0 => value3 & 0xffff_ffff,
+            FUTEX_WAIT_BITSET | FUTEX_WAKE_BITSET => return Err(EINVAL),
+            _ => return Err(ENOSYS),
+        };
+        if matches!(command, FUTEX_WAKE | FUTEX_WAKE_BITSET) {
+            let args = [uaddr, shared_futex::WAKE, count(value) as u64, 0, bitset, 0];
+            return result(offload::call(Opcode::SharedFutex, args));
+        }
+        let deadline = match command {
+            FUTEX_WAIT if timeout != 0 => {
+                time::monotonic_ns().saturating_add(read_timespec(timeout)?)
+            }
+            FUTEX_WAIT => 0,
+            _ => bitset_deadline(op, timeout)?,
+        };
+        let left = match deadline {
+            0 => 0,
+            deadline => match deadline.checked_sub(time::monotonic_ns()) {
+                Some(left) if left > 0 => left,
+                _ => return Err(ETIMEDOUT),
+            },
+        };
+        let args = [
+            uaddr,
+            shared_futex::WAIT,
+            value & 0xffff_ffff,
+            left,
+            bitset,
+            0,
+        ];
+        result(restartable(
+            offload::call(Opcode::SharedFutex, args),
+            deadline,
+        ))
+    })();
+    Some(outcome)
+}
+
 pub fn futex(
     uaddr: u64,
     op: u64,
@@ -60,6 +129,9 @@ pub fn futex(
     value3: u64,
 ) -> Option<SysResult> {
     let command = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+    if op & FUTEX_PRIVATE_FLAG == 0 && super::memory::shared_with_processes(uaddr) {
+        return host_futex(uaddr, op, value, timeout, value3);
+    }
     let outcome = (|| match command {
         FUTEX_WAIT => {
             check_word(uaddr)?;
@@ -78,19 +150,7 @@ pub fn futex(
             if value3 as u32 == 0 {
                 return Err(EINVAL);
             }
-            let deadline = if timeout == 0 {
-                0
-            } else {
-                let absolute = read_timespec(timeout)?;
-                let now = if op & FUTEX_CLOCK_REALTIME != 0 {
-                    time::realtime_ns()
-                } else {
-                    time::monotonic_ns()
-                };
-                time::monotonic_ns()
-                    .saturating_add(absolute.saturating_sub(now))
-                    .max(1)
-            };
+            let deadline = bitset_deadline(op, timeout)?;
             result(restartable(
                 queues::wait(uaddr, value as u32, value3 as u32, deadline),
                 deadline,

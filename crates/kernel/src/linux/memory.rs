@@ -2,6 +2,8 @@
 //! MAP_SHARED file mappings, which the host makes by mapping the file's
 //! pages over the range of guest RAM the kernel reserved for them (see
 //! `atoll_vmm::offload::file_mapping`); [`FILE_RANGES`] remembers which those are.
+//! Anonymous MAP_SHARED memory is one of those too, of a file of its own
+//! (a memfd), so the process's forks share it as Linux's do.
 
 use atoll_abi::linux::errno::{EACCES, EFAULT, EINVAL, ENODEV, ENOMEM};
 use atoll_abi::queue::Opcode;
@@ -222,8 +224,14 @@ pub fn mmap(address: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64)
     }
     let access = access(prot);
     if flags & MAP_ANONYMOUS != 0 {
-        // Anonymous MAP_SHARED memory is only shared with forks, which an
-        // isle doesn't have, so it is private memory here.
+        if kind != MAP_PRIVATE {
+            match map_shared_memory(address, len, prot, placement) {
+                // Where the host can't share memory (QEMU): only forks
+                // would see the difference, and QEMU's isles don't fork.
+                Err(ENODEV) => {}
+                result => return result,
+            }
+        }
         let start = match flags & MAP_STACK != 0 {
             true => mm::map_stack(address, len, placement, access)?,
             false => mm::map_anonymous(address, len, placement, access)?,
@@ -345,6 +353,45 @@ fn rewrite_mapped_code(name: u32, start: u64, len: u64, offset: u64) {
         names::ANONYMOUS,
         flags::READ | flags::EXEC,
     );
+}
+
+/// MAP_SHARED | MAP_ANONYMOUS: the kernel reserves the range, the host
+/// shows a new memfd's pages there (zeros, shared with the forks to come).
+fn map_shared_memory(address: u64, len: u64, prot: u64, placement: Placement) -> SysResult {
+    let request = FileMap {
+        address,
+        len,
+        prot,
+        placement,
+        fd: 0,
+        offset: 0,
+    };
+    let start = map_file(request, |start, end| {
+        let range = FileRange {
+            start,
+            end,
+            may_write: true,
+        };
+        FILE_RANGES.lock().insert(range)?;
+        let result = offload::call(Opcode::MapSharedMemory, [start, end - start, 0, 0, 0, 0]);
+        if result < 0 {
+            let _ = FILE_RANGES.lock().remove(start, end);
+            return Err(-result);
+        }
+        Ok(())
+    })?;
+    let access = region_access(prot) | flags::SHARED;
+    record(start, len, 0, names::ANONYMOUS, access)
+}
+
+/// Whether the word at `address` lies in memory the host shows from a
+/// file (MAP_SHARED): other processes may see it, so its futexes are the
+/// host's.
+pub(super) fn shared_with_processes(address: u64) -> bool {
+    FILE_RANGES
+        .lock()
+        .containing(address, address.saturating_add(4))
+        .is_some()
 }
 
 /// MAP_SHARED of a file: the kernel reserves the range, the host shows

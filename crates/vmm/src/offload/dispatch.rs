@@ -7,7 +7,7 @@ use atoll_abi::queue::{memory, Opcode, Request};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::net::NetPolicy;
-use super::{code, events, exec, file_mapping, fs, io, net};
+use super::{code, events, exec, file_mapping, fs, futex, io, net};
 use crate::guest::memory::GuestRam;
 use crate::sandbox::Files;
 
@@ -82,7 +82,9 @@ pub(super) fn handle(
         | Opcode::MapPrivateFile
         | Opcode::UnmapFile
         | Opcode::Msync
-        | Opcode::RemapFile => file_mapping::handle(ram, files, op, request),
+        | Opcode::RemapFile
+        | Opcode::MapSharedMemory => file_mapping::handle(ram, files, op, request),
+        Opcode::SharedFutex => futex::handle(ram, request),
         Opcode::RewriteMapped => code::rewrite_mapped(ram, files, request),
 
         Opcode::Fork => crate::process::fork(),

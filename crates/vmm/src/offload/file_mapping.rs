@@ -127,6 +127,7 @@ pub fn handle(ram: &GuestRam, files: &Files, op: Opcode, request: &Request) -> R
         Opcode::Msync => msync(ram, a),
         Opcode::RemapFile => remap(ram, a),
         Opcode::MapPrivateFile => map_private(ram, files, a),
+        Opcode::MapSharedMemory => map_shared_memory(ram, a),
         _ => Err(EINVAL),
     }
 }
@@ -290,6 +291,39 @@ fn map(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     );
     let name = files.name_mapped_fd(fd)?;
     Ok(i64::from(name) << 1 | i64::from(writable))
+}
+
+/// mmap(MAP_SHARED | MAP_ANONYMOUS) over guest `[a[0], a[0] + a[1])`: a
+/// new memfd of that size shown there, MAP_SHARED, so the forks of this
+/// process (which keep the host's shared mappings) share its pages.
+fn map_shared_memory(ram: &GuestRam, a: [u64; 6]) -> Result<i64, i64> {
+    let [address, len, ..] = a;
+    let range = checked_range(ram, address, len)?;
+    if !ram.file_mappings().remappable {
+        return Err(ENODEV);
+    }
+    let errno = |error: rustix::io::Errno| i64::from(error.raw_os_error());
+    // Linux names such memory /dev/zero, deleted.
+    let memory =
+        rustix::fs::memfd_create("dev/zero", rustix::fs::MemfdFlags::CLOEXEC).map_err(errno)?;
+    rustix::fs::ftruncate(&memory, len).map_err(errno)?;
+    let mut state = ram.file_mappings().lock();
+    if state.mappings.len() >= MAX_MAPPINGS {
+        return Err(ENOMEM);
+    }
+    forget_entries(&mut state, range);
+    show(ram, range, &memory, 0, View::Shared)?;
+    insert(
+        &mut state,
+        Mapping {
+            start: range.0,
+            end: range.1,
+            fd: Arc::new(memory),
+            offset: 0,
+            view: View::Shared,
+        },
+    );
+    Ok(0)
 }
 
 fn insert(state: &mut State, mapping: Mapping) {

@@ -22,6 +22,7 @@ mod events;
 mod exec;
 pub mod file_mapping;
 mod fs;
+mod futex;
 mod interrupt;
 mod io;
 pub mod net;

@@ -125,6 +125,10 @@ impl Offload {
             Opcode::SendTo => (PollFlags::OUT, a[2] <= libc::PIPE_BUF as u64),
             Opcode::WriteVectored | Opcode::SendMsg => (PollFlags::OUT, false),
             Opcode::Connect | Opcode::Fork => return Serving::Worker,
+            // A shared futex's wait waits for another process, maybe.
+            Opcode::SharedFutex if a[1] == atoll_abi::queue::shared_futex::WAIT => {
+                return Serving::Worker
+            }
             Opcode::Wait if a[1] & libc::WNOHANG as u64 == 0 => return Serving::Worker,
             Opcode::WaitId if a[2] & libc::WNOHANG as u64 == 0 => return Serving::Worker,
             Opcode::Transfer => {
