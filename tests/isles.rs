@@ -221,6 +221,89 @@ fn kill_9_of_an_atoll_process_gives_its_cores_back() {
     assert_eq!(status(&next), 0, "{}", stderr(&next));
 }
 
+/// The host processes below `pid` (its children, theirs, ...) that are
+/// alive; a zombie has ended (whoever reaps it holds nothing of ours).
+fn live_descendants(pid: u32) -> Vec<u32> {
+    let mut parents = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, then ppid.
+        let mut fields = stat[stat.rfind(')').unwrap() + 2..].split(' ');
+        let state = fields.next().unwrap_or("Z");
+        let parent = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if state != "Z" && state != "X" {
+            parents.entry(parent).or_default().push(child);
+        }
+    }
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        for &child in parents.get(&parent).into_iter().flatten() {
+            found.push(child);
+            next.push(child);
+        }
+    }
+    found
+}
+
+/// kill -9 of the top atoll process of a tree of isle processes (a shell,
+/// its background jobs, a nested shell and its child) ends every one of
+/// them, and leaves no registration behind.
+#[test]
+fn kill_9_of_the_top_process_ends_its_whole_tree() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let _slot = isle_slot();
+    let registry = Registry::new("tree");
+    let script = "sleep 60 & sh -c 'sleep 60; true' & wait";
+    let mut top = registry.spawn(&["run", &busybox.to_string_lossy(), "sh", "-c", script]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // sh's two children, the inner sh's sleep.
+    let mut tree = live_descendants(top.id());
+    while tree.len() < 3 {
+        assert!(Instant::now() < deadline, "the tree never grew: {tree:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        tree = live_descendants(top.id());
+    }
+    registry.wait_for(false, |isles| isles.len() == 1);
+    // SAFETY: a signal to our own child process.
+    let killed = unsafe { libc::kill(top.id() as i32, libc::SIGKILL) };
+    assert_eq!(killed, 0);
+    top.wait().unwrap();
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !matches!(
+                stat[stat.rfind(')').unwrap() + 2..].chars().next(),
+                Some('Z' | 'X')
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tree.iter().any(alive) {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            tree.iter().filter(|pid| alive(pid)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        registry.isles(true).is_empty(),
+        "{:?}",
+        registry.isles(true)
+    );
+}
+
 #[test]
 fn twenty_concurrent_runs_all_finish_and_leave_the_registry_empty() {
     let _slot = isle_slot();

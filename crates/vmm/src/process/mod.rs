@@ -11,7 +11,10 @@
 //!
 //! The fork itself runs on a thread of its own, started before the
 //! serving threads are confined (their seccomp filter allows no new
-//! process), which holds the locks the child goes on to take.
+//! process), which holds the locks the child goes on to take. The tree
+//! lives as long as its top process ([`lifeline`]).
+
+mod lifeline;
 
 use std::mem::offset_of;
 use std::sync::mpsc::{channel, Sender};
@@ -130,6 +133,10 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                     if !offload.wait_until_parked(std::time::Duration::from_millis(100)) {
                         tracing::debug!("forking with a vCPU still running");
                     }
+                }
+                if let Err(errno) = lifeline::before_fork() {
+                    let _ = reply.send(Err(errno));
+                    continue;
                 }
                 let forked = {
                     // No other thread may hold these in the child: it
@@ -307,6 +314,7 @@ fn on_signal(signal: i32) {
 }
 
 fn run_child(resume: &Resume) -> ! {
+    lifeline::watch_in_child();
     crate::isle::forget_stats_publisher();
     // The parent's children are its own.
     children().clear();
