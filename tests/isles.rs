@@ -221,40 +221,6 @@ fn kill_9_of_an_atoll_process_gives_its_cores_back() {
     assert_eq!(status(&next), 0, "{}", stderr(&next));
 }
 
-/// The host processes below `pid` (its children, theirs, ...) that are
-/// alive; a zombie has ended (whoever reaps it holds nothing of ours).
-fn live_descendants(pid: u32) -> Vec<u32> {
-    let mut parents = std::collections::HashMap::<u32, Vec<u32>>::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // After the command's closing parenthesis: state, then ppid.
-        let mut fields = stat[stat.rfind(')').unwrap() + 2..].split(' ');
-        let state = fields.next().unwrap_or("Z");
-        let parent = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if state != "Z" && state != "X" {
-            parents.entry(parent).or_default().push(child);
-        }
-    }
-    let mut found = Vec::new();
-    let mut next = vec![pid];
-    while let Some(parent) = next.pop() {
-        for &child in parents.get(&parent).into_iter().flatten() {
-            found.push(child);
-            next.push(child);
-        }
-    }
-    found
-}
-
 /// kill -9 of the top atoll process of a tree of isle processes (a shell,
 /// its background jobs, a nested shell and its child) ends every one of
 /// them, and leaves no registration behind.
@@ -302,6 +268,52 @@ fn kill_9_of_the_top_process_ends_its_whole_tree() {
         "{:?}",
         registry.isles(true)
     );
+}
+
+/// `atoll ps --tree` lists an isle's processes below it: a shell's two
+/// background jobs, each a process of its own named after its program.
+#[test]
+fn ps_tree_shows_an_isles_processes() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let _slot = isle_slot();
+    let registry = Registry::new("tree-ps");
+    let mut top = registry.spawn(&[
+        "run",
+        &busybox.to_string_lossy(),
+        "sh",
+        "-c",
+        "sleep 60 & sleep 60 & wait",
+    ]);
+    registry.wait_for(false, |isles| isles.len() == 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let processes = loop {
+        let output = registry.output(&["ps", "--tree", "-o", "json"]);
+        assert_eq!(status(&output), 0, "{}", stderr(&output));
+        let isles: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+        let processes = isles[0]["processes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if processes.len() >= 2 {
+            break processes;
+        }
+        assert!(Instant::now() < deadline, "{isles:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(processes.len(), 2, "{processes:?}");
+    for process in &processes {
+        assert_eq!(process["ppid"], top.id(), "{processes:?}");
+        assert_eq!(process["name"], "busybox", "{processes:?}");
+    }
+    let table = registry.output(&["ps", "--tree"]);
+    for process in &processes {
+        let line = format!("└─ {} busybox", process["pid"]);
+        assert!(stdout(&table).contains(&line), "{}", stdout(&table));
+    }
+    let _ = top.kill();
+    let _ = top.wait();
 }
 
 #[test]

@@ -35,6 +35,13 @@ fn processes_share_memory_and_futexes_as_natively() {
     );
 }
 
+/// prctl(PR_SET_PDEATHSIG): it reads back, a fork's child starts without
+/// one, and an orphan gets its signal when its parent ends: as natively.
+#[test]
+fn a_parent_death_signal_comes_as_natively() {
+    compare_in_every_flavor("pdeath", "the orphan got signal 15\n");
+}
+
 /// Runs C program `name` natively and in an isle, static and dynamic: the
 /// same status and output, which holds `expected`.
 fn compare_in_every_flavor(name: &str, expected: &str) {
@@ -296,4 +303,135 @@ if __name__ == "__main__":
         stdout(&isle)
     );
     assert_eq!(stderr(&isle), "");
+}
+
+/// How a run at a terminal ended: its wait status, what it wrote there.
+struct AtATerminal {
+    status: std::process::ExitStatus,
+    output: String,
+}
+
+/// Runs `command` as a session leader whose controlling terminal is a new
+/// pseudo-terminal, types Ctrl-C once `ready` holds for its processes
+/// below it, and waits (at most 20 s) for it to end.
+fn ctrl_c_at_a_terminal(mut command: Command, ready: impl Fn(&[u32]) -> bool) -> AtATerminal {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds into the ints given; the name,
+    // settings and size pointers may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh fds that only these Files own.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    command
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe; they make
+    // the child a session leader with the terminal (its stdin) as its
+    // controlling terminal, in the foreground.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("the command starts");
+    // Only the child holds the terminal now: once it ends, reading the
+    // master side fails (EIO) rather than waits.
+    drop(command);
+    drop(slave);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready(&live_descendants(child.id())) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {:?}",
+            live_descendants(child.id())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the last exec settle into its wait, then Ctrl-C.
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(&[0x03]).unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Ctrl-C didn't end it");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // What it wrote: read until the terminal has nothing left (EIO once no
+    // process holds the other side; EAGAIN, never a wait, if one still did).
+    // SAFETY: F_SETFL on an fd we own.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut output = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(read @ 1..) = master.read(&mut chunk) {
+        output.extend_from_slice(&chunk[..read]);
+    }
+    AtATerminal {
+        status,
+        output: String::from_utf8_lossy(&output).replace('\r', ""),
+    }
+}
+
+/// Ctrl-C at a terminal running a pipeline under a shell: the terminal's
+/// foreground group (which the isle's processes share with atoll) gets
+/// SIGINT, the pipeline and the shell end of it, and nothing is left
+/// running: as natively.
+#[test]
+fn ctrl_c_at_a_terminal_ends_a_pipeline_as_natively() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let script = "echo started; sleep 30 | sleep 31; echo not reached";
+    let native = {
+        let _slot = isle_slot();
+        let mut command = Command::new(&busybox);
+        command.args(["sh", "-c", script]);
+        // The shell's two sleeps.
+        ctrl_c_at_a_terminal(command, |below| below.len() >= 2)
+    };
+    assert_eq!(
+        native.status.signal(),
+        Some(libc::SIGINT),
+        "{}",
+        native.output
+    );
+    let isle = {
+        let _slot = isle_slot();
+        let mut command = atoll();
+        command.arg("run").arg(&busybox).args(["sh", "-c", script]);
+        // The two sleeps' monitors.
+        ctrl_c_at_a_terminal(command, |below| below.len() >= 2)
+    };
+    let ended_of_sigint =
+        isle.status.signal() == Some(libc::SIGINT) || isle.status.code() == Some(130);
+    assert!(ended_of_sigint, "{:?}: {}", isle.status, isle.output);
+    assert!(isle.output.starts_with("started\n"), "{}", isle.output);
+    assert!(!isle.output.contains("not reached"), "{}", isle.output);
+    assert!(!native.output.contains("not reached"), "{}", native.output);
 }

@@ -277,6 +277,9 @@ opcodes! {
     /// left before the wait times out (0: never), bitset). A wait returns
     /// 0, EAGAIN, ETIMEDOUT or EINTR; a wake, how many it woke.
     SharedFutex = 81,
+    /// prctl(PR_SET_PDEATHSIG, signal): the host's, for the isle's process
+    /// (0: none).
+    ParentDeathSignal = 82,
 }
 
 /// [`Opcode::SharedFutex`]'s kinds.
@@ -451,7 +454,7 @@ mod tests {
         }
         assert_eq!(
             known,
-            Opcode::SharedFutex.as_u32() + 1,
+            Opcode::ParentDeathSignal.as_u32() + 1,
             "numbers stay dense"
         );
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));

@@ -218,11 +218,14 @@ fn uptime_text(started: u64) -> String {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  atoll ps\n  atoll ps -a -o json")]
+#[command(after_help = "Examples:\n  atoll ps\n  atoll ps --tree\n  atoll ps -a -o json")]
 pub struct PsArgs {
     /// Also list detached isles that have ended
     #[arg(short = 'a', long)]
     all: bool,
+    /// Also list each isle's processes (its program's forks), as a tree
+    #[arg(short = 't', long)]
+    tree: bool,
     /// Output format: table (default) or json
     #[arg(short = 'o', long = "output", value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
     output: String,
@@ -235,7 +238,23 @@ pub fn ps(args: PsArgs) -> Result<i32, CliError> {
         .filter(|isle| args.all || isle.running())
         .collect();
     if args.output == "json" {
-        let text = serde_json::to_string_pretty(&isles).map_err(CliError::failed)?;
+        let mut listed = serde_json::to_value(&isles).map_err(CliError::failed)?;
+        if let (true, Some(listed)) = (args.tree, listed.as_array_mut()) {
+            for (entry, isle) in listed.iter_mut().zip(&isles) {
+                let processes: Vec<serde_json::Value> = process_tree(isle.pid)
+                    .into_iter()
+                    .map(|process| {
+                        serde_json::json!({
+                            "pid": process.pid,
+                            "ppid": process.ppid,
+                            "name": process.name,
+                        })
+                    })
+                    .collect();
+                entry["processes"] = processes.into();
+            }
+        }
+        let text = serde_json::to_string_pretty(&listed).map_err(CliError::failed)?;
         println!("{text}");
         return Ok(0);
     }
@@ -287,10 +306,77 @@ pub fn ps(args: PsArgs) -> Result<i32, CliError> {
         println!("{}", text.trim_end());
     };
     line(header.to_vec());
-    for row in &rows {
+    for (row, isle) in rows.iter().zip(&isles) {
         line(row.iter().map(String::as_str).collect());
+        if args.tree && isle.running() {
+            for process in process_tree(isle.pid) {
+                let indent = "   ".repeat(process.depth);
+                println!("  {indent}└─ {} {}", process.pid, process.name);
+            }
+        }
     }
     Ok(0)
+}
+
+/// One of an isle's processes below its atoll process.
+struct TreeProcess {
+    pid: u32,
+    ppid: u32,
+    /// Its program's name (a forked monitor goes by it).
+    name: String,
+    /// 0 for a child of the atoll process.
+    depth: usize,
+}
+
+/// The live processes below `root`, depth first, from /proc: an isle's
+/// processes are host processes, its forks' monitors.
+fn process_tree(root: u32) -> Vec<TreeProcess> {
+    let mut children = std::collections::HashMap::<u32, Vec<(u32, String)>>::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" && state != "X" {
+                let name = stat[open + 1..close].to_string();
+                children.entry(ppid).or_default().push((pid, name));
+            }
+        }
+    }
+    fn visit(
+        parent: u32,
+        depth: usize,
+        children: &mut std::collections::HashMap<u32, Vec<(u32, String)>>,
+        tree: &mut Vec<TreeProcess>,
+    ) {
+        let mut mine = children.remove(&parent).unwrap_or_default();
+        mine.sort();
+        for (pid, name) in mine {
+            tree.push(TreeProcess {
+                pid,
+                ppid: parent,
+                name,
+                depth,
+            });
+            visit(pid, depth + 1, children, tree);
+        }
+    }
+    let mut tree = Vec::new();
+    visit(root, 0, &mut children, &mut tree);
+    tree
 }
 
 #[derive(Args, Debug)]

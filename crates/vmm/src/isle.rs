@@ -402,6 +402,7 @@ pub(crate) fn run_replacing(
 /// One isle: `program` booted and run until it ends or is replaced.
 fn boot(config: &Settings, files: &Arc<Files>, run: &ProgramRun) -> Result<Outcome, IsleError> {
     let started = std::time::Instant::now();
+    crate::process::name_after(&run.exe_path);
     let program = loader::parse_program(&run.image)?;
     let kernel = Arc::new(loader::parse_kernel(&config.kernel_image).map_err(IsleError::Kernel)?);
     let cpu_count = config
@@ -654,6 +655,7 @@ fn boot(config: &Settings, files: &Arc<Files>, run: &ProgramRun) -> Result<Outco
             vcpu_cores: config.vcpu_cores.clone(),
             service_core: config.service_core,
             clock_slots: clock_slots.clone(),
+            exe_path: run.exe_path.clone(),
             settings: Arc::new(Settings {
                 // A child's monitor publishes no figures of its own yet.
                 stats_path: None,

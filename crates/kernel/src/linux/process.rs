@@ -105,6 +105,8 @@ pub fn resume_forked_child(boot: &atoll_abi::boot::BootInfo) {
         _ => record.child_tid,
     };
     offload::reset_after_fork();
+    // fork(2): the child's parent-death signal is cleared (the host's too).
+    CONTROL.lock().parent_death_signal = 0;
     crate::signals::reset_after_fork(record.slot);
     crate::sched::resume_after_fork(
         record.slot,
@@ -508,6 +510,11 @@ pub fn prctl(option: u64, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> SysResu
             if arg2 > 64 {
                 return Err(EINVAL);
             }
+            // The host sends it: the parent is a host process.
+            host_result(offload::call(
+                Opcode::ParentDeathSignal,
+                [arg2, 0, 0, 0, 0, 0],
+            ))?;
             control.parent_death_signal = arg2;
             Ok(0)
         }

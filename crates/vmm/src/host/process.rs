@@ -103,6 +103,28 @@ pub fn group(what: u64, pid: u32, pgid: u32) -> Result<i64, i64> {
     }
 }
 
+/// prctl(PR_SET_PDEATHSIG, signal): `signal` for this process when the
+/// thread that forked it ends (0: none).
+pub fn set_parent_death_signal(signal: u64) -> Result<i64, i64> {
+    let signal = libc::c_ulong::try_from(signal).map_err(|_| i64::from(libc::EINVAL))?;
+    // SAFETY: PR_SET_PDEATHSIG takes a number and touches no memory.
+    match unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal) } {
+        0 => Ok(0),
+        _ => Err(last_errno(libc::EINVAL)),
+    }
+}
+
+/// prctl(PR_SET_NAME): the calling thread's name (the process's, on its
+/// first thread), cut to the 15 bytes Linux keeps.
+pub fn set_thread_name(name: &[u8]) {
+    let mut bytes = [0u8; 16];
+    let len = name.iter().take(15).take_while(|&&b| b != 0).count();
+    bytes[..len].copy_from_slice(&name[..len]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes; `bytes` is 16 and ends in a NUL.
+    unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr()) };
+}
+
 /// killpg(pgid, signal).
 pub fn kill_group(pgid: u32, signal: i32) -> Result<i64, i64> {
     // SAFETY: killpg has no memory-safety preconditions.

@@ -93,6 +93,7 @@ pub(super) fn handle(
             crate::process::wait(ram, pid, options, usage_at)
         }
         Opcode::Usage => crate::process::usage(ram, request.args[0], request.args[1]),
+        Opcode::ParentDeathSignal => crate::host::process::set_parent_death_signal(request.args[0]),
         Opcode::Exec => exec::exec(ram, files, request.args),
         Opcode::Kill => crate::process::kill(request.args[0], request.args[1]),
         Opcode::WaitId => crate::process::waitid(ram, request.args),

@@ -49,14 +49,35 @@ pub(crate) struct Resume {
     pub service_core: Option<usize>,
     /// Where the guest keeps its clock calibration (boot info and vDSO).
     pub clock_slots: Vec<ClockSlots>,
+    /// The program running (a forked child's is its parent's).
+    pub exe_path: Vec<u8>,
     /// How the isles after an execve run.
     pub settings: Arc<crate::isle::Settings>,
+}
+
+/// This process is a forked child's monitor (not the top one, `atoll`).
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A forked child's monitor goes by its program's name, as the host's
+/// `ps` and `atoll ps --tree` show the isle's processes; the top one stays
+/// `atoll`. Called on the process's first thread.
+pub(crate) fn name_after(exe_path: &[u8]) {
+    if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
+        let name = exe_path.rsplit(|&b| b == b'/').next().unwrap_or(exe_path);
+        host_process::set_thread_name(name);
+    }
 }
 
 type Reply = Sender<Result<i64, i64>>;
 
 /// What the unconfined thread does for the serving ones.
 enum Request {
+    /// The isle it forks now (the process's first, or the one an execve
+    /// booted).
+    Serve {
+        resume: Box<Resume>,
+        offload: std::sync::Weak<Offload>,
+    },
     Fork(Reply),
     /// kill(pid, signal), pid one of this process's children.
     Kill {
@@ -99,18 +120,44 @@ pub(crate) fn take_replacement() -> Option<Replacement> {
     REPLACEMENT.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
-/// The forking thread's inbox, while an isle runs.
+/// The forking thread's inbox.
 static FORKER: Mutex<Option<Sender<Request>>> = Mutex::new(None);
 
-/// Starts the thread that forks this isle's process when its program asks.
+fn forker_inbox() -> std::sync::MutexGuard<'static, Option<Sender<Request>>> {
+    FORKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Has this process's forking thread fork `resume`'s isle when its program
+/// asks, starting the thread at the process's first isle. One thread for
+/// the process's life, through its execs: a child's PR_SET_PDEATHSIG fires
+/// when the thread that forked it ends, which must be when this process
+/// does.
 pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
+    let mut forker = forker_inbox();
+    let serve = Request::Serve {
+        resume: Box::new(resume),
+        offload,
+    };
+    let serve = match forker.as_ref() {
+        Some(requests) => match requests.send(serve) {
+            Ok(()) => return,
+            Err(unsent) => unsent.0,
+        },
+        None => serve,
+    };
     let (requests, inbox) = channel::<Request>();
-    *FORKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(requests);
+    let _ = requests.send(serve);
+    *forker = Some(requests);
     std::thread::Builder::new()
         .name("atoll-fork".into())
         .spawn(move || {
+            let mut serving = None;
             for request in inbox {
                 let reply = match request {
+                    Request::Serve { resume, offload } => {
+                        serving = Some((*resume, offload));
+                        continue;
+                    }
                     Request::Kill {
                         pid,
                         group,
@@ -125,6 +172,10 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                         continue;
                     }
                     Request::Fork(reply) => reply,
+                };
+                let Some((resume, offload)) = &serving else {
+                    let _ = reply.send(Err(atoll_abi::linux::errno::EAGAIN));
+                    continue;
                 };
                 // The kernel asked with its vCPU parked (see its
                 // `offload::call_parked`): its memory holds no lock taken
@@ -146,6 +197,7 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                     let _plans = crate::offload::code::hold_for_fork();
                     let _children = children();
                     let _route = crate::program_signals::hold_for_fork();
+                    let _forker = forker_inbox();
                     host_process::fork()
                 };
                 match forked {
@@ -153,7 +205,7 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                         children().push(child);
                         let _ = reply.send(Ok(i64::from(child)));
                     }
-                    Ok(Forked::Child) => run_child(&resume),
+                    Ok(Forked::Child) => run_child(resume),
                     Err(errno) => {
                         let _ = reply.send(Err(errno));
                     }
@@ -315,6 +367,10 @@ fn on_signal(signal: i32) {
 
 fn run_child(resume: &Resume) -> ! {
     lifeline::watch_in_child();
+    // The parent's forking thread isn't in this process: it gets its own.
+    *forker_inbox() = None;
+    FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+    name_after(&resume.exe_path);
     crate::isle::forget_stats_publisher();
     // The parent's children are its own.
     children().clear();

@@ -328,6 +328,8 @@ const KVM_SET_USER_MEMORY_REGION: u64 = 0x4020_ae46;
 /// no_new_privs, which can only narrow.
 const ALLOWED_PRCTLS: &[u64] = &[
     libc::PR_SET_NAME as u64,
+    // The isle's process's own parent-death signal.
+    libc::PR_SET_PDEATHSIG as u64,
     libc::PR_GET_NAME as u64,
     libc::PR_SET_NO_NEW_PRIVS as u64,
 ];
