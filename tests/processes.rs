@@ -42,6 +42,48 @@ fn a_parent_death_signal_comes_as_natively() {
     compare_in_every_flavor("pdeath", "the orphan got signal 15\n");
 }
 
+/// libc's process calls as libc-test's functional tests try them: popen
+/// (reading and writing), posix_spawnp (with a file action), vfork then
+/// exec, execle's environment, stdio flushed by exit, daemon, a thread's
+/// key destructor at pthread_exit: as natively.
+#[test]
+fn libc_process_calls_work_as_natively() {
+    compare_in_every_flavor("libcprocs", "pthread_exit ran the key's destructor: 1\n");
+}
+
+/// ppoll, pselect and epoll_pwait take their signal mask for the call: a
+/// signal blocked otherwise, sent by a child, ends each with EINTR: as
+/// natively.
+#[test]
+fn waits_take_their_signal_mask_as_natively() {
+    compare_in_every_flavor(
+        "waitmask",
+        "epoll_pwait: -1 EINTR, handled 1, SIGUSR1 blocked again 1\n",
+    );
+}
+
+/// kill -9 -1 in a shell ends every other process of the isle (its two
+/// background jobs), not the shell itself, as kill(-1) does in a pid
+/// namespace of its own. Not run natively: there it would signal every
+/// process of the host's user.
+#[test]
+fn kill_of_minus_one_ends_every_other_process_of_the_isle() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let _slot = isle_slot();
+    let script = "sleep 30 & sleep 30 & sleep 0.3; kill -9 -1; echo kill: $?; wait; \
+                  echo jobs ended; kill -0 -1 2>/dev/null; echo none left: $?";
+    let isle = atoll()
+        .arg("run")
+        .arg(&busybox)
+        .args(["sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(status(&isle), 0, "{}", stderr(&isle));
+    assert_eq!(stdout(&isle), "kill: 0\njobs ended\nnone left: 1\n");
+}
+
 /// Runs C program `name` natively and in an isle, static and dynamic: the
 /// same status and output, which holds `expected`.
 fn compare_in_every_flavor(name: &str, expected: &str) {

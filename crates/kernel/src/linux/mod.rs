@@ -257,8 +257,13 @@ fn dispatch(number: u64, a: &[u64; 6]) -> Option<SysResult> {
         nr::EPOLL_CREATE => events::epoll_create(a[0]),
         nr::EPOLL_CREATE1 => events::epoll_create1(a[0]),
         nr::EPOLL_CTL => events::epoll_ctl(a[0], a[1], a[2], a[3]),
-        nr::EPOLL_WAIT | nr::EPOLL_PWAIT => events::epoll_wait(a[0], a[1], a[2], a[3]),
-        nr::EPOLL_PWAIT2 => events::epoll_pwait2(a[0], a[1], a[2], a[3]),
+        nr::EPOLL_WAIT => events::epoll_wait(a[0], a[1], a[2], a[3]),
+        nr::EPOLL_PWAIT => {
+            signal::with_temporary_mask(a[4], a[5], || events::epoll_wait(a[0], a[1], a[2], a[3]))
+        }
+        nr::EPOLL_PWAIT2 => {
+            signal::with_temporary_mask(a[4], a[5], || events::epoll_pwait2(a[0], a[1], a[2], a[3]))
+        }
         nr::EVENTFD => events::eventfd2(a[0], 0),
         nr::EVENTFD2 => events::eventfd2(a[0], a[1]),
         nr::TIMERFD_CREATE => events::timerfd_create(a[0], a[1]),

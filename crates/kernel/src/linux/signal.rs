@@ -170,11 +170,12 @@ pub fn kill(pid: u64, signal: u64) -> SysResult {
         return Err(EINVAL);
     }
     let pid = pid as i64 as i32;
-    if pid as u32 == boot_info().identity.pid || pid == -1 {
+    if pid as u32 == boot_info().identity.pid {
         return send(Target::Process, signal, SI_USER);
     }
-    // Another process of the isle's (a child), or a group one of them
-    // leads: the host sends it, each monitor passes it on (this one's too).
+    // Another process of the isle's (a child), a group one of them leads,
+    // or (-1) every other process of the isle: the host sends it, each
+    // monitor passes it on (this one's too).
     let sent = super::io::host_result(crate::offload::call(
         atoll_abi::queue::Opcode::Kill,
         [pid as i64 as u64, signal, 0, 0, 0, 0],
@@ -257,7 +258,7 @@ fn set_temporary_mask(me: usize, mask: u64) {
 }
 
 /// Runs `call` with the thread's mask replaced by the one at `mask`
-/// (ppoll's, pselect6's): a signal that mask lets through ends the call
+/// (ppoll's, pselect6's, epoll_pwait's): a signal that mask lets through ends the call
 /// (at once if one is already pending) and its handler runs with it, the
 /// mask from before restored after, as sigsuspend's. No mask: as is.
 pub(super) fn with_temporary_mask(

@@ -154,6 +154,13 @@ impl GuestRam {
         current.replace(slots)
     }
 
+    /// Drops the slots, and with them the VM they attach RAM to: for a
+    /// forked child's RAM at an execve, whose other owners include the
+    /// parent's objects copied into the child, which never drop it.
+    pub fn drop_slots(&self) {
+        self.slots.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     /// Makes `[address, address + len)` reachable by the vCPUs: the slots
     /// it touches are attached. EINVAL outside RAM, ENOMEM when the backend
     /// can't attach one.

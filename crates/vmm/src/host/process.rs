@@ -114,6 +114,55 @@ pub fn set_parent_death_signal(signal: u64) -> Result<i64, i64> {
     }
 }
 
+/// In a forked child: lets go of the parent's VM, which its children would
+/// otherwise keep alive. The parent's vCPUs' shared run areas are unmapped,
+/// and /dev/null is put in place of every KVM fd inherited (the VM, its
+/// vCPUs, /dev/kvm). The numbers stay taken: the parent's objects that own
+/// them are in the child's memory too, and any that is dropped closes its
+/// number, never another file's.
+pub fn release_inherited_vm() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    for line in maps
+        .lines()
+        .filter(|line| line.contains("anon_inode:kvm-vcpu"))
+    {
+        let range = line.split_whitespace().next().and_then(|range| {
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            Some((
+                start,
+                usize::from_str_radix(end, 16).ok()?.checked_sub(start)?,
+            ))
+        });
+        if let Some((start, len)) = range {
+            // SAFETY: the parent's vCPU run areas: only the parent's vCPU
+            // threads used them, and a forked child has none of those.
+            unsafe { libc::munmap(start as *mut libc::c_void, len) };
+        }
+    }
+    let Ok(null) = std::fs::File::open("/dev/null") else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let inherited: Vec<i32> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            let target = target.to_string_lossy();
+            let kvm = target.starts_with("anon_inode:kvm-") || target == "/dev/kvm";
+            kvm.then_some(fd)
+        })
+        .collect();
+    for fd in inherited {
+        // SAFETY: dup2 onto a number this process holds: that fd is closed
+        // and the number now names /dev/null; nothing reads memory.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+    }
+}
+
 /// prctl(PR_SET_NAME): the calling thread's name (the process's, on its
 /// first thread), cut to the 15 bytes Linux keeps.
 pub fn set_thread_name(name: &[u8]) {

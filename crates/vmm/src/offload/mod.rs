@@ -337,6 +337,8 @@ impl Offload {
     pub fn stop(&self) {
         self.fail(OffloadError::Replaced);
         self.job_ready.notify_all();
+        // The populating thread ends with its queue, and lets go of RAM.
+        *self.populator.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Why the server stopped, if it did.

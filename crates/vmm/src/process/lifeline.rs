@@ -18,6 +18,8 @@ use rustix::pipe::{pipe_with, PipeFlags};
 use crate::host::process as host_process;
 
 struct Lifeline {
+    /// The top monitor's pid: the root of the isle's tree.
+    top: u32,
     /// Polled by the children: hangs up when the top monitor is gone.
     watched: OwnedFd,
     /// The top monitor's alone (children close theirs).
@@ -37,6 +39,7 @@ pub(crate) fn before_fork() -> Result<(), i64> {
         let (watched, held) =
             pipe_with(PipeFlags::CLOEXEC).map_err(|error| i64::from(error.raw_os_error()))?;
         *lifeline = Some(Lifeline {
+            top: std::process::id(),
             watched,
             held: Some(held),
         });
@@ -71,4 +74,62 @@ pub(crate) fn watch_in_child() {
     if watcher.is_err() {
         tracing::warn!("no lifeline watcher: this process may outlive its isle");
     }
+}
+
+/// The live processes below `root` (its children, theirs, ...), from the
+/// host's /proc.
+fn tree_below(root: u32) -> Vec<u32> {
+    let mut children = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, then ppid.
+        let mut fields = stat[stat.rfind(')').map_or(0, |at| at + 1)..].split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" && state != "X" {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut next = vec![root];
+    while let Some(parent) = next.pop() {
+        for child in children.remove(&parent).unwrap_or_default() {
+            found.push(child);
+            next.push(child);
+        }
+    }
+    found
+}
+
+/// Whether `pid` is a process of the isle's tree: the top monitor or one
+/// below it.
+pub(crate) fn in_tree(pid: u32) -> bool {
+    let top = lifeline().as_ref().map_or(std::process::id(), |l| l.top);
+    pid == top || tree_below(top).contains(&pid)
+}
+
+/// kill(-1, signal): every process of the isle's tree (the top monitor
+/// and all below it) but this one; ESRCH when there is no other. A process
+/// whose parent ended was handed to the host's init and is no longer
+/// found; the lifeline still ends it with the tree.
+pub(crate) fn kill_all_others(signal: i32) -> Result<i64, i64> {
+    let top = lifeline().as_ref().map_or(std::process::id(), |l| l.top);
+    let me = std::process::id();
+    let others: Vec<u32> = std::iter::once(top)
+        .chain(tree_below(top))
+        .filter(|&pid| pid != me)
+        .collect();
+    if others.is_empty() {
+        return Err(atoll_abi::linux::errno::ESRCH);
+    }
+    for pid in others {
+        let _ = host_process::kill(pid, signal);
+    }
+    Ok(0)
 }

@@ -87,6 +87,11 @@ enum Request {
         signal: i32,
         reply: Reply,
     },
+    /// kill(-1, signal): every process of the isle's tree but this one.
+    KillAll {
+        signal: i32,
+        reply: Reply,
+    },
 }
 
 /// This process's children not yet waited for: the only processes its
@@ -164,11 +169,19 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                         signal,
                         reply,
                     } => {
-                        let sent = match group {
-                            true => host_process::kill_group(pid, signal),
-                            false => host_process::kill(pid, signal),
+                        // The isle's own: this process's children, or any
+                        // process of its tree (read from /proc, which only
+                        // this unconfined thread may).
+                        let sent = match (ours(pid) || lifeline::in_tree(pid), group) {
+                            (false, _) => Err(atoll_abi::linux::errno::ESRCH),
+                            (true, true) => host_process::kill_group(pid, signal),
+                            (true, false) => host_process::kill(pid, signal),
                         };
                         let _ = reply.send(sent);
+                        continue;
+                    }
+                    Request::KillAll { signal, reply } => {
+                        let _ = reply.send(lifeline::kill_all_others(signal));
                         continue;
                     }
                     Request::Fork(reply) => reply,
@@ -205,7 +218,10 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                         children().push(child);
                         let _ = reply.send(Ok(i64::from(child)));
                     }
-                    Ok(Forked::Child) => run_child(resume),
+                    Ok(Forked::Child) => match serving.take() {
+                        Some((resume, _)) => run_child(resume),
+                        None => unreachable!("a fork is made only while serving an isle"),
+                    },
                     Err(errno) => {
                         let _ = reply.send(Err(errno));
                     }
@@ -288,10 +304,12 @@ fn ours(pid: u32) -> bool {
     pid == std::process::id() || children().contains(&pid)
 }
 
-/// KILL(pid, signal): a child of this process only (ESRCH for any other:
-/// the isle sees no process of the host's); pid 0 or below, a process
+/// KILL(pid, signal): a process of the isle's tree only (ESRCH for any
+/// other: the isle sees no process of the host's); pid 0 or below -1, a process
 /// group one of the isle's processes leads (this process's own group when
-/// 0), ESRCH for the group atoll was started in.
+/// 0), ESRCH for the group atoll was started in; -1, every process of the
+/// isle's tree but this one (ESRCH if there is none), as Linux's kill(-1)
+/// in a pid namespace of the isle's own.
 pub(crate) fn kill(pid: u64, signal: u64) -> Result<i64, i64> {
     let signal = i32::try_from(signal).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
     let pid = pid as i64 as i32;
@@ -302,9 +320,9 @@ pub(crate) fn kill(pid: u64, signal: u64) -> Result<i64, i64> {
         ),
         pid if pid < -1 => (pid.unsigned_abs(), true),
         pid if pid > 0 => (pid as u32, false),
-        _ => return Err(atoll_abi::linux::errno::ESRCH),
+        _ => return ask(|reply| Request::KillAll { signal, reply }),
     };
-    if !ours(target) || (!group && target == std::process::id()) {
+    if !group && target == std::process::id() {
         return Err(atoll_abi::linux::errno::ESRCH);
     }
     ask(|reply| Request::Kill {
@@ -365,7 +383,7 @@ fn on_signal(signal: i32) {
     }
 }
 
-fn run_child(resume: &Resume) -> ! {
+fn run_child(resume: Resume) -> ! {
     lifeline::watch_in_child();
     // The parent's forking thread isn't in this process: it gets its own.
     *forker_inbox() = None;
@@ -375,17 +393,22 @@ fn run_child(resume: &Resume) -> ! {
     // The parent's children are its own.
     children().clear();
     crate::host::handle_signals(&crate::program_signals::PASSED_ON, on_signal);
-    let mut outcome = match boot_child(resume) {
+    let mut outcome = match boot_child(&resume) {
         Ok(outcome) => outcome,
         Err(error) => Outcome::Crashed(error.to_string()),
     };
     if outcome == Outcome::Exec {
-        // fork, then exec: the child's next isle runs the new program.
+        // fork, then exec: the child's next isle runs the new program. The
+        // VM the fork made goes first.
+        resume.ram.drop_slots();
+        let Resume {
+            settings, files, ..
+        } = resume;
         outcome = match take_replacement() {
             Some(next) => {
-                resume.files.close_on_exec();
+                files.close_on_exec();
                 let program = crate::isle::ProgramRun::replacing(next);
-                crate::isle::run_replacing(&resume.settings, &resume.files, program)
+                crate::isle::run_replacing(&settings, &files, program)
                     .unwrap_or_else(|error| Outcome::Crashed(error.to_string()))
             }
             None => Outcome::Crashed("execve with no program to run".into()),
@@ -442,6 +465,7 @@ fn boot_child(resume: &Resume) -> Result<Outcome, crate::isle::IsleError> {
             .map_err(memory_error)?;
         setup::write_cpu_area(memory, &resume.layout, cpu)?;
     }
+    host_process::release_inherited_vm();
     let mut backend = backend::open(&resume.backend, resume.cpu_count, resume.ram.size())?;
     let cpu = backend.prepare(&BootPlan {
         ram: &resume.ram,

@@ -150,9 +150,16 @@ impl Backend for KvmBackend {
         let outcome = outcome
             .recv()
             .unwrap_or_else(|_| Outcome::Crashed("every vCPU thread died".into()));
-        // The process exits next. Closing the VM here would unmap its state,
-        // which waits for any populate still in flight.
-        std::mem::forget(vm);
+        if outcome == Outcome::Exec {
+            // The process goes on to the next isle: this one's ticker, VM
+            // and (once its other holders let go) memory go.
+            shared.preemption.stop();
+            drop(vm);
+        } else {
+            // The process exits next. Closing the VM here would unmap its
+            // state, which waits for any populate still in flight.
+            std::mem::forget(vm);
+        }
         outcome
     }
 }
@@ -177,9 +184,15 @@ fn run_vcpu(shared: &Shared, mut vcpu: kvm_ioctls::VcpuFd, index: usize) -> Outc
             Stop::Debug { .. } | Stop::Trap { .. } => continue,
         }
     };
-    // Closing the vCPU would unmap its run area, which waits for any
-    // populate in flight; the process is about to exit anyway.
-    std::mem::forget(vcpu);
+    if outcome == Outcome::Exec {
+        // The process goes on to the next isle: this vCPU (which holds
+        // the VM) goes.
+        drop(vcpu);
+    } else {
+        // Closing the vCPU would unmap its run area, which waits for any
+        // populate in flight; the process is about to exit anyway.
+        std::mem::forget(vcpu);
+    }
     outcome
 }
 

@@ -37,6 +37,9 @@ pub struct Preemption {
     requested: Vec<AtomicBool>,
     /// pthread_t of each vCPU thread, once it runs (0 before).
     threads: Vec<AtomicU64>,
+    /// The isle has ended and the process goes on (an execve's next isle):
+    /// the ticker stops, and nothing signals the old vCPU threads.
+    ended: AtomicBool,
 }
 
 fn signal_number() -> i32 {
@@ -56,7 +59,14 @@ impl Preemption {
         Arc::new(Self {
             requested: (0..cpu_count).map(|_| AtomicBool::new(false)).collect(),
             threads: (0..cpu_count).map(|_| AtomicU64::new(0)).collect(),
+            ended: AtomicBool::new(false),
         })
+    }
+
+    /// The isle has ended: the ticker stops at its next tick, letting go of
+    /// the isle's memory, and no vCPU thread is signalled again.
+    pub fn stop(&self) {
+        self.ended.store(true, Ordering::SeqCst);
     }
 
     /// Called by vCPU thread `cpu` when it starts.
@@ -94,6 +104,9 @@ impl Preemption {
                 deadline => Duration::from_nanos(deadline.saturating_sub(now)).min(TICK),
             };
             std::thread::sleep(sleep.max(MIN_SLEEP));
+            if self.ended.load(Ordering::SeqCst) {
+                return;
+            }
             let memory = ram.memory();
             let read = |cpu: usize, offset: usize| {
                 memory
@@ -161,11 +174,11 @@ impl Preemption {
 
     fn interrupt(&self, cpu: usize) {
         let thread = self.threads[cpu].load(Ordering::SeqCst);
-        if thread == 0 {
+        if thread == 0 || self.ended.load(Ordering::SeqCst) {
             return;
         }
         self.requested[cpu].store(true, Ordering::SeqCst);
-        // vCPU threads live as long as the process, and the signal has a handler.
+        // vCPU threads live as long as their isle, and the signal has a handler.
         crate::host::signal_thread(thread, signal_number());
     }
 
