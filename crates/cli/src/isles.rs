@@ -332,29 +332,11 @@ struct TreeProcess {
 /// processes are host processes, its forks' monitors.
 fn process_tree(root: u32) -> Vec<TreeProcess> {
     let mut children = std::collections::HashMap::<u32, Vec<(u32, String)>>::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let mut rest = stat[close + 1..].split_whitespace();
-        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse().ok()));
-        if let (Some(state), Some(ppid)) = (state, ppid) {
-            if state != "Z" && state != "X" {
-                let name = stat[open + 1..close].to_string();
-                children.entry(ppid).or_default().push((pid, name));
-            }
-        }
+    for process in atoll_vmm::host::live_processes() {
+        children
+            .entry(process.ppid)
+            .or_default()
+            .push((process.pid, process.name));
     }
     fn visit(
         parent: u32,

@@ -289,6 +289,41 @@ pub(crate) fn check(result: libc::c_long) -> Result<i64, i64> {
     }
 }
 
+/// A live host process, as /proc/PID/stat has it.
+pub struct HostProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Its comm (an isle process's monitor goes by its program's name).
+    pub name: String,
+}
+
+/// The host's live processes (zombies have ended: whoever reaps one holds
+/// nothing of an isle's), from /proc.
+pub fn live_processes() -> Vec<HostProcess> {
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse().ok()));
+        if let (Some(state), Some(ppid)) = (state, ppid) {
+            if state != "Z" && state != "X" {
+                let name = stat[open + 1..close].to_string();
+                live.push(HostProcess { pid, ppid, name });
+            }
+        }
+    }
+    live
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -80,21 +80,8 @@ pub(crate) fn watch_in_child() {
 /// host's /proc.
 fn tree_below(root: u32) -> Vec<u32> {
     let mut children = std::collections::HashMap::<u32, Vec<u32>>::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // After the command's closing parenthesis: state, then ppid.
-        let mut fields = stat[stat.rfind(')').map_or(0, |at| at + 1)..].split_whitespace();
-        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
-        if let (Some(state), Some(ppid)) = (state, ppid) {
-            if state != "Z" && state != "X" {
-                children.entry(ppid).or_default().push(pid);
-            }
-        }
+    for process in crate::host::live_processes() {
+        children.entry(process.ppid).or_default().push(process.pid);
     }
     let mut found = Vec::new();
     let mut next = vec![root];
