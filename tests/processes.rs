@@ -353,90 +353,153 @@ struct AtATerminal {
     output: String,
 }
 
-/// Runs `command` as a session leader whose controlling terminal is a new
-/// pseudo-terminal, types Ctrl-C once `ready` holds for its processes
-/// below it, and waits (at most 20 s) for it to end.
-fn ctrl_c_at_a_terminal(mut command: Command, ready: impl Fn(&[u32]) -> bool) -> AtATerminal {
-    use std::io::{Read, Write};
-    use std::os::fd::{AsRawFd, FromRawFd};
-    use std::os::unix::process::CommandExt;
-    use std::time::{Duration, Instant};
+/// A command run as a session leader whose controlling terminal is a new
+/// pseudo-terminal: what it writes there is read back, what is typed goes
+/// to it. Every wait is bounded (20 s from the start).
+struct Terminal {
+    master: std::fs::File,
+    child: std::process::Child,
+    output: Vec<u8>,
+    deadline: std::time::Instant,
+    /// Which run this is, for the failures.
+    label: String,
+}
 
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty writes two fds into the ints given; the name,
-    // settings and size pointers may be null.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: fresh fds that only these Files own.
-    let (mut master, slave) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::fs::File::from_raw_fd(slave),
-        )
-    };
-    command
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave.try_clone().unwrap());
-    // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe; they make
-    // the child a session leader with the terminal (its stdin) as its
-    // controlling terminal, in the foreground.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
+impl Terminal {
+    fn start(mut command: Command) -> Terminal {
+        let label = format!("{command:?}");
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::process::CommandExt;
+
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two fds into the ints given; the name,
+        // settings and size pointers may be null.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh fds that only these Files own.
+        let (master, slave) = unsafe {
+            (
+                std::fs::File::from_raw_fd(master),
+                std::fs::File::from_raw_fd(slave),
+            )
+        };
+        command
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave.try_clone().unwrap());
+        // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe; they
+        // make the child a session leader with the terminal (its stdin) as
+        // its controlling terminal, in the foreground.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("the command starts");
+        // Only the child holds the terminal now: once it ends, reading the
+        // master side fails (EIO) rather than waits.
+        drop(command);
+        drop(slave);
+        // SAFETY: F_SETFL on an fd we own.
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        Terminal {
+            master,
+            child,
+            output: Vec::new(),
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(20),
+            label,
+        }
+    }
+
+    /// Reads what the terminal has now; false once nothing holds it.
+    fn read_now(&mut self) -> bool {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.master.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(read) => self.output.extend_from_slice(&chunk[..read]),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
             }
-            Ok(())
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output).replace('\r', "")
+    }
+
+    fn type_in(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(bytes).unwrap();
+    }
+
+    /// Waits until `done` holds for what was written and the processes
+    /// below the command.
+    fn wait_until(&mut self, what: &str, done: impl Fn(&str, &[u32]) -> bool) {
+        loop {
+            self.read_now();
+            if done(&self.text(), &live_descendants(self.child.id())) {
+                return;
+            }
+            if std::time::Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                panic!("{}: never {what}: {}", self.label, self.text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `text` has been written `count` times in all.
+    fn wait_for(&mut self, text: &str, count: usize) {
+        self.wait_until(&format!("{count} times {text:?}"), |output, _| {
+            output.matches(text).count() >= count
         });
     }
-    let mut child = command.spawn().expect("the command starts");
-    // Only the child holds the terminal now: once it ends, reading the
-    // master side fails (EIO) rather than waits.
-    drop(command);
-    drop(slave);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready(&live_descendants(child.id())) {
-        assert!(
-            Instant::now() < deadline,
-            "never ready: {:?}",
-            live_descendants(child.id())
-        );
-        std::thread::sleep(Duration::from_millis(20));
+
+    /// Waits (within the deadline) for the command to end.
+    fn finish(mut self) -> AtATerminal {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > self.deadline {
+                let _ = self.child.kill();
+                panic!("{}: it didn't end: {}", self.label, self.text());
+            }
+            self.read_now();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // What is left: until the terminal has nothing (EIO once no process
+        // holds the other side; EAGAIN, never a wait, if one still did).
+        self.read_now();
+        AtATerminal {
+            status,
+            output: self.text(),
+        }
     }
+}
+
+/// Runs `command` at a terminal, types Ctrl-C once `ready` holds for its
+/// processes below it, and waits for it to end.
+fn ctrl_c_at_a_terminal(command: Command, ready: impl Fn(&[u32]) -> bool) -> AtATerminal {
+    let mut terminal = Terminal::start(command);
+    terminal.wait_until("ready", |_, below| ready(below));
     // Let the last exec settle into its wait, then Ctrl-C.
-    std::thread::sleep(Duration::from_millis(300));
-    master.write_all(&[0x03]).unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("Ctrl-C didn't end it");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // What it wrote: read until the terminal has nothing left (EIO once no
-    // process holds the other side; EAGAIN, never a wait, if one still did).
-    // SAFETY: F_SETFL on an fd we own.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut output = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while let Ok(read @ 1..) = master.read(&mut chunk) {
-        output.extend_from_slice(&chunk[..read]);
-    }
-    AtATerminal {
-        status,
-        output: String::from_utf8_lossy(&output).replace('\r', ""),
-    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    terminal.type_in(&[0x03]);
+    terminal.finish()
 }
 
 /// Ctrl-C at a terminal running a pipeline under a shell: the terminal's
@@ -476,4 +539,133 @@ fn ctrl_c_at_a_terminal_ends_a_pipeline_as_natively() {
     assert!(isle.output.starts_with("started\n"), "{}", isle.output);
     assert!(!isle.output.contains("not reached"), "{}", isle.output);
     assert!(!native.output.contains("not reached"), "{}", native.output);
+}
+
+/// The prompt the interactive shells below are given.
+const PROMPT: &str = "ready> ";
+
+/// Whether host process `pid` is stopped (state T in /proc/PID/stat).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    state.is_some_and(|rest| rest.starts_with('T'))
+}
+
+/// An interactive shell at a terminal, driven line by line: each line
+/// typed is done once the shell prompts again.
+struct Shell {
+    terminal: Terminal,
+    prompts: usize,
+}
+
+impl Shell {
+    fn start(command: Command) -> Shell {
+        let mut terminal = Terminal::start(command);
+        terminal.wait_for(PROMPT, 1);
+        Shell {
+            terminal,
+            prompts: 1,
+        }
+    }
+
+    /// Types `bytes` and waits for the next prompt.
+    fn enter(&mut self, bytes: &[u8]) {
+        self.terminal.type_in(bytes);
+        self.prompts += 1;
+        self.terminal.wait_for(PROMPT, self.prompts);
+    }
+
+    /// Enters `line` until what the terminal shows contains `text`.
+    fn enter_until(&mut self, line: &str, text: &str) {
+        while !self.terminal.text().contains(text) {
+            self.enter(line.as_bytes());
+        }
+    }
+}
+
+/// A job-control session: `sleep 30` stopped by Ctrl-Z, listed, brought
+/// back with `fg` and ended by Ctrl-C; `cat &` stopped by SIGTTIN when it
+/// reads the terminal, then killed; then `exit`.
+fn job_control_session(command: Command) -> AtATerminal {
+    let mut shell = Shell::start(command);
+    shell.terminal.type_in(b"sleep 30\n");
+    shell
+        .terminal
+        .wait_until("the sleep running", |_, below| !below.is_empty());
+    // Let it settle into its sleep (an isle's exec, too), then Ctrl-Z.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    shell.enter(&[0x1a]);
+    shell.enter(b"jobs\n");
+    shell.terminal.type_in(b"fg\n");
+    shell
+        .terminal
+        .wait_until("the sleep continued", |_, below| {
+            !below.is_empty() && below.iter().all(|&pid| !stopped(pid))
+        });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    shell.enter(&[0x03]);
+    shell.enter(b"echo status $?\n");
+    shell.enter(b"cat &\n");
+    shell.enter_until("jobs\n", "Stopped (tty input)");
+    shell.enter(b"kill -9 %1\n");
+    shell.enter_until("\n", "Killed");
+    shell.terminal.type_in(b"exit\n");
+    shell.terminal.finish()
+}
+
+/// What a job-control session reported: the shell's job notices and the
+/// statuses echoed, each once in a row (a line entered again until a
+/// notice shows may repeat one), but `jobs` saying a job still runs (how
+/// often it does is the machine's timing).
+fn job_reports(output: &str) -> Vec<String> {
+    let mut reports: Vec<String> = Vec::new();
+    for line in output.lines() {
+        // Without the prompt and its cursor-position query.
+        let line = line.replace(PROMPT, "").replace("\u{1b}[6n", "");
+        let line = line.trim_end();
+        let notice = line.starts_with('[') && !line.contains("Running");
+        let report = notice || line.starts_with("status ");
+        if report && reports.last().map(String::as_str) != Some(line) {
+            reports.push(line.to_string());
+        }
+    }
+    reports
+}
+
+/// Job control at a terminal, in an interactive busybox sh, as natively:
+/// Ctrl-Z stops the foreground job and the shell takes the terminal back
+/// (tcsetpgrp), `jobs` lists it, `fg` hands it the terminal and continues
+/// it (SIGCONT), Ctrl-C ends it; a background job reading the terminal is
+/// stopped by SIGTTIN; wait4 with WUNTRACED reports each stop.
+#[test]
+fn job_control_at_a_terminal_as_natively() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let native = {
+        let _slot = isle_slot();
+        let mut command = Command::new(&busybox);
+        command.args(["sh", "-i"]).env("PS1", PROMPT);
+        job_control_session(command)
+    };
+    assert!(native.status.success(), "{}", native.output);
+    let isle = {
+        let _slot = isle_slot();
+        let mut command = atoll();
+        command
+            .args(["run", "-e"])
+            .arg(format!("PS1={PROMPT}"))
+            .arg(&busybox)
+            .args(["sh", "-i"]);
+        job_control_session(command)
+    };
+    assert!(isle.status.success(), "{:?}: {}", isle.status, isle.output);
+    let reports = job_reports(&native.output);
+    assert_eq!(job_reports(&isle.output), reports, "{}", isle.output);
+    for expected in ["Stopped", "status 130", "Stopped (tty input)", "Killed"] {
+        assert!(
+            reports.iter().any(|report| report.contains(expected)),
+            "{reports:?}"
+        );
+    }
 }

@@ -37,10 +37,22 @@ pub mod errno {
     pub const EOVERFLOW: i64 = 75;
 }
 
-/// Terminal ioctls answered for stdio.
+/// Terminal ioctls served on a terminal fd.
 pub mod ioctl {
     pub const TCGETS: u64 = 0x5401;
+    pub const TCSETS: u64 = 0x5402;
+    pub const TCSETSW: u64 = 0x5403;
+    pub const TCSETSF: u64 = 0x5404;
+    pub const TIOCGPGRP: u64 = 0x540f;
+    pub const TIOCSPGRP: u64 = 0x5410;
     pub const TIOCGWINSZ: u64 = 0x5413;
+    pub const TIOCSWINSZ: u64 = 0x5414;
+    pub const TIOCGSID: u64 = 0x5429;
+    /// Whether `request` changes the terminal so that a background process
+    /// asking is sent SIGTTOU (Linux's tty_check_change).
+    pub const fn checks_foreground(request: u64) -> bool {
+        matches!(request, TCSETS | TCSETSW | TCSETSF | TIOCSPGRP)
+    }
     /// sizeof(struct termios) as the kernel copies it for TCGETS.
     pub const TERMIOS_SIZE: u64 = 36;
     /// sizeof(struct winsize).

@@ -280,7 +280,18 @@ opcodes! {
     /// prctl(PR_SET_PDEATHSIG, signal): the host's, for the isle's process
     /// (0: none).
     ParentDeathSignal = 82,
+    /// A stop signal's default action (signal): the host stops the isle's
+    /// process as that signal would, and answers once it is continued (at
+    /// once if its process group is orphaned, whose stops Linux discards).
+    Stop = 83,
 }
+
+/// The answer a terminal call of a background process gets instead of
+/// running (read, or an ioctl that changes the terminal, asked with the
+/// caller's SIGTTIN/SIGTTOU acting): the kernel sends the signal to its
+/// process group and restarts the call, as Linux's tty_check_change does.
+/// Never a program's errno.
+pub const TERMINAL_BACKGROUND: i64 = 600;
 
 /// [`Opcode::SharedFutex`]'s kinds.
 pub mod shared_futex {
@@ -452,11 +463,7 @@ mod tests {
                 Err(unknown) => assert_eq!(unknown, number),
             }
         }
-        assert_eq!(
-            known,
-            Opcode::ParentDeathSignal.as_u32() + 1,
-            "numbers stay dense"
-        );
+        assert_eq!(known, Opcode::Stop.as_u32() + 1, "numbers stay dense");
         assert_eq!(Opcode::try_from(u32::MAX), Err(u32::MAX));
     }
 

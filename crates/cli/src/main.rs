@@ -112,6 +112,9 @@ fn main() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("ATOLL_LOG"))
             .with_writer(std::io::stderr)
+            // A hung-up terminal fails every write: that must not panic
+            // the thread logging (a vCPU's, say).
+            .log_internal_errors(false)
             .init();
     }
     let cli = Cli::parse_from(binfmt_arguments().unwrap_or_else(|| std::env::args_os().collect()));

@@ -53,10 +53,14 @@ pub(crate) fn stop() {
 }
 
 /// The signals atoll passes on to the program: `atoll stop`'s SIGTERM,
-/// the terminal's SIGINT (Ctrl-C), SIGQUIT (Ctrl-\), SIGHUP and SIGWINCH
-/// (a resize), SIGUSR1/SIGUSR2 sent to atoll, and SIGCHLD (a child
-/// process of the isle's, which is one of atoll's, ended).
-pub const PASSED_ON: [i32; 8] = [
+/// the terminal's SIGINT (Ctrl-C), SIGQUIT (Ctrl-\), SIGTSTP (Ctrl-Z),
+/// SIGHUP and SIGWINCH (a resize), SIGUSR1/SIGUSR2 sent to atoll, SIGCHLD
+/// (a child process of the isle's, which is one of atoll's, ended or
+/// stopped), and job control's SIGCONT, SIGTTIN and SIGTTOU. Blocked in
+/// every thread of atoll's, SIGTTIN and SIGTTOU are never the terminal's
+/// to send: the isle's kernel sends them as its program's dispositions
+/// say.
+pub const PASSED_ON: [i32; 12] = [
     libc::SIGCHLD,
     libc::SIGTERM,
     libc::SIGINT,
@@ -65,24 +69,55 @@ pub const PASSED_ON: [i32; 8] = [
     libc::SIGWINCH,
     libc::SIGUSR1,
     libc::SIGUSR2,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
 ];
+
+/// What a signal passed on does to atoll itself when no isle takes it,
+/// as its default action would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unhandled {
+    /// SIGCHLD, SIGWINCH, SIGCONT (the host continued atoll already).
+    Nothing,
+    /// The stop signals.
+    Stop,
+    /// The rest.
+    End,
+}
+
+/// Stops atoll as stop signal `signal` would, until it is continued.
+pub fn stop_atoll(signal: i32) {
+    let _ = crate::host::process::stop_as(signal);
+}
+
+pub fn unhandled(signal: i32) -> Unhandled {
+    match signal {
+        libc::SIGCHLD | libc::SIGWINCH | libc::SIGCONT => Unhandled::Nothing,
+        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Unhandled::Stop,
+        _ => Unhandled::End,
+    }
+}
 
 /// Passes `signal` on to the running isle's program and waits (up to a
 /// second) for its kernel to take it; false when no isle took it. What
-/// atoll does then is its own: SIGCHLD and SIGWINCH do nothing, the others
-/// end atoll as their default would.
+/// atoll does then is its own ([`unhandled`]).
 pub fn pass_on_and_wait(signal: i32) -> bool {
+    tracing::debug!(signal, "passed on to the program");
     if !pass_on(signal) {
         return false;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while std::time::Instant::now() < deadline {
-        if taken(signal) {
-            return true;
+    // Taken is checked last, too: a stop the program took may have held
+    // this process (and this wait) past the deadline.
+    while !taken(signal) {
+        if std::time::Instant::now() >= deadline {
+            return false;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    false
+    true
 }
 
 /// Passes `signal` on to the running isle's program; false when no isle

@@ -83,13 +83,15 @@ int main(void) {
     }
     printf("vfork then exec: exited %d, parent's memory %d\n", status_of(pid), shared);
 
+    // Written before the child's lines, whichever process runs first.
+    printf("execle's environment:\n");
+    fflush(stdout);
     pid = fork();
     if (pid == 0) {
         execle("/bin/sh", "sh", "-c", "env | sort", (char *)NULL,
                (char *[]){"ONLY=this", "AND=that", NULL});
         _exit(127);
     }
-    printf("execle's environment:\n");
     printf("execle: exited %d\n", status_of(pid));
 
     pid = fork();

@@ -323,14 +323,18 @@ static CLEANUP: std::sync::Mutex<(Option<PathBuf>, Option<u32>)> =
 /// One of [`PASSED_ON`](atoll_vmm::program_signals::PASSED_ON): while an isle runs it goes on to the program,
 /// whose disposition decides (the run ends when the isle does). Else, or
 /// when the isle's kernel doesn't take it within a second, it acts on atoll
-/// as its default would: SIGWINCH and SIGCHLD are ignored; the others clean up, then
-/// exit with the status the signal would have given.
+/// as its default would: SIGWINCH, SIGCHLD and SIGCONT do nothing, the
+/// stop signals stop atoll, the others clean up, then exit with the status
+/// the signal would have given.
 fn on_signal(signal: i32) {
-    if atoll_vmm::program_signals::pass_on_and_wait(signal) {
+    use atoll_vmm::program_signals::{pass_on_and_wait, stop_atoll, unhandled, Unhandled};
+    if pass_on_and_wait(signal) {
         return;
     }
-    if signal == libc::SIGWINCH || signal == libc::SIGCHLD {
-        return;
+    match unhandled(signal) {
+        Unhandled::Nothing => return,
+        Unhandled::Stop => return stop_atoll(signal),
+        Unhandled::End => {}
     }
     let (tmp, isle) = std::mem::take(&mut *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(tmp) = tmp {

@@ -1,13 +1,14 @@
 //! File descriptor I/O. Only stdin, stdout and stderr exist so far; they are
 //! the atoll process's own, reached through the offload queue.
 
-use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, ENOTTY, EPIPE};
+use atoll_abi::linux::errno::{EBADF, EFAULT, EINVAL, EIO, ENOTTY, EPIPE};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE, STAT_SIZE};
 use atoll_abi::queue::{transfer, Opcode};
 
 use super::SysResult;
 use crate::arch::x86_64::user;
 use crate::offload;
+use crate::signals::state::{SIGTTIN, SIGTTOU};
 
 /// Linux caps one read or write at this many bytes.
 const MAX_RW_COUNT: u64 = 0x7fff_f000;
@@ -59,7 +60,28 @@ pub fn read(fd: u64, buffer: u64, len: u64) -> SysResult {
     }
     let len = len.min(MAX_RW_COUNT);
     check_buffer(buffer, len)?;
-    host_result(offload::call(Opcode::Read, [fd, buffer, len, 0, 0, 0]))
+    terminal_read(offload::call(Opcode::Read, [fd, buffer, len, 0, 0, 0]))
+}
+
+/// A read's result; a background process reading its terminal is sent
+/// SIGTTIN and reads again once that has acted, or gets EIO if it blocks
+/// or ignores SIGTTIN (Linux's tty_check_change).
+fn terminal_read(result: i64) -> SysResult {
+    if result != -atoll_abi::queue::TERMINAL_BACKGROUND {
+        return host_result(result);
+    }
+    if crate::signals::blocked_or_ignored(SIGTTIN) {
+        return Err(EIO);
+    }
+    from_background(SIGTTIN)
+}
+
+/// `signal` to the caller's process group, and the call restarted once it
+/// has acted (the process stopped and was continued, say).
+fn from_background(signal: u32) -> SysResult {
+    super::signal::kill(0, u64::from(signal))?;
+    crate::signals::await_own_signal();
+    Err(super::ERESTARTSYS)
 }
 
 /// A write to a pipe nobody reads raises SIGPIPE, as on Linux; EPIPE
@@ -159,7 +181,7 @@ fn vectored(op: Opcode, fd: u64, iov: u64, count: u64, offset: u64, flags: u64) 
     if op == Opcode::WriteVectored {
         write_result(result)
     } else {
-        host_result(result)
+        terminal_read(result)
     }
 }
 
@@ -177,18 +199,28 @@ fn duplicated(old: u64, result: SysResult) -> SysResult {
     Ok(new)
 }
 
+/// The terminal ioctls, the host's on its terminal. One that changes the
+/// terminal, asked by a background process that lets SIGTTOU act, sends
+/// SIGTTOU to its group instead and is asked again once it has acted.
 pub fn ioctl(fd: u64, request: u64, argument: u64) -> SysResult {
     let fd = fd_arg(fd)?;
     let size = match request {
-        tty::TCGETS => tty::TERMIOS_SIZE,
-        tty::TIOCGWINSZ => tty::WINSIZE_SIZE,
+        tty::TCGETS | tty::TCSETS | tty::TCSETSW | tty::TCSETSF => tty::TERMIOS_SIZE,
+        tty::TIOCGWINSZ | tty::TIOCSWINSZ => tty::WINSIZE_SIZE,
+        tty::TIOCGPGRP | tty::TIOCSPGRP | tty::TIOCGSID => 4,
         _ => return Err(ENOTTY),
     };
     check_buffer(argument, size)?;
-    host_result(offload::call(
+    let sigttou_acts =
+        tty::checks_foreground(request) && !crate::signals::blocked_or_ignored(SIGTTOU);
+    let result = offload::call(
         Opcode::Ioctl,
-        [fd, request, argument, 0, 0, 0],
-    ))
+        [fd, request, argument, u64::from(sigttou_acts), 0, 0],
+    );
+    if result == -atoll_abi::queue::TERMINAL_BACKGROUND {
+        return from_background(SIGTTOU);
+    }
+    host_result(result)
 }
 
 pub fn fstat(fd: u64, statbuf: u64) -> SysResult {

@@ -77,6 +77,8 @@ pub extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     while signals::has_work(me) || is_restart(result) {
         match signals::next_for_current() {
             Next::Terminate(signal) => signals::terminate(signal),
+            // Stopped and continued: the call restarts, or returns.
+            Next::Stop(signal) => signals::stop(signal),
             Next::Handle(delivery) => {
                 let restart = match -result {
                     ERESTARTSYS => delivery.action.flags & SA_RESTART != 0,

@@ -266,6 +266,32 @@ pub fn terminate(signal: u32) -> ! {
     crate::end_isle_killed(signal)
 }
 
+/// A stop signal's default action: the host stops this process, and this
+/// returns once it is continued.
+pub fn stop(signal: u32) {
+    let _ = crate::offload::call(
+        atoll_abi::queue::Opcode::Stop,
+        [u64::from(signal), 0, 0, 0, 0, 0],
+    );
+}
+
+/// Whether the running thread blocks or ignores `signal`.
+pub fn blocked_or_ignored(signal: u32) -> bool {
+    lock().blocks_or_ignores(sched::current(), signal)
+}
+
+/// After the host sent `signal` to this process's group: waits (a
+/// moment at most) for the monitor to pass it on, so it is acted on
+/// before the call that raised it goes on, as Linux's own would be.
+pub fn await_own_signal() {
+    let me = sched::current();
+    let deadline = crate::time::monotonic_ns() + 100_000_000;
+    while !has_work(me) && crate::time::monotonic_ns() < deadline {
+        take_from_host();
+        core::hint::spin_loop();
+    }
+}
+
 /// The running thread's extended-state save area and what it holds.
 fn extended_state() -> frame::ExtendedState {
     let (mask, size, area) = sched::extended_state_of_current();
@@ -339,13 +365,13 @@ pub fn enter_handler_from_syscall(frame: &mut SyscallFrame, delivery: &Delivery,
 /// Acts on the running thread's signals before it returns to `context`
 /// (a preemption upcall, or rt_sigreturn): a handler's entry replaces it.
 pub fn deliver_before_return(context: &mut PreemptFrame) {
-    if !has_work(sched::current()) {
-        return;
-    }
-    match next_for_current() {
-        Next::Nothing => {}
-        Next::Terminate(signal) => terminate(signal),
-        Next::Handle(delivery) => enter_handler(context, &delivery),
+    while has_work(sched::current()) {
+        match next_for_current() {
+            Next::Nothing => return,
+            Next::Terminate(signal) => terminate(signal),
+            Next::Stop(signal) => stop(signal),
+            Next::Handle(delivery) => return enter_handler(context, &delivery),
+        }
     }
 }
 

@@ -13,7 +13,11 @@ pub const SIGFPE: u32 = 8;
 pub const SIGKILL: u32 = 9;
 pub const SIGSEGV: u32 = 11;
 pub const SIGPIPE: u32 = 13;
+pub const SIGCONT: u32 = 18;
 pub const SIGSTOP: u32 = 19;
+pub const SIGTSTP: u32 = 20;
+pub const SIGTTIN: u32 = 21;
+pub const SIGTTOU: u32 = 22;
 pub const SIGSYS: u32 = 31;
 
 pub const SIG_DFL: u64 = 0;
@@ -41,6 +45,8 @@ pub const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
 /// Raised by the instruction the thread runs: delivered before others.
 const SYNCHRONOUS: u64 =
     bit(SIGSEGV) | bit(SIGBUS) | bit(SIGILL) | bit(SIGTRAP) | bit(SIGFPE) | bit(SIGSYS);
+/// The signals whose default action stops the process.
+const STOPPING: u64 = bit(SIGSTOP) | bit(SIGTSTP) | bit(SIGTTIN) | bit(SIGTTOU);
 
 /// Instances a thread (or the process) keeps the details of while they
 /// wait; beyond that a standard signal stays pending with its details lost.
@@ -71,16 +77,19 @@ pub enum DefaultAction {
     /// Terminate and dump core (the isle reports it as a termination).
     Core,
     Ignore,
-    /// Stop or continue: job control, which an isle has no shell to use;
-    /// treated as ignored.
-    JobControl,
+    /// Stop the process (the host stops it, until a SIGCONT).
+    Stop,
+    /// Continue a stopped process: the host's SIGCONT did that already,
+    /// so in the isle it is ignored.
+    Continue,
 }
 
 pub fn default_action(signal: u32) -> DefaultAction {
     match signal {
         3 | 4 | 5 | 6 | 7 | 8 | 11 | 24 | 25 | 31 => DefaultAction::Core,
         17 | 23 | 28 => DefaultAction::Ignore,
-        18..=22 => DefaultAction::JobControl,
+        SIGCONT => DefaultAction::Continue,
+        19..=22 => DefaultAction::Stop,
         _ => DefaultAction::Terminate,
     }
 }
@@ -261,6 +270,8 @@ pub enum Next {
     Handle(Delivery),
     /// Its default action ends the isle.
     Terminate(u32),
+    /// Its default action stops the process.
+    Stop(u32),
 }
 
 /// Where a signal is sent.
@@ -313,8 +324,36 @@ impl Signals {
             || (action.handler == SIG_DFL
                 && matches!(
                     default_action(signal),
-                    DefaultAction::Ignore | DefaultAction::JobControl
+                    DefaultAction::Ignore | DefaultAction::Continue
                 ))
+    }
+
+    /// Whether `slot` blocks or ignores `signal` (Linux's is_ignored, which
+    /// decides whether a background process touching its terminal is sent
+    /// SIGTTIN or SIGTTOU or just refused).
+    pub fn blocks_or_ignores(&self, slot: usize, signal: u32) -> bool {
+        self.threads[slot].mask & bit(signal) != 0 || self.action(signal).handler == SIG_IGN
+    }
+
+    /// A SIGCONT cancels the stops pending, a stop the SIGCONT pending, as
+    /// Linux's prepare_signal does.
+    fn cancel_opposite(&mut self, signal: u32) {
+        let cancelled = if signal == SIGCONT {
+            STOPPING
+        } else if STOPPING & bit(signal) != 0 {
+            bit(SIGCONT)
+        } else {
+            return;
+        };
+        let mut remaining = cancelled;
+        while remaining != 0 {
+            let pending = remaining.trailing_zeros() + 1;
+            remaining &= remaining - 1;
+            self.shared.discard(pending);
+            for thread in self.threads.iter_mut() {
+                thread.pending.discard(pending);
+            }
+        }
     }
 
     fn fatal_by_default(&self, signal: u32) -> bool {
@@ -343,6 +382,7 @@ impl Signals {
         preferred: usize,
     ) -> Sent {
         let signal = info.signal;
+        self.cancel_opposite(signal);
         let receiver = match target {
             Target::Thread(slot) => Some(slot),
             Target::Process => core::iter::once(preferred)
@@ -403,6 +443,9 @@ impl Signals {
                 continue;
             }
             if action.handler == SIG_DFL {
+                if default_action(signal) == DefaultAction::Stop {
+                    return Next::Stop(signal);
+                }
                 return Next::Terminate(signal);
             }
             let thread = &mut self.threads[slot];
@@ -578,6 +621,42 @@ mod tests {
         // The next one takes the default action: the isle ends.
         let sent = signals.send(Target::Thread(0), from(SIGUSR1, 1), threads(&[0]), 0);
         assert_eq!(sent, Sent::Terminate(SIGUSR1));
+    }
+
+    #[test]
+    fn stop_signals_stop_and_sigcont_cancels_them_as_linux() {
+        let mut signals = boxed();
+        // SIGCONT's default is no action in the isle: the host continued it.
+        let sent = signals.send(Target::Process, from(SIGCONT, 1), threads(&[0]), 0);
+        assert_eq!(sent, Sent::Discarded);
+        for stop in [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU] {
+            let sent = signals.send(Target::Process, from(stop, 1), threads(&[0]), 0);
+            assert_eq!(sent, Sent::Queued(Some(0)));
+            assert_eq!(signals.next(0), Next::Stop(stop));
+        }
+        // A SIGCONT sent while a stop waits blocked cancels it.
+        signals.threads[0].mask = bit(SIGTSTP) | bit(SIGCONT);
+        signals.send(Target::Process, from(SIGTSTP, 1), threads(&[0]), 0);
+        signals.send(Target::Process, from(SIGCONT, 1), threads(&[0]), 0);
+        assert_eq!(signals.shared.set, bit(SIGCONT));
+        // And a stop cancels a pending SIGCONT.
+        signals.send(Target::Process, from(SIGTTIN, 1), threads(&[0]), 0);
+        assert_eq!(signals.shared.set, bit(SIGTTIN));
+        // A handler or SIG_IGN is the program's choice, as for any signal.
+        assert!(signals.blocks_or_ignores(0, SIGTSTP));
+        assert!(!signals.blocks_or_ignores(0, SIGTTIN));
+        handled(&mut signals, SIGTTIN, 0, 0);
+        assert!(matches!(signals.next(0), Next::Handle(_)));
+        signals.set_action(
+            SIGTTOU,
+            Action {
+                handler: SIG_IGN,
+                ..Action::default()
+            },
+        );
+        assert!(signals.blocks_or_ignores(0, SIGTTOU));
+        let sent = signals.send(Target::Process, from(SIGTTOU, 1), threads(&[0]), 0);
+        assert_eq!(sent, Sent::Discarded);
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! Host I/O calls rustix can't make safely or exactly: vectored reads and
 //! writes of guest memory with RWF_ flags, getrandom into guest memory,
-//! poll over the isle's pollfds, and TCGETS (rustix asks TCGETS2, which
-//! the serving threads' seccomp filter refuses).
+//! poll over the isle's pollfds, and the terminal ioctls (rustix asks
+//! TCGETS2 for TCGETS, which the serving threads' seccomp filter refuses).
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use atoll_abi::linux::ioctl::TERMIOS_SIZE;
 use vm_memory::VolatileSlice;
 
 use super::check;
@@ -69,15 +68,35 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, i64> {
     check(ready.into()).map(|ready| ready as usize)
 }
 
-/// The terminal's settings (TCGETS): the kernel's `struct termios`.
-pub fn terminal_settings(fd: BorrowedFd<'_>) -> Result<[u8; TERMIOS_SIZE as usize], i64> {
-    // Room for any termios the kernel may write (glibc's, 60 bytes, is the
-    // largest), though TCGETS writes the kernel's 36.
-    let mut answer = [0u8; 64];
-    // SAFETY: TCGETS writes one struct termios into our 64-byte buffer.
-    let done = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TCGETS, answer.as_mut_ptr()) };
+/// A terminal ioctl whose argument points at one struct (a termios, a
+/// winsize, a pid): `argument` holds its bytes, given and answered.
+pub fn terminal_ioctl(fd: BorrowedFd<'_>, request: u64, argument: &mut [u8]) -> Result<(), i64> {
+    // Room for any struct these may touch (glibc's termios, 60 bytes, is
+    // the largest), though the kernel's own are shorter.
+    let mut buffer = [0u8; 64];
+    let len = argument.len().min(buffer.len());
+    buffer[..len].copy_from_slice(&argument[..len]);
+    // SAFETY: each request the caller passes reads or writes at most one
+    // struct of at most 64 bytes at the pointer, our buffer.
+    let done = unsafe { libc::ioctl(fd.as_raw_fd(), request as libc::Ioctl, buffer.as_mut_ptr()) };
     check(done.into())?;
-    let mut settings = [0u8; TERMIOS_SIZE as usize];
-    settings.copy_from_slice(&answer[..TERMIOS_SIZE as usize]);
-    Ok(settings)
+    argument[..len].copy_from_slice(&buffer[..len]);
+    Ok(())
+}
+
+/// Whether `fd` is this process's controlling terminal and the process
+/// is not in its foreground group: Linux would send it SIGTTIN or SIGTTOU
+/// for touching the terminal.
+pub fn in_background_of(fd: BorrowedFd<'_>) -> bool {
+    let mut sid = [0u8; 4];
+    let mut foreground = [0u8; 4];
+    // TIOCGSID and TIOCGPGRP answer only for the controlling terminal.
+    if terminal_ioctl(fd, libc::TIOCGSID, &mut sid).is_err()
+        || terminal_ioctl(fd, libc::TIOCGPGRP, &mut foreground).is_err()
+    {
+        return false;
+    }
+    // SAFETY: getsid and getpgid have no preconditions.
+    let (own_session, own_group) = unsafe { (libc::getsid(0), libc::getpgid(0)) };
+    i32::from_ne_bytes(sid) == own_session && i32::from_ne_bytes(foreground) != own_group
 }

@@ -293,6 +293,8 @@ pub(crate) fn check(result: libc::c_long) -> Result<i64, i64> {
 pub struct HostProcess {
     pub pid: u32,
     pub ppid: u32,
+    pub pgrp: u32,
+    pub session: u32,
     /// Its comm (an isle process's monitor goes by its program's name).
     pub name: String,
 }
@@ -313,15 +315,45 @@ pub fn live_processes() -> Vec<HostProcess> {
             continue;
         };
         let mut rest = stat[close + 1..].split_whitespace();
-        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse().ok()));
-        if let (Some(state), Some(ppid)) = (state, ppid) {
+        let state = rest.next();
+        let mut number = || rest.next().and_then(|field| field.parse().ok());
+        if let (Some(state), Some(ppid), Some(pgrp), Some(session)) =
+            (state, number(), number(), number())
+        {
             if state != "Z" && state != "X" {
                 let name = stat[open + 1..close].to_string();
-                live.push(HostProcess { pid, ppid, name });
+                live.push(HostProcess {
+                    pid,
+                    ppid,
+                    pgrp,
+                    session,
+                    name,
+                });
             }
         }
     }
     live
+}
+
+/// Whether process group `pgrp` of `session` is orphaned among `live`:
+/// none of its members has a parent in another group of the same session
+/// (Linux's will_become_orphaned_pgrp; init's children don't count).
+pub fn group_orphaned(live: &[HostProcess], pgrp: u32, session: u32) -> bool {
+    !live
+        .iter()
+        .filter(|p| p.pgrp == pgrp && p.ppid != 1)
+        .any(|member| {
+            live.iter()
+                .find(|parent| parent.pid == member.ppid)
+                .is_some_and(|parent| parent.pgrp != pgrp && parent.session == session)
+        })
+}
+
+/// Whether this process's own group is orphaned.
+pub fn own_group_orphaned() -> bool {
+    // SAFETY: getpgrp and getsid have no preconditions.
+    let (pgrp, session) = unsafe { (libc::getpgrp() as u32, libc::getsid(0) as u32) };
+    group_orphaned(&live_processes(), pgrp, session)
 }
 
 #[cfg(test)]
@@ -329,6 +361,32 @@ mod tests {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_group_is_orphaned_when_no_member_has_a_parent_elsewhere_in_its_session() {
+        let process = |pid, ppid, pgrp, session| super::HostProcess {
+            pid,
+            ppid,
+            pgrp,
+            session,
+            name: String::new(),
+        };
+        // A shell (10, its own group) and a job of two (20, 21) in its session.
+        let mut live = vec![
+            process(10, 5, 10, 10),
+            process(20, 10, 20, 10),
+            process(21, 10, 20, 10),
+            process(5, 1, 5, 5),
+        ];
+        assert!(!super::group_orphaned(&live, 20, 10));
+        // The shell's parent is in another session: its own group is orphaned.
+        assert!(super::group_orphaned(&live, 10, 10));
+        // The shell gone, the job was handed to init: orphaned.
+        live.remove(0);
+        live[0].ppid = 1;
+        live[1].ppid = 1;
+        assert!(super::group_orphaned(&live, 20, 10));
+    }
 
     #[test]
     fn a_detached_tmpfs_is_bounded_and_private() {

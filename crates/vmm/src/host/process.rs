@@ -174,6 +174,31 @@ pub fn set_thread_name(name: &[u8]) {
     unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr()) };
 }
 
+/// Stops this process as `signal`, a stop signal taking its default
+/// action, would: its parent's wait sees it stopped by that signal. Returns
+/// once it is continued, or at once if the host discards the stop (an
+/// orphaned group's SIGTSTP, SIGTTIN or SIGTTOU).
+pub fn stop_as(signal: i32) -> Result<i64, i64> {
+    if ![libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&signal) {
+        return Err(i64::from(libc::EINVAL));
+    }
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset; tgkill
+    // and pthread_sigmask read and write only the sets we own.
+    unsafe {
+        let mut only = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut only);
+        libc::sigaddset(&mut only, signal);
+        // Pending on this thread alone (every thread blocks it, to pass it
+        // on), then unblocked here: its default action stops the process
+        // as the unblocking call returns.
+        libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), signal);
+        let mut before = std::mem::zeroed::<libc::sigset_t>();
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &only, &mut before);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+    }
+    Ok(0)
+}
+
 /// killpg(pgid, signal).
 pub fn kill_group(pgid: u32, signal: i32) -> Result<i64, i64> {
     // SAFETY: killpg has no memory-safety preconditions.

@@ -96,6 +96,7 @@ pub(super) fn handle(
         Opcode::ParentDeathSignal => crate::host::process::set_parent_death_signal(request.args[0]),
         Opcode::Exec => exec::exec(ram, files, request.args),
         Opcode::Kill => crate::process::kill(request.args[0], request.args[1]),
+        Opcode::Stop => crate::process::stop(request.args[0]),
         Opcode::WaitId => crate::process::waitid(ram, request.args),
         Opcode::Group => {
             let [what, pid, pgid, ..] = request.args;

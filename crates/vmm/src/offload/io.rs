@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use atoll_abi::linux::errno::{EFAULT, EINVAL, EIO, ENOTTY, EOPNOTSUPP};
 use atoll_abi::linux::{ioctl as tty, IOVEC_SIZE, IOV_MAX, POLLFD_SIZE};
-use atoll_abi::queue::{transfer, Opcode, Request};
+use atoll_abi::queue::{transfer, Opcode, Request, TERMINAL_BACKGROUND};
 use vm_memory::{Bytes, GuestAddress, ReadVolatile, VolatileMemoryError, WriteVolatile};
 
 use super::errno;
@@ -41,12 +41,14 @@ pub(super) fn read_write_on(
 ) -> Result<i64, i64> {
     let [_, address, len, ..] = request.args;
     let mut buffer = ram.slice(address, len)?;
-    let done = if op == Opcode::Read {
-        fd.read_volatile(&mut buffer)
+    if op == Opcode::Read {
+        let done = fd.read_volatile(&mut buffer);
+        done.map(|done| done as i64)
+            .map_err(|error| read_error(fd, volatile_errno(error)))
     } else {
-        fd.write_volatile(&buffer)
-    };
-    done.map(|done| done as i64).map_err(volatile_errno)
+        let done = fd.write_volatile(&buffer);
+        done.map(|done| done as i64).map_err(volatile_errno)
+    }
 }
 
 /// write(2) of the request's guest buffer on `fd`, its host fd, only if
@@ -101,27 +103,72 @@ pub(super) fn vectored(
     } else {
         host::io::Direction::Write
     };
-    host::io::vectored_at(held.as_fd(), direction, &buffers, offset, flags).map(|done| done as i64)
+    let done = host::io::vectored_at(held.as_fd(), direction, &buffers, offset, flags);
+    match direction {
+        host::io::Direction::Read => done.map_err(|error| read_error(held.as_fd(), error)),
+        host::io::Direction::Write => done,
+    }
+    .map(|done| done as i64)
 }
 
+/// The terminal ioctls on the isle's terminal, the host's: its settings,
+/// size, foreground group and session. A background process changing
+/// its terminal while SIGTTOU acts on it (the kernel says, in the fourth
+/// argument) gets TERMINAL_BACKGROUND, for its kernel to send SIGTTOU; the
+/// foreground goes only to a group of the isle's.
 pub(super) fn terminal_ioctl(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {
-    let [fd, command, address, ..] = request.args;
+    let [fd, command, address, sigttou_acts, ..] = request.args;
     let held = files.host_fd(fd)?;
-    let answer = match command {
-        tty::TCGETS => host::io::terminal_settings(held.as_fd())?.to_vec(),
-        tty::TIOCGWINSZ => {
-            let size = rustix::termios::tcgetwinsize(&*held).map_err(errno)?;
-            [size.ws_row, size.ws_col, size.ws_xpixel, size.ws_ypixel]
-                .iter()
-                .flat_map(|field| field.to_le_bytes())
-                .collect()
-        }
+    let (size, answers) = match command {
+        tty::TCGETS => (tty::TERMIOS_SIZE, true),
+        tty::TCSETS | tty::TCSETSW | tty::TCSETSF => (tty::TERMIOS_SIZE, false),
+        tty::TIOCGWINSZ => (tty::WINSIZE_SIZE, true),
+        tty::TIOCSWINSZ => (tty::WINSIZE_SIZE, false),
+        tty::TIOCGPGRP | tty::TIOCGSID => (4, true),
+        tty::TIOCSPGRP => (4, false),
         _ => return Err(ENOTTY),
     };
+    let mut argument = vec![0u8; size as usize];
     ram.memory()
-        .write_slice(&answer, GuestAddress(address))
+        .read_slice(&mut argument, GuestAddress(address))
         .map_err(|_| EFAULT)?;
+    // A caller that blocks or ignores SIGTTOU goes ahead, as on Linux.
+    let checked = tty::checks_foreground(command) && sigttou_acts != 0;
+    if checked && host::io::in_background_of(held.as_fd()) {
+        if crate::process::group_orphaned() {
+            // Linux's answer to an orphaned group; TIOCSPGRP says ENOTTY.
+            return Err(if command == tty::TIOCSPGRP {
+                ENOTTY
+            } else {
+                EIO
+            });
+        }
+        return Err(TERMINAL_BACKGROUND);
+    }
+    if command == tty::TIOCSPGRP {
+        let pgid = i32::from_ne_bytes(argument[..4].try_into().unwrap_or_default());
+        crate::process::may_take_terminal(pgid)?;
+    }
+    host::io::terminal_ioctl(held.as_fd(), command, &mut argument)?;
+    if answers {
+        ram.memory()
+            .write_slice(&argument, GuestAddress(address))
+            .map_err(|_| EFAULT)?;
+    }
     Ok(0)
+}
+
+/// A read's error: EIO from the terminal of a background process (the
+/// host refuses it, since SIGTTIN is blocked to be passed on) becomes
+/// TERMINAL_BACKGROUND, for the kernel to send SIGTTIN, unless the group
+/// is orphaned (Linux's EIO).
+pub(super) fn read_error(fd: BorrowedFd<'_>, error: i64) -> i64 {
+    let background = error == EIO && host::io::in_background_of(fd);
+    if background && !crate::process::group_orphaned() {
+        TERMINAL_BACKGROUND
+    } else {
+        error
+    }
 }
 
 pub(super) fn fstat(ram: &GuestRam, files: &Files, request: &Request) -> Result<i64, i64> {

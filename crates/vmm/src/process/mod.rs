@@ -79,17 +79,10 @@ enum Request {
         offload: std::sync::Weak<Offload>,
     },
     Fork(Reply),
-    /// kill(pid, signal), pid one of this process's children.
-    Kill {
-        pid: u32,
-        /// killpg of a group one of the isle's processes leads.
-        group: bool,
-        signal: i32,
-        reply: Reply,
-    },
-    /// kill(-1, signal): every process of the isle's tree but this one.
-    KillAll {
-        signal: i32,
+    /// Work only an unconfined thread may do: reading the host's /proc
+    /// (the isle's tree), signalling outside the process, stopping it.
+    Unconfined {
+        work: Box<dyn FnOnce() -> Result<i64, i64> + Send>,
         reply: Reply,
     },
 }
@@ -153,6 +146,9 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
     let (requests, inbox) = channel::<Request>();
     let _ = requests.send(serve);
     *forker = Some(requests);
+    if let Ok(group) = host_process::group(atoll_abi::queue::group::GETPGID, 0, 0) {
+        START_GROUP.get_or_init(|| group as u32);
+    }
     std::thread::Builder::new()
         .name("atoll-fork".into())
         .spawn(move || {
@@ -163,25 +159,8 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                         serving = Some((*resume, offload));
                         continue;
                     }
-                    Request::Kill {
-                        pid,
-                        group,
-                        signal,
-                        reply,
-                    } => {
-                        // The isle's own: this process's children, or any
-                        // process of its tree (read from /proc, which only
-                        // this unconfined thread may).
-                        let sent = match (ours(pid) || lifeline::in_tree(pid), group) {
-                            (false, _) => Err(atoll_abi::linux::errno::ESRCH),
-                            (true, true) => host_process::kill_group(pid, signal),
-                            (true, false) => host_process::kill(pid, signal),
-                        };
-                        let _ = reply.send(sent);
-                        continue;
-                    }
-                    Request::KillAll { signal, reply } => {
-                        let _ = reply.send(lifeline::kill_all_others(signal));
+                    Request::Unconfined { work, reply } => {
+                        let _ = reply.send(work());
                         continue;
                     }
                     Request::Fork(reply) => reply,
@@ -320,17 +299,79 @@ pub(crate) fn kill(pid: u64, signal: u64) -> Result<i64, i64> {
         ),
         pid if pid < -1 => (pid.unsigned_abs(), true),
         pid if pid > 0 => (pid as u32, false),
-        _ => return ask(|reply| Request::KillAll { signal, reply }),
+        _ => return unconfined(move || lifeline::kill_all_others(signal)),
     };
     if !group && target == std::process::id() {
         return Err(atoll_abi::linux::errno::ESRCH);
     }
-    ask(|reply| Request::Kill {
-        pid: target,
-        group,
-        signal,
+    unconfined(move || match (isle_process(target), group) {
+        (false, _) => Err(atoll_abi::linux::errno::ESRCH),
+        (true, true) => host_process::kill_group(target, signal),
+        (true, false) => host_process::kill(target, signal),
+    })
+}
+
+/// Whether `pid` is a process of the isle's tree: this process's own or
+/// children, or any process below its top (read from /proc, which only an
+/// unconfined thread may).
+fn isle_process(pid: u32) -> bool {
+    ours(pid) || lifeline::in_tree(pid)
+}
+
+/// Runs `work` on the unconfined thread; its answer.
+fn unconfined(work: impl FnOnce() -> Result<i64, i64> + Send + 'static) -> Result<i64, i64> {
+    ask(|reply| Request::Unconfined {
+        work: Box::new(work),
         reply,
     })
+}
+
+/// The process group the isle's top process started in: the terminal's
+/// foreground may be given back to it.
+static START_GROUP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Whether the terminal's foreground may go to process group `pgid`: one
+/// an isle process leads, or the one the isle started in.
+pub(crate) fn isle_group(pgid: u32) -> bool {
+    START_GROUP.get() == Some(&pgid) || in_isle_tree(pgid)
+}
+
+/// [`isle_process`], asked from a confined thread.
+fn in_isle_tree(pid: u32) -> bool {
+    ours(pid) || unconfined(move || Ok(i64::from(isle_process(pid)))) == Ok(1)
+}
+
+/// Whether the terminal's foreground may go to group `pgid` (TIOCSPGRP):
+/// EPERM for a group of the host's, ESRCH for none, as Linux answers for
+/// one outside the session or none at all.
+pub(crate) fn may_take_terminal(pgid: i32) -> Result<(), i64> {
+    let group = u32::try_from(pgid).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
+    if isle_group(group) {
+        return Ok(());
+    }
+    // killpg(_, 0) tells a group that exists (EPERM: not ours to signal).
+    match unconfined(move || host_process::kill_group(group, 0)) {
+        Err(atoll_abi::linux::errno::ESRCH) => Err(atoll_abi::linux::errno::ESRCH),
+        _ => Err(atoll_abi::linux::errno::EPERM),
+    }
+}
+
+/// STOP(signal): a stop signal's default action. The host stops this
+/// process as that signal does (so its parent's wait sees it stopped by
+/// it), and answers when the process is continued.
+pub(crate) fn stop(signal: u64) -> Result<i64, i64> {
+    let signal = i32::try_from(signal).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
+    tracing::debug!(signal, "the program stops");
+    let stopped = unconfined(move || host_process::stop_as(signal));
+    tracing::debug!(signal, "the program goes on");
+    stopped
+}
+
+/// Whether this process's group is orphaned (no member has a parent in
+/// another group of its session): the terminal then refuses its
+/// background reads with EIO, as Linux does, rather than stopping it.
+pub(crate) fn group_orphaned() -> bool {
+    unconfined(|| Ok(i64::from(crate::host::own_group_orphaned()))) == Ok(1)
 }
 
 /// GROUP(what, pid, pgid): process groups and sessions, of this process
@@ -342,7 +383,7 @@ pub(crate) fn group(what: u64, pid: u64, pgid: u64) -> Result<i64, i64> {
         return Err(atoll_abi::linux::errno::ESRCH);
     }
     let pgid = u32::try_from(pgid).map_err(|_| atoll_abi::linux::errno::EINVAL)?;
-    if what == atoll_abi::queue::group::SETPGID && pgid != 0 && !ours(pgid) {
+    if what == atoll_abi::queue::group::SETPGID && pgid != 0 && !in_isle_tree(pgid) {
         return Err(atoll_abi::linux::errno::EPERM);
     }
     host_process::group(what, pid, pgid)
@@ -377,13 +418,18 @@ pub(crate) fn wait(ram: &GuestRam, pid: u64, options: u64, usage_at: u64) -> Res
 /// whose waiting thread is gone): the program's disposition decides; with
 /// no isle to take it, it ends the process as it would any.
 fn on_signal(signal: i32) {
-    let harmless = signal == libc::SIGCHLD || signal == libc::SIGWINCH;
-    if !crate::program_signals::pass_on_and_wait(signal) && !harmless {
-        host_process::die_of(signal, 128 + signal);
+    use crate::program_signals::{pass_on_and_wait, stop_atoll, unhandled, Unhandled};
+    if !pass_on_and_wait(signal) {
+        match unhandled(signal) {
+            Unhandled::Nothing => {}
+            Unhandled::Stop => stop_atoll(signal),
+            Unhandled::End => host_process::die_of(signal, 128 + signal),
+        }
     }
 }
 
 fn run_child(resume: Resume) -> ! {
+    use std::io::Write;
     lifeline::watch_in_child();
     // The parent's forking thread isn't in this process: it gets its own.
     *forker_inbox() = None;
@@ -418,12 +464,13 @@ fn run_child(resume: Resume) -> ! {
         Outcome::Exited(status) => host_process::exit_now(i32::from(status)),
         Outcome::Killed { signal, report } => {
             if !report.is_empty() {
-                eprintln!("atoll: {report}");
+                // Not eprintln: a hung-up terminal must not stop the exit.
+                let _ = writeln!(std::io::stderr(), "atoll: {report}");
             }
             host_process::die_of(signal as i32, 128 + signal as i32)
         }
         Outcome::Crashed(report) => {
-            eprintln!("atoll: isle crashed: {report}");
+            let _ = writeln!(std::io::stderr(), "atoll: isle crashed: {report}");
             host_process::exit_now(125)
         }
         Outcome::Exec => unreachable!("run_replacing boots what an execve asks for"),

@@ -312,11 +312,18 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_getcwd,
 ];
 
-/// ioctl requests the handlers make: a terminal's settings and size, and
-/// attaching guest RAM to the VM.
+/// ioctl requests the handlers make: a terminal's settings, size,
+/// foreground group and session, and attaching guest RAM to the VM.
 const ALLOWED_IOCTLS: &[u64] = &[
     libc::TCGETS,
+    libc::TCSETS,
+    libc::TCSETSW,
+    libc::TCSETSF,
     libc::TIOCGWINSZ,
+    libc::TIOCSWINSZ,
+    libc::TIOCGPGRP,
+    libc::TIOCSPGRP,
+    libc::TIOCGSID,
     libc::FIONREAD,
     libc::FIONBIO,
     KVM_SET_USER_MEMORY_REGION,
