@@ -271,7 +271,8 @@ fn kill_9_of_the_top_process_ends_its_whole_tree() {
 }
 
 /// `atoll ps --tree` lists an isle's processes below it: a shell's two
-/// background jobs, each a process of its own named after its program.
+/// background jobs, each a process of its own named after its program;
+/// `atoll top` counts all three.
 #[test]
 fn ps_tree_shows_an_isles_processes() {
     let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
@@ -312,6 +313,23 @@ fn ps_tree_shows_an_isles_processes() {
         let line = format!("└─ {} busybox", process["pid"]);
         assert!(stdout(&table).contains(&line), "{}", stdout(&table));
     }
+    // atoll top counts the whole tree: the shell and its two jobs.
+    let shown = registry.output(&["top", "-n", "1", "-d", "0.3"]);
+    let text = stdout(&shown);
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let row: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let column = header.iter().position(|&name| name == "PROCS");
+    assert_eq!(column.and_then(|at| row.get(at)), Some(&"3"), "{text}");
     let _ = top.kill();
     let _ = top.wait();
 }

@@ -84,6 +84,24 @@ fn kill_of_minus_one_ends_every_other_process_of_the_isle() {
     assert_eq!(stdout(&isle), "kill: 0\njobs ended\nnone left: 1\n");
 }
 
+/// execveat and fexecve, AT_SYMLINK_NOFOLLOW, the flags refused, and a
+/// program running itself again through /proc/self/exe: as natively.
+#[test]
+fn execveat_fexecve_and_proc_self_exe_run_as_natively() {
+    compare_in_every_flavor(
+        "execat",
+        "fexecve ran the shell\nfexecve: exited 3\n\
+         execveat found sh in /bin\nexecveat in a directory: exited 4\n\
+         AT_SYMLINK_NOFOLLOW on a link: exec failed: ELOOP\n\
+         AT_SYMLINK_NOFOLLOW on a link: exited 100\n\
+         through the link\na link followed: exited 5\n\
+         an unknown flag: exec failed: EINVAL\nan unknown flag: exited 100\n\
+         an empty path without AT_EMPTY_PATH: exec failed: ENOENT\n\
+         an empty path without AT_EMPTY_PATH: exited 100\n\
+         ran again through /proc/self/exe\n/proc/self/exe: exited 6\n",
+    );
+}
+
 /// Runs C program `name` natively and in an isle, static and dynamic: the
 /// same status and output, which holds `expected`.
 fn compare_in_every_flavor(name: &str, expected: &str) {
@@ -146,6 +164,51 @@ fn shell_scripts_run_as_natively() {
         );
         assert_eq!(stdout(&isle), stdout(&native), "{script}");
     }
+}
+
+/// /proc/PID of another process of the isle's, read by its shell as
+/// natively: its cmdline, comm, stat (name, parent) and status, its place
+/// in /proc's listing, and its directory gone once it is reaped; a pid
+/// that is no process of the isle's has none.
+#[test]
+fn proc_shows_the_isles_other_processes_as_natively() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let scratch = Scratch::new("proc-pid");
+    let script = r#"
+        /bin/sleep 30 & pid=$!
+        while [ "$(cat /proc/$pid/comm 2>/dev/null)" != sleep ]; do sleep 0.05; done
+        tr '\0' ' ' < /proc/$pid/cmdline; echo
+        cat /proc/$pid/comm
+        cut -d' ' -f2 /proc/$pid/stat
+        [ "$(cut -d' ' -f4 /proc/$pid/stat)" = $$ ] && echo "stat: its parent is the shell"
+        case "$(cut -d' ' -f3 /proc/$pid/stat)" in [RS]) echo "stat: running or sleeping";; esac
+        grep -E '^(Name|Pid|PPid):' /proc/$pid/status | sed -e "s/\b$pid\b/PID/" -e "s/\b$$\b/SHELL/"
+        ls /proc | grep -qx "$pid" && echo "listed in /proc"
+        ls /proc/$pid | grep -qx cmdline && echo "its directory lists cmdline"
+        kill $pid; wait $pid; echo "ended $?"
+        [ -e /proc/$pid ] || echo "gone once reaped"
+        [ -e /proc/1/cmdline ] && echo "pid 1 is the isle's" || echo "pid 1 is none of the isle's"
+    "#;
+    let (native, isle) = both(&scratch.0, &busybox, &["sh", "-c", script]);
+    assert_eq!(isle.status.code(), Some(0), "{}", stderr(&isle));
+    let expected = "/bin/sleep 30 \nsleep\n(sleep)\nstat: its parent is the shell\n\
+                    stat: running or sleeping\nName:\tsleep\nPid:\tPID\nPPid:\tSHELL\n\
+                    listed in /proc\nits directory lists cmdline\nended 143\ngone once reaped\n";
+    // Natively pid 1 is the host's init; an isle shows no host process.
+    assert_eq!(
+        stdout(&native),
+        format!("{expected}pid 1 is the isle's\n"),
+        "{}",
+        stderr(&native)
+    );
+    assert_eq!(
+        stdout(&isle),
+        format!("{expected}pid 1 is none of the isle's\n"),
+        "{}",
+        stderr(&isle)
+    );
 }
 
 /// GNU make -j2 (its jobserver waits in pselect with SIGCHLD let through),

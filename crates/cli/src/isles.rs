@@ -554,21 +554,43 @@ pub struct TopArgs {
     delay: f64,
 }
 
-/// One isle's counters at one instant.
+/// One isle's counters at one instant, over all its processes.
 #[derive(Clone, Copy)]
 struct Sample {
-    /// CPU time of its atoll process (its vCPU and offload threads), in
-    /// clock ticks of 1/100 s (Linux's USER_HZ).
+    /// CPU time of its processes' monitors (their vCPU and offload
+    /// threads), in clock ticks of 1/100 s (Linux's USER_HZ).
     cpu_ticks: u64,
     offload_calls: u64,
+    /// Its processes: the atoll process and the forks below it.
+    processes: usize,
+    /// Their memory, each shared page counted once (the sum of PSS).
+    memory_bytes: u64,
     at: Instant,
 }
 
-fn sample(isle: &Record) -> Option<Sample> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", isle.pid)).ok()?;
+/// The CPU ticks (user and system) of host process `pid`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
     // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
-    let cpu_ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn sample(isle: &Record) -> Option<Sample> {
+    let processes: Vec<u32> = std::iter::once(isle.pid)
+        .chain(
+            process_tree(isle.pid)
+                .into_iter()
+                .map(|process| process.pid),
+        )
+        .collect();
+    let cpu_ticks = cpu_ticks(isle.pid)?
+        + processes[1..]
+            .iter()
+            .filter_map(|&pid| cpu_ticks(pid))
+            .sum::<u64>();
+    // Offload calls are the top process's: a fork's monitor doesn't write
+    // the isle's figures.
     let offload_calls = stats_path(isle.id)
         .and_then(|path| std::fs::read(path).ok())
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
@@ -577,23 +599,29 @@ fn sample(isle: &Record) -> Option<Sample> {
     Some(Sample {
         cpu_ticks,
         offload_calls,
+        processes: processes.len(),
+        memory_bytes: processes.iter().map(|&pid| proportional_bytes(pid)).sum(),
         at: Instant::now(),
     })
 }
 
-fn resident_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+/// Host process `pid`'s share of memory: its PSS (pages it shares with
+/// its forks count in part), else its RSS.
+fn proportional_bytes(pid: u32) -> u64 {
+    let field = |path: String, name: &str| {
+        std::fs::read_to_string(path).ok().and_then(|text| {
+            let line = text.lines().find(|line| line.starts_with(name))?;
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
+    };
+    field(format!("/proc/{pid}/smaps_rollup"), "Pss:")
+        .or_else(|| field(format!("/proc/{pid}/status"), "VmRSS:"))
         .map_or(0, |kib| kib << 10)
 }
 
-/// `atoll top`: per isle, the cores its atoll process keeps busy (vCPUs
-/// poll, so a running isle shows one core per vCPU), offload calls per
-/// second and memory.
+/// `atoll top`: per isle, the cores its processes keep busy (vCPUs poll,
+/// so a running isle shows one core per busy vCPU), offload calls per
+/// second, its processes and their memory.
 pub fn top(args: TopArgs) -> Result<i32, CliError> {
     use std::io::IsTerminal;
     if !(args.delay.is_finite() && args.delay > 0.0) {
@@ -618,8 +646,8 @@ pub fn top(args: TopArgs) -> Result<i32, CliError> {
                 text += "\x1b[H\x1b[2J";
             }
             text += &format!(
-                "{:<4} {:<10} {:<10} {:>6} {:>10} {:>8} {:>8}  COMMAND\n",
-                "ID", "NAME", "CORES", "CPU%", "CALLS/S", "RSS", "MEMORY"
+                "{:<4} {:<10} {:<10} {:>6} {:>10} {:>5} {:>8} {:>8}  COMMAND\n",
+                "ID", "NAME", "CORES", "CPU%", "CALLS/S", "PROCS", "RSS", "MEMORY"
             );
             for (isle, now) in isles.iter().zip(&samples) {
                 let key = (isle.id, isle.pid);
@@ -641,13 +669,14 @@ pub fn top(args: TopArgs) -> Result<i32, CliError> {
                     _ => ("-".into(), "-".into()),
                 };
                 text += &format!(
-                    "{:<4} {:<10} {:<10} {:>6} {:>10} {:>8} {:>8}  {}\n",
+                    "{:<4} {:<10} {:<10} {:>6} {:>10} {:>5} {:>8} {:>8}  {}\n",
                     isle.id,
                     isle.name.as_deref().unwrap_or("-"),
                     format_list(&isle.cpus),
                     cpu,
                     calls,
-                    memory_text(resident_bytes(isle.pid)),
+                    now.map_or("-".into(), |now| now.processes.to_string()),
+                    now.map_or("-".into(), |now| memory_text(now.memory_bytes)),
                     held_memory_text(isle.memory),
                     isle.command
                 );

@@ -34,8 +34,8 @@ pub struct IsleConfig<'a> {
     pub backend: BackendChoice,
     /// The kernel ELF (embedded in the atoll binary).
     pub kernel_image: &'a [u8],
-    /// The program ELF.
-    pub program_image: &'a [u8],
+    /// The program ELF (kept: /proc/self/exe may run it again).
+    pub program_image: Arc<Vec<u8>>,
     pub argv: Vec<Vec<u8>>,
     pub envp: Vec<Vec<u8>>,
     /// What /proc/self/exe resolves to.
@@ -336,19 +336,19 @@ impl Settings {
 
 /// The program an isle runs: the one atoll was given, then each one an
 /// execve put in its place.
-pub(crate) struct ProgramRun<'a> {
-    image: std::borrow::Cow<'a, [u8]>,
+pub(crate) struct ProgramRun {
+    image: Arc<Vec<u8>>,
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
     exe_path: Vec<u8>,
     signals: atoll_abi::boot::ExecSignals,
 }
 
-impl ProgramRun<'static> {
+impl ProgramRun {
     /// The program an execve accepted.
     pub(crate) fn replacing(next: crate::process::Replacement) -> Self {
         Self {
-            image: std::borrow::Cow::Owned(next.image),
+            image: Arc::new(next.image),
             argv: next.argv,
             envp: next.envp,
             exe_path: next.exe_path,
@@ -369,7 +369,7 @@ pub fn run(config: IsleConfig) -> Result<Outcome, IsleError> {
     files.read_host_sources();
     let files = Arc::new(files);
     let program = ProgramRun {
-        image: std::borrow::Cow::Borrowed(config.program_image),
+        image: Arc::clone(&config.program_image),
         argv: config.argv.clone(),
         envp: config.envp.clone(),
         exe_path: config.exe_path.clone(),
@@ -485,6 +485,8 @@ fn boot(config: &Settings, files: &Arc<Files>, run: &ProgramRun) -> Result<Outco
         (identity.uid, identity.euid, identity.gid, identity.egid) = (uid, uid, gid, gid);
         identity.group_count = 0;
     }
+    crate::process::table::set_own(&run.argv, &run.exe_path);
+    crate::process::keep_program(Arc::clone(&run.image));
     files.set_isle_facts(crate::sandbox::IsleFacts {
         identity,
         argv: run.argv.clone(),
@@ -494,6 +496,7 @@ fn boot(config: &Settings, files: &Arc<Files>, run: &ProgramRun) -> Result<Outco
         },
         memory_bytes: config.memory_limit,
         exe_path: String::from_utf8_lossy(&run.exe_path).into_owned(),
+        processes: Some(Arc::new(crate::process::IsleProcesses)),
     });
     let auxv = vec![
         (AT_PHDR, program.phdr_address),

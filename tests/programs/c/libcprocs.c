@@ -20,13 +20,6 @@
 
 extern char **environ;
 
-static int status_of(pid_t pid) {
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static pthread_key_t key;
 static int destructed;
 
@@ -66,13 +59,13 @@ int main(void) {
     pid_t pid;
     char *echo_argv[] = {"sh", "-c", "echo spawned; exit 4", NULL};
     int spawned = posix_spawnp(&pid, "sh", NULL, NULL, echo_argv, environ);
-    printf("posix_spawnp: %d, exited %d\n", spawned, spawned == 0 ? status_of(pid) : -1);
+    printf("posix_spawnp: %d, exited %d\n", spawned, spawned == 0 ? exit_status_of(pid) : -1);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     spawned = posix_spawnp(&pid, "sh", &actions, NULL, echo_argv, environ);
     printf("posix_spawnp with stdout on /dev/null: %d, exited %d\n", spawned,
-           spawned == 0 ? status_of(pid) : -1);
+           spawned == 0 ? exit_status_of(pid) : -1);
     posix_spawn_file_actions_destroy(&actions);
 
     int shared = 1;
@@ -81,7 +74,7 @@ int main(void) {
         execl("/bin/sh", "sh", "-c", "exit 5", (char *)NULL);
         _exit(127);
     }
-    printf("vfork then exec: exited %d, parent's memory %d\n", status_of(pid), shared);
+    printf("vfork then exec: exited %d, parent's memory %d\n", exit_status_of(pid), shared);
 
     // Written before the child's lines, whichever process runs first.
     printf("execle's environment:\n");
@@ -92,7 +85,7 @@ int main(void) {
                (char *[]){"ONLY=this", "AND=that", NULL});
         _exit(127);
     }
-    printf("execle: exited %d\n", status_of(pid));
+    printf("execle: exited %d\n", exit_status_of(pid));
 
     pid = fork();
     if (pid == 0) {
@@ -101,7 +94,7 @@ int main(void) {
         printf("  written before exit, flushed by it");
         exit(0);
     }
-    int flushed = status_of(pid);
+    int flushed = exit_status_of(pid);
     printf("\nexit flushed stdio: exited %d\n", flushed);
 
     // daemon(0, 0) in a child: it forks again, and the child of that goes
@@ -125,7 +118,7 @@ int main(void) {
         _exit(0);
     }
     close(reports[1]);
-    printf("daemon's caller: exited %d\n", status_of(pid));
+    printf("daemon's caller: exited %d\n", exit_status_of(pid));
     got = read(reports[0], line, sizeof line - 1);
     line[got > 0 ? got : 0] = 0;
     printf("%s", line);

@@ -213,7 +213,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
     let config = IsleConfig {
         backend,
         kernel_image: kernel_image.as_deref().unwrap_or(crate::KERNEL_IMAGE),
-        program_image: &image,
+        program_image: std::sync::Arc::new(image),
         argv: args.command.into_iter().map(OsString::into_vec).collect(),
         envp,
         exe_path,

@@ -208,6 +208,18 @@ pub fn kill_group(pgid: u32, signal: i32) -> Result<i64, i64> {
     }
 }
 
+/// Whether process `pid` exists (kill(pid, 0): EPERM says it does).
+pub fn alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks; no memory is touched.
+    unsafe {
+        libc::kill(pid, 0) == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+}
+
 /// kill(pid, signal).
 pub fn kill(pid: u32, signal: i32) -> Result<i64, i64> {
     // SAFETY: kill has no memory-safety preconditions.

@@ -32,14 +32,16 @@ const E2BIG: i64 = libc::E2BIG as i64;
 /// EXEC(dirfd, path, argv, envp, flags, signals).
 pub(super) fn exec(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i64> {
     let [dirfd, path, argv, envp, flags, signals] = a;
-    if flags != 0 {
-        // AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW: not yet.
+    let flags = i32::try_from(flags).map_err(|_| EINVAL)?;
+    if flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW) != 0 {
         return Err(EINVAL);
     }
     let path = super::fs::guest_string(ram, path)?;
-    if path.is_empty() {
+    let of_fd = path.is_empty() && flags & libc::AT_EMPTY_PATH != 0;
+    if path.is_empty() && !of_fd {
         return Err(ENOENT);
     }
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     let mut budget = MAX_ARGUMENT_BYTES;
     let mut argv = strings(ram, argv, &mut budget)?;
     let envp = strings(ram, envp, &mut budget)?;
@@ -54,8 +56,21 @@ pub(super) fn exec(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i6
             .map_err(|_| EFAULT)?,
     };
     let mut program = path;
-    for _ in 0..=MAX_INTERPRETERS {
-        let (image, exe_path) = files.executable(dirfd as i64, &program, MAX_PROGRAM)?;
+    for level in 0..=MAX_INTERPRETERS {
+        // The program itself as execveat's flags say; its interpreters
+        // as execve finds them.
+        // /proc/self/exe is the program this process runs, wherever it
+        // came from (a host program may be on no path of the isle's).
+        let own = files.own_exe(&program).zip(crate::process::program());
+        let (image, exe_path) = match (level, own) {
+            (0, _) if of_fd => files.executable_fd(dirfd as i64, MAX_PROGRAM)?,
+            (0, Some((path, image))) if follow => (image.to_vec(), path),
+            (0, _) => files.executable_following(dirfd as i64, &program, follow, MAX_PROGRAM)?,
+            _ => files.executable(i64::from(libc::AT_FDCWD), &program, MAX_PROGRAM)?,
+        };
+        if level == 0 && of_fd {
+            program = exe_path.clone();
+        }
         match interpreter_line(&image) {
             Some((interpreter, argument)) => {
                 // As Linux: interpreter [argument] script args-after-argv[0].

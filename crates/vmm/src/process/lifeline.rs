@@ -97,8 +97,13 @@ fn tree_below(root: u32) -> Vec<u32> {
 /// Whether `pid` is a process of the isle's tree: the top monitor or one
 /// below it.
 pub(crate) fn in_tree(pid: u32) -> bool {
+    isle_tree().contains(&pid)
+}
+
+/// The isle's tree: the top monitor and every process below it.
+pub(crate) fn isle_tree() -> Vec<u32> {
     let top = lifeline().as_ref().map_or(std::process::id(), |l| l.top);
-    pid == top || tree_below(top).contains(&pid)
+    std::iter::once(top).chain(tree_below(top)).collect()
 }
 
 /// kill(-1, signal): every process of the isle's tree (the top monitor
@@ -106,12 +111,8 @@ pub(crate) fn in_tree(pid: u32) -> bool {
 /// whose parent ended was handed to the host's init and is no longer
 /// found; the lifeline still ends it with the tree.
 pub(crate) fn kill_all_others(signal: i32) -> Result<i64, i64> {
-    let top = lifeline().as_ref().map_or(std::process::id(), |l| l.top);
     let me = std::process::id();
-    let others: Vec<u32> = std::iter::once(top)
-        .chain(tree_below(top))
-        .filter(|&pid| pid != me)
-        .collect();
+    let others: Vec<u32> = isle_tree().into_iter().filter(|&pid| pid != me).collect();
     if others.is_empty() {
         return Err(atoll_abi::linux::errno::ESRCH);
     }

@@ -15,6 +15,7 @@
 //! lives as long as its top process ([`lifeline`]).
 
 mod lifeline;
+pub(crate) mod table;
 
 use std::mem::offset_of;
 use std::sync::mpsc::{channel, Sender};
@@ -81,10 +82,7 @@ enum Request {
     Fork(Reply),
     /// Work only an unconfined thread may do: reading the host's /proc
     /// (the isle's tree), signalling outside the process, stopping it.
-    Unconfined {
-        work: Box<dyn FnOnce() -> Result<i64, i64> + Send>,
-        reply: Reply,
-    },
+    Unconfined(Box<dyn FnOnce() + Send>),
 }
 
 /// This process's children not yet waited for: the only processes its
@@ -106,6 +104,20 @@ pub(crate) struct Replacement {
 }
 
 static REPLACEMENT: Mutex<Option<Replacement>> = Mutex::new(None);
+
+/// The program this process runs: what an execve of /proc/self/exe runs
+/// again, though no path of the isle's may lead to it.
+static PROGRAM: Mutex<Option<Arc<Vec<u8>>>> = Mutex::new(None);
+
+/// This process runs `image` now.
+pub(crate) fn keep_program(image: Arc<Vec<u8>>) {
+    *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(image);
+}
+
+/// The program this process runs.
+pub(crate) fn program() -> Option<Arc<Vec<u8>>> {
+    PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// Keeps what an accepted execve runs (a later one replaces it: the last
 /// one the isle ends for is the one that runs).
@@ -159,8 +171,8 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                         serving = Some((*resume, offload));
                         continue;
                     }
-                    Request::Unconfined { work, reply } => {
-                        let _ = reply.send(work());
+                    Request::Unconfined(work) => {
+                        work();
                         continue;
                     }
                     Request::Fork(reply) => reply,
@@ -180,6 +192,9 @@ pub(crate) fn start_forker(resume: Resume, offload: std::sync::Weak<Offload>) {
                 if let Err(errno) = lifeline::before_fork() {
                     let _ = reply.send(Err(errno));
                     continue;
+                }
+                if let Err(error) = table::make() {
+                    tracing::debug!(%error, "no process table: /proc shows each process only itself");
                 }
                 let forked = {
                     // No other thread may hold these in the child: it
@@ -320,10 +335,18 @@ fn isle_process(pid: u32) -> bool {
 
 /// Runs `work` on the unconfined thread; its answer.
 fn unconfined(work: impl FnOnce() -> Result<i64, i64> + Send + 'static) -> Result<i64, i64> {
-    ask(|reply| Request::Unconfined {
-        work: Box::new(work),
-        reply,
-    })
+    on_unconfined_thread(work).unwrap_or(Err(atoll_abi::linux::errno::EAGAIN))
+}
+
+/// Runs `work` on the unconfined thread; its answer (None: no thread).
+fn on_unconfined_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (reply, answer) = channel();
+    let requests = forker_inbox().clone()?;
+    let job = Box::new(move || {
+        let _ = reply.send(work());
+    });
+    requests.send(Request::Unconfined(job)).ok()?;
+    answer.recv().ok()
 }
 
 /// The process group the isle's top process started in: the terminal's
@@ -338,7 +361,7 @@ pub(crate) fn isle_group(pgid: u32) -> bool {
 
 /// [`isle_process`], asked from a confined thread.
 fn in_isle_tree(pid: u32) -> bool {
-    ours(pid) || unconfined(move || Ok(i64::from(isle_process(pid)))) == Ok(1)
+    ours(pid) || on_unconfined_thread(move || isle_process(pid)) == Some(true)
 }
 
 /// Whether the terminal's foreground may go to group `pgid` (TIOCSPGRP):
@@ -367,11 +390,55 @@ pub(crate) fn stop(signal: u64) -> Result<i64, i64> {
     stopped
 }
 
+/// The isle's processes as /proc shows them: the process table for what
+/// each runs, the host's view of their monitors for the rest.
+pub(crate) struct IsleProcesses;
+
+impl crate::sandbox::ProcessView for IsleProcesses {
+    /// Those with a slot in the process table still alive in the tree.
+    fn others(&self) -> Vec<u32> {
+        let me = std::process::id();
+        let listed: Vec<u32> = table::pids().into_iter().filter(|&pid| pid != me).collect();
+        if listed.is_empty() {
+            return listed;
+        }
+        on_unconfined_thread(lifeline::isle_tree)
+            .map(|tree| {
+                listed
+                    .into_iter()
+                    .filter(|pid| tree.contains(pid))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn other(&self, pid: u32) -> Option<crate::sandbox::OtherProcess> {
+        if pid == std::process::id() {
+            return None;
+        }
+        let running = table::running(pid)?;
+        let host_stat = on_unconfined_thread(move || {
+            isle_process(pid)
+                .then(|| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+                .flatten()
+        })??;
+        Some(crate::sandbox::OtherProcess {
+            arguments: running.arguments,
+            program: running.program,
+            host_stat,
+        })
+    }
+
+    fn own_stat(&self) -> Option<String> {
+        on_unconfined_thread(|| std::fs::read_to_string("/proc/self/stat").ok())?
+    }
+}
+
 /// Whether this process's group is orphaned (no member has a parent in
 /// another group of its session): the terminal then refuses its
 /// background reads with EIO, as Linux does, rather than stopping it.
 pub(crate) fn group_orphaned() -> bool {
-    unconfined(|| Ok(i64::from(crate::host::own_group_orphaned()))) == Ok(1)
+    on_unconfined_thread(crate::host::own_group_orphaned) == Some(true)
 }
 
 /// GROUP(what, pid, pgid): process groups and sessions, of this process
@@ -431,6 +498,7 @@ fn on_signal(signal: i32) {
 fn run_child(resume: Resume) -> ! {
     use std::io::Write;
     lifeline::watch_in_child();
+    table::enter_child();
     // The parent's forking thread isn't in this process: it gets its own.
     *forker_inbox() = None;
     FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -460,6 +528,7 @@ fn run_child(resume: Resume) -> ! {
             None => Outcome::Crashed("execve with no program to run".into()),
         };
     }
+    table::leave();
     match outcome {
         Outcome::Exited(status) => host_process::exit_now(i32::from(status)),
         Outcome::Killed { signal, report } => {
@@ -512,6 +581,10 @@ fn boot_child(resume: &Resume) -> Result<Outcome, crate::isle::IsleError> {
             .map_err(memory_error)?;
         setup::write_cpu_area(memory, &resume.layout, cpu)?;
     }
+    // Its /proc/self is its own.
+    let mut facts = (*resume.files.facts()).clone();
+    (facts.identity.pid, facts.identity.ppid) = (std::process::id(), parent);
+    resume.files.set_isle_facts(facts);
     host_process::release_inherited_vm();
     let mut backend = backend::open(&resume.backend, resume.cpu_count, resume.ram.size())?;
     let cpu = backend.prepare(&BootPlan {

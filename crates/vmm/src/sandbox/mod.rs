@@ -50,7 +50,7 @@ use crate::offload::net::NetPolicy;
 
 pub use fdtable::{FileKind, SocketNames, MAX_FDS};
 pub use mounts::{Files, FilesError, MountSpec, DEVICES};
-pub use procfs::IsleFacts;
+pub use procfs::{IsleFacts, OtherProcess, ProcessView};
 pub use resolve::normalize;
 
 /// A rustix error as the errno the isle is answered with.

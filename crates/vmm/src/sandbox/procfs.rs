@@ -18,6 +18,28 @@ use super::errno;
 use super::fdtable::State;
 use super::mounts::Files;
 
+/// What /proc shows of the isle's other processes, and of this one's
+/// monitor as the host sees it: the process module's to tell (the sandbox
+/// knows only this isle).
+pub trait ProcessView: Send + Sync {
+    /// The isle's other processes, as /proc lists them.
+    fn others(&self) -> Vec<u32>;
+    /// Another process of the isle's (None for any other pid).
+    fn other(&self, pid: u32) -> Option<OtherProcess>;
+    /// The host's /proc/PID/stat line of this process's monitor.
+    fn own_stat(&self) -> Option<String>;
+}
+
+/// Another process of the isle's, as its /proc/PID shows it.
+pub struct OtherProcess {
+    /// Its arguments, a NUL after each.
+    pub arguments: Vec<u8>,
+    /// Its program's guest path.
+    pub program: Vec<u8>,
+    /// The host's /proc/PID/stat line of its monitor.
+    pub host_stat: String,
+}
+
 /// What the monitor knows of the isle that its /proc shows.
 #[derive(Clone, Default)]
 pub struct IsleFacts {
@@ -29,6 +51,8 @@ pub struct IsleFacts {
     pub memory_bytes: u64,
     /// The program's guest path, where /proc/self/exe leads.
     pub exe_path: String,
+    /// The isle's other processes (none: this is its only one).
+    pub processes: Option<Arc<dyn ProcessView>>,
 }
 
 /// What a synthetic path is.
@@ -58,8 +82,18 @@ fn directory(files: &Files, state: &State, path: &str) -> Option<Vec<(String, u8
                 ("thread-self".into(), libc::DT_LNK),
                 (files.facts().identity.pid.to_string(), libc::DT_DIR),
             ])
+            .chain(
+                files
+                    .facts()
+                    .processes
+                    .as_ref()
+                    .map(|processes| processes.others())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|pid| (pid.to_string(), libc::DT_DIR)),
+            )
             .collect(),
-        "self" => files_named(&["cmdline", "comm", "status", "mounts", "maps"])
+        "self" => files_named(&["cmdline", "comm", "stat", "status", "mounts", "maps"])
             .chain([("exe".into(), libc::DT_LNK), ("fd".into(), libc::DT_DIR)])
             .collect(),
         "self/fd" => state
@@ -102,6 +136,19 @@ fn own_process(rest: &str, pid: u32) -> Option<String> {
     let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let own = first == "self" || first == "thread-self" || first == pid.to_string();
     own.then(|| format!("self/{tail}"))
+}
+
+/// A program's name as Linux keeps it: `argv0`'s last part, 15 bytes.
+fn comm_of(argv0: &[u8]) -> String {
+    let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
+    String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
+}
+
+/// A /proc/PID/stat line with `comm` for the name the host gives in
+/// parentheses (the monitor's).
+fn with_comm(stat: &str, comm: &str) -> Option<String> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    Some(format!("{}({comm}){}", &stat[..open], &stat[close + 1..]))
 }
 
 /// A CPU list as /sys writes one: "0", "0-3".
@@ -222,7 +269,7 @@ fn reread(file: &Option<std::fs::File>) -> String {
 
 impl Files {
     /// The program's path if `absolute` is its /proc/PID/exe.
-    pub(super) fn own_exe(&self, absolute: &str) -> Option<String> {
+    pub(crate) fn own_exe(&self, absolute: &str) -> Option<String> {
         let rest = absolute.strip_prefix("/proc/")?;
         let facts = self.facts();
         let path = own_process(rest, facts.identity.pid)?;
@@ -230,7 +277,7 @@ impl Files {
     }
 
     /// What the isle's /proc shows now (an execve changes it).
-    pub(super) fn facts(&self) -> Arc<IsleFacts> {
+    pub(crate) fn facts(&self) -> Arc<IsleFacts> {
         Arc::clone(&self.facts.read().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -266,6 +313,10 @@ impl Files {
         if let Some(entries) = directory(self, state, &path) {
             return Ok(Entry::Dir(entries));
         }
+        let (first, tail) = path.split_once('/').unwrap_or((&path, ""));
+        if let Ok(pid) = first.parse::<u32>() {
+            return self.other_process_entry(pid, tail);
+        }
         let text = match path.as_str() {
             "cpuinfo" => self.cpuinfo(),
             "meminfo" => self.meminfo(),
@@ -280,6 +331,11 @@ impl Files {
                 return Ok(Entry::File(bytes));
             }
             "self/status" => self.status(state),
+            "self/stat" => {
+                let processes = facts.processes.as_ref().ok_or(ENOENT)?;
+                let host = processes.own_stat().ok_or(ENOENT)?;
+                with_comm(&host, &self.comm()).ok_or(ENOENT)?
+            }
             "self/comm" => format!("{}\n", self.comm()),
             "self/maps" => self.maps_text(),
             "self/exe" => return self.own_exe(absolute).map(Entry::ExeLink).ok_or(ENOENT),
@@ -298,9 +354,77 @@ impl Files {
     /// The program's name as Linux keeps it: argv[0]'s last part, 15 bytes.
     fn comm(&self) -> String {
         let facts = self.facts();
-        let argv0 = facts.argv.first().map(Vec::as_slice).unwrap_or(b"");
-        let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
-        String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
+        comm_of(facts.argv.first().map(Vec::as_slice).unwrap_or(b""))
+    }
+
+    /// `/proc/PID/...` of another process of the isle's (ENOENT for any
+    /// pid not of its tree): what it runs, from the process table, and its
+    /// state, parent, group and times, from the host's view of its monitor.
+    fn other_process_entry(&self, pid: u32, tail: &str) -> Result<Entry, i64> {
+        let facts = self.facts();
+        let processes = facts.processes.as_ref().ok_or(ENOENT)?;
+        let OtherProcess {
+            arguments,
+            program,
+            host_stat,
+        } = processes.other(pid).ok_or(ENOENT)?;
+        let argv0 = arguments.split(|&b| b == 0).next().unwrap_or(b"");
+        let comm = comm_of(argv0);
+        let text = match tail.trim_end_matches('/') {
+            "" => {
+                let files = ["cmdline", "comm", "stat", "status"]
+                    .iter()
+                    .map(|name| (name.to_string(), libc::DT_REG));
+                return Ok(Entry::Dir(
+                    files.chain([("exe".into(), libc::DT_LNK)]).collect(),
+                ));
+            }
+            "cmdline" => return Ok(Entry::File(arguments)),
+            "exe" => {
+                return Ok(Entry::ExeLink(
+                    String::from_utf8_lossy(&program).into_owned(),
+                ))
+            }
+            "comm" => format!("{comm}\n"),
+            "stat" => with_comm(&host_stat, &comm).ok_or(ENOENT)?,
+            "status" => self.other_status(pid, &comm, &host_stat),
+            _ => return Err(ENOENT),
+        };
+        Ok(Entry::File(text.into_bytes()))
+    }
+
+    /// /proc/PID/status of another process of the isle's: its own name,
+    /// state, parent and threads (the host's), the isle's credentials.
+    fn other_status(&self, pid: u32, comm: &str, host_stat: &str) -> String {
+        let facts = self.facts();
+        let id = &facts.identity;
+        let fields: Vec<&str> = host_stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |index: usize| fields.get(index).copied().unwrap_or("0");
+        let state = match field(0) {
+            "R" => "R (running)",
+            "S" => "S (sleeping)",
+            "D" => "D (disk sleep)",
+            "T" => "T (stopped)",
+            "t" => "t (tracing stop)",
+            "Z" => "Z (zombie)",
+            "X" => "X (dead)",
+            "I" => "I (idle)",
+            _ => "S (sleeping)",
+        };
+        format!(
+            "Name:\t{comm}\nState:\t{state}\nTgid:\t{pid}\nPid:\t{pid}\nPPid:\t{}\n\
+             Uid:\t{uid}\t{euid}\t{euid}\t{euid}\nGid:\t{gid}\t{egid}\t{egid}\t{egid}\n\
+             Threads:\t{}\n",
+            field(1),
+            field(17),
+            uid = id.uid,
+            euid = id.euid,
+            gid = id.gid,
+            egid = id.egid,
+        )
     }
 
     pub(super) fn fd_link(&self, state: &State, number: i32) -> Result<String, i64> {
@@ -630,8 +754,70 @@ mod tests {
             host_cpus: (2..2 + cpus).collect(),
             memory_bytes: 512 << 20,
             exe_path: "/usr/bin/python3".into(),
+            processes: Some(Arc::new(OneChild)),
         });
         files
+    }
+
+    /// The isle's process 4242 and its forked child 4300, stopped, which
+    /// runs `sleep 30` (its monitor is named atoll on the host).
+    struct OneChild;
+
+    impl ProcessView for OneChild {
+        fn others(&self) -> Vec<u32> {
+            vec![4300]
+        }
+        fn other(&self, pid: u32) -> Option<OtherProcess> {
+            (pid == 4300).then(|| OtherProcess {
+                arguments: b"/bin/sleep\x0030\x00".to_vec(),
+                program: b"/usr/bin/sleep".to_vec(),
+                host_stat: "4300 (atoll) T 4242 4300 4242 34816 4300 0 0 0 0 0 7 3 0 0 20 0 9 0\n"
+                    .into(),
+            })
+        }
+        fn own_stat(&self) -> Option<String> {
+            Some("4242 (atoll) R 1 4242 4242 0 -1 0 0 0 0 0 5 2 0 0 20 0 9 0\n".into())
+        }
+    }
+
+    #[test]
+    fn another_process_of_the_isle_shows_what_it_runs_and_the_hosts_state() {
+        let files = isle_files(1);
+        assert_eq!(
+            read(&files, "/proc/4300/cmdline").unwrap(),
+            "/bin/sleep\x0030\x00"
+        );
+        assert_eq!(read(&files, "/proc/4300/comm").unwrap(), "sleep\n");
+        assert_eq!(
+            read(&files, "/proc/4300/stat").unwrap(),
+            "4300 (sleep) T 4242 4300 4242 34816 4300 0 0 0 0 0 7 3 0 0 20 0 9 0\n"
+        );
+        let status = read(&files, "/proc/4300/status").unwrap();
+        assert!(
+            status.starts_with(
+                "Name:\tsleep\nState:\tT (stopped)\nTgid:\t4300\nPid:\t4300\nPPid:\t4242\n"
+            ),
+            "{status}"
+        );
+        let state = files.lock();
+        assert_eq!(
+            files.synthetic_link(&state, "/proc/4300/exe").unwrap(),
+            "/usr/bin/sleep"
+        );
+        drop(state);
+        // Its own stat carries its own name; a pid of the host's has nothing.
+        assert!(read(&files, "/proc/self/stat")
+            .unwrap()
+            .starts_with("4242 (python3) R 1 "));
+        assert_eq!(read(&files, "/proc/1/status"), Err(ENOENT));
+        assert_eq!(read(&files, "/proc/4300/environ"), Err(ENOENT));
+        let at_cwd = i64::from(libc::AT_FDCWD);
+        let proc = files.open(at_cwd, "/proc", libc::O_RDONLY, 0).unwrap() as u64;
+        let listed = names(&files.synthetic_entries(proc, 4096).unwrap().unwrap());
+        assert!(listed.contains(&"4300".to_string()), "{listed:?}");
+        let child = files.open(at_cwd, "/proc/4300", libc::O_RDONLY, 0).unwrap() as u64;
+        let listed = names(&files.synthetic_entries(child, 4096).unwrap().unwrap());
+        assert!(listed.contains(&"cmdline".to_string()), "{listed:?}");
     }
 
     fn read(files: &Files, path: &str) -> Result<String, i64> {

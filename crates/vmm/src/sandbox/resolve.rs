@@ -413,37 +413,85 @@ impl Files {
     /// guest path (symlinks followed): a regular file with an execute bit
     /// (EACCES otherwise, as for a directory), at most `limit` bytes.
     pub fn executable(&self, dirfd: i64, path: &str, limit: u64) -> Result<(Vec<u8>, String), i64> {
-        let (file, metadata, absolute) = self.open_for_reading(dirfd, path)?;
-        let executable = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111;
-        if executable == 0 {
-            return Err(i64::from(libc::EACCES));
-        }
+        self.executable_following(dirfd, path, true, limit)
+    }
+
+    /// [`Self::executable`], a final symlink followed only if `follow`
+    /// (else ELOOP, as execveat's AT_SYMLINK_NOFOLLOW).
+    pub fn executable_following(
+        &self,
+        dirfd: i64,
+        path: &str,
+        follow: bool,
+        limit: u64,
+    ) -> Result<(Vec<u8>, String), i64> {
+        let (file, metadata, absolute) = self.open_for_reading(dirfd, path, follow)?;
+        check_executable(&metadata)?;
         let bytes = read_whole(file, &metadata, limit, libc::ENOMEM)?;
         Ok((bytes, absolute))
+    }
+
+    /// The program open as guest fd `fd` (fexecve: execveat(fd, "", ...,
+    /// AT_EMPTY_PATH)), checked as [`Self::executable`] checks one; read
+    /// without moving the fd's offset. Its path is the one it was opened
+    /// by, else /dev/fd/N, as Linux names it.
+    pub fn executable_fd(&self, fd: i64, limit: u64) -> Result<(Vec<u8>, String), i64> {
+        let (held, path) = {
+            let state = self.lock();
+            let file = i32::try_from(fd)
+                .ok()
+                .and_then(|fd| state.fds.get(&fd))
+                .ok_or(EBADF)?;
+            let held = rustix::io::fcntl_dupfd_cloexec(&*file.fd, 3).map_err(errno)?;
+            (held, file.guest_path.clone())
+        };
+        let file = std::fs::File::from(held);
+        let metadata = file.metadata().map_err(io_errno)?;
+        if !metadata.is_file() {
+            return Err(i64::from(libc::EACCES));
+        }
+        check_executable(&metadata)?;
+        if metadata.len() > limit {
+            return Err(i64::from(libc::ENOMEM));
+        }
+        let mut bytes = vec![0u8; metadata.len() as usize];
+        let mut done = 0;
+        while done < bytes.len() {
+            match std::os::unix::fs::FileExt::read_at(&file, &mut bytes[done..], done as u64) {
+                Ok(0) => break,
+                Ok(read) => done += read,
+                Err(error) => return Err(io_errno(error)),
+            }
+        }
+        bytes.truncate(done);
+        Ok((bytes, path.unwrap_or_else(|| format!("/dev/fd/{fd}"))))
     }
 
     /// The whole of the regular file at absolute guest path `path`, as the
     /// isle would read it (symlinks followed in its namespace), if it is at
     /// most `limit` bytes: how the monitor reads a program's interpreter.
     pub fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, i64> {
-        let (file, metadata, _) = self.open_for_reading(i64::from(AT_FDCWD), path)?;
+        let (file, metadata, _) = self.open_for_reading(i64::from(AT_FDCWD), path, true)?;
         read_whole(file, &metadata, limit, libc::EFBIG)
     }
 
-    /// The regular file at `path` (relative to `dirfd`, symlinks followed)
-    /// opened for reading, its metadata and its guest path; EACCES for
-    /// anything else.
+    /// The regular file at `path` (relative to `dirfd`, symlinks followed,
+    /// the last one only if `follow`: ELOOP else) opened for reading, its
+    /// metadata and its guest path; EACCES for anything else.
     fn open_for_reading(
         &self,
         dirfd: i64,
         path: &str,
+        follow: bool,
     ) -> Result<(std::fs::File, std::fs::Metadata, String), i64> {
         let (fd, absolute) = {
             let state = self.lock();
-            let resolved = self.resolve_follow(&state, dirfd, path, true)?;
+            let resolved = self.resolve_follow(&state, dirfd, path, follow)?;
+            let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
             // O_NONBLOCK: a FIFO there doesn't wait for a writer (it is
             // refused below).
-            let fd = self.open_inside(&resolved, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+            let fd =
+                self.open_inside(&resolved, libc::O_RDONLY | libc::O_NONBLOCK | nofollow, 0)?;
             (fd, resolved.absolute)
         };
         let file = std::fs::File::from(fd);
@@ -461,6 +509,14 @@ fn io_errno(error: std::io::Error) -> i64 {
 }
 
 /// All of `file`, `too_big` if it holds more than `limit` bytes.
+/// EACCES unless some execute bit is set.
+fn check_executable(metadata: &std::fs::Metadata) -> Result<(), i64> {
+    match std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o111 {
+        0 => Err(i64::from(libc::EACCES)),
+        _ => Ok(()),
+    }
+}
+
 fn read_whole(
     file: std::fs::File,
     metadata: &std::fs::Metadata,
