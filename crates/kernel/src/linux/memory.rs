@@ -367,21 +367,31 @@ fn map_shared_memory(address: u64, len: u64, prot: u64, placement: Placement) ->
         offset: 0,
     };
     let start = map_file(request, |start, end| {
-        let range = FileRange {
-            start,
-            end,
-            may_write: true,
-        };
-        FILE_RANGES.lock().insert(range)?;
-        let result = offload::call(Opcode::MapSharedMemory, [start, end - start, 0, 0, 0, 0]);
-        if result < 0 {
-            let _ = FILE_RANGES.lock().remove(start, end);
-            return Err(-result);
-        }
-        Ok(())
+        shown_by_host(start, end, true, || {
+            offload::call(Opcode::MapSharedMemory, [start, end - start, 0, 0, 0, 0])
+        })
+        .map(|_| ())
     })?;
     let access = region_access(prot) | flags::SHARED;
     record(start, len, 0, names::ANONYMOUS, access)
+}
+
+/// Records `start..end` as memory the host shows from a file, then asks
+/// the host to with `call`: its non-negative answer, or its errno with the
+/// record taken back.
+fn shown_by_host(start: u64, end: u64, may_write: bool, call: impl FnOnce() -> i64) -> SysResult {
+    let range = FileRange {
+        start,
+        end,
+        may_write,
+    };
+    FILE_RANGES.lock().insert(range)?;
+    let result = call();
+    if result < 0 {
+        let _ = FILE_RANGES.lock().remove(start, end);
+        return Err(-result);
+    }
+    Ok(result as u64)
 }
 
 /// Whether the word at `address` lies in memory the host shows from a
@@ -404,28 +414,20 @@ fn map_shared_file(request: FileMap) -> SysResult {
     }
     let mut name = names::ANONYMOUS;
     let start = map_file(request, |start, end| {
-        let range = FileRange {
-            start,
-            end,
-            may_write: false,
-        };
-        FILE_RANGES.lock().insert(range)?;
-        let result = offload::call(
-            Opcode::MapFile,
-            [
-                fd as u64,
-                start,
-                end - start,
-                request.prot,
-                request.offset,
-                0,
-            ],
-        );
+        let result = shown_by_host(start, end, false, || {
+            offload::call(
+                Opcode::MapFile,
+                [
+                    fd as u64,
+                    start,
+                    end - start,
+                    request.prot,
+                    request.offset,
+                    0,
+                ],
+            )
+        })?;
         let mut ranges = FILE_RANGES.lock();
-        if result < 0 {
-            let _ = ranges.remove(start, end);
-            return Err(-result);
-        }
         let count = ranges.count;
         if let Some(mine) = ranges.ranges[..count]
             .iter_mut()
