@@ -211,6 +211,43 @@ fn proc_shows_the_isles_other_processes_as_natively() {
     );
 }
 
+/// A forked child's /proc is its own: its /proc/stat counts its own CPU
+/// time, not the parent's that it was forked from (isle only: natively
+/// /proc/stat is the whole machine's).
+#[test]
+fn a_forked_childs_proc_stat_counts_its_own_time() {
+    let Some(busybox) = require(tool("/bin/busybox", "busybox-static")) else {
+        return;
+    };
+    let _slot = isle_slot();
+    // The shell spins a while (no syscalls), then reads its /proc/stat,
+    // and a subshell, a fork, reads its own.
+    let script = r#"
+        i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done
+        read label parent rest < /proc/stat
+        ( read label child rest < /proc/stat; echo "$parent $child" )
+    "#;
+    let output = atoll()
+        .arg("run")
+        .arg(&busybox)
+        .args(["sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let ticks: Vec<u64> = stdout(&output)
+        .split_whitespace()
+        .map(|field| field.parse().unwrap())
+        .collect();
+    let [parent, child] = ticks[..] else {
+        panic!("{}", stdout(&output));
+    };
+    assert!(parent >= 10, "the spin took {parent} ticks");
+    assert!(
+        child * 2 < parent,
+        "the child shows {child} of the parent's {parent} ticks"
+    );
+}
+
 /// GNU make -j2 (its jobserver waits in pselect with SIGCHLD let through),
 /// recipes that run shell commands and a pipeline: as natively.
 #[test]

@@ -585,6 +585,7 @@ fn boot_child(resume: &Resume) -> Result<Outcome, crate::isle::IsleError> {
     let mut facts = (*resume.files.facts()).clone();
     (facts.identity.pid, facts.identity.ppid) = (std::process::id(), parent);
     resume.files.set_isle_facts(facts);
+    resume.files.reopen_own_sources();
     host_process::release_inherited_vm();
     let mut backend = backend::open(&resume.backend, resume.cpu_count, resume.ram.size())?;
     let cpu = backend.prepare(&BootPlan {

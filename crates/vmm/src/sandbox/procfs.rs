@@ -166,15 +166,30 @@ pub(super) struct HostSources {
     cpuinfo: String,
     boot_time: String,
     /// The monitor's own /proc/self/status and stat, re-read from offset
-    /// 0 each time (procfs makes them anew).
-    own_status: Option<std::fs::File>,
-    own_stat: Option<std::fs::File>,
+    /// 0 each time (procfs makes them anew); a forked child opens its own.
+    own: std::sync::RwLock<OwnSources>,
     /// An empty directory, already removed: what the isle's /proc and /sys
     /// directories open as (their entries are listed by the monitor).
     empty_directory: Option<OwnedFd>,
     /// A symlink, already removed (O_PATH): what lstat and statx see of
     /// the isle's /proc links (readlink asks the monitor for the target).
     link: Option<OwnedFd>,
+}
+
+/// The monitor process's own /proc files, opened while it can reach them.
+#[derive(Default)]
+struct OwnSources {
+    status: Option<std::fs::File>,
+    stat: Option<std::fs::File>,
+}
+
+impl OwnSources {
+    fn open() -> Self {
+        Self {
+            status: std::fs::File::open("/proc/self/status").ok(),
+            stat: std::fs::File::open("/proc/self/stat").ok(),
+        }
+    }
 }
 
 impl HostSources {
@@ -190,8 +205,7 @@ impl HostSources {
         Self {
             cpuinfo: std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
             boot_time,
-            own_status: std::fs::File::open("/proc/self/status").ok(),
-            own_stat: std::fs::File::open("/proc/self/stat").ok(),
+            own: std::sync::RwLock::new(OwnSources::open()),
             empty_directory: removed_directory(),
             link: removed_symlink(),
         }
@@ -291,6 +305,18 @@ impl Files {
     /// monitor is confined, when it can still reach its own /proc.
     pub fn read_host_sources(&mut self) {
         self.host = HostSources::read();
+    }
+
+    /// In a forked child, before it is confined: its /proc/self files are
+    /// its own, not the ones its parent opened.
+    pub fn reopen_own_sources(&self) {
+        *self.host.own.write().unwrap_or_else(|e| e.into_inner()) = OwnSources::open();
+    }
+
+    /// The monitor's own /proc/self/status and stat, as they read now.
+    fn own_status_and_stat(&self) -> (String, String) {
+        let own = self.host.own.read().unwrap_or_else(|e| e.into_inner());
+        (reread(&own.status), reread(&own.stat))
     }
 
     fn entry(&self, state: &State, absolute: &str) -> Result<Entry, i64> {
@@ -490,7 +516,9 @@ impl Files {
     /// of it resident is what is used.
     fn meminfo(&self) -> String {
         let total_kib = self.facts().memory_bytes / 1024;
-        let resident_kib = reread(&self.host.own_status)
+        let resident_kib = self
+            .own_status_and_stat()
+            .0
             .lines()
             .find_map(|line| line.strip_prefix("RssAnon:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
@@ -520,7 +548,7 @@ impl Files {
         let cpus = self.facts().host_cpus.len().max(1) as u64;
         // The monitor's user and system time in clock ticks (fields 14 and
         // 15 of its own stat, after the parenthesized name).
-        let own = reread(&self.host.own_stat);
+        let own = self.own_status_and_stat().1;
         let fields: Vec<u64> = own
             .rsplit_once(')')
             .map(|(_, rest)| {
