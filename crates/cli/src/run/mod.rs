@@ -149,6 +149,9 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         memory_held,
         args.wait,
     )?;
+    // From here a terminating signal must give the registration back,
+    // whether the isle runs yet or has already ended.
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, Some(registration.id));
     let vcpu_cores: Vec<usize> = registration
         .grant
         .cpus
@@ -237,7 +240,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
         numa_node: registration.grant.node,
     };
     let outcome = atoll_vmm::run(config);
-    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, None);
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, Some(registration.id));
     drop(tmp);
     let mut registration = registration;
     let ended = match outcome {
@@ -260,6 +263,7 @@ pub fn run(args: RunArgs) -> Result<i32, CliError> {
             .as_ref()
             .map_or_else(CliError::status, |status| *status),
     );
+    *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = (None, None);
     ended
 }
 
