@@ -59,13 +59,18 @@ pub(super) fn exec(ram: &GuestRam, files: &Files, a: [u64; 6]) -> Result<i64, i6
     for level in 0..=MAX_INTERPRETERS {
         // The program itself as execveat's flags say; its interpreters
         // as execve finds them.
-        // /proc/self/exe is the program this process runs, wherever it
-        // came from (a host program may be on no path of the isle's).
-        let own = files.own_exe(&program).zip(crate::process::program());
-        let (image, exe_path) = match (level, own) {
-            (0, _) if of_fd => files.executable_fd(dirfd as i64, MAX_PROGRAM)?,
-            (0, Some((path, image))) if follow => (image.to_vec(), path),
-            (0, _) => files.executable_following(dirfd as i64, &program, follow, MAX_PROGRAM)?,
+        let (image, exe_path) = match level {
+            0 if of_fd => files.executable_fd(dirfd as i64, MAX_PROGRAM)?,
+            // /proc/self/exe is the program this process runs, wherever it
+            // came from (a host program may be on no path of the isle's).
+            0 => match files
+                .own_exe(&program)
+                .filter(|_| follow)
+                .zip(crate::process::program())
+            {
+                Some((path, image)) => (image.to_vec(), path),
+                None => files.executable_following(dirfd as i64, &program, follow, MAX_PROGRAM)?,
+            },
             _ => files.executable(i64::from(libc::AT_FDCWD), &program, MAX_PROGRAM)?,
         };
         if level == 0 && of_fd {

@@ -313,10 +313,21 @@ impl Files {
         *self.host.own.write().unwrap_or_else(|e| e.into_inner()) = OwnSources::open();
     }
 
-    /// The monitor's own /proc/self/status and stat, as they read now.
-    fn own_status_and_stat(&self) -> (String, String) {
-        let own = self.host.own.read().unwrap_or_else(|e| e.into_inner());
-        (reread(&own.status), reread(&own.stat))
+    /// The monitor's own /proc/self/status, as it reads now.
+    fn monitor_status(&self) -> String {
+        reread(
+            &self
+                .host
+                .own
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .status,
+        )
+    }
+
+    /// The monitor's own /proc/self/stat, as it reads now.
+    fn monitor_stat(&self) -> String {
+        reread(&self.host.own.read().unwrap_or_else(|e| e.into_inner()).stat)
     }
 
     fn entry(&self, state: &State, absolute: &str) -> Result<Entry, i64> {
@@ -517,8 +528,7 @@ impl Files {
     fn meminfo(&self) -> String {
         let total_kib = self.facts().memory_bytes / 1024;
         let resident_kib = self
-            .own_status_and_stat()
-            .0
+            .monitor_status()
             .lines()
             .find_map(|line| line.strip_prefix("RssAnon:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
@@ -548,7 +558,7 @@ impl Files {
         let cpus = self.facts().host_cpus.len().max(1) as u64;
         // The monitor's user and system time in clock ticks (fields 14 and
         // 15 of its own stat, after the parenthesized name).
-        let own = self.own_status_and_stat().1;
+        let own = self.monitor_stat();
         let fields: Vec<u64> = own
             .rsplit_once(')')
             .map(|(_, rest)| {
